@@ -1,0 +1,154 @@
+"""Collect one `Facts` snapshot: cheap local reads first, then the slow probes in parallel threads,
+each with its own timeout, all under one global deadline.
+
+Threads are daemons: a probe stuck in a driver call cannot keep the process alive, and its section of
+the snapshot stays empty with status `timeout`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from echopanel_setup import __version__, envconfig, knowledge, paths
+from echopanel_setup.facts import gpu, local, network, platform, pyenv
+from echopanel_setup.facts.model import Facts, ProbeInfo
+
+GLOBAL_DEADLINE_S = 10.0
+
+
+@dataclass
+class Options:
+    python: str | None = None
+    port: int | None = None
+    offline: bool = False
+    model_dir: str | None = None
+    config: str | None = None
+    url: str | None = None
+
+
+@dataclass
+class _Probe:
+    name: str
+    timeout_s: float
+    run: Callable[[], Any]
+    assign: Callable[[Facts, Any], None]
+
+
+def config_path(opts: Options) -> Path:
+    return Path(opts.config).expanduser() if opts.config else paths.echopanel_config_path()
+
+
+def collect(opts: Options, on_wait: Callable[[list[str]], None] | None = None) -> Facts:
+    """Probe this machine. `on_wait(pending)` is called while slow probes are still running."""
+    facts = Facts(tool_version=__version__, collected_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    python, source = pyenv.discover(opts.python)  # BadPythonError surfaces before any work
+
+    facts.config = _timed(facts, "config", lambda: local.probe_config(config_path(opts)))
+    configured_url = opts.url or facts.config.values.get(envconfig.URL)
+    port = opts.port or _local_port(configured_url) or int(knowledge.load()["server"]["default_port"])
+    facts.port = _timed(facts, "port", lambda: local.probe_port(port))
+
+    state = paths.read_state()
+    model_dir = Path(opts.model_dir or state.get("model_dir") or paths.default_model_dir()).expanduser()
+    server_url = _server_url(configured_url, facts, opts.offline)
+    creds = network.credentials(facts.config.values)
+    creds.offline = opts.offline
+
+    probes = [
+        _Probe("platform", 3.0, platform.probe, lambda f, v: setattr(f, "platform", v)),
+        _Probe("gpu", 6.0, gpu.probe, lambda f, v: setattr(f, "gpu", v)),
+        _Probe("pyenv", pyenv.PROBE_TIMEOUT_S + 1, lambda: pyenv.probe(python, source), lambda f, v: setattr(f, "pyenv", v)),
+        _Probe("disk", 3.0, lambda: local.probe_disk(model_dir), lambda f, v: setattr(f, "disk", v)),
+        _Probe("model", 3.0, lambda: local.probe_model(model_dir, state.get("serve_dir")), lambda f, v: setattr(f, "model", v)),
+        _Probe("client", 3.0, local.probe_client, lambda f, v: setattr(f, "client", v)),
+    ]
+    if server_url or not opts.offline:
+        probes.append(
+            _Probe("network", 3.0, lambda: network.probe(creds, server_url, external=not opts.offline), lambda f, v: None)
+        )
+    facts.network = creds
+    # Sections whose probe does not finish keep these defaults, which name the interpreter and paths.
+    facts.pyenv.python, facts.pyenv.source = python, source
+    facts.disk.path = facts.model.path = str(model_dir)
+    _run_parallel(facts, probes, on_wait)
+    return facts
+
+
+def _local_port(url: str | None) -> int | None:
+    if url and envconfig.is_local_url(url) and envconfig.validate_url(url) is None:
+        from urllib.parse import urlsplit
+
+        return urlsplit(url).port
+    return None
+
+
+def _server_url(configured: str | None, facts: Facts, offline: bool) -> str | None:
+    """The vLLM server to ask: the configured URL, else a local listener on the port.
+
+    Offline runs only ask a loopback server that accepts connections (no network, and no httpx import).
+    """
+    if configured and envconfig.validate_url(configured) is None:
+        if not offline:
+            return configured
+        if envconfig.is_local_url(configured):
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(configured)
+            return configured if local.port_accepts(parts.hostname or "127.0.0.1", parts.port or 80) else None
+        return None
+    if facts.port.free is False and local.port_accepts("127.0.0.1", facts.port.port):
+        return f"http://127.0.0.1:{facts.port.port}"
+    return None
+
+
+def _timed(facts: Facts, name: str, fn: Callable[[], Any]) -> Any:
+    start = time.perf_counter()
+    value = fn()
+    facts.probes.append(ProbeInfo(name=name, duration_ms=round((time.perf_counter() - start) * 1000, 1)))
+    return value
+
+
+def _run_parallel(facts: Facts, probes: list[_Probe], on_wait: Callable[[list[str]], None] | None) -> None:
+    results: dict[str, tuple[str, Any, float]] = {}
+    lock = threading.Lock()
+
+    def worker(p: _Probe) -> None:
+        start = time.perf_counter()
+        try:
+            value, status = p.run(), "ok"
+        except Exception as exc:  # noqa: BLE001 - a crashed probe becomes a result, never aborts doctor
+            value, status = f"{type(exc).__name__}: {exc}", "crashed"
+        with lock:
+            results[p.name] = (status, value, (time.perf_counter() - start) * 1000)
+
+    started = time.perf_counter()
+    threads = {p.name: threading.Thread(target=worker, args=(p,), daemon=True, name=f"probe-{p.name}") for p in probes}
+    for t in threads.values():
+        t.start()
+    global_deadline = started + GLOBAL_DEADLINE_S
+    for p in probes:
+        while True:
+            limit = min(started + p.timeout_s, global_deadline)
+            threads[p.name].join(timeout=min(0.1, max(0.0, limit - time.perf_counter())))
+            if not threads[p.name].is_alive() or time.perf_counter() >= limit:
+                break
+            if on_wait and time.perf_counter() - started > 0.3:
+                with lock:
+                    on_wait([q.name for q in probes if q.name not in results])
+    with lock:
+        for p in probes:
+            if p.name not in results:
+                facts.probes.append(ProbeInfo(p.name, round(p.timeout_s * 1000, 1), "timeout", f"no answer within {p.timeout_s:.0f} s"))
+                continue
+            status, value, ms = results[p.name]
+            if status == "ok":
+                p.assign(facts, value)
+                facts.probes.append(ProbeInfo(p.name, round(ms, 1)))
+            else:
+                facts.probes.append(ProbeInfo(p.name, round(ms, 1), status, value))

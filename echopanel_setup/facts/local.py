@@ -1,0 +1,148 @@
+"""Facts about this machine's files and sockets: disk, the model dir, the port, EchoPanel's config and
+the client packages in our own environment. All cheap; none touches the network."""
+
+from __future__ import annotations
+
+import errno
+import json
+import mmap
+import os
+import re
+import shutil
+import socket
+from importlib import metadata
+from pathlib import Path
+
+from echopanel_setup import envconfig, knowledge
+from echopanel_setup.facts.model import ClientFacts, ConfigFacts, DiskFacts, ModelFacts, PortFacts
+
+MIB = 1024 * 1024
+CLIENT_PACKAGES = ("websockets", "mistralai", "httpx", "huggingface_hub")
+_DELAY = re.compile(rb'"transcription_delay_ms"\s*:\s*(\d+)')
+_AUDIO = re.compile(rb'"audio"\s*:\s*\{')
+
+
+def probe_disk(model_dir: Path) -> DiskFacts:
+    """Free space where the model goes (the nearest existing parent if the dir does not exist yet)."""
+    checked = model_dir
+    while not checked.exists() and checked.parent != checked:
+        checked = checked.parent
+    facts = DiskFacts(path=str(model_dir), checked_path=str(checked))
+    try:
+        usage = shutil.disk_usage(checked)
+    except OSError:
+        return facts
+    facts.free_mib, facts.total_mib = usage.free // MIB, usage.total // MIB
+    return facts
+
+
+def read_tekken_delay(tekken: Path) -> int | None:
+    """`audio.transcription_delay_ms` from tekken.json without parsing 15 MB of vocabulary."""
+    try:
+        with tekken.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            audio = _AUDIO.search(mm)
+            match = _DELAY.search(mm, audio.end() if audio else 0) or _DELAY.search(mm)
+    except (OSError, ValueError):
+        return None
+    return int(match.group(1)) if match else None
+
+
+def probe_model(model_dir: Path, serve_dir: str | None) -> ModelFacts:
+    k = knowledge.load()["model"]
+    facts = ModelFacts(path=str(model_dir), exists=model_dir.is_dir())
+    for name in k["files"]:
+        p = model_dir / name
+        facts.files[name] = p.stat().st_size if p.is_file() else None
+    manifest_path = model_dir / k["manifest_name"]
+    if not manifest_path.exists():
+        facts.manifest = "absent"
+    else:
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            entries = manifest["files"]
+            facts.manifest = "present"
+            facts.commit = manifest.get("commit")
+            facts.verified = all(
+                facts.files.get(name) is not None and facts.files[name] == entries[name]["size"] for name in k["files"]
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            facts.manifest = "unreadable"
+            facts.verified = False
+    served = Path(serve_dir) if serve_dir and Path(serve_dir).is_dir() else model_dir
+    facts.serve_dir = str(served) if served != model_dir else None
+    facts.delay_ms = read_tekken_delay(served / "tekken.json")
+    return facts
+
+
+def probe_port(port: int) -> PortFacts:
+    """Is the port free for vLLM to bind on all interfaces? If not, who holds it."""
+    facts = PortFacts(port=port)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", port))
+            facts.free = True
+            return facts
+        except OSError as exc:
+            facts.free = False
+            if exc.errno != errno.EADDRINUSE:
+                facts.holder_name = f"cannot bind: {exc.strerror}"
+                return facts
+    _find_holder(facts)
+    return facts
+
+
+def _find_holder(facts: PortFacts) -> None:
+    import psutil
+
+    try:
+        conns = psutil.net_connections(kind="inet")
+    except (psutil.AccessDenied, OSError):
+        return
+    for c in conns:
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == facts.port and c.pid:
+            facts.holder_pid = c.pid
+            try:
+                proc = psutil.Process(c.pid)
+                facts.holder_name = proc.name()
+                facts.holder_cmdline = " ".join(proc.cmdline())[:300]
+            except (psutil.Error, OSError):
+                pass
+            return
+
+
+def probe_config(path: Path) -> ConfigFacts:
+    """EchoPanel's env file merged with the process environment (which EchoPanel also reads)."""
+    facts = ConfigFacts(path=str(path), exists=path.is_file())
+    values: dict[str, str] = {}
+    if facts.exists:
+        try:
+            parsed = envconfig.read(path)
+            values, facts.errors = parsed.values, parsed.errors
+        except (OSError, UnicodeDecodeError) as exc:
+            facts.errors = [f"cannot read: {exc}"]
+    for key in envconfig.KEYS:
+        if key in os.environ:
+            values[key] = os.environ[key]
+            facts.from_environment.append(key)
+    facts.values = {k: ("<set>" if k in envconfig.SECRET_KEYS and v else v) for k, v in values.items()}
+    return facts
+
+
+def probe_client() -> ClientFacts:
+    facts = ClientFacts()
+    for name in CLIENT_PACKAGES:
+        try:
+            facts.packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            facts.packages[name] = None
+    return facts
+
+
+def port_accepts(host: str, port: int, timeout: float = 0.3) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+

@@ -1,0 +1,231 @@
+"""The `Facts` snapshot: everything the probes learned about this machine, as plain data.
+
+Checks are pure functions of a `Facts`, so a snapshot saved on one machine (`doctor --save-facts`) can be
+replayed anywhere (`doctor --facts FILE`). Secrets never enter a snapshot: keys and tokens are recorded as
+presence only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+FACTS_SCHEMA_VERSION = 1
+
+
+@dataclass
+class ProbeInfo:
+    """How one probe went: its wall time and whether it finished."""
+
+    name: str
+    duration_ms: float = 0.0
+    status: str = "ok"  # ok | timeout | crashed | skipped
+    error: Optional[str] = None
+
+
+@dataclass
+class PlatformFacts:
+    system: str = ""  # Linux | Darwin | Windows
+    release: str = ""
+    kernel: str = ""
+    distro: Optional[str] = None
+    arch: str = ""
+    is_wsl: bool = False
+    container: Optional[str] = None  # docker | podman | kubernetes | lxc | container
+    apple_silicon: Optional[bool] = None
+    rosetta: Optional[bool] = None
+    cpu: Optional[str] = None
+    ram_total_mib: Optional[int] = None
+    shm_total_mib: Optional[int] = None
+    python: str = ""  # our own interpreter's version
+
+
+@dataclass
+class GpuProcess:
+    pid: int
+    name: str = ""
+    used_mib: Optional[int] = None
+
+
+@dataclass
+class GpuDevice:
+    index: int
+    name: str
+    memory_total_mib: int
+    memory_free_mib: Optional[int] = None
+    memory_used_mib: Optional[int] = None
+    compute_capability: Optional[str] = None  # "8.9"
+    mig_mode: Optional[str] = None  # Enabled | Disabled | None when not supported
+    processes: list[GpuProcess] = field(default_factory=list)
+
+
+@dataclass
+class GpuFacts:
+    source: str = "none"  # nvml | nvidia-smi | metal | none
+    error: Optional[str] = None  # why NVML / nvidia-smi gave nothing, in their words
+    driver_version: Optional[str] = None
+    cuda_driver_version: Optional[str] = None  # the newest CUDA the driver supports, "12.4"
+    cuda_visible_devices: Optional[str] = None
+    devices: list[GpuDevice] = field(default_factory=list)
+    metal: Optional[bool] = None  # Apple GPU with Metal
+    apple_gpu: Optional[str] = None
+
+
+@dataclass
+class PyEnvFacts:
+    """The interpreter that runs (or will run) vLLM, read from the outside."""
+
+    python: Optional[str] = None
+    source: str = "current"  # --python | recorded | vllm-on-path | current
+    ok: bool = False
+    error: Optional[str] = None
+    version: Optional[str] = None
+    prefix: Optional[str] = None
+    is_venv: Optional[bool] = None
+    packages: dict[str, Optional[str]] = field(default_factory=dict)
+    torch_cuda: Optional[str] = None  # torch.version.cuda, read from torch/version.py
+    vllm_tokenizer_group_max_loras: Optional[bool] = None
+    transformers_mistral_rejects_kwargs: Optional[bool] = None
+
+
+@dataclass
+class DiskFacts:
+    path: str = ""
+    checked_path: str = ""  # the nearest existing parent that was measured
+    free_mib: Optional[int] = None
+    total_mib: Optional[int] = None
+
+
+@dataclass
+class ModelFacts:
+    path: str = ""
+    exists: bool = False
+    files: dict[str, Optional[int]] = field(default_factory=dict)  # name -> size in bytes, None if absent
+    manifest: Optional[str] = None  # absent | present | unreadable
+    verified: Optional[bool] = None
+    commit: Optional[str] = None
+    delay_ms: Optional[int] = None  # audio.transcription_delay_ms of the dir vLLM will serve
+    serve_dir: Optional[str] = None  # a delay variant recorded by `serve`, if any
+
+
+@dataclass
+class HttpProbe:
+    url: str
+    reachable: bool = False
+    status: Optional[int] = None
+    error: Optional[str] = None
+    elapsed_ms: Optional[float] = None
+
+
+@dataclass
+class ServerFacts:
+    url: str
+    health: Optional[int] = None
+    version: Optional[str] = None
+    models: Optional[list[str]] = None
+    error: Optional[str] = None
+    auth_required: bool = False
+
+
+@dataclass
+class NetworkFacts:
+    offline: bool = False
+    proxies: dict[str, str] = field(default_factory=dict)  # variable -> proxy URL with credentials removed
+    hf_token: bool = False
+    mistral_api_key: Optional[str] = None  # name of the variable that holds a key, never the key
+    vllm_api_key: bool = False
+    hf: Optional[HttpProbe] = None
+    mistral: Optional[HttpProbe] = None
+    server: Optional[ServerFacts] = None
+
+
+@dataclass
+class PortFacts:
+    port: int = 8000
+    free: Optional[bool] = None
+    holder_pid: Optional[int] = None
+    holder_name: Optional[str] = None
+    holder_cmdline: Optional[str] = None
+
+
+@dataclass
+class ConfigFacts:
+    """EchoPanel's env file as found; secret values are replaced by '<set>'."""
+
+    path: str = ""
+    exists: bool = False
+    values: dict[str, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    from_environment: list[str] = field(default_factory=list)  # keys that the process environment overrides
+
+
+@dataclass
+class ClientFacts:
+    """Packages that `smoke` and API mode need, in echopanel-setup's own environment."""
+
+    packages: dict[str, Optional[str]] = field(default_factory=dict)
+
+
+@dataclass
+class Facts:
+    schema_version: int = FACTS_SCHEMA_VERSION
+    tool_version: str = ""
+    collected_at: str = ""
+    platform: PlatformFacts = field(default_factory=PlatformFacts)
+    gpu: GpuFacts = field(default_factory=GpuFacts)
+    pyenv: PyEnvFacts = field(default_factory=PyEnvFacts)
+    disk: DiskFacts = field(default_factory=DiskFacts)
+    model: ModelFacts = field(default_factory=ModelFacts)
+    network: NetworkFacts = field(default_factory=NetworkFacts)
+    port: PortFacts = field(default_factory=PortFacts)
+    config: ConfigFacts = field(default_factory=ConfigFacts)
+    client: ClientFacts = field(default_factory=ClientFacts)
+    probes: list[ProbeInfo] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Facts:
+        """Rebuild a snapshot; unknown keys are ignored so older tools read newer snapshots."""
+        if not isinstance(data, dict):
+            raise ValueError("a facts snapshot is a JSON object")
+        version = data.get("schema_version", FACTS_SCHEMA_VERSION)
+        if not isinstance(version, int) or version > FACTS_SCHEMA_VERSION:
+            raise ValueError(f"facts schema_version {version!r} is newer than this tool understands")
+        return _build(cls, data)
+
+
+def _build(tp: Any, value: Any) -> Any:
+    """Turn JSON-shaped `value` into an instance of the annotated type `tp`."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return None if value is None else _build(args[0], value)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ValueError(f"expected an object for {tp.__name__}, got {type(value).__name__}")
+        hints = typing.get_type_hints(tp)
+        kwargs = {f.name: _build(hints[f.name], value[f.name]) for f in dataclasses.fields(tp) if f.name in value}
+        try:
+            return tp(**kwargs)
+        except TypeError as exc:
+            raise ValueError(f"{tp.__name__}: {exc}") from None
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ValueError(f"expected a list, got {type(value).__name__}")
+        return [_build(item, v) for v in value]
+    if origin is dict:
+        _, item = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ValueError(f"expected an object, got {type(value).__name__}")
+        return {str(k): _build(item, v) for k, v in value.items()}
+    if tp is float and isinstance(value, int):
+        return float(value)
+    if tp in (int, float, str, bool) and not isinstance(value, tp):
+        raise ValueError(f"expected {tp.__name__}, got {value!r}")
+    return value

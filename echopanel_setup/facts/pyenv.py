@@ -1,0 +1,115 @@
+"""The target Python: the interpreter that runs (or will run) vLLM, inspected from outside.
+
+Order: `--python PATH`, else the venv `install vllm` recorded, else the interpreter behind a `vllm` on
+PATH, else the current one. Versions are read in that interpreter by a timed subprocess that reads
+package metadata and never imports the packages themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from echopanel_setup import knowledge, paths
+from echopanel_setup.facts.model import PyEnvFacts
+
+PROBE_TIMEOUT_S = 8.0
+_SCRIPT = Path(__file__).with_name("_target_probe.py")
+
+
+class BadPythonError(ValueError):
+    """`--python` names something that is not a runnable interpreter (a usage error, exit 2)."""
+
+
+def resolve_explicit(path: str) -> str:
+    """Accept an interpreter or a venv directory; raise BadPythonError with what to do otherwise."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        for candidate in (p / "bin" / "python", p / "Scripts" / "python.exe"):
+            if candidate.exists():
+                return str(candidate)
+        raise BadPythonError(f"--python {path}: a directory with no bin/python; pass the interpreter or the venv root")
+    if not p.exists():
+        raise BadPythonError(f"--python {path}: no such file; pass the python of the venv that runs vLLM")
+    if not os.access(p, os.X_OK):
+        raise BadPythonError(f"--python {path}: not executable")
+    return str(p)
+
+
+def discover(explicit: str | None) -> tuple[str, str]:
+    """(interpreter, how it was chosen)."""
+    if explicit:
+        return resolve_explicit(explicit), "--python"
+    venv = paths.read_state().get("vllm_venv")
+    if venv:
+        py = Path(venv) / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+        if py.exists():
+            return str(py), "recorded"
+    vllm = shutil.which("vllm")
+    if vllm:
+        py = _shebang_python(Path(vllm))
+        if py:
+            return py, "vllm-on-path"
+    return sys.executable, "current"
+
+
+def _shebang_python(script: Path) -> str | None:
+    try:
+        with script.open("rb") as fh:
+            first = fh.readline(512).decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+    if not first.startswith("#!"):
+        return None
+    parts = first[2:].split()
+    if not parts:
+        return None
+    if Path(parts[0]).name == "env" and len(parts) > 1:
+        return shutil.which(parts[1])
+    return parts[0] if Path(parts[0]).exists() else None
+
+
+def probe(python: str, source: str) -> PyEnvFacts:
+    facts = PyEnvFacts(python=python, source=source)
+    k = knowledge.load()["tokenizer_kwargs"]
+    markers = json.dumps(
+        {
+            "vllm_file": k["vllm_file_marker"],
+            "vllm_text": k["vllm_text_marker"],
+            "transformers_file": k["transformers_file_marker"],
+            "transformers_text": k["transformers_text_marker"],
+        }
+    )
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    try:
+        out = subprocess.run(
+            [python, str(_SCRIPT), markers], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, env=env
+        )
+    except subprocess.TimeoutExpired:
+        facts.error = f"{python} did not answer within {PROBE_TIMEOUT_S:.0f} s"
+        return facts
+    except OSError as exc:
+        facts.error = f"{python} could not be run: {exc.strerror or exc}"
+        return facts
+    if out.returncode != 0:
+        last = (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]
+        facts.error = f"{python} failed: {last}"
+        return facts
+    try:
+        data = json.loads(out.stdout)
+    except ValueError:
+        facts.error = f"{python} printed something that is not the probe's JSON"
+        return facts
+    facts.ok = True
+    facts.version = data.get("version")
+    facts.prefix = data.get("prefix")
+    facts.is_venv = data.get("is_venv")
+    facts.packages = data.get("packages") or {}
+    facts.torch_cuda = data.get("torch_cuda")
+    facts.vllm_tokenizer_group_max_loras = data.get("vllm_tokenizer_group_max_loras")
+    facts.transformers_mistral_rejects_kwargs = data.get("transformers_mistral_rejects_kwargs")
+    return facts

@@ -1,0 +1,66 @@
+"""Where things live: EchoPanel's config, and our own data and state (never mixed with EchoPanel's).
+
+Locations follow platformdirs, so XDG_CONFIG_HOME / XDG_DATA_HOME / XDG_STATE_HOME move them on Linux.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+APP = "echopanel-setup"
+ECHOPANEL_APP = "echopanel"
+ECHOPANEL_ENV_NAME = "echopanel.env"
+MODEL_DIR_NAME = "Voxtral-Mini-4B-Realtime-2602"
+
+
+def echopanel_config_path() -> Path:
+    """EchoPanel's env file, as DEVELOPERS.md defines it."""
+    return Path(platformdirs.user_config_dir(ECHOPANEL_APP)) / ECHOPANEL_ENV_NAME
+
+
+def data_dir() -> Path:
+    """Our large files: the model and the vLLM venv."""
+    return Path(platformdirs.user_data_dir(APP))
+
+
+def state_dir() -> Path:
+    """Our small state: what install/serve recorded, crash reports."""
+    return Path(platformdirs.user_state_dir(APP))
+
+
+def default_model_dir() -> Path:
+    return data_dir() / "models" / MODEL_DIR_NAME
+
+
+def default_venv_dir() -> Path:
+    return data_dir() / "vllm-venv"
+
+
+def state_file() -> Path:
+    return state_dir() / "state.json"
+
+
+def read_state() -> dict[str, Any]:
+    """What install and serve recorded (venv, model dir, serve dir). Missing or unreadable means nothing."""
+    try:
+        data = json.loads(state_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_state(updates: dict[str, Any]) -> Path:
+    """Merge `updates` into the state file atomically (a crash never leaves half a file)."""
+    path = state_file()
+    data = read_state()
+    data.update(updates)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
