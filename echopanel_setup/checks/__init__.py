@@ -1,0 +1,166 @@
+"""The check registry: each check is a pure function of a `Facts` snapshot and the mode.
+
+A check declares, per mode, whether it is `required` (a failure fails doctor) or `advisory` (a failure
+is reported but only fails with --strict); modes it does not list skip it. The modules below register
+their checks on import, in the order doctor prints them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from echopanel_setup.facts.model import Facts
+
+MODES = ("local", "remote", "api")
+REQUIRED = "required"
+ADVISORY = "advisory"
+
+
+class Status(str, Enum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+    SKIP = "skip"
+    CRASHED = "crashed"
+    TIMEOUT = "timeout"
+
+
+@dataclass
+class Fix:
+    """What to do: prose plus commands a user can paste."""
+
+    text: str
+    commands: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    """What a check function returns."""
+
+    status: Status
+    summary: str
+    details: list[str] = field(default_factory=list)
+    fix: Fix | None = None
+
+
+@dataclass
+class CheckResult:
+    id: str
+    title: str
+    category: str
+    status: Status
+    required: bool
+    summary: str
+    details: list[str] = field(default_factory=list)
+    fix: Fix | None = None
+    duration_ms: float = 0.0
+
+    @property
+    def counts_as_failure(self) -> bool:
+        return self.required and self.status in (Status.FAIL, Status.CRASHED, Status.TIMEOUT)
+
+    @property
+    def is_problem(self) -> bool:
+        return self.status in (Status.WARN, Status.FAIL, Status.CRASHED, Status.TIMEOUT)
+
+
+CheckFn = Callable[[Facts, str], Outcome]
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    title: str
+    category: str
+    modes: dict[str, str]
+    probes: tuple[str, ...]
+    fn: CheckFn
+
+
+REGISTRY: list[Check] = []
+
+
+def check(
+    id: str,
+    title: str,
+    category: str,
+    probes: tuple[str, ...],
+    local: str | None = None,
+    remote: str | None = None,
+    api: str | None = None,
+) -> Callable[[CheckFn], CheckFn]:
+    """Register a check; `local`/`remote`/`api` say how much it matters in each mode."""
+
+    def register(fn: CheckFn) -> CheckFn:
+        modes = {m: v for m, v in (("local", local), ("remote", remote), ("api", api)) if v}
+        REGISTRY.append(Check(id, title, category, modes, probes, fn))
+        return fn
+
+    return register
+
+
+def all_checks() -> list[Check]:
+    """Every registered check, in print order (importing the modules registers them)."""
+    # Import order is print order: what the machine is, then what runs on it, then how it connects.
+    from echopanel_setup.checks import platform, gpu, stack, storage, network, config  # noqa: F401, I001
+
+    return REGISTRY
+
+
+def run(facts: Facts, mode: str, checks: list[Check]) -> list[CheckResult]:
+    """Evaluate `checks` for `mode`. A check never aborts the run: exceptions become `crashed` results."""
+    probe_status = {p.name: p for p in facts.probes}
+    results = []
+    for c in checks:
+        level = c.modes.get(mode)
+        start = time.perf_counter()
+        if level is None:
+            outcome = Outcome(Status.SKIP, f"not needed in {mode} mode")
+        elif stuck := [probe_status[p] for p in c.probes if p in probe_status and probe_status[p].status != "ok"]:
+            p = stuck[0]
+            status = Status.TIMEOUT if p.status == "timeout" else Status.CRASHED
+            outcome = Outcome(status, f"the {p.name} probe {p.status}: {p.error}")
+        else:
+            try:
+                outcome = c.fn(facts, mode)
+            except Exception as exc:  # noqa: BLE001 - shown as ☠ crashed, with the error, never a traceback
+                outcome = Outcome(Status.CRASHED, f"the check crashed: {type(exc).__name__}: {exc}")
+        results.append(
+            CheckResult(
+                id=c.id,
+                title=c.title,
+                category=c.category,
+                status=outcome.status,
+                required=level == REQUIRED,
+                summary=outcome.summary,
+                details=outcome.details,
+                fix=outcome.fix,
+                duration_ms=round((time.perf_counter() - start) * 1000, 2),
+            )
+        )
+    return results
+
+
+def select(checks: list[Check], only: list[str], skip: list[str]) -> list[Check]:
+    """Filter by id or id prefix (`gpu` selects every `gpu.*`). Unknown names raise ValueError."""
+
+    def matches(c: Check, name: str) -> bool:
+        return c.id == name or c.id.startswith(name + ".")
+
+    for name in [*only, *skip]:
+        if not any(matches(c, name) for c in checks):
+            raise ValueError(f"unknown check {name!r}; `echopanel-setup doctor --list` shows them")
+    chosen = [c for c in checks if not only or any(matches(c, n) for n in only)]
+    return [c for c in chosen if not any(matches(c, n) for n in skip)]
+
+
+def exit_code(results: list[CheckResult], strict: bool) -> int:
+    """0 ok; 1 when a required check failed, or with --strict when anything is a warning or failure."""
+    if any(r.counts_as_failure for r in results):
+        return 1
+    if strict and any(r.is_problem for r in results):
+        return 1
+    return 0

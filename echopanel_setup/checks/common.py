@@ -1,0 +1,90 @@
+"""Helpers shared by the check modules: versions, the GPU vLLM would use, alternatives, mode choice."""
+
+from __future__ import annotations
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from echopanel_setup import envconfig, knowledge
+from echopanel_setup.facts.model import Facts, GpuDevice
+
+
+def version(text: str | None) -> Version | None:
+    if not text:
+        return None
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return None
+
+
+def in_range(text: str | None, spec: str) -> bool | None:
+    """Whether a version falls in a specifier range; None when the version is unknown or unparsable."""
+    v = version(text)
+    return None if v is None else SpecifierSet(spec).contains(v, prereleases=True)
+
+
+def cc_tuple(cc: str | None) -> tuple[int, int] | None:
+    try:
+        major, minor = (cc or "").split(".")
+        return int(major), int(minor)
+    except ValueError:
+        return None
+
+
+def visible_devices(facts: Facts) -> list[GpuDevice]:
+    """The GPUs vLLM would see, honouring CUDA_VISIBLE_DEVICES given as indices (UUIDs keep all)."""
+    cvd = facts.gpu.cuda_visible_devices
+    devices = facts.gpu.devices
+    if cvd is None:
+        return devices
+    wanted = [p.strip() for p in cvd.split(",") if p.strip()]
+    if not wanted or wanted == ["-1"]:
+        return []
+    if all(p.isdigit() for p in wanted):
+        return [d for d in devices if str(d.index) in wanted]
+    return devices
+
+
+def best_gpu(facts: Facts) -> GpuDevice | None:
+    """The visible GPU with the most memory among those of the highest compute capability."""
+    devices = visible_devices(facts)
+    if not devices:
+        return None
+    return max(devices, key=lambda d: (cc_tuple(d.compute_capability) or (0, 0), d.memory_total_mib))
+
+
+def gib(mib: float | int | None) -> str:
+    return "?" if mib is None else f"{mib / 1024:.1f} GiB"
+
+
+def target_python(facts: Facts) -> str:
+    return facts.pyenv.python or "python"
+
+
+def alternatives(system: str) -> list[str]:
+    """One line per alternative with its EchoPanel env lines, for platforms that cannot run vLLM."""
+    key = {"Darwin": "darwin", "Windows": "windows"}.get(system, "linux")
+    lines = []
+    for alt in knowledge.load()["alternative"]:
+        if key not in alt["platforms"]:
+            continue
+        rtf = f" (RTF ≈ {alt['rtf']})" if "rtf" in alt else ""
+        lines.append(f"{alt['title']}{rtf}: {'  '.join(alt['env'])}")
+    return lines
+
+
+def pick_mode(facts: Facts, explicit: str | None) -> tuple[str, str]:
+    """(mode, why): --mode, else the EchoPanel config, else the hardware."""
+    if explicit:
+        return explicit, "--mode"
+    values = facts.config.values
+    if values.get(envconfig.MODE) == "api":
+        return "api", f"{envconfig.MODE}=api in the EchoPanel config"
+    url = values.get(envconfig.URL)
+    if url:
+        kind = "local" if envconfig.is_local_url(url) else "remote"
+        return kind, f"{envconfig.URL}={url}"
+    if facts.gpu.devices and facts.platform.system == "Linux":
+        return "local", "an NVIDIA GPU is present"
+    return "local", "default (no EchoPanel config yet; --mode remote or api for the alternatives)"

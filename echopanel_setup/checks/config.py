@@ -1,0 +1,67 @@
+"""EchoPanel's env config: present, well-formed, valid values, and a delay the server really serves.
+
+Signals: the dotenv file (merged with the process environment, which EchoPanel also reads) and
+`audio.transcription_delay_ms` in the tekken.json vLLM will load. The env variable alone changes nothing
+on the server: vLLM reads the delay from tekken.json at start-up.
+"""
+
+from __future__ import annotations
+
+from echopanel_setup import envconfig, knowledge
+from echopanel_setup.checks import ADVISORY, REQUIRED, Fix, Outcome, Status, check
+from echopanel_setup.facts.model import Facts
+
+CONFIGURE = Fix("Write it:", ["echopanel-setup configure"])
+
+
+@check("config.values", "EchoPanel config", "config", ("config",), local=ADVISORY, remote=REQUIRED, api=REQUIRED)
+def values(facts: Facts, mode: str) -> Outcome:
+    """The file parses, each key has a valid value, and it selects Voxtral in the mode being checked."""
+    c = facts.config
+    if not c.exists and not c.values:
+        return Outcome(Status.WARN, f"no EchoPanel config at {c.path}", [], Fix("Write it once the server works:", [f"echopanel-setup configure --mode {mode}"]))
+    problems = [*c.errors, *envconfig.validate(c.values)]
+    env_note = [f"From the environment (overrides the file): {', '.join(c.from_environment)}"] if c.from_environment else []
+    if problems:
+        return Outcome(Status.FAIL, problems[0], [*problems[1:], *env_note], Fix("Fix the file, or rewrite it:", [f"echopanel-setup configure --mode {mode}"]))
+    provider = c.values.get(envconfig.PROVIDER)
+    if provider and provider != "voxtral_official":
+        return Outcome(Status.WARN, f"{envconfig.PROVIDER}={provider}: EchoPanel will not use Voxtral", env_note)
+    configured_mode = "api" if c.values.get(envconfig.MODE) == "api" else None
+    if configured_mode is None and envconfig.URL in c.values:
+        configured_mode = "local" if envconfig.is_local_url(c.values[envconfig.URL]) else "remote"
+    if configured_mode and configured_mode != mode:
+        return Outcome(Status.WARN, f"the config selects {configured_mode} mode, but doctor checked {mode}", env_note)
+    shown = ", ".join(f"{k}={v}" for k, v in c.values.items() if k in envconfig.KEYS)
+    return Outcome(Status.OK, f"{c.path}: {shown or 'no Voxtral keys'}", env_note)
+
+
+@check("config.delay", "Streaming delay", "config", ("config", "model"), local=REQUIRED)
+def delay(facts: Facts, mode: str) -> Outcome:
+    """EchoPanel's delay must equal `audio.transcription_delay_ms` of the model dir vLLM serves."""
+    d = knowledge.load()["delay"]
+    raw = facts.config.values.get(envconfig.DELAY)
+    served = facts.model.delay_ms
+    if served is None:
+        return Outcome(Status.SKIP, "the model dir is not there yet to compare with")
+    if raw is None:
+        wanted, origin = int(d["default_ms"]), "default"
+    elif envconfig.validate_delay(raw):
+        return Outcome(Status.SKIP, "the configured delay is invalid (see config.values)")
+    else:
+        wanted, origin = int(raw), envconfig.DELAY
+    if wanted == served:
+        return Outcome(Status.OK, f"{wanted} ms ({origin}) = the model's audio.transcription_delay_ms")
+    return Outcome(
+        Status.FAIL,
+        f"EchoPanel asks for {wanted} ms but the model dir serves {served} ms",
+        [
+            "vLLM reads audio.transcription_delay_ms from tekken.json once, at start-up; the env variable alone "
+            "changes nothing on the server.",
+            f"Source: {d['source']}",
+        ],
+        Fix(
+            "Serve a variant with the delay EchoPanel uses (the verified files stay untouched), or set EchoPanel to the served one:",
+            [f"echopanel-setup serve --delay-ms {wanted}", f"echopanel-setup configure --delay-ms {served}"],
+        ),
+    )

@@ -1,0 +1,123 @@
+"""Network and service checks: Hugging Face, the Mistral API, the vLLM server, keys and client packages.
+
+Signals: one bounded round of HTTP requests (skipped with --offline), credential presence (never
+values), and the client packages in echopanel-setup's own environment.
+"""
+
+from __future__ import annotations
+
+from echopanel_setup import knowledge
+from echopanel_setup.checks import ADVISORY, REQUIRED, Fix, Outcome, Status, check
+from echopanel_setup.checks.common import version
+from echopanel_setup.facts.model import Facts, HttpProbe
+
+OFFLINE = Outcome(Status.SKIP, "skipped (--offline)")
+
+
+def _proxy_details(facts: Facts) -> list[str]:
+    return [f"{k}={v}" for k, v in facts.network.proxies.items()]
+
+
+def _unreachable(name: str, probe: HttpProbe, facts: Facts, status: Status, fix: Fix) -> Outcome:
+    return Outcome(status, f"{name} unreachable: {probe.error}", [f"URL: {probe.url}", *_proxy_details(facts)], fix)
+
+
+@check("network.hf", "Hugging Face Hub", "network", ("network",), local=ADVISORY)
+def hf(facts: Facts, mode: str) -> Outcome:
+    """The Hub answers (any HTTP status counts: 401/404 still prove the route works); token presence."""
+    n = facts.network
+    if n.offline:
+        return OFFLINE
+    if n.hf is None:
+        return Outcome(Status.SKIP, "not probed")
+    token = "HF_TOKEN set" if n.hf_token else "no HF token (the repo is public; set HF_TOKEN if downloads are refused)"
+    if not n.hf.reachable:
+        return _unreachable(
+            "Hugging Face", n.hf, facts, Status.WARN,
+            Fix("The model download needs it; check the network, proxy (HTTPS_PROXY) or HF_ENDPOINT mirror.", []),
+        )
+    return Outcome(Status.OK, f"reachable in {n.hf.elapsed_ms:.0f} ms; {token}", [f"URL: {n.hf.url}", *_proxy_details(facts)])
+
+
+@check("network.mistral", "Mistral API", "network", ("network",), api=REQUIRED)
+def mistral(facts: Facts, mode: str) -> Outcome:
+    """api.mistral.ai answers (401 without a key still proves it is reachable)."""
+    n = facts.network
+    if n.offline:
+        return OFFLINE
+    if n.mistral is None:
+        return Outcome(Status.SKIP, "not probed")
+    if not n.mistral.reachable:
+        return _unreachable("api.mistral.ai", n.mistral, facts, Status.FAIL, Fix("Check the network or proxy (HTTPS_PROXY).", []))
+    return Outcome(Status.OK, f"reachable in {n.mistral.elapsed_ms:.0f} ms", [f"URL: {n.mistral.url}"])
+
+
+@check("api.key", "Mistral API key", "network", (), api=REQUIRED)
+def api_key(facts: Facts, mode: str) -> Outcome:
+    """VOXTRAL_MISTRAL_API_KEY (EchoPanel's name) or MISTRAL_API_KEY, presence only."""
+    var = facts.network.mistral_api_key
+    if var:
+        return Outcome(Status.OK, f"{var} is set")
+    return Outcome(
+        Status.FAIL,
+        "no Mistral API key (VOXTRAL_MISTRAL_API_KEY or MISTRAL_API_KEY)",
+        ["Create one at https://console.mistral.ai/api-keys"],
+        Fix("Export it, then write EchoPanel's config:", ["export VOXTRAL_MISTRAL_API_KEY=…", "echopanel-setup configure --mode api"]),
+    )
+
+
+@check("api.sdk", "Mistral SDK", "network", ("client",), api=REQUIRED)
+def api_sdk(facts: Facts, mode: str) -> Outcome:
+    """`mistralai[realtime]` in echopanel-setup's environment (smoke's API mode uses it)."""
+    pk = facts.client.packages
+    fix = Fix("Install the optional extra:", ["pip install 'echopanel-setup[api]'"])
+    if pk.get("mistralai") is None:
+        return Outcome(Status.FAIL, "mistralai is not installed", [], fix)
+    ws = version(pk.get("websockets"))
+    if ws is None or ws < version("13"):  # type: ignore[operator]
+        return Outcome(Status.FAIL, f"mistralai {pk['mistralai']} without its realtime extra (websockets ≥ 13)", [], fix)
+    return Outcome(Status.OK, f"mistralai {pk['mistralai']}, websockets {pk['websockets']}")
+
+
+@check("client.websockets", "Realtime client", "network", ("client",), local=ADVISORY, remote=ADVISORY)
+def client(facts: Facts, mode: str) -> Outcome:
+    """`websockets` in our environment, for `smoke` against /v1/realtime."""
+    installed = facts.client.packages.get("websockets")
+    if installed is None:
+        return Outcome(Status.WARN, "websockets is not installed: `smoke` cannot open /v1/realtime", [], Fix("", ["pip install websockets"]))
+    return Outcome(Status.OK, f"websockets {installed}")
+
+
+@check("server", "vLLM server", "network", ("network",), local=ADVISORY, remote=REQUIRED)
+def server(facts: Facts, mode: str) -> Outcome:
+    """/health, /version and /v1/models at the configured URL: is it up, and does it serve Voxtral?"""
+    s = facts.network.server
+    repo = knowledge.load()["model"]["repo"]
+    start = Fix("Start one here:", ["echopanel-setup serve"]) if mode == "local" else Fix(
+        "Start vLLM on the GPU host (`echopanel-setup serve` there), and check the URL:", ["echopanel-setup configure --mode remote --url http://GPU-HOST:8000"]
+    )
+    if s is None:
+        if facts.network.offline and mode == "remote":
+            return OFFLINE
+        if mode == "remote":
+            return Outcome(Status.FAIL, "no server URL: set VOXTRAL_VLLM_URL or pass --url", [], start)
+        return Outcome(Status.WARN, f"no vLLM server running on port {facts.port.port} yet", [], start)
+    if s.health is None:
+        return Outcome(Status.FAIL if mode == "remote" else Status.WARN, f"{s.url} unreachable: {s.error}", [], start)
+    if s.health != 200:
+        return Outcome(Status.FAIL, f"{s.url}/health answered {s.health}: the engine is not ready (still loading, or dead)", [], Fix("Read the server log:", ["echopanel-setup serve --logs"]))
+    if s.auth_required:
+        if facts.network.vllm_api_key:
+            return Outcome(Status.FAIL, f"{s.url} refused VLLM_API_KEY (401): wrong key", [], Fix("Use the key the server was started with (--api-key).", []))
+        return Outcome(Status.FAIL, f"{s.url} wants an API key (401 on /v1/models)", [], Fix("Export the server's key:", ["export VLLM_API_KEY=…"]))
+    if s.error:
+        return Outcome(Status.FAIL, s.error, [], start)
+    served = s.models or []
+    if not any("voxtral" in m.lower() and "realtime" in m.lower() or m.rstrip("/").endswith(repo.split("/")[1]) for m in served):
+        return Outcome(
+            Status.FAIL,
+            f"{s.url} (vLLM {s.version or '?'}) serves {', '.join(served) or 'nothing'}, not Voxtral Realtime",
+            [],
+            start,
+        )
+    return Outcome(Status.OK, f"{s.url}: vLLM {s.version or '?'} serving {', '.join(served)}")

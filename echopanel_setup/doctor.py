@@ -1,0 +1,77 @@
+"""`doctor`: collect (or replay) facts, pick the mode, run the checks, and compute the exit code."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from echopanel_setup import checks
+from echopanel_setup.checks.common import pick_mode
+from echopanel_setup.errors import UsageError
+from echopanel_setup.facts.collect import Options, collect
+from echopanel_setup.facts.model import Facts
+from echopanel_setup.facts.pyenv import BadPythonError
+from echopanel_setup.report import DoctorRun
+
+
+def load_facts(path: str) -> Facts:
+    """Read a snapshot written by --save-facts (or a whole --json document); bad files are usage errors."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"--facts {path}: no such file (write one with `echopanel-setup doctor --save-facts FILE`)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--facts {path}: cannot read it: {exc}") from None
+    except ValueError as exc:
+        raise UsageError(f"--facts {path}: not JSON ({exc})") from None
+    if isinstance(data, dict) and isinstance(data.get("facts"), dict):
+        data = data["facts"]
+    try:
+        return Facts.from_dict(data)
+    except ValueError as exc:
+        raise UsageError(f"--facts {path}: not a facts snapshot: {exc}") from None
+
+
+def save_facts(facts: Facts, path: str) -> None:
+    try:
+        Path(path).write_text(json.dumps(facts.to_dict(), indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"--save-facts {path}: cannot write: {exc.strerror or exc}") from None
+
+
+def run(
+    opts: Options,
+    mode: str | None = None,
+    only: list[str] | None = None,
+    skip: list[str] | None = None,
+    strict: bool = False,
+    facts_file: str | None = None,
+    on_wait: Callable[[list[str]], None] | None = None,
+) -> DoctorRun:
+    start = time.perf_counter()
+    try:
+        selected = checks.select(checks.all_checks(), only or [], skip or [])
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if facts_file:
+        facts = load_facts(facts_file)
+    else:
+        try:
+            facts = collect(opts, on_wait=on_wait)
+        except BadPythonError as exc:
+            raise UsageError(str(exc)) from None
+    chosen, reason = pick_mode(facts, mode)
+    results = checks.run(facts, chosen, selected)
+    return DoctorRun(
+        facts=facts,
+        mode=chosen,
+        mode_reason=reason,
+        results=results,
+        exit_code=checks.exit_code(results, strict),
+        strict=strict,
+        duration_ms=(time.perf_counter() - start) * 1000,
+        replayed=facts_file is not None,
+    )

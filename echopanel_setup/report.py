@@ -1,0 +1,191 @@
+"""Doctor output: rich human text, the versioned JSON document, the mode × check matrix, and the
+redacted paste-ready report. Symbols always come with a word, so NO_COLOR and pipes stay readable."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from echopanel_setup import __version__
+from echopanel_setup.checks import MODES, Check, CheckResult, Status
+from echopanel_setup.facts.model import Facts
+
+REPORT_SCHEMA_VERSION = 1
+SYMBOLS = {"ok": "✓", "warn": "!", "fail": "✗", "crashed": "☠", "timeout": "☠", "skip": "–"}
+ASCII_SYMBOLS = {"ok": "+", "warn": "!", "fail": "x", "crashed": "#", "timeout": "#", "skip": "-"}
+STYLES = {"ok": "green", "warn": "yellow", "fail": "bold red", "crashed": "bold magenta", "timeout": "bold magenta", "skip": "dim"}
+
+
+@dataclass
+class DoctorRun:
+    """Everything one doctor run produced; the CLI renders it."""
+
+    facts: Facts
+    mode: str
+    mode_reason: str
+    results: list[CheckResult]
+    exit_code: int
+    strict: bool
+    duration_ms: float
+    replayed: bool = False
+
+
+def counts(results: list[CheckResult]) -> dict[str, int]:
+    out = {s.value: 0 for s in Status}
+    for r in results:
+        out[r.status.value] += 1
+    return out
+
+
+def to_document(run: DoctorRun) -> dict[str, Any]:
+    """The `--json` document; its shape is pinned by schema/doctor.schema.json."""
+    return {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "tool": {"name": "echopanel-setup", "version": __version__},
+        "command": "doctor",
+        "mode": run.mode,
+        "mode_reason": run.mode_reason,
+        "strict": run.strict,
+        "replayed": run.replayed,
+        "exit_code": run.exit_code,
+        "duration_ms": round(run.duration_ms, 1),
+        "summary": counts(run.results),
+        "checks": [
+            {
+                "id": r.id,
+                "title": r.title,
+                "category": r.category,
+                "status": r.status.value,
+                "required": r.required,
+                "summary": r.summary,
+                "details": r.details,
+                "fix": asdict(r.fix) if r.fix else None,
+                "duration_ms": r.duration_ms,
+            }
+            for r in run.results
+        ],
+        "facts": run.facts.to_dict(),
+    }
+
+
+def write_json(run: DoctorRun, out: TextIO = sys.stdout) -> None:
+    out.write(json.dumps(to_document(run), indent=2, ensure_ascii=False) + "\n")
+
+
+def _symbols(stream: TextIO) -> dict[str, str]:
+    encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+    return SYMBOLS if encoding in ("utf8", "utf_8") else ASCII_SYMBOLS
+
+
+def console(stream: TextIO = sys.stdout):  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    return Console(file=stream, highlight=False, emoji=False, soft_wrap=False)
+
+
+def render_human(run: DoctorRun, verbose: bool = False, quiet: bool = False, stream: TextIO = sys.stdout) -> None:
+    from rich.markup import escape
+
+    con = console(stream)
+    sym = _symbols(stream)
+    if not quiet:
+        source = "replayed facts" if run.replayed else f"{run.facts.platform.system or '?'} {run.facts.platform.arch}"
+        con.print(f"[bold]echopanel-setup doctor[/]  ·  mode [bold]{run.mode}[/] ({escape(run.mode_reason)})  ·  {escape(source)}")
+    category = None
+    for r in run.results:
+        if quiet and not r.is_problem:
+            continue
+        if r.status is Status.SKIP and not verbose:
+            continue
+        if r.category != category and not quiet:
+            category = r.category
+            con.print(f"\n[bold]{category.capitalize()}[/]")
+        label = r.status.value + ("" if r.required or r.status in (Status.OK, Status.SKIP) else " (advisory)")
+        timing = f" [dim][{r.duration_ms:.1f} ms][/]" if verbose else ""
+        con.print(
+            f"  [{STYLES[r.status.value]}]{sym[r.status.value]} {label:<16}[/] {r.title:<24} {escape(r.summary)}{timing}"
+        )
+        if r.is_problem or verbose:
+            for line in r.details:
+                con.print(f"      [dim]{escape(line)}[/]")
+        if r.fix and r.is_problem:
+            if r.fix.text:
+                con.print(f"      → {escape(r.fix.text)}")
+            for cmd in r.fix.commands:
+                con.print(f"        [cyan]{escape(cmd)}[/]")
+    if verbose:
+        con.print("\n[bold]Probes[/]")
+        for p in run.facts.probes:
+            extra = f" ({p.error})" if p.error else ""
+            con.print(f"  {p.name:<10} {p.status:<8} {p.duration_ms:>8.1f} ms{escape(extra)}")
+    con.print()
+    con.print(summary_line(run, sym))
+
+
+def summary_line(run: DoctorRun, sym: dict[str, str]) -> str:
+    c = counts(run.results)
+    failed = [r for r in run.results if r.counts_as_failure]
+    parts = [f"{c['fail'] + c['crashed'] + c['timeout']} failed", f"{c['warn']} warnings", f"{c['ok']} ok", f"{c['skip']} skipped"]
+    took = f"{run.duration_ms / 1000:.2f} s"
+    if failed:
+        return f"[bold red]{sym['fail']} Not ready for {run.mode} mode[/]: {', '.join(parts)} ({took}). Start with [bold]{failed[0].id}[/]."
+    if run.exit_code:
+        return f"[bold yellow]{sym['warn']} Warnings fail with --strict[/]: {', '.join(parts)} ({took})."
+    return f"[bold green]{sym['ok']} Ready for {run.mode} mode[/]: {', '.join(parts)} ({took})."
+
+
+def render_matrix(checks: list[Check], stream: TextIO = sys.stdout) -> None:
+    """`doctor --list`: which checks run in which mode, and whether they are required there."""
+    from rich.table import Table
+
+    table = Table(show_edge=False, box=None, pad_edge=False)
+    table.add_column("check")
+    table.add_column("title")
+    for mode in MODES:
+        table.add_column(mode)
+    for c in checks:
+        table.add_row(c.id, c.title, *(c.modes.get(m, "–") for m in MODES))
+    console(stream).print(table)
+
+
+def _redact(text: str) -> str:
+    home = str(Path.home())
+    user = os.environ.get("USER") or os.environ.get("USERNAME")
+    if home and home != "/":
+        text = text.replace(home, "~")
+    if user and len(user) > 2:
+        text = text.replace(f"/{user}/", "/<user>/")
+    return text
+
+
+def render_report(run: DoctorRun, stream: TextIO = sys.stdout) -> None:
+    """A redacted Markdown report for bug reports: versions and verdicts, no secrets, no home path."""
+    f = run.facts
+    p = f.platform
+    lines = [
+        f"### echopanel-setup {__version__} doctor report",
+        "",
+        f"- Platform: {p.system} {p.release} ({p.distro or '?'}), {p.arch}"
+        + (", WSL2" if p.is_wsl else "")
+        + (f", container: {p.container}" if p.container else "")
+        + (", Rosetta" if p.rosetta else ""),
+        f"- RAM {p.ram_total_mib} MiB, /dev/shm {p.shm_total_mib} MiB, our Python {p.python}",
+    ]
+    if f.gpu.devices:
+        lines.append(f"- NVIDIA driver {f.gpu.driver_version} (CUDA {f.gpu.cuda_driver_version}), via {f.gpu.source}")
+        lines += [
+            f"  - GPU {d.index}: {d.name}, {d.memory_total_mib} MiB total, {d.memory_free_mib} MiB free, CC {d.compute_capability}, MIG {d.mig_mode}"
+            for d in f.gpu.devices
+        ]
+    else:
+        lines.append(f"- GPU: {f.gpu.source} ({f.gpu.error or f.gpu.apple_gpu or 'none'})")
+    pk = ", ".join(f"{k} {v}" for k, v in f.pyenv.packages.items() if v)
+    lines.append(f"- Target Python {f.pyenv.version} ({f.pyenv.source}): {pk or 'no relevant packages'}; torch CUDA {f.pyenv.torch_cuda}")
+    lines.append(f"- Mode: {run.mode} ({run.mode_reason}); exit code {run.exit_code}")
+    lines += ["", "| check | status | summary |", "|---|---|---|"]
+    lines += [f"| {r.id} | {r.status.value} | {r.summary.replace('|', '/')} |" for r in run.results]
+    stream.write(_redact("\n".join(lines)) + "\n")
