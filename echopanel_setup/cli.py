@@ -67,6 +67,7 @@ def doctor(
     skip: Annotated[Optional[list[str]], typer.Option(help="Skip these checks (ids or prefixes, comma-separated).")] = None,
     list_checks: Annotated[bool, typer.Option("--list", help="Print the mode × check matrix and exit.")] = False,
     facts: Annotated[Optional[str], typer.Option(help="Replay a saved facts snapshot instead of probing.")] = None,
+    cache: Annotated[bool, typer.Option(help="Reuse the last reading of the target Python while none of its import directories changed.")] = True,
     save_facts: Annotated[Optional[str], typer.Option(help="Write the facts snapshot (no secrets) to FILE.")] = None,
     report: Annotated[bool, typer.Option(help="Print a redacted Markdown report to paste into a bug report.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Details for every check, and probe timings.")] = False,
@@ -89,7 +90,7 @@ def doctor(
 
         if problem := validate_url(url):
             raise UsageError(f"--url: {problem.split(' ', 1)[1]}")
-    opts = Options(python=python, port=port, offline=offline, model_dir=model_dir, config=config, url=url)
+    opts = Options(python=python, port=port, offline=offline, model_dir=model_dir, config=config, url=url, use_cache=cache)
     with _spinner(enabled=not (json_out or quiet or report) and sys.stderr.isatty()) as on_wait:
         run = doctor_mod.run(
             opts,

@@ -84,7 +84,20 @@ def main():
         dists.get("vllm"), markers.get("vllm_file", "\0"), markers.get("vllm_text", "\0"))
     out["transformers_mistral_rejects_kwargs"] = _contains(
         dists.get("transformers"), markers.get("transformers_file", "\0"), markers.get("transformers_text", "\0"))
+    out["paths"] = _path_stamps()
     sys.stdout.write(json.dumps(out))
+
+
+def _path_stamps():
+    """(dir, mtime_ns) of every import directory: installing or removing a package changes one of them."""
+    stamps = []
+    for entry in sys.path[1:]:  # sys.path[0] is this script's own directory
+        try:
+            if entry and os.path.isdir(entry):
+                stamps.append([entry, os.stat(entry).st_mtime_ns])
+        except OSError:
+            continue
+    return stamps
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ class Options:
     model_dir: str | None = None
     config: str | None = None
     url: str | None = None
+    use_cache: bool = True
 
 
 @dataclass
@@ -63,7 +64,7 @@ def collect(opts: Options, on_wait: Callable[[list[str]], None] | None = None) -
     probes = [
         _Probe("platform", 3.0, platform.probe, lambda f, v: setattr(f, "platform", v)),
         _Probe("gpu", 6.0, gpu.probe, lambda f, v: setattr(f, "gpu", v)),
-        _Probe("pyenv", pyenv.PROBE_TIMEOUT_S + 1, lambda: pyenv.probe(python, source), lambda f, v: setattr(f, "pyenv", v)),
+        _Probe("pyenv", pyenv.PROBE_TIMEOUT_S + 1, lambda: pyenv.probe(python, source, opts.use_cache), lambda f, v: setattr(f, "pyenv", v)),
         _Probe("disk", 3.0, lambda: local.probe_disk(model_dir), lambda f, v: setattr(f, "disk", v)),
         _Probe("model", 3.0, lambda: local.probe_model(model_dir, state.get("serve_dir")), lambda f, v: setattr(f, "model", v)),
         _Probe("client", 3.0, local.probe_client, lambda f, v: setattr(f, "client", v)),

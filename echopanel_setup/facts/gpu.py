@@ -36,6 +36,9 @@ def probe() -> GpuFacts:
 
 
 def _nvml() -> tuple[GpuFacts | None, str | None]:
+    if platform.system() == "Linux" and not os.path.exists("/proc/driver/nvidia") and not os.path.exists("/dev/dxg"):
+        # No NVIDIA kernel driver (and not WSL2, whose GPU is /dev/dxg): NVML cannot answer; skip its import.
+        return None, "no NVIDIA kernel driver loaded (/proc/driver/nvidia is missing)"
     try:
         import pynvml
     except ImportError:

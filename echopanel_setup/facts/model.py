@@ -81,6 +81,7 @@ class PyEnvFacts:
     python: Optional[str] = None
     source: str = "current"  # --python | recorded | vllm-on-path | current
     ok: bool = False
+    cached: bool = False  # reused from the last run: no import directory changed since
     error: Optional[str] = None
     version: Optional[str] = None
     prefix: Optional[str] = None

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from echopanel_setup import knowledge, paths
+from echopanel_setup import __version__, knowledge, paths
 from echopanel_setup.facts.model import PyEnvFacts
 
 PROBE_TIMEOUT_S = 8.0
@@ -73,7 +73,48 @@ def _shebang_python(script: Path) -> str | None:
     return parts[0] if Path(parts[0]).exists() else None
 
 
-def probe(python: str, source: str) -> PyEnvFacts:
+def _cache_file() -> Path:
+    return paths.state_dir() / "pyenv-cache.json"
+
+
+def _interpreter_stamp(python: str, markers: str) -> list[object]:
+    st = Path(python).resolve().stat()
+    return [python, st.st_mtime_ns, st.st_size, __version__, markers]
+
+
+def _cached(python: str, markers: str) -> dict[str, object] | None:
+    """The last probe of this interpreter, if no import directory changed since (no subprocess needed)."""
+    try:
+        entry = json.loads(_cache_file().read_text(encoding="utf-8")).get(python)
+        if not entry or entry["stamp"] != _interpreter_stamp(python, markers):
+            return None
+        for directory, mtime_ns in entry["data"]["paths"]:
+            if os.stat(directory).st_mtime_ns != mtime_ns:
+                return None
+        return entry["data"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _store(python: str, markers: str, data: dict[str, object]) -> None:
+    """Remember this probe; a cache that cannot be written only costs speed."""
+    path = _cache_file()
+    try:
+        try:
+            cache = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            cache = {}
+        cache = cache if isinstance(cache, dict) else {}
+        cache[python] = {"stamp": _interpreter_stamp(python, markers), "data": data}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(cache), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def probe(python: str, source: str, use_cache: bool = True) -> PyEnvFacts:
     facts = PyEnvFacts(python=python, source=source)
     k = knowledge.load()["tokenizer_kwargs"]
     markers = json.dumps(
@@ -84,6 +125,10 @@ def probe(python: str, source: str) -> PyEnvFacts:
             "transformers_text": k["transformers_text_marker"],
         }
     )
+    data = _cached(python, markers) if use_cache else None
+    if data is not None:
+        facts.cached = True
+        return _fill(facts, data)
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     try:
         out = subprocess.run(
@@ -104,6 +149,11 @@ def probe(python: str, source: str) -> PyEnvFacts:
     except ValueError:
         facts.error = f"{python} printed something that is not the probe's JSON"
         return facts
+    _store(python, markers, data)
+    return _fill(facts, data)
+
+
+def _fill(facts: PyEnvFacts, data: dict) -> PyEnvFacts:  # type: ignore[type-arg]
     facts.ok = True
     facts.version = data.get("version")
     facts.prefix = data.get("prefix")
