@@ -82,9 +82,10 @@ def _symbols(stream: TextIO) -> dict[str, str]:
 
 
 def console(stream: TextIO = sys.stdout):  # type: ignore[no-untyped-def]
+    """A rich console that wraps to the terminal, and never wraps when piped (logs stay greppable)."""
     from rich.console import Console
 
-    return Console(file=stream, highlight=False, emoji=False, soft_wrap=False)
+    return Console(file=stream, highlight=False, emoji=False, soft_wrap=not stream.isatty())
 
 
 def render_human(run: DoctorRun, verbose: bool = False, quiet: bool = False, stream: TextIO = sys.stdout) -> None:
@@ -104,10 +105,10 @@ def render_human(run: DoctorRun, verbose: bool = False, quiet: bool = False, str
         if r.category != category and not quiet:
             category = r.category
             con.print(f"\n[bold]{category.capitalize()}[/]")
-        label = r.status.value + ("" if r.required or r.status in (Status.OK, Status.SKIP) else " (advisory)")
+        advisory = " [dim](advisory)[/]" if r.is_problem and not r.required else ""
         timing = f" [dim][{r.duration_ms:.1f} ms][/]" if verbose else ""
         con.print(
-            f"  [{STYLES[r.status.value]}]{sym[r.status.value]} {label:<16}[/] {r.title:<24} {escape(r.summary)}{timing}"
+            f"  [{STYLES[r.status.value]}]{sym[r.status.value]} {r.status.value:<7}[/] {r.title:<24} {escape(r.summary)}{advisory}{timing}"
         )
         if r.is_problem or verbose:
             for line in r.details:
@@ -149,7 +150,10 @@ def render_matrix(checks: list[Check], stream: TextIO = sys.stdout) -> None:
         table.add_column(mode)
     for c in checks:
         table.add_row(c.id, c.title, *(c.modes.get(m, "–") for m in MODES))
-    console(stream).print(table)
+    con = console(stream)
+    if not stream.isatty():
+        con.width = 120
+    con.print(table)
 
 
 def _redact(text: str) -> str:

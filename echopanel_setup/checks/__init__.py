@@ -78,6 +78,7 @@ class Check:
     modes: dict[str, str]
     probes: tuple[str, ...]
     fn: CheckFn
+    after: tuple[str, ...] = ()
 
 
 REGISTRY: list[Check] = []
@@ -91,12 +92,17 @@ def check(
     local: str | None = None,
     remote: str | None = None,
     api: str | None = None,
+    after: tuple[str, ...] = (),
 ) -> Callable[[CheckFn], CheckFn]:
-    """Register a check; `local`/`remote`/`api` say how much it matters in each mode."""
+    """Register a check; `local`/`remote`/`api` say how much it matters in each mode.
+
+    `after` names checks whose failure makes this one moot (e.g. no vLLM details on a Mac): it is then
+    skipped with that reason, so the output points at the one thing to fix.
+    """
 
     def register(fn: CheckFn) -> CheckFn:
         modes = {m: v for m, v in (("local", local), ("remote", remote), ("api", api)) if v}
-        REGISTRY.append(Check(id, title, category, modes, probes, fn))
+        REGISTRY.append(Check(id, title, category, modes, probes, fn, after))
         return fn
 
     return register
@@ -113,12 +119,16 @@ def all_checks() -> list[Check]:
 def run(facts: Facts, mode: str, checks: list[Check]) -> list[CheckResult]:
     """Evaluate `checks` for `mode`. A check never aborts the run: exceptions become `crashed` results."""
     probe_status = {p.name: p for p in facts.probes}
-    results = []
+    results: list[CheckResult] = []
+    failed: set[str] = set()
     for c in checks:
         level = c.modes.get(mode)
         start = time.perf_counter()
+        blocked = [a for a in c.after if a in failed]
         if level is None:
             outcome = Outcome(Status.SKIP, f"not needed in {mode} mode")
+        elif blocked:
+            outcome = Outcome(Status.SKIP, f"moot until {blocked[0]} passes")
         elif stuck := [probe_status[p] for p in c.probes if p in probe_status and probe_status[p].status != "ok"]:
             p = stuck[0]
             status = Status.TIMEOUT if p.status == "timeout" else Status.CRASHED
@@ -141,6 +151,8 @@ def run(facts: Facts, mode: str, checks: list[Check]) -> list[CheckResult]:
                 duration_ms=round((time.perf_counter() - start) * 1000, 2),
             )
         )
+        if results[-1].status in (Status.FAIL, Status.CRASHED, Status.TIMEOUT):
+            failed.add(c.id)
     return results
 
 

@@ -87,4 +87,4 @@ def pick_mode(facts: Facts, explicit: str | None) -> tuple[str, str]:
         return kind, f"{envconfig.URL}={url}"
     if facts.gpu.devices and facts.platform.system == "Linux":
         return "local", "an NVIDIA GPU is present"
-    return "local", "default (no EchoPanel config yet; --mode remote or api for the alternatives)"
+    return "local", "no EchoPanel config yet; --mode remote|api checks the alternatives"

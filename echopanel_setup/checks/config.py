@@ -36,7 +36,7 @@ def values(facts: Facts, mode: str) -> Outcome:
     return Outcome(Status.OK, f"{c.path}: {shown or 'no Voxtral keys'}", env_note)
 
 
-@check("config.delay", "Streaming delay", "config", ("config", "model"), local=REQUIRED)
+@check("config.delay", "Streaming delay", "config", ("config", "model"), local=REQUIRED, after=("platform.verdict",))
 def delay(facts: Facts, mode: str) -> Outcome:
     """EchoPanel's delay must equal `audio.transcription_delay_ms` of the model dir vLLM serves."""
     d = knowledge.load()["delay"]

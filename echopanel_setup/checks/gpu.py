@@ -23,7 +23,7 @@ def _describe(facts: Facts) -> list[str]:
     ]
 
 
-@check("gpu.compute", "GPU compute capability", "gpu", ("gpu", "pyenv"), local=REQUIRED)
+@check("gpu.compute", "GPU compute capability", "gpu", ("gpu", "pyenv"), local=REQUIRED, after=("platform.verdict",))
 def compute(facts: Facts, mode: str) -> Outcome:
     """≥ 8.0 passes; 7.5 (T4) warns: float16 only, and FlashInfer breaks the encoder on some versions; < 7.5 fails."""
     g = knowledge.load()["gpu"]
@@ -76,7 +76,7 @@ def _sm75_fix() -> Fix:
     return Fix(f"`echopanel-setup serve` adds {s['dtype_flag']} and, where needed, {s['attention_flag']}:", ["echopanel-setup serve"])
 
 
-@check("gpu.memory", "GPU memory", "gpu", ("gpu",), local=REQUIRED)
+@check("gpu.memory", "GPU memory", "gpu", ("gpu",), local=REQUIRED, after=("platform.verdict",))
 def memory(facts: Facts, mode: str) -> Outcome:
     """Total memory of the GPU vLLM will use, against the thresholds in compat.toml (MiB)."""
     g = knowledge.load()["gpu"]
@@ -109,7 +109,7 @@ def memory(facts: Facts, mode: str) -> Outcome:
     return Outcome(Status.OK, f"{dev.name}: {total} MiB total ({gib(total)})", _describe(facts))
 
 
-@check("gpu.free", "Free GPU memory", "gpu", ("gpu",), local=REQUIRED)
+@check("gpu.free", "Free GPU memory", "gpu", ("gpu",), local=REQUIRED, after=("platform.verdict",))
 def free(facts: Facts, mode: str) -> Outcome:
     """Memory other processes hold: vLLM checks utilisation × total against *free* memory at start-up."""
     g = knowledge.load()["gpu"]
@@ -146,7 +146,7 @@ def free(facts: Facts, mode: str) -> Outcome:
     return Outcome(Status.OK, f"{dev.name}: {dev.memory_free_mib} MiB free", details)
 
 
-@check("gpu.driver", "NVIDIA driver", "gpu", ("gpu", "pyenv"), local=REQUIRED)
+@check("gpu.driver", "NVIDIA driver", "gpu", ("gpu", "pyenv"), local=REQUIRED, after=("platform.verdict",))
 def driver(facts: Facts, mode: str) -> Outcome:
     """The driver must support the CUDA version torch was built with (NVIDIA's minor-version compatibility table)."""
     if not facts.gpu.devices:

@@ -22,7 +22,7 @@ def _unreachable(name: str, probe: HttpProbe, facts: Facts, status: Status, fix:
     return Outcome(status, f"{name} unreachable: {probe.error}", [f"URL: {probe.url}", *_proxy_details(facts)], fix)
 
 
-@check("network.hf", "Hugging Face Hub", "network", ("network",), local=ADVISORY)
+@check("network.hf", "Hugging Face Hub", "network", ("network",), local=ADVISORY, after=("platform.verdict",))
 def hf(facts: Facts, mode: str) -> Outcome:
     """The Hub answers (any HTTP status counts: 401/404 still prove the route works); token presence."""
     n = facts.network
@@ -88,7 +88,7 @@ def client(facts: Facts, mode: str) -> Outcome:
     return Outcome(Status.OK, f"websockets {installed}")
 
 
-@check("server", "vLLM server", "network", ("network",), local=ADVISORY, remote=REQUIRED)
+@check("server", "vLLM server", "network", ("network",), local=ADVISORY, remote=REQUIRED, after=("platform.verdict",))
 def server(facts: Facts, mode: str) -> Outcome:
     """/health, /version and /v1/models at the configured URL: is it up, and does it serve Voxtral?"""
     s = facts.network.server

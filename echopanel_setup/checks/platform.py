@@ -51,7 +51,7 @@ def verdict(facts: Facts, mode: str) -> Outcome:
     return Outcome(Status.OK, f"Linux + NVIDIA ({where}): local vLLM is the right path")
 
 
-@check("platform.shm", "Shared memory", "platform", ("platform",), local=REQUIRED)
+@check("platform.shm", "Shared memory", "platform", ("platform",), local=REQUIRED, after=("platform.verdict",))
 def shm(facts: Facts, mode: str) -> Outcome:
     """In a container, /dev/shm must hold vLLM's inter-process buffers (Docker's default is 64 MiB)."""
     p = facts.platform

@@ -27,7 +27,7 @@ def _vllm_missing(facts: Facts) -> Outcome | None:
     return None
 
 
-@check("stack.tokenizer", "Tokenizer kwargs (the seed's error)", "stack", ("pyenv",), local=REQUIRED)
+@check("stack.tokenizer", "Tokenizer kwargs error", "stack", ("pyenv",), local=REQUIRED, after=("platform.verdict",))
 def tokenizer(facts: Facts, mode: str) -> Outcome:
     """Detect `Kwargs ['max_loras', '_from_auto'] are not supported by MistralCommonTokenizer.from_pretrained`.
 
@@ -83,7 +83,7 @@ def tokenizer(facts: Facts, mode: str) -> Outcome:
     return Outcome(Status.OK, f"vLLM {vllm_v} with transformers {tf_v or 'absent'}: no tokenizer kwargs conflict", evidence)
 
 
-@check("stack.python", "Target Python", "stack", ("pyenv",), local=REQUIRED)
+@check("stack.python", "Target Python", "stack", ("pyenv",), local=REQUIRED, after=("platform.verdict",))
 def python(facts: Facts, mode: str) -> Outcome:
     """The interpreter that runs vLLM: found, runnable, and how it was chosen."""
     e = facts.pyenv
@@ -106,7 +106,7 @@ def python(facts: Facts, mode: str) -> Outcome:
     return Outcome(Status.OK, f"Python {e.version} at {e.python} ({venv})", [f"Chosen as {origin}."])
 
 
-@check("stack.vllm", "vLLM", "stack", ("pyenv",), local=REQUIRED)
+@check("stack.vllm", "vLLM", "stack", ("pyenv",), local=REQUIRED, after=("platform.verdict",))
 def vllm(facts: Facts, mode: str) -> Outcome:
     """Absent → install; < 0.16.0 → fail (no Voxtral Realtime); < 0.20.0 → warn (recipe minimum)."""
     if not facts.pyenv.ok:
@@ -136,7 +136,7 @@ def vllm(facts: Facts, mode: str) -> Outcome:
     return Outcome(Status.OK, f"vLLM {installed}")
 
 
-@check("stack.torch", "PyTorch", "stack", ("pyenv",), local=REQUIRED)
+@check("stack.torch", "PyTorch", "stack", ("pyenv",), local=REQUIRED, after=("platform.verdict",))
 def torch(facts: Facts, mode: str) -> Outcome:
     """vLLM needs a CUDA build of torch; read `torch/version.py` rather than importing torch."""
     if skipped := _vllm_missing(facts):
@@ -154,7 +154,7 @@ def torch(facts: Facts, mode: str) -> Outcome:
     return Outcome(Status.OK, f"torch {installed} (CUDA {facts.pyenv.torch_cuda})")
 
 
-@check("stack.mistral_common", "mistral_common[audio]", "stack", ("pyenv",), local=REQUIRED)
+@check("stack.mistral_common", "mistral_common[audio]", "stack", ("pyenv",), local=REQUIRED, after=("platform.verdict",))
 def mistral_common(facts: Facts, mode: str) -> Outcome:
     """mistral_common ≥ 1.9 with the audio extra (soxr, soundfile) for Voxtral's audio processing."""
     if skipped := _vllm_missing(facts):

@@ -14,15 +14,22 @@ from echopanel_setup.facts.model import Facts
 MIB = 1024 * 1024
 
 
+def _dir_flag(facts: Facts) -> str:
+    """` --dir PATH` unless the model lives where `install voxtral` puts it by default."""
+    from echopanel_setup import paths
+
+    return "" if facts.model.path == str(paths.default_model_dir()) else f" --dir {facts.model.path}"
+
+
 def _complete(facts: Facts) -> bool:
     return facts.model.exists and all(size is not None for size in facts.model.files.values())
 
 
-@check("model.files", "Voxtral model files", "storage", ("model",), local=REQUIRED)
+@check("model.files", "Voxtral model files", "storage", ("model",), local=REQUIRED, after=("platform.verdict",))
 def model_files(facts: Facts, mode: str) -> Outcome:
     """The three files vLLM reads, and whether `install voxtral` verified them (from its manifest)."""
     m = facts.model
-    install = Fix("Download the three files vLLM needs (about 8.9 GB), verified:", [f"echopanel-setup install voxtral --dir {m.path}"])
+    install = Fix("Download the three files vLLM needs (about 8.9 GB), verified:", [f"echopanel-setup install voxtral{_dir_flag(facts)}"])
     if not m.exists:
         return Outcome(Status.FAIL, f"not downloaded yet ({m.path})", [], install)
     missing = [name for name, size in m.files.items() if size is None]
@@ -33,20 +40,20 @@ def model_files(facts: Facts, mode: str) -> Outcome:
             Status.WARN,
             f"files present in {m.path} but never verified",
             [],
-            Fix("Check them against the Hub's sizes and sha256:", [f"echopanel-setup install voxtral --dir {m.path} --verify"]),
+            Fix("Check them against the Hub's sizes and sha256:", [f"echopanel-setup install voxtral{_dir_flag(facts)} --verify"]),
         )
     if not m.verified:
         return Outcome(
             Status.FAIL,
             f"files in {m.path} differ from the manifest ({m.manifest}): damaged or half-written",
             [],
-            Fix("Re-run the install: it repairs only the damaged file.", [f"echopanel-setup install voxtral --dir {m.path}"]),
+            Fix("Re-run the install: it repairs only the damaged file.", [f"echopanel-setup install voxtral{_dir_flag(facts)}"]),
         )
     commit = f" at {m.commit[:12]}" if m.commit else ""
     return Outcome(Status.OK, f"verified{commit} in {m.path}")
 
 
-@check("disk.space", "Disk space", "storage", ("disk", "model"), local=REQUIRED)
+@check("disk.space", "Disk space", "storage", ("disk", "model"), local=REQUIRED, after=("platform.verdict",))
 def disk_space(facts: Facts, mode: str) -> Outcome:
     """Free space where the model goes: the download plus a margin, unless the files are already there."""
     k = knowledge.load()
@@ -67,7 +74,7 @@ def disk_space(facts: Facts, mode: str) -> Outcome:
     return Outcome(Status.OK, f"{gib(d.free_mib)} free at {d.checked_path} (download needs {gib(need)})")
 
 
-@check("port", "Server port", "storage", ("port",), local=REQUIRED)
+@check("port", "Server port", "storage", ("port",), local=REQUIRED, after=("platform.verdict",))
 def port(facts: Facts, mode: str) -> Outcome:
     """The port vLLM will listen on: free, or already held by a vLLM server (fine), or by something else."""
     p = facts.port
