@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from echopanel_setup import envconfig, knowledge
@@ -20,6 +19,8 @@ def version(text: str | None) -> Version | None:
 
 def in_range(text: str | None, spec: str) -> bool | None:
     """Whether a version falls in a specifier range; None when the version is unknown or unparsable."""
+    from packaging.specifiers import SpecifierSet  # only a few checks need ranges: keep it off start-up
+
     v = version(text)
     return None if v is None else SpecifierSet(spec).contains(v, prereleases=True)
 

@@ -11,7 +11,6 @@ import platform
 import re
 import shutil
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 
 from echopanel_setup.facts.model import GpuDevice, GpuFacts, GpuProcess
 from echopanel_setup.facts.platform import sysctl
@@ -128,6 +127,8 @@ def _nvidia_smi() -> GpuFacts:
     exe = shutil.which("nvidia-smi")
     if exe is None:
         return GpuFacts(source="none", error="nvidia-smi is not on PATH")
+    from concurrent.futures import ThreadPoolExecutor
+
     calls = {
         "gpus": [f"--query-gpu={QUERY_FIELDS}", "--format=csv,noheader,nounits"],
         "apps": [f"--query-compute-apps={APPS_FIELDS}", "--format=csv,noheader,nounits"],

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -47,6 +46,8 @@ def redact_url(url: str) -> str:
 
 def probe(facts: NetworkFacts, server_url: str | None, external: bool) -> NetworkFacts:
     """Fill in the HTTP probes. `external=False` (offline) keeps only a loopback server probe."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import httpx  # imported here: ~0.1 s that offline runs never pay
 
     k = knowledge.load()
@@ -99,6 +100,7 @@ def _short(exc: Exception) -> str:
 def _server(client, url: str, deadline: float) -> ServerFacts:  # type: ignore[no-untyped-def]
     """/health, /version and /v1/models of a vLLM server; the API key (if any) goes only to /v1/*."""
     import json
+    from concurrent.futures import ThreadPoolExecutor
 
     base = url.rstrip("/")
     facts = ServerFacts(url=base)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from functools import lru_cache
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 if sys.version_info >= (3, 11):
@@ -20,7 +20,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 @lru_cache(maxsize=1)
 def load() -> dict[str, Any]:
     """Parse compat.toml once per process."""
-    text = resources.files(__package__).joinpath("compat.toml").read_text(encoding="utf-8")
+    text = Path(__file__).with_name("compat.toml").read_text(encoding="utf-8")
     return tomllib.loads(text)
 
 
