@@ -101,8 +101,14 @@ def python(facts: Facts, mode: str) -> Outcome:
             Fix("Pass a working interpreter, or let echopanel-setup create a venv:", ["echopanel-setup doctor --python /path/to/venv/bin/python", "echopanel-setup install vllm"]),
         )
     venv = "venv" if e.is_venv else "not a venv"
-    if version(e.version) and version(e.version) < version("3.9"):  # type: ignore[operator]
-        return Outcome(Status.FAIL, f"Python {e.version} at {e.python}: current vLLM needs Python 3.10 or newer", [f"Chosen as {origin}."], INSTALL)
+    v = knowledge.load()["vllm"]
+    if e.packages.get("vllm") is None and version(e.version) and version(e.version) < version(v["min_python"]):  # type: ignore[operator]
+        return Outcome(
+            Status.FAIL,
+            f"Python {e.version} at {e.python}: vLLM with Voxtral Realtime needs Python {v['min_python']} or newer",
+            [f"Chosen as {origin}.", f"Source: {v['min_python_source']}"],
+            INSTALL,
+        )
     return Outcome(Status.OK, f"Python {e.version} at {e.python} ({venv})", [f"Chosen as {origin}."])
 
 

@@ -1,0 +1,46 @@
+"""The last line of defence in cli.main: internal errors and interrupts map to one line and an exit code."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from echopanel_setup import cli, doctor, paths
+
+
+def _main(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+    monkeypatch.setattr(sys, "argv", ["echopanel-setup", *args])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    return int(exc.value.code or 0)
+
+
+def test_internal_error_is_one_line_and_saves_the_traceback(monkeypatch, capsys):
+    def boom(*_a, **_k):
+        raise RuntimeError("probe exploded")
+
+    monkeypatch.setattr(doctor, "run", boom)
+    assert _main(monkeypatch, "doctor", "--offline") == 4
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "internal error: RuntimeError: probe exploded" in err[0]
+    saved = Path(err[0].split("traceback: ")[1].split(";")[0])
+    assert saved.parent == paths.state_dir() / "crash"
+    assert "Traceback" in saved.read_text() and "probe exploded" in saved.read_text()
+
+
+def test_ctrl_c_exits_130(monkeypatch, capsys):
+    def interrupted(*_a, **_k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(doctor, "run", interrupted)
+    assert _main(monkeypatch, "doctor", "--offline") == 130
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_usage_error_is_one_line_exit_2(monkeypatch, capsys):
+    assert _main(monkeypatch, "doctor", "--python", "/nonexistent/python") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["echopanel-setup: error: --python /nonexistent/python: no such file; pass the python of the venv that runs vLLM"]
