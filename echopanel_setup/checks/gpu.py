@@ -51,18 +51,16 @@ def _sm75_details(facts: Facts) -> list[str]:
     s = knowledge.load()["vllm"]["sm75"]
     installed = facts.pyenv.packages.get("vllm")
     picks = in_range(installed, s["flashinfer_picked"])
-    confirmed = in_range(installed, s["flashinfer_picked_confirmed"])
     lines = _describe(facts)
     lines.append(f"Serve with `{s['dtype_flag']}`: the weights are bfloat16, which this GPU lacks.")
     if installed is None:
         lines.append(
             f"Attention: vLLM versions {s['flashinfer_picked']} may pick FlashInfer on this GPU, which Voxtral's audio "
-            f"encoder rejects; pass `{s['attention_flag']}` (0.33+ picks Triton itself)."
+            f"encoder rejects; pass `{s['attention_flag']}` (0.24+ picks Triton itself)."
         )
     elif picks:
-        sure = "confirmed in 0.20.0" if confirmed else "read in 0.20.0, not confirmed for this exact version"
         lines.append(
-            f"Attention: vLLM {installed} picks FlashInfer on compute capability 7.5 ({sure}); the audio encoder "
+            f"Attention: vLLM {installed} picks FlashInfer on compute capability 7.5; the audio encoder "
             f"rejects it, so pass `{s['attention_flag']}`."
         )
     else:
