@@ -189,10 +189,26 @@ def _not_yet(name: str, issue: int) -> None:
 _PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
-@install_app.command("voxtral", context_settings=_PASSTHROUGH)
-def install_voxtral(ctx: typer.Context) -> None:
-    """Download the three files vLLM needs (~8.9 GB), resumable and verified. Not available yet."""
-    _not_yet("install voxtral", 9)
+@install_app.command("voxtral")
+def install_voxtral(
+    dir: Annotated[Optional[str], typer.Option("--dir", help="Where the model goes (default: the per-user data dir, or where an earlier install put it).")] = None,
+    revision: Annotated[Optional[str], typer.Option(help="Branch, tag or 40-character commit (default: main, or the commit already installed).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (files, sizes, disk space) and write nothing.")] = False,
+    verify: Annotated[bool, typer.Option(help="Re-hash the installed files and name any damaged one (exit 1).")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before downloading.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
+    stall_timeout: Annotated[float, typer.Option(min=1.0, help="Seconds without a byte before a transfer counts as stalled and is resumed.")] = 30.0,
+    retries: Annotated[int, typer.Option(min=0, max=100, help="Resumed retries in a row without progress before giving up.")] = 5,
+) -> None:
+    """Download the three files vLLM needs (~8.9 GB): resumable at the byte, verified, recorded for doctor and serve.
+
+    Exit codes: 0 installed (or already) · 1 --verify found damage, or not enough disk · 2 bad input or unwritable dir ·
+    3 Hub or network refused (401, gated, not found, offline, disk full) · 130 interrupted (run again to resume).
+    """
+    from echopanel_setup.install import voxtral
+
+    opts = voxtral.Options(dir, revision, dry_run, verify, yes, json_out, stall_timeout, retries)
+    raise typer.Exit(voxtral.run(opts))
 
 
 @install_app.command("vllm", context_settings=_PASSTHROUGH)
@@ -201,42 +217,195 @@ def install_vllm(ctx: typer.Context) -> None:
     _not_yet("install vllm", 9)
 
 
-@app.command(context_settings=_PASSTHROUGH)
-def serve(ctx: typer.Context) -> None:
-    """Print (or run) a `vllm serve` command tuned to this GPU. Not available yet."""
-    _not_yet("serve", 10)
+class ServeFormat(str, Enum):
+    shell = "shell"
+    json = "json"
+    docker = "docker"
+    compose = "compose"
+    systemd = "systemd"
+    kubernetes = "kubernetes"
 
 
-@app.command(context_settings=_PASSTHROUGH)
-def smoke(ctx: typer.Context) -> None:
-    """Transcribe a bundled clip through the server and report latency and accuracy. Not available yet."""
-    _not_yet("smoke", 11)
+@app.command()
+def serve(
+    gpu_memory: Annotated[Optional[float], typer.Option("--gpu-memory", metavar="GIB", help="Plan for a GPU with this much memory (another machine).")] = None,
+    gpus: Annotated[Optional[int], typer.Option(min=1, help="Use N GPUs with tensor parallelism (default: the fewest that fit).")] = None,
+    gpu: Annotated[Optional[str], typer.Option(metavar="NAME", help="Plan for this GPU model (e.g. 4090, L4, H100), or use local GPU index N.")] = None,
+    session_minutes: Annotated[Optional[float], typer.Option(help="Longest session to allow, minutes [default: 60, shortened if it does not fit].")] = None,
+    streams: Annotated[int, typer.Option(min=1, help="Concurrent transcription streams to plan for.")] = 1,
+    delay_ms: Annotated[Optional[int], typer.Option(help="Streaming delay in ms (default: EchoPanel's config, else the model's 480); served from a variant dir.")] = None,
+    port: Annotated[Optional[int], typer.Option(min=1, max=65535, help="Port to listen on (default: the config's URL, else 8000).")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 serves other machines (add --api-key).")] = "127.0.0.1",
+    api_key: Annotated[Optional[str], typer.Option(help="Require this key on /v1/* (not /health).")] = None,
+    served_model_name: Annotated[Optional[str], typer.Option(help="Model name clients send (default: the Hub repo id EchoPanel uses).")] = None,
+    fmt: Annotated[ServeFormat, typer.Option("--format", help="Output: the shell command, JSON, docker run, Compose, a systemd unit, or Kubernetes objects.")] = ServeFormat.shell,
+    exec_: Annotated[bool, typer.Option("--exec", help="Run it here in the foreground: port check, start-up phases, /health, /v1/models, realtime session; Ctrl-C stops it.")] = False,
+    detach: Annotated[bool, typer.Option(help="Like --exec, but leave it running in the background.")] = False,
+    status: Annotated[bool, typer.Option(help="Is the server echopanel-setup started running and ready?")] = False,
+    logs: Annotated[bool, typer.Option(help="Print the end of its log.")] = False,
+    lines: Annotated[int, typer.Option(min=0, help="With --logs: how many lines (0: all).")] = 100,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="With --logs: keep printing until Ctrl-C.")] = False,
+    stop: Annotated[bool, typer.Option(help="Stop the server echopanel-setup started.")] = False,
+    python: Annotated[Optional[str], typer.Option(help="The Python (or venv) that runs vLLM.")] = None,
+    model_dir: Annotated[Optional[str], typer.Option(help="Where the model is (default: where `install voxtral` put it).")] = None,
+    facts: Annotated[Optional[str], typer.Option(help="Plan from a saved doctor snapshot (`doctor --save-facts`) instead of probing.")] = None,
+    config: Annotated[Optional[str], typer.Option(help="EchoPanel's env file (default: the per-user echopanel.env).")] = None,
+    timeout: Annotated[Optional[float], typer.Option(min=1, help="With --exec/--detach: seconds to wait for /health [default: 900].")] = None,
+    image: Annotated[Optional[str], typer.Option(help="Container image for docker/compose/kubernetes [default: vllm/vllm-openai:v<installed vLLM>].")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout (the plan, the launch result or the status).")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="With --exec/--detach: show every vLLM log line.")] = False,
+) -> None:
+    """Print (or run) the `vllm serve` command for this GPU and this vLLM, with a memory plan.
+
+    Exit codes: 0 ok · 1 nothing fits / the server failed to start · 2 bad input · 3 not ready in time · 130 Ctrl-C.
+    """
+    from echopanel_setup.serve.main import ServeOptions, run
+
+    opts = ServeOptions(
+        gpu_memory=gpu_memory, gpus=gpus, gpu=gpu, session_minutes=session_minutes, streams=streams, delay_ms=delay_ms,
+        port=port, host=host, api_key=api_key, served_model_name=served_model_name, fmt=fmt.value, exec_=exec_,
+        detach=detach, status=status, logs=logs, lines=lines, follow=follow, stop=stop, python=python,
+        model_dir=model_dir, facts=facts, config=config, json_out=json_out, timeout=timeout, image=image, verbose=verbose,
+    )
+    raise typer.Exit(run(opts))
 
 
-@app.command(context_settings=_PASSTHROUGH)
-def configure(ctx: typer.Context) -> None:
-    """Write EchoPanel's env config. Not available yet."""
-    _not_yet("configure", 11)
+@app.command()
+def smoke(
+    mode: Annotated[Optional[Mode], typer.Option(help="local/remote: a vLLM server; api: Mistral's hosted API (default: from the EchoPanel config).")] = None,
+    url: Annotated[Optional[str], typer.Option(help="The vLLM server (http(s):// or ws(s)://); alone, no config is needed. In api mode: the API's base URL.")] = None,
+    api_key: Annotated[Optional[str], typer.Option(help="vLLM's --api-key (default: VLLM_API_KEY), or the Mistral key in api mode. Never printed.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="The model name to ask for (default: the one the server serves; in api mode the pinned API model).")] = None,
+    audio: Annotated[Optional[str], typer.Option(help="Your own WAV or FLAC (any rate, any channels) instead of the bundled clip.")] = None,
+    expect: Annotated[Optional[str], typer.Option(help="The words spoken in --audio, to score it.")] = None,
+    max_wer: Annotated[Optional[float], typer.Option(min=0.0, help="Fail (exit 1) above this word error rate (default 0.3).")] = None,
+    fast: Annotated[bool, typer.Option(help="Send the audio at full speed instead of pacing it like a live microphone.")] = False,
+    http: Annotated[bool, typer.Option(help="Use the one-shot HTTP route /v1/audio/transcriptions instead of the realtime WebSocket.")] = False,
+    timeout: Annotated[Optional[float], typer.Option(min=0.1, help="Seconds to wait for the transcript after the end of the audio (default 30).")] = None,
+    config: Annotated[Optional[str], typer.Option(help="EchoPanel's env file (default: the per-user echopanel.env).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document (also on errors) and nothing else on stdout.")] = False,
+) -> None:
+    """Transcribe a short clip through the server, as EchoPanel would, and report accuracy and latency.
+
+    Exit codes: 0 pass · 1 word error rate over --max-wer · 2 bad input · 3 server unreachable, refused (401) or failed.
+    """
+    from echopanel_setup.smoke import render, runner
+
+    opts = runner.SmokeOptions(
+        mode=mode.value if mode else None, url=url, api_key=api_key, model=model, audio=audio, expect=expect,
+        max_wer=max_wer, fast=fast, http=http, timeout=timeout, config=config,
+    )
+    try:
+        with render.progress(enabled=not json_out and sys.stderr.isatty()) as status:
+            result = runner.run(opts, status=status)
+    except SetupError as exc:
+        if json_out:
+            render.write_json(render.error_document(str(exc), exc.exit_code))
+        raise
+    if json_out:
+        render.write_json(render.to_document(result))
+    else:
+        render.render_human(result)
+    raise typer.Exit(result.exit_code)
 
 
-@app.command(context_settings=_PASSTHROUGH)
-def setup(ctx: typer.Context) -> None:
-    """The guided path: doctor → install → serve → smoke → configure. Not available yet."""
-    _not_yet("setup", 11)
+@app.command()
+def configure(
+    mode: Annotated[Optional[Mode], typer.Option(help="local/remote: a vLLM server; api: Mistral's hosted API (default: from the existing file, else the hardware).")] = None,
+    provider: Annotated[Optional[str], typer.Option(help="ECHOPANEL_ASR_PROVIDER: voxtral_official, mlx_whisper or whisper_cpp.")] = None,
+    url: Annotated[Optional[str], typer.Option(help="The vLLM server, http://HOST:PORT (default: http://localhost:8000 in local mode).")] = None,
+    delay_ms: Annotated[Optional[int], typer.Option(help="Streaming delay: 240-1200 in steps of 80, or 2400 (default 480, or what the model dir serves).")] = None,
+    api_key: Annotated[Optional[str], typer.Option(help="API mode: the Mistral key to store (- reads it from standard input). Default: a reference to MISTRAL_API_KEY.")] = None,
+    output: Annotated[Optional[str], typer.Option(help="Write this file instead of EchoPanel's per-user echopanel.env.")] = None,
+    shell: Annotated[bool, typer.Option(help='Print export lines for eval "$(echopanel-setup configure --shell)"; writes nothing.')] = False,
+    dry_run: Annotated[bool, typer.Option(help="Show the values and the diff; write nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before writing.")] = False,
+    facts: Annotated[Optional[str], typer.Option(help="Take the machine's facts from a saved doctor snapshot instead of probing.")] = None,
+) -> None:
+    """Write EchoPanel's env config: merged into the existing file (unknown lines kept), atomically, with a backup.
+
+    Exit codes: 0 written or already up to date · 2 bad value (e.g. a delay off the grid) or unwritable file.
+    """
+    from echopanel_setup import configure as configure_mod
+
+    opts = configure_mod.ConfigureOptions(
+        mode=mode.value if mode else None, provider=provider, url=url, delay_ms=delay_ms, api_key=api_key, output=output, facts=facts
+    )
+    if shell:
+        import os
+
+        plan = configure_mod.make_plan(opts, configure_mod.collect_facts(opts), os.environ)
+        for item in plan.advice:
+            print(f"echopanel-setup: warning: {item.text} {' / '.join(item.commands)}".rstrip(), file=sys.stderr)
+        sys.stdout.write(configure_mod.shell(plan))
+        return
+    configure_mod.run(opts, dry_run=dry_run, yes=yes)
+
+
+@app.command()
+def setup(
+    mode: Annotated[Optional[Mode], typer.Option(help="local (vLLM here), remote (a vLLM server elsewhere) or api (Mistral). Default: from the config, else the hardware.")] = None,
+    url: Annotated[Optional[str], typer.Option(help="The vLLM server (remote mode), or the API's base URL (api mode).")] = None,
+    api_key: Annotated[Optional[str], typer.Option(help="The vLLM server's --api-key, or the Mistral key in api mode (stored in EchoPanel's config, 0600).")] = None,
+    delay_ms: Annotated[Optional[int], typer.Option(help="Streaming delay for serve and configure (240-1200 in steps of 80, or 2400).")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Answer yes to the installers and to configure.")] = False,
+    exec_: Annotated[bool, typer.Option("--exec", help="Start vLLM in the foreground; it keeps running after setup.")] = False,
+    detach: Annotated[bool, typer.Option(help="Start vLLM in the background (serve --detach).")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Run doctor and say what each step would do; change nothing.")] = False,
+    python: Annotated[Optional[str], typer.Option(help="The Python (or venv) that runs vLLM.")] = None,
+    facts: Annotated[Optional[str], typer.Option(help="Take the machine's facts from a saved doctor snapshot instead of probing.")] = None,
+) -> None:
+    """The guided path: doctor → install vllm → install voxtral → serve → smoke → configure, skipping what is done.
+
+    Stops at the first blocker with its fix. On macOS or without an NVIDIA GPU it points to --mode remote or api.
+    Exit codes: 0 set up · 1 stopped at a step (its fix is printed) · 2 bad input · 3 external failure.
+    """
+    from echopanel_setup import setup_flow
+
+    if exec_ and detach:
+        raise UsageError("--exec and --detach exclude each other: pick one")
+    if delay_ms is not None:
+        from echopanel_setup.envconfig import validate_delay
+
+        if problem := validate_delay(str(delay_ms)):
+            raise UsageError(f"--delay-ms: {problem.split('=', 1)[1]}")
+    opts = setup_flow.SetupOptions(
+        mode=mode.value if mode else None, url=url, api_key=api_key, delay_ms=delay_ms, yes=yes, exec_=exec_,
+        detach=detach, dry_run=dry_run, facts=facts, python=python,
+    )
+    raise typer.Exit(setup_flow.run(opts))
 
 
 def main() -> None:
     """Entry point: one line for every known error, a saved traceback for the unknown ones."""
+    for stream in (sys.stdout, sys.stderr):
+        if (getattr(stream, "encoding", "") or "").lower().replace("-", "") not in ("utf8", "utf_8"):
+            stream.reconfigure(errors="replace")  # type: ignore[union-attr]  # a C/ASCII locale must not crash us
     try:
-        app()
+        code = app(standalone_mode=False)
     except SetupError as exc:
-        print(f"echopanel-setup: error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+        _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
-        print("echopanel-setup: interrupted", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+        _fail("interrupted", EXIT_INTERRUPTED)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line + saved traceback
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # Click's own usage errors
+            _fail(_click_message(exc), exc.exit_code)
+        if type(exc).__name__ == "Abort":  # Click turns Ctrl-C at a prompt into Abort
+            _fail("interrupted", EXIT_INTERRUPTED)
         _internal_error(exc)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"echopanel-setup: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _click_message(exc: Exception) -> str:
+    """Click's usage error as one line, with the help command for the command that failed."""
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    return " ".join(exc.format_message().split()) + where  # type: ignore[attr-defined]
 
 
 def _internal_error(exc: BaseException) -> None:

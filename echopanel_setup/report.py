@@ -73,7 +73,8 @@ def to_document(run: DoctorRun) -> dict[str, Any]:
 
 
 def write_json(run: DoctorRun, out: TextIO = sys.stdout) -> None:
-    out.write(json.dumps(to_document(run), indent=2, ensure_ascii=False) + "\n")
+    ascii_only = _symbols(out) is ASCII_SYMBOLS  # \u escapes keep the JSON valid on a non-UTF-8 stdout
+    out.write(json.dumps(to_document(run), indent=2, ensure_ascii=ascii_only) + "\n")
 
 
 def _symbols(stream: TextIO) -> dict[str, str]:
@@ -95,7 +96,8 @@ def render_human(run: DoctorRun, verbose: bool = False, quiet: bool = False, str
     sym = _symbols(stream)
     if not quiet:
         source = "replayed facts" if run.replayed else f"{run.facts.platform.system or '?'} {run.facts.platform.arch}"
-        con.print(f"[bold]echopanel-setup doctor[/]  ·  mode [bold]{run.mode}[/] ({escape(run.mode_reason)})  ·  {escape(source)}")
+        dot = " · " if sym is SYMBOLS else " - "
+        con.print(f"[bold]echopanel-setup doctor[/] {dot} mode [bold]{run.mode}[/] ({escape(run.mode_reason)}) {dot} {escape(source)}")
     category = None
     for r in run.results:
         if quiet and not r.is_problem:
@@ -108,14 +110,14 @@ def render_human(run: DoctorRun, verbose: bool = False, quiet: bool = False, str
         advisory = " [dim](advisory)[/]" if r.is_problem and not r.required else ""
         timing = f" [dim][{r.duration_ms:.1f} ms][/]" if verbose else ""
         con.print(
-            f"  [{STYLES[r.status.value]}]{sym[r.status.value]} {r.status.value:<7}[/] {r.title:<24} {escape(r.summary)}{advisory}{timing}"
+            f"  [{STYLES[r.status.value]}]{sym[r.status.value]} {r.status.value:<7}[/] {escape(f'{r.title:<24}')} {escape(r.summary)}{advisory}{timing}"
         )
         if r.is_problem or verbose:
             for line in r.details:
                 con.print(f"      [dim]{escape(line)}[/]")
         if r.fix and r.is_problem:
             if r.fix.text:
-                con.print(f"      → {escape(r.fix.text)}")
+                con.print(f"      {'→' if sym is SYMBOLS else '->'} {escape(r.fix.text)}")
             for cmd in r.fix.commands:
                 con.print(f"        [cyan]{escape(cmd)}[/]")
     if verbose:
@@ -141,6 +143,7 @@ def summary_line(run: DoctorRun, sym: dict[str, str]) -> str:
 
 def render_matrix(checks: list[Check], stream: TextIO = sys.stdout) -> None:
     """`doctor --list`: which checks run in which mode, and whether they are required there."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(show_edge=False, box=None, pad_edge=False)
@@ -149,7 +152,7 @@ def render_matrix(checks: list[Check], stream: TextIO = sys.stdout) -> None:
     for mode in MODES:
         table.add_column(mode)
     for c in checks:
-        table.add_row(c.id, c.title, *(c.modes.get(m, "–") for m in MODES))
+        table.add_row(c.id, escape(c.title), *(c.modes.get(m, "-") for m in MODES))
     con = console(stream)
     if not stream.isatty():
         con.width = 120

@@ -8,13 +8,13 @@ on the server: vLLM reads the delay from tekken.json at start-up.
 from __future__ import annotations
 
 from echopanel_setup import envconfig, knowledge
-from echopanel_setup.checks import ADVISORY, REQUIRED, Fix, Outcome, Status, check
+from echopanel_setup.checks import REQUIRED, Fix, Outcome, Status, check
 from echopanel_setup.facts.model import Facts
 
 CONFIGURE = Fix("Write it:", ["echopanel-setup configure"])
 
 
-@check("config.values", "EchoPanel config", "config", ("config",), local=ADVISORY, remote=REQUIRED, api=REQUIRED)
+@check("config.values", "EchoPanel config", "config", ("config",), local=REQUIRED, remote=REQUIRED, api=REQUIRED)
 def values(facts: Facts, mode: str) -> Outcome:
     """The file parses, each key has a valid value, and it selects Voxtral in the mode being checked."""
     c = facts.config

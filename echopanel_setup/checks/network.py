@@ -97,10 +97,10 @@ def server(facts: Facts, mode: str) -> Outcome:
         "Start vLLM on the GPU host (`echopanel-setup serve` there), and check the URL:", ["echopanel-setup configure --mode remote --url http://GPU-HOST:8000"]
     )
     if s is None:
-        if facts.network.offline and mode == "remote":
-            return OFFLINE
-        if mode == "remote":
+        if mode == "remote" and not facts.network.server_url:
             return Outcome(Status.FAIL, "no server URL: set VOXTRAL_VLLM_URL or pass --url", [], start)
+        if facts.network.offline and mode == "remote":
+            return Outcome(Status.SKIP, f"skipped (--offline): {facts.network.server_url} not asked")
         return Outcome(Status.WARN, f"no vLLM server running on port {facts.port.port} yet", [], start)
     if s.health is None:
         return Outcome(Status.FAIL if mode == "remote" else Status.WARN, f"{s.url} unreachable: {s.error}", [], start)

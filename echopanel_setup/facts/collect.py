@@ -60,6 +60,7 @@ def collect(opts: Options, on_wait: Callable[[list[str]], None] | None = None) -
     server_url = _server_url(configured_url, facts, opts.offline)
     creds = network.credentials(facts.config.values)
     creds.offline = opts.offline
+    creds.server_url = configured_url if configured_url and envconfig.validate_url(configured_url) is None else server_url
 
     probes = [
         _Probe("platform", 3.0, platform.probe, lambda f, v: setattr(f, "platform", v)),

@@ -42,9 +42,9 @@ def read_tekken_delay(tekken: Path) -> int | None:
         with tekken.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
             audio = _AUDIO.search(mm)
             match = _DELAY.search(mm, audio.end() if audio else 0) or _DELAY.search(mm)
-    except (OSError, ValueError):
+            return int(match.group(1)) if match else None
+    except (OSError, ValueError):  # missing, empty (mmap refuses 0 bytes) or unreadable
         return None
-    return int(match.group(1)) if match else None
 
 
 def probe_model(model_dir: Path, serve_dir: str | None) -> ModelFacts:
@@ -105,10 +105,31 @@ def _find_holder(facts: PortFacts) -> None:
             try:
                 proc = psutil.Process(c.pid)
                 facts.holder_name = proc.name()
-                facts.holder_cmdline = " ".join(proc.cmdline())[:300]
+                facts.holder_cmdline = redact_cmdline(proc.cmdline())[:300]
             except (psutil.Error, OSError):
                 pass
             return
+
+
+_SECRET_FLAG = re.compile(r"^--?[\w-]*(?:key|token|secret|password|passwd)[\w-]*$", re.IGNORECASE)
+
+
+def redact_cmdline(argv: list[str]) -> str:
+    """A process's command line with the values of secret-looking flags and variables replaced by ***."""
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            out.append("***")
+            hide_next = False
+            continue
+        name, eq, _value = arg.partition("=")
+        if eq and (_SECRET_FLAG.match(name) or envconfig.is_secret(name.lstrip("-"))):
+            out.append(f"{name}=***")
+        else:
+            out.append(arg)
+            hide_next = bool(_SECRET_FLAG.match(arg))
+    return " ".join(out)
 
 
 def probe_config(path: Path) -> ConfigFacts:
@@ -125,7 +146,7 @@ def probe_config(path: Path) -> ConfigFacts:
         if key in os.environ:
             values[key] = os.environ[key]
             facts.from_environment.append(key)
-    facts.values = {k: ("<set>" if k in envconfig.SECRET_KEYS and v else v) for k, v in values.items()}
+    facts.values = {k: ("<set>" if envconfig.is_secret(k) and v else v) for k, v in values.items()}
     return facts
 
 

@@ -138,6 +138,7 @@ class NetworkFacts:
     hf_token: bool = False
     mistral_api_key: Optional[str] = None  # name of the variable that holds a key, never the key
     vllm_api_key: bool = False
+    server_url: Optional[str] = None  # the vLLM server doctor checks (configured, or a local listener)
     hf: Optional[HttpProbe] = None
     mistral: Optional[HttpProbe] = None
     server: Optional[ServerFacts] = None
@@ -197,6 +198,9 @@ class Facts:
         version = data.get("schema_version", FACTS_SCHEMA_VERSION)
         if not isinstance(version, int) or version > FACTS_SCHEMA_VERSION:
             raise ValueError(f"facts schema_version {version!r} is newer than this tool understands")
+        missing = [name for name in ("platform", "gpu", "pyenv") if name not in data]
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)} (write one with `echopanel-setup doctor --save-facts FILE`)")
         return _build(cls, data)
 
 

@@ -1,0 +1,351 @@
+"""`configure`: write EchoPanel's env config, with defaults taken from what doctor found.
+
+The user's file is merged, never rewritten: unknown keys, comments and order stay; the previous file is
+kept as `.bak`; the replacement is atomic; a literal API key makes the file 0600, and an API key that
+already lives in the environment is written as a `${NAME}` reference instead of being copied.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from echopanel_setup import envconfig, knowledge, paths
+from echopanel_setup.errors import UsageError
+from echopanel_setup.facts.model import Facts
+
+VOXTRAL = "voxtral_official"
+HEADER = "# EchoPanel configuration, written by `echopanel-setup configure` (check it with `echopanel-setup doctor`)."
+
+
+@dataclass
+class ConfigureOptions:
+    mode: str | None = None
+    provider: str | None = None
+    url: str | None = None
+    delay_ms: int | None = None
+    api_key: str | None = field(default=None, repr=False)  # a key, or "-" to read one line from stdin
+    output: str | None = None
+    facts: str | None = None
+
+
+@dataclass
+class Advice:
+    """A warning with the commands that fix it."""
+
+    text: str
+    commands: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    """What configure will write, and why; nothing is written until `apply`."""
+
+    path: Path
+    provider: str
+    mode: str | None  # None for providers other than voxtral_official
+    reasons: dict[str, str]  # key (or "mode"/"provider") -> why this value
+    updates: dict[str, str | None]  # None removes the key
+    advice: list[Advice]
+    old_text: str
+    new_text: str
+
+    @property
+    def changed(self) -> bool:
+        return self.old_text != self.new_text
+
+    @property
+    def values(self) -> dict[str, str]:
+        """EchoPanel's keys in the resulting file."""
+        parsed = envconfig.parse(self.new_text).values
+        return {k: parsed[k] for k in envconfig.KEYS if k in parsed}
+
+    @property
+    def secret(self) -> bool:
+        return envconfig.has_secret(envconfig.parse(self.new_text).values)
+
+
+def output_path(opts: ConfigureOptions) -> Path:
+    return Path(opts.output).expanduser() if opts.output else paths.echopanel_config_path()
+
+
+def make_plan(opts: ConfigureOptions, facts: Facts, environ: Mapping[str, str], stdin: TextIO | None = None) -> Plan:
+    """Decide every value from the flags, then the existing file, then doctor's facts."""
+    path = output_path(opts)
+    old_text = _read_existing(path)
+    existing = envconfig.parse(old_text).values
+    k = knowledge.load()
+    reasons: dict[str, str] = {}
+    advice: list[Advice] = []
+
+    provider, mode = _provider_and_mode(opts, facts, existing, reasons)
+    updates: dict[str, str | None] = {envconfig.PROVIDER: provider}
+    if provider == VOXTRAL:
+        assert mode is not None
+        delay = _delay(opts, existing, facts, mode, reasons)
+        updates[envconfig.DELAY] = str(delay)
+        if mode == "api":
+            updates[envconfig.MODE] = "api"
+            _api_key(opts, existing, environ, stdin, updates, reasons, advice)
+        else:
+            updates[envconfig.MODE] = None
+            updates[envconfig.URL] = _url(opts, existing, mode, reasons, k["server"]["default_url"])
+            served = facts.model.delay_ms
+            if mode == "local" and served is not None and served != delay:
+                advice.append(Advice(
+                    f"EchoPanel will ask for {delay} ms, but the model dir serves {served} ms (vLLM reads "
+                    "audio.transcription_delay_ms from tekken.json once, at start-up). Serve the matching variant:",
+                    [f"echopanel-setup serve --delay-ms {delay}"],
+                ))
+    try:
+        new_text = envconfig.merge(old_text or HEADER + "\n", updates)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return Plan(path, provider, mode, reasons, updates, advice, old_text, new_text)
+
+
+def _read_existing(path: Path) -> str:
+    if path.is_dir():
+        raise UsageError(f"--output {path}: is a directory; name the env file itself")
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not a text file; move it away or pass --output FILE") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+
+
+def _provider_and_mode(opts: ConfigureOptions, facts: Facts, existing: dict[str, str], reasons: dict[str, str]) -> tuple[str, str | None]:
+    providers = knowledge.load()["echopanel"]["providers"]
+    if opts.provider and opts.provider not in providers:
+        raise UsageError(f"--provider {opts.provider!r}: use one of {', '.join(providers)}")
+    if opts.provider and opts.provider != VOXTRAL:
+        if opts.mode:
+            raise UsageError(f"--mode is for the Voxtral provider ({VOXTRAL}); {opts.provider} has no mode")
+        reasons["provider"] = "--provider"
+        return opts.provider, None
+    mode, why = _mode(opts, facts, existing)
+    if mode is None:
+        if opts.provider == VOXTRAL:
+            raise UsageError(f"this machine cannot run vLLM ({why}): add --mode remote --url http://GPU-HOST:8000, or --mode api")
+        alternative = _local_alternative(facts.platform.system)
+        reasons["provider"] = f"{why}; {alternative['title']} runs here (RTF ≈ {alternative['rtf']}). For Voxtral instead: --mode remote --url http://GPU-HOST:8000, or --mode api"
+        return alternative["id"], None
+    if opts.provider:
+        reasons["provider"] = "--provider"
+    reasons["mode"] = why
+    return VOXTRAL, mode
+
+
+def _mode(opts: ConfigureOptions, facts: Facts, existing: dict[str, str]) -> tuple[str | None, str]:
+    """(mode, why); mode None when nothing points at Voxtral and this machine cannot serve it."""
+    if opts.mode:
+        return opts.mode, "--mode"
+    if opts.url:
+        return ("local" if envconfig.is_local_url(_http_url(opts.url)) else "remote"), "--url"
+    if existing.get(envconfig.MODE) == "api":
+        return "api", f"{envconfig.MODE}=api in the existing file"
+    if existing.get(envconfig.PROVIDER, VOXTRAL) == VOXTRAL and existing.get(envconfig.URL):
+        url = existing[envconfig.URL]
+        return ("local" if envconfig.is_local_url(url) else "remote"), f"{envconfig.URL} in the existing file"
+    system = facts.platform.system
+    if system == "Linux" and facts.gpu.devices:
+        return "local", "doctor found Linux with an NVIDIA GPU"
+    if system == "Darwin":
+        return None, "macOS: vLLM cannot serve Voxtral on the Apple GPU"
+    if system == "Windows":
+        return None, "native Windows: vLLM does not run here (WSL2 can)"
+    return None, f"{system or 'this system'} without an NVIDIA GPU: vLLM cannot serve Voxtral here"
+
+
+def _local_alternative(system: str) -> dict:  # type: ignore[type-arg]
+    """The first alternative in compat.toml that is an EchoPanel provider and runs on this platform."""
+    key = {"Darwin": "darwin", "Windows": "windows"}.get(system, "linux")
+    providers = knowledge.load()["echopanel"]["providers"]
+    return next(a for a in knowledge.load()["alternative"] if a["id"] in providers and key in a["platforms"])
+
+
+def _delay(opts: ConfigureOptions, existing: dict[str, str], facts: Facts, mode: str, reasons: dict[str, str]) -> int:
+    if opts.delay_ms is not None:
+        if problem := envconfig.validate_delay(str(opts.delay_ms)):
+            raise UsageError(f"--delay-ms: {problem.split('=', 1)[1]}")
+        reasons[envconfig.DELAY] = "--delay-ms"
+        return opts.delay_ms
+    current = existing.get(envconfig.DELAY)
+    if current and envconfig.validate_delay(current) is None:
+        reasons[envconfig.DELAY] = "kept from the existing file"
+        return int(current)
+    served = facts.model.delay_ms
+    if mode == "local" and served is not None and envconfig.validate_delay(str(served)) is None:
+        reasons[envconfig.DELAY] = "what the local model dir serves"
+        return served
+    reasons[envconfig.DELAY] = "the model card's recommended default"
+    return int(knowledge.load()["delay"]["default_ms"])
+
+
+def _url(opts: ConfigureOptions, existing: dict[str, str], mode: str, reasons: dict[str, str], default: str) -> str:
+    if opts.url:
+        url = _http_url(opts.url)
+        if problem := envconfig.validate_url(url):
+            raise UsageError(f"--url: {problem.split('=', 1)[1]}")
+        if mode == "local" and not envconfig.is_local_url(url):
+            raise UsageError(f"--url {opts.url} is not on this machine: use --mode remote for a server elsewhere")
+        reasons[envconfig.URL] = "--url"
+        return url
+    current = existing.get(envconfig.URL)
+    if current and envconfig.validate_url(current) is None and envconfig.is_local_url(current) == (mode == "local"):
+        reasons[envconfig.URL] = "kept from the existing file"
+        return current
+    if mode == "remote":
+        raise UsageError("--mode remote needs --url http://GPU-HOST:8000 (the vLLM server EchoPanel should use)")
+    reasons[envconfig.URL] = "vLLM's default port on this machine"
+    return default
+
+
+def _http_url(url: str) -> str:
+    """EchoPanel wants http(s)://host:port: accept the ws:// URL or a /v1/realtime path and reduce it."""
+    from echopanel_setup.smoke.server import endpoint
+
+    try:
+        return endpoint(url).http_base
+    except UsageError:
+        return url  # validate_url names the problem in EchoPanel's terms
+
+
+def _api_key(
+    opts: ConfigureOptions, existing: dict[str, str], environ: Mapping[str, str], stdin: TextIO | None,
+    updates: dict[str, str | None], reasons: dict[str, str], advice: list[Advice],
+) -> None:
+    """A key given now is written (the file becomes 0600); otherwise keep the file's, else refer to the
+    environment's, else say how to provide one."""
+    key = opts.api_key
+    if key == "-":
+        key = (stdin or sys.stdin).readline().strip()
+        if not key:
+            raise UsageError("--api-key -: standard input was empty; pipe the key in, e.g. `pass show mistral | echopanel-setup configure --mode api --api-key -`")
+        reasons[envconfig.API_KEY] = "read from standard input (written; the file is made private, 0600)"
+    elif key:
+        reasons[envconfig.API_KEY] = "--api-key (written; the file is made private, 0600)"
+        advice.append(Advice("A key on the command line stays in your shell history; `--api-key -` reads it from standard input instead."))
+    if key:
+        updates[envconfig.API_KEY] = key
+        return
+    if existing.get(envconfig.API_KEY):
+        reasons[envconfig.API_KEY] = "kept from the existing file"
+        return
+    if environ.get(envconfig.API_KEY):
+        reasons[envconfig.API_KEY] = f"EchoPanel reads {envconfig.API_KEY} from the environment; nothing written"
+        return
+    if environ.get("MISTRAL_API_KEY"):
+        updates[envconfig.API_KEY] = "${MISTRAL_API_KEY}"
+        reasons[envconfig.API_KEY] = "a reference to MISTRAL_API_KEY in your environment (the key itself is not copied)"
+        return
+    advice.append(Advice(
+        "No Mistral API key: EchoPanel's API mode needs one (https://console.mistral.ai/api-keys). Export it, or store it here:",
+        ["export MISTRAL_API_KEY=…", "echopanel-setup configure --mode api --api-key -   # reads the key from standard input"],
+    ))
+
+
+def apply(plan: Plan) -> Path | None:
+    """Write the plan (atomically, with a backup); returns the backup's path, or None for a new file."""
+    try:
+        return envconfig.write_atomic(plan.path, plan.new_text, plan.secret)
+    except OSError as exc:
+        raise UsageError(f"{plan.path}: cannot write it: {exc.strerror or exc}") from None
+
+
+def masked(text: str) -> str:
+    """`text` with literal secret values replaced, for diffs and logs."""
+    lines = []
+    for line in text.splitlines(keepends=True):
+        parsed = envconfig.parse(line).values
+        secret = next((k for k in envconfig.SECRET_KEYS if k in parsed and envconfig.reference(parsed[k]) is None), None)
+        lines.append(line.split("=", 1)[0] + "=****" + ("\n" if line.endswith("\n") else "") if secret else line)
+    return "".join(lines)
+
+
+def diff(plan: Plan) -> str:
+    return "".join(difflib.unified_diff(
+        masked(plan.old_text).splitlines(keepends=True), masked(plan.new_text).splitlines(keepends=True),
+        fromfile=f"{plan.path} (now)", tofile=f"{plan.path} (after configure)",
+    ))
+
+
+def shell(plan: Plan) -> str:
+    """`export` lines for `eval "$(echopanel-setup configure --shell)"`: the resulting EchoPanel keys."""
+    values: dict[str, str | None] = dict(plan.values)
+    values.update({k: None for k, v in plan.updates.items() if v is None})
+    return envconfig.shell_exports(values)
+
+
+def collect_facts(opts: ConfigureOptions) -> Facts:
+    """What doctor knows (offline: no network), or a saved snapshot when --facts is given."""
+    from echopanel_setup import doctor
+    from echopanel_setup.facts.collect import Options, collect
+
+    if opts.facts:
+        return doctor.load_facts(opts.facts)
+    return collect(Options(offline=True, config=str(output_path(opts))))
+
+
+def run(opts: ConfigureOptions, *, dry_run: bool = False, yes: bool = False, out: TextIO | None = None, facts: Facts | None = None) -> Plan:
+    """Plan, show, confirm (on a terminal, unless `yes`), write, report. Returns the plan."""
+    plan = make_plan(opts, facts or collect_facts(opts), os.environ)
+    out = out or sys.stdout
+    con = _render_plan(plan, out)
+    if dry_run:
+        con.print(diff(plan) if plan.changed else "No change.\n", markup=False, end="")
+        con.print("Dry run: nothing written.")
+        return plan
+    if not plan.changed:
+        con.print(f"[green]✓ ok[/]     {_esc(plan.path)} is already up to date")
+    else:
+        if not yes and opts.api_key != "-" and sys.stdin.isatty() and out.isatty():
+            from rich.prompt import Confirm
+
+            if not Confirm.ask(f"Write {plan.path}?", default=True, console=con):
+                con.print("Nothing written.")
+                return plan
+        backup = apply(plan)
+        private = "0600, " if plan.secret else ""
+        kept = f"previous file kept as {backup}" if backup else "new file"
+        con.print(f"[green]✓ ok[/]     wrote {_esc(plan.path)} ({private}{_esc(kept)})")
+    if plan.provider == VOXTRAL:
+        con.print('Next:     [cyan]echopanel-setup smoke[/]   ·   in a shell: [cyan]eval "$(echopanel-setup configure --shell)"[/]')
+    return plan
+
+
+def _esc(value: object) -> str:
+    from rich.markup import escape
+
+    return escape(str(value))
+
+
+def _render_plan(plan: Plan, out: TextIO):  # type: ignore[no-untyped-def]
+    """The values and why each was chosen, then the warnings with their fixes."""
+    from echopanel_setup.report import console
+
+    con = console(out)
+    con.print(f"[bold]echopanel-setup configure[/]  ·  {_esc(plan.path)}")
+    why = plan.reasons.get("provider")
+    con.print(f"Provider: {plan.provider}" + (f" ({_esc(why)})" if why else ""))
+    if plan.mode:
+        con.print(f"Mode:     {plan.mode} ({_esc(plan.reasons.get('mode', ''))})")
+    for line in masked("".join(f"{k}={v}\n" for k, v in plan.values.items())).splitlines():
+        con.print(f"  {_esc(line):<44} [dim]{_esc(plan.reasons.get(line.split('=', 1)[0], ''))}[/]")
+    old = envconfig.parse(plan.old_text).values
+    for key, value in plan.updates.items():
+        if value is None and key in old:
+            con.print(f"  {key} removed {'':<25} [dim](absent = the vLLM server at {envconfig.URL})[/]")
+    for item in plan.advice:
+        con.print(f"[yellow]! warn[/]   {_esc(item.text)}")
+        for command in item.commands:
+            con.print(f"         [cyan]{_esc(command)}[/]")
+    return con

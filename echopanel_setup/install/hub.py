@@ -1,0 +1,246 @@
+"""The Hugging Face Hub, through the real huggingface_hub: revision → commit, file metadata, download URLs,
+auth headers, and one clear line for each of its error classes.
+
+Everything here honours what huggingface_hub honours: HF_ENDPOINT, HF_TOKEN (or `hf auth login`),
+HF_HUB_OFFLINE, HF_HUB_ETAG_TIMEOUT and the usual proxy variables (its httpx2 client trusts the environment).
+Our own Range transfers (fetch.py) reuse its session, headers and `hf_raise_for_status`, so an error there
+maps through the same classes.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from echopanel_setup.errors import ExternalError, SetupError
+
+CONNECT_TIMEOUT_S = 10.0
+API_TIMEOUT_S = 30.0
+_DNS_MARKERS = ("name or service not known", "temporary failure in name resolution", "nodename nor servname", "getaddrinfo failed", "no address associated")
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file at one commit, as the Hub describes it: enough to plan, resume and verify."""
+
+    name: str
+    size: int
+    sha256: str | None  # LFS files: the content's sha256 (also their etag)
+    git_sha1: str | None  # regular files: the git blob id (also their etag)
+
+    @property
+    def etag(self) -> str:
+        return self.sha256 or self.git_sha1 or ""
+
+
+@dataclass(frozen=True)
+class Remote:
+    repo: str
+    revision: str
+    commit: str
+    endpoint: str
+    gated: bool
+    files: dict[str, RemoteFile]
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where to GET one file's bytes right now (a signed CDN URL expires: ask again on each retry)."""
+
+    url: str
+    headers: dict[str, str]
+    etag: str | None
+    size: int | None
+
+
+def endpoint() -> str:
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT.rstrip("/")
+
+
+def offline() -> bool:
+    from huggingface_hub import constants
+
+    return constants.is_offline_mode()
+
+
+def token_set() -> bool:
+    from huggingface_hub import get_token
+
+    try:
+        return get_token() is not None
+    except Exception:  # noqa: BLE001 - an OIDC exchange failure means "no usable token" here
+        return False
+
+
+def _session_defaults() -> None:
+    """Give huggingface_hub's shared client a default timeout (some HfApi calls pass none and would wait
+    forever), and keep its log warnings off the terminal: every failure reaches the user as our one line."""
+    import httpx2
+    from huggingface_hub import set_client_factory
+    from huggingface_hub.utils import logging as hf_logging
+    from huggingface_hub.utils._http import default_client_factory
+
+    hf_logging.set_verbosity_error()
+
+    def factory() -> httpx2.Client:
+        client = default_client_factory()
+        client.timeout = httpx2.Timeout(API_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
+        return client
+
+    set_client_factory(factory)
+
+
+def resolve(repo: str, revision: str, names: list[str]) -> Remote:
+    """Revision → commit, then size and hash of each wanted file at that commit (two API calls)."""
+    from huggingface_hub import HfApi
+
+    _session_defaults()
+    api = HfApi()
+    where = endpoint()
+    try:
+        info = api.model_info(repo, revision=revision, timeout=API_TIMEOUT_S)
+        commit = info.sha or ""
+        gated = bool(info.gated)
+        if gated:
+            api.auth_check(repo)  # GatedRepoError now, not after planning 9 GB
+        entries = api.get_paths_info(repo, names, revision=commit)
+    except Exception as exc:  # noqa: BLE001 - mapped to one line, or re-raised
+        raise error(exc, repo=repo, revision=revision) from None
+    files: dict[str, RemoteFile] = {}
+    for e in entries:
+        if e.path in names and hasattr(e, "size"):
+            lfs = getattr(e, "lfs", None)
+            files[e.path] = RemoteFile(e.path, int(e.size), lfs.sha256 if lfs else None, None if lfs else e.blob_id)
+    missing = [n for n in names if n not in files]
+    if missing:
+        raise ExternalError(f"{repo} at {commit[:12]} has no {', '.join(missing)}: is this the Voxtral Realtime repo? (HF_ENDPOINT={where})")
+    return Remote(repo, revision, commit, where, gated, files)
+
+
+def locate(repo: str, commit: str, name: str) -> Source:
+    """HEAD the file's resolve URL (huggingface_hub's metadata helper) and say where to GET it.
+
+    The token goes only to the Hub itself; a redirect to a CDN (signed URL) gets no Authorization header,
+    as huggingface_hub does.
+    """
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.utils import build_hf_headers
+
+    url = hf_hub_url(repo, name, revision=commit)
+    meta = get_hf_file_metadata(url)  # no retries of its own: fetch.py retries, resuming at the byte
+    headers = build_hf_headers(headers={"Accept-Encoding": "identity"})
+    if _origin(meta.location) != _origin(url):
+        headers.pop("authorization", None)
+    return Source(meta.location, headers, meta.etag, meta.size)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port
+
+
+def proxy_for(url: str) -> str | None:
+    """The proxy the environment routes `url` through (what httpx would use), for error messages."""
+    host = urlsplit(url).hostname or ""
+    if urllib.request.proxy_bypass_environment(host):
+        return None
+    proxies = urllib.request.getproxies_environment()
+    return proxies.get(urlsplit(url).scheme) or proxies.get("all")
+
+
+def _host(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.netloc or url
+
+
+def transient(exc: BaseException) -> bool:
+    """Worth a resumed retry: the connection broke, stalled or the server had a passing failure."""
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    if isinstance(exc, OfflineModeIsEnabled):
+        return False
+    if isinstance(exc, HfHubHTTPError):
+        status = exc.response.status_code if exc.response is not None else None
+        return status is not None and (status >= 500 or status in (408, 429))
+    return isinstance(exc, (httpx2.TransportError, ConnectionError, TimeoutError))
+
+
+def describe_network(exc: BaseException, url: str) -> str:
+    """A network failure in words: DNS, proxy, refused, timed out."""
+    import httpx2
+
+    text = str(exc) or type(exc).__name__
+    host = _host(url)
+    proxy = proxy_for(url)
+    if isinstance(exc, httpx2.ProxyError) or (proxy and isinstance(exc, httpx2.ConnectError)):
+        return f"the proxy {proxy or '?'} failed ({text}): check HTTPS_PROXY / HTTP_PROXY / ALL_PROXY and NO_PROXY"
+    if any(m in text.lower() for m in _DNS_MARKERS):
+        return f"cannot resolve {urlsplit(url).hostname} (DNS): check your network connection, or HF_ENDPOINT"
+    if isinstance(exc, httpx2.TimeoutException):
+        return f"no answer from {host} in time ({type(exc).__name__}): the network or the Hub is slow or down"
+    if "refused" in text.lower():
+        return f"cannot connect to {host}: connection refused"
+    return f"cannot reach {host}: {text}"
+
+
+def error(exc: BaseException, *, repo: str, revision: str | None = None, name: str | None = None) -> BaseException:
+    """Map a huggingface_hub / httpx2 error to one SetupError line; unknown errors come back unchanged."""
+    import httpx2
+    from huggingface_hub import errors as e
+
+    where = endpoint()
+    page = f"{where}/{repo}"
+    token = "HF_TOKEN is set" if token_set() else "no token is set: export HF_TOKEN=hf_… or run `hf auth login`"
+    if isinstance(exc, SetupError):
+        return exc
+    if isinstance(exc, e.OfflineModeIsEnabled):
+        return ExternalError("HF_HUB_OFFLINE=1 forbids downloading: unset it to download, or copy the files into the model dir")
+    if isinstance(exc, e.GatedRepoError):
+        return ExternalError(f"{repo} is gated: accept its licence at {page} with the account your token belongs to, then run again ({token})")
+    if isinstance(exc, e.RevisionNotFoundError):
+        return ExternalError(f"revision {revision!r} not found in {repo}: pass a branch, a tag or a full 40-character commit to --revision")
+    if isinstance(exc, e.RemoteEntryNotFoundError):
+        return ExternalError(f"{name or 'a file'} not found in {repo} at {revision}: the repo changed; run again with --revision main")
+    if isinstance(exc, e.DisabledRepoError):
+        return ExternalError(f"{repo} is disabled on {where}")
+    if isinstance(exc, e.RepositoryNotFoundError):
+        return ExternalError(
+            f"{repo} not found on {where}: check the endpoint and your token too, the Hub answers 'not found' "
+            f"when a token is missing, wrong or lacks access ({token})"
+        )
+    if isinstance(exc, e.FileMetadataError):
+        return ExternalError(f"{where} does not answer like the Hugging Face Hub ({_first_line(exc)}): check HF_ENDPOINT and your proxy")
+    if isinstance(exc, e.HfHubHTTPError):
+        status = exc.response.status_code if exc.response is not None else None
+        if status == 401:
+            return ExternalError(f"the Hub rejected your token (401 invalid credentials): check HF_TOKEN or run `hf auth login` again")
+        if status == 403:
+            return ExternalError(f"the Hub refused access to {repo} (403): check your token's permissions at {where}/settings/tokens")
+        if status == 429:
+            return ExternalError(f"the Hub is rate-limiting this address (429): wait a few minutes and run again (a token raises the limit)")
+        return ExternalError(f"the Hub answered {status or 'an error'} for {repo}: try again later ({_first_line(exc)})")
+    if isinstance(exc, (httpx2.TransportError, ConnectionError, TimeoutError)):
+        return ExternalError(f"{describe_network(exc, where)} (HF_ENDPOINT={where})")
+    return exc
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def env_summary() -> dict[str, Any]:
+    """What the Hub settings are, for --json (never the token itself)."""
+    return {
+        "endpoint": endpoint(),
+        "token": token_set(),
+        "offline": offline(),
+        "proxy": proxy_for(endpoint()),
+        "etag_timeout_s": float(os.environ.get("HF_HUB_ETAG_TIMEOUT", 10)),
+    }

@@ -1,0 +1,590 @@
+"""`echopanel-setup install voxtral`: the three files vLLM reads, downloaded so they can be trusted.
+
+Order of work, cheapest first:
+1. An install whose files still match the manifest (size and mtime) is confirmed from the manifest alone:
+   no network, no hashing.
+2. The dir must be writable; then the Hub says which commit the revision is and each file's size and hash.
+3. The plan: keep what is verified, check what is present but unverified, resume what was interrupted
+   (ours, or huggingface_hub's orphaned temp files), download the rest; free disk must cover it, with margin.
+   `--dry-run` prints this and stops.
+4. Transfers (fetch.py) hash while they run; each file is moved into place only once it matches the Hub,
+   so a verified file is never written again. The manifest is written last.
+`--verify` re-hashes an install against its manifest (or, without one, against the Hub) and names damage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from echopanel_setup import knowledge, paths
+from echopanel_setup.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ExternalError, SetupError, UsageError
+from echopanel_setup.install import fetch, hub, manifest, orphans
+from echopanel_setup.install.digest import Digest, Expected, hash_file
+from echopanel_setup.install.hub import Remote, RemoteFile
+from echopanel_setup.install.manifest import Entry, Manifest
+from echopanel_setup.install.progress import Ui, duration, size
+
+MIB = 1024 * 1024
+INTERIM = "verified.json"  # files verified so far by an unfinished run, inside fetch.WORK_DIR
+
+
+class InstallInterrupted(SetupError):
+    """Ctrl-C: the partial file is kept; the message says how to resume."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
+@dataclass
+class Options:
+    dir: str | None = None
+    revision: str | None = None
+    dry_run: bool = False
+    verify: bool = False
+    yes: bool = False
+    json: bool = False
+    stall_s: float = 30.0
+    retries: int = 5
+
+
+@dataclass
+class Step:
+    """What to do with one file. action: keep | check | resume | download | repair."""
+
+    name: str
+    expected: Expected
+    etag: str
+    action: str
+    offset: int = 0  # bytes already on disk that the transfer continues from
+    orphan: orphans.Orphan | None = None  # huggingface_hub's partial file, adopted before resuming
+    outcome: str = ""
+    digest: Digest | None = None
+
+    @property
+    def to_fetch(self) -> int:
+        return self.expected.size - self.offset if self.action in ("resume", "download", "repair") else 0
+
+
+@dataclass
+class Job:
+    opts: Options
+    ui: Ui
+    repo: str
+    names: list[str]
+    target: Path
+    chosen_by: str
+    manifest_path: Path
+    old: Manifest | None
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def rerun(self) -> str:
+        cmd = "echopanel-setup install voxtral"
+        if self.opts.dir:
+            cmd += f" --dir {self.opts.dir}"
+        if self.opts.revision:
+            cmd += f" --revision {self.opts.revision}"
+        return cmd
+
+    @property
+    def work(self) -> Path:
+        return self.target / fetch.WORK_DIR
+
+
+def run(opts: Options) -> int:
+    k = knowledge.load()["model"]
+    target, chosen_by = choose_dir(opts.dir)
+    mpath = target / k["manifest_name"]
+    old = manifest.read(mpath)
+    if old is not None and old.repo != k["repo"]:
+        old = None
+    job = Job(opts, Ui(opts.json), k["repo"], list(k["files"]), target, chosen_by, mpath, old)
+    if opts.verify:
+        return verify(job)
+    if old is not None and not old.intact(target, job.names) and opts.revision in (None, old.commit):
+        return already_installed(job, old)
+    job.ui.line(f"Model dir: {target} ({chosen_by})")
+    ensure_writable(target, create=not opts.dry_run)
+    if hub.offline():
+        return offline(job)
+    revision = opts.revision or (old.commit if old else "main")
+    remote = hub.resolve(job.repo, revision, job.names)
+    return install(job, remote, opts.revision or (old.revision if old else "main"))
+
+
+def choose_dir(given: str | None) -> tuple[Path, str]:
+    """--dir, else the dir an earlier install recorded (doctor and serve look there), else the default."""
+    if given:
+        return Path(given).expanduser().absolute(), "--dir"
+    recorded = paths.read_state().get("model_dir")
+    if isinstance(recorded, str) and recorded:
+        return Path(recorded), "recorded by an earlier install; --dir to change"
+    return paths.default_model_dir(), "default; --dir to change"
+
+
+def ensure_writable(target: Path, create: bool) -> None:
+    """Fail before any network or byte if the files could not be written there (exit 2)."""
+    hint = "pass --dir a folder you can write to"
+    if not create:
+        probe = target
+        while not probe.exists() and probe.parent != probe:
+            probe = probe.parent
+        if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+            raise UsageError(f"cannot write to {target} ({probe} is not a writable folder): {hint}")
+        return
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        probe_file = target / f".echopanel-write-test-{os.getpid()}"
+        probe_file.write_bytes(b"")
+        probe_file.unlink()
+    except OSError as exc:
+        raise UsageError(f"cannot write to {target}: {exc.strerror or exc}: {hint}") from None
+
+
+def _record_dir(job: Job) -> None:
+    """Tell doctor and serve where the model is (only when that changed: the fast path stays read-only)."""
+    if paths.read_state().get("model_dir") != str(job.target):
+        paths.write_state({"model_dir": str(job.target)})
+
+
+# -- fast paths ------------------------------------------------------------------------------------------
+
+
+def already_installed(job: Job, m: Manifest) -> int:
+    """Every file still matches its verified size and mtime: say so without network or hashing."""
+    total = m.size(job.names)
+    _record_dir(job)
+    if job.opts.json:
+        _json(job, "already-installed", m.commit, m.revision, [_file_doc(n, m.files[n], "kept") for n in job.names], 0, total)
+        return EXIT_OK
+    sym = job.ui.sym["ok"]
+    job.ui.line(
+        f"[green]{sym}[/] Voxtral is installed and verified in {job.target}: {len(job.names)} files, {size(total)}, "
+        f"commit {m.commit[:12]} (verified {m.verified_at})."
+    )
+    job.ui.line("  Re-check every byte with --verify; --revision main looks for a newer commit.")
+    return EXIT_OK
+
+
+def offline(job: Job) -> int:
+    """HF_HUB_OFFLINE=1: only what the manifest vouches for can be used; nothing is downloaded."""
+    if job.old is None:
+        raise ExternalError(
+            f"HF_HUB_OFFLINE=1 and nothing verified in {job.target}: unset HF_HUB_OFFLINE to download "
+            f"(about {size(int(knowledge.load()['model']['download_bytes']))}), or pass --dir where the model is"
+        )
+    bad = _recheck(job, job.old)
+    if bad:
+        raise ExternalError(f"HF_HUB_OFFLINE=1 and {', '.join(bad)} cannot be used: unset HF_HUB_OFFLINE and run `{job.rerun}` to repair it")
+    manifest.write(job.manifest_path, job.old)
+    return already_installed(job, job.old)
+
+
+def _recheck(job: Job, m: Manifest) -> list[str]:
+    """Re-hash files that changed since verification; refresh their mtimes when the bytes are still right."""
+    bad = []
+    for name in job.names:
+        entry = m.files.get(name)
+        path = job.target / name
+        if entry is None or entry.damaged or not path.is_file():
+            bad.append(name)
+            continue
+        st = path.stat()
+        if st.st_size == entry.size and st.st_mtime_ns == entry.mtime_ns:
+            continue
+        job.ui.line(f"Checking {name} ({size(entry.size)}): it changed since it was verified")
+        if st.st_size != entry.size or not entry.expected.matches(hash_file(path, entry.expected)):
+            bad.append(name)
+        else:
+            entry.mtime_ns = st.st_mtime_ns
+    return bad
+
+
+# -- the full install -----------------------------------------------------------------------------------
+
+
+def install(job: Job, remote: Remote, revision: str) -> int:
+    found = orphans.find(job.target, job.repo, job.names)
+    known = _known_entries(job)
+    steps = [_plan(job, remote.files[name], known.get(name), found) for name in job.names]
+    adopted = {id(s.orphan) for s in steps if s.orphan is not None}
+    leftovers = [o for o in found if id(o) not in adopted]
+    need = sum(s.to_fetch for s in steps)
+    margin = int(knowledge.load()["disk"]["margin_mib"]) * MIB
+    free = _free_bytes(job.target) + orphans.reclaimable(leftovers, job.target)
+    fits = need == 0 or free >= need + margin
+    _print_plan(job, remote, steps, need, free, margin)
+    if job.opts.dry_run:
+        if job.opts.json:
+            _json(job, "planned", remote.commit, revision, [_step_doc(s) for s in steps], need, sum(s.offset for s in steps), disk={"free": free, "needed": need, "margin": margin, "fits": fits})
+        else:
+            job.ui.line("Dry run: nothing was written.")
+        if not fits:
+            raise SetupError(_no_space(job, need, free, margin))
+        return EXIT_OK
+    if not fits:
+        raise SetupError(_no_space(job, need, free, margin))
+    if need and not _confirm(job, need):
+        job.ui.line("Cancelled: nothing was downloaded.")
+        return EXIT_FAILED
+    with _lock(job):
+        freed = orphans.remove(leftovers)
+        if leftovers:
+            job.ui.note(f"removed {len(leftovers)} orphaned huggingface_hub temp file(s), {size(freed)} freed")
+        _execute(job, remote, steps)
+        m = Manifest(job.repo, revision, remote.commit, remote.endpoint, {s.name: _entry(job, s) for s in steps})
+        manifest.write(job.manifest_path, m)
+        _clean_work(job)
+    _record_dir(job)
+    _summary(job, remote, revision, steps)
+    return EXIT_OK
+
+
+def _known_entries(job: Job) -> dict[str, Entry]:
+    """Verified entries from the manifest and from an unfinished run (the latter is newer)."""
+    known = dict(job.old.files) if job.old else {}
+    interim = manifest.read(job.work / INTERIM)
+    if interim is not None and interim.repo == job.repo:
+        known.update(interim.files)
+    return known
+
+
+def _plan(job: Job, rf: RemoteFile, entry: Entry | None, found: list[orphans.Orphan]) -> Step:
+    expected = Expected(rf.size, rf.sha256, rf.git_sha1)
+    path = job.target / rf.name
+    try:
+        st = path.stat()
+    except OSError:
+        st = None
+    if st is not None and st.st_size == rf.size:
+        if entry is not None and entry.damaged:
+            return Step(rf.name, expected, rf.etag, "repair")
+        same = entry is not None and entry.size == rf.size and (entry.sha256 == rf.sha256 if rf.sha256 else entry.git_sha1 == rf.git_sha1)
+        if same and entry is not None and entry.mtime_ns == st.st_mtime_ns:
+            return Step(rf.name, expected, rf.etag, "keep", outcome="kept", digest=Digest(entry.size, entry.sha256, entry.git_sha1))
+        return Step(rf.name, expected, rf.etag, "check")
+    action = "repair" if st is not None else "download"
+    kept = fetch.Partial(job.target, rf.name).kept(rf.etag, rf.size)
+    orphan = orphans.best_for(found, rf.etag, rf.size, job.target)
+    if orphan is not None and orphan.size > kept:
+        return Step(rf.name, expected, rf.etag, "resume", orphan.size, orphan)
+    if kept:
+        return Step(rf.name, expected, rf.etag, "resume", kept)
+    return Step(rf.name, expected, rf.etag, action)
+
+
+def _free_bytes(target: Path) -> int:
+    import shutil
+
+    probe = target
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    try:
+        return shutil.disk_usage(probe).free
+    except OSError:
+        return 0
+
+
+def _no_space(job: Job, need: int, free: int, margin: int) -> str:
+    return (
+        f"not enough disk space for {job.target}: {size(need)} to download plus a {size(margin)} margin, "
+        f"{size(free)} free; free some space or pass --dir on another disk"
+    )
+
+
+_ACTION_WORDS = {
+    "keep": "already verified",
+    "check": "present, will be checked against the Hub",
+    "download": "download",
+    "repair": "damaged or different: download again",
+}
+
+
+def _print_plan(job: Job, remote: Remote, steps: list[Step], need: int, free: int, margin: int) -> None:
+    ui = job.ui
+    ui.line(f"Revision {remote.revision} = commit {remote.commit[:12]} of {remote.repo} ({remote.endpoint})")
+    width = max(len(s.name) for s in steps)
+    for s in steps:
+        if s.action == "resume":
+            source = "huggingface_hub's partial file" if s.orphan is not None else "kept from the last run"
+            what = f"resume at {size(s.offset)} ({s.offset:,} bytes {source})"
+        else:
+            what = _ACTION_WORDS[s.action]
+        ui.line(f"  {s.name:<{width}}  {size(s.expected.size):>9}  {what}")
+    if need:
+        ui.line(f"To download: {size(need)}; free there: {size(free)} (needs {size(need)} + {size(margin)} margin).")
+    else:
+        ui.line("Nothing to download.")
+
+
+def _confirm(job: Job, need: int) -> bool:
+    if job.opts.yes or job.opts.json or not sys.stdin.isatty():
+        return True
+    from rich.prompt import Confirm
+
+    try:
+        return Confirm.ask(f"Download {size(need)} into {job.target}?", default=True, console=job.ui.out)
+    except EOFError:
+        return False
+
+
+class _lock:
+    """One install per model dir at a time (two writers would interleave their bytes)."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.lock: Any = None
+
+    def __enter__(self) -> None:
+        from filelock import FileLock, Timeout
+
+        self.job.work.mkdir(parents=True, exist_ok=True)
+        self.lock = FileLock(str(self.job.work / "lock"), timeout=0)
+        try:
+            self.lock.acquire()
+        except Timeout:
+            raise SetupError(f"another `install voxtral` is writing to {self.job.target}: wait for it to finish") from None
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+def _execute(job: Job, remote: Remote, steps: list[Step]) -> None:
+    ui = job.ui
+    total = sum(s.expected.size for s in steps if s.to_fetch)
+    done = sum(s.offset for s in steps if s.to_fetch)
+    with ui.transfer(total, done):
+        for s in steps:
+            if s.action == "check":
+                ui.current(f"checking {s.name}")
+                digest = hash_file(job.target / s.name, s.expected)
+                if s.expected.matches(digest):
+                    s.outcome, s.digest = "verified", digest
+                    _record(job, remote, s)
+                    continue
+                ui.note(f"{s.name} on disk differs from the Hub ({s.expected.describe(digest)}): downloading it again")
+                s.action = "repair"
+            if s.to_fetch:
+                try:
+                    _fetch(job, remote, s)
+                except KeyboardInterrupt:
+                    raise _interrupted(job, s) from None
+                except fetch.DiskFull as exc:
+                    if exc.too_large:
+                        raise ExternalError(
+                            f"{job.target} cannot hold a file of {size(s.expected.size)} ({exc}; a FAT32 disk or a file size limit?): "
+                            f"pass --dir on another filesystem"
+                        ) from None
+                    raise ExternalError(
+                        f"disk full in {job.target} at {size(exc.offset)} of {s.name}: free {size(s.expected.size - exc.offset)} "
+                        f"and run `{job.rerun}` again; the partial file is kept and continues from there"
+                    ) from None
+                except fetch.TransferError as exc:
+                    raise ExternalError(
+                        f"{exc}; gave up at {size(exc.offset)} of {s.name} ({100 * exc.offset // s.expected.size}%): "
+                        f"run `{job.rerun}` again to resume from there"
+                    ) from None
+                except OSError as exc:
+                    if exc.errno is None or isinstance(exc, ConnectionError):  # huggingface_hub's errors carry no errno
+                        raise hub.error(exc, repo=job.repo, revision=remote.commit, name=s.name) from None
+                    raise ExternalError(f"cannot write {s.name} in {job.target}: {exc.strerror or exc}") from None
+                except Exception as exc:  # noqa: BLE001 - Hub and network errors become one line
+                    raise hub.error(exc, repo=job.repo, revision=remote.commit, name=s.name) from None
+                _record(job, remote, s)
+
+
+def _fetch(job: Job, remote: Remote, s: Step) -> None:
+    ui = job.ui
+    partial = fetch.Partial(job.target, s.name)
+    if s.orphan is not None:
+        partial.adopt(s.orphan.path, s.etag, s.expected.size)
+        ui.note(f"continuing huggingface_hub's partial {s.name}: {size(s.offset)} ({s.offset:,} bytes) reused")
+    offset = partial.begin(s.etag, s.expected.size)
+    if offset and s.orphan is None:
+        ui.line(f"Resuming {s.name} at {size(offset)}: {offset:,} bytes reused from the last run")
+    policy = fetch.Policy(stall_s=job.opts.stall_s, retries=job.opts.retries)
+    repaired = s.action == "repair"
+    for attempt in (1, 2):
+        ui.current(s.name)
+        if not ui.live:
+            ui.line(f"Downloading {s.name} ({size(s.expected.size - offset)}{' more' if offset else ''})")
+        digest = fetch.transfer(
+            partial,
+            offset,
+            s.expected,
+            lambda: hub.locate(job.repo, remote.commit, s.name),
+            on_bytes=ui.advance,
+            note=ui.note,
+            policy=policy,
+        )
+        if s.expected.matches(digest):
+            break
+        partial.discard()
+        if attempt == 2 or offset == 0:
+            raise ExternalError(
+                f"{s.name}: the downloaded bytes do not match the Hub ({s.expected.describe(digest)}); they were discarded: "
+                f"run `{job.rerun}` again (a proxy or a failing disk may be at fault)"
+            )
+        ui.note(f"the kept bytes of {s.name} were damaged ({s.expected.describe(digest)}): downloading it from the start")
+        ui.advance(-s.expected.size)
+        offset = s.offset = partial.begin(s.etag, s.expected.size)
+    partial.install(job.target / s.name)
+    s.digest = digest
+    s.outcome = "repaired" if repaired else ("resumed" if s.offset else "downloaded")
+    if not ui.live:
+        ui.line(f"[green]{ui.sym['ok']}[/] {s.name} verified (sha256 {digest.sha256[:16]}…)")
+
+
+def _interrupted(job: Job, s: Step) -> InstallInterrupted:
+    try:
+        have = fetch.Partial(job.target, s.name).path.stat().st_size
+    except OSError:
+        have = 0
+    return InstallInterrupted(
+        f"interrupted at {size(have)} of {size(s.expected.size)} of {s.name}; the partial file is kept: "
+        f"run `{job.rerun}` again to resume from there"
+    )
+
+
+def _entry(job: Job, s: Step) -> Entry:
+    assert s.digest is not None, "every step ends with a digest"
+    return manifest.entry_for(job.target / s.name, s.digest)
+
+
+def _record(job: Job, remote: Remote, s: Step) -> None:
+    """Remember a verified file now, so a later failure does not cost re-hashing it."""
+    path = job.work / INTERIM
+    interim = manifest.read(path) or Manifest(job.repo, remote.revision, remote.commit, remote.endpoint)
+    interim.files[s.name] = _entry(job, s)
+    job.work.mkdir(parents=True, exist_ok=True)
+    manifest.write(path, interim)
+
+
+def _clean_work(job: Job) -> None:
+    """Remove our work dir once nothing in it is worth keeping."""
+    for name in (INTERIM, "lock"):
+        (job.work / name).unlink(missing_ok=True)
+    try:
+        job.work.rmdir()
+    except OSError:
+        pass
+
+
+def _summary(job: Job, remote: Remote, revision: str, steps: list[Step]) -> None:
+    elapsed = time.perf_counter() - job.started
+    fetched = sum(s.expected.size - s.offset for s in steps if s.outcome in ("downloaded", "resumed", "repaired"))
+    reused = sum(s.offset for s in steps if s.outcome == "resumed") + sum(
+        s.expected.size for s in steps if s.outcome in ("kept", "verified")
+    )
+    if job.opts.json:
+        _json(job, "installed", remote.commit, revision, [_step_doc(s) for s in steps], fetched, reused)
+        return
+    ui = job.ui
+    total = sum(s.expected.size for s in steps)
+    rate = f" at {size(int(fetched / elapsed))}/s" if fetched and elapsed > 0 else ""
+    ui.line(
+        f"[green]{ui.sym['ok']}[/] Voxtral installed and verified in {job.target}: {len(steps)} files, {size(total)}, "
+        f"commit {remote.commit[:12]}."
+    )
+    ui.line(f"  Downloaded {size(fetched)} in {duration(elapsed)}{rate}; reused {size(reused)} ({reused:,} bytes) already on disk.")
+    ui.line(f"  Manifest: {job.manifest_path}")
+
+
+# -- --verify ----------------------------------------------------------------------------------------------
+
+
+def verify(job: Job) -> int:
+    """Re-hash every file against the manifest (no network) or, without one, against the Hub."""
+    ui = job.ui
+    m = job.old
+    if m is None:
+        present = [n for n in job.names if (job.target / n).is_file()]
+        if not present:
+            raise SetupError(f"nothing installed in {job.target}: run `{job.rerun}`")
+        remote = hub.resolve(job.repo, job.opts.revision or "main", job.names)
+        m = Manifest(job.repo, remote.revision, remote.commit, remote.endpoint)
+        expectations = {n: Expected(f.size, f.sha256, f.git_sha1) for n, f in remote.files.items()}
+        ui.line(f"No manifest in {job.target}: checking against the Hub ({remote.commit[:12]})")
+    else:
+        expectations = {n: m.files[n].expected for n in job.names if n in m.files}
+    results: dict[str, str] = {}
+    total = sum(e.size for n, e in expectations.items() if (job.target / n).is_file())
+    with ui.transfer(total):
+        for name in job.names:
+            path = job.target / name
+            exp = expectations.get(name)
+            if exp is None or not path.is_file():
+                results[name] = "missing"
+                continue
+            if path.stat().st_size != exp.size:
+                results[name] = f"{path.stat().st_size} bytes instead of {exp.size}"
+                continue
+            ui.current(f"verifying {name}")
+            digest = hash_file(path, exp, on_bytes=ui.advance)
+            if exp.matches(digest):
+                results[name] = "ok"
+                if name in m.files:
+                    m.files[name].mtime_ns, m.files[name].damaged = path.stat().st_mtime_ns, False
+                else:
+                    m.files[name] = manifest.entry_for(path, digest)
+            else:
+                results[name] = f"corrupt: {exp.describe(digest)}"
+                if name in m.files:
+                    m.files[name].damaged = True
+    bad = [n for n, r in results.items() if r != "ok"]
+    if job.old is not None or not bad:
+        manifest.write(job.manifest_path, m)
+    if job.opts.json:
+        print(json.dumps({"schema_version": 1, "command": "install voxtral --verify", "dir": str(job.target), "commit": m.commit, "ok": not bad, "files": results}, indent=2))
+    else:
+        for name, r in results.items():
+            sym, style = (ui.sym["ok"], "green") if r == "ok" else (ui.sym["fail"], "bold red")
+            ui.line(f"  [{style}]{sym} {'ok' if r == 'ok' else 'fail'}[/]  {name}  {'' if r == 'ok' else r}")
+        if bad:
+            ui.line(f"[bold red]{ui.sym['fail']} Damaged: {', '.join(bad)}.[/] Run `{job.rerun}` to download only {'that file' if len(bad) == 1 else 'those files'} again.")
+        else:
+            ui.line(f"[green]{ui.sym['ok']}[/] All {len(results)} files match their sha256 (commit {m.commit[:12]}).")
+    return EXIT_FAILED if bad else EXIT_OK
+
+
+# -- JSON ---------------------------------------------------------------------------------------------------
+
+
+def _file_doc(name: str, e: Entry, outcome: str) -> dict[str, Any]:
+    return {"name": name, "size": e.size, "sha256": e.sha256, "outcome": outcome}
+
+
+def _step_doc(s: Step) -> dict[str, Any]:
+    return {
+        "name": s.name,
+        "size": s.expected.size,
+        "sha256": s.digest.sha256 if s.digest else s.expected.sha256,
+        "action": s.action,
+        "outcome": s.outcome or None,
+        "reused_bytes": s.offset if s.outcome != "kept" else s.expected.size,
+    }
+
+
+def _json(job: Job, status: str, commit: str, revision: str, files: list[dict[str, Any]], fetched: int, reused: int, disk: dict[str, Any] | None = None) -> None:
+    doc: dict[str, Any] = {
+        "schema_version": 1,
+        "command": "install voxtral",
+        "status": status,
+        "dir": str(job.target),
+        "repo": job.repo,
+        "revision": revision,
+        "commit": commit,
+        "manifest": str(job.manifest_path),
+        "files": files,
+        "downloaded_bytes": fetched,
+        "reused_bytes": reused,
+        "duration_s": round(time.perf_counter() - job.started, 3),
+    }
+    if disk is not None:
+        doc["disk"] = disk
+    print(json.dumps(doc, indent=2))

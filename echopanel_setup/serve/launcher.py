@@ -1,0 +1,509 @@
+"""Run `vllm serve` and watch it start: phases from its log, /health, then /v1/models and the realtime
+WebSocket's `session.created`; known failures (explain's signatures) stop it with cause and fix.
+
+vLLM runs in its own session (process group), writing to a log file under the state dir, in the foreground
+(`--exec`) or the background (`--detach`) alike, so `serve --status/--logs/--stop` work for both and Ctrl-C
+reaches only us: we then stop vLLM and its engine processes together (SIGINT, SIGTERM, SIGKILL).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from echopanel_setup import knowledge, paths
+from echopanel_setup.errors import SetupError
+from echopanel_setup.explain import Match, explain
+from echopanel_setup.facts.local import probe_port
+from echopanel_setup.serve.builder import ServeCommand
+
+Say = Callable[[str], None]
+_ERRORISH = re.compile(r"Error|ERROR|error:|Traceback|Exception")
+
+
+def run_dir() -> Path:
+    return paths.state_dir() / "serve"
+
+
+def record_path() -> Path:
+    return run_dir() / "server.json"
+
+
+def log_path() -> Path:
+    return run_dir() / "vllm.log"
+
+
+def _launch() -> dict[str, Any]:
+    return knowledge.load()["serve"]["launch"]
+
+
+# --- the record of the server we started --------------------------------------------------------------------
+
+
+@dataclass
+class Record:
+    pid: int
+    create_time: float
+    url: str
+    served_model_name: str
+    argv: list[str]  # API key redacted
+    log: str
+    started_at: str
+    detached: bool
+    vllm_version: str | None = None
+    api_key_env: bool = False  # the server wants VLLM_API_KEY (its value is never recorded)
+
+    @classmethod
+    def read(cls) -> Record | None:
+        try:
+            return cls(**json.loads(record_path().read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def write(self) -> None:
+        run_dir().mkdir(parents=True, exist_ok=True)
+        tmp = record_path().with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(self.__dict__, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, record_path())
+
+    def alive(self) -> bool:
+        """The recorded process still runs (and is the same process, not a reused pid)."""
+        import psutil
+
+        try:
+            return abs(psutil.Process(self.pid).create_time() - self.create_time) < 1.0
+        except psutil.Error:
+            return False
+
+
+def running() -> Record | None:
+    record = Record.read()
+    return record if record and record.alive() else None
+
+
+def check_port(port: int) -> None:
+    """Refuse a taken port, naming who holds it."""
+    facts = probe_port(port)
+    if facts.free is not False:
+        return
+    ours = running()
+    if ours and (facts.holder_pid is None or facts.holder_pid == ours.pid or _in_group(facts.holder_pid, ours.pid)):
+        raise SetupError(
+            f"port {port}: the server echopanel-setup started (pid {ours.pid}, {ours.url}) is running; "
+            "see `echopanel-setup serve --status`, or stop it with `echopanel-setup serve --stop`"
+        )
+    who = f"pid {facts.holder_pid}" if facts.holder_pid else "another process"
+    if facts.holder_name:
+        who += f" ({facts.holder_name})"
+    cmdline = f": {facts.holder_cmdline[:120]}" if facts.holder_cmdline else ""
+    raise SetupError(f"port {port} is in use by {who}{cmdline}; stop it or serve on another port (--port {port + 1})")
+
+
+def _in_group(pid: int, leader: int) -> bool:
+    try:
+        return os.getpgid(pid) == leader
+    except OSError:
+        return False
+
+
+# --- watching the log ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LogWatch:
+    """Reads the log as it grows: the current phase, vLLM's memory figures, and the first known failure."""
+
+    path: Path
+    offset: int = 0
+    text: str = ""
+    phase: str = "starting"
+    reached: list[str] = field(default_factory=list)  # phases in the order the log reached them
+    figures: dict[str, str] = field(default_factory=dict)
+
+    def poll(self) -> list[str]:
+        """New complete lines since the last call."""
+        try:
+            with self.path.open("rb") as fh:
+                fh.seek(self.offset)
+                chunk = fh.read()
+        except OSError:
+            return []
+        end = chunk.rfind(b"\n") + 1
+        if end == 0:
+            return []
+        self.offset += end
+        new = chunk[:end].decode("utf-8", "replace")
+        self.text += new
+        lines = new.splitlines()
+        for line in lines:
+            self._scan(line)
+        return lines
+
+    def _scan(self, line: str) -> None:
+        k = knowledge.load()["serve"]
+        order = [p["id"] for p in k["phase"]]
+        for p in k["phase"]:
+            if order.index(p["id"]) > (order.index(self.phase) if self.phase in order else -1) and re.search(p["pattern"], line):
+                self.phase = p["id"]
+                self.reached.append(self.phase)
+        for key in ("kv_memory", "kv_tokens", "concurrency", "version"):
+            m = re.search(k["log"][key], line)
+            if m:
+                self.figures.update({f"{key}.{g}" if key != "version" else "version": v for g, v in m.groupdict().items()})
+
+    def failure(self, exited: bool) -> Match | None:
+        """The first known failure; while vLLM still runs, only one on an error line (not a warning)."""
+        for match in explain(self.text):
+            if exited or _ERRORISH.search(match.line):
+                return match
+        return None
+
+
+def notable(line: str) -> bool:
+    """A log line worth showing without --verbose: warnings and errors."""
+    return bool(_ERRORISH.search(line)) or "WARNING" in line
+
+
+def phase_title(phase: str) -> str:
+    for p in knowledge.load()["serve"]["phase"]:
+        if p["id"] == phase:
+            return str(p["title"])
+    return "starting vLLM"
+
+
+# --- starting, confirming, stopping ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    record: Record | None = None
+    failure: Match | None = None
+    reason: str = ""
+    figures: dict[str, str] = field(default_factory=dict)
+    exit_code: int | None = None
+    log: str = ""
+    timed_out: bool = False
+
+
+def _rotate_log() -> Path:
+    log = log_path()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    if log.exists():
+        os.replace(log, log.with_name(log.name + ".1"))
+    return log
+
+
+def start(cmd: ServeCommand, api_key: str | None, url: str, served_name: str, detached: bool) -> tuple[subprocess.Popen[bytes], Record]:
+    """Start vLLM in its own process group, its output in the log file; record it for --status/--stop."""
+    import psutil
+
+    log = _rotate_log()
+    env = {**os.environ, **cmd.env, "PYTHONUNBUFFERED": "1"}
+    argv = cmd.argv()
+    if api_key:  # the key travels in the environment, out of `ps` and the recorded argv
+        env["VLLM_API_KEY"] = api_key
+        argv = [*cmd.executable, "serve", cmd.model, *cmd.without("--api-key")]
+    with log.open("ab") as fh:
+        fh.write(f"# echopanel-setup: {' '.join([*cmd.executable, 'serve', cmd.model, *cmd.redacted_args()])}\n".encode())
+        fh.flush()
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        except OSError as exc:
+            raise SetupError(f"cannot run {argv[0]}: {exc.strerror or exc}; is vLLM installed? (`echopanel-setup install vllm`)") from None
+    try:
+        created = psutil.Process(proc.pid).create_time()
+    except psutil.Error:
+        created = time.time()
+    record = Record(
+        pid=proc.pid, create_time=created, url=url, served_model_name=served_name, argv=[*cmd.executable, "serve", cmd.model, *cmd.redacted_args()],
+        log=str(log), started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), detached=detached,
+        vllm_version=cmd.version, api_key_env=bool(api_key),
+    )
+    record.write()
+    return proc, record
+
+
+def wait_ready(
+    proc: subprocess.Popen[bytes], record: Record, served_name: str, api_key: str | None, timeout_s: float, say: Say, echo: Say | None
+) -> Outcome:
+    """Follow the log until /health answers 200, then confirm /v1/models and the realtime WebSocket."""
+    import httpx
+
+    watch = LogWatch(Path(record.log))
+    started = time.monotonic()
+    shown, last_note = 0, started
+    poll = float(_launch()["poll_interval_s"])
+    say(f"waiting for {record.url}/health (up to {duration(timeout_s)}; --timeout to change); log: {record.log}")
+    with httpx.Client(timeout=2.0, trust_env=False) as client:
+        while True:
+            for line in watch.poll():
+                if echo:
+                    echo(line)
+            for phase in watch.reached[shown:]:
+                say(f"[{duration(time.monotonic() - started)}] {phase_title(phase)}")
+                shown, last_note = shown + 1, time.monotonic()
+            code = proc.poll()
+            failure = watch.failure(exited=code is not None)
+            if failure or code is not None:
+                watch.poll()
+                return Outcome(False, record, failure or watch.failure(exited=True), _exit_reason(code), watch.figures, code, watch.text)
+            if _healthy(client, record.url):
+                watch.poll()
+                problem = confirm(client, record.url, served_name, api_key)
+                if problem:
+                    return Outcome(False, record, None, problem, watch.figures, None, watch.text)
+                return Outcome(True, record, None, "", watch.figures, None, watch.text)
+            elapsed = time.monotonic() - started
+            if elapsed > timeout_s:
+                reason = f"/health did not answer 200 within {duration(timeout_s)} (last phase: {phase_title(watch.phase)})"
+                return Outcome(False, record, None, reason, watch.figures, None, watch.text, timed_out=True)
+            if time.monotonic() - last_note > 30:
+                last_note = time.monotonic()
+                say(f"[{duration(elapsed)}] still {phase_title(watch.phase)}…")
+            time.sleep(poll)
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is None:
+        return "vLLM reported an error"
+    if code < 0:
+        return f"vLLM was killed by signal {-code}"
+    return f"vLLM exited with code {code} before it was ready"
+
+
+def _healthy(client: Any, url: str) -> bool:
+    import httpx
+
+    try:
+        return bool(client.get(f"{url}/health").status_code == 200)
+    except httpx.HTTPError:
+        return False
+
+
+def confirm(client: Any, url: str, served_name: str, api_key: str | None) -> str | None:
+    """None when /v1/models lists the served name and /v1/realtime sends session.created; else the problem."""
+    import httpx
+
+    timeout = float(_launch()["confirm_timeout_s"])
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        response = client.get(f"{url}/v1/models", headers=headers, timeout=timeout)
+    except httpx.HTTPError as exc:
+        return f"/v1/models did not answer: {exc}"
+    if response.status_code != 200:
+        return f"/v1/models answered HTTP {response.status_code}" + (" (API key refused)" if response.status_code == 401 else "")
+    try:
+        ids = [m["id"] for m in response.json()["data"]]
+    except (ValueError, KeyError, TypeError):
+        return "/v1/models did not answer a model list"
+    if served_name not in ids:
+        return f"/v1/models lists {ids}, not {served_name!r}: EchoPanel's session.update would be refused"
+    return realtime_session(url, headers, timeout)
+
+
+def realtime_session(url: str, headers: dict[str, str], timeout: float) -> str | None:
+    """Open the realtime WebSocket and expect `session.created` first."""
+    from websockets.exceptions import WebSocketException
+    from websockets.sync.client import connect
+
+    ws_url = "ws" + url[len("http"):] + "/v1/realtime"
+    try:
+        with connect(ws_url, additional_headers=headers, open_timeout=timeout, close_timeout=2) as ws:
+            first = json.loads(ws.recv(timeout=timeout))
+    except TimeoutError:
+        return f"{ws_url} sent nothing within {timeout:.0f} s"
+    except (OSError, WebSocketException, ValueError) as exc:
+        return f"{ws_url}: {exc}"
+    if not isinstance(first, dict) or first.get("type") != "session.created":
+        return f"{ws_url} answered {str(first)[:120]!r} instead of session.created (is this the Realtime model?)"
+    return None
+
+
+def follow(proc: subprocess.Popen[bytes], record: Record, echo: Say) -> int:
+    """After start-up (foreground): keep relaying the log until vLLM exits; its exit code."""
+    watch = LogWatch(Path(record.log), offset=Path(record.log).stat().st_size)
+    while proc.poll() is None:
+        for line in watch.poll():
+            echo(line)
+        time.sleep(0.2)
+    for line in watch.poll():
+        echo(line)
+    return proc.returncode
+
+
+def stop_group(pid: int, proc: subprocess.Popen[bytes] | None = None) -> float:
+    """Stop vLLM and its engine processes: SIGINT (vLLM shuts down cleanly), then SIGTERM, then SIGKILL.
+    Returns the seconds it took."""
+    import psutil
+
+    grace = float(_launch()["stop_grace_s"])
+    start_t = time.monotonic()
+    for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            break
+        except PermissionError:
+            os.kill(pid, sig)
+        if _wait_gone(pid, proc, wait, psutil):
+            break
+    return time.monotonic() - start_t
+
+
+def _wait_gone(pid: int, proc: subprocess.Popen[bytes] | None, timeout: float, psutil: Any) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None:
+            proc.poll()
+        try:
+            p = psutil.Process(pid)
+            if p.status() == psutil.STATUS_ZOMBIE and proc is None:
+                return True
+        except psutil.NoSuchProcess:
+            if not _group_alive(pid):
+                return True
+        time.sleep(0.1)
+    return False
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def clear_record(pid: int) -> None:
+    record = Record.read()
+    if record and record.pid == pid:
+        try:
+            record_path().unlink()
+        except OSError:
+            pass
+
+
+def record_success(key: str, cmd: ServeCommand, figures: dict[str, str], plan_summary: dict[str, Any]) -> None:
+    """Remember the flags that worked on this GPU with this vLLM (never the API key)."""
+    good = paths.read_state().get("serve_good")
+    good = good if isinstance(good, dict) else {}
+    good[key] = {
+        "args": cmd.redacted_args(),
+        "env": cmd.env,
+        "vllm_figures": figures,
+        "plan": {k: plan_summary[k] for k in ("breakdown_mib", "streams", "streams_fit", "max_model_len", "gpu_memory_utilization")},
+        "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    paths.write_state({"serve_good": good})
+
+
+# --- --status, --logs, --stop ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Status:
+    running: bool
+    record: Record | None
+    health: int | None = None
+    models: list[str] | None = None
+    phase: str | None = None
+    uptime_s: float | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": 1,
+            "command": "serve --status",
+            "running": self.running,
+            "ready": self.health == 200,
+            "pid": self.record.pid if self.record else None,
+            "url": self.record.url if self.record else None,
+            "served_model_name": self.record.served_model_name if self.record else None,
+            "vllm_version": self.record.vllm_version if self.record else None,
+            "detached": self.record.detached if self.record else None,
+            "log": self.record.log if self.record else str(log_path()),
+            "health": self.health,
+            "models": self.models,
+            "phase": self.phase,
+            "uptime_s": round(self.uptime_s, 1) if self.uptime_s is not None else None,
+            "error": self.error,
+        }
+
+
+def status() -> Status:
+    import httpx
+
+    record = Record.read()
+    if record is None or not record.alive():
+        return Status(False, record)
+    result = Status(True, record, uptime_s=time.time() - record.create_time)
+    watch = LogWatch(Path(record.log))
+    watch.poll()
+    result.phase = watch.phase
+    key = os.environ.get("VLLM_API_KEY")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        with httpx.Client(timeout=2.0, trust_env=False) as client:
+            result.health = client.get(f"{record.url}/health").status_code
+            models = client.get(f"{record.url}/v1/models", headers=headers)
+            if models.status_code == 200:
+                result.models = [m["id"] for m in models.json()["data"]]
+            elif models.status_code == 401:
+                result.error = "/v1/models wants the API key: export VLLM_API_KEY=… to list the models"
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        result.error = f"{record.url}: {exc}"
+    return result
+
+
+def tail(lines: int) -> tuple[Path, list[str]]:
+    record = Record.read()
+    log = Path(record.log) if record else log_path()
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        raise SetupError(f"no vLLM log yet at {log}: start a server with `echopanel-setup serve --exec` or `--detach`") from None
+    return log, text.splitlines()[-lines:] if lines > 0 else text.splitlines()
+
+
+def follow_log(log: Path, echo: Say) -> None:
+    """`--logs --follow`: print what vLLM writes until Ctrl-C."""
+    watch = LogWatch(log, offset=log.stat().st_size)
+    try:
+        while True:
+            for line in watch.poll():
+                echo(line)
+            time.sleep(0.3)
+    except KeyboardInterrupt:
+        return
+
+
+def stop() -> tuple[Record | None, float]:
+    """Stop the server echopanel-setup started: (its record or None when none runs, seconds taken)."""
+    record = Record.read()
+    if record is None or not record.alive():
+        if record:
+            clear_record(record.pid)
+        return None, 0.0
+    took = stop_group(record.pid)
+    clear_record(record.pid)
+    return record, took
+
+
+def duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min" + (f" {seconds % 60:02d} s" if seconds % 60 else "")
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+

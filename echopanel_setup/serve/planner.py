@@ -1,0 +1,524 @@
+"""The memory planner: which `vllm serve` memory flags fit Voxtral Realtime on these GPUs.
+
+A pure function of data (`plan(PlanRequest) -> Plan | Refusal`): no probing, no I/O. It models what vLLM
+does at start-up (download-and-memory.md B2-B4): vLLM checks `utilisation x total` against the memory free
+*after* it created its CUDA context, then fills `utilisation x total` with weights, the activation peak of
+a dummy batch of `--max-num-batched-tokens`, non-torch memory, CUDA graphs and, last, the KV cache. This
+model's KV cache has two sliding-window groups, and the audio encoder's (1 MiB per decoder token of the
+batch budget) dwarfs the decoder's (104 KiB per token), so the batch budget, not the session length,
+decides how many streams fit. All figures are MiB per GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from echopanel_setup import knowledge
+
+MIB = 1024 * 1024
+
+RefusalKind = Literal["platform", "no-gpu", "compute-capability", "vllm-version", "memory", "streams", "session", "tensor-parallel"]
+GraphMode = Literal["PIECEWISE", "FULL_AND_PIECEWISE", "eager"]
+
+
+@dataclass(frozen=True)
+class Gpu:
+    """One GPU as the planner sees it. `index` is nvidia-smi's (PCI order); None for a GPU planned by name."""
+
+    name: str
+    total_mib: int
+    free_mib: int | None = None
+    compute_capability: str | None = None
+    index: int | None = None
+
+    @property
+    def cc(self) -> tuple[int, int] | None:
+        try:
+            major, minor = (self.compute_capability or "").split(".")
+            return int(major), int(minor)
+        except ValueError:
+            return None
+
+
+@dataclass(frozen=True)
+class ModelArch:
+    """The shape that decides KV bytes per token (params.json, else compat.toml [serve.model_arch])."""
+
+    decoder_layers: int
+    decoder_kv_heads: int
+    decoder_head_dim: int
+    decoder_sliding_window: int
+    encoder_layers: int
+    encoder_kv_heads: int
+    encoder_head_dim: int
+    encoder_sliding_window: int
+    block_pool_size: int
+    ms_per_token: int
+    max_model_len: int
+    dtype_bytes: int
+    source: str
+
+    def decoder_bytes_per_token(self, tp: int = 1) -> int:
+        return 2 * self.decoder_layers * math.ceil(self.decoder_kv_heads / tp) * self.decoder_head_dim * self.dtype_bytes
+
+    def encoder_bytes_per_token(self, tp: int = 1) -> int:
+        """Per decoder-token slot: vLLM's block-pooling attention counts block_pool_size x heads per slot."""
+        heads = self.block_pool_size * math.ceil(self.encoder_kv_heads / tp)
+        return 2 * self.encoder_layers * heads * self.encoder_head_dim * self.dtype_bytes
+
+
+def builtin_arch() -> ModelArch:
+    a = knowledge.load()["serve"]["model_arch"]
+    return ModelArch(**{k: a[k] for k in ModelArch.__dataclass_fields__ if k != "source"}, source=f"built-in: {a['source']}")
+
+
+def read_arch(params_json: Path) -> ModelArch:
+    """The architecture from the model's params.json; any missing or odd field keeps its built-in value."""
+    base = builtin_arch()
+    try:
+        p = json.loads(params_json.read_text(encoding="utf-8"))
+        enc = p["multimodal"]["whisper_model_args"]["encoder_args"]
+        down = p["multimodal"]["whisper_model_args"].get("downsample_args", {})
+        frame_rate = float(enc.get("audio_encoding_args", {}).get("frame_rate") or 1000 / base.ms_per_token)
+        values: dict[str, Any] = {
+            "decoder_layers": p["n_layers"],
+            "decoder_kv_heads": p["n_kv_heads"],
+            "decoder_head_dim": p.get("head_dim") or p["dim"] // p["n_heads"],
+            "decoder_sliding_window": p.get("sliding_window") or base.decoder_sliding_window,
+            "encoder_layers": enc["n_layers"],
+            "encoder_kv_heads": enc.get("n_kv_heads") or enc["n_heads"],
+            "encoder_head_dim": enc.get("head_dim") or enc["dim"] // enc["n_heads"],
+            "encoder_sliding_window": enc.get("sliding_window") or base.encoder_sliding_window,
+            "block_pool_size": down.get("downsample_factor") or base.block_pool_size,
+            "ms_per_token": round(1000 / frame_rate),
+            "max_model_len": p.get("model_max_length") or p.get("max_seq_len") or base.max_model_len,
+        }
+        if not all(isinstance(v, int) and v > 0 for v in values.values()):
+            raise ValueError("a field is not a positive integer")
+    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
+        return base
+    return replace(base, **values, source=f"{params_json}")
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """What to plan for. `gpus` are the candidates, best first is not required (the planner sorts)."""
+
+    gpus: tuple[Gpu, ...]
+    arch: ModelArch
+    weights_mib: int
+    session_minutes: float = 60.0
+    streams: int = 1
+    vllm_version: str | None = None
+    tensor_parallel: int | None = None  # None: the fewest GPUs that fit
+    session_fixed: bool = False  # the user asked for this length: refuse rather than shorten
+    hypothetical: bool = False  # planning for another machine (--gpu / --gpu-memory)
+    # Adjustments after a failed start (see adjust()):
+    force_eager: bool = False
+    max_model_len_cap: int | None = None
+    max_utilization: float | None = None
+
+
+@dataclass
+class Breakdown:
+    """Where the memory of one GPU goes. weights + activations + non_torch + graphs + kv + headroom == budget
+    <= usable = min(free - margin, total x max utilisation)."""
+
+    total: int
+    free: int
+    margin: int
+    usable: int
+    budget: int
+    weights: int
+    activations: int
+    non_torch: int
+    graphs: int
+    kv: int
+    kv_per_stream: int
+    headroom: int
+
+    def parts(self) -> list[tuple[str, int]]:
+        return [
+            ("weights", self.weights),
+            ("activations", self.activations),
+            ("non-torch (cuBLAS, NCCL)", self.non_torch),
+            ("CUDA graphs", self.graphs),
+            ("KV cache for the planned streams", self.kv),
+            ("headroom (spare KV, safety)", self.headroom),
+        ]
+
+
+@dataclass
+class Plan:
+    max_model_len: int
+    gpu_memory_utilization: float
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    tensor_parallel_size: int
+    cudagraph_mode: GraphMode
+    dtype: str | None  # "half" on compute capability 7.5, else vLLM's auto (bfloat16)
+    attention_backend: str | None
+    gpus: tuple[Gpu, ...]
+    breakdown: Breakdown
+    streams: int
+    streams_fit: int
+    session_minutes: float
+    longest_session_minutes: float
+    confidence: str  # high | medium | low
+    confidence_reasons: list[str]
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """Plain data for JSON output and the state file."""
+        return {
+            "max_model_len": self.max_model_len,
+            "gpu_memory_utilization": self.gpu_memory_utilization,
+            "max_num_seqs": self.max_num_seqs,
+            "max_num_batched_tokens": self.max_num_batched_tokens,
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "cudagraph_mode": self.cudagraph_mode,
+            "dtype": self.dtype,
+            "attention_backend": self.attention_backend,
+            "gpus": [asdict(g) for g in self.gpus],
+            "breakdown_mib": asdict(self.breakdown),
+            "streams": self.streams,
+            "streams_fit": self.streams_fit,
+            "session_minutes": round(self.session_minutes, 1),
+            "longest_session_minutes": round(self.longest_session_minutes, 1),
+            "confidence": self.confidence,
+            "confidence_reasons": self.confidence_reasons,
+            "warnings": self.warnings,
+            "notes": self.notes,
+        }
+
+
+@dataclass
+class Refusal:
+    """No command: why, in numbers."""
+
+    kind: RefusalKind
+    reason: str
+    details: list[str] = field(default_factory=list)
+
+
+def _k() -> dict[str, Any]:
+    return knowledge.load()["serve"]["planner"]
+
+
+def kv_per_stream_bytes(arch: ModelArch, batched_tokens: int, max_model_len: int, tp: int = 1) -> int:
+    """What vLLM reserves for one request (SlidingWindowSpec.max_memory_usage_bytes, per KV group):
+    min(window - 1 + batch budget, max_model_len) tokens rounded up to blocks, plus one block."""
+    block = int(_k()["block_size"])
+    total = 0
+    for window, per_token in (
+        (arch.decoder_sliding_window, arch.decoder_bytes_per_token(tp)),
+        (arch.encoder_sliding_window, arch.encoder_bytes_per_token(tp)),
+    ):
+        tokens = min(window - 1 + batched_tokens, max_model_len)
+        total += (math.ceil(tokens / block) + 1) * block * per_token
+    return total
+
+
+def capture_sizes(max_num_seqs: int, batched_tokens: int) -> int:
+    """How many batch sizes vLLM captures by default: 1, 2, 4, then steps of 8 (16 above 256) up to
+    min(2 x max_num_seqs, 512, batched_tokens)."""
+    top = min(2 * max_num_seqs, 512, batched_tokens)
+    sizes = [s for s in (1, 2, 4) if s <= top] + list(range(8, min(top, 256) + 1, 8)) + list(range(272, top + 1, 16))
+    return len(sizes)
+
+
+def _graph_mode(version: str | None, eager: bool) -> GraphMode:
+    if eager:
+        return "eager"
+    from echopanel_setup.checks.common import in_range
+
+    needs = in_range(version, knowledge.load()["serve"]["flags"]["piecewise_flag_for"])
+    return "PIECEWISE" if needs in (True, None) else "FULL_AND_PIECEWISE"
+
+
+@dataclass(frozen=True)
+class _Fixed:
+    weights: int
+    activations: int
+    non_torch: int
+    graphs: int
+    safety: int
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.activations + self.non_torch + self.graphs + self.safety
+
+
+def _fixed(req: PlanRequest, tp: int, batched: int, streams: int, mode: GraphMode) -> _Fixed:
+    k = _k()
+    graphs = 0
+    if mode != "eager":
+        graphs = int(k["graph_base_mib"]) + int(k["graph_per_capture_size_mib"]) * capture_sizes(streams, batched)
+        if mode == "FULL_AND_PIECEWISE":
+            graphs = math.ceil(graphs * float(k["graph_full_and_piecewise_factor"]))
+    return _Fixed(
+        weights=math.ceil(req.weights_mib / tp),
+        activations=math.ceil(int(k["activation_base_mib"]) + float(k["activation_per_batched_token_mib"]) * batched),
+        non_torch=int(k["non_torch_mib"]) + (int(k["nccl_mib"]) if tp > 1 else 0),
+        graphs=graphs,
+        safety=int(k["safety_mib"]),
+    )
+
+
+def _session_tokens(req: PlanRequest) -> int:
+    k = _k()
+    tokens = math.ceil(round(req.session_minutes * 60_000 / req.arch.ms_per_token * float(k["model_len_margin"]), 6))
+    tokens = max(int(k["min_max_model_len"]), min(tokens, req.arch.max_model_len))
+    return min(tokens, req.max_model_len_cap) if req.max_model_len_cap else tokens
+
+
+def _minutes(tokens: int, arch: ModelArch) -> float:
+    return tokens * arch.ms_per_token / 60_000
+
+
+def _budget(gpus: tuple[Gpu, ...], req: PlanRequest) -> tuple[int, int, int, int, float]:
+    """(total, free, usable, budget, utilisation) per GPU for a tensor-parallel group."""
+    k = _k()
+    total = min(g.total_mib for g in gpus)
+    free = min(g.free_mib if g.free_mib is not None else g.total_mib for g in gpus)
+    cap = min(float(k["max_utilization"]), req.max_utilization or 1.0)
+    after_margin = free - int(k["margin_mib"])
+    usable = max(0, min(after_margin, math.floor(total * cap)))
+    util = max(0.0, min(cap, math.floor(after_margin / total * 100 + 1e-9) / 100))
+    return total, free, usable, math.floor(total * util), util
+
+
+def _longest(arch: ModelArch, batched: int, tp: int, streams: int, room_mib: int) -> int:
+    """The largest max_model_len (tokens) whose reservation for `streams` fits `room_mib`; 0 if none."""
+    lo, hi = int(_k()["min_max_model_len"]), arch.max_model_len
+
+    def fits(tokens: int) -> bool:
+        return streams * kv_per_stream_bytes(arch, batched, tokens, tp) <= room_mib * MIB
+
+    if not fits(lo):
+        return 0
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    return lo
+
+
+def plan(req: PlanRequest) -> Plan | Refusal:
+    """The flags and breakdown for `req`, or why nothing fits."""
+    gpus = sorted(req.gpus, key=lambda g: (g.cc or (0, 0), g.total_mib, g.free_mib or 0), reverse=True)
+    if not gpus:
+        return Refusal("no-gpu", "no NVIDIA GPU is visible: vLLM serves Voxtral Realtime on NVIDIA GPUs only")
+    floor = _cc(knowledge.load()["gpu"]["min_compute_capability"])
+    if gpus[0].cc is not None and gpus[0].cc < floor:
+        g = gpus[0]
+        return Refusal(
+            "compute-capability",
+            f"{g.name} has compute capability {g.compute_capability}, below {floor[0]}.{floor[1]}: "
+            "the vLLM and PyTorch wheels ship no kernels for it",
+            [f"Source: {knowledge.load()['gpu']['sm_source']}"],
+        )
+    usable_gpus = [g for g in gpus if g.cc is None or g.cc >= floor]
+    tp_sizes = tensor_parallel_sizes(req.arch)
+    if req.tensor_parallel is not None:
+        if req.tensor_parallel not in tp_sizes:
+            return Refusal("tensor-parallel", f"{req.tensor_parallel} GPUs: tensor parallelism must divide the model's "
+                           f"{req.arch.decoder_kv_heads} KV heads; use {', '.join(map(str, tp_sizes))}")
+        if req.tensor_parallel > len(usable_gpus):
+            return Refusal("tensor-parallel", f"{req.tensor_parallel} GPUs asked for, {len(usable_gpus)} usable here")
+        sizes = [req.tensor_parallel]
+    else:
+        sizes = [n for n in tp_sizes if n <= len(usable_gpus)]
+    first: Plan | Refusal | None = None
+    for tp in sizes:
+        result = _plan_group(req, tuple(usable_gpus[:tp]))
+        if isinstance(result, Plan):
+            if tp > 1 and req.tensor_parallel is None:
+                result.notes.append(f"One GPU is not enough: the plan splits the model over {tp} GPUs (tensor parallel).")
+            return result
+        first = first or result
+    assert first is not None
+    return first
+
+
+def tensor_parallel_sizes(arch: ModelArch) -> list[int]:
+    """GPU counts that split both attention stacks evenly: powers of two dividing every KV-head count."""
+    return [n for n in (1, 2, 4, 8, 16) if arch.decoder_kv_heads % n == 0 and arch.encoder_kv_heads % n == 0]
+
+
+def _cc(text: str) -> tuple[int, int]:
+    major, minor = text.split(".")
+    return int(major), int(minor)
+
+
+def _plan_group(req: PlanRequest, gpus: tuple[Gpu, ...]) -> Plan | Refusal:
+    k = _k()
+    arch, tp, streams = req.arch, len(gpus), req.streams
+    total, free, usable, budget, util = _budget(gpus, req)
+    small, large = int(k["batched_tokens_small"]), int(k["batched_tokens_large"])
+    tier = large if total >= int(k["large_card_from_mib"]) else small
+    wanted = _session_tokens(req)
+    candidates = [(b, req.force_eager) for b in dict.fromkeys((tier, small))]
+    if not req.force_eager:
+        candidates.append((small, True))
+
+    chosen = None
+    for batched, eager in candidates:  # full session first, with the fewest sacrifices
+        fixed = _fixed(req, tp, batched, streams, _graph_mode(req.vllm_version, eager))
+        if streams * kv_per_stream_bytes(arch, batched, wanted, tp) <= (budget - fixed.total) * MIB:
+            chosen = (batched, eager, wanted, fixed)
+            break
+    if chosen is None and not req.session_fixed:
+        for batched, eager in candidates:  # then a shorter session
+            fixed = _fixed(req, tp, batched, streams, _graph_mode(req.vllm_version, eager))
+            tokens = _longest(arch, batched, tp, streams, budget - fixed.total)
+            if tokens:
+                chosen = (batched, eager, tokens, fixed)
+                break
+    if chosen is None:
+        return _refuse(req, gpus, budget, usable, total, free, wanted)
+
+    batched, eager, tokens, fixed = chosen
+    per_stream = math.ceil(kv_per_stream_bytes(arch, batched, tokens, tp) / MIB)
+    room = budget - fixed.total
+    kv = streams * per_stream
+    breakdown = Breakdown(
+        total=total, free=free, margin=int(k["margin_mib"]), usable=usable, budget=budget,
+        weights=fixed.weights, activations=fixed.activations, non_torch=fixed.non_torch, graphs=fixed.graphs,
+        kv=kv, kv_per_stream=per_stream, headroom=budget - fixed.weights - fixed.activations - fixed.non_torch - fixed.graphs - kv,
+    )
+    fp16 = any(g.cc is not None and g.cc < _cc(knowledge.load()["gpu"]["full_compute_capability"]) for g in gpus)
+    result = Plan(
+        max_model_len=tokens,
+        gpu_memory_utilization=util,
+        max_num_seqs=streams,
+        max_num_batched_tokens=batched,
+        tensor_parallel_size=tp,
+        cudagraph_mode=_graph_mode(req.vllm_version, eager),
+        dtype="half" if fp16 else None,
+        attention_backend=_attention_backend(req.vllm_version) if fp16 else None,
+        gpus=gpus,
+        breakdown=breakdown,
+        streams=streams,
+        streams_fit=room * MIB // kv_per_stream_bytes(arch, batched, tokens, tp),
+        session_minutes=_minutes(tokens, arch),
+        longest_session_minutes=_minutes(_longest(arch, batched, tp, streams, room), arch),
+        confidence="medium",
+        confidence_reasons=[],
+    )
+    _explain(req, result, wanted, eager)
+    return result
+
+
+def _attention_backend(version: str | None) -> str | None:
+    from echopanel_setup.checks.common import in_range
+
+    s = knowledge.load()["vllm"]["sm75"]
+    picks = in_range(version, s["flashinfer_picked"])
+    return s["attention_flag"].split()[-1] if picks in (True, None) else None
+
+
+def _explain(req: PlanRequest, p: Plan, wanted: int, eager: bool) -> None:
+    """Warnings, notes and the confidence label, all in words a user can act on."""
+    reasons = ["the KV formula is read from vLLM's code (download-and-memory.md B4), not yet measured on a GPU"]
+    low = False
+    if p.dtype == "half":
+        low = True
+        reasons.append("float16 on compute capability 7.5: vLLM's own behaviour here is read from its code, not run")
+        p.warnings.append(
+            "This GPU has no bfloat16: the model runs in float16 (--dtype half); accuracy in float16 is not validated for "
+            "this bfloat16-trained model. Check it with `echopanel-setup smoke`."
+        )
+        if p.attention_backend:
+            p.notes.append(
+                f"--attention-backend {p.attention_backend}: vLLM {req.vllm_version or 'of these versions'} would pick "
+                "FlashInfer on compute capability 7.5, which Voxtral's audio encoder rejects."
+            )
+    if req.vllm_version is None:
+        low = True
+        reasons.append("the vLLM version is unknown: flags and the graph mode assume a current release")
+    if req.arch.source.startswith("built-in"):
+        reasons.append("model shape: built-in values (params.json not read)")
+    if any(g.free_mib is None for g in p.gpus) and not req.hypothetical:
+        low = True
+        reasons.append("free GPU memory unknown: assumed all free")
+    if req.hypothetical:
+        reasons.append("planned for another machine: its GPU assumed otherwise idle")
+    if eager and not req.force_eager:
+        p.notes.append("CUDA graphs are off (--enforce-eager): their memory is needed for the cache. Decoding is a little slower.")
+    if p.max_model_len < wanted:
+        p.warnings.append(
+            f"Sessions are capped at {p.session_minutes:.0f} min (--max-model-len {p.max_model_len}; 1 token = "
+            f"{req.arch.ms_per_token} ms): {req.session_minutes:g} min does not fit. EchoPanel must restart sessions before that."
+        )
+    if p.streams_fit > p.streams:
+        p.notes.append(f"The cache has room for {p.streams_fit} streams at this batch budget: --streams {p.streams_fit} to allow them.")
+    p.confidence = "low" if low else "medium"
+    p.confidence_reasons = reasons
+
+
+def _refuse(req: PlanRequest, gpus: tuple[Gpu, ...], budget: int, usable: int, total: int, free: int, wanted: int) -> Refusal:
+    """Explain, in MiB, why the smallest configuration does not fit."""
+    k = _k()
+    arch, tp = req.arch, len(gpus)
+    small = int(k["batched_tokens_small"])
+    fixed = _fixed(req, tp, small, 1, "eager")
+    shortest = int(k["min_max_model_len"])
+    tokens = shortest if not req.session_fixed else wanted
+    need = math.ceil(kv_per_stream_bytes(arch, small, tokens, tp) / MIB)
+    room = budget - fixed.total
+    names = " + ".join(g.name for g in gpus)
+    numbers = [
+        f"{names}: {total} MiB total, {free} MiB free; usable {usable} MiB = min(free - {k['margin_mib']} MiB for the CUDA "
+        f"context, total x {k['max_utilization']}); vLLM's budget at --gpu-memory-utilization {budget / total:.2f}: {budget} MiB",
+        f"weights {fixed.weights} + activations {fixed.activations} + non-torch {fixed.non_torch} + safety {fixed.safety} "
+        f"(no CUDA graphs, --max-num-batched-tokens {small}) = {fixed.total} MiB, leaving {room} MiB for the KV cache",
+    ]
+    one = math.ceil(kv_per_stream_bytes(arch, small, wanted, tp) / MIB)
+    fit_streams = max(0, room) // one if one else 0
+    if req.streams > 1 and fit_streams >= 1:
+        return Refusal(
+            "streams",
+            f"{req.streams} streams of {req.session_minutes:g} min do not fit; at most {fit_streams} do (--streams {fit_streams})",
+            [*numbers, f"one stream's KV cache needs {one} MiB"],
+        )
+    longest = _longest(arch, small, tp, 1, room)
+    if req.session_fixed and longest:
+        return Refusal(
+            "session",
+            f"a {req.session_minutes:g}-minute session does not fit; the longest that does is {_minutes(longest, arch):.0f} min "
+            f"(--session-minutes {math.floor(_minutes(longest, arch))})",
+            [*numbers, f"one {req.session_minutes:g}-minute stream's KV cache needs {one} MiB"],
+        )
+    return Refusal(
+        "memory",
+        f"{names} is too small for Voxtral Realtime: {room} MiB are left for the KV cache, and one stream of the shortest "
+        f"useful session ({_minutes(tokens, arch):.1f} min, --max-model-len {tokens}) needs {need} MiB",
+        numbers,
+    )
+
+
+def adjust(req: PlanRequest, failure_id: str, groups: dict[str, str], previous: Plan) -> PlanRequest | None:
+    """The request to retry with after vLLM refused to start for lack of memory, or None when no retry helps.
+
+    - "estimated maximum model length is E": cap --max-model-len at E;
+    - "Free memory on device (F/T GiB)": plan with the free memory vLLM saw;
+    - no memory for the cache, or CUDA OOM (usually during graph capture): no CUDA graphs, 0.03 less utilisation.
+    """
+    if failure_id == "max-model-len-too-long" and groups.get("estimated"):
+        estimate = int(groups["estimated"]) // int(_k()["block_size"]) * int(_k()["block_size"])
+        if estimate < int(_k()["min_max_model_len"]) or estimate >= previous.max_model_len:
+            return None
+        return replace(req, max_model_len_cap=estimate, session_fixed=False)
+    if failure_id == "free-memory-startup" and groups.get("free"):
+        seen = int(float(groups["free"]) * 1024)
+        return replace(req, gpus=tuple(replace(g, free_mib=min(seen, g.free_mib or seen)) for g in req.gpus))
+    if failure_id in ("no-cache-memory", "cuda-oom"):
+        if req.force_eager and previous.cudagraph_mode == "eager" and previous.gpu_memory_utilization <= 0.5:
+            return None
+        return replace(req, force_eager=True, max_utilization=round(previous.gpu_memory_utilization - 0.03, 2))
+    return None

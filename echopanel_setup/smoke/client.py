@@ -1,0 +1,222 @@
+"""A client for vLLM's realtime transcription WebSocket (`/v1/realtime`), as EchoPanel uses it.
+
+The sequence is vLLM's (reference voxtral-vllm.md §2 and addendum 2, read in 0.33.0): wait for
+`session.created`; `session.update` with the served model; a non-final `input_audio_buffer.commit`,
+which starts generation; `input_audio_buffer.append` chunks of base64 PCM16 (paced like a live
+microphone unless `fast`); a final commit; then `transcription.delta`s until `transcription.done`.
+vLLM answers a final commit without a started generation with silence, so every wait has a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from echopanel_setup import knowledge
+from echopanel_setup.errors import ExternalError
+from echopanel_setup.smoke.audio import RATE
+from echopanel_setup.smoke.result import Timings, Transcript
+from echopanel_setup.smoke.server import unauthorized
+
+
+class ServerEventError(ExternalError):
+    """vLLM sent an `error` event: shown verbatim, with a hint for the codes we know."""
+
+    def __init__(self, code: str | None, message: str) -> None:
+        self.code, self.message = code, message
+        hint = knowledge.load()["smoke"]["server_errors"].get(code or "", "")
+        super().__init__(f"the server sent error {code or '(no code)'}: {message}" + (f" ({hint})" if hint else ""))
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Timeouts in seconds for each wait on the server."""
+
+    connect_s: float
+    session_s: float
+    done_s: float
+
+    @classmethod
+    def defaults(cls, done_s: float | None = None) -> Limits:
+        s = knowledge.load()["smoke"]
+        return cls(float(s["connect_timeout_s"]), float(s["session_timeout_s"]), float(done_s or s["done_timeout_s"]))
+
+
+def transcribe(ws_url: str, model: str, pcm: bytes, *, api_key: str | None, fast: bool, limits: Limits) -> Transcript:
+    """Stream `pcm` (16 kHz mono PCM16) through the realtime endpoint and return the transcript."""
+    return asyncio.run(_transcribe(ws_url, model, pcm, api_key=api_key, fast=fast, limits=limits))
+
+
+async def _transcribe(ws_url: str, model: str, pcm: bytes, *, api_key: str | None, fast: bool, limits: Limits) -> Transcript:
+    from websockets.asyncio.client import connect
+
+    t = Timings()
+    start = time.monotonic()
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+    try:
+        ws = await connect(ws_url, additional_headers=headers, open_timeout=limits.connect_s, close_timeout=2, compression=None, max_size=2**24)
+    except Exception as exc:  # noqa: BLE001 - every handshake failure becomes one sentence
+        raise _handshake_error(ws_url, exc, bool(api_key)) from None
+    t.connect_s = time.monotonic() - start
+    t.waiting_s += t.connect_s
+    try:
+        waited = time.monotonic()
+        first = await _recv(ws, limits.session_s, "session.created")
+        t.waiting_s += time.monotonic() - waited
+        if first.get("type") == "error":
+            raise ServerEventError(first.get("code"), _error_text(first))
+        if first.get("type") != "session.created":
+            raise ExternalError(f"{ws_url} opened with {first.get('type')!r} instead of session.created: not vLLM's realtime protocol")
+        await ws.send(json.dumps({"type": "session.update", "model": model}))
+        await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+        state = _Received()
+        receiver = asyncio.create_task(_receive(ws, state))
+        try:
+            await _send_audio(ws, pcm, fast, receiver, state, t)
+            final_sent = time.monotonic()
+            try:
+                await asyncio.wait_for(asyncio.shield(receiver), timeout=limits.done_s)
+            except asyncio.TimeoutError:
+                raise ExternalError(
+                    f"no transcription.done within {limits.done_s:.0f} s after the end of the audio "
+                    f"({state.deltas} deltas so far): the server is stalled or overloaded; read its log "
+                    "(`echopanel-setup explain LOG`), or allow longer with --timeout"
+                ) from None
+            done_at = time.monotonic()
+            t.final_to_done_s = done_at - final_sent
+            t.waiting_s += t.final_to_done_s
+        finally:
+            receiver.cancel()
+            if receiver.done() and not receiver.cancelled():
+                receiver.exception()  # already raised through us, or moot: mark it retrieved
+    finally:
+        closing = time.monotonic()
+        await ws.close()  # a normal close (1000) even on errors: the failure is ours to report, not the server's
+        t.waiting_s += time.monotonic() - closing
+    t.total_s = time.monotonic() - start
+    if state.first_delta is not None and state.audio_started is not None:
+        t.first_delta_s = state.first_delta - state.audio_started
+    return Transcript(state.text if state.text is not None else "".join(state.parts), state.deltas, t, state.usage, model)
+
+
+@dataclass
+class _Received:
+    parts: list[str] = field(default_factory=list)
+    text: str | None = None
+    deltas: int = 0
+    usage: dict[str, Any] | None = None
+    first_delta: float | None = None
+    audio_started: float | None = None
+
+
+async def _send_audio(ws, pcm: bytes, fast: bool, receiver: asyncio.Task, state: _Received, t: Timings) -> None:  # type: ignore[no-untyped-def]
+    """Append chunks (on a microphone's schedule unless `fast`), then the final commit."""
+    from websockets.exceptions import ConnectionClosed
+
+    size = int(knowledge.load()["smoke"]["chunk_bytes"])
+    chunk_s = size / 2 / RATE
+    state.audio_started = began = time.monotonic()
+    try:
+        for n, offset in enumerate(range(0, len(pcm), size)):
+            if receiver.done():  # an error event or a closed socket: stop sending and report it
+                break
+            if not fast and (lag := began + n * chunk_s - time.monotonic()) > 0:
+                await asyncio.sleep(lag)
+                t.paced_s += lag
+            audio = base64.b64encode(pcm[offset : offset + size]).decode("ascii")
+            await ws.send('{"type": "input_audio_buffer.append", "audio": "' + audio + '"}')
+        if not receiver.done():
+            await ws.send(json.dumps({"type": "input_audio_buffer.commit", "final": True}))
+    except ConnectionClosed:
+        pass  # the receiver saw why; fall through to it
+    t.stream_s = time.monotonic() - began
+    if receiver.done():
+        receiver.result()  # raises the server's error, or the drop
+        raise ExternalError("the server ended the transcription before the audio was sent")
+
+
+async def _receive(ws, state: _Received) -> None:  # type: ignore[no-untyped-def]
+    from websockets.exceptions import ConnectionClosed
+
+    try:
+        async for raw in ws:
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                raise ExternalError(f"the server sent a frame that is not JSON: {str(raw)[:80]!r}") from None
+            kind = event.get("type") if isinstance(event, dict) else None
+            if kind == "transcription.delta":
+                if state.first_delta is None:
+                    state.first_delta = time.monotonic()
+                state.deltas += 1
+                state.parts.append(str(event.get("delta", "")))
+            elif kind == "transcription.done":
+                state.text = str(event.get("text", ""))
+                state.usage = event.get("usage") if isinstance(event.get("usage"), dict) else None
+                return
+            elif kind == "error":
+                raise ServerEventError(event.get("code"), _error_text(event))
+    except ConnectionClosed as exc:
+        raise _dropped(exc, state) from None
+    raise _dropped(None, state)
+
+
+def _dropped(exc: Exception | None, state: _Received) -> ExternalError:
+    rcvd = getattr(exc, "rcvd", None)
+    why = f" (close code {rcvd.code}{': ' + rcvd.reason if rcvd.reason else ''})" if rcvd else " (no close frame)"
+    return ExternalError(
+        f"the server closed the WebSocket before transcription.done{why}, after {state.deltas} deltas: "
+        "it may have crashed or restarted; read its log (`echopanel-setup explain LOG` names known failures)"
+    )
+
+
+async def _recv(ws, timeout: float, waiting_for: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    from websockets.exceptions import ConnectionClosed
+
+    try:
+        raw = await asyncio.wait_for(ws.recv(), timeout)
+    except asyncio.TimeoutError:
+        raise ExternalError(f"no {waiting_for} within {timeout:.0f} s: the server accepted the WebSocket but stays silent") from None
+    except ConnectionClosed as exc:
+        raise _dropped(exc, _Received()) from None
+    try:
+        event = json.loads(raw)
+    except ValueError:
+        raise ExternalError(f"the server sent a frame that is not JSON while we waited for {waiting_for}: not vLLM's realtime protocol") from None
+    return event if isinstance(event, dict) else {"type": None}
+
+
+def _error_text(event: dict[str, Any]) -> str:
+    err = event.get("error")
+    if isinstance(err, dict):
+        return str(err.get("message") or err)
+    return str(err or event.get("message") or "(no message)")
+
+
+def _handshake_error(url: str, exc: Exception, sent_key: bool) -> ExternalError:
+    """One actionable sentence for a failed WebSocket opening."""
+    from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
+
+    if isinstance(exc, InvalidStatus):
+        status = exc.response.status_code
+        if status == 401:
+            return ExternalError(unauthorized(url, sent_key))
+        if status in (403, 404):
+            return ExternalError(
+                f"{url} has no realtime WebSocket (HTTP {status}): vLLM older than 0.16, or the served model does not "
+                "support realtime transcription (serve mistralai/Voxtral-Mini-4B-Realtime-2602)"
+            )
+        return ExternalError(f"{url} refused the WebSocket with HTTP {status}")
+    if isinstance(exc, InvalidURI):
+        return ExternalError(f"{url} is not a WebSocket URL: {exc}")
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return ExternalError(f"{url}: the WebSocket did not open within the connect timeout")
+    if isinstance(exc, InvalidHandshake):
+        return ExternalError(f"{url} did not complete a WebSocket handshake ({exc}): a proxy in the way, or not a vLLM server")
+    if isinstance(exc, OSError):
+        return ExternalError(f"cannot reach {url}: {exc.strerror or exc}")
+    return ExternalError(f"{url}: the WebSocket failed to open: {type(exc).__name__}: {exc}")

@@ -1,0 +1,211 @@
+"""`smoke`: decide what to test (flags, else EchoPanel's config), run one transcription, score it.
+
+`--url` alone means a vLLM server at that URL, no config needed; otherwise the mode, URL, delay and key
+come from EchoPanel's config as EchoPanel itself would read it (the file, overridden by the environment).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from echopanel_setup import envconfig, knowledge, paths
+from echopanel_setup.errors import UsageError
+from echopanel_setup.smoke import audio
+from echopanel_setup.smoke.result import Transcript
+from echopanel_setup.smoke.scoring import WerResult, wer
+
+
+@dataclass
+class SmokeOptions:
+    mode: str | None = None
+    url: str | None = None
+    api_key: str | None = None
+    model: str | None = None
+    audio: str | None = None
+    expect: str | None = None
+    max_wer: float | None = None
+    fast: bool = False
+    http: bool = False
+    timeout: float | None = None
+    config: str | None = None
+
+
+@dataclass
+class Target:
+    """What to test, and why: each choice keeps the place it came from, for the report."""
+
+    mode: str
+    url: str
+    api_key: str | None = field(default=None, repr=False)
+    key_source: str | None = None
+    delay_ms: int | None = None
+    reason: str = ""
+
+
+@dataclass
+class SmokeResult:
+    target: Target
+    route: str  # realtime | http | api
+    clip: audio.Clip
+    transcript: Transcript
+    model: str
+    server_version: str | None
+    served_models: list[str]
+    score: WerResult | None
+    max_wer: float
+    wall_s: float
+    waiting_s: float  # blocked on the server, discovery included
+    fast: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        if self.score is None:
+            return bool(self.transcript.text.strip())
+        return self.score.wer <= self.max_wer
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.passed else 1
+
+    @property
+    def overhead_s(self) -> float:
+        """The client's own time: everything but waiting for the server and pacing the audio."""
+        return max(0.0, self.wall_s - self.waiting_s - self.transcript.timings.paced_s)
+
+    @property
+    def rtf(self) -> float | None:
+        """Real-time factor: time from the first audio sent to the complete transcript, per second of audio."""
+        t = self.transcript.timings
+        if not self.clip.duration_s:
+            return None
+        return (t.stream_s + (t.final_to_done_s or 0.0)) / self.clip.duration_s
+
+
+def resolve(opts: SmokeOptions, environ: dict[str, str] | None = None) -> Target:
+    """The mode, URL, key and delay to test with, from the flags, then EchoPanel's config."""
+    env = dict(os.environ if environ is None else environ)
+    config_path = Path(opts.config).expanduser() if opts.config else paths.echopanel_config_path()
+    values = envconfig.effective(config_path, env)
+    mode, url, reason = opts.mode, opts.url, ""
+    if mode is None:
+        if url:
+            mode, reason = ("local" if envconfig.is_local_url(_as_http(url)) else "remote"), "--url"
+        elif values.get(envconfig.MODE) == "api":
+            mode, reason = "api", f"{envconfig.MODE}=api in {config_path}"
+        elif values.get(envconfig.URL):
+            url = values[envconfig.URL]
+            mode = "local" if envconfig.is_local_url(url) else "remote"
+            reason = f"{envconfig.URL} in {config_path}"
+        else:
+            raise UsageError(
+                f"nothing to test: no --url and no EchoPanel config at {config_path}; pass --url http://HOST:8000, "
+                "--mode local (this machine, port 8000) or --mode api"
+            )
+    else:
+        reason = "--mode"
+    if mode == "api":
+        return _api_target(opts, values, env, url, reason)
+    if not url:
+        url = values.get(envconfig.URL)
+        if not url and mode == "remote":
+            raise UsageError(f"--mode remote needs --url http://GPU-HOST:8000 (or {envconfig.URL} in the EchoPanel config)")
+        url = url or knowledge.load()["server"]["default_url"]
+    key, source = (opts.api_key, "--api-key") if opts.api_key else (env.get("VLLM_API_KEY"), "VLLM_API_KEY")
+    return Target(mode, url, key or None, source if key else None, None, reason)
+
+
+def _api_target(opts: SmokeOptions, values: dict[str, str], env: dict[str, str], url: str | None, reason: str) -> Target:
+    key, source = opts.api_key, "--api-key"
+    if not key:
+        for var in knowledge.load()["smoke"]["api"]["key_vars"]:
+            if env.get(var):
+                key, source = env[var], var
+                break
+            if values.get(var):
+                key, source = values[var], f"{var} in the EchoPanel config"
+                break
+    if not key:
+        raise UsageError("API mode needs a Mistral API key: pass --api-key, or export VOXTRAL_MISTRAL_API_KEY or MISTRAL_API_KEY (https://console.mistral.ai/api-keys)")
+    raw_delay = values.get(envconfig.DELAY)
+    if raw_delay and (problem := envconfig.validate_delay(raw_delay)):
+        raise UsageError(f"{problem} (fix it with `echopanel-setup configure --delay-ms N`)")
+    delay = int(raw_delay) if raw_delay else int(knowledge.load()["delay"]["default_ms"])
+    return Target("api", url or knowledge.load()["network"]["mistral_endpoint"], key, source, delay, reason)
+
+
+def load_clip(opts: SmokeOptions) -> audio.Clip:
+    if opts.audio:
+        return audio.load(opts.audio, opts.expect)
+    clip = audio.bundled()
+    if opts.expect is not None:
+        return audio.Clip(clip.pcm, clip.source, opts.expect, clip.synthesized, clip.description)
+    return clip
+
+
+def run(opts: SmokeOptions, status: Callable[[str], None] | None = None) -> SmokeResult:
+    """Resolve, load the audio, transcribe through the chosen route and score the result."""
+    say = status or (lambda message: None)
+    started = time.monotonic()
+    target = resolve(opts)
+    if opts.http and target.mode == "api":
+        raise UsageError("--http tests a vLLM server's /v1/audio/transcriptions; API mode has no such route here")
+    clip = load_clip(opts)
+    max_wer = knowledge.load()["smoke"]["max_wer"] if opts.max_wer is None else opts.max_wer
+    from echopanel_setup.smoke.client import Limits
+
+    limits = Limits.defaults(opts.timeout)
+    pacing = "at full speed (--fast)" if opts.fast else "paced like a live microphone"
+    notes: list[str] = []
+    if target.mode == "api":
+        from echopanel_setup.smoke import api
+
+        model = opts.model or knowledge.load()["model"]["api_model"]
+        say(f"streaming {clip.duration_s:.1f} s of audio to {target.url} {pacing}")
+        transcript = api.transcribe(
+            clip.pcm, api_key=target.api_key or "", key_source=target.key_source or "", model=model,
+            delay_ms=target.delay_ms or 0, server_url=target.url, fast=opts.fast, limits=limits,
+        )
+        version, served, discovery_wait, route = None, [model], 0.0, "api"
+    else:
+        from echopanel_setup.smoke import server
+
+        ep = server.endpoint(target.url)
+        say(f"asking {ep.http_base} for /health, /version, /v1/models")
+        info = server.discover(ep, target.api_key, _start_hint(target.mode), limits.connect_s)
+        model = server.choose_model(ep.http_base, info.models, opts.model)
+        if not server.is_voxtral_realtime(model):
+            notes.append(f"the served model {model!r} does not look like Voxtral Realtime ({knowledge.load()['model']['repo']})")
+        version, served, discovery_wait = info.version, info.models, info.waiting_s
+        if opts.http:
+            say(f"posting {clip.duration_s:.1f} s of audio to {ep.http_base}/v1/audio/transcriptions")
+            transcript = server.transcribe_http(ep, model, audio.to_wav(clip.pcm), target.api_key, limits.done_s)
+            route = "http"
+        else:
+            from echopanel_setup.smoke import client
+
+            say(f"streaming {clip.duration_s:.1f} s of audio to {ep.ws_url} {pacing}")
+            transcript = client.transcribe(ep.ws_url, model, clip.pcm, api_key=target.api_key, fast=opts.fast, limits=limits)
+            route = "realtime"
+    score = wer(clip.reference, transcript.text) if clip.reference is not None else None
+    if score is None:
+        notes.append("no reference text: WER not measured (pass --expect TEXT with --audio)")
+    wall = time.monotonic() - started
+    return SmokeResult(
+        target, route, clip, transcript, model, version, served, score, float(max_wer), wall,
+        discovery_wait + transcript.timings.waiting_s, opts.fast, notes,
+    )
+
+
+def _start_hint(mode: str) -> str:
+    if mode == "local":
+        return "Start it with `echopanel-setup serve --detach` (or print the command with `echopanel-setup serve`)"
+    return "Start vLLM on that host (`echopanel-setup serve` there) and check that its port is reachable from here"
+
+
+def _as_http(url: str) -> str:
+    return url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)

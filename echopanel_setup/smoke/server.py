@@ -1,0 +1,178 @@
+"""The plain-HTTP side of a vLLM server: where it is, whether it is up, what it serves, and the one-shot
+`/v1/audio/transcriptions` route (`smoke --http`).
+
+vLLM answers `/health` (200, or 503 when the engine died) without a key, `/version` with
+`{"version": …}`, and `/v1/models` with an OpenAI model list; `--api-key` guards every `/v1/*` route,
+the realtime WebSocket included (reference voxtral-vllm.md §2.6 and addendum 2).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+from echopanel_setup import knowledge
+from echopanel_setup.errors import ExternalError, UsageError
+from echopanel_setup.smoke.result import Timings, Transcript
+
+_SCHEMES = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
+_HTTP = {"ws": "http", "wss": "https", "http": "http", "https": "https"}
+_ROUTE_SUFFIXES = ("/v1/realtime", "/v1/audio/transcriptions", "/v1")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the server is: its HTTP base (with any reverse-proxy prefix) and its realtime WebSocket."""
+
+    http_base: str
+    ws_url: str
+
+
+def endpoint(url: str) -> Endpoint:
+    """Accept http(s):// or ws(s)://, with or without a /v1/realtime path; refuse anything else."""
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise UsageError(f"--url {url!r} does not parse: {exc}") from None
+    if parts.scheme not in _SCHEMES or not parts.hostname:
+        raise UsageError(f"--url {url!r} must look like http://HOST:8000 (or ws://HOST:8000/v1/realtime)")
+    path = parts.path.rstrip("/")
+    for suffix in _ROUTE_SUFFIXES:
+        if path.endswith(suffix):
+            path = path[: -len(suffix)]
+            break
+    http_base = urlunsplit((_HTTP[parts.scheme], parts.netloc, path, "", ""))
+    ws_url = urlunsplit((_SCHEMES[parts.scheme], parts.netloc, path + "/v1/realtime", "", ""))
+    return Endpoint(http_base, ws_url)
+
+
+@dataclass
+class ServerInfo:
+    version: str | None = None
+    models: list[str] = field(default_factory=list)
+    waiting_s: float = 0.0
+
+
+def discover(ep: Endpoint, api_key: str | None, start_hint: str, timeout: float) -> ServerInfo:
+    """GET /health, /version and /v1/models; one sentence with the next step for anything wrong."""
+    import httpx
+
+    info = ServerInfo()
+    auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    started = time.monotonic()
+    with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+        health = _get(client, f"{ep.http_base}/health", {}, start_hint, timeout)
+        if health.status_code == 404:
+            raise ExternalError(f"{ep.http_base} has no /health (HTTP 404): not a vLLM server; check the host, port and path")
+        if health.status_code != 200:
+            raise ExternalError(
+                f"{ep.http_base}/health answered HTTP {health.status_code}: the engine is not ready (still loading, or it died); "
+                "read the server log (`echopanel-setup serve --logs`)"
+            )
+        version = _get(client, f"{ep.http_base}/version", {}, start_hint, timeout)
+        if version.status_code == 200:
+            info.version = _json(version).get("version")
+        models = _get(client, f"{ep.http_base}/v1/models", auth, start_hint, timeout)
+    info.waiting_s = time.monotonic() - started
+    if models.status_code == 401:
+        raise ExternalError(unauthorized(ep.http_base, bool(api_key)))
+    if models.status_code != 200:
+        raise ExternalError(f"{ep.http_base}/v1/models answered HTTP {models.status_code}: not vLLM's OpenAI-compatible server")
+    try:
+        info.models = [str(m["id"]) for m in _json(models)["data"]]
+    except (KeyError, TypeError):
+        raise ExternalError(f"{ep.http_base}/v1/models did not answer a model list: not a vLLM server") from None
+    return info
+
+
+def choose_model(url: str, served: list[str], wanted: str | None) -> str:
+    """The model name `session.update` must carry: --model if served, else the one Voxtral served."""
+    if wanted:
+        if wanted not in served:
+            raise UsageError(f"--model {wanted}: {url} does not serve it; it serves: {', '.join(served) or 'nothing'}")
+        return wanted
+    if not served:
+        raise ExternalError(f"{url} serves no model yet")
+    if len(served) == 1:
+        return served[0]
+    voxtral = [m for m in served if is_voxtral_realtime(m)]
+    if len(voxtral) == 1:
+        return voxtral[0]
+    raise UsageError(f"{url} serves several models ({', '.join(served)}): pick one with --model")
+
+
+def is_voxtral_realtime(name: str) -> bool:
+    repo_name = knowledge.load()["model"]["repo"].split("/")[1]
+    lowered = name.lower()
+    return ("voxtral" in lowered and "realtime" in lowered) or name.rstrip("/").endswith(repo_name)
+
+
+def transcribe_http(ep: Endpoint, model: str, wav: bytes, api_key: str | None, timeout: float) -> Transcript:
+    """One multipart POST to /v1/audio/transcriptions (offline mode in vLLM: one request, one answer)."""
+    import httpx
+
+    url = f"{ep.http_base}/v1/audio/transcriptions"
+    auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    started = time.monotonic()
+    try:
+        with httpx.Client(timeout=timeout) as client:
+            response = client.post(url, headers=auth, files={"file": ("smoke.wav", wav, "audio/wav")}, data={"model": model, "response_format": "json"})
+    except httpx.TimeoutException:
+        raise ExternalError(f"{url}: no answer within {timeout:.0f} s: the server is stalled or overloaded (allow longer with --timeout)") from None
+    except httpx.HTTPError as exc:
+        raise ExternalError(f"{url}: {_first_line(exc)}") from None
+    elapsed = time.monotonic() - started
+    if response.status_code == 401:
+        raise ExternalError(unauthorized(ep.http_base, bool(api_key)))
+    if response.status_code == 404:
+        raise ExternalError(f"{url} does not exist (HTTP 404): this vLLM has no transcription route for the model; use the realtime route (drop --http)")
+    body = _json(response)
+    if response.status_code != 200:
+        raise ExternalError(f"{url} answered HTTP {response.status_code}: {_error_message(body) or response.text[:200]}")
+    if not isinstance(body.get("text"), str):
+        raise ExternalError(f"{url} answered without a transcript text: not vLLM's transcription API")
+    timings = Timings(total_s=elapsed, waiting_s=elapsed, final_to_done_s=elapsed)
+    return Transcript(body["text"], 0, timings, body.get("usage") if isinstance(body.get("usage"), dict) else None, model)
+
+
+def _get(client, url: str, headers: dict[str, str], start_hint: str, timeout: float):  # type: ignore[no-untyped-def]
+    import httpx
+
+    try:
+        return client.get(url, headers=headers)
+    except httpx.ConnectError as exc:
+        raise ExternalError(f"cannot reach {url} ({_first_line(exc)}): is the server running? {start_hint}") from None
+    except httpx.TimeoutException:
+        raise ExternalError(f"{url}: no answer within {timeout:.0f} s (a firewall, or an overloaded server)") from None
+    except httpx.HTTPError as exc:
+        raise ExternalError(f"{url}: {_first_line(exc)}") from None
+
+
+def _json(response) -> dict:  # type: ignore[no-untyped-def, type-arg]
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _error_message(body: dict) -> str | None:  # type: ignore[type-arg]
+    """vLLM's error body: `{"error": {"message": …}}` in newer versions, `{"message": …}` in older ones."""
+    err = body.get("error")
+    if isinstance(err, dict):
+        return err.get("message")
+    return body.get("message") or (err if isinstance(err, str) else None)
+
+
+def unauthorized(base: str, sent_key: bool) -> str:
+    """The 401 sentence, shared by the HTTP routes and the WebSocket handshake."""
+    if sent_key:
+        return f"{base} refused the API key (HTTP 401): use the key the server was started with (--api-key / VLLM_API_KEY)"
+    return f"{base} wants an API key (HTTP 401): pass --api-key or set VLLM_API_KEY to the server's --api-key"
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc) or type(exc).__name__).splitlines()[0][:200]
