@@ -17,6 +17,7 @@ from echopanel_setup.facts.model import Facts
 REPORT_SCHEMA_VERSION = 1
 SYMBOLS = {"ok": "✓", "warn": "!", "fail": "✗", "crashed": "☠", "timeout": "☠", "skip": "–"}
 ASCII_SYMBOLS = {"ok": "+", "warn": "!", "fail": "x", "crashed": "#", "timeout": "#", "skip": "-"}
+CATEGORY_TITLES = {"platform": "Platform", "gpu": "GPU", "stack": "Python stack (vLLM)", "storage": "Storage", "network": "Network", "config": "EchoPanel config"}
 STYLES = {"ok": "green", "warn": "yellow", "fail": "bold red", "crashed": "bold magenta", "timeout": "bold magenta", "skip": "dim"}
 
 
@@ -106,7 +107,7 @@ def render_human(run: DoctorRun, verbose: bool = False, quiet: bool = False, str
             continue
         if r.category != category and not quiet:
             category = r.category
-            con.print(f"\n[bold]{category.capitalize()}[/]")
+            con.print(f"\n[bold]{CATEGORY_TITLES.get(category, category)}[/]")
         advisory = " [dim](advisory)[/]" if r.is_problem and not r.required else ""
         timing = f" [dim][{r.duration_ms:.1f} ms][/]" if verbose else ""
         con.print(
@@ -114,7 +115,8 @@ def render_human(run: DoctorRun, verbose: bool = False, quiet: bool = False, str
         )
         if r.is_problem or verbose:
             for line in r.details:
-                con.print(f"      [dim]{escape(line)}[/]")
+                if verbose or not line.startswith("Source: "):  # sources are for -v and the JSON
+                    con.print(f"      [dim]{escape(line)}[/]")
         if r.fix and r.is_problem:
             if r.fix.text:
                 con.print(f"      {'→' if sym is SYMBOLS else '->'} {escape(r.fix.text)}")
@@ -132,7 +134,8 @@ def render_human(run: DoctorRun, verbose: bool = False, quiet: bool = False, str
 def summary_line(run: DoctorRun, sym: dict[str, str]) -> str:
     c = counts(run.results)
     failed = [r for r in run.results if r.counts_as_failure]
-    parts = [f"{c['fail'] + c['crashed'] + c['timeout']} failed", f"{c['warn']} warnings", f"{c['ok']} ok", f"{c['skip']} skipped"]
+    warnings = f"{c['warn']} warning" + ("" if c["warn"] == 1 else "s")
+    parts = [f"{c['fail'] + c['crashed'] + c['timeout']} failed", warnings, f"{c['ok']} ok", f"{c['skip']} skipped"]
     took = f"{run.duration_ms / 1000:.2f} s"
     if failed:
         return f"[bold red]{sym['fail']} Not ready for {run.mode} mode[/]: {', '.join(parts)} ({took}). Start with [bold]{failed[0].id}[/]."
