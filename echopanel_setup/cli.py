@@ -150,7 +150,7 @@ def explain(
         text = sys.stdin.read()
     else:
         try:
-            with open(logfile, encoding="utf-8", errors="replace") as fh:
+            with open(logfile, encoding="utf-8", errors="replace", newline="") as fh:  # keep \r: line numbers match grep -n
                 text = fh.read()
         except FileNotFoundError:
             raise UsageError(f"{logfile}: no such file (pass a vLLM log, or - to read standard input)") from None
@@ -211,10 +211,26 @@ def install_voxtral(
     raise typer.Exit(voxtral.run(opts))
 
 
-@install_app.command("vllm", context_settings=_PASSTHROUGH)
-def install_vllm(ctx: typer.Context) -> None:
-    """Install vLLM and mistral_common[audio] in a dedicated venv. Not available yet."""
-    _not_yet("install vllm", 9)
+@install_app.command("vllm")
+def install_vllm(
+    venv: Annotated[Optional[str], typer.Option(help="The venv to create or repair (default: the per-user data dir, or the one recorded).")] = None,
+    version: Annotated[Optional[str], typer.Option(help="vLLM version or specifier, e.g. 0.20.1 or '>=0.20,<0.30' (default: from the knowledge file).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the exact installer commands and create nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before installing.")] = False,
+    python: Annotated[Optional[str], typer.Option(help="The interpreter a new venv is made from (default: this one).")] = None,
+    facts: Annotated[Optional[str], typer.Option(help="Decide from a saved doctor facts snapshot instead of probing this machine.")] = None,
+    find_links: Annotated[Optional[list[str]], typer.Option("--find-links", help="Also look for packages in this folder or URL (repeatable).")] = None,
+    no_index: Annotated[bool, typer.Option("--no-index", help="Use only --find-links, not the package index (offline installs).")] = False,
+) -> None:
+    """Install vLLM and mistral_common[audio] in a dedicated venv (uv when on PATH, else pip), then check it.
+
+    Exit codes: 0 installed and doctor's checks pass · 1 refused (macOS, no NVIDIA GPU, compute capability < 7.5,
+    not enough disk) or a check fails afterwards · 2 bad input · 3 the installer failed · 130 interrupted.
+    """
+    from echopanel_setup.install import vllm
+
+    opts = vllm.Options(venv, version, dry_run, yes, facts, python, find_links or [], no_index)
+    raise typer.Exit(vllm.run(opts))
 
 
 class ServeFormat(str, Enum):

@@ -25,6 +25,24 @@ class Match:
     groups: dict[str, str] = field(default_factory=dict)
 
 
+EXCERPT_CHARS = 300
+
+
+def _excerpt(text: str, start: int, end: int) -> str:
+    """The log line holding the match (lines end at \\n only; a tqdm \\r redraw stays on its line), cut to
+    EXCERPT_CHARS around the match so vLLM v1's long `(EngineCore_DP0 pid=…) ERROR …` prefixes don't hide it."""
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", end)
+    line_end = len(text) if line_end == -1 else line_end
+    segment_start = text.rfind("\r", line_start, start) + 1 or line_start  # the redraw that holds the match
+    line = text[max(segment_start, line_start):line_end].rstrip("\r")
+    offset = start - max(segment_start, line_start)
+    if len(line) <= EXCERPT_CHARS:
+        return line.strip()
+    lo = max(0, min(offset - 60, len(line) - EXCERPT_CHARS))
+    return ("…" if lo else "") + line[lo : lo + EXCERPT_CHARS].strip() + ("…" if lo + EXCERPT_CHARS < len(line) else "")
+
+
 def explain(text: str) -> list[Match]:
     """Every known signature found in `text`, most specific first."""
     matches = []
@@ -34,7 +52,6 @@ def explain(text: str) -> list[Match]:
             if m is None:
                 continue
             line_no = text.count("\n", 0, m.start()) + 1
-            line = text.splitlines()[line_no - 1].strip() if text else ""
             matches.append(
                 Match(
                     id=sig["id"],
@@ -44,7 +61,7 @@ def explain(text: str) -> list[Match]:
                     commands=list(sig["commands"]),
                     source=sig["source"],
                     line_no=line_no,
-                    line=line[:300],
+                    line=_excerpt(text, m.start(), m.end()),
                     groups={k: v for k, v in m.groupdict().items() if v is not None},
                 )
             )

@@ -52,7 +52,7 @@ def best_gpu(facts: Facts) -> GpuDevice | None:
     devices = visible_devices(facts)
     if not devices:
         return None
-    return max(devices, key=lambda d: (cc_tuple(d.compute_capability) or (0, 0), d.memory_total_mib))
+    return max(devices, key=lambda d: (cc_tuple(d.compute_capability) or (0, 0), d.memory_total_mib or 0))
 
 
 def gib(mib: float | int | None) -> str:

@@ -83,6 +83,12 @@ def memory(facts: Facts, mode: str) -> Outcome:
     if dev is None:
         return NO_GPU
     total = dev.memory_total_mib
+    if total is None:
+        return Outcome(
+            Status.WARN,
+            f"{dev.name}: total memory not reported (unified memory?); cannot check the {g['fail_below_total_mib']} MiB floor",
+            _describe(facts),
+        )
     fail_below, comfortable = int(g["fail_below_total_mib"]), int(g["comfortable_total_mib"])
     if total < fail_below:
         return Outcome(
@@ -114,7 +120,7 @@ def free(facts: Facts, mode: str) -> Outcome:
     dev = best_gpu(facts)
     if dev is None:
         return NO_GPU
-    if dev.memory_free_mib is None:
+    if dev.memory_free_mib is None or dev.memory_total_mib is None:
         return Outcome(Status.WARN, f"{dev.name}: free memory unknown")
     others = [p for p in dev.processes if "vllm" not in p.name.lower()]
     holders = [f"pid {p.pid} {p.name or '?'}: {p.used_mib if p.used_mib is not None else '?'} MiB" for p in dev.processes]

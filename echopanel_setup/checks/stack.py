@@ -102,7 +102,7 @@ def python(facts: Facts, mode: str) -> Outcome:
         )
     venv = "venv" if e.is_venv else "not a venv"
     v = knowledge.load()["vllm"]
-    if e.packages.get("vllm") is None and version(e.version) and version(e.version) < version(v["min_python"]):  # type: ignore[operator]
+    if version(e.version) and version(e.version) < version(v["min_python"]):  # type: ignore[operator]
         return Outcome(
             Status.FAIL,
             f"Python {e.version} at {e.python}: vLLM with Voxtral Realtime needs Python {v['min_python']} or newer",

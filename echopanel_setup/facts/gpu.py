@@ -148,7 +148,24 @@ def _nvidia_smi() -> GpuFacts:
     if banner:
         match = re.search(r"CUDA Version:\s*([\d.]+)", banner)
         facts.cuda_driver_version = match.group(1) if match else None
+        attach_banner_processes(facts, banner)
     return facts
+
+
+# A row of the banner's process table: GPU, GI, CI, PID, Type (C, G or C+G), name, memory ("1204MiB").
+_BANNER_PROCESS = re.compile(r"^\|\s+(\d+)\s+\S+\s+\S+\s+(\d+)\s+(C\+G|C|G)\s+(.+?)\s+(\d+)MiB\s*\|$", re.M)
+
+
+def attach_banner_processes(facts: GpuFacts, banner: str) -> None:
+    """Add the graphics (type G) processes that `--query-compute-apps` never lists, from the banner's table.
+
+    A desktop's Xorg and compositor hold VRAM too, and vLLM's free-memory check counts them.
+    """
+    by_index = {d.index: d for d in facts.devices}
+    for gpu, pid, _kind, name, used in _BANNER_PROCESS.findall(banner):
+        dev = by_index.get(int(gpu))
+        if dev is not None and all(p.pid != int(pid) for p in dev.processes):
+            dev.processes.append(GpuProcess(pid=int(pid), name=name.strip(), used_mib=int(used)))
 
 
 def _value(raw: str) -> str | None:
@@ -169,7 +186,7 @@ def parse_query_gpu(text: str) -> tuple[GpuFacts, dict[str, GpuDevice]]:
         dev = GpuDevice(
             index=int(index),
             name=name,
-            memory_total_mib=int(float(total)),
+            memory_total_mib=_int(total),  # None on unified-memory parts that report [N/A]
             memory_free_mib=_int(free),
             memory_used_mib=_int(used),
             compute_capability=_value(cc),

@@ -54,7 +54,7 @@ class GpuProcess:
 class GpuDevice:
     index: int
     name: str
-    memory_total_mib: int
+    memory_total_mib: Optional[int]  # None when the GPU does not report it (unified memory)
     memory_free_mib: Optional[int] = None
     memory_used_mib: Optional[int] = None
     compute_capability: Optional[str] = None  # "8.9"

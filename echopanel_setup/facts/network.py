@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from echopanel_setup import knowledge
+from echopanel_setup import envconfig, knowledge
 from echopanel_setup.facts.model import HttpProbe, NetworkFacts, ServerFacts
 
 PROXY_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
@@ -55,12 +55,18 @@ def probe(facts: NetworkFacts, server_url: str | None, external: bool) -> Networ
     deadline = time.monotonic() + budget
     hf = os.environ.get("HF_ENDPOINT", k["network"]["hf_endpoint"]).rstrip("/")
     jobs = {}
-    with httpx.Client(timeout=budget, follow_redirects=False, trust_env=True) as client, ThreadPoolExecutor(6) as pool:
+    with (
+        httpx.Client(timeout=budget, follow_redirects=False, trust_env=True) as client,
+        httpx.Client(timeout=budget, follow_redirects=False, trust_env=False) as local_client,
+        ThreadPoolExecutor(6) as pool,
+    ):
         if external:
             jobs["hf"] = pool.submit(_probe, client, f"{hf}/api/models/{k['model']['repo']}", deadline)
             jobs["mistral"] = pool.submit(_probe, client, f"{k['network']['mistral_endpoint']}/v1/models", deadline)
         if server_url:
-            jobs["server"] = pool.submit(_server, client, server_url, deadline)
+            # A loopback server is never reached through a proxy, whatever HTTP_PROXY says.
+            server_client = local_client if envconfig.is_local_url(server_url) else client
+            jobs["server"] = pool.submit(_server, server_client, server_url, deadline)
         results = {name: job.result() for name, job in jobs.items()}
     facts.hf = results.get("hf")
     facts.mistral = results.get("mistral")

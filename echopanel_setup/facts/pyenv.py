@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -57,10 +58,14 @@ def discover(explicit: str | None) -> tuple[str, str]:
     return sys.executable, "current"
 
 
+_TRAMPOLINE = re.compile(r"""^'''exec' (?:"([^"]+)"|'([^']+)'|(\S+)) "\$0" "\$@"$""")
+
+
 def _shebang_python(script: Path) -> str | None:
     try:
         with script.open("rb") as fh:
-            first = fh.readline(512).decode("utf-8", "replace").strip()
+            first = fh.readline(4096).decode("utf-8", "replace").strip()
+            second = fh.readline(4096).decode("utf-8", "replace").strip()
     except OSError:
         return None
     if not first.startswith("#!"):
@@ -68,6 +73,11 @@ def _shebang_python(script: Path) -> str | None:
     parts = first[2:].split()
     if not parts:
         return None
+    if Path(parts[0]).name == "sh":
+        # pip writes `#!/bin/sh` plus an `exec` trampoline line when the interpreter's path is too long
+        # for a shebang (over 127 bytes on Linux); the interpreter is the one that line execs.
+        trampoline = _TRAMPOLINE.match(second)
+        return next(g for g in trampoline.groups() if g) if trampoline else None
     if Path(parts[0]).name == "env" and len(parts) > 1:
         return shutil.which(parts[1])
     return parts[0] if Path(parts[0]).exists() else None

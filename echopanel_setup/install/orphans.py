@@ -97,18 +97,17 @@ def _in_use(lock: Path) -> bool:
 
 def best_for(orphans: list[Orphan], etag: str, size: int, model_dir: Path) -> Orphan | None:
     """The largest orphan of this file version that can be renamed into the model dir (same filesystem)."""
-    try:
-        device = model_dir.stat().st_dev if model_dir.exists() else _nearest(model_dir).stat().st_dev
-    except OSError:
+    device = _device(_nearest(model_dir))
+    if device is None:
         return None
     fits = [o for o in orphans if o.etag == etag and 0 < o.size <= size and _device(o.path) == device]
     return max(fits, key=lambda o: o.size, default=None)
 
 
 def _nearest(path: Path) -> Path:
-    while not path.exists() and path.parent != path:
-        path = path.parent
-    return path
+    from echopanel_setup.facts.local import probe_disk
+
+    return Path(probe_disk(path).checked_path)
 
 
 def _device(path: Path) -> int | None:
@@ -132,8 +131,7 @@ def remove(orphans: list[Orphan]) -> int:
 
 def reclaimable(orphans: list[Orphan], model_dir: Path) -> int:
     """Bytes the clean-up frees on the model dir's filesystem (they count as free space in the plan)."""
-    try:
-        device = _nearest(model_dir).stat().st_dev
-    except OSError:
+    device = _device(_nearest(model_dir))
+    if device is None:
         return 0
     return sum(o.size for o in orphans if _device(o.path) == device)

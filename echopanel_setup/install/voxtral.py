@@ -131,9 +131,9 @@ def ensure_writable(target: Path, create: bool) -> None:
     """Fail before any network or byte if the files could not be written there (exit 2)."""
     hint = "pass --dir a folder you can write to"
     if not create:
-        probe = target
-        while not probe.exists() and probe.parent != probe:
-            probe = probe.parent
+        from echopanel_setup.facts.local import probe_disk
+
+        probe = Path(probe_disk(target).checked_path)
         if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
             raise UsageError(f"cannot write to {target} ({probe} is not a writable folder): {hint}")
         return
@@ -279,15 +279,9 @@ def _plan(job: Job, rf: RemoteFile, entry: Entry | None, found: list[orphans.Orp
 
 
 def _free_bytes(target: Path) -> int:
-    import shutil
+    from echopanel_setup.facts.local import probe_disk
 
-    probe = target
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
-    try:
-        return shutil.disk_usage(probe).free
-    except OSError:
-        return 0
+    return (probe_disk(target).free_mib or 0) * MIB
 
 
 def _no_space(job: Job, need: int, free: int, margin: int) -> str:

@@ -200,7 +200,7 @@ def kubernetes(cmd: ServeCommand, plan: Plan, settings: ServeSettings, dep: Depl
         f"echopanel-setup doctor --mode local --json --offline --model-dir {shlex.quote(str(PurePosixPath(MOUNT) / dep.model_dir_name))} "
         "--skip config,port"
     )
-    gpu_limits = {"nvidia.com/gpu": gpus}
+    gpu_limits = {"nvidia.com/gpu": str(gpus)}  # a Kubernetes quantity is a string
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

@@ -162,8 +162,9 @@ class LogWatch:
 
     def failure(self, exited: bool) -> Match | None:
         """The first known failure; while vLLM still runs, only one on an error line (not a warning)."""
+        lines = self.text.split("\n")  # explain numbers lines by \n only
         for match in explain(self.text):
-            if exited or _ERRORISH.search(match.line):
+            if exited or _ERRORISH.search(lines[match.line_no - 1] if 0 < match.line_no <= len(lines) else match.line):
                 return match
         return None
 

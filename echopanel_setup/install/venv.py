@@ -1,0 +1,125 @@
+"""A dedicated venv for vLLM: what is at the path, the installer to use (uv when it is on PATH, else pip),
+the exact commands, and running them with their output streamed line by line.
+
+The venv keeps vLLM away from whatever else the user has installed (the seed's `pip install vllm` lands in
+the active environment, often next to a transformers that breaks it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROBE_TIMEOUT_S = 15.0
+
+
+def python_in(venv: Path) -> Path:
+    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def inspect(venv: Path) -> str:
+    """absent | empty | venv | broken (a venv whose python does not run) | other (a folder that is no venv)."""
+    if not venv.exists():
+        return "absent"
+    if venv.is_dir() and not any(venv.iterdir()):
+        return "empty"
+    if not (venv / "pyvenv.cfg").is_file():
+        return "other"
+    try:
+        ok = subprocess.run([str(python_in(venv)), "-c", "pass"], capture_output=True, timeout=PROBE_TIMEOUT_S).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        ok = False
+    return "venv" if ok else "broken"
+
+
+def python_version(python: str) -> str | None:
+    """`X.Y.Z` of an interpreter (ours without a subprocess)."""
+    if python == sys.executable:
+        return "%d.%d.%d" % sys.version_info[:3]
+    try:
+        out = subprocess.run([python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def has_pip(python: Path) -> bool:
+    try:
+        return subprocess.run([str(python), "-m", "pip", "--version"], capture_output=True, timeout=PROBE_TIMEOUT_S).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The commands `install vllm` runs, in order, exactly as --dry-run prints them."""
+
+    installer: str  # uv | pip
+    commands: list[list[str]] = field(default_factory=list)
+
+
+def plan(
+    venv: Path,
+    state: str,
+    base_python: str,
+    specs: list[str],
+    *,
+    uv: str | None,
+    uv_args: list[str],
+    find_links: list[str],
+    no_index: bool,
+) -> Plan:
+    """Create the venv if needed (uv venv / python -m venv), then one upgrade-install of every spec.
+
+    `--upgrade` is what repairs a broken stack in place: named packages move to versions the specs allow and
+    their dependencies follow only as far as they must.
+    """
+    py = str(python_in(venv))
+    sources = [arg for d in find_links for arg in ("--find-links", d)] + (["--no-index"] if no_index else [])
+    commands: list[list[str]] = []
+    if uv:
+        if state in ("absent", "empty"):
+            commands.append([uv, "venv", "--python", base_python, str(venv)])
+        commands.append([uv, "pip", "install", "--python", py, "--upgrade", *uv_args, *sources, *specs])
+        return Plan("uv", commands)
+    if state in ("absent", "empty"):
+        commands.append([base_python, "-m", "venv", str(venv)])
+    elif not has_pip(python_in(venv)):  # made by `uv venv`, which seeds no pip
+        commands.append([py, "-m", "ensurepip", "--upgrade"])
+    commands.append([py, "-m", "pip", "install", "--upgrade", *sources, *specs])
+    return Plan("pip", commands)
+
+
+def find_uv() -> str | None:
+    return shutil.which("uv")
+
+
+@dataclass
+class Result:
+    returncode: int
+    tail: deque[str]
+
+
+def stream(cmd: list[str], on_line: Callable[[str], None], keep: int = 40) -> Result:
+    """Run `cmd`, handing each output line (stdout and stderr merged) to `on_line` as it arrives."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    tail: deque[str] = deque(maxlen=keep)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, errors="replace", env=env, bufsize=1)
+    assert proc.stdout is not None
+    try:
+        for raw in proc.stdout:
+            line = raw.rstrip()
+            if line:
+                tail.append(line)
+                on_line(line)
+        return Result(proc.wait(), tail)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise

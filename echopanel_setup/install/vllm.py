@@ -1,0 +1,278 @@
+"""`echopanel-setup install vllm`: vLLM and mistral_common[audio] in a dedicated venv, then doctor's checks on it.
+
+1. Facts (probed like doctor, or replayed with --facts) decide whether vLLM can run here at all: it refuses
+   on macOS, native Windows, without an NVIDIA GPU or below compute capability 7.5, and names the
+   alternatives, using doctor's own platform and GPU checks.
+2. The disk space the venv needs is named before anything happens; --dry-run prints the exact commands.
+3. An existing venv is reused: a broken stack (the seed's tokenizer error) is repaired by upgrading in
+   place. The venv is recorded in the state file so doctor, serve and smoke find its Python.
+4. doctor's target-Python checks (stack.*) run on the venv and their verdict is the exit code.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from echopanel_setup import knowledge, paths
+from echopanel_setup.checks import Outcome, Status
+from echopanel_setup.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ExternalError, SetupError, UsageError
+from echopanel_setup.facts.local import probe_disk
+from echopanel_setup.facts.model import Facts
+from echopanel_setup.install import venv as venvs
+from echopanel_setup.install.progress import Ui, size
+
+MIB = 1024 * 1024
+
+
+class InstallInterrupted(SetupError):
+    exit_code = EXIT_INTERRUPTED
+
+
+@dataclass
+class Options:
+    venv: str | None = None
+    version: str | None = None
+    dry_run: bool = False
+    yes: bool = False
+    facts: str | None = None
+    python: str | None = None
+    find_links: list[str] = field(default_factory=list)
+    no_index: bool = False
+
+
+def run(opts: Options) -> int:
+    ui = Ui()
+    k = knowledge.load()
+    target, chosen_by = _choose_venv(opts.venv)
+    specs = requirement_specs(opts.version)
+    facts = _facts(opts.facts)
+    ui.line(f"vLLM venv: {target} ({chosen_by})")
+    _gate(ui, facts)
+    state = venvs.inspect(target)
+    if state == "other":
+        raise UsageError(f"{target} exists and is not a virtual environment: pass --venv a new or existing venv folder")
+    if state == "broken":
+        raise SetupError(f"the venv at {target} is broken (its python does not run): remove it and run again, or pass another --venv")
+    base = _base_python(ui, opts.python, target, state)
+    need = int(k["vllm_install"]["disk_mib"]) * MIB
+    disk = probe_disk(target)
+    free = (disk.free_mib or 0) * MIB
+    ui.line(f"Disk: about {size(need)} needed for vLLM with its CUDA PyTorch; {size(free)} free at {disk.checked_path}.")
+    if state == "venv":
+        _describe_existing(ui, target)
+    uv = venvs.find_uv()
+    plan = venvs.plan(
+        target,
+        state,
+        base,
+        specs,
+        uv=uv,
+        uv_args=list(k["vllm_install"]["uv_args"]),
+        find_links=opts.find_links,
+        no_index=opts.no_index,
+    )
+    ui.line(f"Installer: {'uv (found on PATH)' if uv else 'pip (uv is not on PATH; it would be much faster)'}")
+    if opts.dry_run:
+        ui.line("Would run:")
+        for cmd in plan.commands:
+            ui.line(f"  {_escape(shlex.join(cmd))}")
+        ui.line("Dry run: nothing was created or installed.")
+        return EXIT_OK
+    if free < need and state != "venv":
+        raise SetupError(f"not enough disk space at {disk.checked_path}: about {size(need)} needed, {size(free)} free; free some space or pass --venv on another disk")
+    if not _confirm(ui, opts, target):
+        ui.line("Cancelled: nothing was installed.")
+        return EXIT_FAILED
+    for cmd in plan.commands:
+        _run(ui, cmd, target)
+    paths.write_state({"vllm_venv": str(target)})
+    ui.line(f"[green]{ui.sym['ok']}[/] Installed into {target}; recorded for doctor, serve and smoke.")
+    return _check(ui, target)
+
+
+def requirement_specs(version: str | None) -> list[str]:
+    """The installer's specifiers: vLLM (from --version or the knowledge file) and mistral_common[audio]."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.version import Version
+
+    k = knowledge.load()
+    spec = k["vllm"]["install_spec"]
+    if version:
+        text = version.strip()
+        if text[:1].isdigit():
+            text = f"vllm=={text}"
+        elif not text.lower().startswith("vllm"):
+            text = f"vllm{text}"
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            raise UsageError(f"--version {version!r}: not a version or specifier (try 0.20.1 or '>=0.20,<0.30')") from None
+        if req.name.lower() != "vllm":
+            raise UsageError(f"--version {version!r}: names {req.name}, not vllm")
+        minimum = Version(k["vllm"]["min_version"])
+        for s in req.specifier:
+            try:
+                bound = Version(s.version.rstrip(".*"))
+            except ValueError:
+                continue
+            if (s.operator == "<" and bound <= minimum) or (s.operator in ("==", "===", "<=", "~=") and bound < minimum):
+                raise UsageError(f"--version {version!r}: vLLM before {minimum} has no Voxtral Realtime; ask for {minimum} or newer (default {spec})")
+        spec = str(req)
+    return [spec, k["mistral_common"]["install_spec"]]
+
+
+def _choose_venv(given: str | None) -> tuple[Path, str]:
+    if given:
+        return Path(given).expanduser().absolute(), "--venv"
+    recorded = paths.read_state().get("vllm_venv")
+    if isinstance(recorded, str) and recorded:
+        return Path(recorded), "recorded by an earlier install; --venv to change"
+    return paths.default_venv_dir(), "default; --venv to change"
+
+
+def _facts(path: str | None) -> Facts:
+    """doctor's facts: replayed from a snapshot, or probed now (offline: no network probe is needed)."""
+    from echopanel_setup.facts.collect import Options as CollectOptions
+    from echopanel_setup.facts.collect import collect
+
+    if path:
+        from echopanel_setup.doctor import load_facts
+
+        return load_facts(path)
+    return collect(CollectOptions(offline=True, use_cache=True))
+
+
+def _gate(ui: Ui, facts: Facts) -> None:
+    """Refuse where vLLM cannot serve this model, with doctor's own verdict and alternatives."""
+    from echopanel_setup.checks import gpu, platform
+
+    for check in (platform.verdict, gpu.compute):
+        outcome = check(facts, "local")
+        if outcome.status is Status.FAIL:
+            _show(ui, outcome)
+            raise SetupError(f"not installing vLLM: {outcome.summary}")
+        if outcome.status is Status.WARN:
+            ui.note(outcome.summary)
+        elif outcome.status is Status.OK:
+            ui.line(f"[green]{ui.sym['ok']}[/] {outcome.summary}")
+
+
+def _show(ui: Ui, outcome: Outcome) -> None:
+    ui.line(f"[bold red]{ui.sym['fail']} {_escape(outcome.summary)}[/]")
+    for line in outcome.details:
+        ui.line(f"  {_escape(line)}")
+    if outcome.fix:
+        ui.line(f"  {_escape(outcome.fix.text)}")
+        for cmd in outcome.fix.commands:
+            ui.line(f"    {_escape(cmd)}")
+
+
+def _base_python(ui: Ui, given: str | None, target: Path, state: str) -> str:
+    """The interpreter a new venv is made from (--python, else this one); warn outside vLLM's wheel range."""
+    from packaging.specifiers import SpecifierSet
+
+    if state == "venv":
+        python = str(venvs.python_in(target))
+    elif given:
+        found = shutil.which(given) or given
+        if not Path(found).exists():
+            raise UsageError(f"--python {given}: no such interpreter")
+        python = found
+    else:
+        python = sys.executable
+    version = venvs.python_version(python)
+    if version is None:
+        raise UsageError(f"{python} does not run: pass --python an interpreter for the venv")
+    wanted = knowledge.load()["vllm_install"]["python"]
+    if version not in SpecifierSet(wanted):
+        ui.note(f"Python {version} at {python} is outside {wanted}, the versions vLLM publishes wheels for: if the install fails, use --python python3.12")
+    return python
+
+
+def _describe_existing(ui: Ui, target: Path) -> None:
+    """What the venv holds now, and whether doctor thinks the stack is broken (then it is upgraded in place)."""
+    results = _stack_results(target)
+    facts_line = ", ".join(f"{r.title} {r.status.value}" for r in results if r.status in (Status.FAIL, Status.WARN))
+    ui.line(f"Existing venv: {_escape(_versions(target))}")
+    if facts_line:
+        ui.line(f"  doctor: {_escape(facts_line)}; upgrading in place (nothing is deleted)")
+
+
+def _versions(target: Path) -> str:
+    from echopanel_setup.facts import pyenv
+
+    e = pyenv.probe(str(venvs.python_in(target)), "--python", use_cache=False)
+    if not e.ok:
+        return e.error or "unreadable"
+    pk = e.packages
+    return f"Python {e.version}; " + ", ".join(f"{n} {pk.get(n) or 'absent'}" for n in ("vllm", "torch", "transformers", "mistral_common"))
+
+
+def _confirm(ui: Ui, opts: Options, target: Path) -> bool:
+    if opts.yes or not sys.stdin.isatty():
+        return True
+    from rich.prompt import Confirm
+
+    try:
+        return Confirm.ask(f"Install vLLM into {target}?", default=True, console=ui.out)
+    except EOFError:
+        return False
+
+
+def _run(ui: Ui, cmd: list[str], target: Path) -> None:
+    ui.line(f"$ {_escape(shlex.join(cmd))}")
+    try:
+        result = venvs.stream(cmd, lambda line: ui.line(f"  [dim]{_escape(line)}[/]"))
+    except KeyboardInterrupt:
+        raise InstallInterrupted(f"interrupted; {target} is left as it was at that point: run the same command again to finish") from None
+    except OSError as exc:
+        raise ExternalError(f"cannot run {cmd[0]}: {exc.strerror or exc}") from None
+    if result.returncode != 0:
+        raise ExternalError(f"{Path(cmd[0]).name} failed (exit {result.returncode}): {_cause(list(result.tail))}")
+
+
+def _cause(lines: list[str]) -> str:
+    """The installer's own reason: pip's last `ERROR:` line, uv's last `×` / `╰─▶` line, else its last line."""
+    marks = ("error", "×", "╰─▶")
+    reasons = [ln.strip() for ln in lines if ln.strip().lower().startswith(marks)]
+    text = reasons[-1] if reasons else (lines[-1].strip() if lines else "no output")
+    return text.lstrip("×╰─▶ ").strip()
+
+
+def _stack_results(target: Path) -> list:  # type: ignore[type-arg]
+    from echopanel_setup import checks
+    from echopanel_setup.facts import pyenv
+
+    facts = Facts()
+    facts.pyenv = pyenv.probe(str(venvs.python_in(target)), "recorded", use_cache=False)
+    selected = checks.select(checks.all_checks(), ["stack"], [])
+    return checks.run(facts, "local", selected)
+
+
+def _check(ui: Ui, target: Path) -> int:
+    """doctor's target-Python checks on the new venv; a failed required check fails the install (exit 1)."""
+    ui.line("doctor's checks of the venv:")
+    results = _stack_results(target)
+    from echopanel_setup.report import STYLES
+
+    for r in results:
+        ui.line(f"  [{STYLES[r.status.value]}]{ui.sym[r.status.value]} {r.status.value:<4}[/] {r.title:<22} {_escape(r.summary)}")
+        if r.fix and r.is_problem:
+            for cmd in r.fix.commands:
+                ui.line(f"      [cyan]{_escape(cmd)}[/]")
+    failed = [r for r in results if r.counts_as_failure]
+    if failed:
+        ui.line(f"[bold red]{ui.sym['fail']} vLLM is installed but {failed[0].id} fails:[/] fix that, then run `echopanel-setup doctor`.")
+        return EXIT_FAILED
+    ui.line(f"[green]{ui.sym['ok']}[/] Ready: `echopanel-setup doctor` and `serve` will use {venvs.python_in(target)}.")
+    return EXIT_OK
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

@@ -1,0 +1,212 @@
+"""The vLLM server probe and the `server` check against a REAL loopback HTTP server that answers like
+`vllm serve`: /health 200 (or 503) with an empty body, /version JSON, /v1/models guarded by --api-key.
+
+doctor runs as a subprocess; the external probes (Hugging Face, Mistral) fail fast: HF_ENDPOINT points at a
+closed loopback port and there is no route to api.mistral.ai here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from conftest import run_cli
+from probe_kit import VOXTRAL, FakeVllm, closed_port, serve_vllm
+
+from echopanel_setup.facts import network
+from echopanel_setup.facts.model import NetworkFacts
+
+
+@pytest.fixture
+def vllm() -> Iterator:
+    """Factory: start a loopback vLLM stand-in with the given behaviour; all are shut down afterwards."""
+    servers = []
+
+    def start(**kwargs) -> tuple[FakeVllm, str]:  # type: ignore[no-untyped-def]
+        behaviour = FakeVllm(**kwargs)
+        server, url = serve_vllm(behaviour)
+        servers.append(server)
+        return behaviour, url
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def _doctor(url: str, *extra: str, env: dict[str, str] | None = None) -> dict:
+    res = run_cli(
+        "doctor", "--url", url, "--mode", "remote", "--json", *extra,
+        env={"HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}", **(env or {})},
+        timeout=30,
+    )
+    assert res.returncode in (0, 1), res.stderr
+    return json.loads(res.stdout)
+
+
+def _server_check(doc: dict) -> dict:
+    return {c["id"]: c for c in doc["checks"]}["server"]
+
+
+def test_server_ok(vllm) -> None:
+    behaviour, url = vllm()
+    doc = _doctor(url)
+    check = _server_check(doc)
+    assert check["status"] == "ok", check
+    assert check["required"] is True
+    assert "vLLM 0.20.0" in check["summary"] and VOXTRAL in check["summary"]
+    server = doc["facts"]["network"]["server"]
+    assert server == {"url": url, "health": 200, "version": "0.20.0", "models": [VOXTRAL], "error": None, "auth_required": False}
+    assert {path for path, _ in behaviour.requests} == {"/health", "/version", "/v1/models"}
+    # the external probes ran and failed, without holding up the run
+    assert doc["facts"]["network"]["hf"]["reachable"] is False
+    assert {c["id"]: c for c in doc["checks"]}["network.hf"]["status"] == "skip"  # not checked in remote mode
+
+
+def test_server_serving_a_local_model_dir(vllm) -> None:
+    """`vllm serve /path/to/Voxtral-Mini-4B-Realtime-2602` serves the model under its path."""
+    _, url = vllm(models=["/home/ana/.local/share/echopanel-setup/models/Voxtral-Mini-4B-Realtime-2602"])
+    assert _server_check(_doctor(url))["status"] == "ok"
+
+
+def test_server_wants_an_api_key(vllm) -> None:
+    behaviour, url = vllm(api_key="test-key-123")
+    doc = _doctor(url)
+    check = _server_check(doc)
+    assert check["status"] == "fail"
+    assert "API key" in check["summary"] and "401" in check["summary"]
+    assert doc["facts"]["network"]["server"]["auth_required"] is True
+    assert "VLLM_API_KEY" in " ".join(check["fix"]["commands"])
+
+
+def test_server_accepts_vllm_api_key(vllm) -> None:
+    behaviour, url = vllm(api_key="test-key-123")
+    doc = _doctor(url, env={"VLLM_API_KEY": "test-key-123"})
+    assert _server_check(doc)["status"] == "ok"
+    assert doc["facts"]["network"]["vllm_api_key"] is True
+    assert "test-key-123" not in json.dumps(doc)
+    # the key goes to /v1/* only, never to /health or /version
+    sent = dict(behaviour.requests)
+    assert sent["/v1/models"] == "Bearer test-key-123"
+    assert sent["/health"] is None and sent["/version"] is None
+
+
+def test_server_refuses_a_wrong_key(vllm) -> None:
+    _, url = vllm(api_key="test-key-123")
+    check = _server_check(_doctor(url, env={"VLLM_API_KEY": "wrong"}))
+    assert check["status"] == "fail" and "refused VLLM_API_KEY" in check["summary"]
+
+
+def test_server_serves_another_model(vllm) -> None:
+    _, url = vllm(models=["mistralai/Voxtral-Mini-3B-2507"], version="0.10.1.1")
+    check = _server_check(_doctor(url))
+    assert check["status"] == "fail"
+    assert "mistralai/Voxtral-Mini-3B-2507" in check["summary"]
+    assert "not Voxtral Realtime" in check["summary"] and "0.10.1.1" in check["summary"]
+
+
+def test_server_not_ready(vllm) -> None:
+    _, url = vllm(health=503)
+    doc = _doctor(url)
+    check = _server_check(doc)
+    assert check["status"] == "fail"
+    assert "503" in check["summary"] and "/health" in check["summary"]
+    assert doc["facts"]["network"]["server"]["health"] == 503
+
+
+def test_server_unreachable() -> None:
+    url = f"http://127.0.0.1:{closed_port()}"
+    doc = _doctor(url)
+    check = _server_check(doc)
+    assert check["status"] == "fail" and "unreachable" in check["summary"]
+    assert doc["facts"]["network"]["server"]["health"] is None
+
+
+def test_offline_still_asks_a_loopback_server(vllm) -> None:
+    behaviour, url = vllm()
+    doc = _doctor(url, "--offline")
+    assert doc["facts"]["network"]["offline"] is True
+    assert doc["facts"]["network"]["hf"] is None and doc["facts"]["network"]["mistral"] is None
+    assert doc["facts"]["network"]["server"]["models"] == [VOXTRAL]
+    assert _server_check(doc)["status"] == "ok"
+    assert behaviour.requests
+
+
+def test_offline_local_mode_finds_a_server_on_the_configured_port(vllm, tmp_path) -> None:
+    """No --url: doctor asks a server that listens on the port from EchoPanel's config."""
+    _, url = vllm()
+    config = tmp_path / "echopanel.env"
+    config.write_text(f"ECHOPANEL_ASR_PROVIDER=voxtral_official\nVOXTRAL_VLLM_URL={url}\n")
+    res = run_cli("doctor", "--offline", "--json", "--config", str(config), "--only", "server,port", timeout=30)
+    doc = json.loads(res.stdout)
+    assert doc["mode"] == "local"
+    assert doc["facts"]["network"]["server"]["version"] == "0.20.0"
+    checks = {c["id"]: c for c in doc["checks"]}
+    assert checks["port"]["status"] == "ok"  # held by a vLLM server (it answers /version)
+
+
+@pytest.mark.parametrize("bad", ["http://127.0.0.1:8000/v1", "127.0.0.1:8000", "http://gpu-host"])
+def test_bad_url_is_a_usage_error(bad: str) -> None:
+    res = run_cli("doctor", "--url", bad, "--json", "--offline", timeout=30)
+    assert res.returncode == 2
+    assert res.stdout == ""
+    assert len(res.stderr.strip().splitlines()) == 1 and res.stderr.startswith("echopanel-setup: error: --url:")
+
+
+def test_loopback_server_is_asked_directly_despite_a_proxy(vllm) -> None:
+    _, url = vllm()
+    dead_proxy = f"http://127.0.0.1:{closed_port()}"
+    doc = _doctor(url, "--offline", env={"HTTP_PROXY": dead_proxy, "HTTPS_PROXY": dead_proxy})
+    assert _server_check(doc)["status"] == "ok"
+
+
+# --- the probe functions in-process -------------------------------------------------------------------------------
+
+
+def test_probe_server_only_when_offline(vllm) -> None:
+    _, url = vllm()
+    facts = network.probe(NetworkFacts(offline=True), url, external=False)
+    assert facts.hf is None and facts.mistral is None
+    assert facts.server is not None and facts.server.models == [VOXTRAL] and facts.server.health == 200
+
+
+def test_probe_external_fail_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    port = closed_port()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}/")
+    facts = network.probe(NetworkFacts(), None, external=True)
+    assert facts.server is None
+    assert facts.hf is not None and facts.hf.reachable is False and facts.hf.error
+    assert facts.hf.url == f"http://127.0.0.1:{port}/api/models/{VOXTRAL}"
+    assert facts.mistral is not None and facts.mistral.reachable is False
+
+
+def test_not_a_model_list(vllm) -> None:
+    """Something that answers /health but is not vLLM (e.g. another service on the port)."""
+    behaviour, url = vllm()
+    behaviour.models = []
+    facts = network.probe(NetworkFacts(), url, external=False)
+    assert facts.server.models == []
+    check = _server_check(_doctor(url))
+    assert check["status"] == "fail" and "serves nothing" in check["summary"]
+
+
+def test_credentials_presence_only(monkeypatch: pytest.MonkeyPatch, isolated_home) -> None:
+    monkeypatch.setenv("MISTRAL_API_KEY", "sk-m")
+    monkeypatch.setenv("VLLM_API_KEY", "v")
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:pass@proxy.corp:3128")
+    monkeypatch.setenv("no_proxy", "localhost,127.0.0.1")
+    facts = network.credentials({})
+    assert facts.mistral_api_key == "MISTRAL_API_KEY"
+    assert facts.vllm_api_key is True
+    assert facts.hf_token is False
+    assert facts.proxies == {"HTTPS_PROXY": "http://***@proxy.corp:3128", "NO_PROXY": "localhost,127.0.0.1"}
+    (isolated_home / "hf" / "token").write_text("hf_x")
+    assert network.credentials({}).hf_token is True
+    assert network.credentials({"VOXTRAL_MISTRAL_API_KEY": "<set>"}).mistral_api_key == "VOXTRAL_MISTRAL_API_KEY"
+
+
+def test_redact_url() -> None:
+    assert network.redact_url("http://proxy:3128") == "http://proxy:3128"
+    assert network.redact_url("http://u:p@proxy:3128") == "http://***@proxy:3128"
+    assert network.redact_url("http://u@proxy") == "http://***@proxy"
