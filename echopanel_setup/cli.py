@@ -176,8 +176,8 @@ def explain(
     con.print(f"Fix:   {escape(first.fix)}")
     for cmd in first.commands:
         con.print(f"       [cyan]{escape(cmd)}[/]")
-    if first.groups:
-        con.print("Found: " + ", ".join(f"{k}={escape(v)}" for k, v in first.groups.items()))
+    if first.suggestion:
+        con.print(f"Try:   [cyan]{escape(first.suggestion)}[/]")
     for m in others:
         con.print(f"Also in the log: {escape(m.title)} ({m.id}, line {m.line_no})")
 

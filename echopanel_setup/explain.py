@@ -23,6 +23,7 @@ class Match:
     line_no: int
     line: str
     groups: dict[str, str] = field(default_factory=dict)
+    suggestion: str | None = None
 
 
 EXCERPT_CHARS = 300
@@ -41,6 +42,18 @@ def _excerpt(text: str, start: int, end: int) -> str:
         return line.strip()
     lo = max(0, min(offset - 60, len(line) - EXCERPT_CHARS))
     return ("…" if lo else "") + line[lo : lo + EXCERPT_CHARS].strip() + ("…" if lo + EXCERPT_CHARS < len(line) else "")
+
+
+def _suggest(match: Match) -> str | None:
+    """The flag value the numbers in the log call for, where the message carries them."""
+    g = match.groups
+    if "estimated" in g:
+        return f"--max-model-len {g['estimated']} (about {int(g['estimated']) * 0.08 / 60:.0f} minutes of audio per session)"
+    if "free_gib" in g and "total_gib" in g:
+        margin = float(knowledge.load()["gpu"]["cuda_context_mib"]) / 1024
+        util = (float(g["free_gib"]) - margin) / float(g["total_gib"])
+        return f"--gpu-memory-utilization {max(util, 0.0):.2f} (free {g['free_gib']} GiB minus {margin:.1f} GiB, over {g['total_gib']} GiB)"
+    return None
 
 
 def explain(text: str) -> list[Match]:
@@ -65,5 +78,6 @@ def explain(text: str) -> list[Match]:
                     groups={k: v for k, v in m.groupdict().items() if v is not None},
                 )
             )
+            matches[-1].suggestion = _suggest(matches[-1])
             break
     return matches

@@ -151,7 +151,7 @@ def test_cli_explain_file() -> None:
 def test_cli_explain_shows_found_values_and_other_matches() -> None:
     res = run_cli("explain", str(LOGS / "max-model-len-too-long.log"))
     assert res.returncode == 0
-    assert "estimated=21328" in res.stdout
+    assert "--max-model-len 21328" in res.stdout
     res = run_cli("explain", str(LOGS / "driver-too-old.log"))
     assert res.returncode == 0
     assert "The NVIDIA driver is too old" in res.stdout.splitlines()[0]
@@ -212,3 +212,10 @@ def test_cli_explain_binary_garbage_is_not_a_crash(tmp_path: Path) -> None:
     res = run_cli("explain", str(log))
     assert res.returncode == 0
     assert "No memory left for the KV cache" in res.stdout
+
+
+def test_free_memory_message_suggests_a_utilisation() -> None:
+    (m, *_) = explain("ValueError: Free memory on device (7.12/23.99 GiB) on startup is less than desired GPU memory utilization (0.92, 22.07 GiB).\n")
+    assert m.id == "free-memory-startup"
+    assert m.groups == {"free_gib": "7.12", "total_gib": "23.99"}
+    assert m.suggestion and m.suggestion.startswith("--gpu-memory-utilization 0.28")
