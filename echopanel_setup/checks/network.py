@@ -18,38 +18,31 @@ def _proxy_details(facts: Facts) -> list[str]:
     return [f"{k}={v}" for k, v in facts.network.proxies.items()]
 
 
-def _unreachable(name: str, probe: HttpProbe, facts: Facts, status: Status, fix: Fix) -> Outcome:
-    return Outcome(status, f"{name} unreachable: {probe.error}", [f"URL: {probe.url}", *_proxy_details(facts)], fix)
+def _endpoint(facts: Facts, probe: HttpProbe | None, name: str, status: Status, fix: Fix, note: str = "") -> Outcome:
+    """Shared verdict for an external endpoint: skipped offline, `status` when unreachable, else its latency."""
+    if facts.network.offline:
+        return OFFLINE
+    if probe is None:
+        return Outcome(Status.SKIP, "not probed")
+    details = [f"URL: {probe.url}", *_proxy_details(facts)]
+    if not probe.reachable:
+        return Outcome(status, f"{name} unreachable: {probe.error}", details, fix)
+    return Outcome(Status.OK, f"reachable in {probe.elapsed_ms:.0f} ms{note}", details)
 
 
 @check("network.hf", "Hugging Face Hub", "network", ("network",), local=ADVISORY, after=("platform.verdict",))
 def hf(facts: Facts, mode: str) -> Outcome:
     """The Hub answers (any HTTP status counts: 401/404 still prove the route works); token presence."""
-    n = facts.network
-    if n.offline:
-        return OFFLINE
-    if n.hf is None:
-        return Outcome(Status.SKIP, "not probed")
-    token = "HF_TOKEN set" if n.hf_token else "no HF token (the repo is public; set HF_TOKEN if downloads are refused)"
-    if not n.hf.reachable:
-        return _unreachable(
-            "Hugging Face", n.hf, facts, Status.WARN,
-            Fix("The model download needs it; check the network, proxy (HTTPS_PROXY) or HF_ENDPOINT mirror.", []),
-        )
-    return Outcome(Status.OK, f"reachable in {n.hf.elapsed_ms:.0f} ms; {token}", [f"URL: {n.hf.url}", *_proxy_details(facts)])
+    token = "HF_TOKEN set" if facts.network.hf_token else "no HF token (the repo is public; set HF_TOKEN if downloads are refused)"
+    fix = Fix("The model download needs it; check the network, proxy (HTTPS_PROXY) or HF_ENDPOINT mirror.", [])
+    return _endpoint(facts, facts.network.hf, "Hugging Face", Status.WARN, fix, f"; {token}")
 
 
 @check("network.mistral", "Mistral API", "network", ("network",), api=REQUIRED)
 def mistral(facts: Facts, mode: str) -> Outcome:
     """api.mistral.ai answers (401 without a key still proves it is reachable)."""
-    n = facts.network
-    if n.offline:
-        return OFFLINE
-    if n.mistral is None:
-        return Outcome(Status.SKIP, "not probed")
-    if not n.mistral.reachable:
-        return _unreachable("api.mistral.ai", n.mistral, facts, Status.FAIL, Fix("Check the network or proxy (HTTPS_PROXY).", []))
-    return Outcome(Status.OK, f"reachable in {n.mistral.elapsed_ms:.0f} ms", [f"URL: {n.mistral.url}"])
+    fix = Fix("Check the network or proxy (HTTPS_PROXY).", [])
+    return _endpoint(facts, facts.network.mistral, "api.mistral.ai", Status.FAIL, fix)
 
 
 @check("api.key", "Mistral API key", "network", (), api=REQUIRED)
