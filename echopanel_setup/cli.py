@@ -191,14 +191,14 @@ _PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 @install_app.command("voxtral")
 def install_voxtral(
-    dir: Annotated[Optional[str], typer.Option("--dir", help="Where the model goes (default: the per-user data dir, or where an earlier install put it).")] = None,
-    revision: Annotated[Optional[str], typer.Option(help="Branch, tag or 40-character commit (default: main, or the commit already installed).")] = None,
+    dir: Annotated[Optional[str], typer.Option("--dir", metavar="DIR", help="Where the model goes (default: the per-user data dir, or where an earlier install put it).")] = None,
+    revision: Annotated[Optional[str], typer.Option(metavar="REV", help="Branch, tag or 40-character commit (default: main, or the commit already installed).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (files, sizes, disk space) and write nothing.")] = False,
-    verify: Annotated[bool, typer.Option(help="Re-hash the installed files and name any damaged one (exit 1).")] = False,
+    verify: Annotated[bool, typer.Option("--verify", help="Re-hash the installed files and name any damaged one (exit 1).")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before downloading.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
-    stall_timeout: Annotated[float, typer.Option(min=1.0, help="Seconds without a byte before a transfer counts as stalled and is resumed.")] = 30.0,
-    retries: Annotated[int, typer.Option(min=0, max=100, help="Resumed retries in a row without progress before giving up.")] = 5,
+    stall_timeout: Annotated[float, typer.Option(min=1.0, metavar="SECONDS", help="Seconds without a byte before a transfer counts as stalled and is resumed.")] = 30.0,
+    retries: Annotated[int, typer.Option(min=0, max=100, metavar="N", help="Resumed retries in a row without progress before giving up.")] = 5,
 ) -> None:
     """Download the three files vLLM needs (~8.9 GB): resumable at the byte, verified, recorded for doctor and serve.
 
@@ -213,13 +213,13 @@ def install_voxtral(
 
 @install_app.command("vllm")
 def install_vllm(
-    venv: Annotated[Optional[str], typer.Option(help="The venv to create or repair (default: the per-user data dir, or the one recorded).")] = None,
-    version: Annotated[Optional[str], typer.Option(help="vLLM version or specifier, e.g. 0.20.1 or '>=0.20,<0.30' (default: from the knowledge file).")] = None,
+    venv: Annotated[Optional[str], typer.Option(metavar="DIR", help="The venv to create or repair (default: the per-user data dir, or the one recorded).")] = None,
+    version: Annotated[Optional[str], typer.Option(metavar="SPEC", help="vLLM version or specifier, e.g. 0.20.1 or '>=0.20,<0.30' (default: from the knowledge file).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the exact installer commands and create nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before installing.")] = False,
-    python: Annotated[Optional[str], typer.Option(help="The interpreter a new venv is made from (default: this one).")] = None,
-    facts: Annotated[Optional[str], typer.Option(help="Decide from a saved doctor facts snapshot instead of probing this machine.")] = None,
-    find_links: Annotated[Optional[list[str]], typer.Option("--find-links", help="Also look for packages in this folder or URL (repeatable).")] = None,
+    python: Annotated[Optional[str], typer.Option(metavar="PATH", help="The interpreter a new venv is made from (default: this one).")] = None,
+    facts: Annotated[Optional[str], typer.Option(metavar="FILE", help="Decide from a saved doctor facts snapshot instead of probing this machine.")] = None,
+    find_links: Annotated[Optional[list[str]], typer.Option("--find-links", metavar="DIR", help="Also look for packages in this folder or URL (repeatable).")] = None,
     no_index: Annotated[bool, typer.Option("--no-index", help="Use only --find-links, not the package index (offline installs).")] = False,
 ) -> None:
     """Install vLLM and mistral_common[audio] in a dedicated venv (uv when on PATH, else pip), then check it.
@@ -245,23 +245,23 @@ class ServeFormat(str, Enum):
 @app.command()
 def serve(
     gpu_memory: Annotated[Optional[float], typer.Option("--gpu-memory", metavar="GIB", help="Plan for a GPU with this much memory (another machine).")] = None,
-    gpus: Annotated[Optional[int], typer.Option(min=1, help="Use N GPUs with tensor parallelism (default: the fewest that fit).")] = None,
+    gpus: Annotated[Optional[int], typer.Option(min=1, metavar="N", help="Use N GPUs with tensor parallelism (default: the fewest that fit).")] = None,
     gpu: Annotated[Optional[str], typer.Option(metavar="NAME", help="Plan for this GPU model (e.g. 4090, L4, H100), or use local GPU index N.")] = None,
-    session_minutes: Annotated[Optional[float], typer.Option(help="Longest session to allow, minutes [default: 60, shortened if it does not fit].")] = None,
-    streams: Annotated[int, typer.Option(min=1, help="Concurrent transcription streams to plan for.")] = 1,
-    delay_ms: Annotated[Optional[int], typer.Option(help="Streaming delay in ms (default: EchoPanel's config, else the model's 480); served from a variant dir.")] = None,
+    session_minutes: Annotated[Optional[float], typer.Option(metavar="MINUTES", help="Longest session to allow, minutes [default: 60, shortened if it does not fit].")] = None,
+    streams: Annotated[int, typer.Option(min=1, metavar="N", help="Concurrent transcription streams to plan for.")] = 1,
+    delay_ms: Annotated[Optional[int], typer.Option(metavar="MS", help="Streaming delay in ms (default: EchoPanel's config, else the model's 480); served from a variant dir.")] = None,
     port: Annotated[Optional[int], typer.Option(min=1, max=65535, help="Port to listen on (default: the config's URL, else 8000).")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 serves other machines (add --api-key).")] = "127.0.0.1",
     api_key: Annotated[Optional[str], typer.Option(help="Require this key on /v1/* (not /health).")] = None,
     served_model_name: Annotated[Optional[str], typer.Option(help="Model name clients send (default: the Hub repo id EchoPanel uses).")] = None,
     fmt: Annotated[ServeFormat, typer.Option("--format", help="Output: the shell command, JSON, docker run, Compose, a systemd unit, or Kubernetes objects.")] = ServeFormat.shell,
     exec_: Annotated[bool, typer.Option("--exec", help="Run it here in the foreground: port check, start-up phases, /health, /v1/models, realtime session; Ctrl-C stops it.")] = False,
-    detach: Annotated[bool, typer.Option(help="Like --exec, but leave it running in the background.")] = False,
-    status: Annotated[bool, typer.Option(help="Is the server echopanel-setup started running and ready?")] = False,
-    logs: Annotated[bool, typer.Option(help="Print the end of its log.")] = False,
+    detach: Annotated[bool, typer.Option("--detach", help="Like --exec, but leave it running in the background.")] = False,
+    status: Annotated[bool, typer.Option("--status", help="Is the server echopanel-setup started running and ready?")] = False,
+    logs: Annotated[bool, typer.Option("--logs", help="Print the end of its log.")] = False,
     lines: Annotated[int, typer.Option(min=0, help="With --logs: how many lines (0: all).")] = 100,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="With --logs: keep printing until Ctrl-C.")] = False,
-    stop: Annotated[bool, typer.Option(help="Stop the server echopanel-setup started.")] = False,
+    stop: Annotated[bool, typer.Option("--stop", help="Stop the server echopanel-setup started.")] = False,
     python: Annotated[Optional[str], typer.Option(help="The Python (or venv) that runs vLLM.")] = None,
     model_dir: Annotated[Optional[str], typer.Option(help="Where the model is (default: where `install voxtral` put it).")] = None,
     facts: Annotated[Optional[str], typer.Option(help="Plan from a saved doctor snapshot (`doctor --save-facts`) instead of probing.")] = None,
@@ -289,16 +289,16 @@ def serve(
 @app.command()
 def smoke(
     mode: Annotated[Optional[Mode], typer.Option(help="local/remote: a vLLM server; api: Mistral's hosted API (default: from the EchoPanel config).")] = None,
-    url: Annotated[Optional[str], typer.Option(help="The vLLM server (http(s):// or ws(s)://); alone, no config is needed. In api mode: the API's base URL.")] = None,
-    api_key: Annotated[Optional[str], typer.Option(help="vLLM's --api-key (default: VLLM_API_KEY), or the Mistral key in api mode. Never printed.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="The model name to ask for (default: the one the server serves; in api mode the pinned API model).")] = None,
-    audio: Annotated[Optional[str], typer.Option(help="Your own WAV or FLAC (any rate, any channels) instead of the bundled clip.")] = None,
-    expect: Annotated[Optional[str], typer.Option(help="The words spoken in --audio, to score it.")] = None,
-    max_wer: Annotated[Optional[float], typer.Option(min=0.0, help="Fail (exit 1) above this word error rate (default 0.3).")] = None,
-    fast: Annotated[bool, typer.Option(help="Send the audio at full speed instead of pacing it like a live microphone.")] = False,
-    http: Annotated[bool, typer.Option(help="Use the one-shot HTTP route /v1/audio/transcriptions instead of the realtime WebSocket.")] = False,
-    timeout: Annotated[Optional[float], typer.Option(min=0.1, help="Seconds to wait for the transcript after the end of the audio (default 30).")] = None,
-    config: Annotated[Optional[str], typer.Option(help="EchoPanel's env file (default: the per-user echopanel.env).")] = None,
+    url: Annotated[Optional[str], typer.Option(metavar="URL", help="The vLLM server (http(s):// or ws(s)://); alone, no config is needed. In api mode: the API's base URL.")] = None,
+    api_key: Annotated[Optional[str], typer.Option(metavar="KEY", help="vLLM's --api-key (default: VLLM_API_KEY), or the Mistral key in api mode. Never printed.")] = None,
+    model: Annotated[Optional[str], typer.Option(metavar="NAME", help="The model name to ask for (default: the one the server serves; in api mode the pinned API model).")] = None,
+    audio: Annotated[Optional[str], typer.Option(metavar="FILE", help="Your own WAV or FLAC (any rate, any channels) instead of the bundled clip.")] = None,
+    expect: Annotated[Optional[str], typer.Option(metavar="TEXT", help="The words spoken in --audio, to score it.")] = None,
+    max_wer: Annotated[Optional[float], typer.Option(min=0.0, metavar="X", help="Fail (exit 1) above this word error rate (default 0.3).")] = None,
+    fast: Annotated[bool, typer.Option("--fast", help="Send the audio at full speed instead of pacing it like a live microphone.")] = False,
+    http: Annotated[bool, typer.Option("--http", help="Use the one-shot HTTP route /v1/audio/transcriptions instead of the realtime WebSocket.")] = False,
+    timeout: Annotated[Optional[float], typer.Option(min=0.1, metavar="SECONDS", help="Seconds to wait for the transcript after the end of the audio (default 30).")] = None,
+    config: Annotated[Optional[str], typer.Option(metavar="FILE", help="EchoPanel's env file (default: the per-user echopanel.env).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document (also on errors) and nothing else on stdout.")] = False,
 ) -> None:
     """Transcribe a short clip through the server, as EchoPanel would, and report accuracy and latency.
@@ -328,15 +328,15 @@ def smoke(
 @app.command()
 def configure(
     mode: Annotated[Optional[Mode], typer.Option(help="local/remote: a vLLM server; api: Mistral's hosted API (default: from the existing file, else the hardware).")] = None,
-    provider: Annotated[Optional[str], typer.Option(help="ECHOPANEL_ASR_PROVIDER: voxtral_official, mlx_whisper or whisper_cpp.")] = None,
-    url: Annotated[Optional[str], typer.Option(help="The vLLM server, http://HOST:PORT (default: http://localhost:8000 in local mode).")] = None,
-    delay_ms: Annotated[Optional[int], typer.Option(help="Streaming delay: 240-1200 in steps of 80, or 2400 (default 480, or what the model dir serves).")] = None,
-    api_key: Annotated[Optional[str], typer.Option(help="API mode: the Mistral key to store (- reads it from standard input). Default: a reference to MISTRAL_API_KEY.")] = None,
-    output: Annotated[Optional[str], typer.Option(help="Write this file instead of EchoPanel's per-user echopanel.env.")] = None,
-    shell: Annotated[bool, typer.Option(help='Print export lines for eval "$(echopanel-setup configure --shell)"; writes nothing.')] = False,
-    dry_run: Annotated[bool, typer.Option(help="Show the values and the diff; write nothing.")] = False,
+    provider: Annotated[Optional[str], typer.Option(metavar="NAME", help="ECHOPANEL_ASR_PROVIDER: voxtral_official, mlx_whisper or whisper_cpp.")] = None,
+    url: Annotated[Optional[str], typer.Option(metavar="URL", help="The vLLM server, http://HOST:PORT (default: http://localhost:8000 in local mode).")] = None,
+    delay_ms: Annotated[Optional[int], typer.Option(metavar="MS", help="Streaming delay: 240-1200 in steps of 80, or 2400 (default 480, or what the model dir serves).")] = None,
+    api_key: Annotated[Optional[str], typer.Option(metavar="KEY", help="API mode: the Mistral key to store (- reads it from standard input). Default: a reference to MISTRAL_API_KEY.")] = None,
+    output: Annotated[Optional[str], typer.Option(metavar="FILE", help="Write this file instead of EchoPanel's per-user echopanel.env.")] = None,
+    shell: Annotated[bool, typer.Option("--shell", help='Print export lines for eval "$(echopanel-setup configure --shell)"; writes nothing.')] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the values and the diff; write nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before writing.")] = False,
-    facts: Annotated[Optional[str], typer.Option(help="Take the machine's facts from a saved doctor snapshot instead of probing.")] = None,
+    facts: Annotated[Optional[str], typer.Option(metavar="FILE", help="Take the machine's facts from a saved doctor snapshot instead of probing.")] = None,
 ) -> None:
     """Write EchoPanel's env config: merged into the existing file (unknown lines kept), atomically, with a backup.
 
@@ -361,15 +361,15 @@ def configure(
 @app.command()
 def setup(
     mode: Annotated[Optional[Mode], typer.Option(help="local (vLLM here), remote (a vLLM server elsewhere) or api (Mistral). Default: from the config, else the hardware.")] = None,
-    url: Annotated[Optional[str], typer.Option(help="The vLLM server (remote mode), or the API's base URL (api mode).")] = None,
-    api_key: Annotated[Optional[str], typer.Option(help="The vLLM server's --api-key, or the Mistral key in api mode (stored in EchoPanel's config, 0600).")] = None,
-    delay_ms: Annotated[Optional[int], typer.Option(help="Streaming delay for serve and configure (240-1200 in steps of 80, or 2400).")] = None,
+    url: Annotated[Optional[str], typer.Option(metavar="URL", help="The vLLM server (remote mode), or the API's base URL (api mode).")] = None,
+    api_key: Annotated[Optional[str], typer.Option(metavar="KEY", help="The vLLM server's --api-key, or the Mistral key in api mode (stored in EchoPanel's config, 0600).")] = None,
+    delay_ms: Annotated[Optional[int], typer.Option(metavar="MS", help="Streaming delay for serve and configure (240-1200 in steps of 80, or 2400).")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Answer yes to the installers and to configure.")] = False,
     exec_: Annotated[bool, typer.Option("--exec", help="Start vLLM in the foreground; it keeps running after setup.")] = False,
-    detach: Annotated[bool, typer.Option(help="Start vLLM in the background (serve --detach).")] = False,
-    dry_run: Annotated[bool, typer.Option(help="Run doctor and say what each step would do; change nothing.")] = False,
-    python: Annotated[Optional[str], typer.Option(help="The Python (or venv) that runs vLLM.")] = None,
-    facts: Annotated[Optional[str], typer.Option(help="Take the machine's facts from a saved doctor snapshot instead of probing.")] = None,
+    detach: Annotated[bool, typer.Option("--detach", help="Start vLLM in the background (serve --detach).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Run doctor and say what each step would do; change nothing.")] = False,
+    python: Annotated[Optional[str], typer.Option(metavar="PATH", help="The Python (or venv) that runs vLLM.")] = None,
+    facts: Annotated[Optional[str], typer.Option(metavar="FILE", help="Take the machine's facts from a saved doctor snapshot instead of probing.")] = None,
 ) -> None:
     """The guided path: doctor → install vllm → install voxtral → serve → smoke → configure, skipping what is done.
 
@@ -409,6 +409,8 @@ def main() -> None:
         if type(exc).__name__ == "Abort":  # Click turns Ctrl-C at a prompt into Abort
             _fail("interrupted", EXIT_INTERRUPTED)
         _internal_error(exc)
+    if code == EXIT_INTERRUPTED:  # Typer turns Ctrl-C inside a command into a silent Exit(130)
+        print("echopanel-setup: interrupted", file=sys.stderr)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -11,11 +11,12 @@ yet gets the manual command instead.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TextIO
 
 from echopanel_setup import knowledge, paths
@@ -74,12 +75,20 @@ def ours(*args: str) -> list[str]:
 class Flow:
     """One guided run. Each step prints one line: done (✓), skipped (–), or stopped (✗) with the fix."""
 
-    def __init__(self, opts: SetupOptions, out: TextIO | None = None, runner: Callable[[list[str]], CommandOutcome] = run_command) -> None:
+    def __init__(
+        self,
+        opts: SetupOptions,
+        out: TextIO | None = None,
+        runner: Callable[[list[str]], CommandOutcome] = run_command,
+        spawn: Callable[[list[str]], subprocess.Popen] = subprocess.Popen,  # type: ignore[type-arg]
+    ) -> None:
+        """`runner` runs a step to completion, `spawn` starts `serve --exec` alongside the flow."""
         from echopanel_setup.report import console
 
-        self.opts, self.run_command = opts, runner
+        self.opts, self.run_command, self.spawn = opts, runner, spawn
         self.con = console(out or sys.stdout)
-        self.server_proc: subprocess.Popen[bytes] | None = None
+        self.server_proc: subprocess.Popen | None = None  # type: ignore[type-arg]
+        self.started_with_delay: int | None = None  # the delay `serve` was started with in this run
 
     # --- output ---
 
@@ -112,9 +121,10 @@ class Flow:
                     ("install vllm", "stack.", "stack.vllm", ("install", "vllm")),
                     ("install voxtral", "model.files", "model.files", ("install", "voxtral")),
                 ):
-                    doctor_run = self._install(step, prefix, shown, args, doctor_run)
-                    if doctor_run is None:
+                    after = self._install(step, prefix, shown, args, doctor_run)
+                    if after is None:
                         return 1
+                    doctor_run = after
                 if not self._serve(doctor_run):
                     return 1
             if self.opts.dry_run:
@@ -180,12 +190,7 @@ class Flow:
             self._line("–", step, f"dry run: would run `{' '.join(command)}` ({failing[0].summary})")
             return run
         self._line("→", step, f"{failing[0].summary}; running `{' '.join(command)}`")
-        outcome = self.run_command(ours(*command[1:]))
-        if outcome.not_built:
-            self._not_built(step, run)
-            return None
-        if outcome.returncode != 0:
-            self._line("✗", step, f"`{' '.join(command)}` exited with {outcome.returncode} (its message is above)")
+        if not self._run_ours(step, command[1:], run):
             return None
         run = self._doctor()
         still = [r for r in self._failures(run) if r.id.startswith(prefix)]
@@ -225,31 +230,34 @@ class Flow:
         if server is not None and server.status == Status.OK:
             self._line("–", "serve", f"already running ({server.summary})")
             return True
+        if self.opts.dry_run:
+            self._line("–", "serve", "dry run: would start vLLM (`echopanel-setup serve --detach`)")
+            return True
         delay = ["--delay-ms", str(self.opts.delay_ms)] if self.opts.delay_ms else []
-        if self.opts.dry_run or not (self.opts.exec_ or self.opts.detach):
-            if self.opts.dry_run:
-                self._line("–", "serve", "dry run: would start vLLM (`echopanel-setup serve --detach`)")
-                return True
+        if not (self.opts.exec_ or self.opts.detach):
             self._line("→", "serve", "no server yet; the command that starts one:")
-            outcome = self.run_command(ours("serve", *delay))
-            if outcome.not_built:
-                self._not_built("serve", run)
-                return False
-            self._fix("Start it (or rerun setup with --detach to run it in the background, --exec in the foreground), then run setup again:", ["echopanel-setup setup --detach"])
+            if self._run_ours("serve", ["serve", *delay], run):
+                self._fix("Start it (or rerun setup with --detach to run it in the background, --exec in the foreground), then run setup again:", ["echopanel-setup setup --detach"])
             return False
         flag = "--exec" if self.opts.exec_ else "--detach"
         self._line("→", "serve", f"starting vLLM (`echopanel-setup serve {flag}`)")
-        if self.opts.detach:
-            outcome = self.run_command(ours("serve", flag, *delay))
-            if outcome.not_built:
-                self._not_built("serve", run)
-                return False
-            if outcome.returncode != 0:
-                self._line("✗", "serve", f"`echopanel-setup serve --detach` exited with {outcome.returncode} (its message is above)")
-                return False
-        else:
-            self.server_proc = subprocess.Popen(ours("serve", flag, *delay))
+        self.started_with_delay = self.opts.delay_ms
+        if self.opts.exec_:
+            self.server_proc = self.spawn(ours("serve", flag, *delay))
+        elif not self._run_ours("serve", ["serve", flag, *delay], run):
+            return False
         return self._wait_ready(self._server_url(run))
+
+    def _run_ours(self, step: str, args: list[str], run: DoctorRun) -> bool:
+        """Run `echopanel-setup ARGS`; False, with the reason printed, when it is not built yet or fails."""
+        outcome = self.run_command(ours(*args))
+        if outcome.not_built:
+            self._not_built(step, run)
+            return False
+        if outcome.returncode != 0:
+            self._line("✗", step, f"`echopanel-setup {' '.join(args)}` exited with {outcome.returncode} (its message is above)")
+            return False
+        return True
 
     def _wait_ready(self, url: str) -> bool:
         """Poll /health and /v1/models until the model is served, the server process dies, or time runs out."""
@@ -267,7 +275,11 @@ class Flow:
                 try:
                     info = server.discover(ep, self.opts.api_key, "", _POLL_S)
                 except SetupError:
-                    time.sleep(_POLL_S)
+                    if self.server_proc is None:
+                        time.sleep(_POLL_S)
+                    else:  # wake up as soon as vLLM exits
+                        with contextlib.suppress(subprocess.TimeoutExpired):
+                            self.server_proc.wait(_POLL_S)
                     continue
                 self._line("✓", "serve", f"{ep.http_base} serves {', '.join(info.models)}")
                 return True
@@ -300,7 +312,10 @@ class Flow:
         url = self.opts.url if mode != "api" else None  # in api mode --url is the API's address, not EchoPanel's
         opts = configure.ConfigureOptions(mode=mode, url=url, delay_ms=self.opts.delay_ms, api_key=self.opts.api_key)
         self._line("→", "configure", "writing EchoPanel's config")
-        configure.run(opts, yes=self.opts.yes, out=self.con.file, facts=run.facts)
+        facts = run.facts
+        if self.started_with_delay is not None:  # serve just started a variant with this delay
+            facts = replace(facts, model=replace(facts.model, delay_ms=self.started_with_delay))
+        configure.run(opts, yes=self.opts.yes, out=self.con.file, facts=facts)
 
 
 def run(opts: SetupOptions, out: TextIO | None = None) -> int:

@@ -459,3 +459,17 @@ def test_holder_fixture_cleans_up(holder) -> None:
     while local.probe_port(port).free is not True and time.monotonic() < deadline:
         time.sleep(0.05)
     assert local.probe_port(port).free is True
+
+
+def test_a_key_reference_counts_only_when_its_variable_is_set(tmp_path, monkeypatch) -> None:
+    from echopanel_setup.facts import network
+
+    env = tmp_path / "echopanel.env"
+    env.write_text("VOXTRAL_MODE=api\nVOXTRAL_MISTRAL_API_KEY=${MY_KEY}\n")
+    facts = local.probe_config(env)
+    assert facts.values["VOXTRAL_MISTRAL_API_KEY"] == ""
+    assert network.credentials(facts.values).mistral_api_key is None
+    monkeypatch.setenv("MY_KEY", "sk-live")
+    facts = local.probe_config(env)
+    assert facts.values["VOXTRAL_MISTRAL_API_KEY"] == "<set>"
+    assert network.credentials(facts.values).mistral_api_key == "VOXTRAL_MISTRAL_API_KEY"

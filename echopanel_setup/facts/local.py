@@ -146,8 +146,14 @@ def probe_config(path: Path) -> ConfigFacts:
         if key in os.environ:
             values[key] = os.environ[key]
             facts.from_environment.append(key)
-    facts.values = {k: ("<set>" if envconfig.is_secret(k) and v else v) for k, v in values.items()}
+    facts.values = {k: (_secret_state(v) if envconfig.is_secret(k) else v) for k, v in values.items()}
     return facts
+
+
+def _secret_state(value: str) -> str:
+    """"<set>" for a literal key or a `${NAME}` reference to a variable that is set; "" otherwise."""
+    name = envconfig.reference(value)
+    return "<set>" if (os.environ.get(name) if name else value) else ""
 
 
 def probe_client() -> ClientFacts:

@@ -24,7 +24,7 @@ def credentials(config_values: dict[str, str]) -> NetworkFacts:
     hf_home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
     facts.hf_token = bool(os.environ.get("HF_TOKEN")) or (hf_home / "token").is_file()
     for var in ("VOXTRAL_MISTRAL_API_KEY", "MISTRAL_API_KEY"):
-        if os.environ.get(var) or (var == "VOXTRAL_MISTRAL_API_KEY" and config_values.get(var)):
+        if os.environ.get(var) or (var == "VOXTRAL_MISTRAL_API_KEY" and config_values.get(var) == "<set>"):
             facts.mistral_api_key = var
             break
     facts.vllm_api_key = bool(os.environ.get("VLLM_API_KEY"))

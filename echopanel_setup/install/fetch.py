@@ -27,6 +27,7 @@ from echopanel_setup.install.digest import Digest, Expected, Follower
 
 WORK_DIR = ".echopanel-download"
 MAX_BACKOFF_S = 30.0
+_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}  # the filesystem takes no more bytes
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,16 @@ class DiskFull(TransferError):
         self.too_large = too_large  # EFBIG: a per-file limit (FAT32's 4 GiB, a ulimit), not a full disk
 
 
+@dataclass
+class Prehash:
+    """Kept bytes already being hashed, for the file version (etag, size) they belong to."""
+
+    etag: str
+    size: int
+    offset: int
+    follower: Follower
+
+
 class Partial:
     """The kept bytes of one file, and the version (etag, size) they belong to."""
 
@@ -60,16 +71,33 @@ class Partial:
         self.path = self.dir / f"{name}.part"
         self.meta_path = self.dir / f"{name}.part.json"
 
+    def _meta(self) -> tuple[str, int] | None:
+        try:
+            meta = json.loads(self.meta_path.read_text(encoding="utf-8"))
+            return str(meta["etag"]), int(meta["size"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
     def kept(self, etag: str, size: int) -> int:
         """Bytes kept from an earlier run of this exact file version (0 when there are none or they don't match)."""
         try:
-            meta = json.loads(self.meta_path.read_text(encoding="utf-8"))
             have = self.path.stat().st_size
-        except (OSError, ValueError):
+        except OSError:
             return 0
-        if not isinstance(meta, dict) or meta.get("etag") != etag or meta.get("size") != size or have > size:
-            return 0
-        return have
+        return have if self._meta() == (etag, size) and have <= size else 0
+
+    def prehash(self) -> Prehash | None:
+        """Start hashing the kept bytes now, while the Hub is still being asked: a resume then waits for
+        nothing but the missing bytes. The etag tells which hash the file needs (64 hex: sha256, 40: git sha1)."""
+        meta = self._meta()
+        offset = self.kept(*meta) if meta else 0
+        if not meta or not offset:
+            return None
+        etag, size = meta
+        follower = Follower(self.path, Expected(size, etag if len(etag) == 64 else None, etag if len(etag) == 40 else None))
+        follower.advance(offset)
+        follower.start()
+        return Prehash(etag, size, offset, follower)
 
     def begin(self, etag: str, size: int) -> int:
         """Open the partial for this version; returns the byte to continue from."""
@@ -111,9 +139,12 @@ def transfer(
     on_bytes: Callable[[int], None],
     note: Callable[[str], None],
     policy: Policy,
+    hasher: Follower | None = None,
 ) -> Digest:
-    """Fetch the rest of the file from `offset` into the partial; returns the digest of the whole file."""
-    state = _State(partial.path, expected, offset)
+    """Fetch the rest of the file from `offset` into the partial; returns the digest of the whole file.
+
+    `hasher` may already be hashing the kept bytes (Partial.prehash); otherwise one starts here."""
+    state = _State(partial.path, expected, offset, hasher)
     fd = os.open(partial.path, os.O_WRONLY | getattr(os, "O_BINARY", 0))
     failures = 0
     try:
@@ -121,13 +152,9 @@ def transfer(
             reached = state.offset
             try:
                 _attempt(fd, state, locate, on_bytes, note, policy)
-            except OSError as exc:
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-                    raise DiskFull(exc.strerror or "disk full", state.offset, too_large=exc.errno == errno.EFBIG) from None
-                if not hub.transient(exc):
-                    raise
-                failures = _retry_or_give_up(exc, state, reached, failures, note, policy)
             except Exception as exc:  # noqa: BLE001 - transient network errors are retried, the rest re-raised
+                if isinstance(exc, OSError) and exc.errno in _FULL:
+                    raise DiskFull(exc.strerror or "disk full", state.offset, too_large=exc.errno == errno.EFBIG) from None
                 if not hub.transient(exc):
                     raise
                 failures = _retry_or_give_up(exc, state, reached, failures, note, policy)
@@ -142,10 +169,10 @@ def transfer(
 
 
 class _State:
-    def __init__(self, path: Path, expected: Expected, offset: int) -> None:
+    def __init__(self, path: Path, expected: Expected, offset: int, hasher: Follower | None) -> None:
         self.path, self.expected, self.offset = path, expected, offset
         self.host = ""
-        self.hasher = self._new_hasher()
+        self.hasher = hasher or self._new_hasher()
 
     def _new_hasher(self) -> Follower:
         hasher = Follower(self.path, self.expected)

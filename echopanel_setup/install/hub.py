@@ -9,10 +9,8 @@ maps through the same classes.
 
 from __future__ import annotations
 
-import os
 import urllib.request
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 from echopanel_setup.errors import ExternalError, SetupError
@@ -98,6 +96,7 @@ def _session_defaults() -> None:
 def resolve(repo: str, revision: str, names: list[str]) -> Remote:
     """Revision → commit, then size and hash of each wanted file at that commit (two API calls)."""
     from huggingface_hub import HfApi
+    from huggingface_hub.hf_api import RepoFile as HubFile
 
     _session_defaults()
     api = HfApi()
@@ -113,9 +112,8 @@ def resolve(repo: str, revision: str, names: list[str]) -> Remote:
         raise error(exc, repo=repo, revision=revision) from None
     files: dict[str, RemoteFile] = {}
     for e in entries:
-        if e.path in names and hasattr(e, "size"):
-            lfs = getattr(e, "lfs", None)
-            files[e.path] = RemoteFile(e.path, int(e.size), lfs.sha256 if lfs else None, None if lfs else e.blob_id)
+        if isinstance(e, HubFile) and e.path in names:
+            files[e.path] = RemoteFile(e.path, int(e.size), e.lfs.sha256 if e.lfs else None, None if e.lfs else e.blob_id)
     missing = [n for n in names if n not in files]
     if missing:
         raise ExternalError(f"{repo} at {commit[:12]} has no {', '.join(missing)}: is this the Voxtral Realtime repo? (HF_ENDPOINT={where})")
@@ -147,7 +145,7 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 def proxy_for(url: str) -> str | None:
     """The proxy the environment routes `url` through (what httpx would use), for error messages."""
     host = urlsplit(url).hostname or ""
-    if urllib.request.proxy_bypass_environment(host):
+    if urllib.request.proxy_bypass_environment(host):  # type: ignore[attr-defined]  # NO_PROXY, as httpx reads it
         return None
     proxies = urllib.request.getproxies_environment()
     return proxies.get(urlsplit(url).scheme) or proxies.get("all")
@@ -219,11 +217,11 @@ def error(exc: BaseException, *, repo: str, revision: str | None = None, name: s
     if isinstance(exc, e.HfHubHTTPError):
         status = exc.response.status_code if exc.response is not None else None
         if status == 401:
-            return ExternalError(f"the Hub rejected your token (401 invalid credentials): check HF_TOKEN or run `hf auth login` again")
+            return ExternalError("the Hub rejected your token (401 invalid credentials): check HF_TOKEN or run `hf auth login` again")
         if status == 403:
             return ExternalError(f"the Hub refused access to {repo} (403): check your token's permissions at {where}/settings/tokens")
         if status == 429:
-            return ExternalError(f"the Hub is rate-limiting this address (429): wait a few minutes and run again (a token raises the limit)")
+            return ExternalError("the Hub is rate-limiting this address (429): wait a few minutes and run again (a token raises the limit)")
         return ExternalError(f"the Hub answered {status or 'an error'} for {repo}: try again later ({_first_line(exc)})")
     if isinstance(exc, (httpx2.TransportError, ConnectionError, TimeoutError)):
         return ExternalError(f"{describe_network(exc, where)} (HF_ENDPOINT={where})")
@@ -233,14 +231,3 @@ def error(exc: BaseException, *, repo: str, revision: str | None = None, name: s
 def _first_line(exc: BaseException) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     return lines[0] if lines else type(exc).__name__
-
-
-def env_summary() -> dict[str, Any]:
-    """What the Hub settings are, for --json (never the token itself)."""
-    return {
-        "endpoint": endpoint(),
-        "token": token_set(),
-        "offline": offline(),
-        "proxy": proxy_for(endpoint()),
-        "etag_timeout_s": float(os.environ.get("HF_HUB_ETAG_TIMEOUT", 10)),
-    }

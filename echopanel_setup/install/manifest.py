@@ -68,7 +68,7 @@ class Manifest:
             "files": {name: e.to_dict() for name, e in sorted(self.files.items())},
         }
 
-    def intact(self, model_dir: Path, names: list[str]) -> list[str]:
+    def changes(self, model_dir: Path, names: list[str]) -> list[str]:
         """Why the install cannot be trusted without re-hashing (empty: every file is as verified)."""
         problems = []
         for name in names:
@@ -92,10 +92,6 @@ class Manifest:
 
     def size(self, names: list[str]) -> int:
         return sum(self.files[n].size for n in names if n in self.files)
-
-
-def path_in(model_dir: Path, manifest_name: str) -> Path:
-    return model_dir / manifest_name
 
 
 def read(path: Path) -> Manifest | None:

@@ -67,6 +67,11 @@ class Ui:
         if self._progress is not None:
             self._progress.update(self._task, description=description)
 
+    def grow(self, n: int) -> None:
+        """More bytes to fetch than planned (a file on disk turned out damaged)."""
+        if self._progress is not None:
+            self._progress.update(self._task, total=self._progress.tasks[0].total + n)
+
     def advance(self, n: int) -> None:
         if self._progress is not None:
             self._progress.advance(self._task, n)

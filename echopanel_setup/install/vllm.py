@@ -105,7 +105,7 @@ def requirement_specs(version: str | None) -> list[str]:
         text = version.strip()
         if text[:1].isdigit():
             text = f"vllm=={text}"
-        elif not text.lower().startswith("vllm"):
+        elif text[:1] in "<>=!~":
             text = f"vllm{text}"
         try:
             req = Requirement(text)
@@ -232,15 +232,28 @@ def _run(ui: Ui, cmd: list[str], target: Path) -> None:
     except OSError as exc:
         raise ExternalError(f"cannot run {cmd[0]}: {exc.strerror or exc}") from None
     if result.returncode != 0:
-        raise ExternalError(f"{Path(cmd[0]).name} failed (exit {result.returncode}): {_cause(list(result.tail))}")
+        raise ExternalError(f"{_label(cmd)} failed (exit {result.returncode}): {_cause(list(result.tail))}")
+
+
+def _label(cmd: list[str]) -> str:
+    """`uv pip`, `uv venv`, `pip`, `venv`, `ensurepip`: what the user would call the failing step."""
+    if Path(cmd[0]).name.startswith("uv"):
+        return f"uv {cmd[1]}"
+    return cmd[cmd.index("-m") + 1] if "-m" in cmd else Path(cmd[0]).name
 
 
 def _cause(lines: list[str]) -> str:
-    """The installer's own reason: pip's last `ERROR:` line, uv's last `×` / `╰─▶` line, else its last line."""
-    marks = ("error", "×", "╰─▶")
-    reasons = [ln.strip() for ln in lines if ln.strip().lower().startswith(marks)]
-    text = reasons[-1] if reasons else (lines[-1].strip() if lines else "no output")
-    return text.lstrip("×╰─▶ ").strip()
+    """The installer's own reason: uv's innermost `cause:` (`╰─▶` on a terminal), else the last `error` line
+    (pip's `ERROR: No matching distribution …`), else its last line."""
+    stripped = [ln.strip().lstrip("×╰─▶ ").strip() for ln in lines]
+    for marks in (("cause:",), ("error",)):
+        found = [ln for ln, raw in zip(stripped, lines, strict=True) if ln.lower().startswith(marks) or (marks == ("cause:",) and "╰─▶" in raw)]
+        if found:
+            text = found[-1]
+            for prefix in ("cause:", "error:", "ERROR:"):
+                text = text[len(prefix) :].strip() if text.startswith(prefix) else text
+            return text
+    return stripped[-1] if stripped else "no output"
 
 
 def _stack_results(target: Path) -> list:  # type: ignore[type-arg]
@@ -260,7 +273,7 @@ def _check(ui: Ui, target: Path) -> int:
     from echopanel_setup.report import STYLES
 
     for r in results:
-        ui.line(f"  [{STYLES[r.status.value]}]{ui.sym[r.status.value]} {r.status.value:<4}[/] {r.title:<22} {_escape(r.summary)}")
+        ui.line(f"  [{STYLES[r.status.value]}]{ui.sym[r.status.value]} {r.status.value:<4}[/] {_escape(f'{r.title:<22}')} {_escape(r.summary)}")
         if r.fix and r.is_problem:
             for cmd in r.fix.commands:
                 ui.line(f"      [cyan]{_escape(cmd)}[/]")

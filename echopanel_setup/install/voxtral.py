@@ -81,6 +81,7 @@ class Job:
     manifest_path: Path
     old: Manifest | None
     started: float = field(default_factory=time.perf_counter)
+    prehashed: dict[str, fetch.Prehash] = field(default_factory=dict)
 
     @property
     def rerun(self) -> str:
@@ -106,15 +107,24 @@ def run(opts: Options) -> int:
     job = Job(opts, Ui(opts.json), k["repo"], list(k["files"]), target, chosen_by, mpath, old)
     if opts.verify:
         return verify(job)
-    if old is not None and not old.intact(target, job.names) and opts.revision in (None, old.commit):
+    if old is not None and not old.changes(target, job.names) and opts.revision in (None, old.commit):
         return already_installed(job, old)
     job.ui.line(f"Model dir: {target} ({chosen_by})")
-    ensure_writable(target, create=not opts.dry_run)
-    if hub.offline():
-        return offline(job)
-    revision = opts.revision or (old.commit if old else "main")
-    remote = hub.resolve(job.repo, revision, job.names)
-    return install(job, remote, opts.revision or (old.revision if old else "main"))
+    created = ensure_writable(target, create=not opts.dry_run)
+    if not opts.dry_run:
+        job.prehashed = {n: ph for n in job.names if (ph := fetch.Partial(target, n).prehash()) is not None}
+    try:
+        if hub.offline():
+            return offline(job)
+        revision = opts.revision or (old.commit if old else "main")
+        remote = hub.resolve(job.repo, revision, job.names)
+        return install(job, remote, opts.revision or (old.revision if old else "main"))
+    except BaseException:
+        _tidy(job, created)
+        raise
+    finally:
+        for ph in job.prehashed.values():
+            ph.follower.abort()
 
 
 def choose_dir(given: str | None) -> tuple[Path, str]:
@@ -127,16 +137,20 @@ def choose_dir(given: str | None) -> tuple[Path, str]:
     return paths.default_model_dir(), "default; --dir to change"
 
 
-def ensure_writable(target: Path, create: bool) -> None:
-    """Fail before any network or byte if the files could not be written there (exit 2)."""
-    hint = "pass --dir a folder you can write to"
-    if not create:
-        from echopanel_setup.facts.local import probe_disk
+def ensure_writable(target: Path, create: bool) -> Path | None:
+    """Fail before any network or byte if the files could not be written there (exit 2).
 
-        probe = Path(probe_disk(target).checked_path)
-        if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-            raise UsageError(f"cannot write to {target} ({probe} is not a writable folder): {hint}")
-        return
+    Returns the topmost folder this created, so a run that fails before writing anything leaves no trace.
+    """
+    from echopanel_setup.facts.local import probe_disk
+
+    hint = "pass --dir a folder you can write to"
+    existing = Path(probe_disk(target).checked_path)
+    if not create:
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise UsageError(f"cannot write to {target} ({existing} is not a writable folder): {hint}")
+        return None
+    created = None if existing == target else next(p for p in [target, *target.parents] if p.parent == existing)
     try:
         target.mkdir(parents=True, exist_ok=True)
         probe_file = target / f".echopanel-write-test-{os.getpid()}"
@@ -144,6 +158,28 @@ def ensure_writable(target: Path, create: bool) -> None:
         probe_file.unlink()
     except OSError as exc:
         raise UsageError(f"cannot write to {target}: {exc.strerror or exc}: {hint}") from None
+    return created
+
+
+def _tidy(job: Job, created: Path | None) -> None:
+    """After a failure: drop empty partial files and our lock, and folders this run created that stayed empty.
+    Kept bytes, interim verifications and anything the user had stay."""
+    for name in job.names:
+        partial = fetch.Partial(job.target, name)
+        try:
+            if partial.path.stat().st_size == 0:
+                partial.discard()
+        except OSError:
+            pass
+    (job.work / "lock").unlink(missing_ok=True)
+    folders = [job.work, job.target]
+    if created is not None:
+        folders += [p for p in job.target.parents if p == created or created in p.parents]
+    for folder in folders:
+        try:
+            folder.rmdir()  # only succeeds when empty
+        except OSError:
+            pass
 
 
 def _record_dir(job: Job) -> None:
@@ -218,17 +254,16 @@ def install(job: Job, remote: Remote, revision: str) -> int:
     margin = int(knowledge.load()["disk"]["margin_mib"]) * MIB
     free = _free_bytes(job.target) + orphans.reclaimable(leftovers, job.target)
     fits = need == 0 or free >= need + margin
-    _print_plan(job, remote, steps, need, free, margin)
+    _print_plan(job, remote, revision, steps, need, free, margin)
     if job.opts.dry_run:
         if job.opts.json:
-            _json(job, "planned", remote.commit, revision, [_step_doc(s) for s in steps], need, sum(s.offset for s in steps), disk={"free": free, "needed": need, "margin": margin, "fits": fits})
-        else:
-            job.ui.line("Dry run: nothing was written.")
-        if not fits:
-            raise SetupError(_no_space(job, need, free, margin))
-        return EXIT_OK
+            disk = {"free": free, "needed": need, "margin": margin, "fits": fits}
+            _json(job, "planned", remote.commit, revision, [_step_doc(s) for s in steps], need, sum(s.offset for s in steps), disk=disk)
+        job.ui.line("Dry run: nothing was written.")
     if not fits:
         raise SetupError(_no_space(job, need, free, margin))
+    if job.opts.dry_run:
+        return EXIT_OK
     if need and not _confirm(job, need):
         job.ui.line("Cancelled: nothing was downloaded.")
         return EXIT_FAILED
@@ -299,9 +334,10 @@ _ACTION_WORDS = {
 }
 
 
-def _print_plan(job: Job, remote: Remote, steps: list[Step], need: int, free: int, margin: int) -> None:
+def _print_plan(job: Job, remote: Remote, revision: str, steps: list[Step], need: int, free: int, margin: int) -> None:
     ui = job.ui
-    ui.line(f"Revision {remote.revision} = commit {remote.commit[:12]} of {remote.repo} ({remote.endpoint})")
+    pinned = " (the installed commit; --revision main looks for a newer one)" if remote.revision != revision else ""
+    ui.line(f"Revision {revision} = commit {remote.commit[:12]} of {remote.repo} ({remote.endpoint}){pinned}")
     width = max(len(s.name) for s in steps)
     for s in steps:
         if s.action == "resume":
@@ -363,6 +399,7 @@ def _execute(job: Job, remote: Remote, steps: list[Step]) -> None:
                     continue
                 ui.note(f"{s.name} on disk differs from the Hub ({s.expected.describe(digest)}): downloading it again")
                 s.action = "repair"
+                ui.grow(s.expected.size)
             if s.to_fetch:
                 try:
                     _fetch(job, remote, s)
@@ -403,6 +440,10 @@ def _fetch(job: Job, remote: Remote, s: Step) -> None:
         ui.line(f"Resuming {s.name} at {size(offset)}: {offset:,} bytes reused from the last run")
     policy = fetch.Policy(stall_s=job.opts.stall_s, retries=job.opts.retries)
     repaired = s.action == "repair"
+    ph = job.prehashed.pop(s.name, None)
+    hasher = ph.follower if ph is not None and (ph.etag, ph.size, ph.offset) == (s.etag, s.expected.size, offset) else None
+    if ph is not None and hasher is None:
+        ph.follower.abort()
     for attempt in (1, 2):
         ui.current(s.name)
         if not ui.live:
@@ -415,7 +456,9 @@ def _fetch(job: Job, remote: Remote, s: Step) -> None:
             on_bytes=ui.advance,
             note=ui.note,
             policy=policy,
+            hasher=hasher,
         )
+        hasher = None  # a second attempt starts from byte 0 with a new one
         if s.expected.matches(digest):
             break
         partial.discard()
@@ -430,8 +473,7 @@ def _fetch(job: Job, remote: Remote, s: Step) -> None:
     partial.install(job.target / s.name)
     s.digest = digest
     s.outcome = "repaired" if repaired else ("resumed" if s.offset else "downloaded")
-    if not ui.live:
-        ui.line(f"[green]{ui.sym['ok']}[/] {s.name} verified (sha256 {digest.sha256[:16]}…)")
+    ui.line(f"[green]{ui.sym['ok']}[/] {s.name} verified (sha256 {digest.sha256[:16]}…)")
 
 
 def _interrupted(job: Job, s: Step) -> InstallInterrupted:
@@ -440,7 +482,7 @@ def _interrupted(job: Job, s: Step) -> InstallInterrupted:
     except OSError:
         have = 0
     return InstallInterrupted(
-        f"interrupted at {size(have)} of {size(s.expected.size)} of {s.name}; the partial file is kept: "
+        f"interrupted at {size(have)} of {size(s.expected.size)} ({s.name}); the partial file is kept: "
         f"run `{job.rerun}` again to resume from there"
     )
 
@@ -485,7 +527,8 @@ def _summary(job: Job, remote: Remote, revision: str, steps: list[Step]) -> None
         f"[green]{ui.sym['ok']}[/] Voxtral installed and verified in {job.target}: {len(steps)} files, {size(total)}, "
         f"commit {remote.commit[:12]}."
     )
-    ui.line(f"  Downloaded {size(fetched)} in {duration(elapsed)}{rate}; reused {size(reused)} ({reused:,} bytes) already on disk.")
+    kept = f"; reused {size(reused)} ({reused:,} bytes) already on disk" if reused else ""
+    ui.line(f"  Downloaded {size(fetched)} in {duration(elapsed)}{rate}{kept}.")
     ui.line(f"  Manifest: {job.manifest_path}")
 
 
@@ -536,9 +579,10 @@ def verify(job: Job) -> int:
     if job.opts.json:
         print(json.dumps({"schema_version": 1, "command": "install voxtral --verify", "dir": str(job.target), "commit": m.commit, "ok": not bad, "files": results}, indent=2))
     else:
+        width = max(len(n) for n in results)
         for name, r in results.items():
-            sym, style = (ui.sym["ok"], "green") if r == "ok" else (ui.sym["fail"], "bold red")
-            ui.line(f"  [{style}]{sym} {'ok' if r == 'ok' else 'fail'}[/]  {name}  {'' if r == 'ok' else r}")
+            sym, style, word = (ui.sym["ok"], "green", "ok") if r == "ok" else (ui.sym["fail"], "bold red", "fail")
+            ui.line(f"  [{style}]{sym} {word:<4}[/]  {name:<{width}}  {'' if r == 'ok' else r}".rstrip())
         if bad:
             ui.line(f"[bold red]{ui.sym['fail']} Damaged: {', '.join(bad)}.[/] Run `{job.rerun}` to download only {'that file' if len(bad) == 1 else 'those files'} again.")
         else:

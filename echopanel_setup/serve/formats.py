@@ -190,7 +190,7 @@ def kubernetes(cmd: ServeCommand, plan: Plan, settings: ServeSettings, dep: Depl
     launch = knowledge.load()["serve"]["launch"]
     labels = {"app": NAME}
     pvc_gib = max(20, -(-int(knowledge.load()["model"]["download_bytes"]) * 2 // 2**30))
-    env = [{"name": k, "value": v} for k, v in _container_env(cmd).items()]
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in _container_env(cmd).items()]
     if settings.api_key:
         env.append({"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": API_KEY_SECRET, "key": "api-key"}}})
     mounts = [{"name": "models", "mountPath": MOUNT, "readOnly": True}]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import time
@@ -80,7 +81,8 @@ class Record:
         import psutil
 
         try:
-            return abs(psutil.Process(self.pid).create_time() - self.create_time) < 1.0
+            p = psutil.Process(self.pid)
+            return abs(p.create_time() - self.create_time) < 1.0 and p.status() != psutil.STATUS_ZOMBIE
         except psutil.Error:
             return False
 
@@ -186,13 +188,13 @@ def phase_title(phase: str) -> str:
 
 @dataclass
 class Outcome:
+    """How a start went: ready, or the failure (a known signature, or why not) with vLLM's own figures."""
+
     ok: bool
-    record: Record | None = None
+    record: Record
     failure: Match | None = None
     reason: str = ""
     figures: dict[str, str] = field(default_factory=dict)
-    exit_code: int | None = None
-    log: str = ""
     timed_out: bool = False
 
 
@@ -206,8 +208,6 @@ def _rotate_log() -> Path:
 
 def start(cmd: ServeCommand, api_key: str | None, url: str, served_name: str, detached: bool) -> tuple[subprocess.Popen[bytes], Record]:
     """Start vLLM in its own process group, its output in the log file; record it for --status/--stop."""
-    import psutil
-
     log = _rotate_log()
     env = {**os.environ, **cmd.env, "PYTHONUNBUFFERED": "1"}
     argv = cmd.argv()
@@ -215,12 +215,22 @@ def start(cmd: ServeCommand, api_key: str | None, url: str, served_name: str, de
         env["VLLM_API_KEY"] = api_key
         argv = [*cmd.executable, "serve", cmd.model, *cmd.without("--api-key")]
     with log.open("ab") as fh:
-        fh.write(f"# echopanel-setup: {' '.join([*cmd.executable, 'serve', cmd.model, *cmd.redacted_args()])}\n".encode())
+        fh.write(f"# echopanel-setup: {shlex.join([*cmd.executable, 'serve', cmd.model, *cmd.redacted_args()])}\n".encode())
         fh.flush()
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         except OSError as exc:
             raise SetupError(f"cannot run {argv[0]}: {exc.strerror or exc}; is vLLM installed? (`echopanel-setup install vllm`)") from None
+    try:
+        return proc, _record(proc, cmd, api_key, url, served_name, detached, log)
+    except BaseException:  # Ctrl-C before the caller holds the record: never leave vLLM running
+        stop_group(proc.pid, proc)
+        raise
+
+
+def _record(proc: subprocess.Popen[bytes], cmd: ServeCommand, api_key: str | None, url: str, served_name: str, detached: bool, log: Path) -> Record:
+    import psutil
+
     try:
         created = psutil.Process(proc.pid).create_time()
     except psutil.Error:
@@ -231,7 +241,7 @@ def start(cmd: ServeCommand, api_key: str | None, url: str, served_name: str, de
         vllm_version=cmd.version, api_key_env=bool(api_key),
     )
     record.write()
-    return proc, record
+    return record
 
 
 def wait_ready(
@@ -257,17 +267,17 @@ def wait_ready(
             failure = watch.failure(exited=code is not None)
             if failure or code is not None:
                 watch.poll()
-                return Outcome(False, record, failure or watch.failure(exited=True), _exit_reason(code), watch.figures, code, watch.text)
+                return Outcome(False, record, failure or watch.failure(exited=True), _exit_reason(code), watch.figures)
             if _healthy(client, record.url):
                 watch.poll()
                 problem = confirm(client, record.url, served_name, api_key)
                 if problem:
-                    return Outcome(False, record, None, problem, watch.figures, None, watch.text)
-                return Outcome(True, record, None, "", watch.figures, None, watch.text)
+                    return Outcome(False, record, None, problem, watch.figures)
+                return Outcome(True, record, None, "", watch.figures)
             elapsed = time.monotonic() - started
             if elapsed > timeout_s:
                 reason = f"/health did not answer 200 within {duration(timeout_s)} (last phase: {phase_title(watch.phase)})"
-                return Outcome(False, record, None, reason, watch.figures, None, watch.text, timed_out=True)
+                return Outcome(False, record, None, reason, watch.figures, timed_out=True)
             if time.monotonic() - last_note > 30:
                 last_note = time.monotonic()
                 say(f"[{duration(elapsed)}] still {phase_title(watch.phase)}…")
@@ -343,10 +353,8 @@ def follow(proc: subprocess.Popen[bytes], record: Record, echo: Say) -> int:
 
 
 def stop_group(pid: int, proc: subprocess.Popen[bytes] | None = None) -> float:
-    """Stop vLLM and its engine processes: SIGINT (vLLM shuts down cleanly), then SIGTERM, then SIGKILL.
-    Returns the seconds it took."""
-    import psutil
-
+    """Stop vLLM and its engine processes (one process group): SIGINT, as a terminal's Ctrl-C, so vLLM shuts
+    down cleanly; then SIGTERM; then SIGKILL. Returns the seconds it took."""
     grace = float(_launch()["stop_grace_s"])
     start_t = time.monotonic()
     for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
@@ -356,42 +364,39 @@ def stop_group(pid: int, proc: subprocess.Popen[bytes] | None = None) -> float:
             break
         except PermissionError:
             os.kill(pid, sig)
-        if _wait_gone(pid, proc, wait, psutil):
+        if _wait_gone(pid, proc, wait):
             break
     return time.monotonic() - start_t
 
 
-def _wait_gone(pid: int, proc: subprocess.Popen[bytes] | None, timeout: float, psutil: Any) -> bool:
+def _wait_gone(pgid: int, proc: subprocess.Popen[bytes] | None, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None:
-            proc.poll()
-        try:
-            p = psutil.Process(pid)
-            if p.status() == psutil.STATUS_ZOMBIE and proc is None:
-                return True
-        except psutil.NoSuchProcess:
-            if not _group_alive(pid):
-                return True
+            proc.poll()  # reap our own child, or it lingers as a zombie
+        if not _group_running(pgid):
+            return True
         time.sleep(0.1)
     return False
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
+def _group_running(pgid: int) -> bool:
+    """Any process of the group still running (zombies do not count: they only wait for their parent)."""
+    import psutil
+
+    for p in psutil.process_iter(["pid", "status"]):
+        try:
+            if p.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(p.info["pid"]) == pgid:
+                return True
+        except (OSError, psutil.Error):
+            continue
+    return False
 
 
 def clear_record(pid: int) -> None:
     record = Record.read()
     if record and record.pid == pid:
-        try:
-            record_path().unlink()
-        except OSError:
-            pass
+        record_path().unlink(missing_ok=True)
 
 
 def record_success(key: str, cmd: ServeCommand, figures: dict[str, str], plan_summary: dict[str, Any]) -> None:
@@ -477,15 +482,12 @@ def tail(lines: int) -> tuple[Path, list[str]]:
 
 
 def follow_log(log: Path, echo: Say) -> None:
-    """`--logs --follow`: print what vLLM writes until Ctrl-C."""
+    """`--logs --follow`: print what vLLM writes, until Ctrl-C (KeyboardInterrupt)."""
     watch = LogWatch(log, offset=log.stat().st_size)
-    try:
-        while True:
-            for line in watch.poll():
-                echo(line)
-            time.sleep(0.3)
-    except KeyboardInterrupt:
-        return
+    while True:
+        for line in watch.poll():
+            echo(line)
+        time.sleep(0.3)
 
 
 def stop() -> tuple[Record | None, float]:

@@ -11,6 +11,7 @@ import json
 import math
 import re
 import shlex
+import subprocess
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -85,6 +86,8 @@ def run(opts: ServeOptions) -> int:
         if isinstance(result, planner.Refusal):
             if result.kind == "tensor-parallel":
                 raise UsageError(f"--gpus {opts.gpus}: {result.reason.split(': ', 1)[-1]}")
+            if result.kind == "no-gpu" and ctx.facts.gpu.error:
+                result.details.append(f"GPU probe: {ctx.facts.gpu.error}")
             raise Refused(result, ctx.facts.platform.system or "Linux")
     except Refused as refused:
         _print_refusal(refused, opts.json_out or opts.fmt == "json")
@@ -125,7 +128,6 @@ class Context:
     facts: Facts
     replayed: bool
     hypothetical: bool
-    gpus: tuple[planner.Gpu, ...]
     visible_gpus: int
     version: str | None
     model_dir: Path
@@ -158,7 +160,7 @@ def _gather(opts: ServeOptions) -> Context:
         session_fixed=opts.session_minutes is not None,
         hypothetical=hypothetical,
     )
-    return Context(facts, replayed, hypothetical, gpus, visible, version, model_dir, present, not replayed, request)
+    return Context(facts, replayed, hypothetical, visible, version, model_dir, present, not replayed, request)
 
 
 def _facts(opts: ServeOptions) -> tuple[Facts, bool]:
@@ -208,14 +210,24 @@ def _gpus(opts: ServeOptions, facts: Facts, hypothetical: bool) -> tuple[tuple[p
     count = opts.gpus or 1
     if hypothetical:
         base = _known_gpu(opts.gpu) if opts.gpu else None
-        total = round(opts.gpu_memory * 1024) if opts.gpu_memory else base.total_mib if base else 0
-        name = base.name if base and not opts.gpu_memory else (f"{base.name} ({opts.gpu_memory:g} GiB)" if base else f"a {opts.gpu_memory:g} GiB GPU")
+        if opts.gpu_memory:
+            total = round(opts.gpu_memory * 1024)
+            name = f"{base.name} with {opts.gpu_memory:g} GiB" if base else f"a {opts.gpu_memory:g} GiB GPU"
+        else:
+            assert base is not None  # hypothetical means --gpu NAME or --gpu-memory
+            total, name = base.total_mib, base.name
+        # A GPU known only by its memory is assumed to be a current one (compute capability 8.0+).
         cc = base.compute_capability if base else knowledge.load()["gpu"]["full_compute_capability"]
         return tuple(planner.Gpu(name, total, total, cc) for _ in range(count)), 0
     from echopanel_setup.checks.common import visible_devices
 
     devices = visible_devices(facts)
-    gpus = [planner.Gpu(d.name, d.memory_total_mib, d.memory_free_mib, d.compute_capability, d.index) for d in devices]
+    gpus = [planner.Gpu(d.name, d.memory_total_mib, d.memory_free_mib, d.compute_capability, d.index) for d in devices if d.memory_total_mib]
+    if devices and not gpus:
+        raise Refused(planner.Refusal(
+            "no-gpu", f"{devices[0].name} does not report its memory (unified memory?), so nothing can be planned from it",
+            ["Plan with the memory vLLM may use: --gpu-memory GIB (and run the printed command yourself)."],
+        ))
     if opts.gpu is not None:
         chosen = [g for g in gpus if g.index == int(opts.gpu)]
         if not chosen:
@@ -362,8 +374,10 @@ def _served_dir(opts: ServeOptions, ctx: Context, notes: list[str]) -> tuple[Pat
         target = v.path
     else:
         notes.append(f"Delay {requested} ms needs the variant {target}: run `echopanel-setup serve --delay-ms {requested}` on that machine to create it.")
-    if configured and configured != str(requested):
-        notes.append(f"EchoPanel's config says {envconfig.DELAY}={configured}: set it to {requested} (`echopanel-setup configure --delay-ms {requested}`).")
+    says = configured or str(knowledge.load()["delay"]["default_ms"])
+    if says != str(requested):
+        where = f"its config says {envconfig.DELAY}={configured}" if configured else f"with no {envconfig.DELAY} it uses {says} ms"
+        notes.append(f"EchoPanel must use the same delay, but {where}: `echopanel-setup configure --delay-ms {requested}` sets it.")
     return target, requested
 
 
@@ -446,14 +460,15 @@ def _explain_plan(ctx: Context, built: Built, fmt: str) -> None:
     gpus = " + ".join(f"{g.name} ({g.total_mib} MiB{f', {g.free_mib} free' if g.free_mib is not None and not ctx.hypothetical else ''})" for g in p.gpus)
     source = " (replayed facts)" if ctx.replayed else " (planned for another machine)" if ctx.hypothetical else ""
     con.print(f"[bold]Plan[/] for {_esc(gpus)}{source} · vLLM {ctx.version or 'not installed'} · confidence [bold]{p.confidence}[/]")
+    streams = f"{p.streams} stream{'s' if p.streams > 1 else ''}"
     con.print(
-        f"  sessions up to {p.session_minutes:.0f} min (--max-model-len {p.max_model_len}) · {p.streams} stream(s) planned, "
+        f"  sessions up to {p.session_minutes:.0f} min (--max-model-len {p.max_model_len}) · {streams} planned, "
         f"room for {p.streams_fit} · longest session that fits: {p.longest_session_minutes:.0f} min"
     )
     per_gpu = " per GPU" if p.tensor_parallel_size > 1 else ""
     parts = " + ".join(f"{name} {mib}" for name, mib in b.parts())
     con.print(f"  memory{per_gpu} (MiB): {_esc(parts)} = {b.budget} of {b.usable} usable (--gpu-memory-utilization {p.gpu_memory_utilization:.2f})")
-    con.print(f"  [dim]KV cache per stream {b.kv_per_stream} MiB; {b.margin} MiB left outside vLLM's budget for its CUDA context[/]")
+    con.print(f"  [dim]headroom = spare KV cache + {b.safety} MiB safety; {b.margin} MiB stay outside vLLM's budget for its CUDA context[/]")
     for w in p.warnings:
         con.print(f"[yellow]! warn[/] {_esc(w)}")
     for n in [*p.notes, *built.notes]:
@@ -470,7 +485,6 @@ def _explain_plan(ctx: Context, built: Built, fmt: str) -> None:
 
 
 def _launch(opts: ServeOptions, ctx: Context, built: Built) -> int:
-    con = _err()
     launcher.check_port(built.settings.port)
     if (other := launcher.running()) is not None:
         raise SetupError(f"the server echopanel-setup started is still running (pid {other.pid}, {other.url}): `echopanel-setup serve --stop` first")
@@ -478,6 +492,23 @@ def _launch(opts: ServeOptions, ctx: Context, built: Built) -> int:
         raise SetupError(f"no model in {ctx.model_dir}: run `echopanel-setup install voxtral` first")
     if ctx.version is None:
         raise SetupError("vLLM is not installed in the target environment: run `echopanel-setup install vllm` (or pass --python)")
+    _explain_plan(ctx, built, "exec")
+    live: list[tuple[subprocess.Popen[bytes], launcher.Record]] = []  # the vLLM to stop if Ctrl-C comes
+    try:
+        return _supervise(opts, ctx, built, live)
+    except BaseException:  # Ctrl-C, or anything unexpected: never leave a half-started vLLM behind
+        if live:
+            proc, record = live[-1]
+            _err().print("Stopping vLLM…")
+            took = launcher.stop_group(record.pid, proc)
+            launcher.clear_record(record.pid)
+            _err().print(f"Stopped in {launcher.duration(took)}.")
+        raise
+
+
+def _supervise(opts: ServeOptions, ctx: Context, built: Built, live: list[tuple[subprocess.Popen[bytes], launcher.Record]]) -> int:
+    """Start, watch, retry once on a memory error, then (foreground) relay the log until vLLM exits."""
+    con = _err()
     timeout = opts.timeout or float(knowledge.load()["serve"]["launch"]["health_timeout_s"])
     url = f"http://{_connect_host(built.settings.host)}:{built.settings.port}"
     echo = (lambda line: con.print(f"  [dim]{_esc(line)}[/]")) if opts.verbose else None
@@ -485,17 +516,13 @@ def _launch(opts: ServeOptions, ctx: Context, built: Built) -> int:
     for attempt in (1, 2):
         con.print(f"Starting: [cyan]{_esc(shlex.join([*built.cmd.executable, 'serve', built.cmd.model, *built.cmd.redacted_args()]))}[/]")
         proc, record = launcher.start(built.cmd, opts.api_key, url, built.settings.served_model_name, opts.detach)
-        try:
-            outcome = launcher.wait_ready(proc, record, built.settings.served_model_name, opts.api_key, timeout, lambda m: con.print(f"  {_esc(m)}"), echo)
-        except KeyboardInterrupt:
-            con.print("Interrupted: stopping vLLM…")
-            launcher.stop_group(record.pid, proc)
-            launcher.clear_record(record.pid)
-            raise
+        live.append((proc, record))
+        outcome = launcher.wait_ready(proc, record, built.settings.served_model_name, opts.api_key, timeout, lambda m: con.print(f"  {_esc(m)}"), echo)
         if outcome.ok:
             break
         launcher.stop_group(record.pid, proc)
         launcher.clear_record(record.pid)
+        live.clear()
         if outcome.timed_out:
             raise ExternalError(f"vLLM did not become ready: {outcome.reason}; its log: {record.log} (`echopanel-setup explain` it)")
         _print_failure(outcome)
@@ -508,21 +535,16 @@ def _launch(opts: ServeOptions, ctx: Context, built: Built) -> int:
         request, built = retry
         con.print(f"Retrying once with the adjusted plan (the failed attempt's log is kept as {launcher.log_path().name}.1): "
                   f"{_esc(_plan_line(built.plan))}")
-    assert outcome.record is not None
     launcher.record_success(_good_key(built.plan, ctx.version), built.cmd, outcome.figures, built.plan.summary())
-    _print_ready(opts, ctx, built, outcome)
     if opts.detach:
+        live.clear()  # ready in the background: from here on, Ctrl-C leaves it running
+        _print_ready(opts, built, record, outcome.figures)
         return EXIT_OK
+    _print_ready(opts, built, record, outcome.figures)
     con.print("Serving in the foreground; Ctrl-C stops vLLM.")
-    try:
-        code = launcher.follow(proc, outcome.record, lambda line: con.print(f"  [dim]{_esc(line)}[/]") if opts.verbose or launcher.notable(line) else None)
-    except KeyboardInterrupt:
-        con.print("Stopping vLLM…")
-        took = launcher.stop_group(outcome.record.pid, proc)
-        launcher.clear_record(outcome.record.pid)
-        con.print(f"Stopped in {launcher.duration(took)}.")
-        raise
-    launcher.clear_record(outcome.record.pid)
+    code = launcher.follow(proc, record, lambda line: con.print(f"  [dim]{_esc(line)}[/]") if opts.verbose or launcher.notable(line) else None)
+    live.clear()
+    launcher.clear_record(record.pid)
     con.print(f"vLLM exited with code {code}.")
     return EXIT_OK if code == 0 else EXIT_FAILED
 
@@ -537,11 +559,7 @@ def _retry(ctx: Context, request: planner.PlanRequest, built: Built, outcome: la
     failure = outcome.failure
     if failure is None:
         return None
-    groups = dict(failure.groups)
-    if failure.id == "free-memory-startup":
-        m = re.search(knowledge.load()["serve"]["log"]["free_memory"], outcome.log)
-        groups.update(m.groupdict() if m else {})
-    adjusted = planner.adjust(request, failure.id, groups, built.plan)
+    adjusted = planner.adjust(request, failure.id, failure.groups, built.plan)
     if adjusted is None:
         return None
     new_plan = planner.plan(adjusted)
@@ -557,19 +575,18 @@ def _print_failure(outcome: launcher.Outcome) -> None:
     m = outcome.failure
     if m is None:
         con.print(f"[bold red]✗ fail[/] {_esc(outcome.reason)}")
-        con.print(f"  Log:   {_esc(outcome.record.log if outcome.record else str(launcher.log_path()))} (`echopanel-setup serve --logs`)")
+        con.print(f"  Log:   {_esc(outcome.record.log)} (`echopanel-setup serve --logs`)")
         return
     con.print(f"[bold red]✗ fail[/] {_esc(m.title)} ({m.id}, log line {m.line_no})")
     con.print(f"  [dim]{_esc(m.line)}[/]")
     con.print(f"  Cause: {_esc(m.cause)}")
     con.print(f"  Fix:   {_esc(m.fix)}")
-    con.print(f"  Log:   {_esc(outcome.record.log if outcome.record else '')}")
+    if m.suggestion:
+        con.print(f"  Try:   {_esc(m.suggestion)}")
+    con.print(f"  Log:   {_esc(outcome.record.log)}")
 
 
-def _print_ready(opts: ServeOptions, ctx: Context, built: Built, outcome: launcher.Outcome) -> None:
-    record = outcome.record
-    assert record is not None
-    f = outcome.figures
+def _print_ready(opts: ServeOptions, built: Built, record: launcher.Record, f: dict[str, str]) -> None:
     b = built.plan.breakdown
     planned_kv_gib = (b.kv + b.headroom) / 1024
     measured = f"vLLM: KV cache {f['kv_memory.gib']} GiB" if "kv_memory.gib" in f else "vLLM printed no KV figures"
@@ -587,7 +604,7 @@ def _print_ready(opts: ServeOptions, ctx: Context, built: Built, outcome: launch
     con = _err()
     con.print(f"[green]✓ ok[/] vLLM is ready at {record.url} (pid {record.pid}): /health 200, /v1/models lists "
               f"{_esc(record.served_model_name)}, /v1/realtime sent session.created")
-    con.print(f"  {_esc(measured)} · plan: {planned_kv_gib:.2f} GiB for the cache, {built.plan.streams_fit} stream(s)")
+    con.print(f"  {_esc(measured)} · planned: {planned_kv_gib:.2f} GiB, room for {built.plan.streams_fit} streams")
     con.print(f"  EchoPanel: {envconfig.URL}={record.url} (`echopanel-setup configure` writes it); the flags that worked are recorded.")
     if opts.detach:
         con.print(f"  Running in the background. `echopanel-setup serve --status`, `--logs`, `--stop`. Log: {_esc(record.log)}")
@@ -619,11 +636,13 @@ def _status(as_json: bool) -> int:
 
 def _logs(lines: int, follow: bool) -> int:
     log, tail = launcher.tail(lines)
-    for line in tail:
-        print(line)
-    if follow:
-        sys.stdout.flush()
-        launcher.follow_log(log, lambda line: print(line, flush=True))
+    try:
+        for line in tail:
+            print(line, flush=follow)
+        if follow:
+            launcher.follow_log(log, lambda line: print(line, flush=True))
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how --follow ends
     return EXIT_OK
 
 

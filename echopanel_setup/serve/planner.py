@@ -139,16 +139,17 @@ class Breakdown:
     graphs: int
     kv: int
     kv_per_stream: int
-    headroom: int
+    headroom: int  # spare KV cache (more streams) plus `safety`
+    safety: int
 
     def parts(self) -> list[tuple[str, int]]:
         return [
             ("weights", self.weights),
             ("activations", self.activations),
-            ("non-torch (cuBLAS, NCCL)", self.non_torch),
+            ("non-torch", self.non_torch),
             ("CUDA graphs", self.graphs),
-            ("KV cache for the planned streams", self.kv),
-            ("headroom (spare KV, safety)", self.headroom),
+            (f"KV cache ({self.kv // self.kv_per_stream if self.kv_per_stream else 0} x {self.kv_per_stream})", self.kv),
+            ("headroom", self.headroom),
         ]
 
 
@@ -222,6 +223,11 @@ def kv_per_stream_bytes(arch: ModelArch, batched_tokens: int, max_model_len: int
         tokens = min(window - 1 + batched_tokens, max_model_len)
         total += (math.ceil(tokens / block) + 1) * block * per_token
     return total
+
+
+def stream_mib(arch: ModelArch, batched_tokens: int, max_model_len: int, tp: int = 1) -> int:
+    """One stream's reservation per GPU in whole MiB (rounded up, so the parts never exceed the budget)."""
+    return math.ceil(kv_per_stream_bytes(arch, batched_tokens, max_model_len, tp) / MIB)
 
 
 def capture_sizes(max_num_seqs: int, batched_tokens: int) -> int:
@@ -298,7 +304,7 @@ def _longest(arch: ModelArch, batched: int, tp: int, streams: int, room_mib: int
     lo, hi = int(_k()["min_max_model_len"]), arch.max_model_len
 
     def fits(tokens: int) -> bool:
-        return streams * kv_per_stream_bytes(arch, batched, tokens, tp) <= room_mib * MIB
+        return streams * stream_mib(arch, batched, tokens, tp) <= room_mib
 
     if not fits(lo):
         return 0
@@ -369,7 +375,7 @@ def _plan_group(req: PlanRequest, gpus: tuple[Gpu, ...]) -> Plan | Refusal:
     chosen = None
     for batched, eager in candidates:  # full session first, with the fewest sacrifices
         fixed = _fixed(req, tp, batched, streams, _graph_mode(req.vllm_version, eager))
-        if streams * kv_per_stream_bytes(arch, batched, wanted, tp) <= (budget - fixed.total) * MIB:
+        if streams * stream_mib(arch, batched, wanted, tp) <= budget - fixed.total:
             chosen = (batched, eager, wanted, fixed)
             break
     if chosen is None and not req.session_fixed:
@@ -383,13 +389,14 @@ def _plan_group(req: PlanRequest, gpus: tuple[Gpu, ...]) -> Plan | Refusal:
         return _refuse(req, gpus, budget, usable, total, free, wanted)
 
     batched, eager, tokens, fixed = chosen
-    per_stream = math.ceil(kv_per_stream_bytes(arch, batched, tokens, tp) / MIB)
+    per_stream = stream_mib(arch, batched, tokens, tp)
     room = budget - fixed.total
     kv = streams * per_stream
     breakdown = Breakdown(
         total=total, free=free, margin=int(k["margin_mib"]), usable=usable, budget=budget,
         weights=fixed.weights, activations=fixed.activations, non_torch=fixed.non_torch, graphs=fixed.graphs,
         kv=kv, kv_per_stream=per_stream, headroom=budget - fixed.weights - fixed.activations - fixed.non_torch - fixed.graphs - kv,
+        safety=fixed.safety,
     )
     fp16 = any(g.cc is not None and g.cc < _cc(knowledge.load()["gpu"]["full_compute_capability"]) for g in gpus)
     result = Plan(
@@ -404,7 +411,7 @@ def _plan_group(req: PlanRequest, gpus: tuple[Gpu, ...]) -> Plan | Refusal:
         gpus=gpus,
         breakdown=breakdown,
         streams=streams,
-        streams_fit=room * MIB // kv_per_stream_bytes(arch, batched, tokens, tp),
+        streams_fit=room // per_stream,
         session_minutes=_minutes(tokens, arch),
         longest_session_minutes=_minutes(_longest(arch, batched, tp, streams, room), arch),
         confidence="medium",
@@ -469,7 +476,7 @@ def _refuse(req: PlanRequest, gpus: tuple[Gpu, ...], budget: int, usable: int, t
     fixed = _fixed(req, tp, small, 1, "eager")
     shortest = int(k["min_max_model_len"])
     tokens = shortest if not req.session_fixed else wanted
-    need = math.ceil(kv_per_stream_bytes(arch, small, tokens, tp) / MIB)
+    need = stream_mib(arch, small, tokens, tp)
     room = budget - fixed.total
     names = " + ".join(g.name for g in gpus)
     numbers = [
@@ -478,7 +485,7 @@ def _refuse(req: PlanRequest, gpus: tuple[Gpu, ...], budget: int, usable: int, t
         f"weights {fixed.weights} + activations {fixed.activations} + non-torch {fixed.non_torch} + safety {fixed.safety} "
         f"(no CUDA graphs, --max-num-batched-tokens {small}) = {fixed.total} MiB, leaving {room} MiB for the KV cache",
     ]
-    one = math.ceil(kv_per_stream_bytes(arch, small, wanted, tp) / MIB)
+    one = stream_mib(arch, small, wanted, tp)
     fit_streams = max(0, room) // one if one else 0
     if req.streams > 1 and fit_streams >= 1:
         return Refusal(
@@ -514,8 +521,8 @@ def adjust(req: PlanRequest, failure_id: str, groups: dict[str, str], previous: 
         if estimate < int(_k()["min_max_model_len"]) or estimate >= previous.max_model_len:
             return None
         return replace(req, max_model_len_cap=estimate, session_fixed=False)
-    if failure_id == "free-memory-startup" and groups.get("free"):
-        seen = int(float(groups["free"]) * 1024)
+    if failure_id == "free-memory-startup" and groups.get("free_gib"):
+        seen = int(float(groups["free_gib"]) * 1024)
         return replace(req, gpus=tuple(replace(g, free_mib=min(seen, g.free_mib or seen)) for g in req.gpus))
     if failure_id in ("no-cache-memory", "cuda-oom"):
         if req.force_eager and previous.cudagraph_mode == "eager" and previous.gpu_memory_utilization <= 0.5:

@@ -20,14 +20,14 @@ from echopanel_setup.smoke.audio import RATE
 from echopanel_setup.smoke.client import Limits
 from echopanel_setup.smoke.result import Timings, Transcript
 
-_CLOSE_TIMEOUT_S = 1.0
+_CLOSE_TIMEOUT_S = 2.0
 
 
 def transcribe(
     pcm: bytes, *, api_key: str, key_source: str, model: str, delay_ms: int, server_url: str, fast: bool, limits: Limits
 ) -> Transcript:
     """Stream `pcm` through Mistral's realtime transcription and return the transcript."""
-    mistral_cls, audio_format = _sdk()
+    mistral_cls, audio_format = load_sdk()
     client = mistral_cls(api_key=api_key, server_url=server_url, timeout_ms=int(limits.connect_s * 1000))
     budget = limits.connect_s + limits.session_s + limits.done_s + (0 if fast else len(pcm) / 2 / RATE)
     try:
@@ -40,7 +40,7 @@ def transcribe(
         raise _sdk_error(exc, server_url, key_source, model) from None
 
 
-def _sdk() -> tuple[Any, Any]:
+def load_sdk() -> tuple[Any, Any]:
     """(Mistral, AudioFormat) from whichever SDK layout is installed (1.x: mistralai, 2.x+: mistralai.client)."""
     from importlib import metadata
 
@@ -98,7 +98,7 @@ async def _stream(client, audio_format, pcm: bytes, model: str, delay_ms: int, s
                 parts.append(event.text)
             elif kind == "transcription.done":
                 text = event.text
-                raw_usage = getattr(event, "usage", None)
+                raw_usage: Any = getattr(event, "usage", None)
                 usage = raw_usage.model_dump() if hasattr(raw_usage, "model_dump") else None
                 marks["done"] = time.monotonic()
                 break

@@ -161,7 +161,7 @@ def resample(x, src: int, dst: int, gain: float = 1.0) -> list[float]:  # type: 
     padded = [0.0] * half + list(x) + [0.0] * (half + 1)
     taps = _phases(up, half, ratio * _ROLLOFF, gain)
     n_out = (len(x) * up) // down
-    out = []
+    out: list[float] = []
     append = out.append
     for n in range(n_out):
         i, phase = divmod(n * down, up)

@@ -1,0 +1,127 @@
+"""install/fetch.py in-process: resumable, hashed transfers from the loopback Hub stand-in's CDN."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from echopanel_setup.install import fetch
+from echopanel_setup.install import hub as hub_mod
+from echopanel_setup.install.digest import Expected
+from test_install_hub import point_at
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "hub"))
+from hub_server import MIB, REPO, HubStandIn  # noqa: E402
+
+BIG = "consolidated.safetensors"
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch):
+    with HubStandIn() as h:
+        point_at(h.endpoint, monkeypatch)
+        yield h
+
+
+class Run:
+    """One transfer of the big file into `model_dir`, recording what it reported."""
+
+    def __init__(self, hub: HubStandIn, model_dir: Path, **policy: float) -> None:
+        self.hub, self.model_dir = hub, model_dir
+        self.content = hub.files[BIG].content
+        self.expected = Expected(self.content.size, sha256=self.content.sha256)
+        self.partial = fetch.Partial(model_dir, BIG)
+        self.policy = fetch.Policy(**{"stall_s": 5.0, "retries": 3, "backoff_s": 0.01, **policy})
+        self.notes: list[str] = []
+        self.progress = 0
+
+    def __call__(self):  # type: ignore[no-untyped-def]
+        offset = self.partial.begin(self.content.sha256, self.content.size)
+        self.progress = offset
+        return fetch.transfer(
+            self.partial,
+            offset,
+            self.expected,
+            lambda: hub_mod.locate(REPO, self.hub.commit, BIG),
+            on_bytes=self._count,
+            note=self.notes.append,
+            policy=self.policy,
+        )
+
+    def _count(self, n: int) -> None:
+        self.progress += n
+
+    def cdn_ranges(self) -> list[str | None]:
+        return [h.range for h in self.hub.hits if h.server == "cdn" and h.method == "GET"]
+
+
+def test_transfer_fetches_and_hashes_the_whole_file(hub: HubStandIn, tmp_path: Path) -> None:
+    run = Run(hub, tmp_path)
+    digest = run()
+    assert run.expected.matches(digest)
+    assert run.partial.path.read_bytes() == run.content.read()
+    assert run.progress == run.content.size and run.notes == []
+    run.partial.install(tmp_path / BIG)
+    assert (tmp_path / BIG).stat().st_size == run.content.size and not run.partial.meta_path.exists()
+
+
+def test_kept_prefix_is_continued_with_a_range_and_rehashed_from_byte_zero(hub: HubStandIn, tmp_path: Path) -> None:
+    run = Run(hub, tmp_path)
+    run.partial.begin(run.content.sha256, run.content.size)
+    prefix = run.content.read()[: MIB + 17]
+    run.partial.path.write_bytes(prefix)
+    digest = run()
+    assert run.expected.matches(digest)  # the digest covers the kept bytes, re-read from disk
+    assert run.cdn_ranges() == [f"bytes={len(prefix)}-"]
+    assert hub.bytes_sent(BIG) == run.content.size - len(prefix)
+
+
+def test_partial_of_another_version_is_not_continued(tmp_path: Path) -> None:
+    partial = fetch.Partial(tmp_path, BIG)
+    assert partial.begin("etag-a", 100) == 0
+    partial.path.write_bytes(b"x" * 40)
+    assert partial.kept("etag-a", 100) == 40
+    assert partial.kept("etag-b", 100) == 0 and partial.kept("etag-a", 99) == 0
+    assert partial.begin("etag-b", 100) == 0 and partial.path.stat().st_size == 0
+    assert json.loads(partial.meta_path.read_text()) == {"etag": "etag-b", "size": 100}
+
+
+def test_dropped_connection_resumes_at_the_byte(hub: HubStandIn, tmp_path: Path) -> None:
+    hub.faults.drop_after = MIB
+    run = Run(hub, tmp_path)
+    assert run.expected.matches(run())
+    ranges = run.cdn_ranges()
+    assert ranges[0] is None and len(ranges) == 2 and int(ranges[1].split("=")[1].rstrip("-")) >= MIB
+    assert any("broke" in n and "retry 1 of 3" in n for n in run.notes)
+    assert run.progress == run.content.size
+
+
+def test_server_ignoring_the_range_restarts_the_file_cleanly(hub: HubStandIn, tmp_path: Path) -> None:
+    hub.faults.drop_after, hub.faults.ignore_range = MIB, True
+    run = Run(hub, tmp_path)
+    assert run.expected.matches(run())
+    assert any("ignored the byte range" in n for n in run.notes)
+    assert run.progress == run.content.size  # the restart took back what the display had counted
+
+
+def test_stall_gives_up_after_its_retries_and_keeps_a_clean_prefix(hub: HubStandIn, tmp_path: Path) -> None:
+    hub.faults.stall_after, hub.faults.stall_s = MIB, 3
+    run = Run(hub, tmp_path, stall_s=0.5, retries=0)
+    try:
+        with pytest.raises(fetch.TransferError) as info:
+            run()
+    finally:
+        hub.stall_release.set()
+    assert "no data from 127.0.0.1" in str(info.value) and "for 0.5 s" in str(info.value)
+    kept = run.partial.path.read_bytes()
+    assert info.value.offset == len(kept) >= MIB and run.content.read().startswith(kept)
+
+
+def test_the_hub_changing_the_size_is_not_retried(hub: HubStandIn, tmp_path: Path) -> None:
+    run = Run(hub, tmp_path)
+    hub.faults.sizes[BIG] = run.content.size + 1
+    with pytest.raises(Exception, match="the repo changed"):
+        run()

@@ -1,0 +1,196 @@
+"""`serve --exec/--detach/--status/--logs/--stop` against the scripted `vllm` (tests/fixtures/serve): real
+processes, real log lines, a real HTTP + WebSocket server on loopback, recorded failure logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+from conftest import REPO, run_cli
+from serve_kit import LOGS_DIR, Machine, machine_fixture, venv_fixture  # noqa: F401 - fixtures
+
+from echopanel_setup import paths
+from echopanel_setup.serve import launcher
+
+
+def engine_pid(log: str) -> int:
+    return int(re.search(r"\(EngineCore_DP0 pid=(\d+)\)", log).group(1))  # type: ignore[union-attr]
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def wait_gone(pid: int, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not gone(pid):
+        time.sleep(0.05)
+    return gone(pid)
+
+
+def test_detach_then_status_logs_and_stop(machine: Machine) -> None:
+    out = run_cli(*machine.args("--detach"))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == ""
+    for phase in ("loading weights", "compiling and profiling memory", "capturing CUDA graphs", "starting the API server", "ready"):
+        assert f"] {phase}" in out.stderr
+    assert "/v1/realtime sent session.created" in out.stderr
+    assert "vLLM: KV cache 4.48 GiB, 41,472 tokens, 2.07x concurrency at 49,500 tokens" in out.stderr
+
+    record = launcher.Record.read()
+    assert record is not None and record.alive() and record.detached
+    assert record.url == f"http://127.0.0.1:{machine.port}"
+    status = run_cli("serve", "--status", "--json")
+    doc = json.loads(status.stdout)
+    assert status.returncode == 0 and doc["ready"] and doc["phase"] == "ready"
+    assert doc["models"] == ["mistralai/Voxtral-Mini-4B-Realtime-2602"] and doc["pid"] == record.pid
+    human = run_cli("serve", "--status")
+    assert human.stdout.startswith(f"running, ready: pid {record.pid}, http://127.0.0.1:{machine.port}")
+
+    logs = run_cli("serve", "--logs", "--lines", "3")
+    assert logs.returncode == 0 and logs.stdout.splitlines()[-1].endswith("Application startup complete.")
+    assert len(logs.stdout.splitlines()) == 3
+    follow = subprocess.Popen([sys.executable, "-m", "echopanel_setup", "serve", "--logs", "--lines", "1", "--follow"], cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+    assert b"Application startup complete." in follow.stdout.readline()  # type: ignore[union-attr]
+    follow.send_signal(signal.SIGINT)
+    assert follow.wait(timeout=10) == 0  # Ctrl-C is how --follow ends
+
+    good = paths.read_state()["serve_good"]
+    (entry,) = good.values()
+    assert "--max-model-len" in entry["args"] and entry["vllm_figures"]["kv_memory.gib"] == "4.48"
+
+    engine = engine_pid(Path(record.log).read_text())
+    stopped = run_cli("serve", "--stop")
+    assert stopped.returncode == 0 and f"stopped vLLM (pid {record.pid}" in stopped.stdout
+    assert wait_gone(record.pid) and wait_gone(engine)
+    assert launcher.Record.read() is None
+    assert run_cli("serve", "--status").returncode == 1
+    assert "nothing to stop" in run_cli("serve", "--stop").stdout
+
+
+def test_a_second_run_uses_the_recorded_flags_for_high_confidence(machine: Machine) -> None:
+    assert run_cli(*machine.args("--detach")).returncode == 0
+    run_cli("serve", "--stop")
+    again = run_cli(*machine.args("--json"))
+    assert json.loads(again.stdout)["plan"]["confidence"] == "high"
+
+
+def test_exec_in_the_foreground_stops_vllm_and_its_engine_on_ctrl_c(machine: Machine) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "echopanel_setup", *machine.args("--exec")], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+    seen = b""
+    while b"Ctrl-C stops vLLM" not in seen:  # raw reads: communicate() below must not miss buffered text
+        chunk = os.read(proc.stderr.fileno(), 65536)  # type: ignore[union-attr]
+        if not chunk:
+            break
+        seen += chunk
+    assert b"Ctrl-C stops vLLM" in seen, seen
+    record = launcher.Record.read()
+    assert record is not None and not record.detached
+    engine = engine_pid(Path(record.log).read_text())
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=30)[1].decode()
+    assert proc.returncode == 130, err
+    assert "Stopping vLLM" in err and "Stopped in" in err
+    assert wait_gone(record.pid) and wait_gone(engine)
+    assert launcher.Record.read() is None
+    assert "Shutting down" in Path(record.log).read_text()  # vLLM got SIGINT: a clean shutdown
+
+
+def test_a_memory_error_is_retried_once_with_vllms_estimate(machine: Machine) -> None:
+    machine.scenario("maxlen")
+    out = run_cli(*machine.args("--detach"))
+    assert out.returncode == 0, out.stderr
+    assert "One full-length session does not fit the KV cache (max-model-len-too-long" in out.stderr
+    assert "Retrying once with the adjusted plan" in out.stderr and "--max-model-len 21328" in out.stderr
+    record = launcher.Record.read()
+    assert record is not None and record.argv[record.argv.index("--max-model-len") + 1] == "21328"
+    first = Path(record.log + ".1").read_text()
+    assert "estimated maximum model length is 21328" in first
+
+
+def test_a_recorded_oom_is_explained_after_one_retry(machine: Machine) -> None:
+    machine.scenario("oom")
+    out = run_cli(*machine.args("--detach"))
+    assert out.returncode == 1
+    assert out.stderr.count("✗ fail CUDA out of memory (cuda-oom") == 2
+    assert "--enforce-eager" in out.stderr and "--gpu-memory-utilization 0.89" in out.stderr
+    assert "Fix:   Lower --gpu-memory-utilization" in out.stderr
+    assert launcher.Record.read() is None
+
+
+def test_the_tokenizer_error_stops_with_cause_and_fix_and_no_retry(machine: Machine) -> None:
+    machine.scenario("tokenizer")
+    out = run_cli(*machine.args("--exec"))
+    assert out.returncode == 1
+    assert "Old vLLM passes max_loras" in out.stderr and "Retrying" not in out.stderr
+    assert "echopanel-setup install vllm" in out.stderr
+    assert (LOGS_DIR / "tokenizer-kwargs.log").read_text().splitlines()[-1] in launcher.log_path().read_text()
+
+
+def test_not_ready_in_time_is_an_external_failure(machine: Machine) -> None:
+    machine.scenario("hang")
+    out = run_cli(*machine.args("--exec", "--timeout", "1"))
+    assert out.returncode == 3
+    assert "did not answer 200 within 1 s (last phase: loading weights)" in out.stderr
+    assert launcher.Record.read() is None
+
+
+def test_a_taken_port_is_refused_naming_its_holder(machine: Machine) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", machine.port))
+        s.listen()
+        out = run_cli(*machine.args("--exec"))
+    assert out.returncode == 1
+    assert f"port {machine.port} is in use by pid {os.getpid()}" in out.stderr
+    assert not launcher.log_path().exists()  # vLLM was never started
+
+
+def test_the_api_key_guards_v1_and_stays_out_of_argv_and_state(machine: Machine) -> None:
+    out = run_cli(*machine.args("--detach", "--api-key", "k-secret-1"))
+    assert out.returncode == 0, out.stderr
+    record = launcher.Record.read()
+    assert record is not None and record.api_key_env
+    assert "k-secret-1" not in " ".join(psutil.Process(record.pid).cmdline())
+    assert "k-secret-1" not in paths.state_file().read_text() and "k-secret-1" not in record_text()
+    status = json.loads(run_cli("serve", "--status", "--json").stdout)
+    assert status["models"] is None and "API key" in status["error"]
+    keyed = json.loads(run_cli("serve", "--status", "--json", env={"VLLM_API_KEY": "k-secret-1"}).stdout)
+    assert keyed["models"] == ["mistralai/Voxtral-Mini-4B-Realtime-2602"]
+    second = run_cli(*machine.args("--detach"))
+    assert second.returncode == 1 and "serve --status" in second.stderr
+
+
+def record_text() -> str:
+    return launcher.record_path().read_text()
+
+
+def test_logs_without_a_server_say_how_to_start_one() -> None:
+    out = run_cli("serve", "--logs")
+    assert out.returncode == 1 and "no vLLM log yet" in out.stderr
+
+
+def test_log_watch_follows_phases_and_ignores_warnings_while_running(tmp_path: Path) -> None:
+    log = tmp_path / "vllm.log"
+    log.write_text("WARNING 11-25 10:00:09 [cuda.py:310] Falling back; pip install mistral-common[audio] for audio\n")
+    watch = launcher.LogWatch(log)
+    watch.poll()
+    assert watch.failure(exited=False) is None and watch.failure(exited=True) is not None
+    log.write_text((LOGS_DIR / "max-model-len-too-long.log").read_text())
+    fresh = launcher.LogWatch(log)
+    fresh.poll()
+    assert fresh.phase == "profiling" and fresh.figures["kv_memory.gib"] == "1.63"
+    m = fresh.failure(exited=False)
+    assert m is not None and m.id == "max-model-len-too-long" and m.groups["estimated"] == "21328"

@@ -1,0 +1,134 @@
+"""`echopanel-setup serve` as a user runs it: replayed doctor snapshots, planning for another machine, the
+delay variant doctor then sees, refusals with alternatives, and bad input."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+from facts_kit import FACTS_DIR, raw, write
+from serve_kit import Machine, machine_fixture, venv_fixture  # noqa: F401 - fixtures
+
+from echopanel_setup import paths
+
+
+def replay(name: str, *args: str):  # type: ignore[no-untyped-def]
+    return run_cli("serve", "--facts", str(FACTS_DIR / name), *args)
+
+
+def test_a_replayed_4080_prints_only_the_command_on_stdout() -> None:
+    out = replay("linux-4080.json")
+    assert out.returncode == 0, out.stderr
+    words = shlex.split(out.stdout.replace("\\\n", ""))
+    assert words[:2] == ["VLLM_DISABLE_COMPILE_CACHE=1", "HF_HUB_OFFLINE=1"]
+    assert words[2] == "/home/alice/.local/share/echopanel-setup/vllm-venv/bin/vllm" and words[3] == "serve"
+    assert words[words.index("--max-model-len") + 1] == "49500"
+    assert words[words.index("--gpu-memory-utilization") + 1] == "0.92"
+    assert "Plan for NVIDIA GeForce RTX 4080 (16376 MiB, 15780 free) (replayed facts)" in out.stderr
+    assert "room for 2" in out.stderr
+
+
+def test_a_replayed_t4_gets_float16_and_triton_attention_with_a_warning() -> None:
+    out = replay("linux-t4.json")
+    assert out.returncode == 0
+    assert "--dtype half" in out.stdout and "--attention-backend TRITON_ATTN" in out.stdout
+    assert "float16 is not validated" in out.stderr and "confidence low" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "reason", "alternative"),
+    [
+        ("linux-v100.json", "compute capability 7.0, below 7.5", "VOXTRAL_MODE=api"),
+        ("linux-3060-12gb.json", "1254 MiB are left for the KV cache", "VOXTRAL_VLLM_URL=http://GPU-HOST:8000"),
+        ("linux-nogpu.json", "no NVIDIA GPU is visible", "ECHOPANEL_ASR_PROVIDER=whisper_cpp"),
+        ("macos-arm64.json", "no Metal (Apple GPU) path", "ECHOPANEL_ASR_PROVIDER=mlx_whisper"),
+    ],
+)
+def test_refusals_print_no_command_but_numbers_and_alternatives(snapshot: str, reason: str, alternative: str) -> None:
+    out = replay(snapshot)
+    assert out.returncode == 1
+    assert out.stdout == ""
+    assert reason in out.stderr and alternative in out.stderr
+    doc = json.loads(replay(snapshot, "--json").stdout)
+    assert doc["refused"] and reason in doc["reason"] and any(alternative in a for a in doc["alternatives"])
+
+
+def test_a_vllm_too_old_is_refused_with_the_upgrade() -> None:
+    out = replay("linux-4090-vllm073-tf455.json")
+    assert out.returncode == 1 and "vLLM 0.7.3 is too old" in out.stderr and "echopanel-setup install vllm" in out.stderr
+
+
+def test_planning_for_another_machine_by_name_or_memory() -> None:
+    h100 = json.loads(run_cli("serve", "--gpu", "H100", "--json").stdout)
+    assert h100["hypothetical_gpu"] and h100["plan"]["max_num_batched_tokens"] == 1024
+    assert h100["plan"]["gpus"][0]["name"] == "NVIDIA H100 80GB HBM3"
+    two = json.loads(run_cli("serve", "--gpu-memory", "24", "--gpus", "2", "--json").stdout)
+    assert two["plan"]["tensor_parallel_size"] == 2 and "--tensor-parallel-size" in two["argv"]
+    assert two["plan"]["breakdown_mib"]["total"] == 24576
+    twelve = run_cli("serve", "--gpu-memory", "12")
+    assert twelve.returncode == 1 and "too small" in twelve.stderr
+
+
+def test_a_docker_file_can_be_planned_from_a_mac() -> None:
+    out = replay("macos-arm64.json", "--gpu", "L4", "--format", "docker")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("docker run --rm --name echopanel-vllm --gpus all --ipc=host")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--delay-ms", "1000"], "nearest: 960 or 1040"),
+        (["--gpu", "A100"], "matches several GPUs: a100 40gb, a100 80gb"),
+        (["--gpu", "Voodoo5"], "is not a GPU I know"),
+        (["--gpu", "H100", "--gpus", "3"], "--gpus 3: tensor parallelism must divide"),
+        (["--format", "docker", "--exec"], "--exec/--detach run the shell command here"),
+        (["--gpu", "H100", "--detach"], "--exec/--detach run on this machine"),
+        (["--status", "--stop"], "do not go together"),
+        (["--format", "yaml"], "'yaml' is not one of"),
+        (["--json", "--format", "systemd"], "--json and --format systemd do not go together"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
+    out = run_cli("serve", *args)
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_the_delay_variant_is_served_and_doctor_sees_it(machine: Machine) -> None:
+    out = run_cli(*machine.args("--delay-ms", "960"))
+    assert out.returncode == 0, out.stderr
+    variant = machine.model.parent / "Voxtral-Mini-4B-Realtime-2602-delay960ms"
+    assert f"serve {variant} " in out.stdout.replace("\\\n", "")
+    assert paths.read_state()["serve_dir"] == str(variant)
+    assert "with no VOXTRAL_STREAMING_DELAY_MS it uses 480 ms: `echopanel-setup configure --delay-ms 960` sets it" in out.stderr
+    doctor = json.loads(run_cli("doctor", "--json", "--offline", "--python", str(machine.python), "--model-dir", str(machine.model),
+                                "--only", "config.delay", env={"VOXTRAL_STREAMING_DELAY_MS": "960"}).stdout)
+    (check,) = doctor["checks"]
+    assert check["id"] == "config.delay" and check["status"] == "ok", check
+
+    back = run_cli(*machine.args("--delay-ms", "480"))  # the model's own delay: the model dir again
+    assert f"serve {machine.model} " in back.stdout.replace("\\\n", "") and paths.read_state()["serve_dir"] is None
+
+
+def test_the_echopanel_config_sets_the_delay_and_the_port(machine: Machine, tmp_path: Path) -> None:
+    config = tmp_path / "echopanel.env"
+    config.write_text("ECHOPANEL_ASR_PROVIDER=voxtral_official\nVOXTRAL_VLLM_URL=http://localhost:8011\nVOXTRAL_STREAMING_DELAY_MS=720\n")
+    out = run_cli("serve", "--python", str(machine.python), "--model-dir", str(machine.model), "--config", str(config), "--json")
+    doc = json.loads(out.stdout)
+    assert doc["delay_ms"] == 720 and doc["served_dir"].endswith("-delay720ms") and doc["url"] == "http://127.0.0.1:8011"
+    assert doc["flags_source"] == "`vllm serve --help=all` of vLLM 0.20.0 (read now)"
+    assert doc["plan"]["confidence"] == "medium" and doc["plan"]["gpus"][0]["index"] == 0
+
+
+def test_a_facts_snapshot_with_a_variant_is_replayed_without_touching_this_machine(tmp_path: Path) -> None:
+    snapshot = raw("linux-4080.json")
+    snapshot["config"]["values"]["VOXTRAL_STREAMING_DELAY_MS"] = "960"
+    out = run_cli("serve", "--facts", str(write(snapshot, tmp_path / "facts.json")), "--format", "json")
+    doc = json.loads(out.stdout)
+    assert doc["served_dir"].endswith("Voxtral-Mini-4B-Realtime-2602-delay960ms")
+    assert any("run `echopanel-setup serve --delay-ms 960` on that machine" in n for n in doc["notes"])
+    assert "serve_dir" not in paths.read_state()

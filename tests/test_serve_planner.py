@@ -1,0 +1,237 @@
+"""The memory planner: one row per GPU class, each asserting the flags and that the breakdown fits.
+
+Memory figures are MiB as nvidia-smi reports them (recorded machines where we have them). Every plan must
+keep vLLM's budget (`utilisation x total`) inside the memory free at start-up minus the CUDA context margin,
+and its parts must add up to that budget.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+from serve_kit import PARAMS
+
+from echopanel_setup import knowledge
+from echopanel_setup.serve.planner import (
+    MIB,
+    Gpu,
+    Plan,
+    PlanRequest,
+    Refusal,
+    adjust,
+    builtin_arch,
+    capture_sizes,
+    kv_per_stream_bytes,
+    plan,
+    read_arch,
+)
+
+ARCH = builtin_arch()
+WEIGHTS = 8450
+MARGIN = int(knowledge.load()["serve"]["planner"]["margin_mib"])
+
+
+def request(*gpus: Gpu, **kw: object) -> PlanRequest:
+    return PlanRequest(gpus=gpus, arch=ARCH, weights_mib=WEIGHTS, vllm_version=kw.pop("vllm_version", "0.20.0"), **kw)  # type: ignore[arg-type]
+
+
+def fits(p: Plan) -> None:
+    """The invariants every plan keeps."""
+    b = p.breakdown
+    assert sum(mib for _, mib in b.parts()) == b.budget
+    assert b.budget <= b.usable <= b.free - MARGIN
+    assert p.gpu_memory_utilization * b.total <= b.free - MARGIN + 1e-6
+    assert p.gpu_memory_utilization <= 0.92
+    assert b.headroom >= b.safety == int(knowledge.load()["serve"]["planner"]["safety_mib"])
+    assert b.kv == p.streams * b.kv_per_stream
+    assert p.max_num_batched_tokens >= p.max_num_seqs
+    assert p.streams_fit >= p.streams
+
+
+# name, GPUs, expected flags: (max_model_len, util, max_num_seqs, batched, tp, graphs, dtype, attention), streams that fit
+TABLE = [
+    ("16 GB RTX 4080", [Gpu("NVIDIA GeForce RTX 4080", 16376, 15780, "8.9", 0)], (49500, 0.92, 1, 512, 1, "PIECEWISE", None, None), 2),
+    ("24 GB RTX 4090", [Gpu("NVIDIA GeForce RTX 4090", 24564, 24300, "8.9", 0)], (49500, 0.92, 1, 512, 1, "PIECEWISE", None, None), 5),
+    ("40 GB A100", [Gpu("NVIDIA A100-SXM4-40GB", 40960, 40400, "8.0", 0)], (49500, 0.92, 1, 1024, 1, "PIECEWISE", None, None), 9),
+    ("48 GB RTX 6000 Ada", [Gpu("NVIDIA RTX 6000 Ada Generation", 49140, 48600, "8.9", 0)], (49500, 0.92, 1, 1024, 1, "PIECEWISE", None, None), 12),
+    ("80 GB H100", [Gpu("NVIDIA H100 80GB HBM3", 81559, 81004, "9.0", 0)], (49500, 0.92, 1, 1024, 1, "PIECEWISE", None, None), 23),
+    ("141 GB H200", [Gpu("NVIDIA H200", 143771, 143200, "9.0", 0)], (49500, 0.92, 1, 1024, 1, "PIECEWISE", None, None), 44),
+    ("24 GB desktop, 6 GB in use", [Gpu("NVIDIA GeForce RTX 4090", 24564, 18420, "8.9", 0)], (49500, 0.72, 1, 512, 1, "PIECEWISE", None, None), 3),
+    ("T4 (float16)", [Gpu("Tesla T4", 15360, 14923, "7.5", 0)], (49500, 0.92, 1, 512, 1, "PIECEWISE", "half", "TRITON_ATTN"), 1),
+]
+
+
+@pytest.mark.parametrize(("name", "gpus", "flags", "streams_fit"), TABLE, ids=[row[0] for row in TABLE])
+def test_plan_per_gpu(name: str, gpus: list[Gpu], flags: tuple, streams_fit: int) -> None:
+    p = plan(request(*gpus))
+    assert isinstance(p, Plan), p
+    got = (p.max_model_len, p.gpu_memory_utilization, p.max_num_seqs, p.max_num_batched_tokens, p.tensor_parallel_size,
+           p.cudagraph_mode, p.dtype, p.attention_backend)
+    assert got == flags
+    assert p.streams_fit == streams_fit
+    assert p.breakdown.weights == WEIGHTS
+    fits(p)
+
+
+def test_two_24gb_cards_with_tensor_parallel_split_weights_and_cache() -> None:
+    a10 = [Gpu("NVIDIA A10", 23028, 22502, "8.6", 0), Gpu("NVIDIA A10", 23028, 22502, "8.6", 1)]
+    one, two = plan(request(*a10)), plan(request(*a10, tensor_parallel=2))
+    assert isinstance(one, Plan) and isinstance(two, Plan)
+    assert one.tensor_parallel_size == 1 and len(one.gpus) == 1
+    assert two.tensor_parallel_size == 2 and [g.index for g in two.gpus] == [0, 1]
+    assert two.breakdown.weights == WEIGHTS // 2 + WEIGHTS % 2
+    assert two.breakdown.kv_per_stream * 2 == pytest.approx(one.breakdown.kv_per_stream, abs=2)
+    assert two.breakdown.non_torch > one.breakdown.non_torch  # NCCL buffers
+    assert two.streams_fit > 2 * one.streams_fit
+    fits(one), fits(two)
+
+
+def test_tensor_parallel_is_chosen_when_one_gpu_is_too_small() -> None:
+    cards = [Gpu("small", 12288, 12000, "8.6", 0), Gpu("small", 12288, 12000, "8.6", 1)]
+    p = plan(request(*cards))
+    assert isinstance(p, Plan) and p.tensor_parallel_size == 2
+    assert any("splits the model over 2 GPUs" in n for n in p.notes)
+    fits(p)
+
+
+def test_the_best_gpu_is_used_and_a_busy_one_is_left_alone() -> None:
+    busy, idle = Gpu("NVIDIA A10", 23028, 1646, "8.6", 1), Gpu("NVIDIA A10", 23028, 22502, "8.6", 0)
+    p = plan(request(busy, idle))
+    assert isinstance(p, Plan) and [g.index for g in p.gpus] == [0]
+
+
+def test_12_gb_is_refused_in_numbers() -> None:
+    r = plan(request(Gpu("NVIDIA GeForce RTX 3060", 12288, 11893, "8.6", 0)))
+    assert isinstance(r, Refusal) and r.kind == "memory"
+    assert "1254 MiB are left for the KV cache" in r.reason and "needs 1698 MiB" in r.reason
+    assert any("12288 MiB total" in d for d in r.details) and any("weights 8450" in d for d in r.details)
+
+
+def test_v100_is_refused_for_its_compute_capability() -> None:
+    r = plan(request(Gpu("Tesla V100-SXM2-16GB", 16384, 16036, "7.0", 0)))
+    assert isinstance(r, Refusal) and r.kind == "compute-capability"
+    assert "7.0, below 7.5" in r.reason
+
+
+def test_no_gpu_is_refused() -> None:
+    r = plan(request())
+    assert isinstance(r, Refusal) and r.kind == "no-gpu"
+
+
+@pytest.mark.parametrize(("version", "backend"), [("0.16.0", "TRITON_ATTN"), ("0.20.0", "TRITON_ATTN"), ("0.33.0", None), (None, "TRITON_ATTN")])
+def test_t4_attention_backend_follows_the_vllm_version(version: str | None, backend: str | None) -> None:
+    p = plan(request(Gpu("Tesla T4", 15360, 14923, "7.5", 0), vllm_version=version))
+    assert isinstance(p, Plan) and p.dtype == "half" and p.attention_backend == backend
+    assert p.confidence == "low" and any("float16" in w for w in p.warnings)
+
+
+def test_vllm_030_and_later_keep_their_default_graph_mode() -> None:
+    old, new = (plan(request(Gpu("H100", 81559, 81004, "9.0", 0), vllm_version=v)) for v in ("0.29.1", "0.30.0"))
+    assert isinstance(old, Plan) and isinstance(new, Plan)
+    assert (old.cudagraph_mode, new.cudagraph_mode) == ("PIECEWISE", "FULL_AND_PIECEWISE")
+    assert new.breakdown.graphs > old.breakdown.graphs
+
+
+# A 13000 MiB card: one full-length stream fits only without CUDA graphs and with a shorter session.
+TIGHT = Gpu("tight", 13000, 13000, "8.9")
+
+
+def test_a_tight_card_drops_graphs_then_shortens_the_session() -> None:
+    p = plan(request(TIGHT))
+    assert isinstance(p, Plan)
+    assert p.cudagraph_mode == "eager" and p.breakdown.graphs == 0
+    assert 4096 <= p.max_model_len < 49500
+    assert any("Sessions are capped" in w for w in p.warnings)
+    assert p.longest_session_minutes == pytest.approx(p.session_minutes, abs=0.1)
+    fits(p)
+
+
+def test_an_explicit_session_length_is_refused_rather_than_shortened() -> None:
+    r = plan(request(TIGHT, session_fixed=True))
+    assert isinstance(r, Refusal) and r.kind == "session"
+    assert "the longest that does is" in r.reason
+
+
+def test_more_streams_than_fit_are_refused_with_the_number_that_fits() -> None:
+    r = plan(request(Gpu("NVIDIA GeForce RTX 4080", 16376, 15780, "8.9", 0), streams=3))
+    assert isinstance(r, Refusal) and r.kind == "streams" and "at most 2 do (--streams 2)" in r.reason
+    p = plan(request(Gpu("NVIDIA GeForce RTX 4080", 16376, 15780, "8.9", 0), streams=2))
+    assert isinstance(p, Plan) and p.max_num_seqs == 2
+    fits(p)
+
+
+def test_tensor_parallel_sizes_must_divide_the_kv_heads() -> None:
+    r = plan(request(Gpu("a", 24564, 24000, "8.9", 0), Gpu("b", 24564, 24000, "8.9", 1), Gpu("c", 24564, 24000, "8.9", 2), tensor_parallel=3))
+    assert isinstance(r, Refusal) and r.kind == "tensor-parallel" and "1, 2, 4, 8" in r.reason
+
+
+def test_kv_per_stream_matches_the_reference_table() -> None:
+    """download-and-memory.md B4: per-stream reservation at max_model_len 131072."""
+    for batched, gib in ((8192, 10.4), (2048, 3.77), (1024, 2.67), (512, 2.12)):
+        assert kv_per_stream_bytes(ARCH, batched, 131072) / 2**30 == pytest.approx(gib, abs=0.03)
+    assert ARCH.decoder_bytes_per_token() == 106_496 and ARCH.encoder_bytes_per_token() == MIB
+
+
+def test_capture_sizes_follow_vllms_default_list() -> None:
+    assert [capture_sizes(n, 512) for n in (1, 2, 4, 8, 128, 512)] == [2, 3, 4, 5, 35, 51]
+
+
+def test_architecture_is_read_from_params_json(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "params.json").write_text(json.dumps(PARAMS), encoding="utf-8")
+    arch = read_arch(tmp_path / "params.json")
+    assert replace(arch, source="") == replace(ARCH, source="")
+    assert arch.source == str(tmp_path / "params.json")
+    (tmp_path / "params.json").write_text('{"n_layers": "many"}', encoding="utf-8")
+    assert read_arch(tmp_path / "params.json") == ARCH
+    assert read_arch(tmp_path / "missing.json") == ARCH
+
+
+def test_adjust_follows_vllms_estimate_then_free_memory_then_drops_graphs() -> None:
+    req = request(Gpu("NVIDIA GeForce RTX 4080", 16376, 15780, "8.9", 0))
+    first = plan(req)
+    assert isinstance(first, Plan)
+    capped = adjust(req, "max-model-len-too-long", {"estimated": "21337"}, first)
+    assert capped is not None and capped.max_model_len_cap == 21328
+    again = plan(capped)
+    assert isinstance(again, Plan) and again.max_model_len == 21328
+    assert adjust(req, "max-model-len-too-long", {"estimated": "2000"}, first) is None
+
+    freed = adjust(req, "free-memory-startup", {"free_gib": "7.12", "total_gib": "15.99"}, first)
+    assert freed is not None
+    smaller = plan(freed)
+    assert isinstance(smaller, Refusal)  # 7.12 GiB free cannot hold 8.45 GiB of weights: say so, no retry
+
+    eager = adjust(req, "cuda-oom", {}, first)
+    assert eager is not None and eager.force_eager and eager.max_utilization == 0.89
+    third = plan(eager)
+    assert isinstance(third, Plan) and third.cudagraph_mode == "eager" and third.gpu_memory_utilization == 0.89
+    assert adjust(req, "tokenizer-kwargs", {}, first) is None
+
+
+def test_unknown_free_memory_and_version_lower_the_confidence() -> None:
+    p = plan(request(Gpu("NVIDIA GeForce RTX 4090", 24564, None, "8.9", 0), vllm_version=None))
+    assert isinstance(p, Plan) and p.confidence == "low"
+    assert any("version is unknown" in r for r in p.confidence_reasons)
+    assert any("free GPU memory unknown" in r for r in p.confidence_reasons)
+
+
+def test_every_plan_keeps_the_invariants_across_many_machines() -> None:
+    """Random cards, free memory, streams, sessions and versions: whatever the planner returns fits."""
+    import random
+
+    rng = random.Random(10)
+    plans = 0
+    for _ in range(300):
+        total = rng.randrange(12_000, 150_000)
+        gpus = tuple(Gpu("g", total, rng.randrange(total // 2, total + 1), rng.choice(["7.5", "8.0", "8.9", "9.0"]), i)
+                     for i in range(rng.choice([1, 1, 2, 4])))
+        req = request(*gpus, streams=rng.randrange(1, 12), session_minutes=rng.choice([5, 30, 60, 180]),
+                      vllm_version=rng.choice(["0.16.0", "0.20.0", "0.30.0", None]), session_fixed=rng.random() < 0.3)
+        p = plan(req)
+        if isinstance(p, Plan):
+            plans += 1
+            fits(p)
+            assert p.max_model_len <= ARCH.max_model_len
+    assert plans > 100

@@ -1,0 +1,180 @@
+"""`setup`: doctor decides which steps run; blockers stop with their fix; install/serve run as their own
+commands (a stub prints the manual equivalent); smoke and configure run against real loopback servers."""
+
+from __future__ import annotations
+
+import io
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from smoke_kit import VllmBehaviour, VllmStandIn, exact
+
+from echopanel_setup import cli, envconfig
+from echopanel_setup.setup_flow import CommandOutcome, Flow, SetupOptions, run_command
+from echopanel_setup.smoke import audio
+
+FACTS = Path(__file__).parent / "fixtures" / "facts"
+CLIP = audio.bundled()
+STUB = "import sys; print('echopanel-setup: error: `{name}` is not available in echopanel-setup 0.1.0 yet (tracked in issue #9)', file=sys.stderr); sys.exit(2)"
+
+
+def setup(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["echopanel-setup", "setup", *args])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    captured = capsys.readouterr()
+    return int(exc.value.code or 0), captured.out, captured.err
+
+
+def flow(opts: SetupOptions, script: str) -> tuple[int, str, list[list[str]]]:
+    """Run the flow with install/serve answered by a real subprocess running `script`; returns the
+    exit code, the output and the commands the flow asked for."""
+    asked: list[list[str]] = []
+
+    def runner(argv: list[str]) -> CommandOutcome:
+        asked.append(argv[3:])
+        return run_command([sys.executable, "-c", script.format(name=" ".join(argv[3:5]))], err=io.StringIO())
+
+    out = io.StringIO()
+    return Flow(opts, out=out, runner=runner).run(), out.getvalue(), asked
+
+
+@pytest.fixture
+def env_file(isolated_home: Path) -> Path:
+    return isolated_home / "config" / "echopanel" / "echopanel.env"
+
+
+def test_a_machine_without_a_gpu_is_pointed_to_remote_or_api(monkeypatch, capsys) -> None:
+    code, out, _ = setup(monkeypatch, capsys, "--facts", str(FACTS / "linux-nogpu.json"))
+    assert code == 1
+    assert "Linux without an NVIDIA GPU" in out
+    assert "echopanel-setup setup --mode remote --url http://GPU-HOST:8000" in out and "echopanel-setup setup --mode api" in out
+
+
+def test_macos_cannot_take_the_local_path(monkeypatch, capsys) -> None:
+    code, out, _ = setup(monkeypatch, capsys, "--facts", str(FACTS / "macos-arm64.json"), "--mode", "local")
+    assert code == 1 and "macOS" in out and "--mode api" in out
+
+
+def test_dry_run_skips_what_is_done(monkeypatch, capsys, env_file: Path) -> None:
+    code, out, _ = setup(monkeypatch, capsys, "--facts", str(FACTS / "linux-4090-desktop.json"), "--dry-run")
+    assert code == 0
+    assert "skip  install vllm     already done (vLLM 0.20.0" in out
+    assert "skip  install voxtral  already done (verified" in out
+    assert "dry run: would start vLLM" in out and not env_file.exists()
+
+
+def test_an_old_vllm_sends_setup_to_install_vllm(monkeypatch, capsys) -> None:
+    code, out, _ = setup(monkeypatch, capsys, "--facts", str(FACTS / "linux-4090-vllm073-tf455.json"), "--dry-run", "--yes")
+    assert code == 0 and "would run `echopanel-setup install vllm --yes`" in out
+
+
+def test_a_step_not_built_yet_gives_the_manual_command(env_file: Path) -> None:
+    opts = SetupOptions(facts=str(FACTS / "linux-4090-vllm073-tf455.json"), yes=True)
+    code, out, asked = flow(opts, STUB)
+    assert code == 1 and asked == [["install", "vllm", "--yes"]]
+    assert "`install vllm` is not available in this version" in out
+    assert "pip install 'vllm>=0.20.0' 'mistral-common[audio]>=1.9.0'" in out
+    assert "Then run setup again" in out and not env_file.exists()
+
+
+def test_a_step_that_does_not_fix_its_check_stops_the_flow() -> None:
+    opts = SetupOptions(facts=str(FACTS / "linux-4090-vllm073-tf455.json"))
+    code, out, _ = flow(opts, "print('installed')")
+    assert code == 1 and "still fails" in out
+
+
+def test_serve_stub_in_print_mode(env_file: Path) -> None:
+    code, out, asked = flow(SetupOptions(facts=str(FACTS / "linux-4090-desktop.json")), STUB)
+    assert code == 1 and asked == [["serve"]]
+    assert "vllm serve /home/alice/.local/share/echopanel-setup/models/Voxtral-Mini-4B-Realtime-2602 --tokenizer-mode mistral" in out
+
+
+def test_local_flow_waits_for_the_detached_server_then_smokes_and_configures(env_file: Path) -> None:
+    with VllmStandIn(exact(CLIP.pcm)) as server:
+        opts = SetupOptions(facts=str(FACTS / "linux-4090-desktop.json"), url=server.url, detach=True, yes=True)
+        code, out, asked = flow(opts, "print('vLLM started in the background')")
+    assert code == 0, out
+    assert asked == [["serve", "--detach"]]
+    assert "serves mistralai/Voxtral-Mini-4B-Realtime-2602" in out and "WER 0%" in out
+    assert envconfig.read(env_file).values == {
+        envconfig.PROVIDER: "voxtral_official", envconfig.DELAY: "480", envconfig.URL: server.url,
+    }
+
+
+def test_exec_keeps_vllm_in_the_foreground_after_setup(env_file: Path) -> None:
+    started: list[list[str]] = []
+
+    def spawn(argv: list[str]) -> subprocess.Popen:  # type: ignore[type-arg]
+        started.append(argv[3:])
+        return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)"])
+
+    with VllmStandIn(exact(CLIP.pcm)) as server:
+        opts = SetupOptions(facts=str(FACTS / "linux-4090-desktop.json"), url=server.url, exec_=True, yes=True, delay_ms=960)
+        out = io.StringIO()
+        code = Flow(opts, out=out, runner=lambda argv: CommandOutcome(1, False), spawn=spawn).run()
+    assert code == 0, out.getvalue()
+    assert started == [["serve", "--exec", "--delay-ms", "960"]]
+    assert "keeps running in the foreground" in out.getvalue()
+    assert "serve --delay-ms" not in out.getvalue()  # the server was just started with that delay
+    assert envconfig.read(env_file).values[envconfig.DELAY] == "960"
+
+
+def test_a_server_that_dies_while_starting_stops_the_flow(env_file: Path) -> None:
+    opts = SetupOptions(facts=str(FACTS / "linux-4090-desktop.json"), url=f"http://127.0.0.1:{_free_port()}", exec_=True)
+    out = io.StringIO()
+    spawn = lambda argv: subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    code = Flow(opts, out=out, runner=lambda argv: CommandOutcome(1, False), spawn=spawn).run()
+    assert code == 1 and "vLLM exited with 3 before it was ready" in out.getvalue()
+    assert not env_file.exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_remote_flow_end_to_end(monkeypatch, capsys, env_file: Path) -> None:
+    with VllmStandIn(exact(CLIP.pcm)) as server:
+        code, out, err = setup(monkeypatch, capsys, "--mode", "remote", "--url", server.url, "--yes")
+    assert code == 0, out + err
+    assert "✓ done  smoke" in out and "Voxtral is set up for EchoPanel." in out
+    assert envconfig.read(env_file).values[envconfig.URL] == server.url
+
+
+def test_a_failing_smoke_stops_before_configure(monkeypatch, capsys, env_file: Path) -> None:
+    with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(transcript="nothing like it")) as server:
+        code, out, _ = setup(monkeypatch, capsys, "--mode", "remote", "--url", server.url, "--yes")
+    assert code == 1 and "stop  smoke" in out and "over the 30% limit" in out
+    assert not env_file.exists()
+
+
+def test_api_flow_end_to_end(monkeypatch, capsys, env_file: Path) -> None:
+    pytest.importorskip("mistralai.extra.realtime", reason="mistralai[realtime] is an optional extra")
+    from smoke_kit import MistralStandIn
+
+    with MistralStandIn(exact(CLIP.pcm)) as api:
+        code, out, err = setup(monkeypatch, capsys, "--mode", "api", "--url", api.url, "--api-key", "test-key", "--yes")
+    assert code == 0, out + err
+    written = envconfig.read(env_file).values
+    assert written[envconfig.MODE] == "api" and written[envconfig.API_KEY] == "test-key"
+    assert envconfig.URL not in written
+    assert env_file.stat().st_mode & 0o077 == 0
+
+
+def test_run_command_passes_stderr_through_and_spots_the_stub() -> None:
+    err = io.StringIO()
+    outcome = run_command([sys.executable, "-c", "import sys; print('progress', file=sys.stderr); " + STUB.format(name="serve")[len("import sys; "):]], err=err)
+    assert outcome == CommandOutcome(2, True)
+    assert err.getvalue() == "progress\n"
+    assert run_command([sys.executable, "-c", "import sys; sys.exit(2)"], err=err) == CommandOutcome(2, False)
+
+
+def test_flag_conflicts_are_usage_errors(monkeypatch, capsys) -> None:
+    assert setup(monkeypatch, capsys, "--exec", "--detach")[0] == 2
+    code, _, err = setup(monkeypatch, capsys, "--delay-ms", "500")
+    assert code == 2 and "nearest: 480" in err

@@ -1,0 +1,111 @@
+"""`smoke --mode api` through the real mistralai SDK against a loopback stand-in for Mistral's realtime
+transcription endpoint (the SDK takes server_url). Skipped when the optional SDK is not installed."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("mistralai.extra.realtime", reason="mistralai[realtime] is an optional extra")
+
+from smoke_kit import (
+    MistralBehaviour,
+    MistralStandIn,
+    close_to,
+    exact,
+    tone_pcm,
+    write_wav,
+)
+
+from echopanel_setup import cli, knowledge
+from echopanel_setup.smoke import audio
+
+CLIP = audio.bundled()
+
+
+def smoke(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["echopanel-setup", "smoke", "--mode", "api", *args])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    captured = capsys.readouterr()
+    return int(exc.value.code or 0), captured.out, captured.err
+
+
+def _config(home: Path, text: str) -> None:
+    path = home / "config" / "echopanel" / "echopanel.env"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_api_mode_sends_the_clip_and_the_configured_delay(monkeypatch, capsys, isolated_home: Path) -> None:
+    _config(isolated_home, "VOXTRAL_MODE=api\nVOXTRAL_STREAMING_DELAY_MS=720\n")
+    monkeypatch.setenv("MISTRAL_API_KEY", "test-key")
+    with MistralStandIn(exact(CLIP.pcm)) as standin:
+        rc, out, err = smoke(monkeypatch, capsys, "--url", standin.url, "--fast", "--json")
+        update = standin.seen.session_updates[0]
+        query = standin.query
+    assert rc == 0, err
+    doc = json.loads(out)
+    assert doc["route"] == "api" and doc["delay_ms"] == 720 and doc["wer"]["value"] == 0.0
+    assert update["target_streaming_delay_ms"] == 720
+    assert update["audio_format"] == {"encoding": "pcm_s16le", "sample_rate": 16000}
+    assert query["model"] == [knowledge.load()["model"]["api_model"]]
+    assert doc["deltas"] == 14 and doc["timings_ms"]["first_delta"] is not None
+    assert "test-key" not in out + err
+
+
+def test_echopanels_key_name_wins_and_the_model_is_configurable(monkeypatch, capsys, tmp_path: Path) -> None:
+    monkeypatch.setenv("VOXTRAL_MISTRAL_API_KEY", "right")
+    monkeypatch.setenv("MISTRAL_API_KEY", "wrong")
+    path = tmp_path / "voice.wav"
+    write_wav(path, tone_pcm(1.0, 44100, 2), 44100, 2)
+    with MistralStandIn(close_to(tone_pcm(1.0, 16000, 1, side=())), MistralBehaviour(api_key="right", transcript="tones")) as standin:
+        rc, out, err = smoke(monkeypatch, capsys, "--url", standin.url, "--fast", "--model", "voxtral-mini-transcribe-realtime-3", "--audio", str(path), "--expect", "tones")
+        assert standin.query["model"] == ["voxtral-mini-transcribe-realtime-3"]
+    assert rc == 0, err
+    assert "target_streaming_delay_ms=480" in out  # the default when the config sets none
+
+
+def test_a_refused_key_is_an_external_error(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("MISTRAL_API_KEY", "not-the-key")
+    with MistralStandIn(exact(CLIP.pcm)) as standin:
+        rc, out, err = smoke(monkeypatch, capsys, "--url", standin.url, "--fast", "--json")
+    assert rc == 3
+    assert "refused the API key from MISTRAL_API_KEY (HTTP 401)" in err
+    assert json.loads(out)["error"]["message"] in err
+    assert "not-the-key" not in out + err
+
+
+def test_an_error_event_is_shown(monkeypatch, capsys) -> None:
+    with MistralStandIn(exact(CLIP.pcm), MistralBehaviour(error=(3051, "Audio too long for this tier"))) as standin:
+        rc, _, err = smoke(monkeypatch, capsys, "--url", standin.url, "--fast", "--api-key", "test-key")
+    assert rc == 3 and "3051" in err and "Audio too long for this tier" in err
+
+
+def test_no_key_is_a_usage_error(monkeypatch, capsys) -> None:
+    rc, _, err = smoke(monkeypatch, capsys, "--url", "http://127.0.0.1:1")
+    assert rc == 2 and "needs a Mistral API key" in err
+
+
+def test_an_off_grid_configured_delay_is_refused(monkeypatch, capsys, isolated_home: Path) -> None:
+    _config(isolated_home, "VOXTRAL_MODE=api\nVOXTRAL_STREAMING_DELAY_MS=500\nVOXTRAL_MISTRAL_API_KEY=${MY_KEY}\n")
+    monkeypatch.setenv("MY_KEY", "test-key")
+    rc, _, err = smoke(monkeypatch, capsys, "--fast")
+    assert rc == 2 and "nearest: 480" in err
+
+
+def test_without_the_sdk_the_error_says_how_to_install_it(monkeypatch, capsys) -> None:
+    real = importlib.metadata.version
+
+    def version(name: str) -> str:
+        if name == "mistralai":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    rc, _, err = smoke(monkeypatch, capsys, "--url", "http://127.0.0.1:1", "--api-key", "k")
+    assert rc == 2 and "pip install 'echopanel-setup[api]'" in err

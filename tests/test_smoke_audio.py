@@ -1,0 +1,128 @@
+"""smoke.audio: the bundled clip, and users' files of any rate/width/channel count → 16 kHz mono PCM16."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+import wave
+from array import array
+from pathlib import Path
+
+import pytest
+from smoke_kit import close_to, samples, tone_pcm, write_wav
+
+from echopanel_setup.errors import UsageError
+from echopanel_setup.smoke import audio
+
+DECODER = shutil.which("ffmpeg") or shutil.which("sox")
+
+
+def expected_mono(seconds: float = 1.0) -> bytes:
+    """The signal every converted test file must become: the common tones at 16 kHz, side tones cancelled."""
+    return tone_pcm(seconds, 16000, 1, side=())
+
+
+def test_bundled_clip_is_small_16k_mono_speech_with_its_text() -> None:
+    clip = audio.bundled()
+    assert clip.source == "bundled" and clip.synthesized
+    assert "synthesized" in clip.description
+    assert 2.0 < clip.duration_s < 8.0
+    assert len(clip.pcm) < 256 * 1024
+    assert clip.reference and len(clip.reference.split()) >= 8
+    assert max(map(abs, samples(clip.pcm))) > 3000, "the clip holds audible speech, not silence"
+
+
+@pytest.mark.parametrize(("rate", "channels"), [(44100, 2), (48000, 1), (22050, 2), (8000, 1), (16000, 2), (96000, 4)])
+def test_any_rate_and_channel_count_becomes_16k_mono(tmp_path: Path, rate: int, channels: int) -> None:
+    path = tmp_path / f"in-{rate}-{channels}.wav"
+    tones = (300.0, 1000.0, 2500.0) if rate > 8000 else (300.0, 1000.0)
+    write_wav(path, tone_pcm(1.0, rate, channels, tones=tones, side=(700.0, 3000.0) if rate > 8000 else (700.0,)), rate, channels)
+    clip = audio.load(path, "words")
+    assert clip.reference == "words" and not clip.synthesized
+    assert close_to(tone_pcm(1.0, 16000, 1, tones=tones, side=()))(clip.pcm) is None
+
+
+def test_16k_mono_16bit_passes_through_untouched(tmp_path: Path) -> None:
+    pcm = tone_pcm(0.5, 16000, 1)
+    write_wav(tmp_path / "a.wav", pcm, 16000, 1)
+    assert audio.load(tmp_path / "a.wav").pcm == pcm
+
+
+@pytest.mark.parametrize("width", [1, 3, 4])
+def test_8_24_and_32_bit_integer_wavs(tmp_path: Path, width: int) -> None:
+    write_wav(tmp_path / "w.wav", tone_pcm(1.0, 16000, 1), 16000, 1, width=width)
+    assert close_to(expected_mono(), min_snr_db=30)(audio.load(tmp_path / "w.wav").pcm) is None
+
+
+@pytest.mark.skipif(DECODER is None, reason="needs ffmpeg or sox to make and read FLAC")
+def test_flac_is_decoded_by_ffmpeg_or_sox(tmp_path: Path) -> None:
+    wav, flac = tmp_path / "s.wav", tmp_path / "s.flac"
+    write_wav(wav, tone_pcm(1.0, 44100, 2), 44100, 2)
+    sox = shutil.which("sox")
+    if sox:
+        subprocess.run([sox, str(wav), str(flac)], check=True)
+    else:
+        subprocess.run([DECODER, "-v", "error", "-i", str(wav), str(flac)], check=True)  # type: ignore[list-item]
+    assert close_to(expected_mono(), min_snr_db=25)(audio.load(flac).pcm) is None
+
+
+def _float_wav(path: Path, pcm: bytes, rate: int) -> None:
+    """A 32-bit float WAV (format 3), which Python's `wave` module refuses."""
+    data = b"".join(struct.pack("<f", s / 32768) for s in samples(pcm))
+    fmt = struct.pack("<HHIIHH", 3, 1, rate, rate * 4, 4, 32)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+
+
+def test_without_a_decoder_flac_and_float_wav_get_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    (tmp_path / "x.flac").write_bytes(b"fLaC" + b"\0" * 64)
+    _float_wav(tmp_path / "f.wav", tone_pcm(0.2, 16000, 1), 16000)
+    for name in ("x.flac", "f.wav"):
+        with pytest.raises(UsageError, match="needs ffmpeg or sox"):
+            audio.load(tmp_path / name)
+
+
+@pytest.mark.skipif(DECODER is None, reason="needs ffmpeg or sox")
+def test_float_wav_goes_through_the_external_decoder(tmp_path: Path) -> None:
+    _float_wav(tmp_path / "f.wav", tone_pcm(1.0, 16000, 1), 16000)
+    assert close_to(expected_mono(), min_snr_db=30)(audio.load(tmp_path / "f.wav").pcm) is None
+
+
+@pytest.mark.skipif(DECODER is None, reason="needs ffmpeg or sox")
+def test_a_corrupt_flac_names_the_decoder_error(tmp_path: Path) -> None:
+    (tmp_path / "bad.flac").write_bytes(b"fLaC" + b"\x13" * 200)
+    with pytest.raises(UsageError, match="could not decode it"):
+        audio.load(tmp_path / "bad.flac")
+
+
+def test_bad_inputs_are_usage_errors(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no such file"):
+        audio.load(tmp_path / "missing.wav")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(UsageError, match="not a WAV or FLAC"):
+        audio.load(tmp_path / "notes.txt")
+    with wave.open(str(tmp_path / "empty.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+    with pytest.raises(UsageError, match="no audio"):
+        audio.load(tmp_path / "empty.wav")
+    with pytest.raises(UsageError):
+        audio.load(tmp_path)
+
+
+def test_to_wav_wraps_pcm_as_16k_mono(tmp_path: Path) -> None:
+    pcm = array("h", [0, 1000, -1000, 32767, -32768]).tobytes()
+    path = tmp_path / "out.wav"
+    path.write_bytes(audio.to_wav(pcm))
+    with wave.open(str(path), "rb") as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2)
+        assert w.readframes(10) == pcm
+
+
+def test_resampling_keeps_loudness_and_length() -> None:
+    out = audio.resample([1000.0] * 4410, 44100, 16000)
+    assert len(out) == 1600
+    assert all(abs(v - 1000.0) < 1.0 for v in out[100:-100])

@@ -1,0 +1,234 @@
+"""`smoke` over vLLM's realtime WebSocket, against a real loopback server that speaks the protocol and
+checks every byte of audio it receives (tests/smoke_kit.py)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+from http.server import HTTPServer, SimpleHTTPRequestHandler
+from pathlib import Path
+from threading import Thread
+
+import pytest
+from conftest import run_cli
+from smoke_kit import (
+    VOXTRAL,
+    VllmBehaviour,
+    VllmStandIn,
+    close_to,
+    exact,
+    tone_pcm,
+    write_wav,
+)
+
+from echopanel_setup import cli
+from echopanel_setup.errors import ExternalError
+from echopanel_setup.smoke import audio, client
+
+CLIP = audio.bundled()
+
+
+def smoke(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """`echopanel-setup smoke ARGS` through cli.main, in this process (the stand-in runs in a thread)."""
+    monkeypatch.setattr(sys, "argv", ["echopanel-setup", "smoke", *args])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    captured = capsys.readouterr()
+    return int(exc.value.code or 0), captured.out, captured.err
+
+
+def test_bundled_clip_through_the_realtime_protocol(monkeypatch, capsys) -> None:
+    with VllmStandIn(exact(CLIP.pcm)) as server:
+        code, out, err = smoke(monkeypatch, capsys, "--url", server.url, "--fast", "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["passed"] and doc["route"] == "realtime" and doc["mode"] == "local"
+    assert doc["model"] == VOXTRAL and doc["server"]["version"] == "0.33.0"
+    assert doc["wer"]["value"] == 0.0 and doc["audio"]["synthesized"]
+    assert doc["deltas"] >= 2 and doc["timings_ms"]["first_delta"] is not None and doc["rtf"] is not None
+    events = server.seen.events
+    assert events[:2] == ["session.update", "input_audio_buffer.commit"]
+    assert set(events[2:-1]) == {"input_audio_buffer.append"} and events[-1] == "input_audio_buffer.commit"
+    assert server.seen.session_updates[0] == {"type": "session.update", "model": VOXTRAL}
+    assert server.seen.auth == [None, None]  # /v1/models and /v1/realtime, no key configured
+
+
+def test_human_report_as_a_user_runs_it() -> None:
+    with VllmStandIn(exact(CLIP.pcm)) as server:
+        done = run_cli("smoke", "--url", server.url.replace("http://", "ws://") + "/v1/realtime", "--fast")
+    assert done.returncode == 0, done.stderr
+    assert "WER:        0.0%" in done.stdout and "✓ pass" in done.stdout
+    assert "vLLM 0.33.0" in done.stdout and "synthesized" in done.stdout
+
+
+def test_paced_audio_arrives_like_a_live_microphone(monkeypatch, capsys, tmp_path: Path) -> None:
+    pcm = tone_pcm(1.0, 16000, 1)
+    write_wav(tmp_path / "one-second.wav", pcm, 16000, 1)
+    with VllmStandIn(exact(pcm), VllmBehaviour(transcript="tones")) as server:
+        code, out, err = smoke(monkeypatch, capsys, "--url", server.url, "--audio", str(tmp_path / "one-second.wav"), "--expect", "tones", "--json")
+        spread = server.seen.append_times[-1] - server.seen.append_times[0]
+    assert code == 0, err
+    chunks = len(server.seen.append_times)
+    assert chunks == 8  # 32000 bytes in 4096-byte chunks
+    assert spread >= (chunks - 1) * 0.128 * 0.9, "chunks were sent faster than real time"
+    assert json.loads(out)["fast"] is False
+
+
+def test_a_44k_stereo_user_file_arrives_as_16k_mono(monkeypatch, capsys, tmp_path: Path) -> None:
+    path = tmp_path / "meeting.wav"
+    write_wav(path, tone_pcm(1.5, 44100, 2), 44100, 2)
+    with VllmStandIn(close_to(tone_pcm(1.5, 16000, 1, side=())), VllmBehaviour(transcript="Hello there, General.")) as server:
+        code, out, err = smoke(monkeypatch, capsys, "--url", server.url, "--fast", "--audio", str(path), "--expect", "hello there general", "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["audio"]["source"] == str(path) and doc["audio"]["duration_s"] == pytest.approx(1.5, abs=0.01)
+    assert doc["wer"]["value"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "hint"),
+    [
+        ("invalid_audio", "Invalid audio data", "could not decode an audio chunk"),
+        ("processing_error", "CUDA error: an illegal memory access was encountered", "explain LOG"),
+        ("model_not_validated", "Model not validated.", "session.update"),
+    ],
+)
+def test_server_error_events_are_shown_verbatim_with_a_hint(monkeypatch, capsys, code: str, message: str, hint: str) -> None:
+    with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(error_after_appends=(3, code, message))) as server:
+        rc, _, err = smoke(monkeypatch, capsys, "--url", server.url, "--fast")
+    assert rc == 3
+    assert f"error {code}: {message}" in err and hint in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_wrong_served_model_name_is_reported_by_the_server(monkeypatch, capsys) -> None:
+    with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(reject_model=True)) as server:
+        rc, _, err = smoke(monkeypatch, capsys, "--url", server.url, "--fast")
+    assert rc == 3 and "model_not_found" in err and f"The model `{VOXTRAL}` does not exist." in err
+
+
+def test_another_served_model_name_is_learned_from_v1_models(monkeypatch, capsys) -> None:
+    with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(models=["voxtral-rt"])) as server:
+        rc, out, err = smoke(monkeypatch, capsys, "--url", server.url, "--fast", "--json")
+        assert server.seen.model == "voxtral-rt"
+    assert rc == 0, err
+    assert json.loads(out)["model"] == "voxtral-rt"
+
+
+def test_a_model_the_server_does_not_serve_lists_the_served_ones(monkeypatch, capsys) -> None:
+    with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(models=["my-voxtral-realtime", "whisper-large"])) as server:
+        rc, _, err = smoke(monkeypatch, capsys, "--url", server.url, "--fast", "--model", "nope")
+        rc2, _, err2 = smoke(monkeypatch, capsys, "--url", server.url, "--fast")
+    assert rc == 2 and "it serves: my-voxtral-realtime, whisper-large" in err
+    assert rc2 == 0, err2  # of two models, the Voxtral Realtime one is picked
+
+
+def test_a_non_voxtral_model_gets_a_note(monkeypatch, capsys) -> None:
+    with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(models=["openai/whisper-large-v3"])) as server:
+        rc, out, _ = smoke(monkeypatch, capsys, "--url", server.url, "--fast")
+    assert rc == 0 and "does not look like Voxtral Realtime" in out
+
+
+def test_dropped_connection(monkeypatch, capsys) -> None:
+    with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(drop_after_appends=5)) as server:
+        rc, _, err = smoke(monkeypatch, capsys, "--url", server.url, "--fast")
+    assert rc == 3 and "closed the WebSocket before transcription.done" in err
+
+
+def test_stalled_server_times_out(monkeypatch, capsys) -> None:
+    with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(stall=True)) as server:
+        rc, _, err = smoke(monkeypatch, capsys, "--url", server.url, "--fast", "--timeout", "0.5")
+    assert rc == 3 and "no transcription.done within" in err and "--timeout" in err
+
+
+def test_api_key_missing_wrong_and_right(monkeypatch, capsys) -> None:
+    secret = "s3cret-key-value"
+    with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(api_key=secret)) as server:
+        rc1, _, err1 = smoke(monkeypatch, capsys, "--url", server.url, "--fast")
+        rc2, _, err2 = smoke(monkeypatch, capsys, "--url", server.url, "--fast", "--api-key", "wrong")
+        monkeypatch.setenv("VLLM_API_KEY", secret)
+        rc3, out3, err3 = smoke(monkeypatch, capsys, "--url", server.url, "--fast", "--json")
+        assert server.seen.auth[-1] == f"Bearer {secret}"
+    assert rc1 == 3 and "wants an API key (HTTP 401)" in err1
+    assert rc2 == 3 and "refused the API key (HTTP 401)" in err2 and "wrong" not in err2
+    assert rc3 == 0, err3
+    assert secret not in out3 + err3
+
+
+def test_401_on_the_websocket_handshake() -> None:
+    with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(api_key="k")) as server:
+        ws = server.url.replace("http://", "ws://") + "/v1/realtime"
+        with pytest.raises(ExternalError, match="HTTP 401"):
+            client.transcribe(ws, VOXTRAL, CLIP.pcm, api_key=None, fast=True, limits=client.Limits.defaults())
+        transcript = client.transcribe(ws, VOXTRAL, CLIP.pcm, api_key="k", fast=True, limits=client.Limits.defaults())
+    assert transcript.text.startswith("Please call Stella")
+    assert transcript.timings.overhead_s >= 0
+
+
+def test_server_without_the_realtime_route(monkeypatch, capsys) -> None:
+    with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(realtime_route=False)) as server:
+        rc, _, err = smoke(monkeypatch, capsys, "--url", server.url, "--fast")
+    assert rc == 3 and "no realtime WebSocket (HTTP 403)" in err
+
+
+def test_unhealthy_engine(monkeypatch, capsys) -> None:
+    with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(health=503)) as server:
+        rc, _, err = smoke(monkeypatch, capsys, "--url", server.url, "--fast")
+    assert rc == 3 and "HTTP 503" in err and "not ready" in err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_server_says_how_to_start_one(monkeypatch, capsys) -> None:
+    rc, out, err = smoke(monkeypatch, capsys, "--url", f"http://127.0.0.1:{_free_port()}", "--json")
+    assert rc == 3 and "is the server running?" in err and "echopanel-setup serve" in err
+    assert json.loads(out) == {**json.loads(out), "passed": False, "exit_code": 3}
+
+
+def test_not_a_vllm_server(monkeypatch, capsys, tmp_path: Path) -> None:
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = HTTPServer(("127.0.0.1", 0), lambda *a: Quiet(*a, directory=str(tmp_path)))
+    Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        rc, _, err = smoke(monkeypatch, capsys, "--url", f"http://127.0.0.1:{httpd.server_address[1]}")
+    finally:
+        httpd.shutdown()
+    assert rc == 3 and "not a vLLM server" in err
+
+
+def test_bad_transcript_fails_on_max_wer(monkeypatch, capsys) -> None:
+    with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(transcript="Please call Bella, ask him for nothing.")) as server:
+        rc, out, _ = smoke(monkeypatch, capsys, "--url", server.url, "--fast", "--json")
+        rc_loose, _, _ = smoke(monkeypatch, capsys, "--url", server.url, "--fast", "--max-wer", "2")
+    doc = json.loads(out)
+    assert rc == 1 and not doc["passed"] and doc["wer"]["value"] > doc["max_wer"]
+    assert rc_loose == 0
+
+
+def test_url_comes_from_the_echopanel_config(monkeypatch, capsys, isolated_home: Path) -> None:
+    with VllmStandIn(exact(CLIP.pcm)) as server:
+        config = isolated_home / "config" / "echopanel" / "echopanel.env"
+        config.parent.mkdir(parents=True)
+        config.write_text(f"ECHOPANEL_ASR_PROVIDER=voxtral_official\nVOXTRAL_VLLM_URL={server.url}\n")
+        rc, out, err = smoke(monkeypatch, capsys, "--fast", "--json")
+    assert rc == 0, err
+    assert json.loads(out)["mode_reason"].startswith("VOXTRAL_VLLM_URL in ")
+
+
+def test_nothing_to_test_and_bad_flags_are_usage_errors(monkeypatch, capsys) -> None:
+    rc, _, err = smoke(monkeypatch, capsys)
+    assert rc == 2 and "nothing to test" in err
+    rc, _, err = smoke(monkeypatch, capsys, "--mode", "remote")
+    assert rc == 2 and "--mode remote needs --url" in err
+    rc, _, err = smoke(monkeypatch, capsys, "--url", "ftp://host:21")
+    assert rc == 2 and "must look like http://HOST:8000" in err
+    rc, _, err = smoke(monkeypatch, capsys, "--url", "http://127.0.0.1:1", "--audio", "/nonexistent.wav")
+    assert rc == 2 and "no such file" in err
