@@ -182,13 +182,6 @@ def explain(
         con.print(f"Also in the log: {escape(m.title)} ({m.id}, line {m.line_no})")
 
 
-def _not_yet(name: str, issue: int) -> None:
-    raise UsageError(f"`{name}` is not available in echopanel-setup {__version__} yet (tracked in issue #{issue}); `echopanel-setup doctor` says what to do meanwhile")
-
-
-_PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
-
-
 @install_app.command("voxtral")
 def install_voxtral(
     dir: Annotated[Optional[str], typer.Option("--dir", metavar="DIR", help="Where the model goes (default: the per-user data dir, or where an earlier install put it).")] = None,
@@ -348,12 +341,7 @@ def configure(
         mode=mode.value if mode else None, provider=provider, url=url, delay_ms=delay_ms, api_key=api_key, output=output, facts=facts
     )
     if shell:
-        import os
-
-        plan = configure_mod.make_plan(opts, configure_mod.collect_facts(opts), os.environ)
-        for item in plan.advice:
-            print(f"echopanel-setup: warning: {item.text} {' / '.join(item.commands)}".rstrip(), file=sys.stderr)
-        sys.stdout.write(configure_mod.shell(plan))
+        configure_mod.print_shell(opts)
         return
     configure_mod.run(opts, dry_run=dry_run, yes=yes)
 
@@ -378,13 +366,6 @@ def setup(
     """
     from echopanel_setup import setup_flow
 
-    if exec_ and detach:
-        raise UsageError("--exec and --detach exclude each other: pick one")
-    if delay_ms is not None:
-        from echopanel_setup.envconfig import validate_delay
-
-        if problem := validate_delay(str(delay_ms)):
-            raise UsageError(f"--delay-ms: {problem.split('=', 1)[1]}")
     opts = setup_flow.SetupOptions(
         mode=mode.value if mode else None, url=url, api_key=api_key, delay_ms=delay_ms, yes=yes, exec_=exec_,
         detach=detach, dry_run=dry_run, facts=facts, python=python,

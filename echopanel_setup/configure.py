@@ -285,6 +285,14 @@ def shell(plan: Plan) -> str:
     return envconfig.shell_exports(values)
 
 
+def print_shell(opts: ConfigureOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> None:
+    """`--shell`: export lines on stdout (nothing written); advice goes to stderr so `eval` sees only exports."""
+    plan = make_plan(opts, collect_facts(opts), os.environ)
+    for item in plan.advice:
+        print(f"echopanel-setup: warning: {item.text} {' / '.join(item.commands)}".rstrip(), file=err)
+    out.write(shell(plan))
+
+
 def collect_facts(opts: ConfigureOptions) -> Facts:
     """What doctor knows (offline: no network), or a saved snapshot when --facts is given."""
     from echopanel_setup import doctor

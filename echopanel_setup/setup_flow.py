@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TextIO
 
-from echopanel_setup import knowledge, paths
+from echopanel_setup import envconfig, knowledge, paths
 from echopanel_setup.checks import CheckResult, Status
-from echopanel_setup.errors import SetupError
+from echopanel_setup.errors import SetupError, UsageError
 from echopanel_setup.report import DoctorRun
 
 _NOT_BUILT = "is not available in echopanel-setup"
@@ -319,5 +319,9 @@ class Flow:
 
 
 def run(opts: SetupOptions, out: TextIO | None = None) -> int:
+    if opts.exec_ and opts.detach:
+        raise UsageError("--exec and --detach exclude each other: pick one")
+    if opts.delay_ms is not None and (problem := envconfig.validate_delay(str(opts.delay_ms))):
+        raise UsageError(f"--delay-ms: {problem.split('=', 1)[1]}")
     return Flow(opts, out).run()
 

@@ -54,36 +54,6 @@ def test_version() -> None:
     assert proc.stdout.strip() == f"echopanel-setup {__version__}"
 
 
-STUBS = {
-    "serve": "serve", "smoke": "smoke", "configure": "configure", "setup": "setup",
-    "install voxtral": "install_voxtral", "install vllm": "install_vllm",
-}
-
-
-def _still_a_stub(command: str) -> bool:
-    """Whether the CLI function behind `command` is still the 'not available yet' placeholder."""
-    import inspect
-
-    from echopanel_setup import cli
-
-    fn = getattr(cli, STUBS[command], None)
-    return fn is not None and "_not_yet(" in inspect.getsource(fn)
-
-
-@pytest.mark.parametrize(
-    "args",
-    [("serve",), ("smoke",), ("configure",), ("setup",), ("install", "voxtral"), ("install", "vllm"), ("serve", "--port", "8001", "--delay-ms", "960")],
-    ids=lambda a: " ".join(a),
-)
-def test_commands_not_built_yet_say_so(args: tuple[str, ...]) -> None:
-    command = " ".join(args[:2]) if args[0] == "install" else args[0]
-    if not _still_a_stub(command):
-        pytest.skip(f"`{command}` is implemented now; its own tests cover it")
-    line = assert_usage_error(run_cli(*args))
-    assert "not available" in line
-    assert line.startswith("echopanel-setup: error:")
-
-
 # --- bad input ----------------------------------------------------------------------------------------
 
 
