@@ -44,3 +44,44 @@ def test_usage_error_is_one_line_exit_2(monkeypatch, capsys):
     assert _main(monkeypatch, "doctor", "--python", "/nonexistent/python") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["echopanel-setup: error: --python /nonexistent/python: no such file; pass the python of the venv that runs vLLM"]
+
+
+def test_spinner_names_slow_probes_only_on_a_terminal(tmp_path):
+    """On a TTY a slow probe is named while doctor waits; piped output never carries the spinner."""
+    import os
+    import pty
+    import subprocess
+    import textwrap
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text(textwrap.dedent(f"""\
+        #!{sys.executable}
+        import time
+        time.sleep(1.5)
+        print("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.")
+        raise SystemExit(9)
+        """))
+    smi.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "TERM": "xterm", "COLUMNS": "120"}
+    cmd = [sys.executable, "-m", "echopanel_setup", "doctor", "--offline"]
+
+    piped = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    assert "probing:" not in piped.stdout + piped.stderr
+
+    pid, fd = pty.fork()
+    if pid == 0:  # child: stdout and stderr are the terminal
+        os.execve(sys.executable, cmd, env)
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.waitpid(pid, 0)
+    screen = b"".join(chunks).decode("utf-8", "replace")
+    assert "probing: gpu" in screen
