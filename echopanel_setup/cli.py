@@ -292,7 +292,7 @@ def smoke(
     http: Annotated[bool, typer.Option("--http", help="Use the one-shot HTTP route /v1/audio/transcriptions instead of the realtime WebSocket.")] = False,
     timeout: Annotated[Optional[float], typer.Option(min=0.1, metavar="SECONDS", help="Seconds to wait for the transcript after the end of the audio (default 30).")] = None,
     config: Annotated[Optional[str], typer.Option(metavar="FILE", help="EchoPanel's env file (default: the per-user echopanel.env).")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document (also on errors) and nothing else on stdout.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document (also when the test fails or the server errs) and nothing else on stdout.")] = False,
 ) -> None:
     """Transcribe a short clip through the server, as EchoPanel would, and report accuracy and latency.
 

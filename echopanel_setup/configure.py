@@ -8,6 +8,7 @@ already lives in the environment is written as a `${NAME}` reference instead of 
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import sys
 from collections.abc import Mapping
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from echopanel_setup import envconfig, knowledge, paths
-from echopanel_setup.errors import UsageError
+from echopanel_setup.errors import ExternalError, UsageError
 from echopanel_setup.facts.model import Facts
 
 VOXTRAL = "voxtral_official"
@@ -96,7 +97,13 @@ def make_plan(opts: ConfigureOptions, facts: Facts, environ: Mapping[str, str], 
             updates[envconfig.MODE] = None
             updates[envconfig.URL] = _url(opts, existing, mode, reasons, k["server"]["default_url"])
             served = facts.model.delay_ms
-            if mode == "local" and served is not None and served != delay:
+            if mode == "local" and (why_not := _why_not_local(facts)):
+                advice.append(Advice(
+                    f"{why_not}; unless {updates[envconfig.URL]} is a tunnel to a GPU host, EchoPanel will find no server "
+                    "there. Point it at a vLLM server elsewhere, or at Mistral's API:",
+                    ["echopanel-setup configure --mode remote --url http://GPU-HOST:8000", "echopanel-setup configure --mode api"],
+                ))
+            elif mode == "local" and served is not None and served != delay:
                 advice.append(Advice(
                     f"EchoPanel will ask for {delay} ms, but the model dir serves {served} ms (vLLM reads "
                     "audio.transcription_delay_ms from tekken.json once, at start-up). Serve the matching variant:",
@@ -155,14 +162,20 @@ def _mode(opts: ConfigureOptions, facts: Facts, existing: dict[str, str]) -> tup
     if existing.get(envconfig.PROVIDER, VOXTRAL) == VOXTRAL and existing.get(envconfig.URL):
         url = existing[envconfig.URL]
         return ("local" if envconfig.is_local_url(url) else "remote"), f"{envconfig.URL} in the existing file"
+    why_not = _why_not_local(facts)
+    return (None, why_not) if why_not else ("local", "doctor found Linux with an NVIDIA GPU")
+
+
+def _why_not_local(facts: Facts) -> str | None:
+    """Why vLLM cannot serve Voxtral on this machine, or None when it can."""
     system = facts.platform.system
     if system == "Linux" and facts.gpu.devices:
-        return "local", "doctor found Linux with an NVIDIA GPU"
+        return None
     if system == "Darwin":
-        return None, "macOS: vLLM cannot serve Voxtral on the Apple GPU"
+        return "macOS: vLLM cannot serve Voxtral on the Apple GPU"
     if system == "Windows":
-        return None, "native Windows: vLLM does not run here (WSL2 can)"
-    return None, f"{system or 'this system'} without an NVIDIA GPU: vLLM cannot serve Voxtral here"
+        return "native Windows: vLLM does not run here (WSL2 can)"
+    return f"{system or 'this system'} without an NVIDIA GPU: vLLM cannot serve Voxtral here"
 
 
 def _local_alternative(system: str) -> dict:  # type: ignore[type-arg]
@@ -258,15 +271,19 @@ def apply(plan: Plan) -> Path | None:
     try:
         return envconfig.write_atomic(plan.path, plan.new_text, plan.secret)
     except OSError as exc:
+        if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):  # the disk, not the user's input
+            raise ExternalError(f"{plan.path}: cannot write it: {exc.strerror or exc} (the previous file is untouched); free some space and run configure again") from None
         raise UsageError(f"{plan.path}: cannot write it: {exc.strerror or exc}") from None
 
 
 def masked(text: str) -> str:
-    """`text` with literal secret values replaced, for diffs and logs."""
+    """`text` with literal secret values replaced, for diffs and logs: EchoPanel's key and any other line of
+    the user's file whose name says it is a secret (`OPENAI_API_KEY`, `HF_TOKEN`, …), since unchanged
+    lines show up in a diff's context too."""
     lines = []
     for line in text.splitlines(keepends=True):
         parsed = envconfig.parse(line).values
-        secret = next((k for k in envconfig.SECRET_KEYS if k in parsed and envconfig.reference(parsed[k]) is None), None)
+        secret = next((k for k, v in parsed.items() if envconfig.is_secret(k) and envconfig.reference(v) is None), None)
         lines.append(line.split("=", 1)[0] + "=****" + ("\n" if line.endswith("\n") else "") if secret else line)
     return "".join(lines)
 
@@ -348,6 +365,9 @@ def _render_plan(plan: Plan, out: TextIO):  # type: ignore[no-untyped-def]
         con.print(f"Mode:     {plan.mode} ({_esc(plan.reasons.get('mode', ''))})")
     for line in masked("".join(f"{k}={v}\n" for k, v in plan.values.items())).splitlines():
         con.print(f"  {_esc(line):<44} [dim]{_esc(plan.reasons.get(line.split('=', 1)[0], ''))}[/]")
+    for key, why in plan.reasons.items():
+        if key in envconfig.KEYS and key not in plan.values:  # decided, but nothing to write (e.g. the key is in the environment)
+            con.print(f"  {key} not written {'':<19} [dim]{_esc(why)}[/]")
     old = envconfig.parse(plan.old_text).values
     for key, value in plan.updates.items():
         if value is None and key in old:

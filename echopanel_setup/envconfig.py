@@ -210,9 +210,23 @@ def merge(text: str, updates: Mapping[str, str | None]) -> str:
             appended.append(format_line(key, value))
         elif parse(lines[found[-1]]).values.get(key) != value:
             raw = lines[found[-1]]
-            lines[found[-1]] = format_line(key, value, export=raw.lstrip().startswith("export "))
+            lines[found[-1]] = format_line(key, value, export=raw.lstrip().startswith("export ")) + _inline_comment(raw)
     kept = [line for number, line in enumerate(lines) if number not in dropped] + appended
     return newline.join(kept) + newline if kept else ""
+
+
+def _inline_comment(raw: str) -> str:
+    """The `  # comment` after an assignment's value (a comment is the user's, even on our keys), or ""."""
+    match = _LINE.match(raw)
+    value = match.group(2) if match else ""
+    if value[:1] in ("'", '"'):
+        quote, end = value[0], 1
+        while end < len(value) and value[end] != quote:
+            end += 2 if quote == '"' and value[end] == "\\" else 1
+        rest = value[end + 1 :].strip()
+    else:
+        rest = value[value.find(" #") :].strip() if " #" in value else ""
+    return f"  {rest}" if rest.startswith("#") else ""
 
 
 def write_atomic(path: Path, text: str, secret: bool) -> Path | None:

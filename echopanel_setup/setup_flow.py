@@ -12,16 +12,17 @@ yet gets the manual command instead.
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import TextIO
 
 from echopanel_setup import envconfig, knowledge, paths
 from echopanel_setup.checks import CheckResult, Status
-from echopanel_setup.errors import SetupError, UsageError
+from echopanel_setup.errors import ExternalError, SetupError, UsageError
 from echopanel_setup.report import DoctorRun
 
 _NOT_BUILT = "is not available in echopanel-setup"
@@ -150,8 +151,9 @@ class Flow:
 
         skip = ["network.mistral"] if self.opts.mode == "api" and self.opts.url else []
         url = self.opts.url if self.opts.mode != "api" else None
-        run = doctor.run(Options(python=self.opts.python, url=url), mode=self.opts.mode, skip=skip, facts_file=self.opts.facts)
-        failed = len([r for r in run.results if r.counts_as_failure])
+        with _vllm_key(self.opts.api_key if self.opts.mode != "api" else None):
+            run = doctor.run(Options(python=self.opts.python, url=url), mode=self.opts.mode, skip=skip, facts_file=self.opts.facts)
+        failed = len(self._failures(run))
         verdict = f"{failed} required check{'s' if failed != 1 else ''} failed" if failed else "every required check passes"
         self._line("✓" if not failed else "!", "doctor", f"{run.mode} mode ({run.mode_reason}): {verdict}")
         return run
@@ -274,7 +276,7 @@ class Flow:
                     return False
                 try:
                     info = server.discover(ep, self.opts.api_key, "", _POLL_S)
-                except SetupError:
+                except ExternalError:  # not up yet; a UsageError (e.g. an unusable proxy) stops at once
                     if self.server_proc is None:
                         time.sleep(_POLL_S)
                     else:  # wake up as soon as vLLM exits
@@ -316,6 +318,23 @@ class Flow:
         if self.started_with_delay is not None:  # serve just started a variant with this delay
             facts = replace(facts, model=replace(facts.model, delay_ms=self.started_with_delay))
         configure.run(opts, yes=self.opts.yes, out=self.con.file, facts=facts)
+
+
+@contextlib.contextmanager
+def _vllm_key(key: str | None) -> Iterator[None]:
+    """Doctor asks the server with VLLM_API_KEY from the environment; `setup --api-key` must count too."""
+    if not key:
+        yield
+        return
+    before = os.environ.get("VLLM_API_KEY")
+    os.environ["VLLM_API_KEY"] = key
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["VLLM_API_KEY"]
+        else:
+            os.environ["VLLM_API_KEY"] = before
 
 
 def run(opts: SetupOptions, out: TextIO | None = None) -> int:

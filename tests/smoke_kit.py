@@ -345,6 +345,7 @@ class MistralBehaviour:
     transcript: str = "Please call Stella. Ask her to bring these things with her from the store."
     api_key: str = "test-key"
     error: tuple[int, str] | None = None  # sent after the first audio chunk; the socket stays open, as after any error
+    silent: bool = False  # accept the WebSocket, never send session.created
 
 
 class MistralStandIn:
@@ -378,6 +379,10 @@ class MistralStandIn:
         return None
 
     async def _session(self, ws: ServerConnection) -> None:
+        self.seen.pcm, self.seen.append_times = bytearray(), []  # each session is checked on its own audio
+        if self.b.silent:
+            await ws.wait_closed()
+            return
         model = self.query.get("model", ["?"])[0]
         session: dict[str, Any] = {"request_id": "req-standin", "model": model, "audio_format": {"encoding": "pcm_s16le", "sample_rate": 16000}}
         await ws.send(json.dumps({"type": "session.created", "session": session}))

@@ -4,6 +4,7 @@ and a `--shell` output that is safe to eval with hostile values."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -341,3 +342,60 @@ def test_merge_rewrites_the_last_duplicate_and_keeps_crlf() -> None:
     assert envconfig.parse(merged).values["VOXTRAL_VLLM_URL"] == "http://c:3"
     unchanged = "VOXTRAL_STREAMING_DELAY_MS='480'  # quoted by hand\n"
     assert envconfig.merge(unchanged, {"VOXTRAL_STREAMING_DELAY_MS": "480"}) == unchanged
+
+
+def test_dry_run_masks_every_secret_in_the_users_file(monkeypatch, capsys, env_file: Path) -> None:
+    """Regression: the diff's context lines showed the user's other secrets (OPENAI_API_KEY, HF_TOKEN…)."""
+    env_file.parent.mkdir(parents=True)
+    env_file.write_text("THEME=dark\nOPENAI_API_KEY=sk-openai-secret\nHF_TOKEN='hf_secret'\nVAULT_TOKEN=${FROM_VAULT}\n")
+    code, out, _ = configure(monkeypatch, capsys, "--mode", "remote", "--url", "http://gpu.lan:8000", "--dry-run")
+    assert code == 0
+    assert "sk-openai-secret" not in out and "hf_secret" not in out
+    assert " OPENAI_API_KEY=****" in out and " HF_TOKEN=****" in out
+    assert " VAULT_TOKEN=${FROM_VAULT}" in out  # a reference is not a secret: shown as it is
+
+
+def test_a_key_left_in_the_environment_says_why_nothing_is_written(monkeypatch, capsys, env_file: Path) -> None:
+    """Regression: the reason for not writing VOXTRAL_MISTRAL_API_KEY was decided but never shown."""
+    monkeypatch.setenv("VOXTRAL_MISTRAL_API_KEY", "sk-env-789")
+    code, out, _ = configure(monkeypatch, capsys, "--mode", "api")
+    assert code == 0
+    assert "VOXTRAL_MISTRAL_API_KEY not written" in out and "from the environment" in out
+    assert envconfig.API_KEY not in values(env_file) and "sk-env-789" not in out
+
+
+def test_a_comment_after_a_rewritten_value_is_kept(monkeypatch, capsys, env_file: Path) -> None:
+    """Regression: rewriting `KEY=value  # comment` dropped the user's comment."""
+    env_file.parent.mkdir(parents=True)
+    env_file.write_text("export VOXTRAL_VLLM_URL=http://old:8000   # the lab box\nVOXTRAL_STREAMING_DELAY_MS='480' # ask Ana first\n")
+    code, _, err = configure(monkeypatch, capsys, "--mode", "remote", "--url", "http://gpu.lan:8000", "--delay-ms", "960", "--yes")
+    assert code == 0, err
+    assert env_file.read_text().splitlines()[:2] == [
+        "export VOXTRAL_VLLM_URL=http://gpu.lan:8000  # the lab box",
+        "VOXTRAL_STREAMING_DELAY_MS=960  # ask Ana first",
+    ]
+    assert values(env_file)[envconfig.URL] == "http://gpu.lan:8000" and values(env_file)[envconfig.DELAY] == "960"
+
+
+def test_local_mode_on_a_machine_without_a_gpu_warns(monkeypatch, capsys, env_file: Path) -> None:
+    """Regression: `--mode local` on a machine that cannot run vLLM was written without a word."""
+    code, out, _ = configure(monkeypatch, capsys, "--mode", "local", facts="linux-nogpu")
+    assert code == 0 and "without an NVIDIA GPU" in out and "--mode remote --url http://GPU-HOST:8000" in out
+    assert values(env_file)[envconfig.URL] == "http://localhost:8000"  # still written: it may be a tunnel
+
+
+def test_a_full_disk_is_an_external_failure_and_keeps_the_old_file(monkeypatch, capsys, env_file: Path) -> None:
+    """Regression: a full disk was reported as bad input (exit 2); DEVELOPERS.md makes it exit 3."""
+    env_file.parent.mkdir(parents=True)
+    env_file.write_text("ECHOPANEL_THEME=dark\n")
+    real_fsync = os.fsync
+
+    def full(fd: int) -> None:
+        real_fsync(fd)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    code, _, err = configure(monkeypatch, capsys, "--mode", "local", "--yes")
+    assert code == 3 and "No space left on device" in err and "previous file is untouched" in err
+    assert env_file.read_text() == "ECHOPANEL_THEME=dark\n"
+    assert not list(env_file.parent.glob(".echopanel.env.*.tmp"))

@@ -210,3 +210,17 @@ def test_redact_url() -> None:
     assert network.redact_url("http://proxy:3128") == "http://proxy:3128"
     assert network.redact_url("http://u:p@proxy:3128") == "http://***@proxy:3128"
     assert network.redact_url("http://u@proxy") == "http://***@proxy"
+
+
+def test_a_socks_proxy_without_socksio_is_reported_not_crashed(monkeypatch) -> None:
+    """ALL_PROXY=socks5://… without httpx[socks]: the probes say why, nothing crashes."""
+    import importlib.util
+
+    if importlib.util.find_spec("socksio") is not None:
+        pytest.skip("socksio is installed here")
+    from echopanel_setup.facts import network
+
+    monkeypatch.setenv("ALL_PROXY", "socks5://127.0.0.1:9")
+    facts = network.probe(network.credentials({}), "http://gpu.example:8000", external=True)
+    assert facts.hf is not None and not facts.hf.reachable and "socksio" in (facts.hf.error or "")
+    assert facts.server is not None and "socksio" in (facts.server.error or "")

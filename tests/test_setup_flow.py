@@ -4,6 +4,7 @@ commands (a stub prints the manual equivalent); smoke and configure run against 
 from __future__ import annotations
 
 import io
+import os
 import socket
 import subprocess
 import sys
@@ -178,3 +179,47 @@ def test_flag_conflicts_are_usage_errors(monkeypatch, capsys) -> None:
     assert setup(monkeypatch, capsys, "--exec", "--detach")[0] == 2
     code, _, err = setup(monkeypatch, capsys, "--delay-ms", "500")
     assert code == 2 and "nearest: 480" in err
+
+
+def test_remote_with_a_server_key_given_to_setup(monkeypatch, capsys, env_file: Path) -> None:
+    """Regression: `setup --api-key` reached smoke but not doctor, whose 401 stopped the flow."""
+    with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(api_key="server-key")) as server:
+        code, out, err = setup(monkeypatch, capsys, "--mode", "remote", "--url", server.url, "--api-key", "server-key", "--yes")
+        assert server.seen.auth and all(a == "Bearer server-key" for a in server.seen.auth)
+    assert code == 0, out + err
+    assert "every required check passes" in out and "server-key" not in out + err
+    assert "VLLM_API_KEY" not in os.environ  # lent to doctor for the run only
+
+
+def test_the_doctor_line_counts_only_what_stops_setup(monkeypatch, capsys, env_file: Path) -> None:
+    """Regression: with the Mistral key given as --api-key, doctor's line said a required check failed,
+    then setup went on as if nothing had."""
+    pytest.importorskip("mistralai.extra.realtime", reason="mistralai[realtime] is an optional extra")
+    from smoke_kit import MistralStandIn
+
+    with MistralStandIn(exact(CLIP.pcm)) as api:
+        code, out, _ = setup(monkeypatch, capsys, "--mode", "api", "--url", api.url, "--api-key", "test-key", "--yes")
+    assert code == 0 and "api mode (--mode): every required check passes" in out
+
+
+def test_an_unusable_proxy_stops_the_wait_at_once(monkeypatch, env_file: Path) -> None:
+    """Regression: waiting for the server retried every error for 15 minutes, even one no retry can fix."""
+    try:
+        import socksio  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("httpx's socks extra is installed: the proxy would be used")
+    from echopanel_setup.errors import UsageError
+
+    monkeypatch.setenv("ALL_PROXY", f"socks5://127.0.0.1:{_free_port()}")
+    spawned: list[subprocess.Popen] = []  # type: ignore[type-arg]
+
+    def spawn(argv: list[str]) -> subprocess.Popen:  # type: ignore[type-arg]
+        spawned.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]))
+        return spawned[-1]
+
+    opts = SetupOptions(facts=str(FACTS / "linux-4090-desktop.json"), url="http://gpu.example:8000", exec_=True)
+    with pytest.raises(UsageError, match="proxy"):
+        Flow(opts, out=io.StringIO(), runner=lambda argv: CommandOutcome(1, False), spawn=spawn).run()
+    assert spawned and spawned[0].poll() is not None  # the vLLM it started is stopped

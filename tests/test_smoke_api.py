@@ -109,3 +109,22 @@ def test_without_the_sdk_the_error_says_how_to_install_it(monkeypatch, capsys) -
     monkeypatch.setattr(importlib.metadata, "version", version)
     rc, _, err = smoke(monkeypatch, capsys, "--url", "http://127.0.0.1:1", "--api-key", "k")
     assert rc == 2 and "pip install 'echopanel-setup[api]'" in err
+
+
+def test_the_stand_in_checks_each_session_on_its_own_audio(monkeypatch, capsys) -> None:
+    """Regression (test kit): the Mistral stand-in added every session's audio to the last one's."""
+    with MistralStandIn(exact(CLIP.pcm)) as standin:
+        first = smoke(monkeypatch, capsys, "--url", standin.url, "--fast", "--api-key", "test-key")
+        second = smoke(monkeypatch, capsys, "--url", standin.url, "--fast", "--api-key", "test-key")
+    assert first[0] == 0 and second[0] == 0, second[2]
+
+
+def test_a_server_that_never_creates_the_session_is_one_clear_line(monkeypatch, capsys) -> None:
+    """Regression: the SDK's handshake timeout (a TimeoutError, hence an OSError) read 'cannot reach URL: '."""
+    from echopanel_setup.smoke import client
+
+    monkeypatch.setattr(client.Limits, "defaults", classmethod(lambda cls, done_s=None: cls(2.0, 0.5, 2.0)))
+    with MistralStandIn(exact(CLIP.pcm), MistralBehaviour(silent=True)) as standin:
+        rc, _, err = smoke(monkeypatch, capsys, "--url", standin.url, "--fast", "--api-key", "test-key")
+    assert rc == 3 and "Timeout waiting for session creation" in err and "does not answer" in err
+    assert "cannot reach" not in err and err.count("\n") == 1

@@ -232,3 +232,31 @@ def test_nothing_to_test_and_bad_flags_are_usage_errors(monkeypatch, capsys) -> 
     assert rc == 2 and "must look like http://HOST:8000" in err
     rc, _, err = smoke(monkeypatch, capsys, "--url", "http://127.0.0.1:1", "--audio", "/nonexistent.wav")
     assert rc == 2 and "no such file" in err
+
+
+@pytest.mark.parametrize("var", ["HTTP_PROXY", "http_proxy", "ALL_PROXY"])
+def test_a_loopback_server_is_never_reached_through_a_proxy(monkeypatch, capsys, var: str) -> None:
+    """Regression: HTTP_PROXY (or a SOCKS ALL_PROXY) sent the loopback requests and the WebSocket to the
+    proxy, so a running server was reported as 'cannot reach … is the server running?' (or exit 4)."""
+    dead = f"127.0.0.1:{_free_port()}"
+    monkeypatch.setenv(var, f"socks5://{dead}" if var == "ALL_PROXY" else f"http://{dead}")
+    monkeypatch.setenv("HTTPS_PROXY", f"http://{dead}")
+    with VllmStandIn(exact(CLIP.pcm)) as server:
+        rc, out, err = smoke(monkeypatch, capsys, "--url", server.url.replace("127.0.0.1", "localhost"), "--fast", "--json")
+    assert rc == 0, err
+    assert json.loads(out)["passed"]
+
+
+def test_an_unusable_socks_proxy_for_a_remote_server_is_one_line(monkeypatch, capsys) -> None:
+    """Regression: ALL_PROXY=socks5://… without httpx's socks extra was an internal error (exit 4)."""
+    pytest.importorskip("httpx")
+    try:
+        import socksio  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("httpx's socks extra is installed: the proxy would be used")
+    monkeypatch.setenv("ALL_PROXY", f"socks5://127.0.0.1:{_free_port()}")
+    rc, _, err = smoke(monkeypatch, capsys, "--url", "http://gpu.example:8000", "--fast")
+    assert rc == 2 and "proxy from your environment" in err
+    assert err.count("\n") == 1 and "internal error" not in err

@@ -47,27 +47,37 @@ def redact_url(url: str) -> str:
 def probe(facts: NetworkFacts, server_url: str | None, external: bool) -> NetworkFacts:
     """Fill in the HTTP probes. `external=False` (offline) keeps only a loopback server probe."""
     from concurrent.futures import ThreadPoolExecutor
+    from contextlib import ExitStack
 
     import httpx  # imported here: ~0.1 s that offline runs never pay
 
     k = knowledge.load()
     budget = float(k["network"]["budget_s"])
     deadline = time.monotonic() + budget
-    hf = os.environ.get("HF_ENDPOINT", k["network"]["hf_endpoint"]).rstrip("/")
-    jobs = {}
-    with (
-        httpx.Client(timeout=budget, follow_redirects=False, trust_env=True) as client,
-        httpx.Client(timeout=budget, follow_redirects=False, trust_env=False) as local_client,
-        ThreadPoolExecutor(6) as pool,
-    ):
+    hf = f"{os.environ.get('HF_ENDPOINT', k['network']['hf_endpoint']).rstrip('/')}/api/models/{k['model']['repo']}"
+    mistral = f"{k['network']['mistral_endpoint']}/v1/models"
+    # A loopback server is never reached through a proxy, whatever HTTP_PROXY says.
+    local_server = bool(server_url) and envconfig.is_local_url(server_url or "")
+    with ExitStack() as stack:
+        pool = stack.enter_context(ThreadPoolExecutor(6))
+        local_client = stack.enter_context(httpx.Client(timeout=budget, follow_redirects=False, trust_env=False))
+        try:
+            client = stack.enter_context(httpx.Client(timeout=budget, follow_redirects=False, trust_env=True))
+            proxy_error = None
+        except ImportError as exc:  # e.g. ALL_PROXY=socks5://… without socksio: say so instead of crashing
+            client, proxy_error = None, f"{str(exc).splitlines()[0]} (the proxy comes from {', '.join(facts.proxies) or 'the environment'})"
+        jobs = {}
         if external:
-            jobs["hf"] = pool.submit(_probe, client, f"{hf}/api/models/{k['model']['repo']}", deadline)
-            jobs["mistral"] = pool.submit(_probe, client, f"{k['network']['mistral_endpoint']}/v1/models", deadline)
-        if server_url:
-            # A loopback server is never reached through a proxy, whatever HTTP_PROXY says.
-            server_client = local_client if envconfig.is_local_url(server_url) else client
-            jobs["server"] = pool.submit(_server, server_client, server_url, deadline)
-        results = {name: job.result() for name, job in jobs.items()}
+            jobs["hf"] = pool.submit(_probe, client, hf, deadline) if client else None
+            jobs["mistral"] = pool.submit(_probe, client, mistral, deadline) if client else None
+        if server_url and (client or local_server):
+            jobs["server"] = pool.submit(_server, local_client if local_server else client, server_url, deadline)
+        results = {name: job.result() for name, job in jobs.items() if job is not None}
+    if external and proxy_error:
+        results["hf"] = HttpProbe(url=hf, error=proxy_error)
+        results["mistral"] = HttpProbe(url=mistral, error=proxy_error)
+    if server_url and "server" not in results:
+        results["server"] = ServerFacts(url=server_url.rstrip("/"), error=proxy_error)
     facts.hf = results.get("hf")
     facts.mistral = results.get("mistral")
     facts.server = results.get("server")

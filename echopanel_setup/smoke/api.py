@@ -144,6 +144,9 @@ def _sdk_error(exc: Exception, server_url: str, key_source: str, model: str) -> 
         if status == 404:
             return ExternalError(f"{server_url} has no realtime transcription for model {model!r} (HTTP 404): check --model")
         return ExternalError(f"{server_url} refused the realtime connection with HTTP {status}")
+    if isinstance(cause, TimeoutError):  # an OSError too, but the server did answer the connection
+        what = str(exc).splitlines()[0].rstrip(".") if str(exc) else "timed out"
+        return ExternalError(f"{server_url}: {what}: the server accepted the connection but does not answer (a proxy or firewall in the way, or an overloaded service)")
     if isinstance(cause, OSError):
         return ExternalError(f"cannot reach {server_url}: {cause.strerror or cause}")
     code = getattr(exc, "code", None)

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from echopanel_setup import knowledge
+from echopanel_setup import envconfig, knowledge
 from echopanel_setup.errors import ExternalError
 from echopanel_setup.smoke.audio import RATE
 from echopanel_setup.smoke.result import Timings, Transcript
@@ -58,7 +58,7 @@ async def _transcribe(ws_url: str, model: str, pcm: bytes, *, api_key: str | Non
     start = time.monotonic()
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
     try:
-        ws = await connect(ws_url, additional_headers=headers, open_timeout=limits.connect_s, close_timeout=2, compression=None, max_size=2**24)
+        ws = await connect(ws_url, additional_headers=headers, open_timeout=limits.connect_s, close_timeout=2, compression=None, max_size=2**24, **_no_proxy_for_loopback(ws_url))
     except Exception as exc:  # noqa: BLE001 - every handshake failure becomes one sentence
         raise _handshake_error(ws_url, exc, bool(api_key)) from None
     t.connect_s = time.monotonic() - start
@@ -83,7 +83,7 @@ async def _transcribe(ws_url: str, model: str, pcm: bytes, *, api_key: str | Non
             except asyncio.TimeoutError:
                 raise ExternalError(
                     f"no transcription.done within {limits.done_s:.0f} s after the end of the audio "
-                    f"({state.deltas} deltas so far): the server is stalled or overloaded; read its log "
+                    f"({_deltas(state.deltas)} so far): the server is stalled or overloaded; read its log "
                     "(`echopanel-setup explain LOG`), or allow longer with --timeout"
                 ) from None
             done_at = time.monotonic()
@@ -101,6 +101,16 @@ async def _transcribe(ws_url: str, model: str, pcm: bytes, *, api_key: str | Non
     if state.first_delta is not None and state.audio_started is not None:
         t.first_delta_s = state.first_delta - state.audio_started
     return Transcript(state.text if state.text is not None else "".join(state.parts), state.deltas, t, state.usage, model)
+
+
+def _no_proxy_for_loopback(ws_url: str) -> dict[str, Any]:
+    """websockets 15+ takes HTTP(S)_PROXY from the environment; a server on this machine is never behind it."""
+    import inspect
+
+    from websockets.asyncio.client import connect
+
+    local = envconfig.is_local_url(ws_url.replace("ws", "http", 1))
+    return {"proxy": None} if local and "proxy" in inspect.signature(connect).parameters else {}
 
 
 @dataclass
@@ -169,9 +179,13 @@ def _dropped(exc: Exception | None, state: _Received) -> ExternalError:
     rcvd = getattr(exc, "rcvd", None)
     why = f" (close code {rcvd.code}{': ' + rcvd.reason if rcvd.reason else ''})" if rcvd else " (no close frame)"
     return ExternalError(
-        f"the server closed the WebSocket before transcription.done{why}, after {state.deltas} deltas: "
+        f"the server closed the WebSocket before transcription.done{why}, after {_deltas(state.deltas)}: "
         "it may have crashed or restarted; read its log (`echopanel-setup explain LOG` names known failures)"
     )
+
+
+def _deltas(n: int) -> str:
+    return f"{n} delta{'s' if n != 1 else ''}"
 
 
 async def _recv(ws, timeout: float, waiting_for: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
-from echopanel_setup import knowledge
+from echopanel_setup import envconfig, knowledge
 from echopanel_setup.errors import ExternalError, UsageError
 from echopanel_setup.smoke.result import Timings, Transcript
 
@@ -58,13 +58,10 @@ class ServerInfo:
 
 def discover(ep: Endpoint, api_key: str | None, start_hint: str, timeout: float) -> ServerInfo:
     """GET /health, /version and /v1/models; one sentence with the next step for anything wrong."""
-    import httpx
-
     info = ServerInfo()
     auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    started = time.monotonic()
-    with httpx.Client(timeout=timeout, follow_redirects=False) as client:
-        health = _get(client, f"{ep.http_base}/health", {}, start_hint, timeout)
+    with http_client(ep.http_base, timeout) as client:
+        health = _get(client, f"{ep.http_base}/health", {}, start_hint, timeout, info)
         if health.status_code == 404:
             raise ExternalError(f"{ep.http_base} has no /health (HTTP 404): not a vLLM server; check the host, port and path")
         if health.status_code != 200:
@@ -72,11 +69,10 @@ def discover(ep: Endpoint, api_key: str | None, start_hint: str, timeout: float)
                 f"{ep.http_base}/health answered HTTP {health.status_code}: the engine is not ready (still loading, or it died); "
                 "read the server log (`echopanel-setup serve --logs`)"
             )
-        version = _get(client, f"{ep.http_base}/version", {}, start_hint, timeout)
+        version = _get(client, f"{ep.http_base}/version", {}, start_hint, timeout, info)
         if version.status_code == 200:
             info.version = _json(version).get("version")
-        models = _get(client, f"{ep.http_base}/v1/models", auth, start_hint, timeout)
-    info.waiting_s = time.monotonic() - started
+        models = _get(client, f"{ep.http_base}/v1/models", auth, start_hint, timeout, info)
     if models.status_code == 401:
         raise ExternalError(unauthorized(ep.http_base, bool(api_key)))
     if models.status_code != 200:
@@ -116,9 +112,9 @@ def transcribe_http(ep: Endpoint, model: str, wav: bytes, api_key: str | None, t
 
     url = f"{ep.http_base}/v1/audio/transcriptions"
     auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    started = time.monotonic()
     try:
-        with httpx.Client(timeout=timeout) as client:
+        with http_client(ep.http_base, timeout) as client:
+            started = time.monotonic()
             response = client.post(url, headers=auth, files={"file": ("smoke.wav", wav, "audio/wav")}, data={"model": model, "response_format": "json"})
     except httpx.TimeoutException:
         raise ExternalError(f"{url}: no answer within {timeout:.0f} s: the server is stalled or overloaded (allow longer with --timeout)") from None
@@ -138,9 +134,24 @@ def transcribe_http(ep: Endpoint, model: str, wav: bytes, api_key: str | None, t
     return Transcript(body["text"], 0, timings, body.get("usage") if isinstance(body.get("usage"), dict) else None, model)
 
 
-def _get(client, url: str, headers: dict[str, str], start_hint: str, timeout: float):  # type: ignore[no-untyped-def]
+def http_client(base: str, timeout: float):  # type: ignore[no-untyped-def]
+    """An httpx client for one vLLM server. A loopback server is never reached through a proxy (HTTP_PROXY
+    would send "localhost" to the proxy's own host); plain http:// skips loading the CA bundle (no TLS is
+    spoken, no redirect followed), which is most of a client's start-up cost."""
     import httpx
 
+    local = envconfig.is_local_url(base)
+    try:
+        return httpx.Client(timeout=timeout, follow_redirects=False, trust_env=not local, verify=base.startswith("https://"))
+    except ImportError as exc:  # a SOCKS proxy in ALL_PROXY without httpx's socks extra
+        raise UsageError(f"the proxy from your environment cannot be used: {_first_line(exc)} (or unset ALL_PROXY/HTTPS_PROXY)") from None
+
+
+def _get(client, url: str, headers: dict[str, str], start_hint: str, timeout: float, info: ServerInfo):  # type: ignore[no-untyped-def]
+    """One GET; the time it takes counts as waiting on the server."""
+    import httpx
+
+    started = time.monotonic()
     try:
         return client.get(url, headers=headers)
     except httpx.ConnectError as exc:
@@ -149,6 +160,8 @@ def _get(client, url: str, headers: dict[str, str], start_hint: str, timeout: fl
         raise ExternalError(f"{url}: no answer within {timeout:.0f} s (a firewall, or an overloaded server)") from None
     except httpx.HTTPError as exc:
         raise ExternalError(f"{url}: {_first_line(exc)}") from None
+    finally:
+        info.waiting_s += time.monotonic() - started
 
 
 def _json(response) -> dict:  # type: ignore[no-untyped-def, type-arg]
