@@ -139,3 +139,21 @@ def test_kubernetes_objects_load_into_the_official_client_models() -> None:
 def test_yaml_strings_round_trip(value: str) -> None:
     doc = {"plain": value, "list": [value, {"k": value, "n": 3, "f": 0.5, "t": True}], "we:ird key": [], "e": {}}
     assert yaml.safe_load(formats.to_yaml(doc)) == doc
+
+
+def test_systemd_names_an_absolute_vllm_when_vllm_is_not_installed_here(tmp_path: Path) -> None:
+    """`ExecStart=vllm …` failed: systemd never searches a venv (`systemd-analyze verify`: 'Command vllm is not executable')."""
+    from echopanel_setup import paths
+
+    cmd, plan, settings = setup(None)  # no vLLM here: the builder writes plain `vllm`
+    assert cmd.executable == ["vllm"]
+    unit_text = formats.render("systemd", cmd, plan, settings, DEP, {})
+    expected = paths.default_venv_dir() / "bin" / "vllm"
+    assert _exec_start(unit_text)[0] == str(expected)
+    assert "install vllm` creates" in unit_text
+    if shutil.which("systemd-analyze"):
+        install_vllm(expected.parent)  # what `install vllm` leaves there
+        unit = tmp_path / "echopanel-vllm.service"
+        unit.write_text(unit_text, encoding="utf-8")
+        out = subprocess.run(["systemd-analyze", "verify", str(unit)], check=False, capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr

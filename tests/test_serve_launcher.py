@@ -194,3 +194,15 @@ def test_log_watch_follows_phases_and_ignores_warnings_while_running(tmp_path: P
     assert fresh.phase == "profiling" and fresh.figures["kv_memory.gib"] == "1.63"
     m = fresh.failure(exited=False)
     assert m is not None and m.id == "max-model-len-too-long" and m.groups["estimated"] == "21328"
+
+
+def test_a_second_start_while_ours_runs_says_stop_it_even_when_its_memory_makes_the_gpu_look_busy(machine: Machine, tmp_path: Path) -> None:
+    """Our own vLLM holds the GPU's memory: a second --detach must say `serve --stop`, not 'busy' or 'too small'."""
+    from probe_kit import install_smi, path_with
+
+    assert run_cli(*machine.args("--detach")).returncode == 0
+    install_smi(tmp_path / "busy-bin", "rtx4090")  # 7291 MiB free of 24564: what nvidia-smi shows while vLLM runs
+    again = run_cli(*machine.args("--detach"), env={"PATH": path_with(tmp_path / "busy-bin")})
+    assert again.returncode == 1
+    assert "the server echopanel-setup started is still running" in again.stderr and "`echopanel-setup serve --stop` first" in again.stderr
+    assert "are free" not in again.stderr and "too small" not in again.stderr

@@ -90,6 +90,13 @@ def test_a_docker_file_can_be_planned_from_a_mac() -> None:
         (["--status", "--stop"], "do not go together"),
         (["--format", "yaml"], "'yaml' is not one of"),
         (["--json", "--format", "systemd"], "--json and --format systemd do not go together"),
+        (["--gpu-memory", "nan"], "--gpu-memory nan: give the GPU's memory in GiB"),  # was an internal error (exit 4)
+        (["--gpu-memory", "inf"], "--gpu-memory inf: give the GPU's memory in GiB"),
+        (["--gpu", "4090", "--session-minutes", "nan"], "--session-minutes nan: give a number of minutes"),
+        (["--gpu", "4090", "--session-minutes", "inf"], "--session-minutes inf: give a number of minutes"),
+        (["--timeout", "inf", "--exec"], "--timeout inf: give the seconds"),
+        (["--gpu", "4090", "--served-model-name", " "], "--served-model-name is empty"),
+        (["--gpu", "4090", "--api-key", ""], "--api-key is empty"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
@@ -132,3 +139,25 @@ def test_a_facts_snapshot_with_a_variant_is_replayed_without_touching_this_machi
     assert doc["served_dir"].endswith("Voxtral-Mini-4B-Realtime-2602-delay960ms")
     assert any("run `echopanel-setup serve --delay-ms 960` on that machine" in n for n in doc["notes"])
     assert "serve_dir" not in paths.read_state()
+
+
+def test_a_busy_gpu_is_refused_naming_what_holds_it(tmp_path: Path) -> None:
+    """A 4090 whose memory another app holds is not 'too small': say how much must be free and who holds it."""
+    snapshot = raw("linux-4090-desktop.json")
+    device = snapshot["gpu"]["devices"][0]
+    device["memory_free_mib"], device["memory_used_mib"] = 7291, 16885
+    device["processes"].append({"pid": 48213, "name": "/home/ana/miniconda3/envs/sd/bin/python", "used_mib": 15332})
+    facts = write(snapshot, tmp_path / "busy.json")
+    out = run_cli("serve", "--facts", str(facts))
+    assert out.returncode == 1 and out.stdout == ""
+    assert "too small" not in out.stderr and "only 7291 of NVIDIA GeForce RTX 4090's 24564 MiB are free" in out.stderr
+    assert "pid 48213 /home/ana/miniconda3/envs/sd/bin/python: 15332 MiB" in out.stderr
+    assert "VOXTRAL_MODE=api" in out.stderr  # the alternatives still come
+    doc = json.loads(run_cli("serve", "--facts", str(facts), "--json").stdout)
+    assert doc["kind"] == "busy" and any("pid 48213" in d for d in doc["details"])
+
+
+def test_the_json_document_names_where_the_model_shape_came_from(machine: Machine) -> None:
+    doc = json.loads(run_cli(*machine.args("--json")).stdout)
+    assert doc["model_arch_source"] == str(machine.model / "params.json")
+    assert json.loads(replay("linux-4080.json", "--json").stdout)["model_arch_source"].startswith("built-in: download-and-memory.md B4")

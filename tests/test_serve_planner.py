@@ -235,3 +235,86 @@ def test_every_plan_keeps_the_invariants_across_many_machines() -> None:
             fits(p)
             assert p.max_model_len <= ARCH.max_model_len
     assert plans > 100
+
+
+# --- regressions found in review (issue 10) -------------------------------------------------------------------------
+
+
+def test_a_busy_card_is_refused_as_busy_not_too_small() -> None:
+    """The recorded RTX 4090 (tests/fixtures/nvidia-smi/rtx4090): a Stable Diffusion process holds 15 GB, 7291 MiB free.
+    The card is big enough; the refusal must say what to free, and exactly how much free memory is enough."""
+    r = plan(request(Gpu("NVIDIA GeForce RTX 4090", 24564, 7291, "8.9", 0)))
+    assert isinstance(r, Refusal) and r.kind == "busy", r
+    assert "too small" not in r.reason and "only 7291 of NVIDIA GeForce RTX 4090's 24564 MiB are free" in r.reason
+    needed = int(r.reason.split("needs at least ")[1].split(" MiB")[0])
+    assert isinstance(plan(request(Gpu("NVIDIA GeForce RTX 4090", 24564, needed, "8.9", 0))), Plan)
+    assert isinstance(plan(request(Gpu("NVIDIA GeForce RTX 4090", 24564, needed - 1, "8.9", 0))), Refusal)
+    small = plan(request(Gpu("NVIDIA GeForce RTX 3060", 12288, 11000, "8.6", 0)))
+    assert isinstance(small, Refusal) and small.kind == "memory"  # even idle it would not fit: still "too small"
+
+
+def test_more_streams_where_only_one_shorter_session_fits_suggest_one_stream() -> None:
+    """It said 'too small: 1910 MiB left, one stream needs 1698 MiB' (contradicting itself) instead of --streams 1."""
+    r = plan(request(TIGHT, streams=2))
+    assert isinstance(r, Refusal) and r.kind == "streams", r
+    assert "(--streams 1)" in r.reason and "too small" not in r.reason
+    one = plan(request(TIGHT, streams=1))
+    assert isinstance(one, Plan) and one.max_model_len < 49500
+
+
+def test_the_suggested_session_length_fits() -> None:
+    """--session-minutes N from the refusal used to ignore the 1.1 margin on --max-model-len, so it was refused again."""
+    r = plan(request(TIGHT, session_fixed=True))
+    assert isinstance(r, Refusal) and r.kind == "session"
+    minutes = int(r.reason.split("--session-minutes ")[1].rstrip(")"))
+    assert isinstance(plan(request(TIGHT, session_fixed=True, session_minutes=minutes)), Plan)
+    assert isinstance(plan(request(TIGHT, session_fixed=True, session_minutes=minutes + 1)), Refusal)
+
+
+def test_a_session_longer_than_the_models_context_is_warned_about() -> None:
+    p = plan(request(Gpu("NVIDIA H100 80GB HBM3", 81559, 81004, "9.0", 0), session_minutes=600, session_fixed=True))
+    assert isinstance(p, Plan) and p.max_model_len == ARCH.max_model_len
+    assert any("context is 131072 tokens (175 min" in w and "600-minute sessions" in w for w in p.warnings)
+    assert not any("context is" in w for w in plan(request(Gpu("NVIDIA H100 80GB HBM3", 81559, 81004, "9.0", 0))).warnings)  # type: ignore[union-attr]
+
+
+def test_the_batch_budget_never_falls_below_the_number_of_streams() -> None:
+    """vLLM refuses --max-num-batched-tokens below --max-num-seqs; 600 streams on 8 x H200 got 512."""
+    h200s = tuple(Gpu("NVIDIA H200", 143771, 143771, "9.0", i) for i in range(8))
+    r = plan(request(*h200s, streams=600, tensor_parallel=8))
+    if isinstance(r, Plan):
+        assert r.max_num_batched_tokens >= r.max_num_seqs
+    else:
+        fit = int(r.reason.split("--streams ")[1].rstrip(")"))
+        p = plan(request(*h200s, streams=fit, tensor_parallel=8))
+        assert isinstance(p, Plan) and p.max_num_batched_tokens >= p.max_num_seqs == fit
+        fits(p)
+
+
+def test_every_refusal_suggests_something_that_plans() -> None:
+    """Across cards, free memory, streams and session lengths: what a refusal tells the user to try works."""
+    import re
+
+    checked = 0
+    for total in (13000, 14500, 16376, 24564, 40960):
+        for free in (total, total * 4 // 5, total // 2):
+            for streams in (1, 2, 5, 40):
+                for minutes in (None, 60, 170):
+                    req = request(Gpu("g", total, free, "8.9", 0), streams=streams, session_minutes=minutes or 60, session_fixed=minutes is not None)
+                    r = plan(req)
+                    if isinstance(r, Plan):
+                        continue
+                    checked += 1
+                    if r.kind == "streams":
+                        retry = replace(req, streams=int(re.search(r"--streams (\d+)", r.reason).group(1)))  # type: ignore[union-attr]
+                    elif r.kind == "session":
+                        retry = replace(req, session_minutes=float(re.search(r"--session-minutes (\d+)", r.reason).group(1)),  # type: ignore[union-attr]
+                                        streams=1 if "--streams 1" in r.reason else streams)
+                    elif r.kind == "busy":
+                        needed = int(re.search(r"at least (\d+) MiB free", r.reason).group(1))  # type: ignore[union-attr]
+                        retry = replace(req, gpus=(Gpu("g", total, needed, "8.9", 0),), streams=1, session_fixed=False)
+                    else:
+                        assert r.kind == "memory" and not isinstance(plan(replace(req, gpus=(Gpu("g", total, total, "8.9", 0),), streams=1, session_fixed=False)), Plan)
+                        continue
+                    assert isinstance(plan(retry), Plan), (r.kind, total, free, streams, minutes, r.reason)
+    assert checked > 40

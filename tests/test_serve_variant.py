@@ -84,3 +84,16 @@ def test_doctor_sees_the_variant_recorded_as_serve_dir(tmp_path: Path) -> None:
     paths.write_state({"serve_dir": str(v.path)})
     facts = probe_model(model, paths.read_state().get("serve_dir"))
     assert facts.delay_ms == 960 and facts.serve_dir == str(v.path)
+
+
+def test_a_dir_with_the_variants_name_that_we_did_not_make_is_never_replaced(tmp_path: Path) -> None:
+    """A hand-patched copy (the seed guide's way) named like our variant used to be deleted and rebuilt."""
+    model = make_model(tmp_path / "models" / "Voxtral")
+    theirs = tmp_path / "models" / "Voxtral-delay960ms"
+    make_model(theirs, delay_ms=960, weights=b"their own copy")
+    before = digest(theirs)
+    with pytest.raises(SetupError, match="was not made by echopanel-setup"):
+        variant.ensure(model, 960)
+    assert digest(theirs) == before
+    (tmp_path / "models" / "Voxtral-delay720ms").mkdir()  # an empty dir is fine to take over
+    assert variant.ensure(model, 720).created

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from echopanel_setup import __version__, knowledge
+from echopanel_setup import __version__, knowledge, paths
 from echopanel_setup.serve.builder import ServeCommand, ServeSettings, pairs
 from echopanel_setup.serve.planner import Plan
 
@@ -163,6 +163,11 @@ def systemd(cmd: ServeCommand, settings: ServeSettings) -> str:
         *(f"Environment={_systemd_quote(f'{k}={v}')}" for k, v in cmd.env.items()),
         "Environment=PYTHONUNBUFFERED=1",
     ]
+    executable = cmd.executable
+    if not PurePosixPath(executable[0]).is_absolute():
+        # systemd looks a bare name up in /usr/bin and friends only, never in a venv: name the venv's vllm.
+        executable = [str(paths.default_venv_dir() / "bin" / "vllm"), *executable[1:]]
+        lines.append("# vLLM is not installed here yet: ExecStart names the venv `echopanel-setup install vllm` creates; edit it if yours is elsewhere.")
     args = cmd.args
     if settings.api_key:
         args = cmd.without("--api-key")
@@ -171,7 +176,7 @@ def systemd(cmd: ServeCommand, settings: ServeSettings) -> str:
             f"EnvironmentFile=%h/.config/echopanel-setup/{NAME}.env",
         ]
     lines += [
-        "ExecStart=" + " ".join(_systemd_quote(a) for a in [*cmd.executable, "serve", cmd.model, *args]),
+        "ExecStart=" + " ".join(_systemd_quote(a) for a in [*executable, "serve", cmd.model, *args]),
         "KillSignal=SIGINT",
         f"TimeoutStopSec={stop}",
         "Restart=on-failure",

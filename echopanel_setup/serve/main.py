@@ -78,6 +78,8 @@ def run(opts: ServeOptions) -> int:
     if opts.stop:
         return _stop(opts.json_out)
     _validate(opts)
+    if opts.exec_ or opts.detach:
+        _refuse_if_running()  # before planning: our own server's memory would read as a busy GPU
     try:
         ctx = _gather(opts)
         if ctx.version and not ctx.hypothetical:
@@ -88,6 +90,8 @@ def run(opts: ServeOptions) -> int:
                 raise UsageError(f"--gpus {opts.gpus}: {result.reason.split(': ', 1)[-1]}")
             if result.kind == "no-gpu" and ctx.facts.gpu.error:
                 result.details.append(f"GPU probe: {ctx.facts.gpu.error}")
+            if result.kind == "busy":
+                result.details[-1:-1] = _holders(ctx.facts, ctx.request.gpus)
             raise Refused(result, ctx.facts.platform.system or "Linux")
     except Refused as refused:
         _print_refusal(refused, opts.json_out or opts.fmt == "json")
@@ -110,10 +114,15 @@ def _validate(opts: ServeOptions) -> None:
         raise UsageError("--exec/--detach run on this machine: drop --facts, --gpu NAME and --gpu-memory (they plan for another)")
     if opts.streams < 1:
         raise UsageError("--streams must be 1 or more")
-    if opts.session_minutes is not None and opts.session_minutes <= 0:
-        raise UsageError("--session-minutes must be more than 0")
-    if opts.gpu_memory is not None and opts.gpu_memory <= 0:
-        raise UsageError("--gpu-memory must be more than 0 (GiB)")
+    if opts.session_minutes is not None and not (math.isfinite(opts.session_minutes) and opts.session_minutes > 0):
+        raise UsageError(f"--session-minutes {opts.session_minutes:g}: give a number of minutes more than 0, e.g. 60")
+    if opts.gpu_memory is not None and not (math.isfinite(opts.gpu_memory) and opts.gpu_memory > 0):
+        raise UsageError(f"--gpu-memory {opts.gpu_memory:g}: give the GPU's memory in GiB, more than 0, e.g. 24")
+    if opts.timeout is not None and not math.isfinite(opts.timeout):
+        raise UsageError(f"--timeout {opts.timeout:g}: give the seconds to wait for /health, e.g. 900")
+    for flag, value in (("--served-model-name", opts.served_model_name), ("--api-key", opts.api_key)):
+        if value is not None and not value.strip():
+            raise UsageError(f"{flag} is empty: give a value, or leave the option out")
     if opts.port is not None and not 1 <= opts.port <= 65535:
         raise UsageError(f"--port {opts.port}: use 1-65535")
     if opts.delay_ms is not None:
@@ -234,6 +243,17 @@ def _gpus(opts: ServeOptions, facts: Facts, hypothetical: bool) -> tuple[tuple[p
             raise UsageError(f"--gpu {opts.gpu}: no visible GPU has that index ({', '.join(str(g.index) for g in gpus) or 'none visible'})")
         gpus = chosen
     return tuple(gpus), len(devices)
+
+
+def _holders(facts: Facts, gpus: tuple[planner.Gpu, ...]) -> list[str]:
+    """One line per GPU naming the processes that hold its memory, as nvidia-smi reported them."""
+    indices = {g.index for g in gpus}
+    lines = []
+    for dev in facts.gpu.devices:
+        if dev.index in indices and dev.processes:
+            held = "; ".join(f"pid {p.pid} {p.name or '?'}: {p.used_mib if p.used_mib is not None else '?'} MiB" for p in dev.processes)
+            lines.append(f"on GPU {dev.index}: {held}")
+    return lines
 
 
 def _is_index(gpu: str) -> bool:
@@ -421,6 +441,7 @@ def _document(ctx: Context, built: Built) -> dict[str, Any]:
         "url": f"http://{_connect_host(s.host)}:{s.port}",
         "served_model_name": s.served_model_name,
         "plan": built.plan.summary(),
+        "model_arch_source": ctx.request.arch.source,
         "notes": built.notes,
         "replayed_facts": ctx.replayed,
         "hypothetical_gpu": ctx.hypothetical,
@@ -439,7 +460,7 @@ def _print_refusal(refused: Refused, as_json: bool) -> None:
 
     r = refused.refusal
     # Alternatives where this machine cannot serve at all; a fix of its own (fewer streams, newer vLLM) otherwise.
-    alts = alternatives(refused.system) if r.kind in ("platform", "no-gpu", "compute-capability", "memory") else []
+    alts = alternatives(refused.system) if r.kind in ("platform", "no-gpu", "compute-capability", "memory", "busy") else []
     if as_json:
         print(json.dumps({"schema_version": 1, "command": "serve", "refused": True, "kind": r.kind, "reason": r.reason,
                           "details": r.details, "alternatives": alts}, indent=2, ensure_ascii=False))
@@ -484,10 +505,14 @@ def _explain_plan(ctx: Context, built: Built, fmt: str) -> None:
 # --- launching ------------------------------------------------------------------------------------------------------
 
 
+def _refuse_if_running() -> None:
+    if (other := launcher.running()) is not None:
+        raise SetupError(f"the server echopanel-setup started is still running (pid {other.pid}, {other.url}): see "
+                         "`echopanel-setup serve --status`, or stop it with `echopanel-setup serve --stop` first")
+
+
 def _launch(opts: ServeOptions, ctx: Context, built: Built) -> int:
     launcher.check_port(built.settings.port)
-    if (other := launcher.running()) is not None:
-        raise SetupError(f"the server echopanel-setup started is still running (pid {other.pid}, {other.url}): `echopanel-setup serve --stop` first")
     if not ctx.model_present:
         raise SetupError(f"no model in {ctx.model_dir}: run `echopanel-setup install voxtral` first")
     if ctx.version is None:

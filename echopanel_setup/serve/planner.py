@@ -21,7 +21,7 @@ from echopanel_setup import knowledge
 
 MIB = 1024 * 1024
 
-RefusalKind = Literal["platform", "no-gpu", "compute-capability", "vllm-version", "memory", "streams", "session", "tensor-parallel"]
+RefusalKind = Literal["platform", "no-gpu", "compute-capability", "vllm-version", "memory", "busy", "streams", "session", "tensor-parallel"]
 GraphMode = Literal["PIECEWISE", "FULL_AND_PIECEWISE", "eager"]
 
 
@@ -230,6 +230,36 @@ def stream_mib(arch: ModelArch, batched_tokens: int, max_model_len: int, tp: int
     return math.ceil(kv_per_stream_bytes(arch, batched_tokens, max_model_len, tp) / MIB)
 
 
+def batch_budget(tier: int, streams: int) -> int:
+    """--max-num-batched-tokens for `streams`: the tier's value, or more when there are more streams (vLLM refuses
+    a batch budget below --max-num-seqs), rounded up to whole KV blocks."""
+    block = int(_k()["block_size"])
+    return max(tier, math.ceil(streams / block) * block)
+
+
+def max_streams(arch: ModelArch, tier: int, tokens: int, tp: int, room_mib: int) -> int:
+    """The most streams of `tokens` whose reservations fit `room_mib` (the batch budget grows with them)."""
+
+    def fits(n: int) -> bool:
+        return n * stream_mib(arch, batch_budget(tier, n), tokens, tp) <= room_mib
+
+    if room_mib <= 0 or not fits(1):
+        return 0
+    lo, hi = 1, max(1, room_mib // stream_mib(arch, tier, tokens, tp))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    return lo
+
+
+def session_minutes_arg(tokens: int, arch: ModelArch) -> int:
+    """The largest whole --session-minutes whose --max-model-len (minutes x 1.1 margin) stays within `tokens`."""
+    minutes = math.floor(_minutes(tokens, arch) / float(_k()["model_len_margin"]))
+    while minutes > 1 and _tokens_for(minutes, arch) > tokens:
+        minutes -= 1
+    return minutes
+
+
 def capture_sizes(max_num_seqs: int, batched_tokens: int) -> int:
     """How many batch sizes vLLM captures by default: 1, 2, 4, then steps of 8 (16 above 256) up to
     min(2 x max_num_seqs, 512, batched_tokens)."""
@@ -276,10 +306,13 @@ def _fixed(req: PlanRequest, tp: int, batched: int, streams: int, mode: GraphMod
     )
 
 
+def _tokens_for(minutes: float, arch: ModelArch) -> int:
+    """--max-model-len for sessions of `minutes` (with the margin), before the model's and the floor's limits."""
+    return math.ceil(round(minutes * 60_000 / arch.ms_per_token * float(_k()["model_len_margin"]), 6))
+
+
 def _session_tokens(req: PlanRequest) -> int:
-    k = _k()
-    tokens = math.ceil(round(req.session_minutes * 60_000 / req.arch.ms_per_token * float(k["model_len_margin"]), 6))
-    tokens = max(int(k["min_max_model_len"]), min(tokens, req.arch.max_model_len))
+    tokens = max(int(_k()["min_max_model_len"]), min(_tokens_for(req.session_minutes, req.arch), req.arch.max_model_len))
     return min(tokens, req.max_model_len_cap) if req.max_model_len_cap else tokens
 
 
@@ -318,7 +351,8 @@ def plan(req: PlanRequest) -> Plan | Refusal:
     """The flags and breakdown for `req`, or why nothing fits."""
     gpus = sorted(req.gpus, key=lambda g: (g.cc or (0, 0), g.total_mib, g.free_mib or 0), reverse=True)
     if not gpus:
-        return Refusal("no-gpu", "no NVIDIA GPU is visible: vLLM serves Voxtral Realtime on NVIDIA GPUs only")
+        return Refusal("no-gpu", "no NVIDIA GPU is visible: vLLM serves Voxtral Realtime on NVIDIA GPUs only (its CPU backend "
+                       "is far slower than real time)")
     floor = _cc(knowledge.load()["gpu"]["min_compute_capability"])
     if gpus[0].cc is not None and gpus[0].cc < floor:
         g = gpus[0]
@@ -368,9 +402,9 @@ def _plan_group(req: PlanRequest, gpus: tuple[Gpu, ...]) -> Plan | Refusal:
     small, large = int(k["batched_tokens_small"]), int(k["batched_tokens_large"])
     tier = large if total >= int(k["large_card_from_mib"]) else small
     wanted = _session_tokens(req)
-    candidates = [(b, req.force_eager) for b in dict.fromkeys((tier, small))]
+    candidates = [(batch_budget(b, streams), req.force_eager) for b in dict.fromkeys((tier, small))]
     if not req.force_eager:
-        candidates.append((small, True))
+        candidates.append((batch_budget(small, streams), True))
 
     chosen = None
     for batched, eager in candidates:  # full session first, with the fewest sacrifices
@@ -457,6 +491,12 @@ def _explain(req: PlanRequest, p: Plan, wanted: int, eager: bool) -> None:
         reasons.append("planned for another machine: its GPU assumed otherwise idle")
     if eager and not req.force_eager:
         p.notes.append("CUDA graphs are off (--enforce-eager): their memory is needed for the cache. Decoding is a little slower.")
+    if _tokens_for(req.session_minutes, req.arch) > req.arch.max_model_len:
+        p.warnings.append(
+            f"Voxtral Realtime's context is {req.arch.max_model_len} tokens ({_minutes(req.arch.max_model_len, req.arch):.0f} min "
+            f"of audio): {req.session_minutes:g}-minute sessions cannot be served whatever the memory. EchoPanel must restart "
+            "sessions before that."
+        )
     if p.max_model_len < wanted:
         p.warnings.append(
             f"Sessions are capped at {p.session_minutes:.0f} min (--max-model-len {p.max_model_len}; 1 token = "
@@ -469,42 +509,68 @@ def _explain(req: PlanRequest, p: Plan, wanted: int, eager: bool) -> None:
 
 
 def _refuse(req: PlanRequest, gpus: tuple[Gpu, ...], budget: int, usable: int, total: int, free: int, wanted: int) -> Refusal:
-    """Explain, in MiB, why the smallest configuration does not fit."""
+    """Explain, in MiB, why the smallest configuration does not fit, and what would: fewer streams, a shorter
+    session, or freeing the memory other processes hold."""
     k = _k()
-    arch, tp = req.arch, len(gpus)
+    arch, tp, margin = req.arch, len(gpus), int(k["margin_mib"])
     small = int(k["batched_tokens_small"])
     fixed = _fixed(req, tp, small, 1, "eager")
     shortest = int(k["min_max_model_len"])
-    tokens = shortest if not req.session_fixed else wanted
-    need = stream_mib(arch, small, tokens, tp)
+    need = stream_mib(arch, small, shortest, tp)
     room = budget - fixed.total
     names = " + ".join(g.name for g in gpus)
     numbers = [
-        f"{names}: {total} MiB total, {free} MiB free; usable {usable} MiB = min(free - {k['margin_mib']} MiB for the CUDA "
+        f"{names}: {total} MiB total, {free} MiB free; usable {usable} MiB = min(free - {margin} MiB for the CUDA "
         f"context, total x {k['max_utilization']}); vLLM's budget at --gpu-memory-utilization {budget / total:.2f}: {budget} MiB",
         f"weights {fixed.weights} + activations {fixed.activations} + non-torch {fixed.non_torch} + safety {fixed.safety} "
         f"(no CUDA graphs, --max-num-batched-tokens {small}) = {fixed.total} MiB, leaving {room} MiB for the KV cache",
     ]
-    one = stream_mib(arch, small, wanted, tp)
-    fit_streams = max(0, room) // one if one else 0
-    if req.streams > 1 and fit_streams >= 1:
-        return Refusal(
-            "streams",
-            f"{req.streams} streams of {req.session_minutes:g} min do not fit; at most {fit_streams} do (--streams {fit_streams})",
-            [*numbers, f"one stream's KV cache needs {one} MiB"],
-        )
+    held = total - free
+    if held > margin:
+        numbers.append(f"other processes and the driver hold {held} MiB of it (`nvidia-smi` lists them); freeing memory leaves room for more")
+    one = stream_mib(arch, batch_budget(small, 1), wanted, tp)
+    if req.streams > 1:
+        fit = max_streams(arch, small, wanted, tp, room)
+        if fit >= 1:
+            return Refusal(
+                "streams",
+                f"{req.streams} streams of {req.session_minutes:g} min do not fit; at most {fit} do{'es' if fit == 1 else ''} (--streams {fit})",
+                [*numbers, f"one stream's KV cache needs {one} MiB"],
+            )
+        fit = max_streams(arch, small, shortest, tp, room) if not req.session_fixed else 0
+        if fit >= 1:
+            minutes = _minutes(_longest(arch, batch_budget(small, fit), tp, fit, room), arch)
+            return Refusal(
+                "streams",
+                f"{req.streams} streams do not fit, even with shorter sessions; at most {fit} do{'es' if fit == 1 else ''}, "
+                f"with sessions up to {minutes:.0f} min (--streams {fit})",
+                [*numbers, f"one {req.session_minutes:g}-minute stream's KV cache needs {one} MiB; a {_minutes(shortest, arch):.1f}-minute one {need} MiB"],
+            )
     longest = _longest(arch, small, tp, 1, room)
     if req.session_fixed and longest:
+        minutes = session_minutes_arg(longest, arch)
+        fewer = " --streams 1" if req.streams > 1 else ""
         return Refusal(
             "session",
-            f"a {req.session_minutes:g}-minute session does not fit; the longest that does is {_minutes(longest, arch):.0f} min "
-            f"(--session-minutes {math.floor(_minutes(longest, arch))})",
+            f"{'a' if req.streams == 1 else f'{req.streams} streams of'} {req.session_minutes:g}-minute session"
+            f"{'s do' if req.streams > 1 else ' does'} not fit; the longest that does{' (one stream)' if fewer else ''} is {minutes} min "
+            f"(--session-minutes {minutes}{fewer})",
             [*numbers, f"one {req.session_minutes:g}-minute stream's KV cache needs {one} MiB"],
+        )
+    idle_budget = math.floor(total * min(float(k["max_utilization"]), math.floor((total - margin) / total * 100 + 1e-9) / 100))
+    if held > 0 and idle_budget - fixed.total >= need:
+        percent = math.ceil((fixed.total + need) * 100 / total)
+        free_needed = margin + math.ceil(percent * total / 100)
+        return Refusal(
+            "busy",
+            f"only {free} of {names}'s {total} MiB are free (other processes and the driver hold {held} MiB); Voxtral Realtime "
+            f"needs at least {free_needed} MiB free on it (one stream of {_minutes(shortest, arch):.1f}-minute sessions)",
+            [*numbers[:2], "Stop the processes holding GPU memory (`nvidia-smi` lists them), then run `echopanel-setup serve` again."],
         )
     return Refusal(
         "memory",
         f"{names} is too small for Voxtral Realtime: {room} MiB are left for the KV cache, and one stream of the shortest "
-        f"useful session ({_minutes(tokens, arch):.1f} min, --max-model-len {tokens}) needs {need} MiB",
+        f"useful session ({_minutes(shortest, arch):.1f} min, --max-model-len {shortest}) needs {need} MiB",
         numbers,
     )
 

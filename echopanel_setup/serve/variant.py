@@ -95,6 +95,10 @@ def ensure(model_dir: Path, delay_ms: int) -> Variant:
         raise SetupError(f"{model_dir}: {', '.join(missing)} missing; run `echopanel-setup install voxtral` first")
     if _is_current(target, model_dir, delay_ms):
         return Variant(target, delay_ms, model_dir, created=False)
+    if (target.exists() or target.is_symlink()) and not (target / MARKER).is_file() and not _empty_dir(target):
+        # Not ours (a copy someone patched by hand, say): never replace what we did not make.
+        raise SetupError(f"{target} exists and was not made by echopanel-setup (it has no {MARKER}): move or rename it, "
+                         "then run this again")
 
     tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -121,6 +125,13 @@ def ensure(model_dir: Path, delay_ms: int) -> Variant:
         shutil.rmtree(tmp, ignore_errors=True)
         raise SetupError(f"cannot create the delay variant {target}: {exc.strerror or exc}") from None
     return Variant(target, delay_ms, model_dir, created=True)
+
+
+def _empty_dir(path: Path) -> bool:
+    try:
+        return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
+    except OSError:
+        return False
 
 
 def _link(source: Path, link: Path) -> None:
