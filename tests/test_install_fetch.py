@@ -125,3 +125,29 @@ def test_the_hub_changing_the_size_is_not_retried(hub: HubStandIn, tmp_path: Pat
     hub.faults.sizes[BIG] = run.content.size + 1
     with pytest.raises(Exception, match="the repo changed"):
         run()
+
+
+def test_a_throttled_transfer_arrives_in_one_piece(hub: HubStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stand-in's throttle (the kill -9, Ctrl-C and lock tests lean on it) once read the clock twice and
+    handed sleep() a negative number now and then, dropping the connection under the test. A clock that
+    moves 0.6 chunk-intervals per read makes that happen within a few chunks; the transfer must see one GET."""
+    import types
+
+    import hub_server
+
+    interval = 64 * 1024 / hub_server.MIB  # seconds per 64 KiB chunk at 1 MiB/s
+    clock = [0.0]
+
+    def monotonic() -> float:
+        clock[0] += 0.6 * interval
+        return clock[0]
+
+    def sleep(seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("sleep length must be non-negative")
+
+    monkeypatch.setattr(hub_server, "time", types.SimpleNamespace(monotonic=monotonic, sleep=sleep))
+    hub.faults.throttle_bps = hub_server.MIB
+    run = Run(hub, tmp_path)
+    assert run.expected.matches(run())
+    assert run.cdn_ranges() == [None] and run.notes == []

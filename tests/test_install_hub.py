@@ -105,6 +105,16 @@ def test_proxy_from_the_environment_is_used_and_named(hub: HubStandIn, monkeypat
     assert hub.hits == []  # nothing went around the proxy
 
 
+def test_proxy_credentials_never_reach_the_message(hub: HubStandIn, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HTTP_PROXY", f"http://alice:s3cret@127.0.0.1:{port}")
+    message = _error()
+    assert f"the proxy http://***@127.0.0.1:{port} failed" in message
+    assert "s3cret" not in message and "alice" not in message
+
+
 def test_no_proxy_bypasses_it(hub: HubStandIn, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")

@@ -165,6 +165,18 @@ def test_not_a_venv_is_left_alone(tmp_path: Path) -> None:
     assert (folder / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_a_venv_path_that_cannot_be_written_is_refused_before_the_installer_runs(tmp_path: Path, dry_run: bool) -> None:
+    blocker = tmp_path / "notes.txt"  # a file where a folder would have to be: unwritable even for root
+    blocker.write_text("mine")
+    venv = blocker / "venv"
+    proc = install("--venv", str(venv), *(["--dry-run"] if dry_run else []), path=path_without_uv(tmp_path))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.strip() == f"echopanel-setup: error: cannot write to {venv} ({blocker} is not a writable folder): pass --venv a folder you can write to"
+    assert "Would run" not in proc.stdout and "$ " not in proc.stdout
+    assert blocker.read_text() == "mine"
+
+
 # --- installs ---------------------------------------------------------------------------------------------------
 
 
@@ -196,6 +208,20 @@ def test_installs_with_uv_when_it_is_on_path(wheels: Path, tmp_path: Path, isola
 def fastest_path(tmp_path: Path) -> str:
     """uv when it is installed (the installer choice has its own tests above), else pip."""
     return uv_path() if UV else path_without_uv(tmp_path)
+
+
+def test_a_state_dir_that_cannot_be_written_costs_a_warning_not_the_install(wheels: Path, tmp_path: Path) -> None:
+    """Recording the venv for doctor used to crash (exit 4) after the install had succeeded."""
+    not_a_dir = tmp_path / "state-is-a-file"
+    not_a_dir.write_text("")
+    venv = tmp_path / "venv"
+    proc = run_cli(
+        "install", "vllm", "--facts", str(FACTS / "linux-4090-desktop.json"), "--yes", "--venv", str(venv), "--find-links", str(wheels), "--no-index",
+        env={"PATH": fastest_path(tmp_path), "XDG_STATE_HOME": str(not_a_dir)}, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "could not record the venv" in proc.stdout and f"pass --python {venv} to doctor and serve" in proc.stdout
+    assert "Ready" in proc.stdout
 
 
 def test_broken_stack_is_repaired_in_place_by_upgrading(wheels: Path, tmp_path: Path, isolated_home: Path) -> None:

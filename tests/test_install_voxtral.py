@@ -16,6 +16,7 @@ import pytest
 
 from conftest import REPO as SRC_REPO
 from conftest import run_cli
+from echopanel_setup.facts.local import probe_model
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "hub"))
 from hub_server import MIB, REPO, HubStandIn, voxtral_files  # noqa: E402
@@ -128,6 +129,10 @@ def test_dry_run_prints_the_plan_and_writes_nothing(hub: HubStandIn, model_dir: 
     assert hub.commit[:12] in proc.stdout
     assert not target.exists() and not model_dir.exists()
     assert downloads(hub) == []
+    doc = json.loads(install(hub, "--dir", str(target), "--dry-run", "--json").stdout)
+    assert doc["status"] == "planned" and doc["downloaded_bytes"] == 0  # a plan downloads nothing
+    assert doc["disk"]["needed"] == sum(hub.files[n].content.size for n in NEEDED) and doc["disk"]["fits"]
+    assert not target.exists()
 
 
 def test_dir_flag_works_as_in_the_seed_guide(hub: HubStandIn, tmp_path: Path, isolated_home: Path) -> None:
@@ -190,6 +195,54 @@ def test_ctrl_c_exits_130_with_a_one_line_resume_hint(hub: HubStandIn, model_dir
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and "interrupted" in lines[0] and "again to resume" in lines[0], err
     assert part.exists() and part.stat().st_size > 0
+
+
+def test_ctrl_c_while_checking_a_file_on_disk_says_how_to_finish(hub: HubStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from echopanel_setup.install import voxtral
+    from test_install_hub import point_at
+
+    point_at(hub.endpoint, monkeypatch)
+    target = tmp_path / "by-hand"
+    target.mkdir()
+    for name in NEEDED:
+        (target / name).write_bytes(hub.files[name].content.read())
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(voxtral, "hash_file", interrupted)
+    try:
+        voxtral.run(voxtral.Options(dir=str(target), yes=True))
+    except KeyboardInterrupt:
+        pytest.fail("a bare KeyboardInterrupt escaped: the user is not told how to finish")
+    except voxtral.InstallInterrupted as exc:
+        assert exc.exit_code == 130
+        assert str(exc) == f"interrupted while checking {BIG}; nothing was changed: run `echopanel-setup install voxtral --dir {target}` again to finish"
+    else:
+        pytest.fail("the interrupted check did not stop the install")
+    assert sorted(p.name for p in target.iterdir()) == sorted(NEEDED)  # no work dir or lock left behind
+    assert all((target / n).read_bytes() == hub.files[n].content.read() for n in NEEDED)
+
+
+def test_a_run_refused_because_another_is_writing_leaves_that_runs_lock_and_partial_alone(hub: HubStandIn, model_dir: Path) -> None:
+    """A refused run used to delete the running one's lock on its way out, so the next run wrote into the
+    same partial file beside it."""
+    hub.faults.throttle_bps = 256 * 1024
+    first = popen(hub)
+    work = model_dir / ".echopanel-download"
+    part = work / f"{BIG}.part"
+    try:
+        wait_for(lambda: part.exists() and part.stat().st_size >= 128 * 1024)
+        for _ in range(2):  # the second refusal proves the lock survived the first
+            busy = install(hub)
+            assert busy.returncode == 1, busy.stderr
+            assert "another `install voxtral` is writing" in one_error_line(busy)
+            assert (work / "lock").exists() and part.exists() and (work / f"{BIG}.part.json").exists()
+    finally:
+        hub.faults.throttle_bps = None
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+    assert_installed(hub, model_dir)
 
 
 def test_orphan_of_a_killed_hf_download_is_continued_not_refetched(model_dir: Path) -> None:
@@ -281,12 +334,15 @@ def test_verify_names_the_corrupt_file_and_install_repairs_only_it(hub: HubStand
     assert check.returncode == 1, check.stderr
     assert "tekken.json" in check.stdout and "corrupt" in check.stdout
     assert "consolidated.safetensors" in check.stdout and "ok" in check.stdout
+    assert not probe_model(model_dir, None).verified  # doctor reads the damage from the manifest (same size)
     hub.start()
     mark = len(hub.hits)
     repair = install(hub)
     assert repair.returncode == 0, repair.stderr
+    assert f"Commit {hub.commit[:12]} of {REPO} ({hub.endpoint}): the installed one; --revision main looks for a newer one" in repair.stdout
     assert downloads(hub, mark) == ["tekken.json"]
     assert_installed(hub, model_dir)
+    assert probe_model(model_dir, None).verified
     assert install(hub, "--verify").returncode == 0
     # A missing file is fetched alone too.
     (model_dir / "params.json").unlink()
@@ -382,6 +438,25 @@ def test_unwritable_dir_is_a_usage_error(hub: HubStandIn, tmp_path: Path) -> Non
     assert hub.hits == []
 
 
+def test_an_hf_endpoint_that_is_not_a_url_is_a_usage_error(hub: HubStandIn, model_dir: Path) -> None:
+    proc = install(hub, env={"HF_ENDPOINT": f"127.0.0.1:{hub.hub_port}"})
+    assert proc.returncode == 2
+    assert f"HF_ENDPOINT='127.0.0.1:{hub.hub_port}' is not an http(s) URL" in one_error_line(proc)
+    assert hub.hits == [] and not model_dir.parent.parent.exists()
+
+
+def test_a_state_dir_that_cannot_be_written_costs_a_warning_not_the_install(hub: HubStandIn, tmp_path: Path) -> None:
+    """Recording the model dir for doctor used to crash (exit 4) after the whole download had succeeded."""
+    not_a_dir = tmp_path / "state-is-a-file"
+    not_a_dir.write_text("")
+    target = tmp_path / "model"
+    proc = install(hub, "--dir", str(target), env={"XDG_STATE_HOME": str(not_a_dir)})
+    assert proc.returncode == 0, proc.stderr
+    assert "could not record the model dir" in proc.stdout and f"pass --model-dir {target} to doctor and serve" in proc.stdout
+    assert "installed and verified" in proc.stdout
+    assert_installed(hub, target)
+
+
 def test_disk_full_mid_download_leaves_a_clean_partial_that_resumes(hub: HubStandIn, tmp_path: Path) -> None:
     """A real ENOSPC: a tmpfs in a private mount namespace, shrunk under the running download."""
     if shutil.which("unshare") is None or subprocess.run(["unshare", "-Urm", "true"], capture_output=True).returncode != 0:
@@ -430,5 +505,6 @@ def test_files_downloaded_by_hand_are_checked_and_adopted_without_a_download(hub
     doc = json.loads(proc.stdout)
     assert {f["name"]: f["outcome"] for f in doc["files"]} == dict.fromkeys(NEEDED, "verified")
     assert doc["downloaded_bytes"] == 0 and doc["reused_bytes"] == sum(hub.files[n].content.size for n in NEEDED)
+    assert {f["name"]: f["reused_bytes"] for f in doc["files"]} == {n: hub.files[n].content.size for n in NEEDED}
     assert downloads(hub, mark) == []
     assert_installed(hub, target)

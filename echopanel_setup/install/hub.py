@@ -13,7 +13,7 @@ import urllib.request
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from echopanel_setup.errors import ExternalError, SetupError
+from echopanel_setup.errors import ExternalError, SetupError, UsageError
 
 CONNECT_TIMEOUT_S = 10.0
 API_TIMEOUT_S = 30.0
@@ -98,9 +98,12 @@ def resolve(repo: str, revision: str, names: list[str]) -> Remote:
     from huggingface_hub import HfApi
     from huggingface_hub.hf_api import RepoFile as HubFile
 
+    where = endpoint()
+    parts = urlsplit(where)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"HF_ENDPOINT={where!r} is not an http(s) URL: set it like https://huggingface.co, or unset it")
     _session_defaults()
     api = HfApi()
-    where = endpoint()
     try:
         info = api.model_info(repo, revision=revision, timeout=API_TIMEOUT_S)
         commit = info.sha or ""
@@ -143,12 +146,17 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 
 def proxy_for(url: str) -> str | None:
-    """The proxy the environment routes `url` through (what httpx would use), for error messages."""
+    """The proxy the environment routes `url` through (what httpx would use), for error messages: any
+    user:password in it is masked, since the message lands on terminals and in CI logs."""
     host = urlsplit(url).hostname or ""
     if urllib.request.proxy_bypass_environment(host):  # type: ignore[attr-defined]  # NO_PROXY, as httpx reads it
         return None
     proxies = urllib.request.getproxies_environment()
-    return proxies.get(urlsplit(url).scheme) or proxies.get("all")
+    proxy = proxies.get(urlsplit(url).scheme) or proxies.get("all")
+    if proxy is None or "@" not in urlsplit(proxy).netloc:
+        return proxy
+    parts = urlsplit(proxy)
+    return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
 
 
 def _host(url: str) -> str:

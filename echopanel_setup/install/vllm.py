@@ -24,6 +24,7 @@ from echopanel_setup.facts.local import probe_disk
 from echopanel_setup.facts.model import Facts
 from echopanel_setup.install import venv as venvs
 from echopanel_setup.install.progress import Ui, size
+from echopanel_setup.install.writable import ensure_writable
 
 MIB = 1024 * 1024
 
@@ -57,6 +58,7 @@ def run(opts: Options) -> int:
         raise UsageError(f"{target} exists and is not a virtual environment: pass --venv a new or existing venv folder")
     if state == "broken":
         raise SetupError(f"the venv at {target} is broken (its python does not run): remove it and run again, or pass another --venv")
+    ensure_writable(target, create=False, flag="--venv")
     base = _base_python(ui, opts.python, target, state)
     need = int(k["vllm_install"]["disk_mib"]) * MIB
     disk = probe_disk(target)
@@ -89,8 +91,12 @@ def run(opts: Options) -> int:
         return EXIT_FAILED
     for cmd in plan.commands:
         _run(ui, cmd, target)
-    paths.write_state({"vllm_venv": str(target)})
-    ui.line(f"[green]{ui.sym['ok']}[/] Installed into {target}; recorded for doctor, serve and smoke.")
+    try:
+        paths.write_state({"vllm_venv": str(target)})
+        ui.line(f"[green]{ui.sym['ok']}[/] Installed into {target}; recorded for doctor, serve and smoke.")
+    except OSError as exc:  # installed all the same: say how to find it without the record
+        ui.line(f"[green]{ui.sym['ok']}[/] Installed into {target}.")
+        ui.note(f"could not record the venv in {paths.state_file()} ({exc.strerror or exc}): pass --python {target} to doctor and serve")
     return _check(ui, target)
 
 

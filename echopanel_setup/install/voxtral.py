@@ -15,7 +15,6 @@ Order of work, cheapest first:
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -23,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from echopanel_setup import knowledge, paths
-from echopanel_setup.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ExternalError, SetupError, UsageError
+from echopanel_setup.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ExternalError, SetupError
 from echopanel_setup.install import fetch, hub, manifest, orphans
 from echopanel_setup.install.digest import Digest, Expected, hash_file
 from echopanel_setup.install.hub import Remote, RemoteFile
 from echopanel_setup.install.manifest import Entry, Manifest
 from echopanel_setup.install.progress import Ui, duration, size
+from echopanel_setup.install.writable import ensure_writable
 
 MIB = 1024 * 1024
 INTERIM = "verified.json"  # files verified so far by an unfinished run, inside fetch.WORK_DIR
@@ -110,7 +110,7 @@ def run(opts: Options) -> int:
     if old is not None and not old.changes(target, job.names) and opts.revision in (None, old.commit):
         return already_installed(job, old)
     job.ui.line(f"Model dir: {target} ({chosen_by})")
-    created = ensure_writable(target, create=not opts.dry_run)
+    created = ensure_writable(target, create=not opts.dry_run, flag="--dir")
     if not opts.dry_run:
         job.prehashed = {n: ph for n in job.names if (ph := fetch.Partial(target, n).prehash()) is not None}
     try:
@@ -137,41 +137,10 @@ def choose_dir(given: str | None) -> tuple[Path, str]:
     return paths.default_model_dir(), "default; --dir to change"
 
 
-def ensure_writable(target: Path, create: bool) -> Path | None:
-    """Fail before any network or byte if the files could not be written there (exit 2).
-
-    Returns the topmost folder this created, so a run that fails before writing anything leaves no trace.
-    """
-    from echopanel_setup.facts.local import probe_disk
-
-    hint = "pass --dir a folder you can write to"
-    existing = Path(probe_disk(target).checked_path)
-    if not create:
-        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-            raise UsageError(f"cannot write to {target} ({existing} is not a writable folder): {hint}")
-        return None
-    created = None if existing == target else next(p for p in [target, *target.parents] if p.parent == existing)
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-        probe_file = target / f".echopanel-write-test-{os.getpid()}"
-        probe_file.write_bytes(b"")
-        probe_file.unlink()
-    except OSError as exc:
-        raise UsageError(f"cannot write to {target}: {exc.strerror or exc}: {hint}") from None
-    return created
-
-
 def _tidy(job: Job, created: Path | None) -> None:
-    """After a failure: drop empty partial files and our lock, and folders this run created that stayed empty.
-    Kept bytes, interim verifications and anything the user had stay."""
-    for name in job.names:
-        partial = fetch.Partial(job.target, name)
-        try:
-            if partial.path.stat().st_size == 0:
-                partial.discard()
-        except OSError:
-            pass
-    (job.work / "lock").unlink(missing_ok=True)
+    """After a failure: remove the folders this run created that stayed empty. Kept bytes, interim
+    verifications and anything the user had stay; so do the lock and partial files of another run that is
+    still writing here (this one may have failed precisely because that run holds the lock)."""
     folders = [job.work, job.target]
     if created is not None:
         folders += [p for p in job.target.parents if p == created or created in p.parents]
@@ -183,9 +152,18 @@ def _tidy(job: Job, created: Path | None) -> None:
 
 
 def _record_dir(job: Job) -> None:
-    """Tell doctor and serve where the model is (only when that changed: the fast path stays read-only)."""
-    if paths.read_state().get("model_dir") != str(job.target):
+    """Tell doctor and serve where the model is (only when that changed: the fast path stays read-only).
+
+    The model is installed either way: a state dir that cannot be written costs a warning, not the install."""
+    if paths.read_state().get("model_dir") == str(job.target):
+        return
+    try:
         paths.write_state({"model_dir": str(job.target)})
+    except OSError as exc:
+        job.ui.note(
+            f"could not record the model dir in {paths.state_file()} ({exc.strerror or exc}): "
+            f"pass --model-dir {job.target} to doctor and serve"
+        )
 
 
 # -- fast paths ------------------------------------------------------------------------------------------
@@ -258,7 +236,7 @@ def install(job: Job, remote: Remote, revision: str) -> int:
     if job.opts.dry_run:
         if job.opts.json:
             disk = {"free": free, "needed": need, "margin": margin, "fits": fits}
-            _json(job, "planned", remote.commit, revision, [_step_doc(s) for s in steps], need, sum(s.offset for s in steps), disk=disk)
+            _json(job, "planned", remote.commit, revision, [_step_doc(s) for s in steps], 0, 0, disk=disk)
         job.ui.line("Dry run: nothing was written.")
     if not fits:
         raise SetupError(_no_space(job, need, free, margin))
@@ -336,8 +314,10 @@ _ACTION_WORDS = {
 
 def _print_plan(job: Job, remote: Remote, revision: str, steps: list[Step], need: int, free: int, margin: int) -> None:
     ui = job.ui
-    pinned = " (the installed commit; --revision main looks for a newer one)" if remote.revision != revision else ""
-    ui.line(f"Revision {revision} = commit {remote.commit[:12]} of {remote.repo} ({remote.endpoint}){pinned}")
+    if remote.revision != revision:  # pinned to what is installed: the Hub was not asked what `revision` is now
+        ui.line(f"Commit {remote.commit[:12]} of {remote.repo} ({remote.endpoint}): the installed one; --revision {revision} looks for a newer one")
+    else:
+        ui.line(f"Revision {revision} = commit {remote.commit[:12]} of {remote.repo} ({remote.endpoint})")
     width = max(len(s.name) for s in steps)
     for s in steps:
         if s.action == "resume":
@@ -364,7 +344,10 @@ def _confirm(job: Job, need: int) -> bool:
 
 
 class _lock:
-    """One install per model dir at a time (two writers would interleave their bytes)."""
+    """One install per model dir at a time (two writers would interleave their bytes).
+
+    Only the holder removes the lock file and empty partial files, and only while it still holds the lock:
+    a run that did not get the lock must leave the running one's files alone."""
 
     def __init__(self, job: Job) -> None:
         self.job = job
@@ -380,8 +363,19 @@ class _lock:
         except Timeout:
             raise SetupError(f"another `install voxtral` is writing to {self.job.target}: wait for it to finish") from None
 
-    def __exit__(self, *exc: object) -> None:
-        self.lock.release()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        try:
+            if exc_type is not None:  # failed or interrupted: drop partial files that hold no byte yet
+                for name in self.job.names:
+                    partial = fetch.Partial(self.job.target, name)
+                    try:
+                        if partial.path.stat().st_size == 0:
+                            partial.discard()
+                    except OSError:
+                        pass
+            (self.job.work / "lock").unlink(missing_ok=True)
+        finally:
+            self.lock.release()
 
 
 def _execute(job: Job, remote: Remote, steps: list[Step]) -> None:
@@ -392,7 +386,10 @@ def _execute(job: Job, remote: Remote, steps: list[Step]) -> None:
         for s in steps:
             if s.action == "check":
                 ui.current(f"checking {s.name}")
-                digest = hash_file(job.target / s.name, s.expected)
+                try:
+                    digest = hash_file(job.target / s.name, s.expected)
+                except KeyboardInterrupt:
+                    raise InstallInterrupted(f"interrupted while checking {s.name}; nothing was changed: run `{job.rerun}` again to finish") from None
                 if s.expected.matches(digest):
                     s.outcome, s.digest = "verified", digest
                     _record(job, remote, s)
@@ -604,7 +601,7 @@ def _step_doc(s: Step) -> dict[str, Any]:
         "sha256": s.digest.sha256 if s.digest else s.expected.sha256,
         "action": s.action,
         "outcome": s.outcome or None,
-        "reused_bytes": s.offset if s.outcome != "kept" else s.expected.size,
+        "reused_bytes": s.expected.size if s.outcome in ("kept", "verified") else s.offset,
     }
 
 
