@@ -14,7 +14,7 @@ import typer
 from echopanel_setup import __version__
 from echopanel_setup.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, SetupError, UsageError
 
-app = typer.Typer(
+_APP_SETTINGS = dict(
     name="echopanel-setup",
     help="Get EchoPanel transcribing live with Voxtral Realtime: check, install, serve, smoke-test, configure.",
     no_args_is_help=True,
@@ -23,6 +23,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+app = typer.Typer(**_APP_SETTINGS)  # type: ignore[arg-type]
 install_app = typer.Typer(help="Install the Voxtral model or the vLLM runtime.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(install_app, name="install")
 
@@ -379,7 +380,7 @@ def main() -> None:
         if (getattr(stream, "encoding", "") or "").lower().replace("-", "") not in ("utf8", "utf_8"):
             stream.reconfigure(errors="replace")  # type: ignore[union-attr]  # a C/ASCII locale must not crash us
     try:
-        code = app(standalone_mode=False)
+        code = _app_for(sys.argv[1:])(standalone_mode=False)
     except SetupError as exc:
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
@@ -393,6 +394,25 @@ def main() -> None:
     if code == EXIT_INTERRUPTED:  # Typer turns Ctrl-C inside a command into a silent Exit(130)
         print("echopanel-setup: interrupted", file=sys.stderr)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _app_for(args: list[str]) -> typer.Typer:
+    """The app to run: only the command named in `args` when there is one.
+
+    Typer turns every registered command's signature into Click objects at start-up (~20 ms for all of
+    ours); a run of `doctor` needs only doctor's. `--help`, `--version` and unknown names get the whole app,
+    so the listing and Click's "No such command" stay as they are.
+    """
+    name = args[0] if args and not args[0].startswith("-") else None
+    commands = [c for c in app.registered_commands if (c.name or c.callback.__name__) == name]  # type: ignore[union-attr]
+    groups = [g for g in app.registered_groups if g.name == name]
+    if not commands and not groups:
+        return app
+    single = typer.Typer(**_APP_SETTINGS)  # type: ignore[arg-type]
+    single.registered_callback = app.registered_callback
+    single.registered_commands = commands
+    single.registered_groups = groups
+    return single
 
 
 def _fail(message: str, code: int) -> None:
