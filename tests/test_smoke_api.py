@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,22 +16,19 @@ from smoke_kit import (
     MistralStandIn,
     close_to,
     exact,
+    run_main,
     tone_pcm,
     write_wav,
 )
 
-from echopanel_setup import cli, knowledge
+from echopanel_setup import knowledge
 from echopanel_setup.smoke import audio
 
 CLIP = audio.bundled()
 
 
 def smoke(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["echopanel-setup", "smoke", "--mode", "api", *args])
-    with pytest.raises(SystemExit) as exc:
-        cli.main()
-    captured = capsys.readouterr()
-    return int(exc.value.code or 0), captured.out, captured.err
+    return run_main(monkeypatch, capsys, "smoke", "--mode", "api", *args)
 
 
 def _config(home: Path, text: str) -> None:

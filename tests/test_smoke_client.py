@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
 from http.server import HTTPServer, SimpleHTTPRequestHandler
 from pathlib import Path
 from threading import Thread
@@ -18,11 +17,11 @@ from smoke_kit import (
     VllmStandIn,
     close_to,
     exact,
+    run_main,
     tone_pcm,
     write_wav,
 )
 
-from echopanel_setup import cli
 from echopanel_setup.errors import ExternalError
 from echopanel_setup.smoke import audio, client
 
@@ -30,12 +29,7 @@ CLIP = audio.bundled()
 
 
 def smoke(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """`echopanel-setup smoke ARGS` through cli.main, in this process (the stand-in runs in a thread)."""
-    monkeypatch.setattr(sys, "argv", ["echopanel-setup", "smoke", *args])
-    with pytest.raises(SystemExit) as exc:
-        cli.main()
-    captured = capsys.readouterr()
-    return int(exc.value.code or 0), captured.out, captured.err
+    return run_main(monkeypatch, capsys, "smoke", *args)
 
 
 def test_bundled_clip_through_the_realtime_protocol(monkeypatch, capsys) -> None:

@@ -4,7 +4,6 @@ a real loopback HTTP server that decodes the uploaded WAV and checks its audio."
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,11 +13,11 @@ from smoke_kit import (
     VllmHttpStandIn,
     close_to,
     exact,
+    run_main,
     tone_pcm,
     write_wav,
 )
 
-from echopanel_setup import cli
 from echopanel_setup.errors import UsageError
 from echopanel_setup.smoke import audio, server
 
@@ -26,11 +25,7 @@ CLIP = audio.bundled()
 
 
 def smoke(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["echopanel-setup", "smoke", *args])
-    with pytest.raises(SystemExit) as exc:
-        cli.main()
-    captured = capsys.readouterr()
-    return int(exc.value.code or 0), captured.out, captured.err
+    return run_main(monkeypatch, capsys, "smoke", *args)
 
 
 @pytest.mark.parametrize(
