@@ -887,3 +887,13 @@ def test_doctor_reads_a_whole_json_document_as_facts(tmp_path) -> None:  # type:
     again = doctor.run(Options(), mode="local", facts_file=str(doc))
     assert [(r.id, r.status) for r in again.results] == [(r.id, r.status) for r in run.results]
     assert again.facts == run.facts
+
+
+def test_missing_config_on_a_machine_without_a_gpu_points_to_remote_or_api() -> None:
+    from echopanel_setup import checks as registry
+
+    facts = load("linux-nogpu.json")
+    facts.config.exists, facts.config.values = False, {}
+    (result,) = registry.run(facts, "local", [c for c in registry.all_checks() if c.id == "config.values"])
+    assert result.status is registry.Status.WARN
+    assert result.fix is not None and any("--mode api" in cmd for cmd in result.fix.commands)

@@ -19,7 +19,12 @@ def values(facts: Facts, mode: str) -> Outcome:
     """The file parses, each key has a valid value, and it selects Voxtral in the mode being checked."""
     c = facts.config
     if not c.exists and not c.values:
-        return Outcome(Status.WARN, f"no EchoPanel config at {c.path}", [], Fix("Write it once the server works:", [f"echopanel-setup configure --mode {mode}"]))
+        if mode == "local" and not (facts.platform.system == "Linux" and facts.gpu.devices):
+            fix = Fix("This machine cannot serve Voxtral itself; write the config for another way:", [
+                "echopanel-setup configure --mode remote --url http://GPU-HOST:8000", "echopanel-setup configure --mode api"])
+        else:
+            fix = Fix("Write it once the server works:", [f"echopanel-setup configure --mode {mode}"])
+        return Outcome(Status.WARN, f"no EchoPanel config at {c.path}", [], fix)
     problems = [*c.errors, *envconfig.validate(c.values)]
     env_note = [f"From the environment (overrides the file): {', '.join(c.from_environment)}"] if c.from_environment else []
     if problems:
