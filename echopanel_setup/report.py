@@ -42,12 +42,15 @@ def counts(results: list[CheckResult]) -> dict[str, int]:
     return out
 
 
+def header(command: str, schema_version: int) -> dict[str, Any]:
+    """The fields every command's `--json` document starts with."""
+    return {"schema_version": schema_version, "tool": {"name": "echopanel-setup", "version": __version__}, "command": command}
+
+
 def to_document(run: DoctorRun) -> dict[str, Any]:
     """The `--json` document; its shape is pinned by schema/doctor.schema.json."""
     return {
-        "schema_version": REPORT_SCHEMA_VERSION,
-        "tool": {"name": "echopanel-setup", "version": __version__},
-        "command": "doctor",
+        **header("doctor", REPORT_SCHEMA_VERSION),
         "mode": run.mode,
         "mode_reason": run.mode_reason,
         "strict": run.strict,

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-from echopanel_setup import __version__
+from echopanel_setup.report import header
 from echopanel_setup.smoke.runner import SmokeResult
 
 SCHEMA_VERSION = 1
@@ -22,9 +22,7 @@ def _ms(seconds: float | None) -> float | None:
 def to_document(r: SmokeResult) -> dict[str, Any]:
     t = r.transcript.timings
     return {
-        "schema_version": SCHEMA_VERSION,
-        "tool": {"name": "echopanel-setup", "version": __version__},
-        "command": "smoke",
+        **header("smoke", SCHEMA_VERSION),
         "passed": r.passed,
         "exit_code": r.exit_code,
         "mode": r.target.mode,
@@ -69,9 +67,7 @@ def to_document(r: SmokeResult) -> dict[str, Any]:
 
 def error_document(message: str, exit_code: int) -> dict[str, Any]:
     return {
-        "schema_version": SCHEMA_VERSION,
-        "tool": {"name": "echopanel-setup", "version": __version__},
-        "command": "smoke",
+        **header("smoke", SCHEMA_VERSION),
         "passed": False,
         "exit_code": exit_code,
         "error": {"message": message},
