@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -49,3 +50,9 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60, 
         input=stdin,
         cwd=REPO,
     )
+
+
+# Tests of a SOCKS proxy that cannot be used: they need httpx's socks extra (socksio) to be absent.
+without_socks_extra = pytest.mark.skipif(
+    importlib.util.find_spec("socksio") is not None, reason="httpx's socks extra is installed: the proxy would be used"
+)

@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, without_socks_extra
 from probe_kit import VOXTRAL, FakeVllm, closed_port, serve_vllm
 
 from echopanel_setup.facts import network
@@ -212,12 +212,9 @@ def test_redact_url() -> None:
     assert network.redact_url("http://u@proxy") == "http://***@proxy"
 
 
+@without_socks_extra
 def test_a_socks_proxy_without_socksio_is_reported_not_crashed(monkeypatch) -> None:
     """ALL_PROXY=socks5://… without httpx[socks]: the probes say why, nothing crashes."""
-    import importlib.util
-
-    if importlib.util.find_spec("socksio") is not None:
-        pytest.skip("socksio is installed here")
     from echopanel_setup.facts import network
 
     monkeypatch.setenv("ALL_PROXY", "socks5://127.0.0.1:9")

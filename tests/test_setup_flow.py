@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import without_socks_extra
 from smoke_kit import VllmBehaviour, VllmStandIn, exact
 
 from echopanel_setup import cli, envconfig
@@ -202,14 +203,9 @@ def test_the_doctor_line_counts_only_what_stops_setup(monkeypatch, capsys, env_f
     assert code == 0 and "api mode (--mode): every required check passes" in out
 
 
+@without_socks_extra
 def test_an_unusable_proxy_stops_the_wait_at_once(monkeypatch, env_file: Path) -> None:
     """Regression: waiting for the server retried every error for 15 minutes, even one no retry can fix."""
-    try:
-        import socksio  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("httpx's socks extra is installed: the proxy would be used")
     from echopanel_setup.errors import UsageError
 
     monkeypatch.setenv("ALL_PROXY", f"socks5://127.0.0.1:{_free_port()}")

@@ -10,7 +10,7 @@ from pathlib import Path
 from threading import Thread
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, without_socks_extra
 from smoke_kit import (
     VOXTRAL,
     VllmBehaviour,
@@ -241,15 +241,10 @@ def test_a_loopback_server_is_never_reached_through_a_proxy(monkeypatch, capsys,
     assert json.loads(out)["passed"]
 
 
+@without_socks_extra
 def test_an_unusable_socks_proxy_for_a_remote_server_is_one_line(monkeypatch, capsys) -> None:
     """Regression: ALL_PROXY=socks5://… without httpx's socks extra was an internal error (exit 4)."""
     pytest.importorskip("httpx")
-    try:
-        import socksio  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("httpx's socks extra is installed: the proxy would be used")
     monkeypatch.setenv("ALL_PROXY", f"socks5://127.0.0.1:{_free_port()}")
     rc, _, err = smoke(monkeypatch, capsys, "--url", "http://gpu.example:8000", "--fast")
     assert rc == 2 and "proxy from your environment" in err
