@@ -72,7 +72,9 @@ class Bench:
         Earlier runs' gigabytes are flushed first, so neither tool pays for the other's disk writeback."""
         os.sync()
         start = time.perf_counter()
-        proc = subprocess.Popen(self.command(tool, target), env=self.env(home), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            self.command(tool, target), env=self.env(home), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         _, status, usage = os.wait4(proc.pid, 0)
         elapsed = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -82,7 +84,9 @@ class Bench:
 
     def kill_at(self, tool: str, home: Path, target: Path, fraction: float, size: int) -> None:
         """Start a run and kill -9 it once `fraction` of the big file is on disk."""
-        proc = subprocess.Popen(self.command(tool, target), env=self.env(home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            self.command(tool, target), env=self.env(home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         while proc.poll() is None:
             if self._on_disk(target) >= fraction * size:
                 proc.send_signal(signal.SIGKILL)
@@ -92,15 +96,22 @@ class Bench:
 
     @staticmethod
     def _on_disk(target: Path) -> int:
-        paths = [target / ".echopanel-download" / f"{BIG}.part", *(target / ".cache" / "huggingface" / "download").glob("*.incomplete")]
+        paths = [
+            target / ".echopanel-download" / f"{BIG}.part",
+            *(target / ".cache" / "huggingface" / "download").glob("*.incomplete"),
+        ]
         return max((p.stat().st_size for p in paths if p.exists()), default=0)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=parse_size, default=parse_size("1GiB"), help="size of consolidated.safetensors (default 1GiB)")
+    parser.add_argument(
+        "--size", type=parse_size, default=parse_size("1GiB"), help="size of consolidated.safetensors (default 1GiB)"
+    )
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--link", type=parse_size, default=None, help="serve the big file at this many bytes per second (e.g. 100MiB)")
+    parser.add_argument(
+        "--link", type=parse_size, default=None, help="serve the big file at this many bytes per second (e.g. 100MiB)"
+    )
     args = parser.parse_args()
     hub = HubStandIn(voxtral_files(big_size=args.size)).start()
     hub.faults.throttle_bps = args.link
@@ -137,13 +148,19 @@ def main() -> None:
     mib = args.size / 2**20
     ratio = ours / hf
     link = f"link {args.link / 2**20:.0f} MiB/s" if args.link else "unthrottled"
-    print(f"file: {mib:.0f} MiB consolidated.safetensors + params.json + tekken.json, loopback ({link}), {args.runs} runs each (medians)")
+    print(
+        f"file: {mib:.0f} MiB consolidated.safetensors + params.json + tekken.json, loopback ({link}), {args.runs} runs each (medians)"
+    )
     print(f"install voxtral (download + sha256)  {ours:6.2f} s  {mib / ours:7.0f} MiB/s  peak RSS {rss['ours']:4d} MiB")
     print(f"hf download (no verification)        {hf:6.2f} s  {mib / hf:7.0f} MiB/s  peak RSS {rss['hf']:4d} MiB")
     print(f"ratio install/hf                     {ratio:6.2f}   (target ≤ 1.2) {'ok' if ratio <= 1.2 else 'OVER'}")
-    print(f"peak RSS                             {rss['ours']:6d} MiB (target < 200) {'ok' if rss['ours'] < 200 else 'OVER'}")
-    print(f"rerun after kill -9 at 50 %: install voxtral {r_ours:.2f} s = {r_ours / ours:.2f} of a full run (target ≈ 0.5); "
-          f"hf download {r_hf:.2f} s = {r_hf / hf:.2f} of its full run")
+    print(
+        f"peak RSS                             {rss['ours']:6d} MiB (target < 200) {'ok' if rss['ours'] < 200 else 'OVER'}"
+    )
+    print(
+        f"rerun after kill -9 at 50 %: install voxtral {r_ours:.2f} s = {r_ours / ours:.2f} of a full run (target ≈ 0.5); "
+        f"hf download {r_hf:.2f} s = {r_hf / hf:.2f} of its full run"
+    )
     print(f"already installed (manifest, no network): install voxtral answers in {confirm * 1000:.0f} ms")
     failed = ratio > 1.2 or rss["ours"] >= 200 or r_ours / ours > 0.65
     sys.exit(1 if failed else 0)

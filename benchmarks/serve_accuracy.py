@@ -37,7 +37,10 @@ def run(streams: list[int]) -> None:
     exe = _exe()
     for n in streams:
         out = subprocess.run([exe, "serve", "--detach", "--json", "--streams", str(n)], capture_output=True, text=True)
-        print(f"--streams {n}: exit {out.returncode}" + ("" if out.returncode == 0 else f": {out.stderr.strip().splitlines()[-1:]}"))
+        print(
+            f"--streams {n}: exit {out.returncode}"
+            + ("" if out.returncode == 0 else f": {out.stderr.strip().splitlines()[-1:]}")
+        )
         subprocess.run([exe, "serve", "--stop"], capture_output=True, text=True)
 
 
@@ -50,27 +53,51 @@ def rows() -> list[tuple[str, float, float, float, float]]:
         if "kv_memory.gib" not in f or "concurrency.times" not in f:
             continue
         pool = (b["kv"] + b["headroom"]) / 1024
-        out.append((key, pool, float(f["kv_memory.gib"]), (b["kv"] + b["headroom"]) / b["kv_per_stream"], float(f["concurrency.times"])))
+        out.append(
+            (
+                key,
+                pool,
+                float(f["kv_memory.gib"]),
+                (b["kv"] + b["headroom"]) / b["kv_per_stream"],
+                float(f["concurrency.times"]),
+            )
+        )
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=int, nargs="*", metavar="STREAMS", help="start and stop the server with these --streams first")
+    parser.add_argument(
+        "--run", type=int, nargs="*", metavar="STREAMS", help="start and stop the server with these --streams first"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.run:
         run(args.run)
     data = rows()
     if args.json:
-        print(json.dumps([dict(zip(("key", "planned_gib", "vllm_gib", "planned_streams", "vllm_concurrency"), r, strict=True)) for r in data], indent=2))
+        print(
+            json.dumps(
+                [
+                    dict(zip(("key", "planned_gib", "vllm_gib", "planned_streams", "vllm_concurrency"), r, strict=True))
+                    for r in data
+                ],
+                indent=2,
+            )
+        )
         return
     if not data:
-        print("No recorded start on a GPU yet: the planner-vs-vLLM comparison awaits a GPU (see this file's docstring).")
+        print(
+            "No recorded start on a GPU yet: the planner-vs-vLLM comparison awaits a GPU (see this file's docstring)."
+        )
         return
-    print(f"{'GPU | vLLM':<44} {'KV pool GiB plan':>16} {'vLLM':>7} {'ratio':>6}   {'streams plan':>12} {'vLLM':>6} {'ratio':>6}")
+    print(
+        f"{'GPU | vLLM':<44} {'KV pool GiB plan':>16} {'vLLM':>7} {'ratio':>6}   {'streams plan':>12} {'vLLM':>6} {'ratio':>6}"
+    )
     for key, pool, got, streams, conc in data:
-        print(f"{key:<44} {pool:>16.2f} {got:>7.2f} {got / pool:>6.2f}   {streams:>12.2f} {conc:>6.2f} {conc / streams:>6.2f}")
+        print(
+            f"{key:<44} {pool:>16.2f} {got:>7.2f} {got / pool:>6.2f}   {streams:>12.2f} {conc:>6.2f} {conc / streams:>6.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -64,11 +64,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path, pcm, text = ten_second_clip(Path(tmp))
         standin = subprocess.Popen(
-            [sys.executable, "-c", _STANDIN, str(REPO / "tests"), str(path), text], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", _STANDIN, str(REPO / "tests"), str(path), text],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         try:
             url = (standin.stdout.readline() if standin.stdout else "").strip()
-            opts = runner.SmokeOptions(url=url, audio=str(path), expect=text, fast=True, config=str(Path(tmp) / "none.env"))
+            opts = runner.SmokeOptions(
+                url=url, audio=str(path), expect=text, fast=True, config=str(Path(tmp) / "none.env")
+            )
             runner.run(opts)  # warm-up: imports, first connection
             overhead, cpu, wall, waiting = [], [], [], []
             for _ in range(args.runs):
@@ -81,8 +86,23 @@ def main() -> None:
                 waiting.append(result.waiting_s * 1000)
             cli_start = time.perf_counter()
             done = subprocess.run(
-                [sys.executable, "-m", "echopanel_setup", "smoke", "--url", url, "--fast", "--audio", str(path), "--expect", text],
-                capture_output=True, text=True, cwd=REPO, check=False,
+                [
+                    sys.executable,
+                    "-m",
+                    "echopanel_setup",
+                    "smoke",
+                    "--url",
+                    url,
+                    "--fast",
+                    "--audio",
+                    str(path),
+                    "--expect",
+                    text,
+                ],
+                capture_output=True,
+                text=True,
+                cwd=REPO,
+                check=False,
             )
             cli_ms = (time.perf_counter() - cli_start) * 1000
         finally:
@@ -95,13 +115,21 @@ def main() -> None:
         audio.load(stereo)
         convert_ms = (time.perf_counter() - convert_start) * 1000
     ok = max(statistics.median(overhead), statistics.median(cpu)) < TARGET_MS
-    print(f"clip {CLIP_S:.0f} s, 16 kHz mono, {len(pcm) // 4096 + 1} chunks, --fast, {args.runs} warm runs against the loopback stand-in (own process)")
-    print(f"client overhead, reported  median {statistics.median(overhead):6.1f} ms   max {max(overhead):6.1f} ms   (target < {TARGET_MS:.0f} ms)")
-    print(f"client CPU time per smoke  median {statistics.median(cpu):6.1f} ms   max {max(cpu):6.1f} ms   (target < {TARGET_MS:.0f} ms)")
+    print(
+        f"clip {CLIP_S:.0f} s, 16 kHz mono, {len(pcm) // 4096 + 1} chunks, --fast, {args.runs} warm runs against the loopback stand-in (own process)"
+    )
+    print(
+        f"client overhead, reported  median {statistics.median(overhead):6.1f} ms   max {max(overhead):6.1f} ms   (target < {TARGET_MS:.0f} ms)"
+    )
+    print(
+        f"client CPU time per smoke  median {statistics.median(cpu):6.1f} ms   max {max(cpu):6.1f} ms   (target < {TARGET_MS:.0f} ms)"
+    )
     print(f"waiting on server          median {statistics.median(waiting):6.1f} ms")
     print(f"wall per smoke             median {statistics.median(wall):6.1f} ms   -> {'ok' if ok else 'OVER'}")
     print(f"one CLI run, cold (interpreter start + imports included): {cli_ms:.0f} ms, exit {done.returncode}")
-    print(f"converting a {CLIP_S:.0f} s 44.1 kHz stereo WAV to 16 kHz mono (user --audio, pure Python): {convert_ms:.0f} ms")
+    print(
+        f"converting a {CLIP_S:.0f} s 44.1 kHz stereo WAV to 16 kHz mono (user --audio, pure Python): {convert_ms:.0f} ms"
+    )
     sys.exit(0 if ok else 1)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -24,7 +24,9 @@ _APP_SETTINGS = dict(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app = typer.Typer(**_APP_SETTINGS)  # type: ignore[arg-type]
-install_app = typer.Typer(help="Install the Voxtral model or the vLLM runtime.", no_args_is_help=True, rich_markup_mode=None)
+install_app = typer.Typer(
+    help="Install the Voxtral model or the vLLM runtime.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(install_app, name="install")
 
 
@@ -49,29 +51,51 @@ def _main(
     """Get EchoPanel transcribing live with Voxtral Realtime: check, install, serve, smoke-test, configure."""
 
 
-def _split(values: Optional[list[str]]) -> list[str]:
+def _split(values: list[str] | None) -> list[str]:
     return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
 
 
 @app.command()
 def doctor(
-    mode: Annotated[Optional[Mode], typer.Option(help="Which checks are required (default: from the EchoPanel config, else the hardware).")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document (schema_version 1) and nothing else.")] = False,
+    mode: Annotated[
+        Mode | None,
+        typer.Option(help="Which checks are required (default: from the EchoPanel config, else the hardware)."),
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document (schema_version 1) and nothing else.")
+    ] = False,
     strict: Annotated[bool, typer.Option(help="Warnings fail too (exit 1).")] = False,
     offline: Annotated[bool, typer.Option(help="No network probes (a loopback vLLM server is still asked).")] = False,
-    python: Annotated[Optional[str], typer.Option(help="The Python (or venv) that runs vLLM.")] = None,
-    port: Annotated[Optional[int], typer.Option(min=1, max=65535, help="The port vLLM listens on (default 8000 or the config's).")] = None,
-    url: Annotated[Optional[str], typer.Option(help="A vLLM server to check (default: VOXTRAL_VLLM_URL from the config).")] = None,
-    model_dir: Annotated[Optional[str], typer.Option(help="Where the model is (default: where `install voxtral` put it).")] = None,
-    config: Annotated[Optional[str], typer.Option(help="EchoPanel's env file (default: the per-user echopanel.env).")] = None,
-    only: Annotated[Optional[list[str]], typer.Option(help="Run only these checks (ids or prefixes, comma-separated).")] = None,
-    skip: Annotated[Optional[list[str]], typer.Option(help="Skip these checks (ids or prefixes, comma-separated).")] = None,
+    python: Annotated[str | None, typer.Option(help="The Python (or venv) that runs vLLM.")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="The port vLLM listens on (default 8000 or the config's).")
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option(help="A vLLM server to check (default: VOXTRAL_VLLM_URL from the config).")
+    ] = None,
+    model_dir: Annotated[
+        str | None, typer.Option(help="Where the model is (default: where `install voxtral` put it).")
+    ] = None,
+    config: Annotated[
+        str | None, typer.Option(help="EchoPanel's env file (default: the per-user echopanel.env).")
+    ] = None,
+    only: Annotated[
+        list[str] | None, typer.Option(help="Run only these checks (ids or prefixes, comma-separated).")
+    ] = None,
+    skip: Annotated[
+        list[str] | None, typer.Option(help="Skip these checks (ids or prefixes, comma-separated).")
+    ] = None,
     list_checks: Annotated[bool, typer.Option("--list", help="Print the mode × check matrix and exit.")] = False,
-    facts: Annotated[Optional[str], typer.Option(help="Replay a saved facts snapshot instead of probing.")] = None,
-    cache: Annotated[bool, typer.Option(help="Reuse the last reading of the target Python while none of its import directories changed.")] = True,
-    save_facts: Annotated[Optional[str], typer.Option(help="Write the facts snapshot (no secrets) to FILE.")] = None,
+    facts: Annotated[str | None, typer.Option(help="Replay a saved facts snapshot instead of probing.")] = None,
+    cache: Annotated[
+        bool,
+        typer.Option(help="Reuse the last reading of the target Python while none of its import directories changed."),
+    ] = True,
+    save_facts: Annotated[str | None, typer.Option(help="Write the facts snapshot (no secrets) to FILE.")] = None,
     report: Annotated[bool, typer.Option(help="Print a redacted Markdown report to paste into a bug report.")] = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Details for every check, and probe timings.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="Details for every check, and probe timings.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Problems only.")] = False,
 ) -> None:
     """Check this machine for Voxtral Realtime and say what to do next. Also the CI preflight (--json --strict).
@@ -91,7 +115,9 @@ def doctor(
 
         if problem := validate_url(url):
             raise UsageError(f"--url: {problem.split(' ', 1)[1]}")
-    opts = Options(python=python, port=port, offline=offline, model_dir=model_dir, config=config, url=url, use_cache=cache)
+    opts = Options(
+        python=python, port=port, offline=offline, model_dir=model_dir, config=config, url=url, use_cache=cache
+    )
     with _spinner(enabled=not (json_out or quiet or report) and sys.stderr.isatty()) as on_wait:
         run = doctor_mod.run(
             opts,
@@ -151,7 +177,9 @@ def explain(
         text = sys.stdin.read()
     else:
         try:
-            with open(logfile, encoding="utf-8", errors="replace", newline="") as fh:  # keep \r: line numbers match grep -n
+            with open(
+                logfile, encoding="utf-8", errors="replace", newline=""
+            ) as fh:  # keep \r: line numbers match grep -n
                 text = fh.read()
         except FileNotFoundError:
             raise UsageError(f"{logfile}: no such file (pass a vLLM log, or - to read standard input)") from None
@@ -159,7 +187,11 @@ def explain(
             raise UsageError(f"{logfile}: cannot read: {exc.strerror or exc}") from None
     matches = find(text)
     if json_out:
-        print(json.dumps({"schema_version": 1, "recognised": bool(matches), "matches": [asdict(m) for m in matches]}, indent=2))
+        print(
+            json.dumps(
+                {"schema_version": 1, "recognised": bool(matches), "matches": [asdict(m) for m in matches]}, indent=2
+            )
+        )
         raise typer.Exit(0 if matches else 1)
     from rich.markup import escape
 
@@ -185,14 +217,40 @@ def explain(
 
 @install_app.command("voxtral")
 def install_voxtral(
-    dir: Annotated[Optional[str], typer.Option("--dir", metavar="DIR", help="Where the model goes (default: the per-user data dir, or where an earlier install put it).")] = None,
-    revision: Annotated[Optional[str], typer.Option(metavar="REV", help="Branch, tag or 40-character commit (default: main, or the commit already installed).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (files, sizes, disk space) and write nothing.")] = False,
-    verify: Annotated[bool, typer.Option("--verify", help="Re-hash the installed files and name any damaged one (exit 1).")] = False,
+    dir: Annotated[
+        str | None,
+        typer.Option(
+            "--dir",
+            metavar="DIR",
+            help="Where the model goes (default: the per-user data dir, or where an earlier install put it).",
+        ),
+    ] = None,
+    revision: Annotated[
+        str | None,
+        typer.Option(
+            metavar="REV", help="Branch, tag or 40-character commit (default: main, or the commit already installed)."
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan (files, sizes, disk space) and write nothing.")
+    ] = False,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Re-hash the installed files and name any damaged one (exit 1).")
+    ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before downloading.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
-    stall_timeout: Annotated[float, typer.Option(min=1.0, metavar="SECONDS", help="Seconds without a byte before a transfer counts as stalled and is resumed.")] = 30.0,
-    retries: Annotated[int, typer.Option(min=0, max=100, metavar="N", help="Resumed retries in a row without progress before giving up.")] = 5,
+    stall_timeout: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            metavar="SECONDS",
+            help="Seconds without a byte before a transfer counts as stalled and is resumed.",
+        ),
+    ] = 30.0,
+    retries: Annotated[
+        int,
+        typer.Option(min=0, max=100, metavar="N", help="Resumed retries in a row without progress before giving up."),
+    ] = 5,
 ) -> None:
     """Download the three files vLLM needs (~8.9 GB): resumable at the byte, verified, recorded for doctor and serve.
 
@@ -207,14 +265,37 @@ def install_voxtral(
 
 @install_app.command("vllm")
 def install_vllm(
-    venv: Annotated[Optional[str], typer.Option(metavar="DIR", help="The venv to create or repair (default: the per-user data dir, or the one recorded).")] = None,
-    version: Annotated[Optional[str], typer.Option(metavar="SPEC", help="vLLM version or specifier, e.g. 0.20.1 or '>=0.20,<0.30' (default: from the knowledge file).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the exact installer commands and create nothing.")] = False,
+    venv: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DIR", help="The venv to create or repair (default: the per-user data dir, or the one recorded)."
+        ),
+    ] = None,
+    version: Annotated[
+        str | None,
+        typer.Option(
+            metavar="SPEC",
+            help="vLLM version or specifier, e.g. 0.20.1 or '>=0.20,<0.30' (default: from the knowledge file).",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the exact installer commands and create nothing.")
+    ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before installing.")] = False,
-    python: Annotated[Optional[str], typer.Option(metavar="PATH", help="The interpreter a new venv is made from (default: this one).")] = None,
-    facts: Annotated[Optional[str], typer.Option(metavar="FILE", help="Decide from a saved doctor facts snapshot instead of probing this machine.")] = None,
-    find_links: Annotated[Optional[list[str]], typer.Option("--find-links", metavar="DIR", help="Also look for packages in this folder or URL (repeatable).")] = None,
-    no_index: Annotated[bool, typer.Option("--no-index", help="Use only --find-links, not the package index (offline installs).")] = False,
+    python: Annotated[
+        str | None, typer.Option(metavar="PATH", help="The interpreter a new venv is made from (default: this one).")
+    ] = None,
+    facts: Annotated[
+        str | None,
+        typer.Option(metavar="FILE", help="Decide from a saved doctor facts snapshot instead of probing this machine."),
+    ] = None,
+    find_links: Annotated[
+        list[str] | None,
+        typer.Option("--find-links", metavar="DIR", help="Also look for packages in this folder or URL (repeatable)."),
+    ] = None,
+    no_index: Annotated[
+        bool, typer.Option("--no-index", help="Use only --find-links, not the package index (offline installs).")
+    ] = False,
 ) -> None:
     """Install vLLM and mistral_common[audio] in a dedicated venv (uv when on PATH, else pip), then check it.
 
@@ -238,32 +319,92 @@ class ServeFormat(str, Enum):
 
 @app.command()
 def serve(
-    gpu_memory: Annotated[Optional[float], typer.Option("--gpu-memory", metavar="GIB", help="Plan for a GPU with this much memory (another machine).")] = None,
-    gpus: Annotated[Optional[int], typer.Option(min=1, metavar="N", help="Use N GPUs with tensor parallelism (default: the fewest that fit).")] = None,
-    gpu: Annotated[Optional[str], typer.Option(metavar="NAME", help="Plan for this GPU model (e.g. 4090, L4, H100), or use local GPU index N.")] = None,
-    session_minutes: Annotated[Optional[float], typer.Option(metavar="MINUTES", help="Longest session to allow, minutes [default: 60, shortened if it does not fit].")] = None,
+    gpu_memory: Annotated[
+        float | None,
+        typer.Option("--gpu-memory", metavar="GIB", help="Plan for a GPU with this much memory (another machine)."),
+    ] = None,
+    gpus: Annotated[
+        int | None,
+        typer.Option(min=1, metavar="N", help="Use N GPUs with tensor parallelism (default: the fewest that fit)."),
+    ] = None,
+    gpu: Annotated[
+        str | None,
+        typer.Option(metavar="NAME", help="Plan for this GPU model (e.g. 4090, L4, H100), or use local GPU index N."),
+    ] = None,
+    session_minutes: Annotated[
+        float | None,
+        typer.Option(
+            metavar="MINUTES", help="Longest session to allow, minutes [default: 60, shortened if it does not fit]."
+        ),
+    ] = None,
     streams: Annotated[int, typer.Option(min=1, metavar="N", help="Concurrent transcription streams to plan for.")] = 1,
-    delay_ms: Annotated[Optional[int], typer.Option(metavar="MS", help="Streaming delay in ms (default: EchoPanel's config, else the model's 480); served from a variant dir.")] = None,
-    port: Annotated[Optional[int], typer.Option(min=1, max=65535, help="Port to listen on (default: the config's URL, else 8000).")] = None,
-    host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 serves other machines (add --api-key).")] = "127.0.0.1",
-    api_key: Annotated[Optional[str], typer.Option(help="Require this key on /v1/* (not /health).")] = None,
-    served_model_name: Annotated[Optional[str], typer.Option(help="Model name clients send (default: the Hub repo id EchoPanel uses).")] = None,
-    fmt: Annotated[ServeFormat, typer.Option("--format", help="Output: the shell command, JSON, docker run, Compose, a systemd unit, or Kubernetes objects.")] = ServeFormat.shell,
-    exec_: Annotated[bool, typer.Option("--exec", help="Run it here in the foreground: port check, start-up phases, /health, /v1/models, realtime session; Ctrl-C stops it.")] = False,
-    detach: Annotated[bool, typer.Option("--detach", help="Like --exec, but leave it running in the background.")] = False,
-    status: Annotated[bool, typer.Option("--status", help="Is the server echopanel-setup started running and ready?")] = False,
+    delay_ms: Annotated[
+        int | None,
+        typer.Option(
+            metavar="MS",
+            help="Streaming delay in ms (default: EchoPanel's config, else the model's 480); served from a variant dir.",
+        ),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Port to listen on (default: the config's URL, else 8000).")
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; 0.0.0.0 serves other machines (add --api-key).")
+    ] = "127.0.0.1",
+    api_key: Annotated[str | None, typer.Option(help="Require this key on /v1/* (not /health).")] = None,
+    served_model_name: Annotated[
+        str | None, typer.Option(help="Model name clients send (default: the Hub repo id EchoPanel uses).")
+    ] = None,
+    fmt: Annotated[
+        ServeFormat,
+        typer.Option(
+            "--format",
+            help="Output: the shell command, JSON, docker run, Compose, a systemd unit, or Kubernetes objects.",
+        ),
+    ] = ServeFormat.shell,
+    exec_: Annotated[
+        bool,
+        typer.Option(
+            "--exec",
+            help="Run it here in the foreground: port check, start-up phases, /health, /v1/models, realtime session; Ctrl-C stops it.",
+        ),
+    ] = False,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Like --exec, but leave it running in the background.")
+    ] = False,
+    status: Annotated[
+        bool, typer.Option("--status", help="Is the server echopanel-setup started running and ready?")
+    ] = False,
     logs: Annotated[bool, typer.Option("--logs", help="Print the end of its log.")] = False,
     lines: Annotated[int, typer.Option(min=0, help="With --logs: how many lines (0: all).")] = 100,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="With --logs: keep printing until Ctrl-C.")] = False,
     stop: Annotated[bool, typer.Option("--stop", help="Stop the server echopanel-setup started.")] = False,
-    python: Annotated[Optional[str], typer.Option(help="The Python (or venv) that runs vLLM.")] = None,
-    model_dir: Annotated[Optional[str], typer.Option(help="Where the model is (default: where `install voxtral` put it).")] = None,
-    facts: Annotated[Optional[str], typer.Option(help="Plan from a saved doctor snapshot (`doctor --save-facts`) instead of probing.")] = None,
-    config: Annotated[Optional[str], typer.Option(help="EchoPanel's env file (default: the per-user echopanel.env).")] = None,
-    timeout: Annotated[Optional[float], typer.Option(min=1, help="With --exec/--detach: seconds to wait for /health [default: 900].")] = None,
-    image: Annotated[Optional[str], typer.Option(help="Container image for docker/compose/kubernetes [default: vllm/vllm-openai:v<installed vLLM>].")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout (the plan, the launch result or the status).")] = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="With --exec/--detach: show every vLLM log line.")] = False,
+    python: Annotated[str | None, typer.Option(help="The Python (or venv) that runs vLLM.")] = None,
+    model_dir: Annotated[
+        str | None, typer.Option(help="Where the model is (default: where `install voxtral` put it).")
+    ] = None,
+    facts: Annotated[
+        str | None,
+        typer.Option(help="Plan from a saved doctor snapshot (`doctor --save-facts`) instead of probing."),
+    ] = None,
+    config: Annotated[
+        str | None, typer.Option(help="EchoPanel's env file (default: the per-user echopanel.env).")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(min=1, help="With --exec/--detach: seconds to wait for /health [default: 900].")
+    ] = None,
+    image: Annotated[
+        str | None,
+        typer.Option(
+            help="Container image for docker/compose/kubernetes [default: vllm/vllm-openai:v<installed vLLM>]."
+        ),
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="One JSON document on stdout (the plan, the launch result or the status).")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="With --exec/--detach: show every vLLM log line.")
+    ] = False,
 ) -> None:
     """Print (or run) the `vllm serve` command for this GPU and this vLLM, with a memory plan.
 
@@ -272,28 +413,103 @@ def serve(
     from echopanel_setup.serve.main import ServeOptions, run
 
     opts = ServeOptions(
-        gpu_memory=gpu_memory, gpus=gpus, gpu=gpu, session_minutes=session_minutes, streams=streams, delay_ms=delay_ms,
-        port=port, host=host, api_key=api_key, served_model_name=served_model_name, fmt=fmt.value, exec_=exec_,
-        detach=detach, status=status, logs=logs, lines=lines, follow=follow, stop=stop, python=python,
-        model_dir=model_dir, facts=facts, config=config, json_out=json_out, timeout=timeout, image=image, verbose=verbose,
+        gpu_memory=gpu_memory,
+        gpus=gpus,
+        gpu=gpu,
+        session_minutes=session_minutes,
+        streams=streams,
+        delay_ms=delay_ms,
+        port=port,
+        host=host,
+        api_key=api_key,
+        served_model_name=served_model_name,
+        fmt=fmt.value,
+        exec_=exec_,
+        detach=detach,
+        status=status,
+        logs=logs,
+        lines=lines,
+        follow=follow,
+        stop=stop,
+        python=python,
+        model_dir=model_dir,
+        facts=facts,
+        config=config,
+        json_out=json_out,
+        timeout=timeout,
+        image=image,
+        verbose=verbose,
     )
     raise typer.Exit(run(opts))
 
 
 @app.command()
 def smoke(
-    mode: Annotated[Optional[Mode], typer.Option(help="local/remote: a vLLM server; api: Mistral's hosted API (default: from the EchoPanel config).")] = None,
-    url: Annotated[Optional[str], typer.Option(metavar="URL", help="The vLLM server (http(s):// or ws(s)://); alone, no config is needed. In api mode: the API's base URL.")] = None,
-    api_key: Annotated[Optional[str], typer.Option(metavar="KEY", help="vLLM's --api-key (default: VLLM_API_KEY), or the Mistral key in api mode. Never printed.")] = None,
-    model: Annotated[Optional[str], typer.Option(metavar="NAME", help="The model name to ask for (default: the one the server serves; in api mode the pinned API model).")] = None,
-    audio: Annotated[Optional[str], typer.Option(metavar="FILE", help="Your own WAV or FLAC (any rate, any channels) instead of the bundled clip.")] = None,
-    expect: Annotated[Optional[str], typer.Option(metavar="TEXT", help="The words spoken in --audio, to score it.")] = None,
-    max_wer: Annotated[Optional[float], typer.Option(min=0.0, metavar="X", help="Fail (exit 1) above this word error rate (default 0.3).")] = None,
-    fast: Annotated[bool, typer.Option("--fast", help="Send the audio at full speed instead of pacing it like a live microphone.")] = False,
-    http: Annotated[bool, typer.Option("--http", help="Use the one-shot HTTP route /v1/audio/transcriptions instead of the realtime WebSocket.")] = False,
-    timeout: Annotated[Optional[float], typer.Option(min=0.1, metavar="SECONDS", help="Seconds to wait for the transcript after the end of the audio (default 30).")] = None,
-    config: Annotated[Optional[str], typer.Option(metavar="FILE", help="EchoPanel's env file (default: the per-user echopanel.env).")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document (also when the test fails or the server errs) and nothing else on stdout.")] = False,
+    mode: Annotated[
+        Mode | None,
+        typer.Option(
+            help="local/remote: a vLLM server; api: Mistral's hosted API (default: from the EchoPanel config)."
+        ),
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="The vLLM server (http(s):// or ws(s)://); alone, no config is needed. In api mode: the API's base URL.",
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            metavar="KEY",
+            help="vLLM's --api-key (default: VLLM_API_KEY), or the Mistral key in api mode. Never printed.",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="The model name to ask for (default: the one the server serves; in api mode the pinned API model).",
+        ),
+    ] = None,
+    audio: Annotated[
+        str | None,
+        typer.Option(metavar="FILE", help="Your own WAV or FLAC (any rate, any channels) instead of the bundled clip."),
+    ] = None,
+    expect: Annotated[
+        str | None, typer.Option(metavar="TEXT", help="The words spoken in --audio, to score it.")
+    ] = None,
+    max_wer: Annotated[
+        float | None,
+        typer.Option(min=0.0, metavar="X", help="Fail (exit 1) above this word error rate (default 0.3)."),
+    ] = None,
+    fast: Annotated[
+        bool, typer.Option("--fast", help="Send the audio at full speed instead of pacing it like a live microphone.")
+    ] = False,
+    http: Annotated[
+        bool,
+        typer.Option(
+            "--http", help="Use the one-shot HTTP route /v1/audio/transcriptions instead of the realtime WebSocket."
+        ),
+    ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0.1,
+            metavar="SECONDS",
+            help="Seconds to wait for the transcript after the end of the audio (default 30).",
+        ),
+    ] = None,
+    config: Annotated[
+        str | None, typer.Option(metavar="FILE", help="EchoPanel's env file (default: the per-user echopanel.env).")
+    ] = None,
+    json_out: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print one JSON document (also when the test fails or the server errs) and nothing else on stdout.",
+        ),
+    ] = False,
 ) -> None:
     """Transcribe a short clip through the server, as EchoPanel would, and report accuracy and latency.
 
@@ -302,8 +518,17 @@ def smoke(
     from echopanel_setup.smoke import render, runner
 
     opts = runner.SmokeOptions(
-        mode=mode.value if mode else None, url=url, api_key=api_key, model=model, audio=audio, expect=expect,
-        max_wer=max_wer, fast=fast, http=http, timeout=timeout, config=config,
+        mode=mode.value if mode else None,
+        url=url,
+        api_key=api_key,
+        model=model,
+        audio=audio,
+        expect=expect,
+        max_wer=max_wer,
+        fast=fast,
+        http=http,
+        timeout=timeout,
+        config=config,
     )
     try:
         with render.progress(enabled=not json_out and sys.stderr.isatty()) as status:
@@ -321,16 +546,52 @@ def smoke(
 
 @app.command()
 def configure(
-    mode: Annotated[Optional[Mode], typer.Option(help="local/remote: a vLLM server; api: Mistral's hosted API (default: from the existing file, else the hardware).")] = None,
-    provider: Annotated[Optional[str], typer.Option(metavar="NAME", help="ECHOPANEL_ASR_PROVIDER: voxtral_official, mlx_whisper or whisper_cpp.")] = None,
-    url: Annotated[Optional[str], typer.Option(metavar="URL", help="The vLLM server, http://HOST:PORT (default: http://localhost:8000 in local mode).")] = None,
-    delay_ms: Annotated[Optional[int], typer.Option(metavar="MS", help="Streaming delay: 240-1200 in steps of 80, or 2400 (default 480, or what the model dir serves).")] = None,
-    api_key: Annotated[Optional[str], typer.Option(metavar="KEY", help="API mode: the Mistral key to store (- reads it from standard input). Default: a reference to MISTRAL_API_KEY.")] = None,
-    output: Annotated[Optional[str], typer.Option(metavar="FILE", help="Write this file instead of EchoPanel's per-user echopanel.env.")] = None,
-    shell: Annotated[bool, typer.Option("--shell", help='Print export lines for eval "$(echopanel-setup configure --shell)"; writes nothing.')] = False,
+    mode: Annotated[
+        Mode | None,
+        typer.Option(
+            help="local/remote: a vLLM server; api: Mistral's hosted API (default: from the existing file, else the hardware)."
+        ),
+    ] = None,
+    provider: Annotated[
+        str | None,
+        typer.Option(metavar="NAME", help="ECHOPANEL_ASR_PROVIDER: voxtral_official, mlx_whisper or whisper_cpp."),
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL", help="The vLLM server, http://HOST:PORT (default: http://localhost:8000 in local mode)."
+        ),
+    ] = None,
+    delay_ms: Annotated[
+        int | None,
+        typer.Option(
+            metavar="MS",
+            help="Streaming delay: 240-1200 in steps of 80, or 2400 (default 480, or what the model dir serves).",
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            metavar="KEY",
+            help="API mode: the Mistral key to store (- reads it from standard input). Default: a reference to MISTRAL_API_KEY.",
+        ),
+    ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option(metavar="FILE", help="Write this file instead of EchoPanel's per-user echopanel.env."),
+    ] = None,
+    shell: Annotated[
+        bool,
+        typer.Option(
+            "--shell", help='Print export lines for eval "$(echopanel-setup configure --shell)"; writes nothing.'
+        ),
+    ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the values and the diff; write nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before writing.")] = False,
-    facts: Annotated[Optional[str], typer.Option(metavar="FILE", help="Take the machine's facts from a saved doctor snapshot instead of probing.")] = None,
+    facts: Annotated[
+        str | None,
+        typer.Option(metavar="FILE", help="Take the machine's facts from a saved doctor snapshot instead of probing."),
+    ] = None,
 ) -> None:
     """Write EchoPanel's env config: merged into the existing file (unknown lines kept), atomically, with a backup.
 
@@ -339,7 +600,13 @@ def configure(
     from echopanel_setup import configure as configure_mod
 
     opts = configure_mod.ConfigureOptions(
-        mode=mode.value if mode else None, provider=provider, url=url, delay_ms=delay_ms, api_key=api_key, output=output, facts=facts
+        mode=mode.value if mode else None,
+        provider=provider,
+        url=url,
+        delay_ms=delay_ms,
+        api_key=api_key,
+        output=output,
+        facts=facts,
     )
     if shell:
         configure_mod.print_shell(opts)
@@ -349,16 +616,40 @@ def configure(
 
 @app.command()
 def setup(
-    mode: Annotated[Optional[Mode], typer.Option(help="local (vLLM here), remote (a vLLM server elsewhere) or api (Mistral). Default: from the config, else the hardware.")] = None,
-    url: Annotated[Optional[str], typer.Option(metavar="URL", help="The vLLM server (remote mode), or the API's base URL (api mode).")] = None,
-    api_key: Annotated[Optional[str], typer.Option(metavar="KEY", help="The vLLM server's --api-key, or the Mistral key in api mode (stored in EchoPanel's config, 0600).")] = None,
-    delay_ms: Annotated[Optional[int], typer.Option(metavar="MS", help="Streaming delay for serve and configure (240-1200 in steps of 80, or 2400).")] = None,
+    mode: Annotated[
+        Mode | None,
+        typer.Option(
+            help="local (vLLM here), remote (a vLLM server elsewhere) or api (Mistral). Default: from the config, else the hardware."
+        ),
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(metavar="URL", help="The vLLM server (remote mode), or the API's base URL (api mode)."),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            metavar="KEY",
+            help="The vLLM server's --api-key, or the Mistral key in api mode (stored in EchoPanel's config, 0600).",
+        ),
+    ] = None,
+    delay_ms: Annotated[
+        int | None,
+        typer.Option(metavar="MS", help="Streaming delay for serve and configure (240-1200 in steps of 80, or 2400)."),
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Answer yes to the installers and to configure.")] = False,
-    exec_: Annotated[bool, typer.Option("--exec", help="Start vLLM in the foreground; it keeps running after setup.")] = False,
+    exec_: Annotated[
+        bool, typer.Option("--exec", help="Start vLLM in the foreground; it keeps running after setup.")
+    ] = False,
     detach: Annotated[bool, typer.Option("--detach", help="Start vLLM in the background (serve --detach).")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Run doctor and say what each step would do; change nothing.")] = False,
-    python: Annotated[Optional[str], typer.Option(metavar="PATH", help="The Python (or venv) that runs vLLM.")] = None,
-    facts: Annotated[Optional[str], typer.Option(metavar="FILE", help="Take the machine's facts from a saved doctor snapshot instead of probing.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Run doctor and say what each step would do; change nothing.")
+    ] = False,
+    python: Annotated[str | None, typer.Option(metavar="PATH", help="The Python (or venv) that runs vLLM.")] = None,
+    facts: Annotated[
+        str | None,
+        typer.Option(metavar="FILE", help="Take the machine's facts from a saved doctor snapshot instead of probing."),
+    ] = None,
 ) -> None:
     """The guided path: doctor → install vllm → install voxtral → serve → smoke → configure, skipping what is done.
 
@@ -368,8 +659,16 @@ def setup(
     from echopanel_setup import setup_flow
 
     opts = setup_flow.SetupOptions(
-        mode=mode.value if mode else None, url=url, api_key=api_key, delay_ms=delay_ms, yes=yes, exec_=exec_,
-        detach=detach, dry_run=dry_run, facts=facts, python=python,
+        mode=mode.value if mode else None,
+        url=url,
+        api_key=api_key,
+        delay_ms=delay_ms,
+        yes=yes,
+        exec_=exec_,
+        detach=detach,
+        dry_run=dry_run,
+        facts=facts,
+        python=python,
     )
     raise typer.Exit(setup_flow.run(opts))
 
@@ -442,7 +741,10 @@ def _internal_error(exc: BaseException) -> None:
         where = str(path)
     except OSError:
         pass
-    print(f"echopanel-setup: internal error: {type(exc).__name__}: {exc} (traceback: {where}; please report it)", file=sys.stderr)
+    print(
+        f"echopanel-setup: internal error: {type(exc).__name__}: {exc} (traceback: {where}; please report it)",
+        file=sys.stderr,
+    )
     sys.exit(EXIT_INTERNAL)
 
 

@@ -98,17 +98,24 @@ def make_plan(opts: ConfigureOptions, facts: Facts, environ: Mapping[str, str], 
             updates[envconfig.URL] = _url(opts, existing, mode, reasons, k["server"]["default_url"])
             served = facts.model.delay_ms
             if mode == "local" and (why_not := _why_not_local(facts)):
-                advice.append(Advice(
-                    f"{why_not}; unless {updates[envconfig.URL]} is a tunnel to a GPU host, EchoPanel will find no server "
-                    "there. Point it at a vLLM server elsewhere, or at Mistral's API:",
-                    ["echopanel-setup configure --mode remote --url http://GPU-HOST:8000", "echopanel-setup configure --mode api"],
-                ))
+                advice.append(
+                    Advice(
+                        f"{why_not}; unless {updates[envconfig.URL]} is a tunnel to a GPU host, EchoPanel will find no server "
+                        "there. Point it at a vLLM server elsewhere, or at Mistral's API:",
+                        [
+                            "echopanel-setup configure --mode remote --url http://GPU-HOST:8000",
+                            "echopanel-setup configure --mode api",
+                        ],
+                    )
+                )
             elif mode == "local" and served is not None and served != delay:
-                advice.append(Advice(
-                    f"EchoPanel will ask for {delay} ms, but the model dir serves {served} ms (vLLM reads "
-                    "audio.transcription_delay_ms from tekken.json once, at start-up). Serve the matching variant:",
-                    [f"echopanel-setup serve --delay-ms {delay}"],
-                ))
+                advice.append(
+                    Advice(
+                        f"EchoPanel will ask for {delay} ms, but the model dir serves {served} ms (vLLM reads "
+                        "audio.transcription_delay_ms from tekken.json once, at start-up). Serve the matching variant:",
+                        [f"echopanel-setup serve --delay-ms {delay}"],
+                    )
+                )
     try:
         new_text = envconfig.merge(old_text or HEADER + "\n", updates)
     except ValueError as exc:
@@ -129,7 +136,9 @@ def _read_existing(path: Path) -> str:
         raise UsageError(f"{path}: cannot read it: {exc.strerror or exc}") from None
 
 
-def _provider_and_mode(opts: ConfigureOptions, facts: Facts, existing: dict[str, str], reasons: dict[str, str]) -> tuple[str, str | None]:
+def _provider_and_mode(
+    opts: ConfigureOptions, facts: Facts, existing: dict[str, str], reasons: dict[str, str]
+) -> tuple[str, str | None]:
     providers = knowledge.load()["echopanel"]["providers"]
     if opts.provider and opts.provider not in providers:
         raise UsageError(f"--provider {opts.provider!r}: use one of {', '.join(providers)}")
@@ -141,9 +150,13 @@ def _provider_and_mode(opts: ConfigureOptions, facts: Facts, existing: dict[str,
     mode, why = _mode(opts, facts, existing)
     if mode is None:
         if opts.provider == VOXTRAL:
-            raise UsageError(f"this machine cannot run vLLM ({why}): add --mode remote --url http://GPU-HOST:8000, or --mode api")
+            raise UsageError(
+                f"this machine cannot run vLLM ({why}): add --mode remote --url http://GPU-HOST:8000, or --mode api"
+            )
         alternative = _local_alternative(facts.platform.system)
-        reasons["provider"] = f"{why}; {alternative['title']} runs here (RTF ≈ {alternative['rtf']}). For Voxtral instead: --mode remote --url http://GPU-HOST:8000, or --mode api"
+        reasons["provider"] = (
+            f"{why}; {alternative['title']} runs here (RTF ≈ {alternative['rtf']}). For Voxtral instead: --mode remote --url http://GPU-HOST:8000, or --mode api"
+        )
         return alternative["id"], None
     if opts.provider:
         reasons["provider"] = "--provider"
@@ -233,8 +246,13 @@ def _http_url(url: str) -> str:
 
 
 def _api_key(
-    opts: ConfigureOptions, existing: dict[str, str], environ: Mapping[str, str], stdin: TextIO | None,
-    updates: dict[str, str | None], reasons: dict[str, str], advice: list[Advice],
+    opts: ConfigureOptions,
+    existing: dict[str, str],
+    environ: Mapping[str, str],
+    stdin: TextIO | None,
+    updates: dict[str, str | None],
+    reasons: dict[str, str],
+    advice: list[Advice],
 ) -> None:
     """A key given now is written (the file becomes 0600); otherwise keep the file's, else refer to the
     environment's, else say how to provide one."""
@@ -242,11 +260,17 @@ def _api_key(
     if key == "-":
         key = (stdin or sys.stdin).readline().strip()
         if not key:
-            raise UsageError("--api-key -: standard input was empty; pipe the key in, e.g. `pass show mistral | echopanel-setup configure --mode api --api-key -`")
+            raise UsageError(
+                "--api-key -: standard input was empty; pipe the key in, e.g. `pass show mistral | echopanel-setup configure --mode api --api-key -`"
+            )
         reasons[envconfig.API_KEY] = "read from standard input (written; the file is made private, 0600)"
     elif key:
         reasons[envconfig.API_KEY] = "--api-key (written; the file is made private, 0600)"
-        advice.append(Advice("A key on the command line stays in your shell history; `--api-key -` reads it from standard input instead."))
+        advice.append(
+            Advice(
+                "A key on the command line stays in your shell history; `--api-key -` reads it from standard input instead."
+            )
+        )
     if key:
         updates[envconfig.API_KEY] = key
         return
@@ -260,10 +284,15 @@ def _api_key(
         updates[envconfig.API_KEY] = "${MISTRAL_API_KEY}"
         reasons[envconfig.API_KEY] = "a reference to MISTRAL_API_KEY in your environment (the key itself is not copied)"
         return
-    advice.append(Advice(
-        "No Mistral API key: EchoPanel's API mode needs one (https://console.mistral.ai/api-keys). Export it, or store it here:",
-        ["export MISTRAL_API_KEY=…", "echopanel-setup configure --mode api --api-key -   # reads the key from standard input"],
-    ))
+    advice.append(
+        Advice(
+            "No Mistral API key: EchoPanel's API mode needs one (https://console.mistral.ai/api-keys). Export it, or store it here:",
+            [
+                "export MISTRAL_API_KEY=…",
+                "echopanel-setup configure --mode api --api-key -   # reads the key from standard input",
+            ],
+        )
+    )
 
 
 def apply(plan: Plan) -> Path | None:
@@ -272,7 +301,9 @@ def apply(plan: Plan) -> Path | None:
         return envconfig.write_atomic(plan.path, plan.new_text, plan.secret)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):  # the disk, not the user's input
-            raise ExternalError(f"{plan.path}: cannot write it: {exc.strerror or exc} (the previous file is untouched); free some space and run configure again") from None
+            raise ExternalError(
+                f"{plan.path}: cannot write it: {exc.strerror or exc} (the previous file is untouched); free some space and run configure again"
+            ) from None
         raise UsageError(f"{plan.path}: cannot write it: {exc.strerror or exc}") from None
 
 
@@ -289,10 +320,14 @@ def masked(text: str) -> str:
 
 
 def diff(plan: Plan) -> str:
-    return "".join(difflib.unified_diff(
-        masked(plan.old_text).splitlines(keepends=True), masked(plan.new_text).splitlines(keepends=True),
-        fromfile=f"{plan.path} (now)", tofile=f"{plan.path} (after configure)",
-    ))
+    return "".join(
+        difflib.unified_diff(
+            masked(plan.old_text).splitlines(keepends=True),
+            masked(plan.new_text).splitlines(keepends=True),
+            fromfile=f"{plan.path} (now)",
+            tofile=f"{plan.path} (after configure)",
+        )
+    )
 
 
 def shell(plan: Plan) -> str:
@@ -320,7 +355,14 @@ def collect_facts(opts: ConfigureOptions) -> Facts:
     return collect(Options(offline=True, config=str(output_path(opts))))
 
 
-def run(opts: ConfigureOptions, *, dry_run: bool = False, yes: bool = False, out: TextIO | None = None, facts: Facts | None = None) -> Plan:
+def run(
+    opts: ConfigureOptions,
+    *,
+    dry_run: bool = False,
+    yes: bool = False,
+    out: TextIO | None = None,
+    facts: Facts | None = None,
+) -> Plan:
     """Plan, show, confirm (on a terminal, unless `yes`), write, report. Returns the plan."""
     plan = make_plan(opts, facts or collect_facts(opts), os.environ)
     out = out or sys.stdout
@@ -343,7 +385,9 @@ def run(opts: ConfigureOptions, *, dry_run: bool = False, yes: bool = False, out
         kept = f"previous file kept as {backup}" if backup else "new file"
         con.print(f"[green]✓ ok[/]     wrote {_esc(plan.path)} ({private}{_esc(kept)})")
     if plan.provider == VOXTRAL:
-        con.print('Next:     [cyan]echopanel-setup smoke[/]   ·   in a shell: [cyan]eval "$(echopanel-setup configure --shell)"[/]')
+        con.print(
+            'Next:     [cyan]echopanel-setup smoke[/]   ·   in a shell: [cyan]eval "$(echopanel-setup configure --shell)"[/]'
+        )
     return plan
 
 
@@ -366,7 +410,9 @@ def _render_plan(plan: Plan, out: TextIO):  # type: ignore[no-untyped-def]
     for line in masked("".join(f"{k}={v}\n" for k, v in plan.values.items())).splitlines():
         con.print(f"  {_esc(line):<44} [dim]{_esc(plan.reasons.get(line.split('=', 1)[0], ''))}[/]")
     for key, why in plan.reasons.items():
-        if key in envconfig.KEYS and key not in plan.values:  # decided, but nothing to write (e.g. the key is in the environment)
+        if (
+            key in envconfig.KEYS and key not in plan.values
+        ):  # decided, but nothing to write (e.g. the key is in the environment)
             con.print(f"  {key} not written {'':<19} [dim]{_esc(why)}[/]")
     old = envconfig.parse(plan.old_text).values
     for key, value in plan.updates.items():

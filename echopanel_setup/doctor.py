@@ -22,7 +22,9 @@ def load_facts(path: str) -> Facts:
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UsageError(f"--facts {path}: no such file (write one with `echopanel-setup doctor --save-facts FILE`)") from None
+        raise UsageError(
+            f"--facts {path}: no such file (write one with `echopanel-setup doctor --save-facts FILE`)"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"--facts {path}: cannot read it: {exc}") from None
     except ValueError as exc:

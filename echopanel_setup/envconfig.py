@@ -33,6 +33,7 @@ def is_secret(key: str) -> bool:
     """Whether a variable's value must never be shown or saved (API keys, tokens, passwords)."""
     return key in SECRET_KEYS or bool(_SECRET_NAME.search(key))
 
+
 _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 _HOST = re.compile(r"^(?:[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?|[0-9A-Fa-f:.]+(?:%[A-Za-z0-9]+)?)$")
 

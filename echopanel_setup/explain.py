@@ -36,7 +36,7 @@ def _excerpt(text: str, start: int, end: int) -> str:
     line_end = text.find("\n", end)
     line_end = len(text) if line_end == -1 else line_end
     segment_start = text.rfind("\r", line_start, start) + 1 or line_start  # the redraw that holds the match
-    line = text[max(segment_start, line_start):line_end].rstrip("\r")
+    line = text[max(segment_start, line_start) : line_end].rstrip("\r")
     offset = start - max(segment_start, line_start)
     if len(line) <= EXCERPT_CHARS:
         return line.strip()

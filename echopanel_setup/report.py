@@ -17,8 +17,22 @@ from echopanel_setup.facts.model import Facts
 REPORT_SCHEMA_VERSION = 1
 SYMBOLS = {"ok": "✓", "warn": "!", "fail": "✗", "crashed": "☠", "timeout": "☠", "skip": "–"}
 ASCII_SYMBOLS = {"ok": "+", "warn": "!", "fail": "x", "crashed": "#", "timeout": "#", "skip": "-"}
-CATEGORY_TITLES = {"platform": "Platform", "gpu": "GPU", "stack": "Python stack (vLLM)", "storage": "Storage", "network": "Network", "config": "EchoPanel config"}
-STYLES = {"ok": "green", "warn": "yellow", "fail": "bold red", "crashed": "bold magenta", "timeout": "bold magenta", "skip": "dim"}
+CATEGORY_TITLES = {
+    "platform": "Platform",
+    "gpu": "GPU",
+    "stack": "Python stack (vLLM)",
+    "storage": "Storage",
+    "network": "Network",
+    "config": "EchoPanel config",
+}
+STYLES = {
+    "ok": "green",
+    "warn": "yellow",
+    "fail": "bold red",
+    "crashed": "bold magenta",
+    "timeout": "bold magenta",
+    "skip": "dim",
+}
 
 
 @dataclass
@@ -44,7 +58,11 @@ def counts(results: list[CheckResult]) -> dict[str, int]:
 
 def header(command: str, schema_version: int) -> dict[str, Any]:
     """The fields every command's `--json` document starts with."""
-    return {"schema_version": schema_version, "tool": {"name": "echopanel-setup", "version": __version__}, "command": command}
+    return {
+        "schema_version": schema_version,
+        "tool": {"name": "echopanel-setup", "version": __version__},
+        "command": command,
+    }
 
 
 def to_document(run: DoctorRun) -> dict[str, Any]:
@@ -101,7 +119,9 @@ def render_human(run: DoctorRun, verbose: bool = False, quiet: bool = False, str
     if not quiet:
         source = "replayed facts" if run.replayed else f"{run.facts.platform.system or '?'} {run.facts.platform.arch}"
         dot = " · " if sym is SYMBOLS else " - "
-        con.print(f"[bold]echopanel-setup doctor[/] {dot} mode [bold]{run.mode}[/] ({escape(run.mode_reason)}) {dot} {escape(source)}")
+        con.print(
+            f"[bold]echopanel-setup doctor[/] {dot} mode [bold]{run.mode}[/] ({escape(run.mode_reason)}) {dot} {escape(source)}"
+        )
     category = None
     for r in run.results:
         if quiet and not r.is_problem:
@@ -197,7 +217,9 @@ def render_report(run: DoctorRun, stream: TextIO = sys.stdout) -> None:
     else:
         lines.append(f"- GPU: {f.gpu.source} ({f.gpu.error or f.gpu.apple_gpu or 'none'})")
     pk = ", ".join(f"{k} {v}" for k, v in f.pyenv.packages.items() if v)
-    lines.append(f"- Target Python {f.pyenv.version} ({f.pyenv.source}): {pk or 'no relevant packages'}; torch CUDA {f.pyenv.torch_cuda}")
+    lines.append(
+        f"- Target Python {f.pyenv.version} ({f.pyenv.source}): {pk or 'no relevant packages'}; torch CUDA {f.pyenv.torch_cuda}"
+    )
     lines.append(f"- Mode: {run.mode} ({run.mode_reason}); exit code {run.exit_code}")
     lines += ["", "| check | status | summary |", "|---|---|---|"]
     lines += [f"| {r.id} | {r.status.value} | {r.summary.replace('|', '/')} |" for r in run.results]

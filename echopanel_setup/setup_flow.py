@@ -111,7 +111,9 @@ class Flow:
     # --- the flow ---
 
     def run(self) -> int:
-        self.con.print("[bold]echopanel-setup setup[/]  ·  doctor → install vllm → install voxtral → serve → smoke → configure")
+        self.con.print(
+            "[bold]echopanel-setup setup[/]  ·  doctor → install vllm → install voxtral → serve → smoke → configure"
+        )
         try:
             doctor_run = self._doctor()
             mode = doctor_run.mode
@@ -135,7 +137,9 @@ class Flow:
             if not self._smoke(mode, doctor_run):
                 return 1
             self._configure(mode, doctor_run)
-            self.con.print("[green]Voxtral is set up for EchoPanel.[/] Re-check any time with [cyan]echopanel-setup doctor[/].")
+            self.con.print(
+                "[green]Voxtral is set up for EchoPanel.[/] Re-check any time with [cyan]echopanel-setup doctor[/]."
+            )
             if self.server_proc is not None:
                 self.con.print("vLLM keeps running in the foreground (Ctrl-C stops it).")
                 self.server_proc.wait()
@@ -152,9 +156,13 @@ class Flow:
         skip = ["network.mistral"] if self.opts.mode == "api" and self.opts.url else []
         url = self.opts.url if self.opts.mode != "api" else None
         with _vllm_key(self.opts.api_key if self.opts.mode != "api" else None):
-            run = doctor.run(Options(python=self.opts.python, url=url), mode=self.opts.mode, skip=skip, facts_file=self.opts.facts)
+            run = doctor.run(
+                Options(python=self.opts.python, url=url), mode=self.opts.mode, skip=skip, facts_file=self.opts.facts
+            )
         failed = len(self._failures(run))
-        verdict = f"{failed} required check{'s' if failed != 1 else ''} failed" if failed else "every required check passes"
+        verdict = (
+            f"{failed} required check{'s' if failed != 1 else ''} failed" if failed else "every required check passes"
+        )
         self._line("✓" if not failed else "!", "doctor", f"{run.mode} mode ({run.mode_reason}): {verdict}")
         return run
 
@@ -175,7 +183,10 @@ class Flow:
         if first.fix:
             self._fix(first.fix.text, first.fix.commands)
         if first.id == "platform.verdict":
-            self._fix("Or let setup take one of the other paths:", ["echopanel-setup setup --mode remote --url http://GPU-HOST:8000", "echopanel-setup setup --mode api"])
+            self._fix(
+                "Or let setup take one of the other paths:",
+                ["echopanel-setup setup --mode remote --url http://GPU-HOST:8000", "echopanel-setup setup --mode api"],
+            )
         for other in blocked[1:]:
             self._fix(f"Also: {other.title}: {other.summary}", [])
         return 1
@@ -207,7 +218,11 @@ class Flow:
     def _not_built(self, step: str, run: DoctorRun) -> None:
         """The command is still a stub in this version: give the manual equivalent instead."""
         issue = {"install vllm": 9, "install voxtral": 9, "serve": 10}[step]
-        self._line("✗", step, f"`{step}` is not available in this version of echopanel-setup yet (issue #{issue}); do it by hand:")
+        self._line(
+            "✗",
+            step,
+            f"`{step}` is not available in this version of echopanel-setup yet (issue #{issue}); do it by hand:",
+        )
         self._fix("", [self._manual(step, run)])
         self._fix("Then run setup again; it skips what is done.", ["echopanel-setup setup"])
 
@@ -217,9 +232,13 @@ class Flow:
         model_dir = state.get("model_dir") or run.facts.model.path or str(paths.default_model_dir())
         template = k["setup"]["manual_" + step.replace(" ", "_")]
         return template.format(
-            venv=state.get("vllm_venv") or paths.default_venv_dir(), vllm_spec=k["vllm"]["install_spec"],
-            mistral_common_spec=k["mistral_common"]["install_spec"], repo=k["model"]["repo"],
-            files=" ".join(k["model"]["files"]), model_dir=model_dir, port=run.facts.port.port,
+            venv=state.get("vllm_venv") or paths.default_venv_dir(),
+            vllm_spec=k["vllm"]["install_spec"],
+            mistral_common_spec=k["mistral_common"]["install_spec"],
+            repo=k["model"]["repo"],
+            files=" ".join(k["model"]["files"]),
+            model_dir=model_dir,
+            port=run.facts.port.port,
         )
 
     def _server_url(self, run: DoctorRun) -> str:
@@ -239,7 +258,10 @@ class Flow:
         if not (self.opts.exec_ or self.opts.detach):
             self._line("→", "serve", "no server yet; the command that starts one:")
             if self._run_ours("serve", ["serve", *delay], run):
-                self._fix("Start it (or rerun setup with --detach to run it in the background, --exec in the foreground), then run setup again:", ["echopanel-setup setup --detach"])
+                self._fix(
+                    "Start it (or rerun setup with --detach to run it in the background, --exec in the foreground), then run setup again:",
+                    ["echopanel-setup setup --detach"],
+                )
             return False
         flag = "--exec" if self.opts.exec_ else "--detach"
         self._line("→", "serve", f"starting vLLM (`echopanel-setup serve {flag}`)")
@@ -257,7 +279,9 @@ class Flow:
             self._not_built(step, run)
             return False
         if outcome.returncode != 0:
-            self._line("✗", step, f"`echopanel-setup {' '.join(args)}` exited with {outcome.returncode} (its message is above)")
+            self._line(
+                "✗", step, f"`echopanel-setup {' '.join(args)}` exited with {outcome.returncode} (its message is above)"
+            )
             return False
         return True
 
@@ -271,7 +295,11 @@ class Flow:
         with self.con.status(f"waiting for {ep.http_base} to serve the model (up to {limit / 60:.0f} min)…"):
             while time.monotonic() < deadline:
                 if self.server_proc is not None and self.server_proc.poll() is not None:
-                    self._line("✗", "serve", f"vLLM exited with {self.server_proc.returncode} before it was ready (its log is above)")
+                    self._line(
+                        "✗",
+                        "serve",
+                        f"vLLM exited with {self.server_proc.returncode} before it was ready (its log is above)",
+                    )
                     self.server_proc = None
                     return False
                 try:
@@ -303,7 +331,10 @@ class Flow:
         score = f"WER {result.score.wer:.0%}" if result.score else "no reference"
         if not result.passed:
             self._line("✗", "smoke", f"{score} over the {result.max_wer:.0%} limit: {result.transcript.text!r}")
-            self._fix("The server answers but transcribes badly; check what it serves:", ["echopanel-setup smoke", "echopanel-setup doctor"])
+            self._fix(
+                "The server answers but transcribes badly; check what it serves:",
+                ["echopanel-setup smoke", "echopanel-setup doctor"],
+            )
             return False
         self._line("✓", "smoke", f"{score}, model {result.model}: {result.transcript.text.strip()!r}")
         return True
@@ -343,4 +374,3 @@ def run(opts: SetupOptions, out: TextIO | None = None) -> int:
     if opts.delay_ms is not None and (problem := envconfig.validate_delay(str(opts.delay_ms))):
         raise UsageError(f"--delay-ms: {problem.split('=', 1)[1]}")
     return Flow(opts, out).run()
-

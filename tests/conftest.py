@@ -15,10 +15,27 @@ REPO = Path(__file__).parent.parent
 
 # Variables that change what doctor finds; tests start without any of them.
 _CLEARED = (
-    "ECHOPANEL_ASR_PROVIDER", "VOXTRAL_VLLM_URL", "VOXTRAL_STREAMING_DELAY_MS", "VOXTRAL_MODE",
-    "VOXTRAL_MISTRAL_API_KEY", "MISTRAL_API_KEY", "HF_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE", "VLLM_API_KEY",
-    "CUDA_VISIBLE_DEVICES", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
-    "all_proxy", "no_proxy", "NO_COLOR", "FORCE_COLOR",
+    "ECHOPANEL_ASR_PROVIDER",
+    "VOXTRAL_VLLM_URL",
+    "VOXTRAL_STREAMING_DELAY_MS",
+    "VOXTRAL_MODE",
+    "VOXTRAL_MISTRAL_API_KEY",
+    "MISTRAL_API_KEY",
+    "HF_TOKEN",
+    "HF_ENDPOINT",
+    "HF_HUB_OFFLINE",
+    "VLLM_API_KEY",
+    "CUDA_VISIBLE_DEVICES",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+    "NO_COLOR",
+    "FORCE_COLOR",
 )
 
 
@@ -26,7 +43,12 @@ _CLEARED = (
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point platformdirs (XDG_*) and HF_HOME at a temp dir so no test reads or writes the real home."""
     home = tmp_path / "home"
-    for var, sub in (("XDG_CONFIG_HOME", "config"), ("XDG_DATA_HOME", "data"), ("XDG_STATE_HOME", "state"), ("HF_HOME", "hf")):
+    for var, sub in (
+        ("XDG_CONFIG_HOME", "config"),
+        ("XDG_DATA_HOME", "data"),
+        ("XDG_STATE_HOME", "state"),
+        ("HF_HOME", "hf"),
+    ):
         (home / sub).mkdir(parents=True)
         monkeypatch.setenv(var, str(home / sub))
     for var in _CLEARED:
@@ -39,7 +61,9 @@ def fixtures() -> Path:
     return FIXTURES
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run `python -m echopanel_setup ARGS` as a user would, with the test's environment."""
     return subprocess.run(
         [sys.executable, "-m", "echopanel_setup", *args],

@@ -24,11 +24,36 @@ SMI_FIXTURES = FIXTURES / "nvidia-smi"
 # The fields nvidia-smi (R550) accepts in the two queries gpu.py makes; anything else is refused the way
 # the real tool refuses it, so a change of query in gpu.py shows up here instead of parsing garbage.
 _SMI_GPU_FIELDS = {
-    "index", "name", "memory.total", "memory.free", "memory.used", "compute_cap", "driver_version",
-    "mig.mode.current", "pci.bus_id", "uuid", "pci.bus", "persistence_mode", "temperature.gpu",
-    "utilization.gpu", "power.draw", "mig.mode.pending", "vbios_version", "serial", "count",
+    "index",
+    "name",
+    "memory.total",
+    "memory.free",
+    "memory.used",
+    "compute_cap",
+    "driver_version",
+    "mig.mode.current",
+    "pci.bus_id",
+    "uuid",
+    "pci.bus",
+    "persistence_mode",
+    "temperature.gpu",
+    "utilization.gpu",
+    "power.draw",
+    "mig.mode.pending",
+    "vbios_version",
+    "serial",
+    "count",
 }
-_SMI_APP_FIELDS = {"gpu_bus_id", "gpu_uuid", "gpu_name", "gpu_serial", "pid", "process_name", "used_memory", "timestamp"}
+_SMI_APP_FIELDS = {
+    "gpu_bus_id",
+    "gpu_uuid",
+    "gpu_name",
+    "gpu_serial",
+    "pid",
+    "process_name",
+    "used_memory",
+    "timestamp",
+}
 
 _SMI_SCRIPT = '''#!{python} -IS
 """nvidia-smi stand-in: replays the recorded output of {machine!r}."""
@@ -106,7 +131,9 @@ def path_with(bin_dir: Path) -> str:
 
 def make_venv(root: Path, python: str | None = None) -> Path:
     """A real venv (no pip: fast); returns its bin/python."""
-    subprocess.run([python or sys.executable, "-m", "venv", "--without-pip", str(root)], check=True, capture_output=True)
+    subprocess.run(
+        [python or sys.executable, "-m", "venv", "--without-pip", str(root)], check=True, capture_output=True
+    )
     return root / "bin" / "python"
 
 
@@ -131,7 +158,9 @@ def install_dist(venv: Path, name: str, version: str, files: dict[str, str] | No
         files.setdefault(f"{top}/__init__.py", f'__version__ = "{version}"\n')
     files[f"{info}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nSummary: stand-in\n\n"
     files[f"{info}/INSTALLER"] = "pip\n"
-    files[f"{info}/WHEEL"] = "Wheel-Version: 1.0\nGenerator: bdist_wheel (0.45.1)\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    files[f"{info}/WHEEL"] = (
+        "Wheel-Version: 1.0\nGenerator: bdist_wheel (0.45.1)\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    )
     records = []
     for rel, text in files.items():
         path = sp / rel
@@ -145,7 +174,7 @@ def install_dist(venv: Path, name: str, version: str, files: dict[str, str] | No
 
 
 # The two source files behind the seed guide's tokenizer error, abridged from the real releases.
-VLLM_073_TOKENIZER_GROUP = '''# SPDX-License-Identifier: Apache-2.0
+VLLM_073_TOKENIZER_GROUP = """# SPDX-License-Identifier: Apache-2.0
 
 from typing import Optional, Type
 
@@ -173,9 +202,9 @@ def init_tokenizer_from_configs(model_config: ModelConfig,
 
     return get_tokenizer_group(parallel_config.tokenizer_pool_config,
                                **init_kwargs)
-'''
+"""
 
-TRANSFORMERS_MISTRAL_BROKEN = '''class MistralCommonTokenizer(PushToHubMixin):
+TRANSFORMERS_MISTRAL_BROKEN = """class MistralCommonTokenizer(PushToHubMixin):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *init_inputs, **kwargs):
         if init_inputs:
@@ -184,15 +213,15 @@ TRANSFORMERS_MISTRAL_BROKEN = '''class MistralCommonTokenizer(PushToHubMixin):
         # Handle kwargs and AutoTokenizer case
         if kwargs and not set(kwargs.keys()).issubset({"_from_auto", "trust_remote_code"}):
             raise ValueError(f"Kwargs {list(kwargs.keys())} are not supported by `MistralCommonTokenizer.from_pretrained`.")
-'''
+"""
 
-TRANSFORMERS_MISTRAL_FIXED = '''class MistralCommonTokenizer(PushToHubMixin):
+TRANSFORMERS_MISTRAL_FIXED = """class MistralCommonTokenizer(PushToHubMixin):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *init_inputs, **kwargs):
         # Unknown kwargs are ignored with a warning.
         for key in kwargs:
             logger.warning("Ignoring kwarg %s", key)
-'''
+"""
 
 VLLM_020_FILES = {
     "vllm/__init__.py": '__version__ = "0.20.0"\n',
@@ -217,24 +246,40 @@ def torch_version_py(version: str, cuda: str | None) -> str:
 def seed_stack(venv: Path) -> None:
     """The seed guide's broken stack: vLLM 0.7.3 + transformers 4.55.4 + mistral_common 1.9.1, torch 2.5.1 cu124."""
     install_dist(
-        venv, "vllm", "0.7.3",
+        venv,
+        "vllm",
+        "0.7.3",
         {
             "vllm/__init__.py": '__version__ = "0.7.3"\n',
             "vllm/transformers_utils/tokenizer_group/__init__.py": VLLM_073_TOKENIZER_GROUP,
             "vllm/transformers_utils/tokenizer_group/tokenizer_group.py": "class TokenizerGroup:\n    pass\n",
         },
     )
-    install_dist(venv, "transformers", "4.55.4", {"transformers/__init__.py": "", "transformers/tokenization_mistral_common.py": TRANSFORMERS_MISTRAL_BROKEN})
+    install_dist(
+        venv,
+        "transformers",
+        "4.55.4",
+        {"transformers/__init__.py": "", "transformers/tokenization_mistral_common.py": TRANSFORMERS_MISTRAL_BROKEN},
+    )
     install_dist(venv, "mistral_common", "1.9.1")
-    install_dist(venv, "torch", "2.5.1", {"torch/__init__.py": "", "torch/version.py": torch_version_py("2.5.1", "12.4")})
+    install_dist(
+        venv, "torch", "2.5.1", {"torch/__init__.py": "", "torch/version.py": torch_version_py("2.5.1", "12.4")}
+    )
 
 
 def healthy_stack(venv: Path, torch_cuda: str | None = "12.8") -> None:
     """vLLM 0.20.0 (no TokenizerGroup) + transformers 4.57.1 (no kwargs marker) + mistral_common[audio]."""
     install_dist(venv, "vllm", "0.20.0", VLLM_020_FILES)
-    install_dist(venv, "transformers", "4.57.1", {"transformers/__init__.py": "", "transformers/tokenization_mistral_common.py": TRANSFORMERS_MISTRAL_FIXED})
+    install_dist(
+        venv,
+        "transformers",
+        "4.57.1",
+        {"transformers/__init__.py": "", "transformers/tokenization_mistral_common.py": TRANSFORMERS_MISTRAL_FIXED},
+    )
     torch_v = "2.9.0" if torch_cuda else "2.9.0+cpu"
-    install_dist(venv, "torch", torch_v, {"torch/__init__.py": "", "torch/version.py": torch_version_py(torch_v, torch_cuda)})
+    install_dist(
+        venv, "torch", torch_v, {"torch/__init__.py": "", "torch/version.py": torch_version_py(torch_v, torch_cuda)}
+    )
     install_dist(venv, "mistral_common", "1.9.1")
     install_dist(venv, "soxr", "1.0.0")
     install_dist(venv, "soundfile", "0.13.1")
@@ -285,7 +330,15 @@ def serve_vllm(behaviour: FakeVllm) -> tuple[ThreadingHTTPServer, str]:
                     return self._send(401, json.dumps({"error": "Unauthorized"}).encode())
                 if self.path == "/v1/models":
                     data = [
-                        {"id": m, "object": "model", "created": 1764064801, "owned_by": "vllm", "root": m, "parent": None, "max_model_len": 45000}
+                        {
+                            "id": m,
+                            "object": "model",
+                            "created": 1764064801,
+                            "owned_by": "vllm",
+                            "root": m,
+                            "parent": None,
+                            "max_model_len": 45000,
+                        }
                         for m in behaviour.models
                     ]
                     return self._send(200, json.dumps({"object": "list", "data": data}).encode())

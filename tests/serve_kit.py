@@ -25,20 +25,51 @@ SCRIPT = FIXTURES / "serve" / "scripted_vllm.py"
 VERSIONS = ("0.16.0", "0.20.0", "0.33.0")
 
 PARAMS = {
-    "dim": 3072, "n_layers": 26, "head_dim": 128, "hidden_dim": 9216, "n_heads": 32, "n_kv_heads": 8,
-    "use_biases": False, "causal": True, "rope_theta": 1000000.0, "norm_eps": 1e-5, "vocab_size": 131072,
-    "model_parallel": 1, "tied_embeddings": True, "sliding_window": 8192, "model_max_length": 131072,
+    "dim": 3072,
+    "n_layers": 26,
+    "head_dim": 128,
+    "hidden_dim": 9216,
+    "n_heads": 32,
+    "n_kv_heads": 8,
+    "use_biases": False,
+    "causal": True,
+    "rope_theta": 1000000.0,
+    "norm_eps": 1e-5,
+    "vocab_size": 131072,
+    "model_parallel": 1,
+    "tied_embeddings": True,
+    "sliding_window": 8192,
+    "model_max_length": 131072,
     "multimodal": {
         "whisper_model_args": {
             "encoder_args": {
                 "audio_encoding_args": {
-                    "sampling_rate": 16000, "frame_rate": 12.5, "num_mel_bins": 128, "hop_length": 160,
-                    "window_size": 400, "chunk_length_s": None, "global_log_mel_max": 1.5, "transcription_format": "streaming",
+                    "sampling_rate": 16000,
+                    "frame_rate": 12.5,
+                    "num_mel_bins": 128,
+                    "hop_length": 160,
+                    "window_size": 400,
+                    "chunk_length_s": None,
+                    "global_log_mel_max": 1.5,
+                    "transcription_format": "streaming",
                 },
-                "dim": 1280, "n_layers": 32, "head_dim": 64, "hidden_dim": 5120, "n_heads": 32, "vocab_size": 131072,
-                "n_kv_heads": 32, "use_biases": True, "use_cache": False, "rope_theta": 1000000.0, "causal": True,
-                "norm_eps": 1e-5, "pos_embed": "rope", "max_source_positions": None, "ffn_type": "swiglu",
-                "norm_type": "rms_norm", "sliding_window": 750,
+                "dim": 1280,
+                "n_layers": 32,
+                "head_dim": 64,
+                "hidden_dim": 5120,
+                "n_heads": 32,
+                "vocab_size": 131072,
+                "n_kv_heads": 32,
+                "use_biases": True,
+                "use_cache": False,
+                "rope_theta": 1000000.0,
+                "causal": True,
+                "norm_eps": 1e-5,
+                "pos_embed": "rope",
+                "max_source_positions": None,
+                "ffn_type": "swiglu",
+                "norm_type": "rms_norm",
+                "sliding_window": 750,
             },
             "downsample_args": {"downsample_factor": 4},
         }
@@ -49,12 +80,22 @@ PARAMS = {
 def tekken(delay_ms: int = 480) -> str:
     """tekken.json's layout: config, vocab, special tokens, then the audio object holding the delay."""
     doc = {
-        "config": {"pattern": "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*", "num_vocab_tokens": 150000,
-                   "default_vocab_size": 131072, "default_num_special_tokens": 1000, "version": "v13"},
+        "config": {
+            "pattern": "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*",
+            "num_vocab_tokens": 150000,
+            "default_vocab_size": 131072,
+            "default_num_special_tokens": 1000,
+            "version": "v13",
+        },
         "vocab": [{"rank": i, "token_bytes": "QQ==", "token_str": "A"} for i in range(50)],
         "special_tokens": [{"rank": 0, "token_str": "<unk>", "is_control": True}],
-        "audio": {"sampling_rate": 16000, "frame_rate": 12.5, "transcription_delay_ms": delay_ms,
-                  "streaming_n_left_pad_tokens": 32, "transcription_format": "streaming"},
+        "audio": {
+            "sampling_rate": 16000,
+            "frame_rate": 12.5,
+            "transcription_delay_ms": delay_ms,
+            "streaming_n_left_pad_tokens": 32,
+            "transcription_format": "streaming",
+        },
     }
     return json.dumps(doc, indent=2, ensure_ascii=False)
 
@@ -67,7 +108,9 @@ def make_model(model_dir: Path, delay_ms: int = 480, weights: bytes = b"\0" * 40
     return model_dir
 
 
-def install_vllm(bin_dir: Path, version: str = "0.20.0", scenario: str = "ok", python: str | None = None, line_delay_s: float = 0.005) -> Path:
+def install_vllm(
+    bin_dir: Path, version: str = "0.20.0", scenario: str = "ok", python: str | None = None, line_delay_s: float = 0.005
+) -> Path:
     """Write the scripted `vllm` (and its vllm.json) into `bin_dir`."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     exe = bin_dir / "vllm"
@@ -78,7 +121,13 @@ def install_vllm(bin_dir: Path, version: str = "0.20.0", scenario: str = "ok", p
 
 
 def set_scenario(bin_dir: Path, scenario: str, version: str = "0.20.0", line_delay_s: float = 0.005) -> None:
-    config = {"version": version, "help_dir": str(HELP_DIR), "logs_dir": str(LOGS_DIR), "scenario": scenario, "line_delay_s": line_delay_s}
+    config = {
+        "version": version,
+        "help_dir": str(HELP_DIR),
+        "logs_dir": str(LOGS_DIR),
+        "scenario": scenario,
+        "line_delay_s": line_delay_s,
+    }
     (bin_dir / "vllm.json").write_text(json.dumps(config), encoding="utf-8")
 
 

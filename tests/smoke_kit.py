@@ -38,6 +38,7 @@ RATE = 16000
 
 # --- audio checks ---------------------------------------------------------------------------------
 
+
 def samples(pcm: bytes) -> array:
     out = array("h")
     out.frombytes(pcm)
@@ -79,6 +80,7 @@ def close_to(expected_pcm: bytes, min_snr_db: float = 30.0, length_slack: int = 
 
 # --- vLLM: realtime WebSocket + /health, /version, /v1/models on one port --------------------------
 
+
 @dataclass
 class VllmBehaviour:
     transcript: str = "Please call Stella. Ask her to bring these things with her from the store."
@@ -116,7 +118,9 @@ class _LoopThread:
         self.thread.start()
 
         async def boot():  # type: ignore[no-untyped-def]
-            return await serve(handler, "127.0.0.1", self.port, process_request=process_request, compression=None, max_size=2**24)
+            return await serve(
+                handler, "127.0.0.1", self.port, process_request=process_request, compression=None, max_size=2**24
+            )
 
         self.server = asyncio.run_coroutine_threadsafe(boot(), self.loop).result(5)
         self.port = self.server.sockets[0].getsockname()[1]
@@ -137,7 +141,9 @@ class _LoopThread:
 
 def _json_response(status: int, body: Any) -> Response:
     text = json.dumps(body).encode()
-    headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(text))), ("Connection", "close")])
+    headers = Headers(
+        [("Content-Type", "application/json"), ("Content-Length", str(len(text))), ("Connection", "close")]
+    )
     return Response(status, HTTPStatus(status).phrase, headers, text)
 
 
@@ -148,7 +154,9 @@ def _empty_response(status: int) -> Response:
 class VllmStandIn:
     """vLLM's realtime server as far as `smoke` sees it. Use as a context manager; `.url` is its base."""
 
-    def __init__(self, check: Callable[[bytes], str | None], behaviour: VllmBehaviour | None = None, port: int = 0) -> None:
+    def __init__(
+        self, check: Callable[[bytes], str | None], behaviour: VllmBehaviour | None = None, port: int = 0
+    ) -> None:
         self.check = check
         self.b = behaviour or VllmBehaviour()
         self.seen = Seen()
@@ -179,7 +187,10 @@ class VllmStandIn:
         if path.startswith("/v1/") and not self._authorized(request):
             return _json_response(401, {"error": "Unauthorized"})
         if path == "/v1/models":
-            data = [{"id": m, "object": "model", "created": 0, "owned_by": "vllm", "root": m, "parent": None} for m in self.b.models]
+            data = [
+                {"id": m, "object": "model", "created": 0, "owned_by": "vllm", "root": m, "parent": None}
+                for m in self.b.models
+            ]
             return _json_response(200, {"object": "list", "data": data})
         if path == "/v1/realtime" and self.b.realtime_route:
             return None  # go on with the WebSocket handshake
@@ -243,7 +254,9 @@ class VllmStandIn:
                     await ws.send(json.dumps({"type": "transcription.delta", "delta": b.transcript.split()[0] + " "}))
             elif kind == "input_audio_buffer.commit":
                 if not validated:
-                    await error("model_not_validated", "Model not validated. Send session.update with a valid model first.")
+                    await error(
+                        "model_not_validated", "Model not validated. Send session.update with a valid model first."
+                    )
                     continue
                 if not event.get("final"):
                     started = True
@@ -257,15 +270,25 @@ class VllmStandIn:
                 rest = b.transcript.split()[1:]
                 for word in rest:
                     await ws.send(json.dumps({"type": "transcription.delta", "delta": word + " "}))
-                await ws.send(json.dumps({
-                    "type": "transcription.done", "text": b.transcript,
-                    "usage": {"prompt_tokens": len(seen.pcm) // 2560, "completion_tokens": len(rest) + 1, "total_tokens": 0},
-                }))
+                await ws.send(
+                    json.dumps(
+                        {
+                            "type": "transcription.done",
+                            "text": b.transcript,
+                            "usage": {
+                                "prompt_tokens": len(seen.pcm) // 2560,
+                                "completion_tokens": len(rest) + 1,
+                                "total_tokens": 0,
+                            },
+                        }
+                    )
+                )
             else:
                 await error("unknown_event", f"Unknown event type: {kind}")
 
 
 # --- vLLM: HTTP /v1/audio/transcriptions ----------------------------------------------------------
+
 
 class VllmHttpStandIn:
     """vLLM's OpenAI-compatible HTTP side: GET routes plus the multipart transcription POST."""
@@ -298,7 +321,9 @@ class VllmHttpStandIn:
                 if self.path.startswith("/v1/") and not self._authorized():
                     return self._send(401, {"error": "Unauthorized"})
                 if self.path == "/v1/models":
-                    return self._send(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in outer.b.models]})
+                    return self._send(
+                        200, {"object": "list", "data": [{"id": m, "object": "model"} for m in outer.b.models]}
+                    )
                 return self._send(404, {"detail": "Not Found"})
 
             def do_POST(self) -> None:
@@ -308,19 +333,35 @@ class VllmHttpStandIn:
                     return self._send(404, {"detail": "Not Found"})
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 head = f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode()
-                form = {p.get_param("name", header="content-disposition"): p for p in BytesParser(policy=HTTP).parsebytes(head + body).iter_parts()}
+                form = {
+                    p.get_param("name", header="content-disposition"): p
+                    for p in BytesParser(policy=HTTP).parsebytes(head + body).iter_parts()
+                }
                 model = form["model"].get_content()
                 if model not in outer.b.models:
-                    return self._send(404, {"error": {"message": f"The model `{model}` does not exist.", "type": "NotFoundError", "code": 404}})
+                    return self._send(
+                        404,
+                        {
+                            "error": {
+                                "message": f"The model `{model}` does not exist.",
+                                "type": "NotFoundError",
+                                "code": 404,
+                            }
+                        },
+                    )
                 with wave.open(io.BytesIO(form["file"].get_payload(decode=True)), "rb") as w:
                     fmt = (w.getframerate(), w.getnchannels(), w.getsampwidth())
                     pcm = w.readframes(w.getnframes())
                 if fmt != (RATE, 1, 2):
-                    return self._send(400, {"error": {"message": f"stand-in: WAV is {fmt}, expected 16 kHz mono 16-bit", "code": 400}})
+                    return self._send(
+                        400, {"error": {"message": f"stand-in: WAV is {fmt}, expected 16 kHz mono 16-bit", "code": 400}}
+                    )
                 if problem := outer.check(pcm):
                     return self._send(400, {"error": {"message": f"stand-in: {problem}", "code": 400}})
                 outer.seen.model = model
-                return self._send(200, {"text": outer.b.transcript, "usage": {"type": "duration", "seconds": len(pcm) // 32000}})
+                return self._send(
+                    200, {"text": outer.b.transcript, "usage": {"type": "duration", "seconds": len(pcm) // 32000}}
+                )
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -339,6 +380,7 @@ class VllmHttpStandIn:
 
 
 # --- Mistral's realtime transcription --------------------------------------------------------------
+
 
 @dataclass
 class MistralBehaviour:
@@ -384,7 +426,11 @@ class MistralStandIn:
             await ws.wait_closed()
             return
         model = self.query.get("model", ["?"])[0]
-        session: dict[str, Any] = {"request_id": "req-standin", "model": model, "audio_format": {"encoding": "pcm_s16le", "sample_rate": 16000}}
+        session: dict[str, Any] = {
+            "request_id": "req-standin",
+            "model": model,
+            "audio_format": {"encoding": "pcm_s16le", "sample_rate": 16000},
+        }
         await ws.send(json.dumps({"type": "session.created", "session": session}))
         try:
             await self._events(ws, session, model)
@@ -412,19 +458,35 @@ class MistralStandIn:
                 problem = None if fmt == {"encoding": "pcm_s16le", "sample_rate": 16000} else f"audio_format {fmt}"
                 problem = problem or self.check(bytes(self.seen.pcm))
                 if problem:
-                    await ws.send(json.dumps({"type": "error", "error": {"message": f"stand-in: {problem}", "code": 3400}}))
+                    await ws.send(
+                        json.dumps({"type": "error", "error": {"message": f"stand-in: {problem}", "code": 3400}})
+                    )
                     return
                 for word in self.b.transcript.split():
                     await ws.send(json.dumps({"type": "transcription.text.delta", "text": word + " "}))
-                await ws.send(json.dumps({
-                    "type": "transcription.done", "model": model, "text": self.b.transcript, "language": "en",
-                    "usage": {"prompt_audio_seconds": len(self.seen.pcm) // 32000, "total_tokens": 1},
-                }))
+                await ws.send(
+                    json.dumps(
+                        {
+                            "type": "transcription.done",
+                            "model": model,
+                            "text": self.b.transcript,
+                            "language": "en",
+                            "usage": {"prompt_audio_seconds": len(self.seen.pcm) // 32000, "total_tokens": 1},
+                        }
+                    )
+                )
 
 
 # --- test audio ------------------------------------------------------------------------------------
 
-def tone_pcm(seconds: float, rate: int, channels: int, tones: tuple[float, ...] = (300.0, 1000.0, 2500.0, 5000.0), side: tuple[float, ...] = (700.0, 3000.0)) -> bytes:
+
+def tone_pcm(
+    seconds: float,
+    rate: int,
+    channels: int,
+    tones: tuple[float, ...] = (300.0, 1000.0, 2500.0, 5000.0),
+    side: tuple[float, ...] = (700.0, 3000.0),
+) -> bytes:
     """Interleaved PCM16: every channel carries `tones`, and the channels differ by ± `side` tones
     (which cancel in a correct downmix), so rate, channel handling and byte order are all checked."""
     out = array("h")

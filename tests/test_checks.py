@@ -8,6 +8,7 @@ fields under test.
 from __future__ import annotations
 
 import pytest
+from facts_kit import FACTS_DIR, evaluate, fixture_names, load, raw, text_of, write
 
 from echopanel_setup import checks, doctor, envconfig
 from echopanel_setup.checks import REQUIRED, Check, Outcome, Status
@@ -23,13 +24,23 @@ from echopanel_setup.facts.model import (
     ProbeInfo,
     ServerFacts,
 )
-from facts_kit import FACTS_DIR, evaluate, fixture_names, load, raw, text_of, write
 
 OK, WARN, FAIL, SKIP = Status.OK, Status.WARN, Status.FAIL, Status.SKIP
 GPU_STACK_STORAGE = [
-    "platform.shm", "gpu.compute", "gpu.memory", "gpu.free", "gpu.driver",
-    "stack.tokenizer", "stack.python", "stack.vllm", "stack.torch", "stack.mistral_common",
-    "model.files", "disk.space", "port", "config.delay",
+    "platform.shm",
+    "gpu.compute",
+    "gpu.memory",
+    "gpu.free",
+    "gpu.driver",
+    "stack.tokenizer",
+    "stack.python",
+    "stack.vllm",
+    "stack.torch",
+    "stack.mistral_common",
+    "model.files",
+    "disk.space",
+    "port",
+    "config.delay",
 ]
 LOCAL_REQUIRED = [c.id for c in checks.all_checks() if c.modes.get("local") == REQUIRED]
 
@@ -55,9 +66,17 @@ def test_snapshot_is_a_full_facts_document(name: str) -> None:
 
 def test_the_expected_snapshots_exist() -> None:
     assert {
-        "linux-h100-vllm020.json", "linux-4090-vllm073-tf455.json", "linux-t4.json", "linux-v100.json",
-        "linux-4080.json", "linux-3060-12gb.json", "linux-4090-desktop.json", "linux-nogpu.json",
-        "container-shm64.json", "macos-arm64.json", "windows-native.json",
+        "linux-h100-vllm020.json",
+        "linux-4090-vllm073-tf455.json",
+        "linux-t4.json",
+        "linux-v100.json",
+        "linux-4080.json",
+        "linux-3060-12gb.json",
+        "linux-4090-desktop.json",
+        "linux-nogpu.json",
+        "container-shm64.json",
+        "macos-arm64.json",
+        "windows-native.json",
     } <= set(fixture_names())
 
 
@@ -355,7 +374,10 @@ def test_old_mistral_common_fails() -> None:
     assert mc.status is FAIL and "1.9.0" in mc.summary
 
 
-@pytest.mark.parametrize(("installed", "status"), [(None, FAIL), ("0.11.0", FAIL), ("0.16.0", WARN), ("0.19.1", WARN), ("0.20.0", OK), ("0.33.0", OK)])
+@pytest.mark.parametrize(
+    ("installed", "status"),
+    [(None, FAIL), ("0.11.0", FAIL), ("0.16.0", WARN), ("0.19.1", WARN), ("0.20.0", OK), ("0.33.0", OK)],
+)
 def test_vllm_version_floor_and_recommendation(installed: str | None, status: Status) -> None:
     facts = load("linux-h100-vllm020.json")
     facts.pyenv.packages["vllm"] = installed
@@ -367,7 +389,9 @@ def test_vllm_missing_skips_the_checks_that_come_with_it() -> None:
     facts.pyenv.packages["vllm"] = None
     results, code = evaluate(facts, "local")
     assert results["stack.vllm"].status is FAIL
-    assert results["stack.vllm"].fix is not None and "echopanel-setup install vllm" in results["stack.vllm"].fix.commands
+    assert (
+        results["stack.vllm"].fix is not None and "echopanel-setup install vllm" in results["stack.vllm"].fix.commands
+    )
     for cid in ("stack.tokenizer", "stack.torch", "stack.mistral_common"):
         assert results[cid].status is SKIP, cid
     assert code == 1
@@ -490,7 +514,9 @@ def test_api_mode_without_the_realtime_extra_fails() -> None:
 
 def test_api_mode_with_mistral_unreachable_fails() -> None:
     facts = load("macos-arm64.json")
-    facts.network.mistral = HttpProbe(url="https://api.mistral.ai/v1/models", reachable=False, error="[Errno -3] Temporary failure in name resolution")
+    facts.network.mistral = HttpProbe(
+        url="https://api.mistral.ai/v1/models", reachable=False, error="[Errno -3] Temporary failure in name resolution"
+    )
     facts.network.proxies = {"HTTPS_PROXY": "http://***@proxy.corp:3128"}
     result, code = evaluate(facts, "api")
     assert result["network.mistral"].status is FAIL
@@ -593,7 +619,9 @@ def test_config_without_a_delay_uses_the_default() -> None:
     assert evaluate(facts, "local")[0]["config.delay"].status is OK
 
 
-@pytest.mark.parametrize(("value", "nearest"), [("500", "nearest: 480"), ("520", "nearest: 480 or 560"), ("40", "nearest: 240")])
+@pytest.mark.parametrize(
+    ("value", "nearest"), [("500", "nearest: 480"), ("520", "nearest: 480 or 560"), ("40", "nearest: 240")]
+)
 def test_off_grid_delay_fails_config_values_naming_the_nearest(value: str, nearest: str) -> None:
     facts = load("linux-h100-vllm020.json")
     facts.config.values[envconfig.DELAY] = value
@@ -692,7 +720,9 @@ def test_remote_mode_without_a_url_fails_even_offline() -> None:
 
 
 def test_remote_server_serving_voxtral_passes() -> None:
-    server = ServerFacts(url="http://gpu-box.lan:8000", health=200, version="0.20.0", models=["mistralai/Voxtral-Mini-4B-Realtime-2602"])
+    server = ServerFacts(
+        url="http://gpu-box.lan:8000", health=200, version="0.20.0", models=["mistralai/Voxtral-Mini-4B-Realtime-2602"]
+    )
     results, code = evaluate(_remote(server), "remote")
     assert results["server"].status is OK
     assert "0.20.0" in results["server"].summary
@@ -706,7 +736,10 @@ def test_remote_server_serving_voxtral_passes() -> None:
         (ServerFacts(url="http://gpu-box.lan:8000", error="[Errno 111] Connection refused"), "unreachable"),
         (ServerFacts(url="http://gpu-box.lan:8000", health=503, version="0.20.0"), "not ready"),
         (ServerFacts(url="http://gpu-box.lan:8000", health=200, version="0.20.0", auth_required=True), "API key"),
-        (ServerFacts(url="http://gpu-box.lan:8000", health=200, version="0.20.0", models=["Qwen/Qwen3-8B"]), "not Voxtral Realtime"),
+        (
+            ServerFacts(url="http://gpu-box.lan:8000", health=200, version="0.20.0", models=["Qwen/Qwen3-8B"]),
+            "not Voxtral Realtime",
+        ),
     ],
 )
 def test_remote_server_problems_fail(server: ServerFacts, fragment: str) -> None:
@@ -776,7 +809,11 @@ def test_select_by_id_and_prefix() -> None:
     assert ids(checks.select(everything, ["gpu.memory"], [])) == ["gpu.memory"]
     assert ids(checks.select(everything, ["port"], [])) == ["port"]
     assert ids(checks.select(everything, ["stack", "port"], ["stack.python"])) == [
-        "stack.tokenizer", "stack.vllm", "stack.torch", "stack.mistral_common", "port",
+        "stack.tokenizer",
+        "stack.vllm",
+        "stack.torch",
+        "stack.mistral_common",
+        "port",
     ]
     skipped = ids(checks.select(everything, [], ["gpu", "network"]))
     assert not any(i.startswith(("gpu.", "network.")) for i in skipped)
@@ -784,7 +821,9 @@ def test_select_by_id_and_prefix() -> None:
     assert ids(checks.select(everything, [], [])) == ids(everything)
 
 
-@pytest.mark.parametrize(("only", "skip"), [(["nosuchcheck"], []), ([], ["nosuchcheck"]), (["gp"], []), (["gpu.mem"], [])])
+@pytest.mark.parametrize(
+    ("only", "skip"), [(["nosuchcheck"], []), ([], ["nosuchcheck"]), (["gp"], []), (["gpu.mem"], [])]
+)
 def test_select_rejects_unknown_names(only: list[str], skip: list[str]) -> None:
     with pytest.raises(ValueError, match="unknown check"):
         checks.select(checks.all_checks(), only, skip)
@@ -849,9 +888,19 @@ def test_an_advisory_crash_only_fails_with_strict(temporary_check) -> None:  # t
 
 def test_a_timed_out_probe_makes_its_checks_report_timeout() -> None:
     facts = load("linux-h100-vllm020.json")
-    facts.probes = [p if p.name != "pyenv" else ProbeInfo("pyenv", 9000.0, "timeout", "no answer within 9 s") for p in facts.probes]
+    facts.probes = [
+        p if p.name != "pyenv" else ProbeInfo("pyenv", 9000.0, "timeout", "no answer within 9 s") for p in facts.probes
+    ]
     results, code = evaluate(facts, "local")
-    for cid in ("stack.tokenizer", "stack.python", "stack.vllm", "stack.torch", "stack.mistral_common", "gpu.compute", "gpu.driver"):
+    for cid in (
+        "stack.tokenizer",
+        "stack.python",
+        "stack.vllm",
+        "stack.torch",
+        "stack.mistral_common",
+        "gpu.compute",
+        "gpu.driver",
+    ):
         assert results[cid].status is Status.TIMEOUT, cid
         assert "pyenv" in results[cid].summary and "no answer within 9 s" in results[cid].summary
     # checks that do not read the target Python are unaffected
@@ -862,7 +911,9 @@ def test_a_timed_out_probe_makes_its_checks_report_timeout() -> None:
 
 def test_a_timed_out_gpu_probe_stops_at_the_verdict() -> None:
     facts = load("linux-h100-vllm020.json")
-    facts.probes = [p if p.name != "gpu" else ProbeInfo("gpu", 6000.0, "timeout", "no answer within 6 s") for p in facts.probes]
+    facts.probes = [
+        p if p.name != "gpu" else ProbeInfo("gpu", 6000.0, "timeout", "no answer within 6 s") for p in facts.probes
+    ]
     results, code = evaluate(facts, "local")
     assert results["platform.verdict"].status is Status.TIMEOUT
     assert results["gpu.memory"].status in (Status.TIMEOUT, SKIP)

@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
+from facts_kit import FACTS_DIR, schema
+
 from echopanel_setup import __version__
 from echopanel_setup.facts.model import Facts
-from facts_kit import FACTS_DIR, schema
 
 H100 = str(FACTS_DIR / "linux-h100-vllm020.json")
 COMMANDS = ("doctor", "install", "serve", "smoke", "configure", "explain", "setup")
@@ -90,15 +90,29 @@ def test_bad_input_is_one_line_and_exit_2(case: str, fragment: str, tmp_path: Pa
         "facts-malformed": ["--facts", _write(tmp_path / "bad.json", '{"platform": {"system": "Linux",')],
         "facts-list": ["--facts", _write(tmp_path / "list.json", "[1, 2, 3]")],
         "facts-wrong-section": ["--facts", _write(tmp_path / "w.json", '{"schema_version": 1, "platform": "Linux"}')],
-        "facts-wrong-device": ["--facts", _write(tmp_path / "d.json", '{"gpu": {"source": "nvml", "devices": [{"index": 0}]}}')],
-        "facts-wrong-type": ["--facts", _write(tmp_path / "t.json", '{"gpu": {"devices": [{"index": 0, "name": "x", "memory_total_mib": "24 GB"}]}}')],
+        "facts-wrong-device": [
+            "--facts",
+            _write(tmp_path / "d.json", '{"gpu": {"source": "nvml", "devices": [{"index": 0}]}}'),
+        ],
+        "facts-wrong-type": [
+            "--facts",
+            _write(
+                tmp_path / "t.json", '{"gpu": {"devices": [{"index": 0, "name": "x", "memory_total_mib": "24 GB"}]}}'
+            ),
+        ],
         "facts-newer": ["--facts", _write(tmp_path / "n.json", '{"schema_version": 99}')],
         "facts-directory": ["--facts", str(tmp_path)],
         "only-unknown": ["--facts", H100, "--only", "nosuchcheck"],
         "skip-unknown": ["--facts", H100, "--skip", "gpu,nosuchcheck"],
         "url-ftp": ["--url", "ftp://x"],
         "url-path": ["--url", "http://localhost:8000/v1/realtime"],
-        "save-facts-unwritable": ["--facts", H100, "--json", "--save-facts", str(tmp_path / "no" / "such" / "dir" / "f.json")],
+        "save-facts-unwritable": [
+            "--facts",
+            H100,
+            "--json",
+            "--save-facts",
+            str(tmp_path / "no" / "such" / "dir" / "f.json"),
+        ],
     }[case]
     line = assert_usage_error(run_cli("doctor", *args))
     assert line.startswith("echopanel-setup: error:")
@@ -177,7 +191,9 @@ def test_save_facts_round_trips_and_holds_no_secret(tmp_path: Path) -> None:
     # The snapshot replays to the same verdicts.
     replay = run_cli("doctor", "--facts", str(saved), "--json")
     again = json.loads(replay.stdout)
-    assert [(c["id"], c["status"], c["summary"]) for c in again["checks"]] == [(c["id"], c["status"], c["summary"]) for c in doc["checks"]]
+    assert [(c["id"], c["status"], c["summary"]) for c in again["checks"]] == [
+        (c["id"], c["status"], c["summary"]) for c in doc["checks"]
+    ]
     assert replay.returncode == proc.returncode
     assert again["replayed"] is True and doc["replayed"] is False
 
@@ -205,7 +221,9 @@ def test_other_secrets_in_the_config_file_are_not_saved(tmp_path: Path) -> None:
 
 
 def test_a_malformed_secret_line_is_not_echoed(tmp_path: Path) -> None:
-    config = _write(tmp_path / "echopanel.env", "ECHOPANEL_ASR_PROVIDER=voxtral_official\nVOXTRAL_MISTRAL_API_KEY: sk-secret-yaml\n")
+    config = _write(
+        tmp_path / "echopanel.env", "ECHOPANEL_ASR_PROVIDER=voxtral_official\nVOXTRAL_MISTRAL_API_KEY: sk-secret-yaml\n"
+    )
     saved = tmp_path / "facts.json"
     proc = run_cli("doctor", "--offline", "--mode", "api", "--config", config, "--json", "--save-facts", str(saved))
     doc = json.loads(proc.stdout)
@@ -216,7 +234,7 @@ def test_a_malformed_secret_line_is_not_echoed(tmp_path: Path) -> None:
 
 # --- a live run against a loopback server that answers like vLLM --------------------------------------
 
-FAKE_VLLM = r'''
+FAKE_VLLM = r"""
 import http.server, json, sys
 argv = sys.argv
 port = int(argv[argv.index("--port") + 1])
@@ -248,7 +266,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
-'''
+"""
 SERVER_KEY = "sk-vllm-cmdline-secret"
 
 
@@ -265,7 +283,16 @@ def fake_vllm(tmp_path: Path):  # type: ignore[no-untyped-def]
     script.write_text(FAKE_VLLM, encoding="utf-8")
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, str(script), "serve", "mistralai/Voxtral-Mini-4B-Realtime-2602", "--port", str(port), "--api-key", SERVER_KEY],
+        [
+            sys.executable,
+            str(script),
+            "serve",
+            "mistralai/Voxtral-Mini-4B-Realtime-2602",
+            "--port",
+            str(port),
+            "--api-key",
+            SERVER_KEY,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -288,8 +315,17 @@ def fake_vllm(tmp_path: Path):  # type: ignore[no-untyped-def]
 def test_live_offline_run_finds_the_loopback_vllm_server(fake_vllm: int) -> None:
     port = fake_vllm
     proc = run_cli(
-        "doctor", "--offline", "--port", str(port), "--url", f"http://127.0.0.1:{port}", "--mode", "local",
-        "--only", "port,server", "--json",
+        "doctor",
+        "--offline",
+        "--port",
+        str(port),
+        "--url",
+        f"http://127.0.0.1:{port}",
+        "--mode",
+        "local",
+        "--only",
+        "port,server",
+        "--json",
         env={"VLLM_API_KEY": SERVER_KEY},
     )
     doc = json.loads(proc.stdout)
@@ -304,7 +340,17 @@ def test_live_offline_run_finds_the_loopback_vllm_server(fake_vllm: int) -> None
 
 
 def test_live_server_without_the_key_is_reported(fake_vllm: int) -> None:
-    proc = run_cli("doctor", "--offline", "--url", f"http://127.0.0.1:{fake_vllm}", "--mode", "remote", "--only", "server", "--json")
+    proc = run_cli(
+        "doctor",
+        "--offline",
+        "--url",
+        f"http://127.0.0.1:{fake_vllm}",
+        "--mode",
+        "remote",
+        "--only",
+        "server",
+        "--json",
+    )
     doc = json.loads(proc.stdout)
     server = doc["checks"][0]
     assert server["status"] == "fail" and "API key" in server["summary"]
@@ -313,7 +359,9 @@ def test_live_server_without_the_key_is_reported(fake_vllm: int) -> None:
 
 def test_the_port_holder_command_line_does_not_leak_its_api_key(fake_vllm: int, tmp_path: Path) -> None:
     saved = tmp_path / "facts.json"
-    proc = run_cli("doctor", "--offline", "--port", str(fake_vllm), "--only", "port", "--json", "--save-facts", str(saved))
+    proc = run_cli(
+        "doctor", "--offline", "--port", str(fake_vllm), "--only", "port", "--json", "--save-facts", str(saved)
+    )
     facts = json.loads(proc.stdout)["facts"]
     if facts["port"]["holder_cmdline"] is None:
         pytest.skip("psutil cannot read the listening process here")  # pragma: no cover

@@ -43,7 +43,9 @@ def test_ctrl_c_exits_130(monkeypatch, capsys):
 def test_usage_error_is_one_line_exit_2(monkeypatch, capsys):
     assert _main(monkeypatch, "doctor", "--python", "/nonexistent/python") == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["echopanel-setup: error: --python /nonexistent/python: no such file; pass the python of the venv that runs vLLM"]
+    assert err == [
+        "echopanel-setup: error: --python /nonexistent/python: no such file; pass the python of the venv that runs vLLM"
+    ]
 
 
 def test_spinner_names_slow_probes_only_on_a_terminal(tmp_path):
@@ -56,13 +58,15 @@ def test_spinner_names_slow_probes_only_on_a_terminal(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     smi = bin_dir / "nvidia-smi"
-    smi.write_text(textwrap.dedent(f"""\
+    smi.write_text(
+        textwrap.dedent(f"""\
         #!{sys.executable}
         import time
         time.sleep(1.5)
         print("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.")
         raise SystemExit(9)
-        """))
+        """)
+    )
     smi.chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "TERM": "xterm", "COLUMNS": "120"}
     cmd = [sys.executable, "-m", "echopanel_setup", "doctor", "--offline"]

@@ -28,7 +28,9 @@ def env_file(isolated_home: Path) -> Path:
     return isolated_home / "config" / "echopanel" / "echopanel.env"
 
 
-def configure(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str, facts: str = "linux-4090-desktop") -> tuple[int, str, str]:
+def configure(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str, facts: str = "linux-4090-desktop"
+) -> tuple[int, str, str]:
     """`echopanel-setup configure ARGS` in this process, on a replayed doctor snapshot."""
     monkeypatch.setattr(sys, "argv", ["echopanel-setup", "configure", "--facts", str(FACTS / f"{facts}.json"), *args])
     with pytest.raises(SystemExit) as exc:
@@ -45,8 +47,12 @@ def mode_of(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-@pytest.mark.parametrize(("delay", "nearest"), [("500", "480"), ("1300", "1200"), ("160", "240"), ("2000", "2400"), ("280", "240 or 320")])
-def test_off_grid_delays_are_refused_with_the_nearest(monkeypatch, capsys, env_file: Path, delay: str, nearest: str) -> None:
+@pytest.mark.parametrize(
+    ("delay", "nearest"), [("500", "480"), ("1300", "1200"), ("160", "240"), ("2000", "2400"), ("280", "240 or 320")]
+)
+def test_off_grid_delays_are_refused_with_the_nearest(
+    monkeypatch, capsys, env_file: Path, delay: str, nearest: str
+) -> None:
     code, _, err = configure(monkeypatch, capsys, "--delay-ms", delay)
     assert code == 2 and f"nearest: {nearest}" in err
     assert not env_file.exists()
@@ -81,7 +87,9 @@ def test_linux_with_a_gpu_defaults_to_local_voxtral(monkeypatch, capsys, env_fil
     code, out, _ = configure(monkeypatch, capsys)
     assert code == 0
     assert values(env_file) == {
-        envconfig.PROVIDER: "voxtral_official", envconfig.DELAY: "480", envconfig.URL: "http://localhost:8000",
+        envconfig.PROVIDER: "voxtral_official",
+        envconfig.DELAY: "480",
+        envconfig.URL: "http://localhost:8000",
     }
     assert str(env_file) in out and "doctor found Linux with an NVIDIA GPU" in out
 
@@ -99,7 +107,9 @@ def test_macos_defaults_to_mlx_whisper_with_the_reason(monkeypatch, capsys, env_
     assert "macOS: vLLM cannot serve Voxtral on the Apple GPU" in out and "--mode api" in out
 
 
-def test_local_delay_that_the_model_dir_does_not_serve_says_which_serve_fixes_it(monkeypatch, capsys, env_file: Path) -> None:
+def test_local_delay_that_the_model_dir_does_not_serve_says_which_serve_fixes_it(
+    monkeypatch, capsys, env_file: Path
+) -> None:
     code, out, _ = configure(monkeypatch, capsys, "--delay-ms", "960")  # the snapshot's model serves 480
     assert code == 0
     assert "the model dir serves 480 ms" in out and "echopanel-setup serve --delay-ms 960" in out
@@ -118,7 +128,9 @@ def test_merge_keeps_unknown_lines_comments_and_order(monkeypatch, capsys, env_f
     )
     env_file.parent.mkdir(parents=True)
     env_file.write_text(original)
-    code, _, err = configure(monkeypatch, capsys, "--mode", "remote", "--url", "ws://gpu.lan:8000/v1/realtime", "--delay-ms", "720", "--yes")
+    code, _, err = configure(
+        monkeypatch, capsys, "--mode", "remote", "--url", "ws://gpu.lan:8000/v1/realtime", "--delay-ms", "720", "--yes"
+    )
     assert code == 0, err
     assert env_file.read_text() == (
         "# my EchoPanel settings\n"
@@ -143,7 +155,9 @@ def test_unchanged_config_is_not_rewritten(monkeypatch, capsys, env_file: Path) 
     assert env_file.stat().st_mtime_ns == before and not env_file.with_name("echopanel.env.bak").exists()
 
 
-def test_a_literal_key_makes_the_file_private_and_the_backup_keeps_the_old_mode(monkeypatch, capsys, env_file: Path) -> None:
+def test_a_literal_key_makes_the_file_private_and_the_backup_keeps_the_old_mode(
+    monkeypatch, capsys, env_file: Path
+) -> None:
     env_file.parent.mkdir(parents=True)
     env_file.write_text("ECHOPANEL_THEME=dark\n")
     env_file.chmod(0o644)
@@ -250,7 +264,14 @@ def test_kill_9_mid_write_leaves_the_old_file_intact(env_file: Path, where: str)
     env_file.parent.mkdir(parents=True)
     original = "# precious\nECHOPANEL_THEME=dark\nVOXTRAL_STREAMING_DELAY_MS=480\n"
     env_file.write_text(original)
-    done = subprocess.run([sys.executable, "-c", _KILL_AT, where, "--facts", str(FACTS / "linux-4090-desktop.json")], capture_output=True, text=True, cwd=REPO, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", _KILL_AT, where, "--facts", str(FACTS / "linux-4090-desktop.json")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == -9, done.stderr
     assert env_file.read_text() == original
     leftovers = list(env_file.parent.glob(".echopanel.env.*.tmp"))
@@ -259,7 +280,9 @@ def test_kill_9_mid_write_leaves_the_old_file_intact(env_file: Path, where: str)
     old = time.time() - 3600
     for tmp in leftovers:
         os.utime(tmp, (old, old))
-    again = run_cli("configure", "--yes", "--delay-ms", "960", "--mode", "local", "--facts", str(FACTS / "linux-4090-desktop.json"))
+    again = run_cli(
+        "configure", "--yes", "--delay-ms", "960", "--mode", "local", "--facts", str(FACTS / "linux-4090-desktop.json")
+    )
     assert again.returncode == 0, again.stderr
     assert values(env_file)[envconfig.DELAY] == "960" and values(env_file)["ECHOPANEL_THEME"] == "dark"
     assert not list(env_file.parent.glob(".echopanel.env.*.tmp"))
@@ -282,9 +305,19 @@ HOSTILE = [
 @pytest.mark.skipif(BASH is None, reason="needs bash")
 @pytest.mark.parametrize("value", HOSTILE)
 def test_shell_exports_survive_eval_of_hostile_values(tmp_path: Path, value: str) -> None:
-    exports = envconfig.shell_exports({"VOXTRAL_MISTRAL_API_KEY": value, "VOXTRAL_MODE": None, "VOXTRAL_VLLM_URL": "${SOURCE}"})
+    exports = envconfig.shell_exports(
+        {"VOXTRAL_MISTRAL_API_KEY": value, "VOXTRAL_MODE": None, "VOXTRAL_VLLM_URL": "${SOURCE}"}
+    )
     script = 'export VOXTRAL_MODE=stale\neval "$EXPORTS"\nprintf "%s" "$VOXTRAL_MISTRAL_API_KEY" > got\nprintf "%s|%s" "${VOXTRAL_MODE-unset}" "$VOXTRAL_VLLM_URL" > rest\n'
-    done = subprocess.run([BASH, "-c", script], cwd=tmp_path, env={"EXPORTS": exports, "PATH": os.environ["PATH"], "SOURCE": "http://h:1"}, capture_output=True, text=True, timeout=30, check=False)
+    done = subprocess.run(
+        [BASH, "-c", script],
+        cwd=tmp_path,
+        env={"EXPORTS": exports, "PATH": os.environ["PATH"], "SOURCE": "http://h:1"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "got").read_text() == value
     assert (tmp_path / "rest").read_text() == "unset|http://h:1"
@@ -294,12 +327,24 @@ def test_shell_exports_survive_eval_of_hostile_values(tmp_path: Path, value: str
 @pytest.mark.skipif(BASH is None, reason="needs bash")
 def test_configure_shell_output_evals_with_a_hostile_key_from_stdin(env_file: Path, tmp_path: Path) -> None:
     hostile = "$(touch PWNED)`touch PWNED`;touch PWNED"
-    done = run_cli("configure", "--shell", "--mode", "api", "--api-key", "-", "--facts", str(FACTS / "linux-4090-desktop.json"), stdin=hostile + "\n")
+    done = run_cli(
+        "configure",
+        "--shell",
+        "--mode",
+        "api",
+        "--api-key",
+        "-",
+        "--facts",
+        str(FACTS / "linux-4090-desktop.json"),
+        stdin=hostile + "\n",
+    )
     assert done.returncode == 0, done.stderr
     assert not env_file.exists(), "--shell writes nothing"
     script = f'eval "$(cat {tmp_path / "out.sh"})"; printf "%s" "$VOXTRAL_MISTRAL_API_KEY|$VOXTRAL_MODE|$ECHOPANEL_ASR_PROVIDER"'
     (tmp_path / "out.sh").write_text(done.stdout)
-    evaluated = subprocess.run([BASH, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False)
+    evaluated = subprocess.run(
+        [BASH, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False
+    )
     assert evaluated.stdout == f"{hostile}|api|voxtral_official"
     assert not (tmp_path / "PWNED").exists()
 
@@ -347,7 +392,9 @@ def test_merge_rewrites_the_last_duplicate_and_keeps_crlf() -> None:
 def test_dry_run_masks_every_secret_in_the_users_file(monkeypatch, capsys, env_file: Path) -> None:
     """Regression: the diff's context lines showed the user's other secrets (OPENAI_API_KEY, HF_TOKEN…)."""
     env_file.parent.mkdir(parents=True)
-    env_file.write_text("THEME=dark\nOPENAI_API_KEY=sk-openai-secret\nHF_TOKEN='hf_secret'\nVAULT_TOKEN=${FROM_VAULT}\n")
+    env_file.write_text(
+        "THEME=dark\nOPENAI_API_KEY=sk-openai-secret\nHF_TOKEN='hf_secret'\nVAULT_TOKEN=${FROM_VAULT}\n"
+    )
     code, out, _ = configure(monkeypatch, capsys, "--mode", "remote", "--url", "http://gpu.lan:8000", "--dry-run")
     assert code == 0
     assert "sk-openai-secret" not in out and "hf_secret" not in out
@@ -367,8 +414,12 @@ def test_a_key_left_in_the_environment_says_why_nothing_is_written(monkeypatch, 
 def test_a_comment_after_a_rewritten_value_is_kept(monkeypatch, capsys, env_file: Path) -> None:
     """Regression: rewriting `KEY=value  # comment` dropped the user's comment."""
     env_file.parent.mkdir(parents=True)
-    env_file.write_text("export VOXTRAL_VLLM_URL=http://old:8000   # the lab box\nVOXTRAL_STREAMING_DELAY_MS='480' # ask Ana first\n")
-    code, _, err = configure(monkeypatch, capsys, "--mode", "remote", "--url", "http://gpu.lan:8000", "--delay-ms", "960", "--yes")
+    env_file.write_text(
+        "export VOXTRAL_VLLM_URL=http://old:8000   # the lab box\nVOXTRAL_STREAMING_DELAY_MS='480' # ask Ana first\n"
+    )
+    code, _, err = configure(
+        monkeypatch, capsys, "--mode", "remote", "--url", "http://gpu.lan:8000", "--delay-ms", "960", "--yes"
+    )
     assert code == 0, err
     assert env_file.read_text().splitlines()[:2] == [
         "export VOXTRAL_VLLM_URL=http://gpu.lan:8000  # the lab box",

@@ -64,7 +64,10 @@ def test_explain_names_the_cause(name: str) -> None:
 def test_tokenizer_error_points_at_the_exception_not_the_source_line() -> None:
     text = _read("tokenizer-kwargs.log")
     (m,) = explain(text)
-    assert m.line == "ValueError: Kwargs ['max_loras', '_from_auto'] are not supported by `MistralCommonTokenizer.from_pretrained`."
+    assert (
+        m.line
+        == "ValueError: Kwargs ['max_loras', '_from_auto'] are not supported by `MistralCommonTokenizer.from_pretrained`."
+    )
     assert m.line_no == len(text.splitlines())
     assert "echopanel-setup install vllm" in m.commands
 
@@ -107,13 +110,16 @@ def test_root_cause_wins_over_its_consequence() -> None:
 
 
 def test_seed_guides_own_error_text_is_recognised() -> None:
-    assert [m.id for m in explain("ValueError: Kwargs ['max_loras', '_from_auto'] are not supported\n")] == ["tokenizer-kwargs"]
+    assert [m.id for m in explain("ValueError: Kwargs ['max_loras', '_from_auto'] are not supported\n")] == [
+        "tokenizer-kwargs"
+    ]
 
 
 def _with_progress_bars() -> bytes:
     """A log as `vllm serve ... 2>&1 | tee vllm.log` leaves it: tqdm redraws its bars with a bare \\r."""
     bars = "".join(
-        f"\rLoading safetensors checkpoint shards: {p:3d}% Completed | {n}/1 [00:0{n}<00:00,  2.41s/it]" for n, p in ((0, 0), (1, 100))
+        f"\rLoading safetensors checkpoint shards: {p:3d}% Completed | {n}/1 [00:0{n}<00:00,  2.41s/it]"
+        for n, p in ((0, 0), (1, 100))
     )
     head, tail = _read("free-memory-startup.log").split("(EngineCore_DP0 pid=30211) ERROR", 1)
     return (head + bars + "\n" + "(EngineCore_DP0 pid=30211) ERROR" + tail).encode("utf-8")
@@ -208,14 +214,16 @@ def test_cli_explain_directory_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_cli_explain_binary_garbage_is_not_a_crash(tmp_path: Path) -> None:
     log = tmp_path / "core.bin"
-    log.write_bytes(bytes(range(256)) * 4 + "\nNo available memory for the cache blocks\n".encode())
+    log.write_bytes(bytes(range(256)) * 4 + b"\nNo available memory for the cache blocks\n")
     res = run_cli("explain", str(log))
     assert res.returncode == 0
     assert "No memory left for the KV cache" in res.stdout
 
 
 def test_free_memory_message_suggests_a_utilisation() -> None:
-    (m, *_) = explain("ValueError: Free memory on device (7.12/23.99 GiB) on startup is less than desired GPU memory utilization (0.92, 22.07 GiB).\n")
+    (m, *_) = explain(
+        "ValueError: Free memory on device (7.12/23.99 GiB) on startup is less than desired GPU memory utilization (0.92, 22.07 GiB).\n"
+    )
     assert m.id == "free-memory-startup"
     assert m.groups == {"free_gib": "7.12", "total_gib": "23.99"}
     assert m.suggestion and m.suggestion.startswith("--gpu-memory-utilization 0.28")

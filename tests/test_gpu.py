@@ -162,7 +162,17 @@ def test_doctor_with_scripted_h100(tmp_path: Path) -> None:
 def test_doctor_with_scripted_rtx4090_warns_about_used_memory(tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     install_smi(bin_dir, "rtx4090")
-    res = run_cli("doctor", "--offline", "--json", "--mode", "local", "--only", "gpu", env={"PATH": path_with(bin_dir)}, timeout=30)
+    res = run_cli(
+        "doctor",
+        "--offline",
+        "--json",
+        "--mode",
+        "local",
+        "--only",
+        "gpu",
+        env={"PATH": path_with(bin_dir)},
+        timeout=30,
+    )
     checks = {c["id"]: c for c in json.loads(res.stdout)["checks"]}
     free = checks["gpu.free"]
     assert free["status"] == "fail"  # 7291 MiB free is under the 11264 MiB start-up need
@@ -209,14 +219,22 @@ def test_parse_query_gpu_fields() -> None:
     text = "0, NVIDIA L4, 23034, 22546, 0, 8.9, 570.86.15, [N/A], 00000000:3B:00.0\n"
     facts, by_bus = gpu.parse_query_gpu(text)
     (dev,) = facts.devices
-    assert (dev.index, dev.name, dev.memory_total_mib, dev.memory_free_mib, dev.memory_used_mib) == (0, "NVIDIA L4", 23034, 22546, 0)
+    assert (dev.index, dev.name, dev.memory_total_mib, dev.memory_free_mib, dev.memory_used_mib) == (
+        0,
+        "NVIDIA L4",
+        23034,
+        22546,
+        0,
+    )
     assert dev.compute_capability == "8.9" and dev.mig_mode is None
     assert facts.driver_version == "570.86.15"
     assert by_bus == {"00000000:3b:00.0": dev}
 
 
 def test_parse_query_gpu_skips_short_and_blank_lines() -> None:
-    facts, by_bus = gpu.parse_query_gpu("\n\n0, NVIDIA A100-SXM4-80GB, 81920\n1, NVIDIA A100-SXM4-80GB, 81920, 81000, 920, 8.0, 550.90.07, Enabled, 00000000:07:00.0\n")
+    facts, by_bus = gpu.parse_query_gpu(
+        "\n\n0, NVIDIA A100-SXM4-80GB, 81920\n1, NVIDIA A100-SXM4-80GB, 81920, 81000, 920, 8.0, 550.90.07, Enabled, 00000000:07:00.0\n"
+    )
     assert [d.index for d in facts.devices] == [1]
     assert facts.devices[0].mig_mode == "Enabled"
 

@@ -57,4 +57,4 @@ def test_expected_says_what_differs() -> None:
     want = Expected(10, sha256="a" * 64)
     assert want.describe(Digest(9, "a" * 64)) == "size 9 instead of 10"
     assert not want.matches(Digest(10, "b" * 64))
-    assert "sha256 bbbbbbbbbbbb… instead of aaaaaaaaaaaa…" == want.describe(Digest(10, "b" * 64))
+    assert want.describe(Digest(10, "b" * 64)) == "sha256 bbbbbbbbbbbb… instead of aaaaaaaaaaaa…"

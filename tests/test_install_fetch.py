@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_install_hub import point_at
 
 from echopanel_setup.install import fetch
 from echopanel_setup.install import hub as hub_mod
 from echopanel_setup.install.digest import Expected
-from test_install_hub import point_at
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "hub"))
 from hub_server import MIB, REPO, HubStandIn  # noqa: E402
@@ -127,7 +127,9 @@ def test_the_hub_changing_the_size_is_not_retried(hub: HubStandIn, tmp_path: Pat
         run()
 
 
-def test_a_throttled_transfer_arrives_in_one_piece(hub: HubStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_throttled_transfer_arrives_in_one_piece(
+    hub: HubStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The stand-in's throttle (the kill -9, Ctrl-C and lock tests lean on it) once read the clock twice and
     handed sleep() a negative number now and then, dropping the connection under the test. A clock that
     moves 0.6 chunk-intervals per read makes that happen within a few chunks; the transfer must see one GET."""

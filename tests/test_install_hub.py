@@ -47,19 +47,29 @@ def test_resolve_gives_the_commit_and_each_files_size_and_hash(hub: HubStandIn) 
     remote = hub_mod.resolve(REPO, "main", NEEDED)
     assert remote.commit == hub.commit and remote.endpoint == hub.endpoint and not remote.gated
     big, params = remote.files["consolidated.safetensors"], remote.files["params.json"]
-    assert big.size == hub.files[big.name].content.size and big.sha256 == hub.files[big.name].content.sha256 and big.git_sha1 is None
+    assert (
+        big.size == hub.files[big.name].content.size
+        and big.sha256 == hub.files[big.name].content.sha256
+        and big.git_sha1 is None
+    )
     assert params.sha256 is None and params.git_sha1 == hub.files["params.json"].content.git_sha1
     assert big.etag == big.sha256 and params.etag == params.git_sha1
     # One model-info call for the commit, one paths-info call at that commit for exactly the three files.
     calls = [(h.method, h.path) for h in hub.hits if h.path.startswith("/api/models/")]
-    assert calls == [("GET", f"/api/models/{REPO}/revision/main"), ("POST", f"/api/models/{REPO}/paths-info/{hub.commit}")]
+    assert calls == [
+        ("GET", f"/api/models/{REPO}/revision/main"),
+        ("POST", f"/api/models/{REPO}/paths-info/{hub.commit}"),
+    ]
 
 
 def test_locate_sends_the_token_to_the_hub_only(hub: HubStandIn, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_TOKEN", "hf_secret")
     lfs = hub_mod.locate(REPO, hub.commit, "consolidated.safetensors")
     assert lfs.url.startswith(hub.cdn) and "authorization" not in lfs.headers
-    assert lfs.etag == hub.files["consolidated.safetensors"].content.sha256 and lfs.size == hub.files["consolidated.safetensors"].content.size
+    assert (
+        lfs.etag == hub.files["consolidated.safetensors"].content.sha256
+        and lfs.size == hub.files["consolidated.safetensors"].content.size
+    )
     regular = hub_mod.locate(REPO, hub.commit, "params.json")
     assert regular.url.startswith(hub.endpoint) and regular.headers["authorization"] == "Bearer hf_secret"
     assert regular.headers["Accept-Encoding"] == "identity"

@@ -19,7 +19,9 @@ def _install(tmp_path: Path) -> Manifest:
     for i, name in enumerate(NAMES):
         f = tmp_path / name
         f.write_bytes(b'{"audio": {"transcription_delay_ms": 480}}' if name == "tekken.json" else os.urandom(100 + i))
-        m.files[name] = manifest.entry_for(f, Digest(f.stat().st_size, "s" * 64, "g" * 40 if name == "params.json" else None))
+        m.files[name] = manifest.entry_for(
+            f, Digest(f.stat().st_size, "s" * 64, "g" * 40 if name == "params.json" else None)
+        )
     manifest.write(tmp_path / ".echopanel-manifest.json", m)
     return m
 

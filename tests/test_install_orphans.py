@@ -44,7 +44,9 @@ def test_finds_local_dir_and_cache_orphans_with_their_etags(tmp_path: Path, cach
     )
     best = orphans.best_for(found, ETAG, 100, model)
     assert best is not None and best.path == large
-    assert orphans.best_for(found, ETAG, 20, model) == next(o for o in found if o.path == small)  # never larger than the file
+    assert orphans.best_for(found, ETAG, 20, model) == next(
+        o for o in found if o.path == small
+    )  # never larger than the file
     assert orphans.best_for(found, "c" * 64, 100, model) is None
 
 

@@ -9,7 +9,15 @@ from echopanel_setup.install.progress import Ui, duration, size
 
 @pytest.mark.parametrize(
     ("n", "text"),
-    [(0, "0 B"), (999, "999 B"), (1340, "1.34 kB"), (14_900_000, "14.9 MB"), (8_860_000_000, "8.86 GB"), (123_456_789_012, "123 GB"), (10**16, "10,000 TB")],
+    [
+        (0, "0 B"),
+        (999, "999 B"),
+        (1340, "1.34 kB"),
+        (14_900_000, "14.9 MB"),
+        (8_860_000_000, "8.86 GB"),
+        (123_456_789_012, "123 GB"),
+        (10**16, "10,000 TB"),
+    ],
 )
 def test_size(n: int, text: str) -> None:
     assert size(n) == text

@@ -27,18 +27,41 @@ def test_inspect_tells_venvs_from_other_folders(tmp_path: Path) -> None:
 
 def test_uv_plan_creates_then_upgrades(tmp_path: Path) -> None:
     v = tmp_path / "v"
-    plan = venvs.plan(v, "absent", "/usr/bin/python3.12", SPECS, uv="/opt/uv", uv_args=["--torch-backend=auto"], find_links=["/w"], no_index=True)
+    plan = venvs.plan(
+        v,
+        "absent",
+        "/usr/bin/python3.12",
+        SPECS,
+        uv="/opt/uv",
+        uv_args=["--torch-backend=auto"],
+        find_links=["/w"],
+        no_index=True,
+    )
     assert plan.installer == "uv"
     assert plan.commands == [
         ["/opt/uv", "venv", "--python", "/usr/bin/python3.12", str(v)],
-        ["/opt/uv", "pip", "install", "--python", f"{v}/bin/python", "--upgrade", "--torch-backend=auto", "--find-links", "/w", "--no-index", *SPECS],
+        [
+            "/opt/uv",
+            "pip",
+            "install",
+            "--python",
+            f"{v}/bin/python",
+            "--upgrade",
+            "--torch-backend=auto",
+            "--find-links",
+            "/w",
+            "--no-index",
+            *SPECS,
+        ],
     ]
 
 
 def test_pip_plan_reuses_a_venv_and_seeds_pip_when_uv_made_it(tmp_path: Path) -> None:
     v = tmp_path / "v"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(v)], check=True)
-    plan = venvs.plan(v, "venv", sys.executable, SPECS, uv=None, uv_args=["--torch-backend=auto"], find_links=[], no_index=False)
+    plan = venvs.plan(
+        v, "venv", sys.executable, SPECS, uv=None, uv_args=["--torch-backend=auto"], find_links=[], no_index=False
+    )
     py = f"{v}/bin/python"
     assert plan.installer == "pip"
     assert plan.commands == [[py, "-m", "ensurepip", "--upgrade"], [py, "-m", "pip", "install", "--upgrade", *SPECS]]

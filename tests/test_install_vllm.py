@@ -15,19 +15,29 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from conftest import FIXTURES, run_cli
+
 from echopanel_setup import knowledge
 
 FACTS = FIXTURES / "facts"
-UV = shutil.which("uv") or (str(Path(sys.executable).with_name("uv")) if Path(sys.executable).with_name("uv").exists() else None)
+UV = shutil.which("uv") or (
+    str(Path(sys.executable).with_name("uv")) if Path(sys.executable).with_name("uv").exists() else None
+)
 
 
 def _record_hash(data: bytes) -> str:
     return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
 
-def build_wheel(folder: Path, name: str, version: str, files: dict[str, str], requires: list[str] = (), extras: dict[str, list[str]] | None = None, scripts: dict[str, str] | None = None) -> Path:  # type: ignore[assignment]
+def build_wheel(
+    folder: Path,
+    name: str,
+    version: str,
+    files: dict[str, str],
+    requires: list[str] = (),
+    extras: dict[str, list[str]] | None = None,
+    scripts: dict[str, str] | None = None,
+) -> Path:  # type: ignore[assignment]
     """A real py3-none-any wheel: the package files, METADATA (with Requires-Dist and extras), WHEEL,
     entry_points.txt for console scripts, and a RECORD with every file's hash."""
     dist = name.replace("-", "_")
@@ -39,9 +49,13 @@ def build_wheel(folder: Path, name: str, version: str, files: dict[str, str], re
         meta += [f'Requires-Dist: {r}; extra == "{extra}"' for r in reqs]
     content = dict(files)
     content[f"{info}/METADATA"] = "\n".join(meta) + "\n\n"
-    content[f"{info}/WHEEL"] = "Wheel-Version: 1.0\nGenerator: echopanel-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    content[f"{info}/WHEEL"] = (
+        "Wheel-Version: 1.0\nGenerator: echopanel-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    )
     if scripts:
-        content[f"{info}/entry_points.txt"] = "[console_scripts]\n" + "".join(f"{k} = {v}\n" for k, v in scripts.items())
+        content[f"{info}/entry_points.txt"] = "[console_scripts]\n" + "".join(
+            f"{k} = {v}\n" for k, v in scripts.items()
+        )
     record = [f"{path},{_record_hash(text.encode())},{len(text.encode())}" for path, text in content.items()]
     content[f"{info}/RECORD"] = "\n".join([*record, f"{info}/RECORD,,"]) + "\n"
     wheel = folder / f"{dist}-{version}-py3-none-any.whl"
@@ -58,7 +72,9 @@ def _vllm_files(version: str, old: bool) -> dict[str, str]:
     }
     if old:  # the TokenizerGroup that forwards max_loras, as doctor's tokenizer check reads it
         k = knowledge.load()["tokenizer_kwargs"]
-        files[f"vllm/{k['vllm_file_marker']}.py"] = f"class TokenizerGroup:\n    def __init__(self, tokenizer_id, enable_lora, {k['vllm_text_marker']}, **tokenizer_config):\n        pass\n"
+        files[f"vllm/{k['vllm_file_marker']}.py"] = (
+            f"class TokenizerGroup:\n    def __init__(self, tokenizer_id, enable_lora, {k['vllm_text_marker']}, **tokenizer_config):\n        pass\n"
+        )
     return files
 
 
@@ -68,12 +84,45 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     4.56, mistral_common with its audio extra, soxr and soundfile."""
     folder = tmp_path_factory.mktemp("wheels")
     marker = knowledge.load()["tokenizer_kwargs"]["transformers_text_marker"]
-    build_wheel(folder, "vllm", "0.10.1", _vllm_files("0.10.1", old=True), ["torch", "transformers>=4.54"], scripts={"vllm": "vllm.scripts:main"})
-    build_wheel(folder, "vllm", "0.20.1", _vllm_files("0.20.1", old=False), ["torch", "transformers>=4.56"], scripts={"vllm": "vllm.scripts:main"})
-    build_wheel(folder, "torch", "2.9.0", {"torch/__init__.py": "", "torch/version.py": "__version__ = '2.9.0+cu128'\ncuda = '12.8'\n"})
+    build_wheel(
+        folder,
+        "vllm",
+        "0.10.1",
+        _vllm_files("0.10.1", old=True),
+        ["torch", "transformers>=4.54"],
+        scripts={"vllm": "vllm.scripts:main"},
+    )
+    build_wheel(
+        folder,
+        "vllm",
+        "0.20.1",
+        _vllm_files("0.20.1", old=False),
+        ["torch", "transformers>=4.56"],
+        scripts={"vllm": "vllm.scripts:main"},
+    )
+    build_wheel(
+        folder,
+        "torch",
+        "2.9.0",
+        {"torch/__init__.py": "", "torch/version.py": "__version__ = '2.9.0+cu128'\ncuda = '12.8'\n"},
+    )
     for tf in ("4.55.4", "4.57.6"):
-        build_wheel(folder, "transformers", tf, {"transformers/__init__.py": "", "transformers/tokenization_mistral_common.py": f"raise ValueError(f'Kwargs {{kwargs}} {marker}')\n"})
-    build_wheel(folder, "mistral_common", "1.9.1", {"mistral_common/__init__.py": "__version__ = '1.9.1'\n"}, extras={"audio": ["soxr>=0.5", "soundfile>=0.12"]})
+        build_wheel(
+            folder,
+            "transformers",
+            tf,
+            {
+                "transformers/__init__.py": "",
+                "transformers/tokenization_mistral_common.py": f"raise ValueError(f'Kwargs {{kwargs}} {marker}')\n",
+            },
+        )
+    build_wheel(
+        folder,
+        "mistral_common",
+        "1.9.1",
+        {"mistral_common/__init__.py": "__version__ = '1.9.1'\n"},
+        extras={"audio": ["soxr>=0.5", "soundfile>=0.12"]},
+    )
     build_wheel(folder, "soxr", "0.5.0", {"soxr/__init__.py": ""})
     build_wheel(folder, "soundfile", "0.13.1", {"soundfile.py": ""})
     return folder
@@ -172,7 +221,10 @@ def test_a_venv_path_that_cannot_be_written_is_refused_before_the_installer_runs
     venv = blocker / "venv"
     proc = install("--venv", str(venv), *(["--dry-run"] if dry_run else []), path=path_without_uv(tmp_path))
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert proc.stderr.strip() == f"echopanel-setup: error: cannot write to {venv} ({blocker} is not a writable folder): pass --venv a folder you can write to"
+    assert (
+        proc.stderr.strip()
+        == f"echopanel-setup: error: cannot write to {venv} ({blocker} is not a writable folder): pass --venv a folder you can write to"
+    )
     assert "Would run" not in proc.stdout and "$ " not in proc.stdout
     assert blocker.read_text() == "mine"
 
@@ -194,7 +246,9 @@ def test_installs_with_pip_when_uv_is_absent(wheels: Path, tmp_path: Path, isola
     venv = tmp_path / "venv"
     proc = install("--venv", str(venv), "--find-links", str(wheels), "--no-index", path=path_without_uv(tmp_path))
     _assert_ready(proc, venv, isolated_home)
-    assert "-m pip install --upgrade" in proc.stdout and "Successfully installed" in proc.stdout  # pip's own output, streamed
+    assert (
+        "-m pip install --upgrade" in proc.stdout and "Successfully installed" in proc.stdout
+    )  # pip's own output, streamed
 
 
 def test_installs_with_uv_when_it_is_on_path(wheels: Path, tmp_path: Path, isolated_home: Path) -> None:
@@ -216,8 +270,18 @@ def test_a_state_dir_that_cannot_be_written_costs_a_warning_not_the_install(whee
     not_a_dir.write_text("")
     venv = tmp_path / "venv"
     proc = run_cli(
-        "install", "vllm", "--facts", str(FACTS / "linux-4090-desktop.json"), "--yes", "--venv", str(venv), "--find-links", str(wheels), "--no-index",
-        env={"PATH": fastest_path(tmp_path), "XDG_STATE_HOME": str(not_a_dir)}, timeout=120,
+        "install",
+        "vllm",
+        "--facts",
+        str(FACTS / "linux-4090-desktop.json"),
+        "--yes",
+        "--venv",
+        str(venv),
+        "--find-links",
+        str(wheels),
+        "--no-index",
+        env={"PATH": fastest_path(tmp_path), "XDG_STATE_HOME": str(not_a_dir)},
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "could not record the venv" in proc.stdout and f"pass --python {venv} to doctor and serve" in proc.stdout
@@ -230,13 +294,42 @@ def test_broken_stack_is_repaired_in_place_by_upgrading(wheels: Path, tmp_path: 
     old = ["vllm==0.10.1", "transformers==4.55.4", "mistral_common[audio]==1.9.1"]
     if UV:
         subprocess.run([UV, "venv", "-q", "--python", sys.executable, str(venv)], check=True)
-        subprocess.run([UV, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), "--no-index", "--find-links", str(wheels), *old], check=True)
+        subprocess.run(
+            [
+                UV,
+                "pip",
+                "install",
+                "-q",
+                "--python",
+                str(venv / "bin" / "python"),
+                "--no-index",
+                "--find-links",
+                str(wheels),
+                *old,
+            ],
+            check=True,
+        )
     else:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-index", "--find-links", str(wheels), *old], check=True)
+        subprocess.run(
+            [
+                str(venv / "bin" / "python"),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-index",
+                "--find-links",
+                str(wheels),
+                *old,
+            ],
+            check=True,
+        )
     keepsake = venv / "keepsake.txt"
     keepsake.write_text("still here")
-    before = run_cli("doctor", "--python", str(venv), "--only", "stack.tokenizer", "--facts", str(FACTS / "linux-4090-desktop.json"))
+    before = run_cli(
+        "doctor", "--python", str(venv), "--only", "stack.tokenizer", "--facts", str(FACTS / "linux-4090-desktop.json")
+    )
     assert "tokenizer" in before.stdout.lower()
     proc = install("--venv", str(venv), "--find-links", str(wheels), "--no-index", path=fastest_path(tmp_path))
     assert "Existing venv" in proc.stdout and "vllm 0.10.1" in proc.stdout and "upgrading in place" in proc.stdout
@@ -260,7 +353,13 @@ def test_installer_failure_is_one_line_with_its_reason(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("given", "spec"),
-    [(None, "vllm>=0.20.0"), ("0.20.1", "vllm==0.20.1"), (">=0.21,<0.30", "vllm<0.30,>=0.21"), ("vllm~=0.25.0", "vllm~=0.25.0"), ("<0.17", "vllm<0.17")],
+    [
+        (None, "vllm>=0.20.0"),
+        ("0.20.1", "vllm==0.20.1"),
+        (">=0.21,<0.30", "vllm<0.30,>=0.21"),
+        ("vllm~=0.25.0", "vllm~=0.25.0"),
+        ("<0.17", "vllm<0.17"),
+    ],
 )
 def test_requirement_specs(given: str | None, spec: str) -> None:
     from echopanel_setup.install.vllm import requirement_specs
@@ -280,9 +379,17 @@ def test_requirement_specs_refuse_bad_or_too_old(given: str) -> None:
 def test_installer_reasons_are_found_in_their_output() -> None:
     from echopanel_setup.install.vllm import _cause
 
-    pip = ["Looking in links: /w", "ERROR: Could not find a version that satisfies the requirement vllm>=0.20.0 (from versions: none)", "ERROR: No matching distribution found for vllm>=0.20.0"]
+    pip = [
+        "Looking in links: /w",
+        "ERROR: Could not find a version that satisfies the requirement vllm>=0.20.0 (from versions: none)",
+        "ERROR: No matching distribution found for vllm>=0.20.0",
+    ]
     assert _cause(pip) == "No matching distribution found for vllm>=0.20.0"
-    uv = ["Using Python 3.11.7 environment at: v", "error: No solution found when resolving dependencies", "  cause: Because vllm was not found in the provided package locations, …"]
+    uv = [
+        "Using Python 3.11.7 environment at: v",
+        "error: No solution found when resolving dependencies",
+        "  cause: Because vllm was not found in the provided package locations, …",
+    ]
     assert _cause(uv) == "Because vllm was not found in the provided package locations, …"
     uv_tty = ["  × No solution found when resolving dependencies:", "  ╰─▶ Because vllm was not found …"]
     assert _cause(uv_tty) == "Because vllm was not found …"

@@ -13,16 +13,23 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO as SRC_REPO
 from conftest import run_cli
+
 from echopanel_setup.facts.local import probe_model
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "hub"))
 from hub_server import MIB, REPO, HubStandIn, voxtral_files  # noqa: E402
 
 NEEDED = ("consolidated.safetensors", "params.json", "tekken.json")
-NOT_NEEDED = ("model.safetensors", "config.json", "README.md", "generation_config.json", "processor_config.json", ".gitattributes")
+NOT_NEEDED = (
+    "model.safetensors",
+    "config.json",
+    "README.md",
+    "generation_config.json",
+    "processor_config.json",
+    ".gitattributes",
+)
 BIG = "consolidated.safetensors"
 
 
@@ -86,7 +93,9 @@ def downloads(hub: HubStandIn, since: int = 0) -> list[str]:
         if h.method != "GET":
             continue
         for f in hub.files.values():
-            if (f.lfs and f.content.sha256 in h.path) or (not f.lfs and h.path.endswith(f"/resolve/{hub.commit}/{f.path}")):
+            if (f.lfs and f.content.sha256 in h.path) or (
+                not f.lfs and h.path.endswith(f"/resolve/{hub.commit}/{f.path}")
+            ):
                 names.append(f.path)
     return names
 
@@ -94,7 +103,9 @@ def downloads(hub: HubStandIn, since: int = 0) -> list[str]:
 # --- happy path and the fast path ----------------------------------------------------------------------------
 
 
-def test_installs_only_the_three_files_verified_then_answers_from_the_manifest(hub: HubStandIn, model_dir: Path, isolated_home: Path) -> None:
+def test_installs_only_the_three_files_verified_then_answers_from_the_manifest(
+    hub: HubStandIn, model_dir: Path, isolated_home: Path
+) -> None:
     proc = install(hub, "--json")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
@@ -148,7 +159,9 @@ def test_dir_flag_works_as_in_the_seed_guide(hub: HubStandIn, tmp_path: Path, is
 def test_a_new_commit_on_main_fetches_only_the_changed_file(hub: HubStandIn, model_dir: Path) -> None:
     assert install(hub).returncode == 0
     changed = voxtral_files()
-    changed["tekken.json"].content = type(changed["tekken.json"].content)(data=hub.files["tekken.json"].content.read() + b" ")
+    changed["tekken.json"].content = type(changed["tekken.json"].content)(
+        data=hub.files["tekken.json"].content.read() + b" "
+    )
     new_commit = "b" * 40
     hub.files["tekken.json"] = changed["tekken.json"]
     hub.revisions.update({"main": new_commit, new_commit: new_commit})
@@ -177,7 +190,11 @@ def test_kill_9_mid_file_then_rerun_resumes_at_the_byte(hub: HubStandIn, model_d
     mark = len(hub.hits)
     rerun = install(hub)
     assert rerun.returncode == 0, rerun.stderr
-    gets = [h for h in hub.hits[mark:] if h.server == "cdn" and h.method == "GET" and hub.files[BIG].content.sha256 in h.path]
+    gets = [
+        h
+        for h in hub.hits[mark:]
+        if h.server == "cdn" and h.method == "GET" and hub.files[BIG].content.sha256 in h.path
+    ]
     assert [h.range for h in gets] == [f"bytes={kept}-"]
     assert gets[0].sent == hub.files[BIG].content.size - kept
     assert f"{kept:,} bytes reused" in rerun.stdout
@@ -197,9 +214,12 @@ def test_ctrl_c_exits_130_with_a_one_line_resume_hint(hub: HubStandIn, model_dir
     assert part.exists() and part.stat().st_size > 0
 
 
-def test_ctrl_c_while_checking_a_file_on_disk_says_how_to_finish(hub: HubStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from echopanel_setup.install import voxtral
+def test_ctrl_c_while_checking_a_file_on_disk_says_how_to_finish(
+    hub: HubStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from test_install_hub import point_at
+
+    from echopanel_setup.install import voxtral
 
     point_at(hub.endpoint, monkeypatch)
     target = tmp_path / "by-hand"
@@ -217,14 +237,19 @@ def test_ctrl_c_while_checking_a_file_on_disk_says_how_to_finish(hub: HubStandIn
         pytest.fail("a bare KeyboardInterrupt escaped: the user is not told how to finish")
     except voxtral.InstallInterrupted as exc:
         assert exc.exit_code == 130
-        assert str(exc) == f"interrupted while checking {BIG}; nothing was changed: run `echopanel-setup install voxtral --dir {target}` again to finish"
+        assert (
+            str(exc)
+            == f"interrupted while checking {BIG}; nothing was changed: run `echopanel-setup install voxtral --dir {target}` again to finish"
+        )
     else:
         pytest.fail("the interrupted check did not stop the install")
     assert sorted(p.name for p in target.iterdir()) == sorted(NEEDED)  # no work dir or lock left behind
     assert all((target / n).read_bytes() == hub.files[n].content.read() for n in NEEDED)
 
 
-def test_a_run_refused_because_another_is_writing_leaves_that_runs_lock_and_partial_alone(hub: HubStandIn, model_dir: Path) -> None:
+def test_a_run_refused_because_another_is_writing_leaves_that_runs_lock_and_partial_alone(
+    hub: HubStandIn, model_dir: Path
+) -> None:
     """A refused run used to delete the running one's lock on its way out, so the next run wrote into the
     same partial file beside it."""
     hub.faults.throttle_bps = 256 * 1024
@@ -256,7 +281,10 @@ def test_orphan_of_a_killed_hf_download_is_continued_not_refetched(model_dir: Pa
         "import sys; from huggingface_hub import hf_hub_download; "
         f"hf_hub_download({REPO!r}, {BIG!r}, local_dir=sys.argv[1])"
     )
-    proc = subprocess.Popen([sys.executable, "-c", script, str(model_dir)], env={**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(model_dir)],
+        env={**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HUB_DISABLE_PROGRESS_BARS": "1"},
+    )
     download = model_dir / ".cache" / "huggingface" / "download"
     orphans = lambda: [p for p in download.glob("*.incomplete")] if download.exists() else []  # noqa: E731
     try:
@@ -269,7 +297,11 @@ def test_orphan_of_a_killed_hf_download_is_continued_not_refetched(model_dir: Pa
         rerun = install(hub)
         assert rerun.returncode == 0, rerun.stderr
         assert "huggingface_hub's partial" in rerun.stdout and f"{kept:,} bytes" in rerun.stdout
-        gets = [h for h in hub.hits[mark:] if h.server == "cdn" and hub.files[BIG].content.sha256 in h.path and h.method == "GET"]
+        gets = [
+            h
+            for h in hub.hits[mark:]
+            if h.server == "cdn" and hub.files[BIG].content.sha256 in h.path and h.method == "GET"
+        ]
         assert [h.range for h in gets] == [f"bytes={kept}-"]
         assert orphans() == []
         assert_installed(hub, model_dir)
@@ -302,7 +334,9 @@ def test_stall_is_detected_and_resumed_in_the_same_run(hub: HubStandIn, model_di
         hub.stall_release.set()
     assert proc.returncode == 0, proc.stderr
     assert "no data from 127.0.0.1" in proc.stdout and "for 1 s" in proc.stdout and "retry 1 of 5" in proc.stdout
-    ranges = [h.range for h in hub.hits if h.server == "cdn" and h.method == "GET" and hub.files[BIG].content.sha256 in h.path]
+    ranges = [
+        h.range for h in hub.hits if h.server == "cdn" and h.method == "GET" and hub.files[BIG].content.sha256 in h.path
+    ]
     assert ranges[0] is None and ranges[1] is not None and ranges[1].startswith("bytes=")
     assert_installed(hub, model_dir)
 
@@ -339,7 +373,10 @@ def test_verify_names_the_corrupt_file_and_install_repairs_only_it(hub: HubStand
     mark = len(hub.hits)
     repair = install(hub)
     assert repair.returncode == 0, repair.stderr
-    assert f"Commit {hub.commit[:12]} of {REPO} ({hub.endpoint}): the installed one; --revision main looks for a newer one" in repair.stdout
+    assert (
+        f"Commit {hub.commit[:12]} of {REPO} ({hub.endpoint}): the installed one; --revision main looks for a newer one"
+        in repair.stdout
+    )
     assert downloads(hub, mark) == ["tekken.json"]
     assert_installed(hub, model_dir)
     assert probe_model(model_dir, None).verified
@@ -353,7 +390,9 @@ def test_verify_names_the_corrupt_file_and_install_repairs_only_it(hub: HubStand
     assert_installed(hub, model_dir)
 
 
-def test_offline_rerun_rechecks_a_touched_file_locally_and_refuses_a_damaged_one(hub: HubStandIn, model_dir: Path) -> None:
+def test_offline_rerun_rechecks_a_touched_file_locally_and_refuses_a_damaged_one(
+    hub: HubStandIn, model_dir: Path
+) -> None:
     assert install(hub).returncode == 0
     hub.stop()
     big = model_dir / BIG
@@ -361,7 +400,10 @@ def test_offline_rerun_rechecks_a_touched_file_locally_and_refuses_a_damaged_one
     proc = install(hub, env={"HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 0, proc.stderr
     assert f"Checking {BIG}" in proc.stdout and "installed and verified" in proc.stdout
-    assert json.loads((model_dir / ".echopanel-manifest.json").read_text())["files"][BIG]["mtime_ns"] == big.stat().st_mtime_ns
+    assert (
+        json.loads((model_dir / ".echopanel-manifest.json").read_text())["files"][BIG]["mtime_ns"]
+        == big.stat().st_mtime_ns
+    )
     _flip_byte(big, 10)
     os.utime(big)
     damaged = install(hub, env={"HF_HUB_OFFLINE": "1"})
@@ -452,14 +494,20 @@ def test_a_state_dir_that_cannot_be_written_costs_a_warning_not_the_install(hub:
     target = tmp_path / "model"
     proc = install(hub, "--dir", str(target), env={"XDG_STATE_HOME": str(not_a_dir)})
     assert proc.returncode == 0, proc.stderr
-    assert "could not record the model dir" in proc.stdout and f"pass --model-dir {target} to doctor and serve" in proc.stdout
+    assert (
+        "could not record the model dir" in proc.stdout
+        and f"pass --model-dir {target} to doctor and serve" in proc.stdout
+    )
     assert "installed and verified" in proc.stdout
     assert_installed(hub, target)
 
 
 def test_disk_full_mid_download_leaves_a_clean_partial_that_resumes(hub: HubStandIn, tmp_path: Path) -> None:
     """A real ENOSPC: a tmpfs in a private mount namespace, shrunk under the running download."""
-    if shutil.which("unshare") is None or subprocess.run(["unshare", "-Urm", "true"], capture_output=True).returncode != 0:
+    if (
+        shutil.which("unshare") is None
+        or subprocess.run(["unshare", "-Urm", "true"], capture_output=True).returncode != 0
+    ):
         pytest.skip("needs unshare -Urm (user and mount namespaces)")
     hub.faults.throttle_bps = 2 * MIB
     mnt, out = tmp_path / "mnt", tmp_path / "out"
@@ -479,7 +527,12 @@ mount -o remount,size=3g {mnt}
 {sys.executable} -m echopanel_setup install voxtral --dir {mnt} > {out}/second.out 2> {out}/second.err; echo $? > {out}/second.rc
 cp {mnt}/{BIG} {out}/final.bin
 """
-    subprocess.run(["unshare", "-Urm", "bash", "-c", script], env={**os.environ, "HF_ENDPOINT": hub.endpoint}, timeout=60, check=True)
+    subprocess.run(
+        ["unshare", "-Urm", "bash", "-c", script],
+        env={**os.environ, "HF_ENDPOINT": hub.endpoint},
+        timeout=60,
+        check=True,
+    )
     first_err = (out / "first.err").read_text()
     assert (out / "first.rc").read_text().strip() == "3", first_err
     assert "disk full" in first_err and "partial file is kept" in first_err and len(first_err.strip().splitlines()) == 1
@@ -494,7 +547,11 @@ def test_files_downloaded_by_hand_are_checked_and_adopted_without_a_download(hub
     """The seed's way (`hf download … --local-dir`) left the files but no manifest: hash them, keep them."""
     target = tmp_path / "models" / "voxtral-mini"
     script = f"import sys; from huggingface_hub import hf_hub_download\nfor n in {list(NEEDED)!r}: hf_hub_download({REPO!r}, n, local_dir=sys.argv[1])"
-    subprocess.run([sys.executable, "-c", script, str(target)], env={**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HUB_DISABLE_PROGRESS_BARS": "1"}, check=True)
+    subprocess.run(
+        [sys.executable, "-c", script, str(target)],
+        env={**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HUB_DISABLE_PROGRESS_BARS": "1"},
+        check=True,
+    )
     check = install(hub, "--dir", str(target), "--verify")
     assert check.returncode == 0, check.stdout + check.stderr
     assert "checking against the Hub" in check.stdout and (target / ".echopanel-manifest.json").exists()

@@ -105,12 +105,26 @@ FILES = {
 
 def _tekken(delay: int | None = 960, vocab: int = 2000) -> bytes:
     doc: dict = {
-        "config": {"pattern": "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*", "num_vocab_tokens": 150000, "default_vocab_size": 131072, "default_num_special_tokens": 1000, "version": "v13"},
+        "config": {
+            "pattern": "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*",
+            "num_vocab_tokens": 150000,
+            "default_vocab_size": 131072,
+            "default_num_special_tokens": 1000,
+            "version": "v13",
+        },
         "vocab": [{"rank": i, "token_bytes": "QUJD", "token_str": f"t{i}"} for i in range(vocab)],
-        "special_tokens": [{"rank": 0, "token_str": "<unk>", "is_control": True}, {"rank": 1, "token_str": "<s>", "is_control": True}],
+        "special_tokens": [
+            {"rank": 0, "token_str": "<unk>", "is_control": True},
+            {"rank": 1, "token_str": "<s>", "is_control": True},
+        ],
     }
     if delay is not None:
-        doc["audio"] = {"sampling_rate": 16000, "frame_rate": 12.5, "transcription_delay_ms": delay, "streaming_look_ahead_ms": 2.5}
+        doc["audio"] = {
+            "sampling_rate": 16000,
+            "frame_rate": 12.5,
+            "transcription_delay_ms": delay,
+            "streaming_look_ahead_ms": 2.5,
+        }
     return json.dumps(doc).encode()
 
 
@@ -209,7 +223,9 @@ def test_read_tekken_delay(tmp_path: Path) -> None:
     assert local.read_tekken_delay(tekken) == 960
     tekken.write_text('{"vocab": [{"rank": 0}], "audio": {"sampling_rate": 16000, "transcription_delay_ms": 960}}')
     assert local.read_tekken_delay(tekken) == 960
-    tekken.write_text('{"vocab": [], "audio" :\n  {\n    "sampling_rate": 16000,\n    "transcription_delay_ms" :  2400\n  }\n}')
+    tekken.write_text(
+        '{"vocab": [], "audio" :\n  {\n    "sampling_rate": 16000,\n    "transcription_delay_ms" :  2400\n  }\n}'
+    )
     assert local.read_tekken_delay(tekken) == 2400
 
 
@@ -318,7 +334,13 @@ def test_delay_grid() -> None:
 
 @pytest.mark.parametrize(
     ("value", "nearest"),
-    [("500", "nearest: 480"), ("520", "nearest: 480 or 560"), ("80", "nearest: 240"), ("2000", "nearest: 2400"), ("1250", "nearest: 1200")],
+    [
+        ("500", "nearest: 480"),
+        ("520", "nearest: 480 or 560"),
+        ("80", "nearest: 240"),
+        ("2000", "nearest: 2400"),
+        ("1250", "nearest: 1200"),
+    ],
 )
 def test_delay_nearest(value: str, nearest: str) -> None:
     msg = envconfig.validate_delay(value)
@@ -347,12 +369,24 @@ def test_validate_url() -> None:
 
 
 def test_validate_values() -> None:
-    assert envconfig.validate(
-        {"ECHOPANEL_ASR_PROVIDER": "voxtral_official", "VOXTRAL_VLLM_URL": "http://localhost:8000", "VOXTRAL_STREAMING_DELAY_MS": "480"}
-    ) == []
+    assert (
+        envconfig.validate(
+            {
+                "ECHOPANEL_ASR_PROVIDER": "voxtral_official",
+                "VOXTRAL_VLLM_URL": "http://localhost:8000",
+                "VOXTRAL_STREAMING_DELAY_MS": "480",
+            }
+        )
+        == []
+    )
     assert envconfig.validate({"VOXTRAL_MODE": "api"}) == [] and envconfig.validate({"VOXTRAL_MODE": ""}) == []
     problems = envconfig.validate(
-        {"ECHOPANEL_ASR_PROVIDER": "voxtral", "VOXTRAL_VLLM_URL": "http://h:8000/v1", "VOXTRAL_STREAMING_DELAY_MS": "500", "VOXTRAL_MODE": "remote"}
+        {
+            "ECHOPANEL_ASR_PROVIDER": "voxtral",
+            "VOXTRAL_VLLM_URL": "http://h:8000/v1",
+            "VOXTRAL_STREAMING_DELAY_MS": "500",
+            "VOXTRAL_MODE": "remote",
+        }
     )
     assert len(problems) == 4
     assert problems[0] == "ECHOPANEL_ASR_PROVIDER='voxtral' is not one of voxtral_official, mlx_whisper, whisper_cpp"
@@ -362,7 +396,13 @@ def test_validate_values() -> None:
 
 
 def test_is_local_url() -> None:
-    for url in ("http://localhost:8000", "http://127.0.0.1:8000", "http://127.1.2.3:1", "http://[::1]:8000", "http://0.0.0.0:8000"):
+    for url in (
+        "http://localhost:8000",
+        "http://127.0.0.1:8000",
+        "http://127.1.2.3:1",
+        "http://[::1]:8000",
+        "http://0.0.0.0:8000",
+    ):
         assert envconfig.is_local_url(url), url
     for url in ("http://gpu-host:8000", "http://10.0.0.5:8000", "http://[::1"):
         assert not envconfig.is_local_url(url), url
@@ -371,7 +411,9 @@ def test_is_local_url() -> None:
 # --- probe_config: the file merged with the environment ------------------------------------------------------------
 
 
-def test_probe_config_environment_overrides_file_and_secret_is_redacted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_probe_config_environment_overrides_file_and_secret_is_redacted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "echopanel.env"
     path.write_text(
         "ECHOPANEL_ASR_PROVIDER=voxtral_official\nVOXTRAL_VLLM_URL=http://localhost:8000\n"
@@ -413,7 +455,9 @@ def test_probe_config_unreadable_file(tmp_path: Path) -> None:
 
 def test_doctor_json_never_contains_the_key(tmp_path: Path) -> None:
     path = tmp_path / "echopanel.env"
-    path.write_text("ECHOPANEL_ASR_PROVIDER=voxtral_official\nVOXTRAL_MODE=api\nVOXTRAL_MISTRAL_API_KEY=sk-doctor-secret-99\n")
+    path.write_text(
+        "ECHOPANEL_ASR_PROVIDER=voxtral_official\nVOXTRAL_MODE=api\nVOXTRAL_MISTRAL_API_KEY=sk-doctor-secret-99\n"
+    )
     res = run_cli("doctor", "--offline", "--json", "--config", str(path), timeout=30)
     assert "sk-doctor-secret-99" not in res.stdout + res.stderr
     doc = json.loads(res.stdout)

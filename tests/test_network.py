@@ -37,7 +37,13 @@ def vllm() -> Iterator:
 
 def _doctor(url: str, *extra: str, env: dict[str, str] | None = None) -> dict:
     res = run_cli(
-        "doctor", "--url", url, "--mode", "remote", "--json", *extra,
+        "doctor",
+        "--url",
+        url,
+        "--mode",
+        "remote",
+        "--json",
+        *extra,
         env={"HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}", **(env or {})},
         timeout=30,
     )
@@ -57,7 +63,14 @@ def test_server_ok(vllm) -> None:
     assert check["required"] is True
     assert "vLLM 0.20.0" in check["summary"] and VOXTRAL in check["summary"]
     server = doc["facts"]["network"]["server"]
-    assert server == {"url": url, "health": 200, "version": "0.20.0", "models": [VOXTRAL], "error": None, "auth_required": False}
+    assert server == {
+        "url": url,
+        "health": 200,
+        "version": "0.20.0",
+        "models": [VOXTRAL],
+        "error": None,
+        "auth_required": False,
+    }
     assert {path for path, _ in behaviour.requests} == {"/health", "/version", "/v1/models"}
     # the external probes ran and failed, without holding up the run
     assert doc["facts"]["network"]["hf"]["reachable"] is False

@@ -29,7 +29,9 @@ from echopanel_setup import doctor, paths
 from echopanel_setup.facts import pyenv
 from echopanel_setup.facts.collect import Options
 
-ERROR_TEXT = "ValueError: Kwargs ['max_loras', '_from_auto'] are not supported by `MistralCommonTokenizer.from_pretrained`."
+ERROR_TEXT = (
+    "ValueError: Kwargs ['max_loras', '_from_auto'] are not supported by `MistralCommonTokenizer.from_pretrained`."
+)
 PYENV_ROOT = Path("/root/.pyenv/versions")
 
 
@@ -61,7 +63,9 @@ def gpu_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def _doctor(python: str, path: str, *extra: str) -> dict:
-    res = run_cli("doctor", "--python", python, "--offline", "--json", "--mode", "local", *extra, env={"PATH": path}, timeout=30)
+    res = run_cli(
+        "doctor", "--python", python, "--offline", "--json", "--mode", "local", *extra, env={"PATH": path}, timeout=30
+    )
     assert res.returncode in (0, 1), res.stderr
     return json.loads(res.stdout)
 
@@ -254,7 +258,9 @@ def test_discovery_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 def test_doctor_uses_the_recorded_venv(venvs: dict[str, Path], tmp_path: Path, gpu_path: str) -> None:
     _pip_console_script(tmp_path / "local-bin", venvs["seed"] / "bin" / "python")
     paths.write_state({"vllm_venv": str(venvs["healthy"])})
-    res = run_cli("doctor", "--offline", "--json", "--mode", "local", env={"PATH": path_with(tmp_path / "local-bin")}, timeout=30)
+    res = run_cli(
+        "doctor", "--offline", "--json", "--mode", "local", env={"PATH": path_with(tmp_path / "local-bin")}, timeout=30
+    )
     doc = json.loads(res.stdout)
     assert doc["facts"]["pyenv"]["source"] == "recorded"
     assert doc["facts"]["pyenv"]["packages"]["vllm"] == "0.20.0"
@@ -263,7 +269,9 @@ def test_doctor_uses_the_recorded_venv(venvs: dict[str, Path], tmp_path: Path, g
 
 def test_doctor_uses_the_vllm_on_path(venvs: dict[str, Path], tmp_path: Path, gpu_path: str) -> None:
     _pip_console_script(tmp_path / "local-bin", venvs["seed"] / "bin" / "python")
-    res = run_cli("doctor", "--offline", "--json", "--mode", "local", env={"PATH": path_with(tmp_path / "local-bin")}, timeout=30)
+    res = run_cli(
+        "doctor", "--offline", "--json", "--mode", "local", env={"PATH": path_with(tmp_path / "local-bin")}, timeout=30
+    )
     doc = json.loads(res.stdout)
     assert doc["facts"]["pyenv"]["source"] == "vllm-on-path"
     assert doc["facts"]["pyenv"]["python"] == str(venvs["seed"] / "bin" / "python")
@@ -359,7 +367,12 @@ def test_cache_invalidated_by_an_upgrade(tmp_path: Path) -> None:
     sp = site_packages(venv)
     shutil.rmtree(sp / "transformers-4.55.4.dist-info")
     shutil.rmtree(sp / "transformers")
-    install_dist(venv, "transformers", "4.57.1", {"transformers/__init__.py": "", "transformers/tokenization_mistral_common.py": TRANSFORMERS_MISTRAL_FIXED})
+    install_dist(
+        venv,
+        "transformers",
+        "4.57.1",
+        {"transformers/__init__.py": "", "transformers/tokenization_mistral_common.py": TRANSFORMERS_MISTRAL_FIXED},
+    )
     after = pyenv.probe(python, "--python")
     assert after.cached is False
     assert after.packages["transformers"] == "4.57.1"

@@ -8,12 +8,12 @@ import re
 
 import jsonschema
 import pytest
-
 from conftest import run_cli
+from facts_kit import FACTS_DIR, fixture_names, load, schema, write
+
 from echopanel_setup import doctor
 from echopanel_setup.checks import all_checks
 from echopanel_setup.facts.collect import Options
-from facts_kit import FACTS_DIR, fixture_names, load, schema, write
 
 MODES = ("local", "remote", "api")
 VALIDATOR = jsonschema.Draft202012Validator(schema())
@@ -54,7 +54,9 @@ def test_json_exit_code_follows_strict() -> None:
 
 
 def test_json_only_and_skip_select_checks() -> None:
-    proc = run_cli("doctor", "--facts", facts_arg("linux-3060-12gb.json"), "--json", "--only", "gpu,stack", "--skip", "gpu.memory")
+    proc = run_cli(
+        "doctor", "--facts", facts_arg("linux-3060-12gb.json"), "--json", "--only", "gpu,stack", "--skip", "gpu.memory"
+    )
     doc = json.loads(proc.stdout)
     ids = [c["id"] for c in doc["checks"]]
     assert ids and all(i.startswith(("gpu.", "stack.")) for i in ids)
@@ -129,14 +131,24 @@ def test_human_output_shows_titles_verbatim() -> None:
 
 
 def test_human_output_survives_an_ascii_stdout() -> None:
-    proc = run_cli("doctor", "--facts", facts_arg("macos-arm64.json"), "--mode", "local", env={"PYTHONIOENCODING": "ascii"})
+    proc = run_cli(
+        "doctor", "--facts", facts_arg("macos-arm64.json"), "--mode", "local", env={"PYTHONIOENCODING": "ascii"}
+    )
     assert proc.returncode == 1, proc.stderr
     assert "internal error" not in proc.stderr
     assert re.search(r"^\s+x fail\b", proc.stdout, re.M)
 
 
 def test_json_survives_an_ascii_stdout() -> None:
-    proc = run_cli("doctor", "--facts", facts_arg("macos-arm64.json"), "--mode", "local", "--json", env={"PYTHONIOENCODING": "ascii"})
+    proc = run_cli(
+        "doctor",
+        "--facts",
+        facts_arg("macos-arm64.json"),
+        "--mode",
+        "local",
+        "--json",
+        env={"PYTHONIOENCODING": "ascii"},
+    )
     assert proc.returncode == 1, proc.stderr
     VALIDATOR.validate(json.loads(proc.stdout))
 
@@ -146,7 +158,10 @@ def test_json_survives_an_ascii_stdout() -> None:
 
 def test_report_redacts_the_home_directory_of_a_replayed_snapshot() -> None:
     proc = run_cli(
-        "doctor", "--facts", facts_arg("linux-4090-vllm073-tf455.json"), "--report",
+        "doctor",
+        "--facts",
+        facts_arg("linux-4090-vllm073-tf455.json"),
+        "--report",
         env={"HOME": "/home/alice", "USER": "alice"},
     )
     out = proc.stdout

@@ -17,8 +17,13 @@ from echopanel_setup.serve import builder, flags, planner
 from echopanel_setup.serve.builder import ServeSettings
 
 ARCH = planner.builtin_arch()
-SETTINGS = ServeSettings(model="/data/models/Voxtral-Mini-4B-Realtime-2602", model_is_local=True,
-                         served_model_name="mistralai/Voxtral-Mini-4B-Realtime-2602", host="127.0.0.1", port=8000)
+SETTINGS = ServeSettings(
+    model="/data/models/Voxtral-Mini-4B-Realtime-2602",
+    model_is_local=True,
+    served_model_name="mistralai/Voxtral-Mini-4B-Realtime-2602",
+    host="127.0.0.1",
+    port=8000,
+)
 GPUS = {
     "4080": (planner.Gpu("NVIDIA GeForce RTX 4080", 16376, 15780, "8.9", 0),),
     "t4": (planner.Gpu("Tesla T4", 15360, 14923, "7.5", 0),),
@@ -29,8 +34,15 @@ GPUS = {
 
 def make_plan(name: str, version: str) -> planner.Plan:
     gpus = GPUS[name]
-    p = planner.plan(planner.PlanRequest(gpus=gpus, arch=ARCH, weights_mib=8450, vllm_version=version,
-                                         tensor_parallel=len(gpus) if len(gpus) > 1 else None))
+    p = planner.plan(
+        planner.PlanRequest(
+            gpus=gpus,
+            arch=ARCH,
+            weights_mib=8450,
+            vllm_version=version,
+            tensor_parallel=len(gpus) if len(gpus) > 1 else None,
+        )
+    )
     assert isinstance(p, planner.Plan)
     return p
 
@@ -116,7 +128,9 @@ def test_t4_eager_and_tensor_parallel_flags() -> None:
 
 def test_enable_disable_style_switches_are_spelled_as_the_version_does() -> None:
     """A version whose eager switch were `--enable-enforce-eager, --disable-enforce-eager` gets that spelling."""
-    text = help_text("0.33.0").replace("  --enforce-eager, --no-enforce-eager", "  --enable-enforce-eager, --disable-enforce-eager")
+    text = help_text("0.33.0").replace(
+        "  --enforce-eager, --no-enforce-eager", "  --enable-enforce-eager, --disable-enforce-eager"
+    )
     fs = flags.parse_help(text, "0.99.0", "edited")
     cmd = builder.build(make_plan("tight-eager", "0.99.0"), SETTINGS, fs, None)
     assert "--enable-enforce-eager" in cmd.args and "--enforce-eager" not in cmd.args
@@ -140,7 +154,11 @@ def test_gpus_are_pinned_in_pci_order_when_the_machine_has_more() -> None:
 
 def test_shell_text_runs_in_a_real_shell_with_exactly_the_argv_and_env() -> None:
     settings = ServeSettings(**{**SETTINGS.__dict__, "model": "/data/my models/Voxtral", "api_key": "s3cr$t 'x'"})
-    show = [sys.executable, "-c", "import json, os, sys; print(json.dumps([sys.argv[1:], os.environ.get('HF_HUB_OFFLINE')]))"]
+    show = [
+        sys.executable,
+        "-c",
+        "import json, os, sys; print(json.dumps([sys.argv[1:], os.environ.get('HF_HUB_OFFLINE')]))",
+    ]
     cmd = builder.build(make_plan("4080", "0.20.0"), settings, flags.builtin("0.20.0"), show)
     out = subprocess.run(["bash", "-c", cmd.shell()], capture_output=True, text=True, check=True).stdout
     argv, offline = json.loads(out)
@@ -152,8 +170,14 @@ def test_shell_text_runs_in_a_real_shell_with_exactly_the_argv_and_env() -> None
 
 
 def test_a_model_not_installed_here_is_served_from_the_hub_at_its_revision() -> None:
-    settings = ServeSettings(model="mistralai/Voxtral-Mini-4B-Realtime-2602", model_is_local=False,
-                             served_model_name="mistralai/Voxtral-Mini-4B-Realtime-2602", host="127.0.0.1", port=8000, revision="a" * 40)
+    settings = ServeSettings(
+        model="mistralai/Voxtral-Mini-4B-Realtime-2602",
+        model_is_local=False,
+        served_model_name="mistralai/Voxtral-Mini-4B-Realtime-2602",
+        host="127.0.0.1",
+        port=8000,
+        revision="a" * 40,
+    )
     cmd = builder.build(make_plan("4080", "0.20.0"), settings, flags.builtin("0.20.0"), None)
     assert dict(pairs_of(cmd.args))["--revision"] == "a" * 40
     assert "HF_HUB_OFFLINE" not in cmd.env and cmd.executable == ["vllm"]

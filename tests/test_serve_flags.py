@@ -10,7 +10,9 @@ from echopanel_setup.serve import flags
 
 
 def helpset(version: str) -> flags.FlagSet:
-    return flags.parse_help((HELP_DIR / f"serve-help-all-{version}.txt").read_text(encoding="utf-8"), version, "fixture")
+    return flags.parse_help(
+        (HELP_DIR / f"serve-help-all-{version}.txt").read_text(encoding="utf-8"), version, "fixture"
+    )
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -30,7 +32,10 @@ def test_the_flags_serve_emits_exist_with_their_choices(version: str) -> None:
     assert "half" in fs.get("--dtype").choices  # type: ignore[union-attr]
     assert "mistral" in fs.get("--load-format").documented  # type: ignore[union-attr]
     assert fs.check("--load-format", "mistral") is None
-    assert fs.check("--dtype", "bf16") == f"--dtype bf16: vLLM {version} accepts auto, bfloat16, float, float16, float32, half"
+    assert (
+        fs.check("--dtype", "bf16")
+        == f"--dtype bf16: vLLM {version} accepts auto, bfloat16, float, float16, float32, half"
+    )
     assert fs.get("-tp") is fs.get("--tensor-parallel-size")
     assert fs.get("-cc") is fs.get("--compilation-config")
     assert fs.boolean("enforce-eager", True) == "--enforce-eager"
@@ -53,9 +58,14 @@ def test_boolean_spellings_follow_the_version() -> None:
     old, mid, new = (helpset(v) for v in VERSIONS)
     assert [fs.boolean("log-requests", True) for fs in (old, mid, new)] == ["--enable-log-requests"] * 3
     assert [fs.boolean("log-requests", False) for fs in (old, mid, new)] == [
-        "--no-enable-log-requests", "--no-enable-log-requests", "--disable-log-requests",
+        "--no-enable-log-requests",
+        "--no-enable-log-requests",
+        "--disable-log-requests",
     ]
-    assert (new.boolean("fastapi-docs", True), new.boolean("fastapi-docs", False)) == ("--enable-fastapi-docs", "--disable-fastapi-docs")
+    assert (new.boolean("fastapi-docs", True), new.boolean("fastapi-docs", False)) == (
+        "--enable-fastapi-docs",
+        "--disable-fastapi-docs",
+    )
     assert old.boolean("fastapi-docs", True) is None  # 0.16 has no such switch
     assert old.boolean("max-model-len", True) is None  # takes a value: not a switch
 

@@ -22,16 +22,30 @@ yaml = pytest.importorskip("yaml")
 
 ARCH = planner.builtin_arch()
 MODELS = "/srv/echopanel/models"
-DEP = formats.Deployment(image="vllm/vllm-openai:v0.20.0", models_root=MODELS,
-                         served_dir_name="Voxtral-Mini-4B-Realtime-2602-delay960ms", model_dir_name="Voxtral-Mini-4B-Realtime-2602")
+DEP = formats.Deployment(
+    image="vllm/vllm-openai:v0.20.0",
+    models_root=MODELS,
+    served_dir_name="Voxtral-Mini-4B-Realtime-2602-delay960ms",
+    model_dir_name="Voxtral-Mini-4B-Realtime-2602",
+)
 
 
-def setup(executable: list[str] | None = None, api_key: str | None = None, gpus: int = 1) -> tuple[builder.ServeCommand, planner.Plan, ServeSettings]:
+def setup(
+    executable: list[str] | None = None, api_key: str | None = None, gpus: int = 1
+) -> tuple[builder.ServeCommand, planner.Plan, ServeSettings]:
     devices = tuple(planner.Gpu("NVIDIA A10", 23028, 22502, "8.6", i) for i in range(gpus))
-    plan = planner.plan(planner.PlanRequest(gpus=devices, arch=ARCH, weights_mib=8450, vllm_version="0.20.0", tensor_parallel=gpus))
+    plan = planner.plan(
+        planner.PlanRequest(gpus=devices, arch=ARCH, weights_mib=8450, vllm_version="0.20.0", tensor_parallel=gpus)
+    )
     assert isinstance(plan, planner.Plan)
-    settings = ServeSettings(model=f"{MODELS}/{DEP.served_dir_name}", model_is_local=True,
-                             served_model_name="mistralai/Voxtral-Mini-4B-Realtime-2602", host="127.0.0.1", port=8001, api_key=api_key)
+    settings = ServeSettings(
+        model=f"{MODELS}/{DEP.served_dir_name}",
+        model_is_local=True,
+        served_model_name="mistralai/Voxtral-Mini-4B-Realtime-2602",
+        host="127.0.0.1",
+        port=8001,
+        api_key=api_key,
+    )
     return builder.build(plan, settings, flags.builtin("0.20.0"), executable), plan, settings
 
 
@@ -42,7 +56,7 @@ def render(fmt: str, **kw: object) -> str:
 
 def test_shell_and_json() -> None:
     cmd, _, _ = setup()
-    assert shlex.split(render("shell").replace("\\\n", ""))[-len(cmd.argv()):] == cmd.argv()
+    assert shlex.split(render("shell").replace("\\\n", ""))[-len(cmd.argv()) :] == cmd.argv()
     assert json.loads(render("json")) == {"argv": cmd.argv()}
 
 
@@ -53,8 +67,8 @@ def test_docker_run_mounts_the_models_dir_and_takes_the_key_from_the_environment
     assert words[words.index("-p") + 1] == "127.0.0.1:8001:8000"
     assert words[words.index("-v") + 1] == f"{MODELS}:/models:ro"
     image = words.index("vllm/vllm-openai:v0.20.0")
-    assert words[image - 2:image] == ["-e", "VLLM_API_KEY"] and "k-1" not in words
-    args = words[image + 1:]
+    assert words[image - 2 : image] == ["-e", "VLLM_API_KEY"] and "k-1" not in words
+    args = words[image + 1 :]
     assert args[0] == "/models/Voxtral-Mini-4B-Realtime-2602-delay960ms"
     assert args[args.index("--host") + 1] == "0.0.0.0" and args[args.index("--port") + 1] == "8000"
     assert "--api-key" not in args
@@ -65,7 +79,9 @@ def test_compose_is_yaml_with_a_gpu_reservation_and_a_healthcheck() -> None:
     doc = yaml.safe_load(text)
     svc = doc["services"]["vllm"]
     assert svc["image"] == "vllm/vllm-openai:v0.20.0" and svc["ipc"] == "host"
-    assert svc["deploy"]["resources"]["reservations"]["devices"] == [{"driver": "nvidia", "capabilities": ["gpu"], "device_ids": ["0", "1"]}]
+    assert svc["deploy"]["resources"]["reservations"]["devices"] == [
+        {"driver": "nvidia", "capabilities": ["gpu"], "device_ids": ["0", "1"]}
+    ]
     assert svc["command"][0] == "/models/Voxtral-Mini-4B-Realtime-2602-delay960ms"
     assert svc["command"][svc["command"].index("--tensor-parallel-size") + 1] == "2"
     assert svc["command"][svc["command"].index("--compilation-config") + 1] == '{"cudagraph_mode": "PIECEWISE"}'
@@ -76,7 +92,7 @@ def test_compose_is_yaml_with_a_gpu_reservation_and_a_healthcheck() -> None:
 
 def _exec_start(unit: str) -> list[str]:
     line = next(l for l in unit.splitlines() if l.startswith("ExecStart="))
-    return [w.replace("%%", "%").replace("$$", "$") for w in shlex.split(line[len("ExecStart="):])]
+    return [w.replace("%%", "%").replace("$$", "$") for w in shlex.split(line[len("ExecStart=") :])]
 
 
 def test_systemd_unit_has_the_exact_argv(tmp_path: Path) -> None:
@@ -127,7 +143,9 @@ def test_kubernetes_objects_load_into_the_official_client_models() -> None:
     assert vllm.liveness_probe.http_get.path == "/health" and vllm.startup_probe.failure_threshold == 90
     assert {m.mount_path for m in vllm.volume_mounts} == {"/models", "/dev/shm"}
     assert next(v for v in pod.volumes if v.name == "dshm").empty_dir.medium == "Memory"
-    assert next(e for e in vllm.env if e.name == "VLLM_API_KEY").value_from.secret_key_ref.name == formats.API_KEY_SECRET
+    assert (
+        next(e for e in vllm.env if e.name == "VLLM_API_KEY").value_from.secret_key_ref.name == formats.API_KEY_SECRET
+    )
     (preflight,) = pod.init_containers
     assert "echopanel-setup doctor --mode local --json" in preflight.command[-1]
     assert "/models/Voxtral-Mini-4B-Realtime-2602 " in preflight.command[-1]
@@ -135,7 +153,26 @@ def test_kubernetes_objects_load_into_the_official_client_models() -> None:
     assert models["PersistentVolumeClaim"].spec.resources.requests["storage"].endswith("Gi")
 
 
-@pytest.mark.parametrize("value", ["0.92", "yes", "no", "null", "~", "a: b", "#x", "- item", "{x}", "it's \"q\"", "ünï", "multi\nline", "", "@x", "*x"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "0.92",
+        "yes",
+        "no",
+        "null",
+        "~",
+        "a: b",
+        "#x",
+        "- item",
+        "{x}",
+        'it\'s "q"',
+        "ünï",
+        "multi\nline",
+        "",
+        "@x",
+        "*x",
+    ],
+)
 def test_yaml_strings_round_trip(value: str) -> None:
     doc = {"plain": value, "list": [value, {"k": value, "n": 3, "f": 0.5, "t": True}], "we:ird key": [], "e": {}}
     assert yaml.safe_load(formats.to_yaml(doc)) == doc
@@ -155,5 +192,7 @@ def test_systemd_names_an_absolute_vllm_when_vllm_is_not_installed_here(tmp_path
         install_vllm(expected.parent)  # what `install vllm` leaves there
         unit = tmp_path / "echopanel-vllm.service"
         unit.write_text(unit_text, encoding="utf-8")
-        out = subprocess.run(["systemd-analyze", "verify", str(unit)], check=False, capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            ["systemd-analyze", "verify", str(unit)], check=False, capture_output=True, text=True, timeout=30
+        )
         assert out.returncode == 0, out.stderr

@@ -43,7 +43,13 @@ def test_detach_then_status_logs_and_stop(machine: Machine) -> None:
     out = run_cli(*machine.args("--detach"))
     assert out.returncode == 0, out.stderr
     assert out.stdout == ""
-    for phase in ("loading weights", "compiling and profiling memory", "capturing CUDA graphs", "starting the API server", "ready"):
+    for phase in (
+        "loading weights",
+        "compiling and profiling memory",
+        "capturing CUDA graphs",
+        "starting the API server",
+        "ready",
+    ):
         assert f"] {phase}" in out.stderr
     assert "/v1/realtime sent session.created" in out.stderr
     assert "vLLM: KV cache 4.48 GiB, 41,472 tokens, 2.07x concurrency at 49,500 tokens" in out.stderr
@@ -61,8 +67,13 @@ def test_detach_then_status_logs_and_stop(machine: Machine) -> None:
     logs = run_cli("serve", "--logs", "--lines", "3")
     assert logs.returncode == 0 and logs.stdout.splitlines()[-1].endswith("Application startup complete.")
     assert len(logs.stdout.splitlines()) == 3
-    follow = subprocess.Popen([sys.executable, "-m", "echopanel_setup", "serve", "--logs", "--lines", "1", "--follow"], cwd=REPO,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "echopanel_setup", "serve", "--logs", "--lines", "1", "--follow"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=os.environ.copy(),
+    )
     assert b"Application startup complete." in follow.stdout.readline()  # type: ignore[union-attr]
     follow.send_signal(signal.SIGINT)
     assert follow.wait(timeout=10) == 0  # Ctrl-C is how --follow ends
@@ -88,8 +99,13 @@ def test_a_second_run_uses_the_recorded_flags_for_high_confidence(machine: Machi
 
 
 def test_exec_in_the_foreground_stops_vllm_and_its_engine_on_ctrl_c(machine: Machine) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "echopanel_setup", *machine.args("--exec")], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "echopanel_setup", *machine.args("--exec")],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=os.environ.copy(),
+    )
     seen = b""
     while b"Ctrl-C stops vLLM" not in seen:  # raw reads: communicate() below must not miss buffered text
         chunk = os.read(proc.stderr.fileno(), 65536)  # type: ignore[union-attr]
@@ -196,7 +212,9 @@ def test_log_watch_follows_phases_and_ignores_warnings_while_running(tmp_path: P
     assert m is not None and m.id == "max-model-len-too-long" and m.groups["estimated"] == "21328"
 
 
-def test_a_second_start_while_ours_runs_says_stop_it_even_when_its_memory_makes_the_gpu_look_busy(machine: Machine, tmp_path: Path) -> None:
+def test_a_second_start_while_ours_runs_says_stop_it_even_when_its_memory_makes_the_gpu_look_busy(
+    machine: Machine, tmp_path: Path
+) -> None:
     """Our own vLLM holds the GPU's memory: a second --detach must say `serve --stop`, not 'busy' or 'too small'."""
     from probe_kit import install_smi, path_with
 
@@ -204,5 +222,8 @@ def test_a_second_start_while_ours_runs_says_stop_it_even_when_its_memory_makes_
     install_smi(tmp_path / "busy-bin", "rtx4090")  # 7291 MiB free of 24564: what nvidia-smi shows while vLLM runs
     again = run_cli(*machine.args("--detach"), env={"PATH": path_with(tmp_path / "busy-bin")})
     assert again.returncode == 1
-    assert "the server echopanel-setup started is still running" in again.stderr and "`echopanel-setup serve --stop` first" in again.stderr
+    assert (
+        "the server echopanel-setup started is still running" in again.stderr
+        and "`echopanel-setup serve --stop` first" in again.stderr
+    )
     assert "are free" not in again.stderr and "too small" not in again.stderr

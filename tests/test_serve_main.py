@@ -58,7 +58,9 @@ def test_refusals_print_no_command_but_numbers_and_alternatives(snapshot: str, r
 
 def test_a_vllm_too_old_is_refused_with_the_upgrade() -> None:
     out = replay("linux-4090-vllm073-tf455.json")
-    assert out.returncode == 1 and "vLLM 0.7.3 is too old" in out.stderr and "echopanel-setup install vllm" in out.stderr
+    assert (
+        out.returncode == 1 and "vLLM 0.7.3 is too old" in out.stderr and "echopanel-setup install vllm" in out.stderr
+    )
 
 
 def test_planning_for_another_machine_by_name_or_memory() -> None:
@@ -111,9 +113,24 @@ def test_the_delay_variant_is_served_and_doctor_sees_it(machine: Machine) -> Non
     variant = machine.model.parent / "Voxtral-Mini-4B-Realtime-2602-delay960ms"
     assert f"serve {variant} " in out.stdout.replace("\\\n", "")
     assert paths.read_state()["serve_dir"] == str(variant)
-    assert "with no VOXTRAL_STREAMING_DELAY_MS it uses 480 ms: `echopanel-setup configure --delay-ms 960` sets it" in out.stderr
-    doctor = json.loads(run_cli("doctor", "--json", "--offline", "--python", str(machine.python), "--model-dir", str(machine.model),
-                                "--only", "config.delay", env={"VOXTRAL_STREAMING_DELAY_MS": "960"}).stdout)
+    assert (
+        "with no VOXTRAL_STREAMING_DELAY_MS it uses 480 ms: `echopanel-setup configure --delay-ms 960` sets it"
+        in out.stderr
+    )
+    doctor = json.loads(
+        run_cli(
+            "doctor",
+            "--json",
+            "--offline",
+            "--python",
+            str(machine.python),
+            "--model-dir",
+            str(machine.model),
+            "--only",
+            "config.delay",
+            env={"VOXTRAL_STREAMING_DELAY_MS": "960"},
+        ).stdout
+    )
     (check,) = doctor["checks"]
     assert check["id"] == "config.delay" and check["status"] == "ok", check
 
@@ -123,10 +140,16 @@ def test_the_delay_variant_is_served_and_doctor_sees_it(machine: Machine) -> Non
 
 def test_the_echopanel_config_sets_the_delay_and_the_port(machine: Machine, tmp_path: Path) -> None:
     config = tmp_path / "echopanel.env"
-    config.write_text("ECHOPANEL_ASR_PROVIDER=voxtral_official\nVOXTRAL_VLLM_URL=http://localhost:8011\nVOXTRAL_STREAMING_DELAY_MS=720\n")
-    out = run_cli("serve", "--python", str(machine.python), "--model-dir", str(machine.model), "--config", str(config), "--json")
+    config.write_text(
+        "ECHOPANEL_ASR_PROVIDER=voxtral_official\nVOXTRAL_VLLM_URL=http://localhost:8011\nVOXTRAL_STREAMING_DELAY_MS=720\n"
+    )
+    out = run_cli(
+        "serve", "--python", str(machine.python), "--model-dir", str(machine.model), "--config", str(config), "--json"
+    )
     doc = json.loads(out.stdout)
-    assert doc["delay_ms"] == 720 and doc["served_dir"].endswith("-delay720ms") and doc["url"] == "http://127.0.0.1:8011"
+    assert (
+        doc["delay_ms"] == 720 and doc["served_dir"].endswith("-delay720ms") and doc["url"] == "http://127.0.0.1:8011"
+    )
     assert doc["flags_source"] == "`vllm serve --help=all` of vLLM 0.20.0 (read now)"
     assert doc["plan"]["confidence"] == "medium" and doc["plan"]["gpus"][0]["index"] == 0
 
@@ -160,4 +183,6 @@ def test_a_busy_gpu_is_refused_naming_what_holds_it(tmp_path: Path) -> None:
 def test_the_json_document_names_where_the_model_shape_came_from(machine: Machine) -> None:
     doc = json.loads(run_cli(*machine.args("--json")).stdout)
     assert doc["model_arch_source"] == str(machine.model / "params.json")
-    assert json.loads(replay("linux-4080.json", "--json").stdout)["model_arch_source"].startswith("built-in: download-and-memory.md B4")
+    assert json.loads(replay("linux-4080.json", "--json").stdout)["model_arch_source"].startswith(
+        "built-in: download-and-memory.md B4"
+    )

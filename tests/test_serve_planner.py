@@ -52,14 +52,54 @@ def fits(p: Plan) -> None:
 
 # name, GPUs, expected flags: (max_model_len, util, max_num_seqs, batched, tp, graphs, dtype, attention), streams that fit
 TABLE = [
-    ("16 GB RTX 4080", [Gpu("NVIDIA GeForce RTX 4080", 16376, 15780, "8.9", 0)], (49500, 0.92, 1, 512, 1, "PIECEWISE", None, None), 2),
-    ("24 GB RTX 4090", [Gpu("NVIDIA GeForce RTX 4090", 24564, 24300, "8.9", 0)], (49500, 0.92, 1, 512, 1, "PIECEWISE", None, None), 5),
-    ("40 GB A100", [Gpu("NVIDIA A100-SXM4-40GB", 40960, 40400, "8.0", 0)], (49500, 0.92, 1, 1024, 1, "PIECEWISE", None, None), 9),
-    ("48 GB RTX 6000 Ada", [Gpu("NVIDIA RTX 6000 Ada Generation", 49140, 48600, "8.9", 0)], (49500, 0.92, 1, 1024, 1, "PIECEWISE", None, None), 12),
-    ("80 GB H100", [Gpu("NVIDIA H100 80GB HBM3", 81559, 81004, "9.0", 0)], (49500, 0.92, 1, 1024, 1, "PIECEWISE", None, None), 23),
-    ("141 GB H200", [Gpu("NVIDIA H200", 143771, 143200, "9.0", 0)], (49500, 0.92, 1, 1024, 1, "PIECEWISE", None, None), 44),
-    ("24 GB desktop, 6 GB in use", [Gpu("NVIDIA GeForce RTX 4090", 24564, 18420, "8.9", 0)], (49500, 0.72, 1, 512, 1, "PIECEWISE", None, None), 3),
-    ("T4 (float16)", [Gpu("Tesla T4", 15360, 14923, "7.5", 0)], (49500, 0.92, 1, 512, 1, "PIECEWISE", "half", "TRITON_ATTN"), 1),
+    (
+        "16 GB RTX 4080",
+        [Gpu("NVIDIA GeForce RTX 4080", 16376, 15780, "8.9", 0)],
+        (49500, 0.92, 1, 512, 1, "PIECEWISE", None, None),
+        2,
+    ),
+    (
+        "24 GB RTX 4090",
+        [Gpu("NVIDIA GeForce RTX 4090", 24564, 24300, "8.9", 0)],
+        (49500, 0.92, 1, 512, 1, "PIECEWISE", None, None),
+        5,
+    ),
+    (
+        "40 GB A100",
+        [Gpu("NVIDIA A100-SXM4-40GB", 40960, 40400, "8.0", 0)],
+        (49500, 0.92, 1, 1024, 1, "PIECEWISE", None, None),
+        9,
+    ),
+    (
+        "48 GB RTX 6000 Ada",
+        [Gpu("NVIDIA RTX 6000 Ada Generation", 49140, 48600, "8.9", 0)],
+        (49500, 0.92, 1, 1024, 1, "PIECEWISE", None, None),
+        12,
+    ),
+    (
+        "80 GB H100",
+        [Gpu("NVIDIA H100 80GB HBM3", 81559, 81004, "9.0", 0)],
+        (49500, 0.92, 1, 1024, 1, "PIECEWISE", None, None),
+        23,
+    ),
+    (
+        "141 GB H200",
+        [Gpu("NVIDIA H200", 143771, 143200, "9.0", 0)],
+        (49500, 0.92, 1, 1024, 1, "PIECEWISE", None, None),
+        44,
+    ),
+    (
+        "24 GB desktop, 6 GB in use",
+        [Gpu("NVIDIA GeForce RTX 4090", 24564, 18420, "8.9", 0)],
+        (49500, 0.72, 1, 512, 1, "PIECEWISE", None, None),
+        3,
+    ),
+    (
+        "T4 (float16)",
+        [Gpu("Tesla T4", 15360, 14923, "7.5", 0)],
+        (49500, 0.92, 1, 512, 1, "PIECEWISE", "half", "TRITON_ATTN"),
+        1,
+    ),
 ]
 
 
@@ -67,8 +107,16 @@ TABLE = [
 def test_plan_per_gpu(name: str, gpus: list[Gpu], flags: tuple, streams_fit: int) -> None:
     p = plan(request(*gpus))
     assert isinstance(p, Plan), p
-    got = (p.max_model_len, p.gpu_memory_utilization, p.max_num_seqs, p.max_num_batched_tokens, p.tensor_parallel_size,
-           p.cudagraph_mode, p.dtype, p.attention_backend)
+    got = (
+        p.max_model_len,
+        p.gpu_memory_utilization,
+        p.max_num_seqs,
+        p.max_num_batched_tokens,
+        p.tensor_parallel_size,
+        p.cudagraph_mode,
+        p.dtype,
+        p.attention_backend,
+    )
     assert got == flags
     assert p.streams_fit == streams_fit
     assert p.breakdown.weights == WEIGHTS
@@ -120,7 +168,10 @@ def test_no_gpu_is_refused() -> None:
     assert isinstance(r, Refusal) and r.kind == "no-gpu"
 
 
-@pytest.mark.parametrize(("version", "backend"), [("0.16.0", "TRITON_ATTN"), ("0.20.0", "TRITON_ATTN"), ("0.33.0", None), (None, "TRITON_ATTN")])
+@pytest.mark.parametrize(
+    ("version", "backend"),
+    [("0.16.0", "TRITON_ATTN"), ("0.20.0", "TRITON_ATTN"), ("0.33.0", None), (None, "TRITON_ATTN")],
+)
 def test_t4_attention_backend_follows_the_vllm_version(version: str | None, backend: str | None) -> None:
     p = plan(request(Gpu("Tesla T4", 15360, 14923, "7.5", 0), vllm_version=version))
     assert isinstance(p, Plan) and p.dtype == "half" and p.attention_backend == backend
@@ -163,7 +214,14 @@ def test_more_streams_than_fit_are_refused_with_the_number_that_fits() -> None:
 
 
 def test_tensor_parallel_sizes_must_divide_the_kv_heads() -> None:
-    r = plan(request(Gpu("a", 24564, 24000, "8.9", 0), Gpu("b", 24564, 24000, "8.9", 1), Gpu("c", 24564, 24000, "8.9", 2), tensor_parallel=3))
+    r = plan(
+        request(
+            Gpu("a", 24564, 24000, "8.9", 0),
+            Gpu("b", 24564, 24000, "8.9", 1),
+            Gpu("c", 24564, 24000, "8.9", 2),
+            tensor_parallel=3,
+        )
+    )
     assert isinstance(r, Refusal) and r.kind == "tensor-parallel" and "1, 2, 4, 8" in r.reason
 
 
@@ -225,10 +283,17 @@ def test_every_plan_keeps_the_invariants_across_many_machines() -> None:
     plans = 0
     for _ in range(300):
         total = rng.randrange(12_000, 150_000)
-        gpus = tuple(Gpu("g", total, rng.randrange(total // 2, total + 1), rng.choice(["7.5", "8.0", "8.9", "9.0"]), i)
-                     for i in range(rng.choice([1, 1, 2, 4])))
-        req = request(*gpus, streams=rng.randrange(1, 12), session_minutes=rng.choice([5, 30, 60, 180]),
-                      vllm_version=rng.choice(["0.16.0", "0.20.0", "0.30.0", None]), session_fixed=rng.random() < 0.3)
+        gpus = tuple(
+            Gpu("g", total, rng.randrange(total // 2, total + 1), rng.choice(["7.5", "8.0", "8.9", "9.0"]), i)
+            for i in range(rng.choice([1, 1, 2, 4]))
+        )
+        req = request(
+            *gpus,
+            streams=rng.randrange(1, 12),
+            session_minutes=rng.choice([5, 30, 60, 180]),
+            vllm_version=rng.choice(["0.16.0", "0.20.0", "0.30.0", None]),
+            session_fixed=rng.random() < 0.3,
+        )
         p = plan(req)
         if isinstance(p, Plan):
             plans += 1
@@ -275,7 +340,9 @@ def test_a_session_longer_than_the_models_context_is_warned_about() -> None:
     p = plan(request(Gpu("NVIDIA H100 80GB HBM3", 81559, 81004, "9.0", 0), session_minutes=600, session_fixed=True))
     assert isinstance(p, Plan) and p.max_model_len == ARCH.max_model_len
     assert any("context is 131072 tokens (175 min" in w and "600-minute sessions" in w for w in p.warnings)
-    assert not any("context is" in w for w in plan(request(Gpu("NVIDIA H100 80GB HBM3", 81559, 81004, "9.0", 0))).warnings)  # type: ignore[union-attr]
+    assert not any(
+        "context is" in w for w in plan(request(Gpu("NVIDIA H100 80GB HBM3", 81559, 81004, "9.0", 0))).warnings
+    )  # type: ignore[union-attr]
 
 
 def test_the_batch_budget_never_falls_below_the_number_of_streams() -> None:
@@ -300,7 +367,12 @@ def test_every_refusal_suggests_something_that_plans() -> None:
         for free in (total, total * 4 // 5, total // 2):
             for streams in (1, 2, 5, 40):
                 for minutes in (None, 60, 170):
-                    req = request(Gpu("g", total, free, "8.9", 0), streams=streams, session_minutes=minutes or 60, session_fixed=minutes is not None)
+                    req = request(
+                        Gpu("g", total, free, "8.9", 0),
+                        streams=streams,
+                        session_minutes=minutes or 60,
+                        session_fixed=minutes is not None,
+                    )
                     r = plan(req)
                     if isinstance(r, Plan):
                         continue
@@ -308,13 +380,21 @@ def test_every_refusal_suggests_something_that_plans() -> None:
                     if r.kind == "streams":
                         retry = replace(req, streams=int(re.search(r"--streams (\d+)", r.reason).group(1)))  # type: ignore[union-attr]
                     elif r.kind == "session":
-                        retry = replace(req, session_minutes=float(re.search(r"--session-minutes (\d+)", r.reason).group(1)),  # type: ignore[union-attr]
-                                        streams=1 if "--streams 1" in r.reason else streams)
+                        retry = replace(
+                            req,
+                            session_minutes=float(re.search(r"--session-minutes (\d+)", r.reason).group(1)),  # type: ignore[union-attr]
+                            streams=1 if "--streams 1" in r.reason else streams,
+                        )
                     elif r.kind == "busy":
                         needed = int(re.search(r"at least (\d+) MiB free", r.reason).group(1))  # type: ignore[union-attr]
                         retry = replace(req, gpus=(Gpu("g", total, needed, "8.9", 0),), streams=1, session_fixed=False)
                     else:
-                        assert r.kind == "memory" and not isinstance(plan(replace(req, gpus=(Gpu("g", total, total, "8.9", 0),), streams=1, session_fixed=False)), Plan)
+                        assert r.kind == "memory" and not isinstance(
+                            plan(
+                                replace(req, gpus=(Gpu("g", total, total, "8.9", 0),), streams=1, session_fixed=False)
+                            ),
+                            Plan,
+                        )
                         continue
                     assert isinstance(plan(retry), Plan), (r.kind, total, free, streams, minutes, r.reason)
     assert checked > 40

@@ -45,7 +45,9 @@ def test_ensure_is_idempotent_and_rebuilds_a_stale_variant(tmp_path: Path) -> No
     again = variant.ensure(model, 720)
     assert not again.created and (again.path / "tekken.json").stat().st_mtime_ns == mtime
 
-    (model / "tekken.json").write_text(tekken(480).replace('"frame_rate": 12.5', '"frame_rate": 12.5 '), encoding="utf-8")
+    (model / "tekken.json").write_text(
+        tekken(480).replace('"frame_rate": 12.5', '"frame_rate": 12.5 '), encoding="utf-8"
+    )
     rebuilt = variant.ensure(model, 720)  # the source tokenizer changed: the copy follows it
     assert rebuilt.created and '"frame_rate": 12.5 ' in (rebuilt.path / "tekken.json").read_text()
     assert not any(p.name.startswith(".") for p in model.parent.iterdir())  # no temp dirs left behind

@@ -53,7 +53,10 @@ def test_a_machine_without_a_gpu_is_pointed_to_remote_or_api(monkeypatch, capsys
     code, out, _ = setup(monkeypatch, capsys, "--facts", str(FACTS / "linux-nogpu.json"))
     assert code == 1
     assert "Linux without an NVIDIA GPU" in out
-    assert "echopanel-setup setup --mode remote --url http://GPU-HOST:8000" in out and "echopanel-setup setup --mode api" in out
+    assert (
+        "echopanel-setup setup --mode remote --url http://GPU-HOST:8000" in out
+        and "echopanel-setup setup --mode api" in out
+    )
 
 
 def test_macos_cannot_take_the_local_path(monkeypatch, capsys) -> None:
@@ -70,7 +73,9 @@ def test_dry_run_skips_what_is_done(monkeypatch, capsys, env_file: Path) -> None
 
 
 def test_an_old_vllm_sends_setup_to_install_vllm(monkeypatch, capsys) -> None:
-    code, out, _ = setup(monkeypatch, capsys, "--facts", str(FACTS / "linux-4090-vllm073-tf455.json"), "--dry-run", "--yes")
+    code, out, _ = setup(
+        monkeypatch, capsys, "--facts", str(FACTS / "linux-4090-vllm073-tf455.json"), "--dry-run", "--yes"
+    )
     assert code == 0 and "would run `echopanel-setup install vllm --yes`" in out
 
 
@@ -92,7 +97,10 @@ def test_a_step_that_does_not_fix_its_check_stops_the_flow() -> None:
 def test_serve_stub_in_print_mode(env_file: Path) -> None:
     code, out, asked = flow(SetupOptions(facts=str(FACTS / "linux-4090-desktop.json")), STUB)
     assert code == 1 and asked == [["serve"]]
-    assert "vllm serve /home/alice/.local/share/echopanel-setup/models/Voxtral-Mini-4B-Realtime-2602 --tokenizer-mode mistral" in out
+    assert (
+        "vllm serve /home/alice/.local/share/echopanel-setup/models/Voxtral-Mini-4B-Realtime-2602 --tokenizer-mode mistral"
+        in out
+    )
 
 
 def test_local_flow_waits_for_the_detached_server_then_smokes_and_configures(env_file: Path) -> None:
@@ -103,7 +111,9 @@ def test_local_flow_waits_for_the_detached_server_then_smokes_and_configures(env
     assert asked == [["serve", "--detach"]]
     assert "serves mistralai/Voxtral-Mini-4B-Realtime-2602" in out and "WER 0%" in out
     assert envconfig.read(env_file).values == {
-        envconfig.PROVIDER: "voxtral_official", envconfig.DELAY: "480", envconfig.URL: server.url,
+        envconfig.PROVIDER: "voxtral_official",
+        envconfig.DELAY: "480",
+        envconfig.URL: server.url,
     }
 
 
@@ -115,7 +125,9 @@ def test_exec_keeps_vllm_in_the_foreground_after_setup(env_file: Path) -> None:
         return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)"])
 
     with VllmStandIn(exact(CLIP.pcm)) as server:
-        opts = SetupOptions(facts=str(FACTS / "linux-4090-desktop.json"), url=server.url, exec_=True, yes=True, delay_ms=960)
+        opts = SetupOptions(
+            facts=str(FACTS / "linux-4090-desktop.json"), url=server.url, exec_=True, yes=True, delay_ms=960
+        )
         out = io.StringIO()
         code = Flow(opts, out=out, runner=lambda argv: CommandOutcome(1, False), spawn=spawn).run()
     assert code == 0, out.getvalue()
@@ -126,7 +138,9 @@ def test_exec_keeps_vllm_in_the_foreground_after_setup(env_file: Path) -> None:
 
 
 def test_a_server_that_dies_while_starting_stops_the_flow(env_file: Path) -> None:
-    opts = SetupOptions(facts=str(FACTS / "linux-4090-desktop.json"), url=f"http://127.0.0.1:{_free_port()}", exec_=True)
+    opts = SetupOptions(
+        facts=str(FACTS / "linux-4090-desktop.json"), url=f"http://127.0.0.1:{_free_port()}", exec_=True
+    )
     out = io.StringIO()
     spawn = lambda argv: subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
     code = Flow(opts, out=out, runner=lambda argv: CommandOutcome(1, False), spawn=spawn).run()
@@ -170,7 +184,14 @@ def test_api_flow_end_to_end(monkeypatch, capsys, env_file: Path) -> None:
 
 def test_run_command_passes_stderr_through_and_spots_the_stub() -> None:
     err = io.StringIO()
-    outcome = run_command([sys.executable, "-c", "import sys; print('progress', file=sys.stderr); " + STUB.format(name="serve")[len("import sys; "):]], err=err)
+    outcome = run_command(
+        [
+            sys.executable,
+            "-c",
+            "import sys; print('progress', file=sys.stderr); " + STUB.format(name="serve")[len("import sys; ") :],
+        ],
+        err=err,
+    )
     assert outcome == CommandOutcome(2, True)
     assert err.getvalue() == "progress\n"
     assert run_command([sys.executable, "-c", "import sys; sys.exit(2)"], err=err) == CommandOutcome(2, False)
@@ -185,7 +206,9 @@ def test_flag_conflicts_are_usage_errors(monkeypatch, capsys) -> None:
 def test_remote_with_a_server_key_given_to_setup(monkeypatch, capsys, env_file: Path) -> None:
     """Regression: `setup --api-key` reached smoke but not doctor, whose 401 stopped the flow."""
     with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(api_key="server-key")) as server:
-        code, out, err = setup(monkeypatch, capsys, "--mode", "remote", "--url", server.url, "--api-key", "server-key", "--yes")
+        code, out, err = setup(
+            monkeypatch, capsys, "--mode", "remote", "--url", server.url, "--api-key", "server-key", "--yes"
+        )
         assert server.seen.auth and all(a == "Bearer server-key" for a in server.seen.auth)
     assert code == 0, out + err
     assert "every required check passes" in out and "server-key" not in out + err

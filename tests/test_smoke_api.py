@@ -59,8 +59,22 @@ def test_echopanels_key_name_wins_and_the_model_is_configurable(monkeypatch, cap
     monkeypatch.setenv("MISTRAL_API_KEY", "wrong")
     path = tmp_path / "voice.wav"
     write_wav(path, tone_pcm(1.0, 44100, 2), 44100, 2)
-    with MistralStandIn(close_to(tone_pcm(1.0, 16000, 1, side=())), MistralBehaviour(api_key="right", transcript="tones")) as standin:
-        rc, out, err = smoke(monkeypatch, capsys, "--url", standin.url, "--fast", "--model", "voxtral-mini-transcribe-realtime-3", "--audio", str(path), "--expect", "tones")
+    with MistralStandIn(
+        close_to(tone_pcm(1.0, 16000, 1, side=())), MistralBehaviour(api_key="right", transcript="tones")
+    ) as standin:
+        rc, out, err = smoke(
+            monkeypatch,
+            capsys,
+            "--url",
+            standin.url,
+            "--fast",
+            "--model",
+            "voxtral-mini-transcribe-realtime-3",
+            "--audio",
+            str(path),
+            "--expect",
+            "tones",
+        )
         assert standin.query["model"] == ["voxtral-mini-transcribe-realtime-3"]
     assert rc == 0, err
     assert "target_streaming_delay_ms=480" in out  # the default when the config sets none

@@ -37,7 +37,12 @@ def test_bundled_clip_is_small_16k_mono_speech_with_its_text() -> None:
 def test_any_rate_and_channel_count_becomes_16k_mono(tmp_path: Path, rate: int, channels: int) -> None:
     path = tmp_path / f"in-{rate}-{channels}.wav"
     tones = (300.0, 1000.0, 2500.0) if rate > 8000 else (300.0, 1000.0)
-    write_wav(path, tone_pcm(1.0, rate, channels, tones=tones, side=(700.0, 3000.0) if rate > 8000 else (700.0,)), rate, channels)
+    write_wav(
+        path,
+        tone_pcm(1.0, rate, channels, tones=tones, side=(700.0, 3000.0) if rate > 8000 else (700.0,)),
+        rate,
+        channels,
+    )
     clip = audio.load(path, "words")
     assert clip.reference == "words" and not clip.synthesized
     assert close_to(tone_pcm(1.0, 16000, 1, tones=tones, side=()))(clip.pcm) is None
@@ -75,7 +80,9 @@ def _float_wav(path: Path, pcm: bytes, rate: int) -> None:
     path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
 
 
-def test_without_a_decoder_flac_and_float_wav_get_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_a_decoder_flac_and_float_wav_get_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     (tmp_path / "x.flac").write_bytes(b"fLaC" + b"\0" * 64)
     _float_wav(tmp_path / "f.wav", tone_pcm(0.2, 16000, 1), 16000)

@@ -60,7 +60,17 @@ def test_paced_audio_arrives_like_a_live_microphone(monkeypatch, capsys, tmp_pat
     pcm = tone_pcm(1.0, 16000, 1)
     write_wav(tmp_path / "one-second.wav", pcm, 16000, 1)
     with VllmStandIn(exact(pcm), VllmBehaviour(transcript="tones")) as server:
-        code, out, err = smoke(monkeypatch, capsys, "--url", server.url, "--audio", str(tmp_path / "one-second.wav"), "--expect", "tones", "--json")
+        code, out, err = smoke(
+            monkeypatch,
+            capsys,
+            "--url",
+            server.url,
+            "--audio",
+            str(tmp_path / "one-second.wav"),
+            "--expect",
+            "tones",
+            "--json",
+        )
         spread = server.seen.append_times[-1] - server.seen.append_times[0]
     assert code == 0, err
     chunks = len(server.seen.append_times)
@@ -72,8 +82,21 @@ def test_paced_audio_arrives_like_a_live_microphone(monkeypatch, capsys, tmp_pat
 def test_a_44k_stereo_user_file_arrives_as_16k_mono(monkeypatch, capsys, tmp_path: Path) -> None:
     path = tmp_path / "meeting.wav"
     write_wav(path, tone_pcm(1.5, 44100, 2), 44100, 2)
-    with VllmStandIn(close_to(tone_pcm(1.5, 16000, 1, side=())), VllmBehaviour(transcript="Hello there, General.")) as server:
-        code, out, err = smoke(monkeypatch, capsys, "--url", server.url, "--fast", "--audio", str(path), "--expect", "hello there general", "--json")
+    with VllmStandIn(
+        close_to(tone_pcm(1.5, 16000, 1, side=())), VllmBehaviour(transcript="Hello there, General.")
+    ) as server:
+        code, out, err = smoke(
+            monkeypatch,
+            capsys,
+            "--url",
+            server.url,
+            "--fast",
+            "--audio",
+            str(path),
+            "--expect",
+            "hello there general",
+            "--json",
+        )
     assert code == 0, err
     doc = json.loads(out)
     assert doc["audio"]["source"] == str(path) and doc["audio"]["duration_s"] == pytest.approx(1.5, abs=0.01)
@@ -88,7 +111,9 @@ def test_a_44k_stereo_user_file_arrives_as_16k_mono(monkeypatch, capsys, tmp_pat
         ("model_not_validated", "Model not validated.", "session.update"),
     ],
 )
-def test_server_error_events_are_shown_verbatim_with_a_hint(monkeypatch, capsys, code: str, message: str, hint: str) -> None:
+def test_server_error_events_are_shown_verbatim_with_a_hint(
+    monkeypatch, capsys, code: str, message: str, hint: str
+) -> None:
     with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(error_after_appends=(3, code, message))) as server:
         rc, _, err = smoke(monkeypatch, capsys, "--url", server.url, "--fast")
     assert rc == 3
@@ -236,7 +261,9 @@ def test_a_loopback_server_is_never_reached_through_a_proxy(monkeypatch, capsys,
     monkeypatch.setenv(var, f"socks5://{dead}" if var == "ALL_PROXY" else f"http://{dead}")
     monkeypatch.setenv("HTTPS_PROXY", f"http://{dead}")
     with VllmStandIn(exact(CLIP.pcm)) as server:
-        rc, out, err = smoke(monkeypatch, capsys, "--url", server.url.replace("127.0.0.1", "localhost"), "--fast", "--json")
+        rc, out, err = smoke(
+            monkeypatch, capsys, "--url", server.url.replace("127.0.0.1", "localhost"), "--fast", "--json"
+        )
     assert rc == 0, err
     assert json.loads(out)["passed"]
 

@@ -13,11 +13,22 @@ from echopanel_setup.smoke.scoring import wer
 
 def result(text: str, reference: str | None) -> SmokeResult:
     clip = audio.Clip(b"\0\0" * 16000, "/tmp/user.wav", reference)
-    timings = Timings(total_s=1.2, connect_s=0.01, first_delta_s=0.3, final_to_done_s=0.2, stream_s=1.0, waiting_s=0.25, paced_s=0.9)
+    timings = Timings(
+        total_s=1.2, connect_s=0.01, first_delta_s=0.3, final_to_done_s=0.2, stream_s=1.0, waiting_s=0.25, paced_s=0.9
+    )
     return SmokeResult(
-        Target("remote", "http://gpu:8000", "secret-key", "VLLM_API_KEY", None, "--url"), "realtime", clip,
-        Transcript(text, 3, timings), "voxtral", "0.33.0", ["voxtral"], wer(reference, text) if reference is not None else None,
-        0.3, wall_s=1.3, waiting_s=0.3, fast=False,
+        Target("remote", "http://gpu:8000", "secret-key", "VLLM_API_KEY", None, "--url"),
+        "realtime",
+        clip,
+        Transcript(text, 3, timings),
+        "voxtral",
+        "0.33.0",
+        ["voxtral"],
+        wer(reference, text) if reference is not None else None,
+        0.3,
+        wall_s=1.3,
+        waiting_s=0.3,
+        fast=False,
     )
 
 

@@ -44,7 +44,9 @@ def test_vllm_key_from_flag_or_environment(tmp_path: Path) -> None:
 
 
 def test_api_key_order_and_references(tmp_path: Path) -> None:
-    config = _config(tmp_path, "VOXTRAL_MODE=api\nVOXTRAL_MISTRAL_API_KEY=${VAULT_KEY}\nVOXTRAL_STREAMING_DELAY_MS=960\n")
+    config = _config(
+        tmp_path, "VOXTRAL_MODE=api\nVOXTRAL_MISTRAL_API_KEY=${VAULT_KEY}\nVOXTRAL_STREAMING_DELAY_MS=960\n"
+    )
     t = resolve(SmokeOptions(config=config), {"VAULT_KEY": "from-ref", "MISTRAL_API_KEY": "generic"})
     assert (t.mode, t.api_key, t.delay_ms) == ("api", "from-ref", 960)
     assert t.key_source == "VOXTRAL_MISTRAL_API_KEY in the EchoPanel config"

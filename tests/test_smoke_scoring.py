@@ -8,8 +8,16 @@ from echopanel_setup.smoke.scoring import normalize, wer
 
 
 def test_normalisation_ignores_case_punctuation_and_spacing() -> None:
-    assert normalize("  Please CALL Stella.\n Ask her—to bring: \"these\" things!  ") == [
-        "please", "call", "stella", "ask", "her", "to", "bring", "these", "things",
+    assert normalize('  Please CALL Stella.\n Ask her—to bring: "these" things!  ') == [
+        "please",
+        "call",
+        "stella",
+        "ask",
+        "her",
+        "to",
+        "bring",
+        "these",
+        "things",
     ]
     assert normalize("Don't e-mail") == ["dont", "e", "mail"]
     assert normalize("Ｆｕｌｌｗｉｄｔｈ ÉTÉ") == ["fullwidth", "été"]

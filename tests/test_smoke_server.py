@@ -60,7 +60,17 @@ def test_http_route_with_the_bundled_clip(monkeypatch, capsys) -> None:
 def test_http_route_with_a_44k_stereo_file(monkeypatch, capsys, tmp_path: Path) -> None:
     write_wav(tmp_path / "in.wav", tone_pcm(1.0, 44100, 2), 44100, 2)
     with VllmHttpStandIn(close_to(tone_pcm(1.0, 16000, 1, side=())), VllmBehaviour(transcript="tones")) as standin:
-        rc, _, err = smoke(monkeypatch, capsys, "--url", standin.url, "--http", "--audio", str(tmp_path / "in.wav"), "--expect", "tones")
+        rc, _, err = smoke(
+            monkeypatch,
+            capsys,
+            "--url",
+            standin.url,
+            "--http",
+            "--audio",
+            str(tmp_path / "in.wav"),
+            "--expect",
+            "tones",
+        )
     assert rc == 0, err
 
 

@@ -20,15 +20,27 @@ def values(facts: Facts, mode: str) -> Outcome:
     c = facts.config
     if not c.exists and not c.values:
         if mode == "local" and not (facts.platform.system == "Linux" and facts.gpu.devices):
-            fix = Fix("This machine cannot serve Voxtral itself; write the config for another way:", [
-                "echopanel-setup configure --mode remote --url http://GPU-HOST:8000", "echopanel-setup configure --mode api"])
+            fix = Fix(
+                "This machine cannot serve Voxtral itself; write the config for another way:",
+                [
+                    "echopanel-setup configure --mode remote --url http://GPU-HOST:8000",
+                    "echopanel-setup configure --mode api",
+                ],
+            )
         else:
             fix = Fix("Write it once the server works:", [f"echopanel-setup configure --mode {mode}"])
         return Outcome(Status.WARN, f"no EchoPanel config at {c.path}", [], fix)
     problems = [*c.errors, *envconfig.validate(c.values)]
-    env_note = [f"From the environment (overrides the file): {', '.join(c.from_environment)}"] if c.from_environment else []
+    env_note = (
+        [f"From the environment (overrides the file): {', '.join(c.from_environment)}"] if c.from_environment else []
+    )
     if problems:
-        return Outcome(Status.FAIL, problems[0], [*problems[1:], *env_note], Fix("Fix the file, or rewrite it:", [f"echopanel-setup configure --mode {mode}"]))
+        return Outcome(
+            Status.FAIL,
+            problems[0],
+            [*problems[1:], *env_note],
+            Fix("Fix the file, or rewrite it:", [f"echopanel-setup configure --mode {mode}"]),
+        )
     provider = c.values.get(envconfig.PROVIDER)
     if provider and provider != "voxtral_official":
         return Outcome(Status.WARN, f"{envconfig.PROVIDER}={provider}: EchoPanel will not use Voxtral", env_note)

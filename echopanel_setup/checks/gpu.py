@@ -34,7 +34,9 @@ def compute(facts: Facts, mode: str) -> Outcome:
     full, floor = cc_tuple(g["full_compute_capability"]), cc_tuple(g["min_compute_capability"])
     name = f"{dev.name} (compute capability {dev.compute_capability})"
     if cc is None:
-        return Outcome(Status.WARN, f"{dev.name}: compute capability unknown (driver too old to report it?)", _describe(facts))
+        return Outcome(
+            Status.WARN, f"{dev.name}: compute capability unknown (driver too old to report it?)", _describe(facts)
+        )
     if cc >= full:
         return Outcome(Status.OK, f"{name}: bfloat16 and FlashAttention", _describe(facts))
     if cc < floor:
@@ -42,9 +44,17 @@ def compute(facts: Facts, mode: str) -> Outcome:
             Status.FAIL,
             f"{name}: below {g['min_compute_capability']}, the vLLM wheels ship no kernels for it",
             [*_describe(facts), f"Source: {g['sm_source']}"],
-            Fix("Use a newer GPU (compute capability 8.0+), a remote vLLM server, or the Mistral API:", alternatives("Linux")),
+            Fix(
+                "Use a newer GPU (compute capability 8.0+), a remote vLLM server, or the Mistral API:",
+                alternatives("Linux"),
+            ),
         )
-    return Outcome(Status.WARN, f"{name}: no bfloat16, vLLM falls back to float16 (accuracy not validated)", _sm75_details(facts), _sm75_fix())
+    return Outcome(
+        Status.WARN,
+        f"{name}: no bfloat16, vLLM falls back to float16 (accuracy not validated)",
+        _sm75_details(facts),
+        _sm75_fix(),
+    )
 
 
 def _sm75_details(facts: Facts) -> list[str]:
@@ -71,7 +81,10 @@ def _sm75_details(facts: Facts) -> list[str]:
 
 def _sm75_fix() -> Fix:
     s = knowledge.load()["vllm"]["sm75"]
-    return Fix(f"`echopanel-setup serve` adds {s['dtype_flag']} and, where needed, {s['attention_flag']}:", ["echopanel-setup serve"])
+    return Fix(
+        f"`echopanel-setup serve` adds {s['dtype_flag']} and, where needed, {s['attention_flag']}:",
+        ["echopanel-setup serve"],
+    )
 
 
 @check("gpu.memory", "GPU memory", "gpu", ("gpu",), local=REQUIRED, after=("platform.verdict",))
@@ -108,7 +121,10 @@ def memory(facts: Facts, mode: str) -> Outcome:
                 f"After {weights} MiB of weights about {left} MiB remain for activations, CUDA graphs and the cache; "
                 f"cards of {comfortable} MiB or more (24 GB class) have room for hour-long sessions.",
             ],
-            Fix("`echopanel-setup serve` sizes --max-model-len and --gpu-memory-utilization for this card.", ["echopanel-setup serve"]),
+            Fix(
+                "`echopanel-setup serve` sizes --max-model-len and --gpu-memory-utilization for this card.",
+                ["echopanel-setup serve"],
+            ),
         )
     return Outcome(Status.OK, f"{dev.name}: {total} MiB total ({gib(total)})", _describe(facts))
 
@@ -123,10 +139,14 @@ def free(facts: Facts, mode: str) -> Outcome:
     if dev.memory_free_mib is None or dev.memory_total_mib is None:
         return Outcome(Status.WARN, f"{dev.name}: free memory unknown")
     others = [p for p in dev.processes if "vllm" not in p.name.lower()]
-    holders = [f"pid {p.pid} {p.name or '?'}: {p.used_mib if p.used_mib is not None else '?'} MiB" for p in dev.processes]
+    holders = [
+        f"pid {p.pid} {p.name or '?'}: {p.used_mib if p.used_mib is not None else '?'} MiB" for p in dev.processes
+    ]
     details = [f"Processes on GPU {dev.index}: " + "; ".join(holders)] if holders else []
     if dev.mig_mode == "Enabled":
-        details.append("MIG is enabled: vLLM sees MIG slices; pick one with 16 GB or more via CUDA_VISIBLE_DEVICES=MIG-<uuid>.")
+        details.append(
+            "MIG is enabled: vLLM sees MIG slices; pick one with 16 GB or more via CUDA_VISIBLE_DEVICES=MIG-<uuid>."
+        )
     need = int(g["min_free_mib"])
     used = dev.memory_total_mib - dev.memory_free_mib
     if dev.memory_free_mib < need:
@@ -137,15 +157,24 @@ def free(facts: Facts, mode: str) -> Outcome:
             Status.FAIL,
             f"{dev.name}: only {dev.memory_free_mib} MiB free of {dev.memory_total_mib}; vLLM needs about {need} MiB free to start",
             details,
-            Fix("Stop the processes holding GPU memory (see `nvidia-smi`), then check again:", ["nvidia-smi", "echopanel-setup doctor --only gpu"]),
+            Fix(
+                "Stop the processes holding GPU memory (see `nvidia-smi`), then check again:",
+                ["nvidia-smi", "echopanel-setup doctor --only gpu"],
+            ),
         )
     if used > int(g["cuda_context_mib"]) * 2:
         util = (dev.memory_free_mib - int(g["cuda_context_mib"])) / dev.memory_total_mib
         return Outcome(
             Status.WARN,
             f"{dev.name}: {used} MiB already in use; --gpu-memory-utilization must stay at or below {util:.2f}",
-            [*details, "vLLM compares utilisation × total with the memory free at start-up, so the default 0.92 would fail."],
-            Fix("`echopanel-setup serve` computes the utilisation from free memory; or free the GPU:", ["echopanel-setup serve"]),
+            [
+                *details,
+                "vLLM compares utilisation × total with the memory free at start-up, so the default 0.92 would fail.",
+            ],
+            Fix(
+                "`echopanel-setup serve` computes the utilisation from free memory; or free the GPU:",
+                ["echopanel-setup serve"],
+            ),
         )
     return Outcome(Status.OK, f"{dev.name}: {dev.memory_free_mib} MiB free", details)
 
@@ -178,7 +207,10 @@ def driver(facts: Facts, mode: str) -> Outcome:
             Status.FAIL,
             f"{desc} is too old for torch built with CUDA {torch_cuda} (needs driver {floor} or newer)",
             [f"Source: {d['source']}"],
-            Fix("Upgrade the NVIDIA driver, or install a torch/vLLM build for the CUDA your driver supports.", ["nvidia-smi"]),
+            Fix(
+                "Upgrade the NVIDIA driver, or install a torch/vLLM build for the CUDA your driver supports.",
+                ["nvidia-smi"],
+            ),
         )
     if supports and version(supports) and version(torch_cuda) and version(supports) < version(torch_cuda):  # type: ignore[operator]
         return Outcome(

@@ -33,7 +33,11 @@ def _endpoint(facts: Facts, probe: HttpProbe | None, name: str, status: Status, 
 @check("network.hf", "Hugging Face Hub", "network", ("network",), local=ADVISORY, after=("platform.verdict",))
 def hf(facts: Facts, mode: str) -> Outcome:
     """The Hub answers (any HTTP status counts: 401/404 still prove the route works); token presence."""
-    token = "HF_TOKEN set" if facts.network.hf_token else "no HF token (the repo is public; set HF_TOKEN if downloads are refused)"
+    token = (
+        "HF_TOKEN set"
+        if facts.network.hf_token
+        else "no HF token (the repo is public; set HF_TOKEN if downloads are refused)"
+    )
     fix = Fix("The model download needs it; check the network, proxy (HTTPS_PROXY) or HF_ENDPOINT mirror.", [])
     return _endpoint(facts, facts.network.hf, "Hugging Face", Status.WARN, fix, f"; {token}")
 
@@ -55,7 +59,10 @@ def api_key(facts: Facts, mode: str) -> Outcome:
         Status.FAIL,
         "no Mistral API key (VOXTRAL_MISTRAL_API_KEY or MISTRAL_API_KEY)",
         ["Create one at https://console.mistral.ai/api-keys"],
-        Fix("Export it, then write EchoPanel's config:", ["export VOXTRAL_MISTRAL_API_KEY=…", "echopanel-setup configure --mode api"]),
+        Fix(
+            "Export it, then write EchoPanel's config:",
+            ["export VOXTRAL_MISTRAL_API_KEY=…", "echopanel-setup configure --mode api"],
+        ),
     )
 
 
@@ -68,7 +75,9 @@ def api_sdk(facts: Facts, mode: str) -> Outcome:
         return Outcome(Status.FAIL, "mistralai is not installed", [], fix)
     ws = version(pk.get("websockets"))
     if ws is None or ws < version("13"):  # type: ignore[operator]
-        return Outcome(Status.FAIL, f"mistralai {pk['mistralai']} without its realtime extra (websockets ≥ 13)", [], fix)
+        return Outcome(
+            Status.FAIL, f"mistralai {pk['mistralai']} without its realtime extra (websockets ≥ 13)", [], fix
+        )
     return Outcome(Status.OK, f"mistralai {pk['mistralai']}, websockets {pk['websockets']}")
 
 
@@ -77,7 +86,12 @@ def client(facts: Facts, mode: str) -> Outcome:
     """`websockets` in our environment, for `smoke` against /v1/realtime."""
     installed = facts.client.packages.get("websockets")
     if installed is None:
-        return Outcome(Status.WARN, "websockets is not installed: `smoke` cannot open /v1/realtime", [], Fix("", ["pip install websockets"]))
+        return Outcome(
+            Status.WARN,
+            "websockets is not installed: `smoke` cannot open /v1/realtime",
+            [],
+            Fix("", ["pip install websockets"]),
+        )
     return Outcome(Status.OK, f"websockets {installed}")
 
 
@@ -86,8 +100,13 @@ def server(facts: Facts, mode: str) -> Outcome:
     """/health, /version and /v1/models at the configured URL: is it up, and does it serve Voxtral?"""
     s = facts.network.server
     repo = knowledge.load()["model"]["repo"]
-    start = Fix("Start one here:", ["echopanel-setup serve"]) if mode == "local" else Fix(
-        "Start vLLM on the GPU host (`echopanel-setup serve` there), and check the URL:", ["echopanel-setup configure --mode remote --url http://GPU-HOST:8000"]
+    start = (
+        Fix("Start one here:", ["echopanel-setup serve"])
+        if mode == "local"
+        else Fix(
+            "Start vLLM on the GPU host (`echopanel-setup serve` there), and check the URL:",
+            ["echopanel-setup configure --mode remote --url http://GPU-HOST:8000"],
+        )
     )
     if s is None:
         if mode == "remote" and not facts.network.server_url:
@@ -98,15 +117,32 @@ def server(facts: Facts, mode: str) -> Outcome:
     if s.health is None:
         return Outcome(Status.FAIL if mode == "remote" else Status.WARN, f"{s.url} unreachable: {s.error}", [], start)
     if s.health != 200:
-        return Outcome(Status.FAIL, f"{s.url}/health answered {s.health}: the engine is not ready (still loading, or dead)", [], Fix("Read the server log:", ["echopanel-setup serve --logs"]))
+        return Outcome(
+            Status.FAIL,
+            f"{s.url}/health answered {s.health}: the engine is not ready (still loading, or dead)",
+            [],
+            Fix("Read the server log:", ["echopanel-setup serve --logs"]),
+        )
     if s.auth_required:
         if facts.network.vllm_api_key:
-            return Outcome(Status.FAIL, f"{s.url} refused VLLM_API_KEY (401): wrong key", [], Fix("Use the key the server was started with (--api-key).", []))
-        return Outcome(Status.FAIL, f"{s.url} wants an API key (401 on /v1/models)", [], Fix("Export the server's key:", ["export VLLM_API_KEY=…"]))
+            return Outcome(
+                Status.FAIL,
+                f"{s.url} refused VLLM_API_KEY (401): wrong key",
+                [],
+                Fix("Use the key the server was started with (--api-key).", []),
+            )
+        return Outcome(
+            Status.FAIL,
+            f"{s.url} wants an API key (401 on /v1/models)",
+            [],
+            Fix("Export the server's key:", ["export VLLM_API_KEY=…"]),
+        )
     if s.error:
         return Outcome(Status.FAIL, s.error, [], start)
     served = s.models or []
-    if not any("voxtral" in m.lower() and "realtime" in m.lower() or m.rstrip("/").endswith(repo.split("/")[1]) for m in served):
+    if not any(
+        "voxtral" in m.lower() and "realtime" in m.lower() or m.rstrip("/").endswith(repo.split("/")[1]) for m in served
+    ):
         return Outcome(
             Status.FAIL,
             f"{s.url} (vLLM {s.version or '?'}) serves {', '.join(served) or 'nothing'}, not Voxtral Realtime",

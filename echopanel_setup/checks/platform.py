@@ -16,7 +16,9 @@ from echopanel_setup.facts.model import Facts
 def verdict(facts: Facts, mode: str) -> Outcome:
     """Linux + NVIDIA → local vLLM. macOS → no Metal path. Native Windows → WSL2. No GPU → remote or API."""
     p = facts.platform
-    where = ", ".join(x for x in (p.distro, p.arch, "WSL2" if p.is_wsl else None, p.container and f"in {p.container}") if x)
+    where = ", ".join(
+        x for x in (p.distro, p.arch, "WSL2" if p.is_wsl else None, p.container and f"in {p.container}") if x
+    )
     alt_fix = Fix(
         "Pick one of these for EchoPanel (`echopanel-setup configure --mode remote|api` writes it):",
         alternatives(p.system),
@@ -27,13 +29,17 @@ def verdict(facts: Facts, mode: str) -> Outcome:
             "FP32/FP16 only and from source: Voxtral Realtime would be far slower than real time.",
         ]
         if p.rosetta:
-            details.append("This Python runs under Rosetta (x86_64 on Apple Silicon): install a native arm64 Python for MLX.")
+            details.append(
+                "This Python runs under Rosetta (x86_64 on Apple Silicon): install a native arm64 Python for MLX."
+            )
         return Outcome(Status.FAIL, f"macOS ({where}): vLLM cannot serve Voxtral on the Apple GPU", details, alt_fix)
     if p.system == "Windows":
         return Outcome(
             Status.FAIL,
             f"native Windows ({where}): vLLM does not run here; use WSL2 with the NVIDIA driver",
-            ["Install WSL2 with Ubuntu, then run echopanel-setup inside it: the Windows NVIDIA driver exposes the GPU to WSL."],
+            [
+                "Install WSL2 with Ubuntu, then run echopanel-setup inside it: the Windows NVIDIA driver exposes the GPU to WSL."
+            ],
             Fix("Install WSL2, or pick an alternative:", ["wsl --install -d Ubuntu", *alternatives(p.system)]),
         )
     if p.system != "Linux":
@@ -64,9 +70,15 @@ def shm(facts: Facts, mode: str) -> Outcome:
     return Outcome(
         status,
         f"/dev/shm is {p.shm_total_mib} MiB{' in ' + p.container if p.container else ''}; vLLM needs at least {minimum} MiB",
-        ["vLLM's engine and PyTorch pass tensors between processes through /dev/shm; too little gives 'Bus error' crashes."],
+        [
+            "vLLM's engine and PyTorch pass tensors between processes through /dev/shm; too little gives 'Bus error' crashes."
+        ],
         Fix(
             "Start the container with the host's IPC namespace or a larger /dev/shm:",
-            ["docker run --ipc=host …", "docker run --shm-size=2g …", "Kubernetes: mount an emptyDir {medium: Memory} at /dev/shm"],
+            [
+                "docker run --ipc=host …",
+                "docker run --shm-size=2g …",
+                "Kubernetes: mount an emptyDir {medium: Memory} at /dev/shm",
+            ],
         ),
     )

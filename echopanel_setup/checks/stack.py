@@ -43,17 +43,25 @@ def tokenizer(facts: Facts, mode: str) -> Outcome:
     vllm_hit = facts.pyenv.vllm_tokenizer_group_max_loras
     if vllm_hit is None:
         vllm_hit = bool(in_range(vllm_v, k["vllm_affected"]))
-        evidence.append(f"vLLM {vllm_v}: {'in' if vllm_hit else 'outside'} the affected range {k['vllm_affected']} (version rule)")
+        evidence.append(
+            f"vLLM {vllm_v}: {'in' if vllm_hit else 'outside'} the affected range {k['vllm_affected']} (version rule)"
+        )
     else:
-        evidence.append(f"vLLM {vllm_v}: TokenizerGroup {'forwards' if vllm_hit else 'does not forward'} max_loras (read from its files)")
+        evidence.append(
+            f"vLLM {vllm_v}: TokenizerGroup {'forwards' if vllm_hit else 'does not forward'} max_loras (read from its files)"
+        )
     tf_hit = facts.pyenv.transformers_mistral_rejects_kwargs
     if tf_v is None:
         tf_hit = False
     elif tf_hit is None:
         tf_hit = bool(in_range(tf_v, k["transformers_affected"]))
-        evidence.append(f"transformers {tf_v}: {'in' if tf_hit else 'outside'} the affected range {k['transformers_affected']} (version rule)")
+        evidence.append(
+            f"transformers {tf_v}: {'in' if tf_hit else 'outside'} the affected range {k['transformers_affected']} (version rule)"
+        )
     else:
-        evidence.append(f"transformers {tf_v}: MistralCommonTokenizer {'rejects' if tf_hit else 'accepts'} unknown kwargs (read from its files)")
+        evidence.append(
+            f"transformers {tf_v}: MistralCommonTokenizer {'rejects' if tf_hit else 'accepts'} unknown kwargs (read from its files)"
+        )
     evidence.append(f"Source: {k['source']}")
     if vllm_hit and tf_hit:
         fix = Fix(
@@ -80,7 +88,9 @@ def tokenizer(facts: Facts, mode: str) -> Outcome:
             ],
             fix,
         )
-    return Outcome(Status.OK, f"vLLM {vllm_v} with transformers {tf_v or 'absent'}: no tokenizer kwargs conflict", evidence)
+    return Outcome(
+        Status.OK, f"vLLM {vllm_v} with transformers {tf_v or 'absent'}: no tokenizer kwargs conflict", evidence
+    )
 
 
 @check("stack.python", "Target Python", "stack", ("pyenv",), local=REQUIRED, after=("platform.verdict",))
@@ -98,7 +108,10 @@ def python(facts: Facts, mode: str) -> Outcome:
             Status.FAIL,
             f"{e.python}: {e.error}",
             [f"Chosen as {origin}."],
-            Fix("Pass a working interpreter, or let echopanel-setup create a venv:", ["echopanel-setup doctor --python /path/to/venv/bin/python", "echopanel-setup install vllm"]),
+            Fix(
+                "Pass a working interpreter, or let echopanel-setup create a venv:",
+                ["echopanel-setup doctor --python /path/to/venv/bin/python", "echopanel-setup install vllm"],
+            ),
         )
     venv = "venv" if e.is_venv else "not a venv"
     v = knowledge.load()["vllm"]
@@ -155,12 +168,16 @@ def torch(facts: Facts, mode: str) -> Outcome:
             Status.FAIL,
             f"torch {installed} is a CPU-only build; vLLM needs the CUDA build",
             [],
-            Fix("Reinstall vLLM in its own venv, which pulls the matching CUDA torch:", ["echopanel-setup install vllm"]),
+            Fix(
+                "Reinstall vLLM in its own venv, which pulls the matching CUDA torch:", ["echopanel-setup install vllm"]
+            ),
         )
     return Outcome(Status.OK, f"torch {installed} (CUDA {facts.pyenv.torch_cuda})")
 
 
-@check("stack.mistral_common", "mistral_common[audio]", "stack", ("pyenv",), local=REQUIRED, after=("platform.verdict",))
+@check(
+    "stack.mistral_common", "mistral_common[audio]", "stack", ("pyenv",), local=REQUIRED, after=("platform.verdict",)
+)
 def mistral_common(facts: Facts, mode: str) -> Outcome:
     """mistral_common ≥ 1.9 with the audio extra (soxr, soundfile) for Voxtral's audio processing."""
     if skipped := _vllm_missing(facts):
@@ -173,8 +190,14 @@ def mistral_common(facts: Facts, mode: str) -> Outcome:
     if installed is None:
         return Outcome(Status.FAIL, "mistral_common is not installed", [f"Source: {m['source']}"], fix)
     if version(installed) and version(installed) < version(m["min_version"]):  # type: ignore[operator]
-        return Outcome(Status.FAIL, f"mistral_common {installed} is older than {m['min_version']}", [f"Source: {m['source']}"], fix)
+        return Outcome(
+            Status.FAIL, f"mistral_common {installed} is older than {m['min_version']}", [f"Source: {m['source']}"], fix
+        )
     missing = [mod for mod in m["audio_modules"] if pk.get(mod) is None]
     if missing:
-        return Outcome(Status.FAIL, f"mistral_common {installed} lacks its audio extra: {', '.join(missing)} missing", [], fix)
-    return Outcome(Status.OK, f"mistral_common {installed} with " + ", ".join(f"{mod} {pk[mod]}" for mod in m["audio_modules"]))
+        return Outcome(
+            Status.FAIL, f"mistral_common {installed} lacks its audio extra: {', '.join(missing)} missing", [], fix
+        )
+    return Outcome(
+        Status.OK, f"mistral_common {installed} with " + ", ".join(f"{mod} {pk[mod]}" for mod in m["audio_modules"])
+    )

@@ -29,7 +29,10 @@ def _complete(facts: Facts) -> bool:
 def model_files(facts: Facts, mode: str) -> Outcome:
     """The three files vLLM reads, and whether `install voxtral` verified them (from its manifest)."""
     m = facts.model
-    install = Fix("Download the three files vLLM needs (about 8.9 GB), verified:", [f"echopanel-setup install voxtral{_dir_flag(facts)}"])
+    install = Fix(
+        "Download the three files vLLM needs (about 8.9 GB), verified:",
+        [f"echopanel-setup install voxtral{_dir_flag(facts)}"],
+    )
     if not m.exists:
         return Outcome(Status.FAIL, f"not downloaded yet ({m.path})", [], install)
     missing = [name for name, size in m.files.items() if size is None]
@@ -40,14 +43,20 @@ def model_files(facts: Facts, mode: str) -> Outcome:
             Status.WARN,
             f"files present in {m.path} but never verified",
             [],
-            Fix("Check them against the Hub's sizes and sha256:", [f"echopanel-setup install voxtral{_dir_flag(facts)} --verify"]),
+            Fix(
+                "Check them against the Hub's sizes and sha256:",
+                [f"echopanel-setup install voxtral{_dir_flag(facts)} --verify"],
+            ),
         )
     if not m.verified:
         return Outcome(
             Status.FAIL,
             f"files in {m.path} differ from the manifest ({m.manifest}): damaged or half-written",
             [],
-            Fix("Re-run the install: it repairs only the damaged file.", [f"echopanel-setup install voxtral{_dir_flag(facts)}"]),
+            Fix(
+                "Re-run the install: it repairs only the damaged file.",
+                [f"echopanel-setup install voxtral{_dir_flag(facts)}"],
+            ),
         )
     commit = f" at {m.commit[:12]}" if m.commit else ""
     return Outcome(Status.OK, f"verified{commit} in {m.path}")
@@ -92,6 +101,9 @@ def port(facts: Facts, mode: str) -> Outcome:
         details,
         Fix(
             "Stop that process, or serve on another port and point EchoPanel at it:",
-            [f"echopanel-setup serve --port {p.port + 1}", f"echopanel-setup configure --url http://localhost:{p.port + 1}"],
+            [
+                f"echopanel-setup serve --port {p.port + 1}",
+                f"echopanel-setup configure --url http://localhost:{p.port + 1}",
+            ],
         ),
     )

@@ -15,8 +15,16 @@ except ImportError:  # Python < 3.8
     metadata = None
 
 PACKAGES = [
-    "vllm", "torch", "transformers", "mistral_common", "soxr", "soundfile", "librosa",
-    "huggingface_hub", "flashinfer-python", "numpy",
+    "vllm",
+    "torch",
+    "transformers",
+    "mistral_common",
+    "soxr",
+    "soundfile",
+    "librosa",
+    "huggingface_hub",
+    "flashinfer-python",
+    "numpy",
 ]
 
 
@@ -81,9 +89,11 @@ def main():
             out["packages"][name] = d.version if d is not None else None
     out["torch_cuda"] = _torch_cuda(dists.get("torch"))
     out["vllm_tokenizer_group_max_loras"] = _contains(
-        dists.get("vllm"), markers.get("vllm_file", "\0"), markers.get("vllm_text", "\0"))
+        dists.get("vllm"), markers.get("vllm_file", "\0"), markers.get("vllm_text", "\0")
+    )
     out["transformers_mistral_rejects_kwargs"] = _contains(
-        dists.get("transformers"), markers.get("transformers_file", "\0"), markers.get("transformers_text", "\0"))
+        dists.get("transformers"), markers.get("transformers_file", "\0"), markers.get("transformers_text", "\0")
+    )
     out["paths"] = _path_stamps()
     sys.stdout.write(json.dumps(out))
 

@@ -60,19 +60,33 @@ def collect(opts: Options, on_wait: Callable[[list[str]], None] | None = None) -
     server_url = _server_url(configured_url, facts, opts.offline)
     creds = network.credentials(facts.config.values)
     creds.offline = opts.offline
-    creds.server_url = configured_url if configured_url and envconfig.validate_url(configured_url) is None else server_url
+    creds.server_url = (
+        configured_url if configured_url and envconfig.validate_url(configured_url) is None else server_url
+    )
 
     probes = [
         _Probe("platform", 3.0, platform.probe, lambda f, v: setattr(f, "platform", v)),
         _Probe("gpu", 6.0, gpu.probe, lambda f, v: setattr(f, "gpu", v)),
-        _Probe("pyenv", pyenv.PROBE_TIMEOUT_S + 1, lambda: pyenv.probe(python, source, opts.use_cache), lambda f, v: setattr(f, "pyenv", v)),
+        _Probe(
+            "pyenv",
+            pyenv.PROBE_TIMEOUT_S + 1,
+            lambda: pyenv.probe(python, source, opts.use_cache),
+            lambda f, v: setattr(f, "pyenv", v),
+        ),
         _Probe("disk", 3.0, lambda: local.probe_disk(model_dir), lambda f, v: setattr(f, "disk", v)),
-        _Probe("model", 3.0, lambda: local.probe_model(model_dir, state.get("serve_dir")), lambda f, v: setattr(f, "model", v)),
+        _Probe(
+            "model",
+            3.0,
+            lambda: local.probe_model(model_dir, state.get("serve_dir")),
+            lambda f, v: setattr(f, "model", v),
+        ),
         _Probe("client", 3.0, local.probe_client, lambda f, v: setattr(f, "client", v)),
     ]
     if server_url or not opts.offline:
         probes.append(
-            _Probe("network", 3.0, lambda: network.probe(creds, server_url, external=not opts.offline), lambda f, v: None)
+            _Probe(
+                "network", 3.0, lambda: network.probe(creds, server_url, external=not opts.offline), lambda f, v: None
+            )
         )
     facts.network = creds
     # Sections whose probe does not finish keep these defaults, which name the interpreter and paths.
@@ -146,7 +160,9 @@ def _run_parallel(facts: Facts, probes: list[_Probe], on_wait: Callable[[list[st
     with lock:
         for p in probes:
             if p.name not in results:
-                facts.probes.append(ProbeInfo(p.name, round(p.timeout_s * 1000, 1), "timeout", f"no answer within {p.timeout_s:.0f} s"))
+                facts.probes.append(
+                    ProbeInfo(p.name, round(p.timeout_s * 1000, 1), "timeout", f"no answer within {p.timeout_s:.0f} s")
+                )
                 continue
             status, value, ms = results[p.name]
             if status == "ok":

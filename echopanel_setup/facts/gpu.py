@@ -119,7 +119,9 @@ def _run_smi(args: list[str], exe: str) -> tuple[str | None, str | None]:
     except OSError as exc:
         return None, str(exc)
     if out.returncode != 0:
-        return None, (out.stdout + out.stderr).strip().splitlines()[0] if (out.stdout + out.stderr).strip() else f"exit {out.returncode}"
+        return None, (out.stdout + out.stderr).strip().splitlines()[0] if (
+            out.stdout + out.stderr
+        ).strip() else f"exit {out.returncode}"
     return out.stdout, None
 
 
@@ -215,7 +217,6 @@ def _int(raw: str) -> int | None:
         return int(float(v)) if v is not None else None
     except ValueError:
         return None
-
 
 
 def _apple(cvd: str | None) -> GpuFacts:

@@ -63,7 +63,9 @@ def probe_model(model_dir: Path, serve_dir: str | None) -> ModelFacts:
             facts.manifest = "present"
             facts.commit = manifest.get("commit")
             facts.verified = all(
-                facts.files.get(name) is not None and facts.files[name] == entries[name]["size"] and not entries[name].get("damaged")
+                facts.files.get(name) is not None
+                and facts.files[name] == entries[name]["size"]
+                and not entries[name].get("damaged")
                 for name in k["files"]
             )  # `install voxtral --verify` marks a file whose bytes it found wrong (same size) "damaged"
         except (OSError, ValueError, KeyError, TypeError):
@@ -152,7 +154,7 @@ def probe_config(path: Path) -> ConfigFacts:
 
 
 def _secret_state(value: str) -> str:
-    """"<set>" for a literal key or a `${NAME}` reference to a variable that is set; "" otherwise."""
+    """ "<set>" for a literal key or a `${NAME}` reference to a variable that is set; "" otherwise."""
     name = envconfig.reference(value)
     return "<set>" if (os.environ.get(name) if name else value) else ""
 
@@ -173,4 +175,3 @@ def port_accepts(host: str, port: int, timeout: float = 0.3) -> bool:
             return True
     except OSError:
         return False
-

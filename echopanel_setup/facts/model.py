@@ -11,7 +11,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 FACTS_SCHEMA_VERSION = 1
 
@@ -23,7 +23,7 @@ class ProbeInfo:
     name: str
     duration_ms: float = 0.0
     status: str = "ok"  # ok | timeout | crashed | skipped
-    error: Optional[str] = None
+    error: str | None = None
 
 
 @dataclass
@@ -31,15 +31,15 @@ class PlatformFacts:
     system: str = ""  # Linux | Darwin | Windows
     release: str = ""
     kernel: str = ""
-    distro: Optional[str] = None
+    distro: str | None = None
     arch: str = ""
     is_wsl: bool = False
-    container: Optional[str] = None  # docker | podman | kubernetes | lxc | container
-    apple_silicon: Optional[bool] = None
-    rosetta: Optional[bool] = None
-    cpu: Optional[str] = None
-    ram_total_mib: Optional[int] = None
-    shm_total_mib: Optional[int] = None
+    container: str | None = None  # docker | podman | kubernetes | lxc | container
+    apple_silicon: bool | None = None
+    rosetta: bool | None = None
+    cpu: str | None = None
+    ram_total_mib: int | None = None
+    shm_total_mib: int | None = None
     python: str = ""  # our own interpreter's version
 
 
@@ -47,87 +47,87 @@ class PlatformFacts:
 class GpuProcess:
     pid: int
     name: str = ""
-    used_mib: Optional[int] = None
+    used_mib: int | None = None
 
 
 @dataclass
 class GpuDevice:
     index: int
     name: str
-    memory_total_mib: Optional[int]  # None when the GPU does not report it (unified memory)
-    memory_free_mib: Optional[int] = None
-    memory_used_mib: Optional[int] = None
-    compute_capability: Optional[str] = None  # "8.9"
-    mig_mode: Optional[str] = None  # Enabled | Disabled | None when not supported
+    memory_total_mib: int | None  # None when the GPU does not report it (unified memory)
+    memory_free_mib: int | None = None
+    memory_used_mib: int | None = None
+    compute_capability: str | None = None  # "8.9"
+    mig_mode: str | None = None  # Enabled | Disabled | None when not supported
     processes: list[GpuProcess] = field(default_factory=list)
 
 
 @dataclass
 class GpuFacts:
     source: str = "none"  # nvml | nvidia-smi | metal | none
-    error: Optional[str] = None  # why NVML / nvidia-smi gave nothing, in their words
-    driver_version: Optional[str] = None
-    cuda_driver_version: Optional[str] = None  # the newest CUDA the driver supports, "12.4"
-    cuda_visible_devices: Optional[str] = None
+    error: str | None = None  # why NVML / nvidia-smi gave nothing, in their words
+    driver_version: str | None = None
+    cuda_driver_version: str | None = None  # the newest CUDA the driver supports, "12.4"
+    cuda_visible_devices: str | None = None
     devices: list[GpuDevice] = field(default_factory=list)
-    metal: Optional[bool] = None  # Apple GPU with Metal
-    apple_gpu: Optional[str] = None
+    metal: bool | None = None  # Apple GPU with Metal
+    apple_gpu: str | None = None
 
 
 @dataclass
 class PyEnvFacts:
     """The interpreter that runs (or will run) vLLM, read from the outside."""
 
-    python: Optional[str] = None
+    python: str | None = None
     source: str = "current"  # --python | recorded | vllm-on-path | current
     ok: bool = False
     cached: bool = False  # reused from the last run: no import directory changed since
-    error: Optional[str] = None
-    version: Optional[str] = None
-    prefix: Optional[str] = None
-    is_venv: Optional[bool] = None
-    packages: dict[str, Optional[str]] = field(default_factory=dict)
-    torch_cuda: Optional[str] = None  # torch.version.cuda, read from torch/version.py
-    vllm_tokenizer_group_max_loras: Optional[bool] = None
-    transformers_mistral_rejects_kwargs: Optional[bool] = None
+    error: str | None = None
+    version: str | None = None
+    prefix: str | None = None
+    is_venv: bool | None = None
+    packages: dict[str, str | None] = field(default_factory=dict)
+    torch_cuda: str | None = None  # torch.version.cuda, read from torch/version.py
+    vllm_tokenizer_group_max_loras: bool | None = None
+    transformers_mistral_rejects_kwargs: bool | None = None
 
 
 @dataclass
 class DiskFacts:
     path: str = ""
     checked_path: str = ""  # the nearest existing parent that was measured
-    free_mib: Optional[int] = None
-    total_mib: Optional[int] = None
+    free_mib: int | None = None
+    total_mib: int | None = None
 
 
 @dataclass
 class ModelFacts:
     path: str = ""
     exists: bool = False
-    files: dict[str, Optional[int]] = field(default_factory=dict)  # name -> size in bytes, None if absent
-    manifest: Optional[str] = None  # absent | present | unreadable
-    verified: Optional[bool] = None
-    commit: Optional[str] = None
-    delay_ms: Optional[int] = None  # audio.transcription_delay_ms of the dir vLLM will serve
-    serve_dir: Optional[str] = None  # a delay variant recorded by `serve`, if any
+    files: dict[str, int | None] = field(default_factory=dict)  # name -> size in bytes, None if absent
+    manifest: str | None = None  # absent | present | unreadable
+    verified: bool | None = None
+    commit: str | None = None
+    delay_ms: int | None = None  # audio.transcription_delay_ms of the dir vLLM will serve
+    serve_dir: str | None = None  # a delay variant recorded by `serve`, if any
 
 
 @dataclass
 class HttpProbe:
     url: str
     reachable: bool = False
-    status: Optional[int] = None
-    error: Optional[str] = None
-    elapsed_ms: Optional[float] = None
+    status: int | None = None
+    error: str | None = None
+    elapsed_ms: float | None = None
 
 
 @dataclass
 class ServerFacts:
     url: str
-    health: Optional[int] = None
-    version: Optional[str] = None
-    models: Optional[list[str]] = None
-    error: Optional[str] = None
+    health: int | None = None
+    version: str | None = None
+    models: list[str] | None = None
+    error: str | None = None
     auth_required: bool = False
 
 
@@ -136,21 +136,21 @@ class NetworkFacts:
     offline: bool = False
     proxies: dict[str, str] = field(default_factory=dict)  # variable -> proxy URL with credentials removed
     hf_token: bool = False
-    mistral_api_key: Optional[str] = None  # name of the variable that holds a key, never the key
+    mistral_api_key: str | None = None  # name of the variable that holds a key, never the key
     vllm_api_key: bool = False
-    server_url: Optional[str] = None  # the vLLM server doctor checks (configured, or a local listener)
-    hf: Optional[HttpProbe] = None
-    mistral: Optional[HttpProbe] = None
-    server: Optional[ServerFacts] = None
+    server_url: str | None = None  # the vLLM server doctor checks (configured, or a local listener)
+    hf: HttpProbe | None = None
+    mistral: HttpProbe | None = None
+    server: ServerFacts | None = None
 
 
 @dataclass
 class PortFacts:
     port: int = 8000
-    free: Optional[bool] = None
-    holder_pid: Optional[int] = None
-    holder_name: Optional[str] = None
-    holder_cmdline: Optional[str] = None
+    free: bool | None = None
+    holder_pid: int | None = None
+    holder_name: str | None = None
+    holder_cmdline: str | None = None
 
 
 @dataclass
@@ -168,7 +168,7 @@ class ConfigFacts:
 class ClientFacts:
     """Packages that `smoke` and API mode need, in echopanel-setup's own environment."""
 
-    packages: dict[str, Optional[str]] = field(default_factory=dict)
+    packages: dict[str, str | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -200,7 +200,9 @@ class Facts:
             raise ValueError(f"facts schema_version {version!r} is newer than this tool understands")
         missing = [name for name in ("platform", "gpu", "pyenv") if name not in data]
         if missing:
-            raise ValueError(f"missing {', '.join(missing)} (write one with `echopanel-setup doctor --save-facts FILE`)")
+            raise ValueError(
+                f"missing {', '.join(missing)} (write one with `echopanel-setup doctor --save-facts FILE`)"
+            )
         return _build(cls, data)
 
 

@@ -65,7 +65,10 @@ def probe(facts: NetworkFacts, server_url: str | None, external: bool) -> Networ
             client = stack.enter_context(httpx.Client(timeout=budget, follow_redirects=False, trust_env=True))
             proxy_error = None
         except ImportError as exc:  # e.g. ALL_PROXY=socks5://… without socksio: say so instead of crashing
-            client, proxy_error = None, f"{str(exc).splitlines()[0]} (the proxy comes from {', '.join(facts.proxies) or 'the environment'})"
+            client, proxy_error = (
+                None,
+                f"{str(exc).splitlines()[0]} (the proxy comes from {', '.join(facts.proxies) or 'the environment'})",
+            )
         jobs = {}
         if external:
             jobs["hf"] = pool.submit(_probe, client, hf, deadline) if client else None

@@ -94,7 +94,9 @@ class Partial:
         if not meta or not offset:
             return None
         etag, size = meta
-        follower = Follower(self.path, Expected(size, etag if len(etag) == 64 else None, etag if len(etag) == 40 else None))
+        follower = Follower(
+            self.path, Expected(size, etag if len(etag) == 64 else None, etag if len(etag) == 40 else None)
+        )
         follower.advance(offset)
         follower.start()
         return Prehash(etag, size, offset, follower)
@@ -154,7 +156,9 @@ def transfer(
                 _attempt(fd, state, locate, on_bytes, note, policy)
             except Exception as exc:  # noqa: BLE001 - transient network errors are retried, the rest re-raised
                 if isinstance(exc, OSError) and exc.errno in _FULL:
-                    raise DiskFull(exc.strerror or "disk full", state.offset, too_large=exc.errno == errno.EFBIG) from None
+                    raise DiskFull(
+                        exc.strerror or "disk full", state.offset, too_large=exc.errno == errno.EFBIG
+                    ) from None
                 if not hub.transient(exc):
                     raise
                 failures = _retry_or_give_up(exc, state, reached, failures, note, policy)
@@ -208,7 +212,9 @@ def _attempt(
     src = locate()
     state.host = urlsplit(src.url).netloc
     if src.size is not None and src.size != size:
-        raise ExternalError(f"the Hub now gives {src.size} bytes for a file it listed as {size}: the repo changed, run again")
+        raise ExternalError(
+            f"the Hub now gives {src.size} bytes for a file it listed as {size}: the repo changed, run again"
+        )
     headers = dict(src.headers)
     if state.offset:
         headers["Range"] = f"bytes={state.offset}-"
@@ -220,13 +226,17 @@ def _attempt(
             on_bytes(-state.offset)
             state.restart(fd)
         elif state.offset and not response.headers.get("Content-Range", "").startswith(f"bytes {state.offset}-"):
-            raise ExternalError(f"{state.host} sent the wrong byte range ({response.headers.get('Content-Range')!r} for byte {state.offset})")
+            raise ExternalError(
+                f"{state.host} sent the wrong byte range ({response.headers.get('Content-Range')!r} for byte {state.offset})"
+            )
         os.lseek(fd, state.offset, os.SEEK_SET)
         for chunk in response.iter_bytes():
             _write_all(fd, chunk)
             state.offset += len(chunk)
             if state.offset > size:
-                raise ExternalError(f"{state.host} sent more than the {size} bytes the Hub listed: the download was discarded, run again")
+                raise ExternalError(
+                    f"{state.host} sent more than the {size} bytes the Hub listed: the download was discarded, run again"
+                )
             state.hasher.advance(state.offset)
             on_bytes(len(chunk))
 
@@ -238,7 +248,9 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def _retry_or_give_up(exc: BaseException, state: _State, reached: int, failures: int, note: Callable[[str], None], policy: Policy) -> int:
+def _retry_or_give_up(
+    exc: BaseException, state: _State, reached: int, failures: int, note: Callable[[str], None], policy: Policy
+) -> int:
     import httpx2
 
     failures = 1 if state.offset > reached else failures + 1
@@ -249,7 +261,9 @@ def _retry_or_give_up(exc: BaseException, state: _State, reached: int, failures:
         raise TransferError(what, state.offset) from exc
     # The first retry after a break is immediate (a dropped connection is usually just that); then back off.
     wait = 0.0 if stalled or failures == 1 else min(policy.backoff_s * 2 ** (failures - 2), MAX_BACKOFF_S)
-    note(f"{what}: resuming at byte {state.offset:,} (retry {failures} of {policy.retries}{f', in {wait:g} s' if wait else ''})")
+    note(
+        f"{what}: resuming at byte {state.offset:,} (retry {failures} of {policy.retries}{f', in {wait:g} s' if wait else ''})"
+    )
     if wait:
         time.sleep(wait)
     return failures

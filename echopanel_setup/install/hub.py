@@ -17,7 +17,13 @@ from echopanel_setup.errors import ExternalError, SetupError, UsageError
 
 CONNECT_TIMEOUT_S = 10.0
 API_TIMEOUT_S = 30.0
-_DNS_MARKERS = ("name or service not known", "temporary failure in name resolution", "nodename nor servname", "getaddrinfo failed", "no address associated")
+_DNS_MARKERS = (
+    "name or service not known",
+    "temporary failure in name resolution",
+    "nodename nor servname",
+    "getaddrinfo failed",
+    "no address associated",
+)
 
 
 @dataclass(frozen=True)
@@ -101,7 +107,9 @@ def resolve(repo: str, revision: str, names: list[str]) -> Remote:
     where = endpoint()
     parts = urlsplit(where)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"HF_ENDPOINT={where!r} is not an http(s) URL: set it like https://huggingface.co, or unset it")
+        raise UsageError(
+            f"HF_ENDPOINT={where!r} is not an http(s) URL: set it like https://huggingface.co, or unset it"
+        )
     _session_defaults()
     api = HfApi()
     try:
@@ -116,10 +124,14 @@ def resolve(repo: str, revision: str, names: list[str]) -> Remote:
     files: dict[str, RemoteFile] = {}
     for e in entries:
         if isinstance(e, HubFile) and e.path in names:
-            files[e.path] = RemoteFile(e.path, int(e.size), e.lfs.sha256 if e.lfs else None, None if e.lfs else e.blob_id)
+            files[e.path] = RemoteFile(
+                e.path, int(e.size), e.lfs.sha256 if e.lfs else None, None if e.lfs else e.blob_id
+            )
     missing = [n for n in names if n not in files]
     if missing:
-        raise ExternalError(f"{repo} at {commit[:12]} has no {', '.join(missing)}: is this the Voxtral Realtime repo? (HF_ENDPOINT={where})")
+        raise ExternalError(
+            f"{repo} at {commit[:12]} has no {', '.join(missing)}: is this the Voxtral Realtime repo? (HF_ENDPOINT={where})"
+        )
     return Remote(repo, revision, commit, where, gated, files)
 
 
@@ -206,13 +218,21 @@ def error(exc: BaseException, *, repo: str, revision: str | None = None, name: s
     if isinstance(exc, SetupError):
         return exc
     if isinstance(exc, e.OfflineModeIsEnabled):
-        return ExternalError("HF_HUB_OFFLINE=1 forbids downloading: unset it to download, or copy the files into the model dir")
+        return ExternalError(
+            "HF_HUB_OFFLINE=1 forbids downloading: unset it to download, or copy the files into the model dir"
+        )
     if isinstance(exc, e.GatedRepoError):
-        return ExternalError(f"{repo} is gated: accept its licence at {page} with the account your token belongs to, then run again ({token})")
+        return ExternalError(
+            f"{repo} is gated: accept its licence at {page} with the account your token belongs to, then run again ({token})"
+        )
     if isinstance(exc, e.RevisionNotFoundError):
-        return ExternalError(f"revision {revision!r} not found in {repo}: pass a branch, a tag or a full 40-character commit to --revision")
+        return ExternalError(
+            f"revision {revision!r} not found in {repo}: pass a branch, a tag or a full 40-character commit to --revision"
+        )
     if isinstance(exc, e.RemoteEntryNotFoundError):
-        return ExternalError(f"{name or 'a file'} not found in {repo} at {revision}: the repo changed; run again with --revision main")
+        return ExternalError(
+            f"{name or 'a file'} not found in {repo} at {revision}: the repo changed; run again with --revision main"
+        )
     if isinstance(exc, e.DisabledRepoError):
         return ExternalError(f"{repo} is disabled on {where}")
     if isinstance(exc, e.RepositoryNotFoundError):
@@ -221,16 +241,26 @@ def error(exc: BaseException, *, repo: str, revision: str | None = None, name: s
             f"when a token is missing, wrong or lacks access ({token})"
         )
     if isinstance(exc, e.FileMetadataError):
-        return ExternalError(f"{where} does not answer like the Hugging Face Hub ({_first_line(exc)}): check HF_ENDPOINT and your proxy")
+        return ExternalError(
+            f"{where} does not answer like the Hugging Face Hub ({_first_line(exc)}): check HF_ENDPOINT and your proxy"
+        )
     if isinstance(exc, e.HfHubHTTPError):
         status = exc.response.status_code if exc.response is not None else None
         if status == 401:
-            return ExternalError("the Hub rejected your token (401 invalid credentials): check HF_TOKEN or run `hf auth login` again")
+            return ExternalError(
+                "the Hub rejected your token (401 invalid credentials): check HF_TOKEN or run `hf auth login` again"
+            )
         if status == 403:
-            return ExternalError(f"the Hub refused access to {repo} (403): check your token's permissions at {where}/settings/tokens")
+            return ExternalError(
+                f"the Hub refused access to {repo} (403): check your token's permissions at {where}/settings/tokens"
+            )
         if status == 429:
-            return ExternalError("the Hub is rate-limiting this address (429): wait a few minutes and run again (a token raises the limit)")
-        return ExternalError(f"the Hub answered {status or 'an error'} for {repo}: try again later ({_first_line(exc)})")
+            return ExternalError(
+                "the Hub is rate-limiting this address (429): wait a few minutes and run again (a token raises the limit)"
+            )
+        return ExternalError(
+            f"the Hub answered {status or 'an error'} for {repo}: try again later ({_first_line(exc)})"
+        )
     if isinstance(exc, (httpx2.TransportError, ConnectionError, TimeoutError)):
         return ExternalError(f"{describe_network(exc, where)} (HF_ENDPOINT={where})")
     return exc

@@ -32,7 +32,12 @@ def inspect(venv: Path) -> str:
     if not (venv / "pyvenv.cfg").is_file():
         return "other"
     try:
-        ok = subprocess.run([str(python_in(venv)), "-c", "pass"], capture_output=True, timeout=PROBE_TIMEOUT_S).returncode == 0
+        ok = (
+            subprocess.run(
+                [str(python_in(venv)), "-c", "pass"], capture_output=True, timeout=PROBE_TIMEOUT_S
+            ).returncode
+            == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         ok = False
     return "venv" if ok else "broken"
@@ -43,7 +48,12 @@ def python_version(python: str) -> str | None:
     if python == sys.executable:
         return "%d.%d.%d" % sys.version_info[:3]
     try:
-        out = subprocess.run([python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
+        out = subprocess.run(
+            [python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT_S,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
@@ -51,7 +61,12 @@ def python_version(python: str) -> str | None:
 
 def has_pip(python: Path) -> bool:
     try:
-        return subprocess.run([str(python), "-m", "pip", "--version"], capture_output=True, timeout=PROBE_TIMEOUT_S).returncode == 0
+        return (
+            subprocess.run(
+                [str(python), "-m", "pip", "--version"], capture_output=True, timeout=PROBE_TIMEOUT_S
+            ).returncode
+            == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -110,7 +125,16 @@ def stream(cmd: list[str], on_line: Callable[[str], None], keep: int = 40) -> Re
     """Run `cmd`, handing each output line (stdout and stderr merged) to `on_line` as it arrives."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     tail: deque[str] = deque(maxlen=keep)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, errors="replace", env=env, bufsize=1)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        errors="replace",
+        env=env,
+        bufsize=1,
+    )
     assert proc.stdout is not None
     try:
         for raw in proc.stdout:

@@ -57,13 +57,17 @@ def run(opts: Options) -> int:
     if state == "other":
         raise UsageError(f"{target} exists and is not a virtual environment: pass --venv a new or existing venv folder")
     if state == "broken":
-        raise SetupError(f"the venv at {target} is broken (its python does not run): remove it and run again, or pass another --venv")
+        raise SetupError(
+            f"the venv at {target} is broken (its python does not run): remove it and run again, or pass another --venv"
+        )
     ensure_writable(target, create=False, flag="--venv")
     base = _base_python(ui, opts.python, target, state)
     need = int(k["vllm_install"]["disk_mib"]) * MIB
     disk = probe_disk(target)
     free = (disk.free_mib or 0) * MIB
-    ui.line(f"Disk: about {size(need)} needed for vLLM with its CUDA PyTorch; {size(free)} free at {disk.checked_path}.")
+    ui.line(
+        f"Disk: about {size(need)} needed for vLLM with its CUDA PyTorch; {size(free)} free at {disk.checked_path}."
+    )
     if state == "venv":
         _describe_existing(ui, target)
     uv = venvs.find_uv()
@@ -85,7 +89,9 @@ def run(opts: Options) -> int:
         ui.line("Dry run: nothing was created or installed.")
         return EXIT_OK
     if free < need and state != "venv":
-        raise SetupError(f"not enough disk space at {disk.checked_path}: about {size(need)} needed, {size(free)} free; free some space or pass --venv on another disk")
+        raise SetupError(
+            f"not enough disk space at {disk.checked_path}: about {size(need)} needed, {size(free)} free; free some space or pass --venv on another disk"
+        )
     if not _confirm(ui, opts, target):
         ui.line("Cancelled: nothing was installed.")
         return EXIT_FAILED
@@ -96,7 +102,9 @@ def run(opts: Options) -> int:
         ui.line(f"[green]{ui.sym['ok']}[/] Installed into {target}; recorded for doctor, serve and smoke.")
     except OSError as exc:  # installed all the same: say how to find it without the record
         ui.line(f"[green]{ui.sym['ok']}[/] Installed into {target}.")
-        ui.note(f"could not record the venv in {paths.state_file()} ({exc.strerror or exc}): pass --python {target} to doctor and serve")
+        ui.note(
+            f"could not record the venv in {paths.state_file()} ({exc.strerror or exc}): pass --python {target} to doctor and serve"
+        )
     return _check(ui, target)
 
 
@@ -116,7 +124,9 @@ def requirement_specs(version: str | None) -> list[str]:
         try:
             req = Requirement(text)
         except InvalidRequirement:
-            raise UsageError(f"--version {version!r}: not a version or specifier (try 0.20.1 or '>=0.20,<0.30')") from None
+            raise UsageError(
+                f"--version {version!r}: not a version or specifier (try 0.20.1 or '>=0.20,<0.30')"
+            ) from None
         if req.name.lower() != "vllm":
             raise UsageError(f"--version {version!r}: names {req.name}, not vllm")
         minimum = Version(k["vllm"]["min_version"])
@@ -125,8 +135,12 @@ def requirement_specs(version: str | None) -> list[str]:
                 bound = Version(s.version.rstrip(".*"))
             except ValueError:
                 continue
-            if (s.operator == "<" and bound <= minimum) or (s.operator in ("==", "===", "<=", "~=") and bound < minimum):
-                raise UsageError(f"--version {version!r}: vLLM before {minimum} has no Voxtral Realtime; ask for {minimum} or newer (default {spec})")
+            if (s.operator == "<" and bound <= minimum) or (
+                s.operator in ("==", "===", "<=", "~=") and bound < minimum
+            ):
+                raise UsageError(
+                    f"--version {version!r}: vLLM before {minimum} has no Voxtral Realtime; ask for {minimum} or newer (default {spec})"
+                )
         spec = str(req)
     return [spec, k["mistral_common"]["install_spec"]]
 
@@ -195,7 +209,9 @@ def _base_python(ui: Ui, given: str | None, target: Path, state: str) -> str:
         raise UsageError(f"{python} does not run: pass --python an interpreter for the venv")
     wanted = knowledge.load()["vllm_install"]["python"]
     if version not in SpecifierSet(wanted):
-        ui.note(f"Python {version} at {python} is outside {wanted}, the versions vLLM publishes wheels for: if the install fails, use --python python3.12")
+        ui.note(
+            f"Python {version} at {python} is outside {wanted}, the versions vLLM publishes wheels for: if the install fails, use --python python3.12"
+        )
     return python
 
 
@@ -215,7 +231,9 @@ def _versions(target: Path) -> str:
     if not e.ok:
         return e.error or "unreadable"
     pk = e.packages
-    return f"Python {e.version}; " + ", ".join(f"{n} {pk.get(n) or 'absent'}" for n in ("vllm", "torch", "transformers", "mistral_common"))
+    return f"Python {e.version}; " + ", ".join(
+        f"{n} {pk.get(n) or 'absent'}" for n in ("vllm", "torch", "transformers", "mistral_common")
+    )
 
 
 def _confirm(ui: Ui, opts: Options, target: Path) -> bool:
@@ -234,7 +252,9 @@ def _run(ui: Ui, cmd: list[str], target: Path) -> None:
     try:
         result = venvs.stream(cmd, lambda line: ui.line(f"  [dim]{_escape(line)}[/]"))
     except KeyboardInterrupt:
-        raise InstallInterrupted(f"interrupted; {target} is left as it was at that point: run the same command again to finish") from None
+        raise InstallInterrupted(
+            f"interrupted; {target} is left as it was at that point: run the same command again to finish"
+        ) from None
     except OSError as exc:
         raise ExternalError(f"cannot run {cmd[0]}: {exc.strerror or exc}") from None
     if result.returncode != 0:
@@ -253,7 +273,11 @@ def _cause(lines: list[str]) -> str:
     (pip's `ERROR: No matching distribution …`), else its last line."""
     stripped = [ln.strip().lstrip("×╰─▶ ").strip() for ln in lines]
     for marks in (("cause:",), ("error",)):
-        found = [ln for ln, raw in zip(stripped, lines, strict=True) if ln.lower().startswith(marks) or (marks == ("cause:",) and "╰─▶" in raw)]
+        found = [
+            ln
+            for ln, raw in zip(stripped, lines, strict=True)
+            if ln.lower().startswith(marks) or (marks == ("cause:",) and "╰─▶" in raw)
+        ]
         if found:
             text = found[-1]
             for prefix in ("cause:", "error:", "ERROR:"):
@@ -279,13 +303,17 @@ def _check(ui: Ui, target: Path) -> int:
     from echopanel_setup.report import STYLES
 
     for r in results:
-        ui.line(f"  [{STYLES[r.status.value]}]{ui.sym[r.status.value]} {r.status.value:<4}[/] {_escape(f'{r.title:<22}')} {_escape(r.summary)}")
+        ui.line(
+            f"  [{STYLES[r.status.value]}]{ui.sym[r.status.value]} {r.status.value:<4}[/] {_escape(f'{r.title:<22}')} {_escape(r.summary)}"
+        )
         if r.fix and r.is_problem:
             for cmd in r.fix.commands:
                 ui.line(f"      [cyan]{_escape(cmd)}[/]")
     failed = [r for r in results if r.counts_as_failure]
     if failed:
-        ui.line(f"[bold red]{ui.sym['fail']} vLLM is installed but {failed[0].id} fails:[/] fix that, then run `echopanel-setup doctor`.")
+        ui.line(
+            f"[bold red]{ui.sym['fail']} vLLM is installed but {failed[0].id} fails:[/] fix that, then run `echopanel-setup doctor`."
+        )
         return EXIT_FAILED
     ui.line(f"[green]{ui.sym['ok']}[/] Ready: `echopanel-setup doctor` and `serve` will use {venvs.python_in(target)}.")
     return EXIT_OK

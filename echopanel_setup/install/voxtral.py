@@ -174,7 +174,15 @@ def already_installed(job: Job, m: Manifest) -> int:
     total = m.size(job.names)
     _record_dir(job)
     if job.opts.json:
-        _json(job, "already-installed", m.commit, m.revision, [_file_doc(n, m.files[n], "kept") for n in job.names], 0, total)
+        _json(
+            job,
+            "already-installed",
+            m.commit,
+            m.revision,
+            [_file_doc(n, m.files[n], "kept") for n in job.names],
+            0,
+            total,
+        )
         return EXIT_OK
     sym = job.ui.sym["ok"]
     job.ui.line(
@@ -194,7 +202,9 @@ def offline(job: Job) -> int:
         )
     bad = _recheck(job, job.old)
     if bad:
-        raise ExternalError(f"HF_HUB_OFFLINE=1 and {', '.join(bad)} cannot be used: unset HF_HUB_OFFLINE and run `{job.rerun}` to repair it")
+        raise ExternalError(
+            f"HF_HUB_OFFLINE=1 and {', '.join(bad)} cannot be used: unset HF_HUB_OFFLINE and run `{job.rerun}` to repair it"
+        )
     manifest.write(job.manifest_path, job.old)
     return already_installed(job, job.old)
 
@@ -277,9 +287,20 @@ def _plan(job: Job, rf: RemoteFile, entry: Entry | None, found: list[orphans.Orp
     if st is not None and st.st_size == rf.size:
         if entry is not None and entry.damaged:
             return Step(rf.name, expected, rf.etag, "repair")
-        same = entry is not None and entry.size == rf.size and (entry.sha256 == rf.sha256 if rf.sha256 else entry.git_sha1 == rf.git_sha1)
+        same = (
+            entry is not None
+            and entry.size == rf.size
+            and (entry.sha256 == rf.sha256 if rf.sha256 else entry.git_sha1 == rf.git_sha1)
+        )
         if same and entry is not None and entry.mtime_ns == st.st_mtime_ns:
-            return Step(rf.name, expected, rf.etag, "keep", outcome="kept", digest=Digest(entry.size, entry.sha256, entry.git_sha1))
+            return Step(
+                rf.name,
+                expected,
+                rf.etag,
+                "keep",
+                outcome="kept",
+                digest=Digest(entry.size, entry.sha256, entry.git_sha1),
+            )
         return Step(rf.name, expected, rf.etag, "check")
     action = "repair" if st is not None else "download"
     kept = fetch.Partial(job.target, rf.name).kept(rf.etag, rf.size)
@@ -315,7 +336,9 @@ _ACTION_WORDS = {
 def _print_plan(job: Job, remote: Remote, revision: str, steps: list[Step], need: int, free: int, margin: int) -> None:
     ui = job.ui
     if remote.revision != revision:  # pinned to what is installed: the Hub was not asked what `revision` is now
-        ui.line(f"Commit {remote.commit[:12]} of {remote.repo} ({remote.endpoint}): the installed one; --revision {revision} looks for a newer one")
+        ui.line(
+            f"Commit {remote.commit[:12]} of {remote.repo} ({remote.endpoint}): the installed one; --revision {revision} looks for a newer one"
+        )
     else:
         ui.line(f"Revision {revision} = commit {remote.commit[:12]} of {remote.repo} ({remote.endpoint})")
     width = max(len(s.name) for s in steps)
@@ -361,7 +384,9 @@ class _lock:
         try:
             self.lock.acquire()
         except Timeout:
-            raise SetupError(f"another `install voxtral` is writing to {self.job.target}: wait for it to finish") from None
+            raise SetupError(
+                f"another `install voxtral` is writing to {self.job.target}: wait for it to finish"
+            ) from None
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
         try:
@@ -389,7 +414,9 @@ def _execute(job: Job, remote: Remote, steps: list[Step]) -> None:
                 try:
                     digest = hash_file(job.target / s.name, s.expected)
                 except KeyboardInterrupt:
-                    raise InstallInterrupted(f"interrupted while checking {s.name}; nothing was changed: run `{job.rerun}` again to finish") from None
+                    raise InstallInterrupted(
+                        f"interrupted while checking {s.name}; nothing was changed: run `{job.rerun}` again to finish"
+                    ) from None
                 if s.expected.matches(digest):
                     s.outcome, s.digest = "verified", digest
                     _record(job, remote, s)
@@ -438,7 +465,9 @@ def _fetch(job: Job, remote: Remote, s: Step) -> None:
     policy = fetch.Policy(stall_s=job.opts.stall_s, retries=job.opts.retries)
     repaired = s.action == "repair"
     ph = job.prehashed.pop(s.name, None)
-    hasher = ph.follower if ph is not None and (ph.etag, ph.size, ph.offset) == (s.etag, s.expected.size, offset) else None
+    hasher = (
+        ph.follower if ph is not None and (ph.etag, ph.size, ph.offset) == (s.etag, s.expected.size, offset) else None
+    )
     if ph is not None and hasher is None:
         ph.follower.abort()
     for attempt in (1, 2):
@@ -464,7 +493,9 @@ def _fetch(job: Job, remote: Remote, s: Step) -> None:
                 f"{s.name}: the downloaded bytes do not match the Hub ({s.expected.describe(digest)}); they were discarded: "
                 f"run `{job.rerun}` again (a proxy or a failing disk may be at fault)"
             )
-        ui.note(f"the kept bytes of {s.name} were damaged ({s.expected.describe(digest)}): downloading it from the start")
+        ui.note(
+            f"the kept bytes of {s.name} were damaged ({s.expected.describe(digest)}): downloading it from the start"
+        )
         ui.advance(-s.expected.size)
         offset = s.offset = partial.begin(s.etag, s.expected.size)
     partial.install(job.target / s.name)
@@ -574,14 +605,28 @@ def verify(job: Job) -> int:
     if job.old is not None or not bad:
         manifest.write(job.manifest_path, m)
     if job.opts.json:
-        print(json.dumps({"schema_version": 1, "command": "install voxtral --verify", "dir": str(job.target), "commit": m.commit, "ok": not bad, "files": results}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "schema_version": 1,
+                    "command": "install voxtral --verify",
+                    "dir": str(job.target),
+                    "commit": m.commit,
+                    "ok": not bad,
+                    "files": results,
+                },
+                indent=2,
+            )
+        )
     else:
         width = max(len(n) for n in results)
         for name, r in results.items():
             sym, style, word = (ui.sym["ok"], "green", "ok") if r == "ok" else (ui.sym["fail"], "bold red", "fail")
             ui.line(f"  [{style}]{sym} {word:<4}[/]  {name:<{width}}  {'' if r == 'ok' else r}".rstrip())
         if bad:
-            ui.line(f"[bold red]{ui.sym['fail']} Damaged: {', '.join(bad)}.[/] Run `{job.rerun}` to download only {'that file' if len(bad) == 1 else 'those files'} again.")
+            ui.line(
+                f"[bold red]{ui.sym['fail']} Damaged: {', '.join(bad)}.[/] Run `{job.rerun}` to download only {'that file' if len(bad) == 1 else 'those files'} again."
+            )
         else:
             ui.line(f"[green]{ui.sym['ok']}[/] All {len(results)} files match their sha256 (commit {m.commit[:12]}).")
     return EXIT_FAILED if bad else EXIT_OK
@@ -605,7 +650,16 @@ def _step_doc(s: Step) -> dict[str, Any]:
     }
 
 
-def _json(job: Job, status: str, commit: str, revision: str, files: list[dict[str, Any]], fetched: int, reused: int, disk: dict[str, Any] | None = None) -> None:
+def _json(
+    job: Job,
+    status: str,
+    commit: str,
+    revision: str,
+    files: list[dict[str, Any]],
+    fetched: int,
+    reused: int,
+    disk: dict[str, Any] | None = None,
+) -> None:
     doc: dict[str, Any] = {
         "schema_version": 1,
         "command": "install voxtral",

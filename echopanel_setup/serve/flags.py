@@ -151,7 +151,9 @@ def builtin(version: str | None) -> FlagSet:
         Flag(names=switches[name]) if name in switches else Flag(names=(name,), metavar="VALUE")
         for name in f["known_everywhere"]
     ]
-    return FlagSet(version=version, source="built-in list of flags every recorded vLLM (0.16-0.33) accepts", flags=flags)
+    return FlagSet(
+        version=version, source="built-in list of flags every recorded vLLM (0.16-0.33) accepts", flags=flags
+    )
 
 
 def cache_path(version: str) -> Path:
@@ -163,7 +165,9 @@ class HelpUnavailable(RuntimeError):
     """The target env could not print its help (not installed, crashed, too slow)."""
 
 
-def read_help(executable: list[str] | None, version: str, on_run: Callable[[float], None] | None = None) -> tuple[str, bool]:
+def read_help(
+    executable: list[str] | None, version: str, on_run: Callable[[float], None] | None = None
+) -> tuple[str, bool]:
     """`vllm serve --help=all` of this version: (text, from_cache). Runs it (timed) on a cache miss."""
     cached = cache_path(version)
     try:
@@ -178,7 +182,9 @@ def read_help(executable: list[str] | None, version: str, on_run: Callable[[floa
     # Logs go to stderr and the help is 80 columns wide, as in the recorded references.
     env = {**os.environ, "VLLM_LOGGING_LEVEL": "WARNING", "VLLM_LOGGING_STREAM": "ext://sys.stderr", "COLUMNS": "80"}
     try:
-        out = subprocess.run([*executable, "serve", "--help=all"], capture_output=True, text=True, timeout=timeout, env=env)
+        out = subprocess.run(
+            [*executable, "serve", "--help=all"], capture_output=True, text=True, timeout=timeout, env=env
+        )
     except subprocess.TimeoutExpired:
         raise HelpUnavailable(f"`vllm serve --help=all` did not finish within {timeout:.0f} s") from None
     except OSError as exc:
@@ -194,7 +200,9 @@ def read_help(executable: list[str] | None, version: str, on_run: Callable[[floa
     return out.stdout, False
 
 
-def learn(executable: list[str] | None, version: str | None, on_run: Callable[[float], None] | None = None) -> tuple[FlagSet, str | None]:
+def learn(
+    executable: list[str] | None, version: str | None, on_run: Callable[[float], None] | None = None
+) -> tuple[FlagSet, str | None]:
     """The flags of the target vLLM: (flag set, why the built-in list was used instead, if it was).
 
     Without an executable (a replayed machine) only the cache is consulted. `on_run(timeout)` is called

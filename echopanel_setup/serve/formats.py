@@ -61,7 +61,9 @@ def _gpu_indices(plan: Plan) -> list[str] | None:
     return indices if len(indices) == len(plan.gpus) else None
 
 
-def render(fmt: str, cmd: ServeCommand, plan: Plan, settings: ServeSettings, dep: Deployment, doc: dict[str, Any]) -> str:
+def render(
+    fmt: str, cmd: ServeCommand, plan: Plan, settings: ServeSettings, dep: Deployment, doc: dict[str, Any]
+) -> str:
     if fmt == "shell":
         return cmd.shell()
     if fmt == "json":
@@ -83,9 +85,25 @@ def _in_container(dep: Deployment) -> str:
 
 def docker(cmd: ServeCommand, plan: Plan, settings: ServeSettings, dep: Deployment) -> str:
     indices = _gpu_indices(plan)
-    gpus = f'"device={",".join(indices)}"' if indices else ("all" if plan.tensor_parallel_size == 1 else str(plan.tensor_parallel_size))
-    head = ["docker", "run", "--rm", "--name", NAME, "--gpus", gpus, "--ipc=host", "-p", _published(settings),
-            "-v", f"{dep.models_root}:{MOUNT}:ro"]
+    gpus = (
+        f'"device={",".join(indices)}"'
+        if indices
+        else ("all" if plan.tensor_parallel_size == 1 else str(plan.tensor_parallel_size))
+    )
+    head = [
+        "docker",
+        "run",
+        "--rm",
+        "--name",
+        NAME,
+        "--gpus",
+        gpus,
+        "--ipc=host",
+        "-p",
+        _published(settings),
+        "-v",
+        f"{dep.models_root}:{MOUNT}:ro",
+    ]
     lines = [" ".join(shlex.quote(p) for p in head)]
     lines += [f"  -e {shlex.quote(f'{k}={v}')}" for k, v in _container_env(cmd).items()]
     if settings.api_key:
@@ -96,7 +114,12 @@ def docker(cmd: ServeCommand, plan: Plan, settings: ServeSettings, dep: Deployme
 
 
 def _health_probe() -> list[str]:
-    return ["CMD", "python3", "-c", f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{CONTAINER_PORT}/health', timeout=5)"]
+    return [
+        "CMD",
+        "python3",
+        "-c",
+        f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{CONTAINER_PORT}/health', timeout=5)",
+    ]
 
 
 def compose(cmd: ServeCommand, plan: Plan, settings: ServeSettings, dep: Deployment) -> str:
@@ -119,7 +142,13 @@ def compose(cmd: ServeCommand, plan: Plan, settings: ServeSettings, dep: Deploym
         "volumes": [f"{dep.models_root}:{MOUNT}:ro"],
         "environment": env,
         "deploy": {"resources": {"reservations": {"devices": [device]}}},
-        "healthcheck": {"test": _health_probe(), "interval": "30s", "timeout": "10s", "retries": 3, "start_period": f"{timeout}s"},
+        "healthcheck": {
+            "test": _health_probe(),
+            "interval": "30s",
+            "timeout": "10s",
+            "retries": 3,
+            "start_period": f"{timeout}s",
+        },
         "restart": "unless-stopped",
     }
     header = [
@@ -152,7 +181,7 @@ def systemd(cmd: ServeCommand, settings: ServeSettings) -> str:
         f"# {NAME}.service: Voxtral Realtime for EchoPanel on vLLM, written by echopanel-setup {__version__}.",
         f"# Install as a user service: save as ~/.config/systemd/user/{NAME}.service, then",
         f"#   systemctl --user daemon-reload && systemctl --user enable --now {NAME}",
-        "#   loginctl enable-linger \"$USER\"    # keep it running after you log out",
+        '#   loginctl enable-linger "$USER"    # keep it running after you log out',
         f"# Logs: journalctl --user -u {NAME} -f",
         "",
         "[Unit]",
@@ -167,7 +196,9 @@ def systemd(cmd: ServeCommand, settings: ServeSettings) -> str:
     if not PurePosixPath(executable[0]).is_absolute():
         # systemd looks a bare name up in /usr/bin and friends only, never in a venv: name the venv's vllm.
         executable = [str(paths.default_venv_dir() / "bin" / "vllm"), *executable[1:]]
-        lines.append("# vLLM is not installed here yet: ExecStart names the venv `echopanel-setup install vllm` creates; edit it if yours is elsewhere.")
+        lines.append(
+            "# vLLM is not installed here yet: ExecStart names the venv `echopanel-setup install vllm` creates; edit it if yours is elsewhere."
+        )
     args = cmd.args
     if settings.api_key:
         args = cmd.without("--api-key")
@@ -234,7 +265,11 @@ def kubernetes(cmd: ServeCommand, plan: Plan, settings: ServeSettings, dep: Depl
                             "env": env,
                             "ports": [{"name": "http", "containerPort": CONTAINER_PORT}],
                             "resources": {"limits": gpu_limits, "requests": gpu_limits},
-                            "startupProbe": {**probe, "periodSeconds": 10, "failureThreshold": int(launch["health_timeout_s"]) // 10},
+                            "startupProbe": {
+                                **probe,
+                                "periodSeconds": 10,
+                                "failureThreshold": int(launch["health_timeout_s"]) // 10,
+                            },
                             "readinessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
                             "livenessProbe": {**probe, "periodSeconds": 30, "failureThreshold": 3},
                             "volumeMounts": [*mounts, {"name": "dshm", "mountPath": "/dev/shm"}],
@@ -264,7 +299,11 @@ def kubernetes(cmd: ServeCommand, plan: Plan, settings: ServeSettings, dep: Depl
     header = [
         f"Voxtral Realtime for EchoPanel on vLLM, written by echopanel-setup {__version__} serve --format kubernetes.",
         f"1. Put the model on the volume {NAME}-models as {MOUNT}/{dep.model_dir_name}"
-        + (f" (and the delay variant {MOUNT}/{dep.served_dir_name}, copied with its links: cp -a)" if dep.served_dir_name != dep.model_dir_name else "")
+        + (
+            f" (and the delay variant {MOUNT}/{dep.served_dir_name}, copied with its links: cp -a)"
+            if dep.served_dir_name != dep.model_dir_name
+            else ""
+        )
         + f", e.g. from a pod mounting it: echopanel-setup install voxtral --dir {MOUNT}/{dep.model_dir_name}",
         "2. kubectl apply -f this file. The init container runs `echopanel-setup doctor` as the preflight; its",
         "   JSON report is in `kubectl logs deploy/" + NAME + " -c preflight`. Air-gapped clusters: use an image",
@@ -306,7 +345,7 @@ def to_yaml(value: Any, indent: int = 0) -> str:
         for item in value:
             if isinstance(item, (dict, list)) and item:
                 body = to_yaml(item, indent + 1)
-                out.append(f"{pad}- {body[len(pad) + 2:]}")
+                out.append(f"{pad}- {body[len(pad) + 2 :]}")
             else:
                 out.append(f"{pad}- {_scalar(item)}\n")
         return "".join(out)

@@ -154,13 +154,17 @@ class LogWatch:
         k = knowledge.load()["serve"]
         order = [p["id"] for p in k["phase"]]
         for p in k["phase"]:
-            if order.index(p["id"]) > (order.index(self.phase) if self.phase in order else -1) and re.search(p["pattern"], line):
+            if order.index(p["id"]) > (order.index(self.phase) if self.phase in order else -1) and re.search(
+                p["pattern"], line
+            ):
                 self.phase = p["id"]
                 self.reached.append(self.phase)
         for key in ("kv_memory", "kv_tokens", "concurrency", "version"):
             m = re.search(k["log"][key], line)
             if m:
-                self.figures.update({f"{key}.{g}" if key != "version" else "version": v for g, v in m.groupdict().items()})
+                self.figures.update(
+                    {f"{key}.{g}" if key != "version" else "version": v for g, v in m.groupdict().items()}
+                )
 
     def failure(self, exited: bool) -> Match | None:
         """The first known failure; while vLLM still runs, only one on an error line (not a warning)."""
@@ -206,7 +210,9 @@ def _rotate_log() -> Path:
     return log
 
 
-def start(cmd: ServeCommand, api_key: str | None, url: str, served_name: str, detached: bool) -> tuple[subprocess.Popen[bytes], Record]:
+def start(
+    cmd: ServeCommand, api_key: str | None, url: str, served_name: str, detached: bool
+) -> tuple[subprocess.Popen[bytes], Record]:
     """Start vLLM in its own process group, its output in the log file; record it for --status/--stop."""
     log = _rotate_log()
     env = {**os.environ, **cmd.env, "PYTHONUNBUFFERED": "1"}
@@ -215,12 +221,18 @@ def start(cmd: ServeCommand, api_key: str | None, url: str, served_name: str, de
         env["VLLM_API_KEY"] = api_key
         argv = [*cmd.executable, "serve", cmd.model, *cmd.without("--api-key")]
     with log.open("ab") as fh:
-        fh.write(f"# echopanel-setup: {shlex.join([*cmd.executable, 'serve', cmd.model, *cmd.redacted_args()])}\n".encode())
+        fh.write(
+            f"# echopanel-setup: {shlex.join([*cmd.executable, 'serve', cmd.model, *cmd.redacted_args()])}\n".encode()
+        )
         fh.flush()
         try:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
         except OSError as exc:
-            raise SetupError(f"cannot run {argv[0]}: {exc.strerror or exc}; is vLLM installed? (`echopanel-setup install vllm`)") from None
+            raise SetupError(
+                f"cannot run {argv[0]}: {exc.strerror or exc}; is vLLM installed? (`echopanel-setup install vllm`)"
+            ) from None
     try:
         return proc, _record(proc, cmd, api_key, url, served_name, detached, log)
     except BaseException:  # Ctrl-C before the caller holds the record: never leave vLLM running
@@ -228,7 +240,15 @@ def start(cmd: ServeCommand, api_key: str | None, url: str, served_name: str, de
         raise
 
 
-def _record(proc: subprocess.Popen[bytes], cmd: ServeCommand, api_key: str | None, url: str, served_name: str, detached: bool, log: Path) -> Record:
+def _record(
+    proc: subprocess.Popen[bytes],
+    cmd: ServeCommand,
+    api_key: str | None,
+    url: str,
+    served_name: str,
+    detached: bool,
+    log: Path,
+) -> Record:
     import psutil
 
     try:
@@ -236,16 +256,29 @@ def _record(proc: subprocess.Popen[bytes], cmd: ServeCommand, api_key: str | Non
     except psutil.Error:
         created = time.time()
     record = Record(
-        pid=proc.pid, create_time=created, url=url, served_model_name=served_name, argv=[*cmd.executable, "serve", cmd.model, *cmd.redacted_args()],
-        log=str(log), started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), detached=detached,
-        vllm_version=cmd.version, api_key_env=bool(api_key),
+        pid=proc.pid,
+        create_time=created,
+        url=url,
+        served_model_name=served_name,
+        argv=[*cmd.executable, "serve", cmd.model, *cmd.redacted_args()],
+        log=str(log),
+        started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        detached=detached,
+        vllm_version=cmd.version,
+        api_key_env=bool(api_key),
     )
     record.write()
     return record
 
 
 def wait_ready(
-    proc: subprocess.Popen[bytes], record: Record, served_name: str, api_key: str | None, timeout_s: float, say: Say, echo: Say | None
+    proc: subprocess.Popen[bytes],
+    record: Record,
+    served_name: str,
+    api_key: str | None,
+    timeout_s: float,
+    say: Say,
+    echo: Say | None,
 ) -> Outcome:
     """Follow the log until /health answers 200, then confirm /v1/models and the realtime WebSocket."""
     import httpx
@@ -276,7 +309,9 @@ def wait_ready(
                 return Outcome(True, record, None, "", watch.figures)
             elapsed = time.monotonic() - started
             if elapsed > timeout_s:
-                reason = f"/health did not answer 200 within {duration(timeout_s)} (last phase: {phase_title(watch.phase)})"
+                reason = (
+                    f"/health did not answer 200 within {duration(timeout_s)} (last phase: {phase_title(watch.phase)})"
+                )
                 return Outcome(False, record, None, reason, watch.figures, timed_out=True)
             if time.monotonic() - last_note > 30:
                 last_note = time.monotonic()
@@ -312,7 +347,9 @@ def confirm(client: Any, url: str, served_name: str, api_key: str | None) -> str
     except httpx.HTTPError as exc:
         return f"/v1/models did not answer: {exc}"
     if response.status_code != 200:
-        return f"/v1/models answered HTTP {response.status_code}" + (" (API key refused)" if response.status_code == 401 else "")
+        return f"/v1/models answered HTTP {response.status_code}" + (
+            " (API key refused)" if response.status_code == 401 else ""
+        )
     try:
         ids = [m["id"] for m in response.json()["data"]]
     except (ValueError, KeyError, TypeError):
@@ -327,7 +364,7 @@ def realtime_session(url: str, headers: dict[str, str], timeout: float) -> str |
     from websockets.exceptions import WebSocketException
     from websockets.sync.client import connect
 
-    ws_url = "ws" + url[len("http"):] + "/v1/realtime"
+    ws_url = "ws" + url[len("http") :] + "/v1/realtime"
     try:
         with connect(ws_url, additional_headers=headers, open_timeout=timeout, close_timeout=2) as ws:
             first = json.loads(ws.recv(timeout=timeout))
@@ -407,7 +444,10 @@ def record_success(key: str, cmd: ServeCommand, figures: dict[str, str], plan_su
         "args": cmd.redacted_args(),
         "env": cmd.env,
         "vllm_figures": figures,
-        "plan": {k: plan_summary[k] for k in ("breakdown_mib", "streams", "streams_fit", "max_model_len", "gpu_memory_utilization")},
+        "plan": {
+            k: plan_summary[k]
+            for k in ("breakdown_mib", "streams", "streams_fit", "max_model_len", "gpu_memory_utilization")
+        },
         "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     paths.write_state({"serve_good": good})
@@ -477,7 +517,9 @@ def tail(lines: int) -> tuple[Path, list[str]]:
     try:
         text = log.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
-        raise SetupError(f"no vLLM log yet at {log}: start a server with `echopanel-setup serve --exec` or `--detach`") from None
+        raise SetupError(
+            f"no vLLM log yet at {log}: start a server with `echopanel-setup serve --exec` or `--detach`"
+        ) from None
     return log, text.splitlines()[-lines:] if lines > 0 else text.splitlines()
 
 
@@ -509,4 +551,3 @@ def duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60} min" + (f" {seconds % 60:02d} s" if seconds % 60 else "")
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-

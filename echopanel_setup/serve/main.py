@@ -70,7 +70,9 @@ def _esc(text: str) -> str:
 def run(opts: ServeOptions) -> int:
     actions = [name for name, on in (("--status", opts.status), ("--logs", opts.logs), ("--stop", opts.stop)) if on]
     if len(actions) > 1 or (actions and (opts.exec_ or opts.detach)):
-        raise UsageError(f"{' and '.join(actions + (['--exec/--detach'] if opts.exec_ or opts.detach else []))} do not go together: pick one")
+        raise UsageError(
+            f"{' and '.join(actions + (['--exec/--detach'] if opts.exec_ or opts.detach else []))} do not go together: pick one"
+        )
     if opts.status:
         return _status(opts.json_out)
     if opts.logs:
@@ -109,9 +111,13 @@ def _validate(opts: ServeOptions) -> None:
         raise UsageError(f"--json and --format {opts.fmt} do not go together (--json is --format json)")
     launching = opts.exec_ or opts.detach
     if launching and opts.fmt not in ("shell", "json"):
-        raise UsageError(f"--format {opts.fmt} describes a server to run elsewhere; --exec/--detach run the shell command here")
+        raise UsageError(
+            f"--format {opts.fmt} describes a server to run elsewhere; --exec/--detach run the shell command here"
+        )
     if launching and (opts.facts or opts.gpu_memory or (opts.gpu and not _is_index(opts.gpu))):
-        raise UsageError("--exec/--detach run on this machine: drop --facts, --gpu NAME and --gpu-memory (they plan for another)")
+        raise UsageError(
+            "--exec/--detach run on this machine: drop --facts, --gpu NAME and --gpu-memory (they plan for another)"
+        )
     if opts.streams < 1:
         raise UsageError("--streams must be 1 or more")
     if opts.session_minutes is not None and not (math.isfinite(opts.session_minutes) and opts.session_minutes > 0):
@@ -152,7 +158,9 @@ def _gather(opts: ServeOptions) -> Context:
         _platform_refusal(facts)
     gpus, visible = _gpus(opts, facts, hypothetical)
     version = facts.pyenv.packages.get("vllm") if facts.pyenv.ok else None
-    model_dir = Path(opts.model_dir).expanduser() if opts.model_dir else Path(facts.model.path or paths.default_model_dir())
+    model_dir = (
+        Path(opts.model_dir).expanduser() if opts.model_dir else Path(facts.model.path or paths.default_model_dir())
+    )
     files = knowledge.load()["model"]["files"]
     present = all(facts.model.files.get(n) is not None for n in files)
     weights = facts.model.files.get(knowledge.load()["model"]["weights_file"])
@@ -181,7 +189,9 @@ def _facts(opts: ServeOptions) -> tuple[Facts, bool]:
     from echopanel_setup.facts.pyenv import BadPythonError
 
     try:
-        return collect(Options(python=opts.python, port=opts.port, offline=True, model_dir=opts.model_dir, config=opts.config)), False
+        return collect(
+            Options(python=opts.python, port=opts.port, offline=True, model_dir=opts.model_dir, config=opts.config)
+        ), False
     except BadPythonError as exc:
         raise UsageError(str(exc)) from None
 
@@ -209,7 +219,10 @@ def _platform_refusal(facts: Facts) -> None:
         )
     if system == "Windows":
         raise Refused(
-            planner.Refusal("platform", "native Windows: vLLM does not run here; run echopanel-setup inside WSL2 (the NVIDIA driver exposes the GPU to it)"),
+            planner.Refusal(
+                "platform",
+                "native Windows: vLLM does not run here; run echopanel-setup inside WSL2 (the NVIDIA driver exposes the GPU to it)",
+            ),
             system,
         )
 
@@ -231,16 +244,25 @@ def _gpus(opts: ServeOptions, facts: Facts, hypothetical: bool) -> tuple[tuple[p
     from echopanel_setup.checks.common import visible_devices
 
     devices = visible_devices(facts)
-    gpus = [planner.Gpu(d.name, d.memory_total_mib, d.memory_free_mib, d.compute_capability, d.index) for d in devices if d.memory_total_mib]
+    gpus = [
+        planner.Gpu(d.name, d.memory_total_mib, d.memory_free_mib, d.compute_capability, d.index)
+        for d in devices
+        if d.memory_total_mib
+    ]
     if devices and not gpus:
-        raise Refused(planner.Refusal(
-            "no-gpu", f"{devices[0].name} does not report its memory (unified memory?), so nothing can be planned from it",
-            ["Plan with the memory vLLM may use: --gpu-memory GIB (and run the printed command yourself)."],
-        ))
+        raise Refused(
+            planner.Refusal(
+                "no-gpu",
+                f"{devices[0].name} does not report its memory (unified memory?), so nothing can be planned from it",
+                ["Plan with the memory vLLM may use: --gpu-memory GIB (and run the printed command yourself)."],
+            )
+        )
     if opts.gpu is not None:
         chosen = [g for g in gpus if g.index == int(opts.gpu)]
         if not chosen:
-            raise UsageError(f"--gpu {opts.gpu}: no visible GPU has that index ({', '.join(str(g.index) for g in gpus) or 'none visible'})")
+            raise UsageError(
+                f"--gpu {opts.gpu}: no visible GPU has that index ({', '.join(str(g.index) for g in gpus) or 'none visible'})"
+            )
         gpus = chosen
     return tuple(gpus), len(devices)
 
@@ -251,7 +273,10 @@ def _holders(facts: Facts, gpus: tuple[planner.Gpu, ...]) -> list[str]:
     lines = []
     for dev in facts.gpu.devices:
         if dev.index in indices and dev.processes:
-            held = "; ".join(f"pid {p.pid} {p.name or '?'}: {p.used_mib if p.used_mib is not None else '?'} MiB" for p in dev.processes)
+            held = "; ".join(
+                f"pid {p.pid} {p.name or '?'}: {p.used_mib if p.used_mib is not None else '?'} MiB"
+                for p in dev.processes
+            )
             lines.append(f"on GPU {dev.index}: {held}")
     return lines
 
@@ -324,7 +349,9 @@ def _build(opts: ServeOptions, ctx: Context, plan: planner.Plan) -> Built:
     executable = builder.resolve_executable(ctx.facts.pyenv) if ctx.version and not ctx.replayed else None
 
     def reading(timeout: float) -> None:
-        _err().print(f"Reading the flags vLLM {ctx.version} accepts (`vllm serve --help=all`, once per version, up to {timeout:.0f} s)…")
+        _err().print(
+            f"Reading the flags vLLM {ctx.version} accepts (`vllm serve --help=all`, once per version, up to {timeout:.0f} s)…"
+        )
 
     flagset, why_builtin = flags.learn(executable, ctx.version, reading)
     port = opts.port or _config_port(ctx.facts) or int(knowledge.load()["server"]["default_port"])
@@ -375,8 +402,14 @@ def _served_dir(opts: ServeOptions, ctx: Context, notes: list[str]) -> tuple[Pat
         if envconfig.validate_delay(configured) is None:
             requested = int(configured)
         else:
-            notes.append(f"{envconfig.DELAY}={configured} in the EchoPanel config is not a valid delay; serving the model's own.")
-    own = read_tekken_delay(ctx.model_dir / variant.TEKKEN) if ctx.local_model else (ctx.facts.model.delay_ms if not ctx.facts.model.serve_dir else None)
+            notes.append(
+                f"{envconfig.DELAY}={configured} in the EchoPanel config is not a valid delay; serving the model's own."
+            )
+    own = (
+        read_tekken_delay(ctx.model_dir / variant.TEKKEN)
+        if ctx.local_model
+        else (ctx.facts.model.delay_ms if not ctx.facts.model.serve_dir else None)
+    )
     record = ctx.local_model and not ctx.hypothetical
     if requested is None or requested == own:
         if record and paths.read_state().get("serve_dir"):
@@ -393,11 +426,19 @@ def _served_dir(opts: ServeOptions, ctx: Context, notes: list[str]) -> tuple[Pat
             paths.write_state({"serve_dir": str(v.path)})
         target = v.path
     else:
-        notes.append(f"Delay {requested} ms needs the variant {target}: run `echopanel-setup serve --delay-ms {requested}` on that machine to create it.")
+        notes.append(
+            f"Delay {requested} ms needs the variant {target}: run `echopanel-setup serve --delay-ms {requested}` on that machine to create it."
+        )
     says = configured or str(knowledge.load()["delay"]["default_ms"])
     if says != str(requested):
-        where = f"its config says {envconfig.DELAY}={configured}" if configured else f"with no {envconfig.DELAY} it uses {says} ms"
-        notes.append(f"EchoPanel must use the same delay, but {where}: `echopanel-setup configure --delay-ms {requested}` sets it.")
+        where = (
+            f"its config says {envconfig.DELAY}={configured}"
+            if configured
+            else f"with no {envconfig.DELAY} it uses {says} ms"
+        )
+        notes.append(
+            f"EchoPanel must use the same delay, but {where}: `echopanel-setup configure --delay-ms {requested}` sets it."
+        )
     return target, requested
 
 
@@ -410,7 +451,11 @@ def _known_good(ctx: Context, plan: planner.Plan, cmd: builder.ServeCommand) -> 
     good = paths.read_state().get("serve_good") or {}
     entry = good.get(_good_key(plan, ctx.version)) if isinstance(good, dict) else None
     if not ctx.hypothetical and isinstance(entry, dict) and entry.get("args") == cmd.redacted_args():
-        return replace(plan, confidence="high", confidence_reasons=[f"these flags started on this GPU with this vLLM ({entry.get('recorded_at')})"])
+        return replace(
+            plan,
+            confidence="high",
+            confidence_reasons=[f"these flags started on this GPU with this vLLM ({entry.get('recorded_at')})"],
+        )
     return plan
 
 
@@ -460,17 +505,34 @@ def _print_refusal(refused: Refused, as_json: bool) -> None:
 
     r = refused.refusal
     # Alternatives where this machine cannot serve at all; a fix of its own (fewer streams, newer vLLM) otherwise.
-    alts = alternatives(refused.system) if r.kind in ("platform", "no-gpu", "compute-capability", "memory", "busy") else []
+    alts = (
+        alternatives(refused.system) if r.kind in ("platform", "no-gpu", "compute-capability", "memory", "busy") else []
+    )
     if as_json:
-        print(json.dumps({"schema_version": 1, "command": "serve", "refused": True, "kind": r.kind, "reason": r.reason,
-                          "details": r.details, "alternatives": alts}, indent=2, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "schema_version": 1,
+                    "command": "serve",
+                    "refused": True,
+                    "kind": r.kind,
+                    "reason": r.reason,
+                    "details": r.details,
+                    "alternatives": alts,
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
         return
     con = _err()
     con.print(f"[bold red]✗ fail[/] no command: {_esc(r.reason)}")
     for line in r.details:
         con.print(f"    [dim]{_esc(line)}[/]")
     if alts:
-        con.print("Run Voxtral another way (each with the lines for EchoPanel's config, `echopanel-setup configure` writes them):")
+        con.print(
+            "Run Voxtral another way (each with the lines for EchoPanel's config, `echopanel-setup configure` writes them):"
+        )
     for line in alts:
         con.print(f"  • {_esc(line)}")
 
@@ -478,9 +540,14 @@ def _print_refusal(refused: Refused, as_json: bool) -> None:
 def _explain_plan(ctx: Context, built: Built, fmt: str) -> None:
     con = _err()
     p, b = built.plan, built.plan.breakdown
-    gpus = " + ".join(f"{g.name} ({g.total_mib} MiB{f', {g.free_mib} free' if g.free_mib is not None and not ctx.hypothetical else ''})" for g in p.gpus)
+    gpus = " + ".join(
+        f"{g.name} ({g.total_mib} MiB{f', {g.free_mib} free' if g.free_mib is not None and not ctx.hypothetical else ''})"
+        for g in p.gpus
+    )
     source = " (replayed facts)" if ctx.replayed else " (planned for another machine)" if ctx.hypothetical else ""
-    con.print(f"[bold]Plan[/] for {_esc(gpus)}{source} · vLLM {ctx.version or 'not installed'} · confidence [bold]{p.confidence}[/]")
+    con.print(
+        f"[bold]Plan[/] for {_esc(gpus)}{source} · vLLM {ctx.version or 'not installed'} · confidence [bold]{p.confidence}[/]"
+    )
     streams = f"{p.streams} stream{'s' if p.streams > 1 else ''}"
     con.print(
         f"  sessions up to {p.session_minutes:.0f} min (--max-model-len {p.max_model_len}) · {streams} planned, "
@@ -488,14 +555,20 @@ def _explain_plan(ctx: Context, built: Built, fmt: str) -> None:
     )
     per_gpu = " per GPU" if p.tensor_parallel_size > 1 else ""
     parts = " + ".join(f"{name} {mib}" for name, mib in b.parts())
-    con.print(f"  memory{per_gpu} (MiB): {_esc(parts)} = {b.budget} of {b.usable} usable (--gpu-memory-utilization {p.gpu_memory_utilization:.2f})")
-    con.print(f"  [dim]headroom = spare KV cache + {b.safety} MiB safety; {b.margin} MiB stay outside vLLM's budget for its CUDA context[/]")
+    con.print(
+        f"  memory{per_gpu} (MiB): {_esc(parts)} = {b.budget} of {b.usable} usable (--gpu-memory-utilization {p.gpu_memory_utilization:.2f})"
+    )
+    con.print(
+        f"  [dim]headroom = spare KV cache + {b.safety} MiB safety; {b.margin} MiB stay outside vLLM's budget for its CUDA context[/]"
+    )
     for w in p.warnings:
         con.print(f"[yellow]! warn[/] {_esc(w)}")
     for n in [*p.notes, *built.notes]:
         con.print(f"  {_esc(n)}")
     con.print(f"  [dim]confidence {p.confidence}: {_esc('; '.join(p.confidence_reasons))}[/]")
-    con.print(f"  [dim]flags: {_esc(built.cmd.flags_source)}{_esc(f' ({built.flags_note})') if built.flags_note else ''}[/]")
+    con.print(
+        f"  [dim]flags: {_esc(built.cmd.flags_source)}{_esc(f' ({built.flags_note})') if built.flags_note else ''}[/]"
+    )
     for s in built.cmd.skipped:
         con.print(f"[yellow]! warn[/] not emitted: {_esc(s)}")
     if fmt == "shell" and not ctx.hypothetical and not ctx.replayed:
@@ -507,8 +580,10 @@ def _explain_plan(ctx: Context, built: Built, fmt: str) -> None:
 
 def _refuse_if_running() -> None:
     if (other := launcher.running()) is not None:
-        raise SetupError(f"the server echopanel-setup started is still running (pid {other.pid}, {other.url}): see "
-                         "`echopanel-setup serve --status`, or stop it with `echopanel-setup serve --stop` first")
+        raise SetupError(
+            f"the server echopanel-setup started is still running (pid {other.pid}, {other.url}): see "
+            "`echopanel-setup serve --status`, or stop it with `echopanel-setup serve --stop` first"
+        )
 
 
 def _launch(opts: ServeOptions, ctx: Context, built: Built) -> int:
@@ -516,7 +591,9 @@ def _launch(opts: ServeOptions, ctx: Context, built: Built) -> int:
     if not ctx.model_present:
         raise SetupError(f"no model in {ctx.model_dir}: run `echopanel-setup install voxtral` first")
     if ctx.version is None:
-        raise SetupError("vLLM is not installed in the target environment: run `echopanel-setup install vllm` (or pass --python)")
+        raise SetupError(
+            "vLLM is not installed in the target environment: run `echopanel-setup install vllm` (or pass --python)"
+        )
     _explain_plan(ctx, built, "exec")
     live: list[tuple[subprocess.Popen[bytes], launcher.Record]] = []  # the vLLM to stop if Ctrl-C comes
     try:
@@ -531,7 +608,9 @@ def _launch(opts: ServeOptions, ctx: Context, built: Built) -> int:
         raise
 
 
-def _supervise(opts: ServeOptions, ctx: Context, built: Built, live: list[tuple[subprocess.Popen[bytes], launcher.Record]]) -> int:
+def _supervise(
+    opts: ServeOptions, ctx: Context, built: Built, live: list[tuple[subprocess.Popen[bytes], launcher.Record]]
+) -> int:
     """Start, watch, retry once on a memory error, then (foreground) relay the log until vLLM exits."""
     con = _err()
     timeout = opts.timeout or float(knowledge.load()["serve"]["launch"]["health_timeout_s"])
@@ -539,17 +618,29 @@ def _supervise(opts: ServeOptions, ctx: Context, built: Built, live: list[tuple[
     echo = (lambda line: con.print(f"  [dim]{_esc(line)}[/]")) if opts.verbose else None
     request = ctx.request
     for attempt in (1, 2):
-        con.print(f"Starting: [cyan]{_esc(shlex.join([*built.cmd.executable, 'serve', built.cmd.model, *built.cmd.redacted_args()]))}[/]")
+        con.print(
+            f"Starting: [cyan]{_esc(shlex.join([*built.cmd.executable, 'serve', built.cmd.model, *built.cmd.redacted_args()]))}[/]"
+        )
         proc, record = launcher.start(built.cmd, opts.api_key, url, built.settings.served_model_name, opts.detach)
         live.append((proc, record))
-        outcome = launcher.wait_ready(proc, record, built.settings.served_model_name, opts.api_key, timeout, lambda m: con.print(f"  {_esc(m)}"), echo)
+        outcome = launcher.wait_ready(
+            proc,
+            record,
+            built.settings.served_model_name,
+            opts.api_key,
+            timeout,
+            lambda m: con.print(f"  {_esc(m)}"),
+            echo,
+        )
         if outcome.ok:
             break
         launcher.stop_group(record.pid, proc)
         launcher.clear_record(record.pid)
         live.clear()
         if outcome.timed_out:
-            raise ExternalError(f"vLLM did not become ready: {outcome.reason}; its log: {record.log} (`echopanel-setup explain` it)")
+            raise ExternalError(
+                f"vLLM did not become ready: {outcome.reason}; its log: {record.log} (`echopanel-setup explain` it)"
+            )
         _print_failure(outcome)
         retry = _retry(ctx, request, built, outcome) if attempt == 1 else None
         if retry is None:
@@ -558,8 +649,10 @@ def _supervise(opts: ServeOptions, ctx: Context, built: Built, live: list[tuple[
                     con.print(f"         [cyan]{_esc(command)}[/]")
             return EXIT_FAILED
         request, built = retry
-        con.print(f"Retrying once with the adjusted plan (the failed attempt's log is kept as {launcher.log_path().name}.1): "
-                  f"{_esc(_plan_line(built.plan))}")
+        con.print(
+            f"Retrying once with the adjusted plan (the failed attempt's log is kept as {launcher.log_path().name}.1): "
+            f"{_esc(_plan_line(built.plan))}"
+        )
     launcher.record_success(_good_key(built.plan, ctx.version), built.cmd, outcome.figures, built.plan.summary())
     if opts.detach:
         live.clear()  # ready in the background: from here on, Ctrl-C leaves it running
@@ -567,7 +660,11 @@ def _supervise(opts: ServeOptions, ctx: Context, built: Built, live: list[tuple[
         return EXIT_OK
     _print_ready(opts, built, record, outcome.figures)
     con.print("Serving in the foreground; Ctrl-C stops vLLM.")
-    code = launcher.follow(proc, record, lambda line: con.print(f"  [dim]{_esc(line)}[/]") if opts.verbose or launcher.notable(line) else None)
+    code = launcher.follow(
+        proc,
+        record,
+        lambda line: con.print(f"  [dim]{_esc(line)}[/]") if opts.verbose or launcher.notable(line) else None,
+    )
     live.clear()
     launcher.clear_record(record.pid)
     con.print(f"vLLM exited with code {code}.")
@@ -579,7 +676,9 @@ def _plan_line(plan: planner.Plan) -> str:
     return f"--max-model-len {plan.max_model_len} --gpu-memory-utilization {plan.gpu_memory_utilization:.2f} --max-num-batched-tokens {plan.max_num_batched_tokens}, {graphs}"
 
 
-def _retry(ctx: Context, request: planner.PlanRequest, built: Built, outcome: launcher.Outcome) -> tuple[planner.PlanRequest, Built] | None:
+def _retry(
+    ctx: Context, request: planner.PlanRequest, built: Built, outcome: launcher.Outcome
+) -> tuple[planner.PlanRequest, Built] | None:
     """For a memory failure, the adjusted request and command; None when no retry can help."""
     failure = outcome.failure
     if failure is None:
@@ -620,19 +719,38 @@ def _print_ready(opts: ServeOptions, built: Built, record: launcher.Record, f: d
     if "concurrency.times" in f:
         measured += f", {f['concurrency.times']}x concurrency at {f['concurrency.tokens']} tokens"
     if opts.json_out:
-        print(json.dumps({
-            "schema_version": 1, "command": "serve --detach" if opts.detach else "serve --exec", "ok": True, "pid": record.pid,
-            "url": record.url, "served_model_name": record.served_model_name, "log": record.log, "argv": record.argv,
-            "env": built.cmd.env, "vllm_figures": f, "plan": built.plan.summary(),
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "schema_version": 1,
+                    "command": "serve --detach" if opts.detach else "serve --exec",
+                    "ok": True,
+                    "pid": record.pid,
+                    "url": record.url,
+                    "served_model_name": record.served_model_name,
+                    "log": record.log,
+                    "argv": record.argv,
+                    "env": built.cmd.env,
+                    "vllm_figures": f,
+                    "plan": built.plan.summary(),
+                },
+                indent=2,
+            )
+        )
         sys.stdout.flush()
     con = _err()
-    con.print(f"[green]✓ ok[/] vLLM is ready at {record.url} (pid {record.pid}): /health 200, /v1/models lists "
-              f"{_esc(record.served_model_name)}, /v1/realtime sent session.created")
+    con.print(
+        f"[green]✓ ok[/] vLLM is ready at {record.url} (pid {record.pid}): /health 200, /v1/models lists "
+        f"{_esc(record.served_model_name)}, /v1/realtime sent session.created"
+    )
     con.print(f"  {_esc(measured)} · planned: {planned_kv_gib:.2f} GiB, room for {built.plan.streams_fit} streams")
-    con.print(f"  EchoPanel: {envconfig.URL}={record.url} (`echopanel-setup configure` writes it); the flags that worked are recorded.")
+    con.print(
+        f"  EchoPanel: {envconfig.URL}={record.url} (`echopanel-setup configure` writes it); the flags that worked are recorded."
+    )
     if opts.detach:
-        con.print(f"  Running in the background. `echopanel-setup serve --status`, `--logs`, `--stop`. Log: {_esc(record.log)}")
+        con.print(
+            f"  Running in the background. `echopanel-setup serve --status`, `--logs`, `--stop`. Log: {_esc(record.log)}"
+        )
 
 
 # --- --status, --logs, --stop -------------------------------------------------------------------------------------
@@ -648,9 +766,15 @@ def _status(as_json: bool) -> int:
         print("not running: no server started by echopanel-setup is running")
         return EXIT_FAILED
     r = st.record
-    ready = "ready" if st.health == 200 else f"{launcher.phase_title(st.phase or 'starting')} (/health {st.health or 'no answer'})"
-    print(f"running, {ready}: pid {r.pid}, {r.url}, up {launcher.duration(st.uptime_s or 0)}, vLLM {r.vllm_version or '?'}, "
-          f"{'background' if r.detached else 'foreground'}")
+    ready = (
+        "ready"
+        if st.health == 200
+        else f"{launcher.phase_title(st.phase or 'starting')} (/health {st.health or 'no answer'})"
+    )
+    print(
+        f"running, {ready}: pid {r.pid}, {r.url}, up {launcher.duration(st.uptime_s or 0)}, vLLM {r.vllm_version or '?'}, "
+        f"{'background' if r.detached else 'foreground'}"
+    )
     if st.models is not None:
         print(f"models: {', '.join(st.models)}")
     print(f"log: {r.log}")
@@ -674,8 +798,18 @@ def _logs(lines: int, follow: bool) -> int:
 def _stop(as_json: bool) -> int:
     record, took = launcher.stop()
     if as_json:
-        print(json.dumps({"schema_version": 1, "command": "serve --stop", "stopped": record is not None,
-                          "pid": record.pid if record else None, "seconds": round(took, 1)}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "schema_version": 1,
+                    "command": "serve --stop",
+                    "stopped": record is not None,
+                    "pid": record.pid if record else None,
+                    "seconds": round(took, 1),
+                },
+                indent=2,
+            )
+        )
         return EXIT_OK
     if record is None:
         print("nothing to stop: no server started by echopanel-setup is running")

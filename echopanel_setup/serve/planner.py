@@ -21,7 +21,17 @@ from echopanel_setup import knowledge
 
 MIB = 1024 * 1024
 
-RefusalKind = Literal["platform", "no-gpu", "compute-capability", "vllm-version", "memory", "busy", "streams", "session", "tensor-parallel"]
+RefusalKind = Literal[
+    "platform",
+    "no-gpu",
+    "compute-capability",
+    "vllm-version",
+    "memory",
+    "busy",
+    "streams",
+    "session",
+    "tensor-parallel",
+]
 GraphMode = Literal["PIECEWISE", "FULL_AND_PIECEWISE", "eager"]
 
 
@@ -63,7 +73,9 @@ class ModelArch:
     source: str
 
     def decoder_bytes_per_token(self, tp: int = 1) -> int:
-        return 2 * self.decoder_layers * math.ceil(self.decoder_kv_heads / tp) * self.decoder_head_dim * self.dtype_bytes
+        return (
+            2 * self.decoder_layers * math.ceil(self.decoder_kv_heads / tp) * self.decoder_head_dim * self.dtype_bytes
+        )
 
     def encoder_bytes_per_token(self, tp: int = 1) -> int:
         """Per decoder-token slot: vLLM's block-pooling attention counts block_pool_size x heads per slot."""
@@ -73,7 +85,9 @@ class ModelArch:
 
 def builtin_arch() -> ModelArch:
     a = knowledge.load()["serve"]["model_arch"]
-    return ModelArch(**{k: a[k] for k in ModelArch.__dataclass_fields__ if k != "source"}, source=f"built-in: {a['source']}")
+    return ModelArch(
+        **{k: a[k] for k in ModelArch.__dataclass_fields__ if k != "source"}, source=f"built-in: {a['source']}"
+    )
 
 
 def read_arch(params_json: Path) -> ModelArch:
@@ -148,7 +162,10 @@ class Breakdown:
             ("activations", self.activations),
             ("non-torch", self.non_torch),
             ("CUDA graphs", self.graphs),
-            (f"KV cache ({self.kv // self.kv_per_stream if self.kv_per_stream else 0} x {self.kv_per_stream})", self.kv),
+            (
+                f"KV cache ({self.kv // self.kv_per_stream if self.kv_per_stream else 0} x {self.kv_per_stream})",
+                self.kv,
+            ),
             ("headroom", self.headroom),
         ]
 
@@ -312,7 +329,9 @@ def _tokens_for(minutes: float, arch: ModelArch) -> int:
 
 
 def _session_tokens(req: PlanRequest) -> int:
-    tokens = max(int(_k()["min_max_model_len"]), min(_tokens_for(req.session_minutes, req.arch), req.arch.max_model_len))
+    tokens = max(
+        int(_k()["min_max_model_len"]), min(_tokens_for(req.session_minutes, req.arch), req.arch.max_model_len)
+    )
     return min(tokens, req.max_model_len_cap) if req.max_model_len_cap else tokens
 
 
@@ -351,8 +370,11 @@ def plan(req: PlanRequest) -> Plan | Refusal:
     """The flags and breakdown for `req`, or why nothing fits."""
     gpus = sorted(req.gpus, key=lambda g: (g.cc or (0, 0), g.total_mib, g.free_mib or 0), reverse=True)
     if not gpus:
-        return Refusal("no-gpu", "no NVIDIA GPU is visible: vLLM serves Voxtral Realtime on NVIDIA GPUs only (its CPU backend "
-                       "is far slower than real time)")
+        return Refusal(
+            "no-gpu",
+            "no NVIDIA GPU is visible: vLLM serves Voxtral Realtime on NVIDIA GPUs only (its CPU backend "
+            "is far slower than real time)",
+        )
     floor = _cc(knowledge.load()["gpu"]["min_compute_capability"])
     if gpus[0].cc is not None and gpus[0].cc < floor:
         g = gpus[0]
@@ -366,8 +388,11 @@ def plan(req: PlanRequest) -> Plan | Refusal:
     tp_sizes = tensor_parallel_sizes(req.arch)
     if req.tensor_parallel is not None:
         if req.tensor_parallel not in tp_sizes:
-            return Refusal("tensor-parallel", f"{req.tensor_parallel} GPUs: tensor parallelism must divide the model's "
-                           f"{req.arch.decoder_kv_heads} KV heads; use {', '.join(map(str, tp_sizes))}")
+            return Refusal(
+                "tensor-parallel",
+                f"{req.tensor_parallel} GPUs: tensor parallelism must divide the model's "
+                f"{req.arch.decoder_kv_heads} KV heads; use {', '.join(map(str, tp_sizes))}",
+            )
         if req.tensor_parallel > len(usable_gpus):
             return Refusal("tensor-parallel", f"{req.tensor_parallel} GPUs asked for, {len(usable_gpus)} usable here")
         sizes = [req.tensor_parallel]
@@ -378,7 +403,9 @@ def plan(req: PlanRequest) -> Plan | Refusal:
         result = _plan_group(req, tuple(usable_gpus[:tp]))
         if isinstance(result, Plan):
             if tp > 1 and req.tensor_parallel is None:
-                result.notes.append(f"One GPU is not enough: the plan splits the model over {tp} GPUs (tensor parallel).")
+                result.notes.append(
+                    f"One GPU is not enough: the plan splits the model over {tp} GPUs (tensor parallel)."
+                )
             return result
         first = first or result
     assert first is not None
@@ -427,9 +454,18 @@ def _plan_group(req: PlanRequest, gpus: tuple[Gpu, ...]) -> Plan | Refusal:
     room = budget - fixed.total
     kv = streams * per_stream
     breakdown = Breakdown(
-        total=total, free=free, margin=int(k["margin_mib"]), usable=usable, budget=budget,
-        weights=fixed.weights, activations=fixed.activations, non_torch=fixed.non_torch, graphs=fixed.graphs,
-        kv=kv, kv_per_stream=per_stream, headroom=budget - fixed.weights - fixed.activations - fixed.non_torch - fixed.graphs - kv,
+        total=total,
+        free=free,
+        margin=int(k["margin_mib"]),
+        usable=usable,
+        budget=budget,
+        weights=fixed.weights,
+        activations=fixed.activations,
+        non_torch=fixed.non_torch,
+        graphs=fixed.graphs,
+        kv=kv,
+        kv_per_stream=per_stream,
+        headroom=budget - fixed.weights - fixed.activations - fixed.non_torch - fixed.graphs - kv,
         safety=fixed.safety,
     )
     fp16 = any(g.cc is not None and g.cc < _cc(knowledge.load()["gpu"]["full_compute_capability"]) for g in gpus)
@@ -490,7 +526,9 @@ def _explain(req: PlanRequest, p: Plan, wanted: int, eager: bool) -> None:
     if req.hypothetical:
         reasons.append("planned for another machine: its GPU assumed otherwise idle")
     if eager and not req.force_eager:
-        p.notes.append("CUDA graphs are off (--enforce-eager): their memory is needed for the cache. Decoding is a little slower.")
+        p.notes.append(
+            "CUDA graphs are off (--enforce-eager): their memory is needed for the cache. Decoding is a little slower."
+        )
     if _tokens_for(req.session_minutes, req.arch) > req.arch.max_model_len:
         p.warnings.append(
             f"Voxtral Realtime's context is {req.arch.max_model_len} tokens ({_minutes(req.arch.max_model_len, req.arch):.0f} min "
@@ -503,12 +541,16 @@ def _explain(req: PlanRequest, p: Plan, wanted: int, eager: bool) -> None:
             f"{req.arch.ms_per_token} ms): {req.session_minutes:g} min does not fit. EchoPanel must restart sessions before that."
         )
     if p.streams_fit > p.streams:
-        p.notes.append(f"The cache has room for {p.streams_fit} streams at this batch budget: --streams {p.streams_fit} to allow them.")
+        p.notes.append(
+            f"The cache has room for {p.streams_fit} streams at this batch budget: --streams {p.streams_fit} to allow them."
+        )
     p.confidence = "low" if low else "medium"
     p.confidence_reasons = reasons
 
 
-def _refuse(req: PlanRequest, gpus: tuple[Gpu, ...], budget: int, usable: int, total: int, free: int, wanted: int) -> Refusal:
+def _refuse(
+    req: PlanRequest, gpus: tuple[Gpu, ...], budget: int, usable: int, total: int, free: int, wanted: int
+) -> Refusal:
     """Explain, in MiB, why the smallest configuration does not fit, and what would: fewer streams, a shorter
     session, or freeing the memory other processes hold."""
     k = _k()
@@ -527,7 +569,9 @@ def _refuse(req: PlanRequest, gpus: tuple[Gpu, ...], budget: int, usable: int, t
     ]
     held = total - free
     if held > margin:
-        numbers.append(f"other processes and the driver hold {held} MiB of it (`nvidia-smi` lists them); freeing memory leaves room for more")
+        numbers.append(
+            f"other processes and the driver hold {held} MiB of it (`nvidia-smi` lists them); freeing memory leaves room for more"
+        )
     one = stream_mib(arch, batch_budget(small, 1), wanted, tp)
     if req.streams > 1:
         fit = max_streams(arch, small, wanted, tp, room)
@@ -544,7 +588,10 @@ def _refuse(req: PlanRequest, gpus: tuple[Gpu, ...], budget: int, usable: int, t
                 "streams",
                 f"{req.streams} streams do not fit, even with shorter sessions; at most {fit} do{'es' if fit == 1 else ''}, "
                 f"with sessions up to {minutes:.0f} min (--streams {fit})",
-                [*numbers, f"one {req.session_minutes:g}-minute stream's KV cache needs {one} MiB; a {_minutes(shortest, arch):.1f}-minute one {need} MiB"],
+                [
+                    *numbers,
+                    f"one {req.session_minutes:g}-minute stream's KV cache needs {one} MiB; a {_minutes(shortest, arch):.1f}-minute one {need} MiB",
+                ],
             )
     longest = _longest(arch, small, tp, 1, room)
     if req.session_fixed and longest:
@@ -557,7 +604,9 @@ def _refuse(req: PlanRequest, gpus: tuple[Gpu, ...], budget: int, usable: int, t
             f"(--session-minutes {minutes}{fewer})",
             [*numbers, f"one {req.session_minutes:g}-minute stream's KV cache needs {one} MiB"],
         )
-    idle_budget = math.floor(total * min(float(k["max_utilization"]), math.floor((total - margin) / total * 100 + 1e-9) / 100))
+    idle_budget = math.floor(
+        total * min(float(k["max_utilization"]), math.floor((total - margin) / total * 100 + 1e-9) / 100)
+    )
     if held > 0 and idle_budget - fixed.total >= need:
         percent = math.ceil((fixed.total + need) * 100 / total)
         free_needed = margin + math.ceil(percent * total / 100)
@@ -565,7 +614,10 @@ def _refuse(req: PlanRequest, gpus: tuple[Gpu, ...], budget: int, usable: int, t
             "busy",
             f"only {free} of {names}'s {total} MiB are free (other processes and the driver hold {held} MiB); Voxtral Realtime "
             f"needs at least {free_needed} MiB free on it (one stream of {_minutes(shortest, arch):.1f}-minute sessions)",
-            [*numbers[:2], "Stop the processes holding GPU memory (`nvidia-smi` lists them), then run `echopanel-setup serve` again."],
+            [
+                *numbers[:2],
+                "Stop the processes holding GPU memory (`nvidia-smi` lists them), then run `echopanel-setup serve` again.",
+            ],
         )
     return Refusal(
         "memory",

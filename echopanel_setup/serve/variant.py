@@ -59,7 +59,11 @@ def _stamp(path: Path) -> dict[str, int]:
 def _is_current(target: Path, model_dir: Path, delay_ms: int) -> bool:
     try:
         marker = json.loads((target / MARKER).read_text(encoding="utf-8"))
-        if marker["source"] != str(model_dir) or marker["delay_ms"] != delay_ms or marker["tekken_source"] != _stamp(model_dir / TEKKEN):
+        if (
+            marker["source"] != str(model_dir)
+            or marker["delay_ms"] != delay_ms
+            or marker["tekken_source"] != _stamp(model_dir / TEKKEN)
+        ):
             return False
         for name in _linked_files():
             if (target / name).resolve() != (model_dir / name).resolve():
@@ -97,8 +101,10 @@ def ensure(model_dir: Path, delay_ms: int) -> Variant:
         return Variant(target, delay_ms, model_dir, created=False)
     if (target.exists() or target.is_symlink()) and not (target / MARKER).is_file() and not _empty_dir(target):
         # Not ours (a copy someone patched by hand, say): never replace what we did not make.
-        raise SetupError(f"{target} exists and was not made by echopanel-setup (it has no {MARKER}): move or rename it, "
-                         "then run this again")
+        raise SetupError(
+            f"{target} exists and was not made by echopanel-setup (it has no {MARKER}): move or rename it, "
+            "then run this again"
+        )
 
     tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

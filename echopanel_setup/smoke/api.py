@@ -31,9 +31,13 @@ def transcribe(
     client = mistral_cls(api_key=api_key, server_url=server_url, timeout_ms=int(limits.connect_s * 1000))
     budget = limits.connect_s + limits.session_s + limits.done_s + (0 if fast else len(pcm) / 2 / RATE)
     try:
-        return asyncio.run(asyncio.wait_for(_stream(client, audio_format, pcm, model, delay_ms, server_url, fast, limits), budget))
+        return asyncio.run(
+            asyncio.wait_for(_stream(client, audio_format, pcm, model, delay_ms, server_url, fast, limits), budget)
+        )
     except asyncio.TimeoutError:
-        raise ExternalError(f"{server_url}: no complete transcript within {budget:.0f} s (allow longer with --timeout)") from None
+        raise ExternalError(
+            f"{server_url}: no complete transcript within {budget:.0f} s (allow longer with --timeout)"
+        ) from None
     except ExternalError:
         raise
     except Exception as exc:  # noqa: BLE001 - the SDK's exceptions vary by version; each becomes one sentence
@@ -53,7 +57,9 @@ def load_sdk() -> tuple[Any, Any]:
     except metadata.PackageNotFoundError:
         raise UsageError(f"API mode needs Mistral's SDK, an optional extra: {install}") from None
     if Version(installed) < Version(api["min_sdk"]):
-        raise UsageError(f"mistralai {installed} has no realtime transcription (needs {api['min_sdk']} or newer): {install}")
+        raise UsageError(
+            f"mistralai {installed} has no realtime transcription (needs {api['min_sdk']} or newer): {install}"
+        )
     try:
         try:
             from mistralai.client import Mistral
@@ -65,7 +71,9 @@ def load_sdk() -> tuple[Any, Any]:
     return Mistral, AudioFormat(encoding="pcm_s16le", sample_rate=RATE)
 
 
-async def _stream(client, audio_format, pcm: bytes, model: str, delay_ms: int, server_url: str, fast: bool, limits: Limits) -> Transcript:  # type: ignore[no-untyped-def]
+async def _stream(
+    client, audio_format, pcm: bytes, model: str, delay_ms: int, server_url: str, fast: bool, limits: Limits
+) -> Transcript:  # type: ignore[no-untyped-def]
     t = Timings()
     marks: dict[str, float] = {}
     start = time.monotonic()
@@ -86,8 +94,12 @@ async def _stream(client, audio_format, pcm: bytes, model: str, delay_ms: int, s
     usage: dict[str, Any] | None = None
     deltas = 0
     events = client.audio.realtime.transcribe_stream(
-        audio_stream=audio(), model=model, audio_format=audio_format, target_streaming_delay_ms=delay_ms,
-        server_url=server_url, timeout_ms=int(limits.session_s * 1000),
+        audio_stream=audio(),
+        model=model,
+        audio_format=audio_format,
+        target_streaming_delay_ms=delay_ms,
+        server_url=server_url,
+        timeout_ms=int(limits.session_s * 1000),
     )
     try:
         async for event in events:
@@ -124,7 +136,9 @@ async def _stream(client, audio_format, pcm: bytes, model: str, delay_ms: int, s
 
 def _api_error(code: Any, message: str, server_url: str) -> ExternalError:
     if code in (401, 403):
-        return ExternalError(f"{server_url} refused the API key ({code}: {message}): check it at https://console.mistral.ai/api-keys")
+        return ExternalError(
+            f"{server_url} refused the API key ({code}: {message}): check it at https://console.mistral.ai/api-keys"
+        )
     return ExternalError(f"{server_url} sent error {code}: {message}")
 
 
@@ -142,11 +156,15 @@ def _sdk_error(exc: Exception, server_url: str, key_source: str, model: str) -> 
                 f"{server_url} refused the API key from {key_source} (HTTP {status}): check it at https://console.mistral.ai/api-keys"
             )
         if status == 404:
-            return ExternalError(f"{server_url} has no realtime transcription for model {model!r} (HTTP 404): check --model")
+            return ExternalError(
+                f"{server_url} has no realtime transcription for model {model!r} (HTTP 404): check --model"
+            )
         return ExternalError(f"{server_url} refused the realtime connection with HTTP {status}")
     if isinstance(cause, TimeoutError):  # an OSError too, but the server did answer the connection
         what = str(exc).splitlines()[0].rstrip(".") if str(exc) else "timed out"
-        return ExternalError(f"{server_url}: {what}: the server accepted the connection but does not answer (a proxy or firewall in the way, or an overloaded service)")
+        return ExternalError(
+            f"{server_url}: {what}: the server accepted the connection but does not answer (a proxy or firewall in the way, or an overloaded service)"
+        )
     if isinstance(cause, OSError):
         return ExternalError(f"cannot reach {server_url}: {cause.strerror or cause}")
     code = getattr(exc, "code", None)

@@ -77,7 +77,9 @@ def load(path: str | Path, reference: str | None = None) -> Clip:
         else:
             pcm = convert(samples, rate, channels)
     else:
-        raise UsageError(f"--audio {path}: not a WAV or FLAC file (it starts with {head[:4]!r}); convert it with ffmpeg or sox")
+        raise UsageError(
+            f"--audio {path}: not a WAV or FLAC file (it starts with {head[:4]!r}); convert it with ffmpeg or sox"
+        )
     if not pcm:
         raise UsageError(f"--audio {path}: the file holds no audio")
     return Clip(pcm, str(path), reference, description=f"{p.name}")
@@ -195,9 +197,41 @@ def _le(samples: array) -> bytes:
 def _decode_external(path: Path, what: str) -> bytes:
     """Decode with ffmpeg or sox, straight to 16 kHz mono PCM16; a clear error when neither exists."""
     if ffmpeg := shutil.which("ffmpeg"):
-        cmd = [ffmpeg, "-nostdin", "-v", "error", "-i", str(path), "-f", "s16le", "-acodec", "pcm_s16le", "-ac", "1", "-ar", str(RATE), "-"]
+        cmd = [
+            ffmpeg,
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-f",
+            "s16le",
+            "-acodec",
+            "pcm_s16le",
+            "-ac",
+            "1",
+            "-ar",
+            str(RATE),
+            "-",
+        ]
     elif sox := shutil.which("sox"):
-        cmd = [sox, "-q", str(path), "-t", "raw", "-e", "signed-integer", "-b", "16", "-L", "-c", "1", "-r", str(RATE), "-"]
+        cmd = [
+            sox,
+            "-q",
+            str(path),
+            "-t",
+            "raw",
+            "-e",
+            "signed-integer",
+            "-b",
+            "16",
+            "-L",
+            "-c",
+            "1",
+            "-r",
+            str(RATE),
+            "-",
+        ]
     else:
         raise UsageError(
             f"--audio {path}: reading {what} needs ffmpeg or sox, and neither is on PATH; install one "
@@ -209,5 +243,7 @@ def _decode_external(path: Path, what: str) -> bytes:
         raise UsageError(f"--audio {path}: {Path(cmd[0]).name} took over {_DECODE_TIMEOUT_S} s to decode it") from None
     if done.returncode != 0:
         why = done.stderr.decode(errors="replace").strip().splitlines()
-        raise UsageError(f"--audio {path}: {Path(cmd[0]).name} could not decode it: {why[-1] if why else 'exit ' + str(done.returncode)}")
+        raise UsageError(
+            f"--audio {path}: {Path(cmd[0]).name} could not decode it: {why[-1] if why else 'exit ' + str(done.returncode)}"
+        )
     return done.stdout

@@ -51,14 +51,24 @@ def transcribe(ws_url: str, model: str, pcm: bytes, *, api_key: str | None, fast
     return asyncio.run(_transcribe(ws_url, model, pcm, api_key=api_key, fast=fast, limits=limits))
 
 
-async def _transcribe(ws_url: str, model: str, pcm: bytes, *, api_key: str | None, fast: bool, limits: Limits) -> Transcript:
+async def _transcribe(
+    ws_url: str, model: str, pcm: bytes, *, api_key: str | None, fast: bool, limits: Limits
+) -> Transcript:
     from websockets.asyncio.client import connect
 
     t = Timings()
     start = time.monotonic()
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
     try:
-        ws = await connect(ws_url, additional_headers=headers, open_timeout=limits.connect_s, close_timeout=2, compression=None, max_size=2**24, **_no_proxy_for_loopback(ws_url))
+        ws = await connect(
+            ws_url,
+            additional_headers=headers,
+            open_timeout=limits.connect_s,
+            close_timeout=2,
+            compression=None,
+            max_size=2**24,
+            **_no_proxy_for_loopback(ws_url),
+        )
     except Exception as exc:  # noqa: BLE001 - every handshake failure becomes one sentence
         raise _handshake_error(ws_url, exc, bool(api_key)) from None
     t.connect_s = time.monotonic() - start
@@ -70,7 +80,9 @@ async def _transcribe(ws_url: str, model: str, pcm: bytes, *, api_key: str | Non
         if first.get("type") == "error":
             raise ServerEventError(first.get("code"), _error_text(first))
         if first.get("type") != "session.created":
-            raise ExternalError(f"{ws_url} opened with {first.get('type')!r} instead of session.created: not vLLM's realtime protocol")
+            raise ExternalError(
+                f"{ws_url} opened with {first.get('type')!r} instead of session.created: not vLLM's realtime protocol"
+            )
         await ws.send(json.dumps({"type": "session.update", "model": model}))
         await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
         state = _Received()
@@ -100,7 +112,9 @@ async def _transcribe(ws_url: str, model: str, pcm: bytes, *, api_key: str | Non
     t.total_s = time.monotonic() - start
     if state.first_delta is not None and state.audio_started is not None:
         t.first_delta_s = state.first_delta - state.audio_started
-    return Transcript(state.text if state.text is not None else "".join(state.parts), state.deltas, t, state.usage, model)
+    return Transcript(
+        state.text if state.text is not None else "".join(state.parts), state.deltas, t, state.usage, model
+    )
 
 
 def _no_proxy_for_loopback(ws_url: str) -> dict[str, Any]:
@@ -194,13 +208,17 @@ async def _recv(ws, timeout: float, waiting_for: str) -> dict[str, Any]:  # type
     try:
         raw = await asyncio.wait_for(ws.recv(), timeout)
     except asyncio.TimeoutError:
-        raise ExternalError(f"no {waiting_for} within {timeout:.0f} s: the server accepted the WebSocket but stays silent") from None
+        raise ExternalError(
+            f"no {waiting_for} within {timeout:.0f} s: the server accepted the WebSocket but stays silent"
+        ) from None
     except ConnectionClosed as exc:
         raise _dropped(exc, _Received()) from None
     try:
         event = json.loads(raw)
     except ValueError:
-        raise ExternalError(f"the server sent a frame that is not JSON while we waited for {waiting_for}: not vLLM's realtime protocol") from None
+        raise ExternalError(
+            f"the server sent a frame that is not JSON while we waited for {waiting_for}: not vLLM's realtime protocol"
+        ) from None
     return event if isinstance(event, dict) else {"type": None}
 
 
@@ -230,7 +248,9 @@ def _handshake_error(url: str, exc: Exception, sent_key: bool) -> ExternalError:
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
         return ExternalError(f"{url}: the WebSocket did not open within the connect timeout")
     if isinstance(exc, InvalidHandshake):
-        return ExternalError(f"{url} did not complete a WebSocket handshake ({exc}): a proxy in the way, or not a vLLM server")
+        return ExternalError(
+            f"{url} did not complete a WebSocket handshake ({exc}): a proxy in the way, or not a vLLM server"
+        )
     if isinstance(exc, OSError):
         return ExternalError(f"cannot reach {url}: {exc.strerror or exc}")
     return ExternalError(f"{url}: the WebSocket failed to open: {type(exc).__name__}: {exc}")

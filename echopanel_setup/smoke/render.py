@@ -41,7 +41,9 @@ def to_document(r: SmokeResult) -> dict[str, Any]:
         },
         "transcript": r.transcript.text,
         "reference": r.clip.reference,
-        "wer": None if r.score is None else {
+        "wer": None
+        if r.score is None
+        else {
             "value": round(r.score.wer, 4),
             "substitutions": r.score.substitutions,
             "deletions": r.score.deletions,
@@ -86,10 +88,16 @@ def render_human(r: SmokeResult, out: TextIO | None = None) -> None:
     con = console(out or sys.stdout)
     t = r.transcript.timings
     server = f"vLLM {r.server_version}" if r.server_version else ("vLLM ?" if r.route != "api" else "hosted")
-    con.print(f"[bold]echopanel-setup smoke[/]  ·  {_WHERE[r.target.mode]} at {escape(r.target.url)} ({escape(server)})  ·  model {escape(r.model)}")
+    con.print(
+        f"[bold]echopanel-setup smoke[/]  ·  {_WHERE[r.target.mode]} at {escape(r.target.url)} ({escape(server)})  ·  model {escape(r.model)}"
+    )
     kind = f"bundled clip, {escape(r.clip.description)}" if r.clip.source == "bundled" else escape(r.clip.source)
     con.print(f"Audio:      {kind}, {r.clip.duration_s:.1f} s")
-    route = {"realtime": "realtime WebSocket /v1/realtime", "http": "HTTP /v1/audio/transcriptions", "api": "Mistral realtime transcription"}[r.route]
+    route = {
+        "realtime": "realtime WebSocket /v1/realtime",
+        "http": "HTTP /v1/audio/transcriptions",
+        "api": "Mistral realtime transcription",
+    }[r.route]
     if r.route != "http":
         route += ", full speed (--fast)" if r.fast else ", paced like a live microphone"
     if r.target.delay_ms:
@@ -106,7 +114,10 @@ def render_human(r: SmokeResult, out: TextIO | None = None) -> None:
             f"limit {r.max_wer:.0%})  {verdict}"
         )
     else:
-        con.print("WER:        – not measured (no reference text)  " + ("[green]✓ transcribed[/]" if r.passed else "[bold red]✗ empty transcript[/]"))
+        con.print(
+            "WER:        – not measured (no reference text)  "
+            + ("[green]✓ transcribed[/]" if r.passed else "[bold red]✗ empty transcript[/]")
+        )
     parts = []
     if t.first_delta_s is not None:
         parts.append(f"first text {t.first_delta_s * 1000:.0f} ms after the first audio")

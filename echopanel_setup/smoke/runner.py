@@ -113,13 +113,17 @@ def resolve(opts: SmokeOptions, environ: dict[str, str] | None = None) -> Target
     if not url:
         url = values.get(envconfig.URL)
         if not url and mode == "remote":
-            raise UsageError(f"--mode remote needs --url http://GPU-HOST:8000 (or {envconfig.URL} in the EchoPanel config)")
+            raise UsageError(
+                f"--mode remote needs --url http://GPU-HOST:8000 (or {envconfig.URL} in the EchoPanel config)"
+            )
         url = url or knowledge.load()["server"]["default_url"]
     key, source = (opts.api_key, "--api-key") if opts.api_key else (env.get("VLLM_API_KEY"), "VLLM_API_KEY")
     return Target(mode, url, key or None, source if key else None, None, reason)
 
 
-def _api_target(opts: SmokeOptions, values: dict[str, str], env: dict[str, str], url: str | None, reason: str) -> Target:
+def _api_target(
+    opts: SmokeOptions, values: dict[str, str], env: dict[str, str], url: str | None, reason: str
+) -> Target:
     key, source = opts.api_key, "--api-key"
     if not key:
         for var in knowledge.load()["smoke"]["api"]["key_vars"]:
@@ -130,7 +134,9 @@ def _api_target(opts: SmokeOptions, values: dict[str, str], env: dict[str, str],
                 key, source = values[var], f"{var} in the EchoPanel config"
                 break
     if not key:
-        raise UsageError("API mode needs a Mistral API key: pass --api-key, or export VOXTRAL_MISTRAL_API_KEY or MISTRAL_API_KEY (https://console.mistral.ai/api-keys)")
+        raise UsageError(
+            "API mode needs a Mistral API key: pass --api-key, or export VOXTRAL_MISTRAL_API_KEY or MISTRAL_API_KEY (https://console.mistral.ai/api-keys)"
+        )
     raw_delay = values.get(envconfig.DELAY)
     if raw_delay and (problem := envconfig.validate_delay(raw_delay)):
         raise UsageError(f"{problem} (fix it with `echopanel-setup configure --delay-ms N`)")
@@ -168,8 +174,14 @@ def run(opts: SmokeOptions, status: Callable[[str], None] | None = None) -> Smok
         model = opts.model or knowledge.load()["model"]["api_model"]
         say(f"streaming {clip.duration_s:.1f} s of audio to {target.url} {pacing}")
         transcript = api.transcribe(
-            clip.pcm, api_key=target.api_key or "", key_source=target.key_source or "", model=model,
-            delay_ms=target.delay_ms or 0, server_url=target.url, fast=opts.fast, limits=limits,
+            clip.pcm,
+            api_key=target.api_key or "",
+            key_source=target.key_source or "",
+            model=model,
+            delay_ms=target.delay_ms or 0,
+            server_url=target.url,
+            fast=opts.fast,
+            limits=limits,
         )
         version, served, discovery_wait, route = None, [model], 0.0, "api"
     else:
@@ -180,7 +192,9 @@ def run(opts: SmokeOptions, status: Callable[[str], None] | None = None) -> Smok
         info = server.discover(ep, target.api_key, _start_hint(target.mode), limits.connect_s)
         model = server.choose_model(ep.http_base, info.models, opts.model)
         if not server.is_voxtral_realtime(model):
-            notes.append(f"the served model {model!r} does not look like Voxtral Realtime ({knowledge.load()['model']['repo']})")
+            notes.append(
+                f"the served model {model!r} does not look like Voxtral Realtime ({knowledge.load()['model']['repo']})"
+            )
         version, served, discovery_wait = info.version, info.models, info.waiting_s
         if opts.http:
             say(f"posting {clip.duration_s:.1f} s of audio to {ep.http_base}/v1/audio/transcriptions")
@@ -190,15 +204,28 @@ def run(opts: SmokeOptions, status: Callable[[str], None] | None = None) -> Smok
             from echopanel_setup.smoke import client
 
             say(f"streaming {clip.duration_s:.1f} s of audio to {ep.ws_url} {pacing}")
-            transcript = client.transcribe(ep.ws_url, model, clip.pcm, api_key=target.api_key, fast=opts.fast, limits=limits)
+            transcript = client.transcribe(
+                ep.ws_url, model, clip.pcm, api_key=target.api_key, fast=opts.fast, limits=limits
+            )
             route = "realtime"
     score = wer(clip.reference, transcript.text) if clip.reference is not None else None
     if score is None:
         notes.append("no reference text: WER not measured (pass --expect TEXT with --audio)")
     wall = time.monotonic() - started
     return SmokeResult(
-        target, route, clip, transcript, model, version, served, score, float(max_wer), wall,
-        discovery_wait + transcript.timings.waiting_s, opts.fast, notes,
+        target,
+        route,
+        clip,
+        transcript,
+        model,
+        version,
+        served,
+        score,
+        float(max_wer),
+        wall,
+        discovery_wait + transcript.timings.waiting_s,
+        opts.fast,
+        notes,
     )
 
 

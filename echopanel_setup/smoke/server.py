@@ -63,7 +63,9 @@ def discover(ep: Endpoint, api_key: str | None, start_hint: str, timeout: float)
     with http_client(ep.http_base, timeout) as client:
         health = _get(client, f"{ep.http_base}/health", {}, start_hint, timeout, info)
         if health.status_code == 404:
-            raise ExternalError(f"{ep.http_base} has no /health (HTTP 404): not a vLLM server; check the host, port and path")
+            raise ExternalError(
+                f"{ep.http_base} has no /health (HTTP 404): not a vLLM server; check the host, port and path"
+            )
         if health.status_code != 200:
             raise ExternalError(
                 f"{ep.http_base}/health answered HTTP {health.status_code}: the engine is not ready (still loading, or it died); "
@@ -76,7 +78,9 @@ def discover(ep: Endpoint, api_key: str | None, start_hint: str, timeout: float)
     if models.status_code == 401:
         raise ExternalError(unauthorized(ep.http_base, bool(api_key)))
     if models.status_code != 200:
-        raise ExternalError(f"{ep.http_base}/v1/models answered HTTP {models.status_code}: not vLLM's OpenAI-compatible server")
+        raise ExternalError(
+            f"{ep.http_base}/v1/models answered HTTP {models.status_code}: not vLLM's OpenAI-compatible server"
+        )
     try:
         info.models = [str(m["id"]) for m in _json(models)["data"]]
     except (KeyError, TypeError):
@@ -115,23 +119,36 @@ def transcribe_http(ep: Endpoint, model: str, wav: bytes, api_key: str | None, t
     try:
         with http_client(ep.http_base, timeout) as client:
             started = time.monotonic()
-            response = client.post(url, headers=auth, files={"file": ("smoke.wav", wav, "audio/wav")}, data={"model": model, "response_format": "json"})
+            response = client.post(
+                url,
+                headers=auth,
+                files={"file": ("smoke.wav", wav, "audio/wav")},
+                data={"model": model, "response_format": "json"},
+            )
     except httpx.TimeoutException:
-        raise ExternalError(f"{url}: no answer within {timeout:.0f} s: the server is stalled or overloaded (allow longer with --timeout)") from None
+        raise ExternalError(
+            f"{url}: no answer within {timeout:.0f} s: the server is stalled or overloaded (allow longer with --timeout)"
+        ) from None
     except httpx.HTTPError as exc:
         raise ExternalError(f"{url}: {_first_line(exc)}") from None
     elapsed = time.monotonic() - started
     if response.status_code == 401:
         raise ExternalError(unauthorized(ep.http_base, bool(api_key)))
     if response.status_code == 404:
-        raise ExternalError(f"{url} does not exist (HTTP 404): this vLLM has no transcription route for the model; use the realtime route (drop --http)")
+        raise ExternalError(
+            f"{url} does not exist (HTTP 404): this vLLM has no transcription route for the model; use the realtime route (drop --http)"
+        )
     body = _json(response)
     if response.status_code != 200:
-        raise ExternalError(f"{url} answered HTTP {response.status_code}: {_error_message(body) or response.text[:200]}")
+        raise ExternalError(
+            f"{url} answered HTTP {response.status_code}: {_error_message(body) or response.text[:200]}"
+        )
     if not isinstance(body.get("text"), str):
         raise ExternalError(f"{url} answered without a transcript text: not vLLM's transcription API")
     timings = Timings(total_s=elapsed, waiting_s=elapsed, final_to_done_s=elapsed)
-    return Transcript(body["text"], 0, timings, body.get("usage") if isinstance(body.get("usage"), dict) else None, model)
+    return Transcript(
+        body["text"], 0, timings, body.get("usage") if isinstance(body.get("usage"), dict) else None, model
+    )
 
 
 def http_client(base: str, timeout: float):  # type: ignore[no-untyped-def]
@@ -142,9 +159,13 @@ def http_client(base: str, timeout: float):  # type: ignore[no-untyped-def]
 
     local = envconfig.is_local_url(base)
     try:
-        return httpx.Client(timeout=timeout, follow_redirects=False, trust_env=not local, verify=base.startswith("https://"))
+        return httpx.Client(
+            timeout=timeout, follow_redirects=False, trust_env=not local, verify=base.startswith("https://")
+        )
     except ImportError as exc:  # a SOCKS proxy in ALL_PROXY without httpx's socks extra
-        raise UsageError(f"the proxy from your environment cannot be used: {_first_line(exc)} (or unset ALL_PROXY/HTTPS_PROXY)") from None
+        raise UsageError(
+            f"the proxy from your environment cannot be used: {_first_line(exc)} (or unset ALL_PROXY/HTTPS_PROXY)"
+        ) from None
 
 
 def _get(client, url: str, headers: dict[str, str], start_hint: str, timeout: float, info: ServerInfo):  # type: ignore[no-untyped-def]
@@ -183,7 +204,9 @@ def _error_message(body: dict) -> str | None:  # type: ignore[type-arg]
 def unauthorized(base: str, sent_key: bool) -> str:
     """The 401 sentence, shared by the HTTP routes and the WebSocket handshake."""
     if sent_key:
-        return f"{base} refused the API key (HTTP 401): use the key the server was started with (--api-key / VLLM_API_KEY)"
+        return (
+            f"{base} refused the API key (HTTP 401): use the key the server was started with (--api-key / VLLM_API_KEY)"
+        )
     return f"{base} wants an API key (HTTP 401): pass --api-key or set VLLM_API_KEY to the server's --api-key"
 
 
