@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import sys
 from enum import Enum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from echopanel_setup import __version__
 from echopanel_setup.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, SetupError, UsageError
+
+if TYPE_CHECKING:
+    from echopanel_setup.serve.context import ServeOptions
 
 _APP_SETTINGS = dict(
     name="echopanel-setup",
@@ -410,7 +413,7 @@ def serve(
 
     Exit codes: 0 ok · 1 nothing fits / the server failed to start · 2 bad input · 3 not ready in time · 130 Ctrl-C.
     """
-    from echopanel_setup.serve.main import ServeOptions, run
+    from echopanel_setup.serve.context import ServeOptions
 
     opts = ServeOptions(
         gpu_memory=gpu_memory,
@@ -440,7 +443,16 @@ def serve(
         image=image,
         verbose=verbose,
     )
-    raise typer.Exit(run(opts))
+    _serve(opts)
+
+
+def _serve(opts: ServeOptions) -> None:
+    """Run `serve` (or one of its lifecycle actions) and render its result."""
+    from echopanel_setup.serve import main, render
+
+    result = main.run(opts)
+    render.emit(result)
+    raise typer.Exit(result.exit_code)
 
 
 @app.command()

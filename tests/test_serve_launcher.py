@@ -147,6 +147,15 @@ def test_a_recorded_oom_is_explained_after_one_retry(machine: Machine) -> None:
     assert launcher.Record.read() is None
 
 
+def test_a_failed_start_under_json_prints_its_document(machine: Machine) -> None:
+    machine.scenario("tokenizer")
+    out = run_cli(*machine.args("--detach", "--json"))
+    assert out.returncode == 1
+    doc = json.loads(out.stdout)
+    assert doc["command"] == "serve" and doc["action"] == "detach" and not doc["ok"] and doc["exit_code"] == 1
+    assert doc["failure"]["id"] == "tokenizer-kwargs" and "install vllm" in " ".join(doc["failure"]["commands"])
+
+
 def test_the_tokenizer_error_stops_with_cause_and_fix_and_no_retry(machine: Machine) -> None:
     machine.scenario("tokenizer")
     out = run_cli(*machine.args("--exec"))

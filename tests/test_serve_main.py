@@ -186,3 +186,16 @@ def test_the_json_document_names_where_the_model_shape_came_from(machine: Machin
     assert json.loads(replay("linux-4080.json", "--json").stdout)["model_arch_source"].startswith(
         "built-in: download-and-memory.md B4"
     )
+
+
+def test_every_serve_document_starts_with_the_shared_header() -> None:
+    """The plan, a refusal, status and stop: one JSON document each, with report.header()'s fields."""
+    for args, command in (
+        (["--gpu", "H100", "--json"], "serve"),
+        (["--facts", str(FACTS_DIR / "linux-v100.json"), "--json"], "serve"),
+        (["--status", "--json"], "serve status"),
+        (["--stop", "--json"], "serve stop"),
+    ):
+        doc = json.loads(run_cli("serve", *args).stdout)
+        assert doc["schema_version"] == 1 and doc["command"] == command, args
+        assert doc["tool"]["name"] == "echopanel-setup", args

@@ -1,0 +1,386 @@
+"""All of `serve`'s output: the command (or file) alone on stdout, so `serve > unit.service` and
+`eval "$(serve)"` work; the plan, progress, notes and warnings on stderr; under `--json` one JSON document on
+stdout and nothing else there — or, for a live `logs --follow --json`, one JSON object per line (NDJSON).
+
+`emit` renders a finished `ServeResult`; the other public functions are the live events of a launch (phases,
+failures, the retry, "ready"), which cannot wait for the end of a foreground server.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from echopanel_setup import envconfig
+from echopanel_setup.report import header
+from echopanel_setup.serve import launcher, planner
+from echopanel_setup.serve.context import Context
+from echopanel_setup.serve.prepare import Built
+from echopanel_setup.serve.result import Launch, Logs, Planned, Refusal, ServeResult, Stopped
+
+SCHEMA_VERSION = 1
+
+
+def _err():  # type: ignore[no-untyped-def]
+    from echopanel_setup.report import console
+
+    return console(sys.stderr)
+
+
+def _esc(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def write_json(doc: dict[str, Any], indent: int | None = 2) -> None:
+    sys.stdout.write(json.dumps(doc, indent=indent, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+# --- finished results -------------------------------------------------------------------------------------------
+
+
+def emit(result: ServeResult) -> None:
+    """Render what `main.run` returned (human text, or one JSON document with `--json`)."""
+    if result.planned is not None:
+        _planned(result.planned, result.as_json)
+    elif result.refused is not None:
+        _refused(result.refused, result.as_json)
+    elif result.launch is not None:
+        _launched(result.launch, result.as_json)
+    elif result.status is not None:
+        _status(result.status, result.as_json)
+    elif result.logs is not None:
+        _logs(result.logs, result.as_json)
+    elif result.stopped is not None:
+        _stopped(result.stopped, result.as_json)
+
+
+def error_document(command: str, message: str, exit_code: int) -> dict[str, Any]:
+    """The one JSON document a failed `serve --json` run prints (exit 2, 3 or 4)."""
+    return {**header(command, SCHEMA_VERSION), "ok": False, "exit_code": exit_code, "error": {"message": message}}
+
+
+def plan_document(p: Planned) -> dict[str, Any]:
+    """The plan and its command: `--json` and `--format json`."""
+    ctx, built = p.ctx, p.built
+    cmd, s = built.cmd, built.settings
+    return {
+        **header("serve", SCHEMA_VERSION),
+        "vllm_version": ctx.version,
+        "flags_source": cmd.flags_source,
+        "flags_fallback_reason": built.flags_note,
+        "argv": [*cmd.executable, "serve", cmd.model, *cmd.args],
+        "env": cmd.env,
+        "shell": cmd.shell(),
+        "skipped_flags": cmd.skipped,
+        "model_dir": str(ctx.model_dir),
+        "served_dir": str(built.served_dir),
+        "delay_ms": built.delay_ms,
+        "url": built.url,
+        "served_model_name": s.served_model_name,
+        "plan": built.plan.summary(),
+        "model_arch_source": ctx.request.arch.source,
+        "notes": built.notes,
+        "replayed_facts": ctx.replayed,
+        "hypothetical_gpu": ctx.hypothetical,
+    }
+
+
+def _planned(p: Planned, as_json: bool) -> None:
+    if as_json:
+        write_json(plan_document(p))
+        return
+    print(p.text)
+    explain_plan(p.ctx, p.built, p.fmt)
+
+
+def _refused(r: Refusal, as_json: bool) -> None:
+    refusal = r.refusal
+    if as_json:
+        write_json(
+            {
+                **header("serve", SCHEMA_VERSION),
+                "refused": True,
+                "kind": refusal.kind,
+                "reason": refusal.reason,
+                "details": refusal.details,
+                "alternatives": r.alternatives,
+            }
+        )
+        return
+    con = _err()
+    con.print(f"[bold red]✗ fail[/] no command: {_esc(refusal.reason)}")
+    for line in refusal.details:
+        con.print(f"    [dim]{_esc(line)}[/]")
+    if r.alternatives:
+        con.print(
+            "Run Voxtral another way (each with the lines for EchoPanel's config, "
+            "`echopanel-setup configure` writes them):"
+        )
+    for line in r.alternatives:
+        con.print(f"  • {_esc(line)}")
+
+
+def explain_plan(ctx: Context, built: Built, fmt: str) -> None:
+    """The plan in numbers, on stderr: GPUs, sessions, the memory breakdown, warnings, confidence, flags."""
+    con = _err()
+    p, b = built.plan, built.plan.breakdown
+    gpus = " + ".join(
+        f"{g.name} ({g.total_mib} MiB"
+        + (f", {g.free_mib} free" if g.free_mib is not None and not ctx.hypothetical else "")
+        + ")"
+        for g in p.gpus
+    )
+    source = " (replayed facts)" if ctx.replayed else " (planned for another machine)" if ctx.hypothetical else ""
+    con.print(
+        f"[bold]Plan[/] for {_esc(gpus)}{source} · vLLM {ctx.version or 'not installed'} · "
+        f"confidence [bold]{p.confidence}[/]"
+    )
+    streams = f"{p.streams} stream{'s' if p.streams > 1 else ''}"
+    con.print(
+        f"  sessions up to {p.session_minutes:.0f} min (--max-model-len {p.max_model_len}) · {streams} planned, "
+        f"room for {p.streams_fit} · longest session that fits: {p.longest_session_minutes:.0f} min"
+    )
+    per_gpu = " per GPU" if p.tensor_parallel_size > 1 else ""
+    parts = " + ".join(f"{name} {mib}" for name, mib in b.parts())
+    con.print(
+        f"  memory{per_gpu} (MiB): {_esc(parts)} = {b.budget} of {b.usable} usable "
+        f"(--gpu-memory-utilization {p.gpu_memory_utilization:.2f})"
+    )
+    con.print(
+        f"  [dim]headroom = spare KV cache + {b.safety} MiB safety; {b.margin} MiB stay outside vLLM's budget "
+        "for its CUDA context[/]"
+    )
+    for w in p.warnings:
+        con.print(f"[yellow]! warn[/] {_esc(w)}")
+    for n in [*p.notes, *built.notes]:
+        con.print(f"  {_esc(n)}")
+    con.print(f"  [dim]confidence {p.confidence}: {_esc('; '.join(p.confidence_reasons))}[/]")
+    con.print(
+        f"  [dim]flags: {_esc(built.cmd.flags_source)}{_esc(f' ({built.flags_note})') if built.flags_note else ''}[/]"
+    )
+    for s in built.cmd.skipped:
+        con.print(f"[yellow]! warn[/] not emitted: {_esc(s)}")
+    if fmt == "shell" and not ctx.hypothetical and not ctx.replayed:
+        con.print("  Run it with `echopanel-setup serve --exec` (or --detach), which also checks the server answers.")
+
+
+def _launched(launch: Launch, as_json: bool) -> None:
+    """The end of a launch; "ready" (and its JSON document) went out live, see `ready`."""
+    outcome = launch.outcome
+    if not outcome.ok:
+        if as_json:
+            write_json(_launch_document(launch))
+        elif outcome.failure:
+            con = _err()
+            for command in outcome.failure.commands:
+                con.print(f"         [cyan]{_esc(command)}[/]")
+    elif launch.vllm_exit_code is not None:
+        _err().print(f"vLLM exited with code {launch.vllm_exit_code}.")
+
+
+def _launch_document(launch: Launch) -> dict[str, Any]:
+    record, outcome, built = launch.outcome.record, launch.outcome, launch.built
+    failure = outcome.failure
+    return {
+        **header("serve", SCHEMA_VERSION),
+        "action": "detach" if launch.detached else "exec",
+        "ok": outcome.ok,
+        "exit_code": 0 if outcome.ok else 1,
+        "pid": record.pid,
+        "url": record.url,
+        "served_model_name": record.served_model_name,
+        "log": record.log,
+        "argv": record.argv,
+        "env": built.cmd.env,
+        "vllm_figures": outcome.figures,
+        "plan": built.plan.summary(),
+        "failure": None
+        if outcome.ok
+        else {
+            "reason": outcome.reason,
+            "id": failure.id if failure else None,
+            "title": failure.title if failure else None,
+            "line": failure.line if failure else None,
+            "line_no": failure.line_no if failure else None,
+            "cause": failure.cause if failure else None,
+            "fix": failure.fix if failure else None,
+            "commands": failure.commands if failure else [],
+        },
+    }
+
+
+def _status(st: launcher.Status, as_json: bool) -> None:
+    r = st.record
+    if as_json:
+        write_json(
+            {
+                **header("serve status", SCHEMA_VERSION),
+                "running": st.running,
+                "ready": st.health == 200,
+                "pid": r.pid if r else None,
+                "url": r.url if r else None,
+                "served_model_name": r.served_model_name if r else None,
+                "vllm_version": r.vllm_version if r else None,
+                "detached": r.detached if r else None,
+                "log": r.log if r else str(launcher.log_path()),
+                "health": st.health,
+                "models": st.models,
+                "phase": st.phase,
+                "uptime_s": round(st.uptime_s, 1) if st.uptime_s is not None else None,
+                "error": st.error,
+            }
+        )
+        return
+    if not st.running or r is None:
+        print("not running: no server started by echopanel-setup is running")
+        return
+    ready = (
+        "ready"
+        if st.health == 200
+        else f"{launcher.phase_title(st.phase or 'starting')} (/health {st.health or 'no answer'})"
+    )
+    print(
+        f"running, {ready}: pid {r.pid}, {r.url}, up {launcher.duration(st.uptime_s or 0)}, "
+        f"vLLM {r.vllm_version or '?'}, {'background' if r.detached else 'foreground'}"
+    )
+    if st.models is not None:
+        print(f"models: {', '.join(st.models)}")
+    print(f"log: {r.log}")
+    if st.error:
+        _err().print(f"[yellow]! warn[/] {_esc(st.error)}")
+
+
+def log_writer(as_json: bool) -> Callable[[str, str], None]:
+    """Where each line of a followed log goes as it comes: the line itself, or one JSON object per line (NDJSON)."""
+    if not as_json:
+        return lambda log, line: print(line, flush=True)
+    head = header("serve logs", SCHEMA_VERSION)
+    return lambda log, line: write_json({**head, "event": "log", "log": log, "line": line}, indent=None)
+
+
+def _logs(logs: Logs, as_json: bool) -> None:
+    if logs.followed:
+        return
+    if as_json:
+        write_json({**header("serve logs", SCHEMA_VERSION), "log": str(logs.log), "lines": logs.lines})
+        return
+    for line in logs.lines:
+        print(line)
+
+
+def _stopped(s: Stopped, as_json: bool) -> None:
+    record = s.record
+    if as_json:
+        write_json(
+            {
+                **header("serve stop", SCHEMA_VERSION),
+                "stopped": record is not None,
+                "pid": record.pid if record else None,
+                "seconds": round(s.seconds, 1),
+            }
+        )
+    elif record is None:
+        print("nothing to stop: no server started by echopanel-setup is running")
+    else:
+        print(f"stopped vLLM (pid {record.pid}, {record.url}) in {launcher.duration(s.seconds)}")
+
+
+# --- live events of a launch ------------------------------------------------------------------------------------
+
+
+def reading_flags(version: str | None, timeout: float) -> None:
+    _err().print(
+        f"Reading the flags vLLM {version} accepts (`vllm serve --help=all`, once per version, up to {timeout:.0f} s)…"
+    )
+
+
+def starting(built: Built) -> None:
+    cmd = built.cmd
+    _err().print(f"Starting: [cyan]{_esc(shlex.join([*cmd.executable, 'serve', cmd.model, *cmd.redacted_args()]))}[/]")
+
+
+def progress(message: str) -> None:
+    """A start-up phase or a wait note."""
+    _err().print(f"  {_esc(message)}")
+
+
+def vllm_line(line: str) -> None:
+    """A line of vLLM's own log, relayed."""
+    _err().print(f"  [dim]{_esc(line)}[/]")
+
+
+def start_failed(outcome: launcher.Outcome) -> None:
+    con = _err()
+    m = outcome.failure
+    if m is None:
+        con.print(f"[bold red]✗ fail[/] {_esc(outcome.reason)}")
+        con.print(f"  Log:   {_esc(outcome.record.log)} (`echopanel-setup serve --logs`)")
+        return
+    con.print(f"[bold red]✗ fail[/] {_esc(m.title)} ({m.id}, log line {m.line_no})")
+    con.print(f"  [dim]{_esc(m.line)}[/]")
+    con.print(f"  Cause: {_esc(m.cause)}")
+    con.print(f"  Fix:   {_esc(m.fix)}")
+    if m.suggestion:
+        con.print(f"  Try:   {_esc(m.suggestion)}")
+    con.print(f"  Log:   {_esc(outcome.record.log)}")
+
+
+def no_smaller_plan(reason: str) -> None:
+    _err().print(f"  no smaller plan fits: {_esc(reason)}")
+
+
+def retrying(plan: planner.Plan) -> None:
+    graphs = "--enforce-eager" if plan.cudagraph_mode == "eager" else f"{plan.cudagraph_mode} graphs"
+    line = (
+        f"--max-model-len {plan.max_model_len} --gpu-memory-utilization {plan.gpu_memory_utilization:.2f} "
+        f"--max-num-batched-tokens {plan.max_num_batched_tokens}, {graphs}"
+    )
+    _err().print(
+        f"Retrying once with the adjusted plan (the failed attempt's log is kept as {launcher.log_path().name}.1): "
+        f"{_esc(line)}"
+    )
+
+
+def ready(launch: Launch, as_json: bool) -> None:
+    """vLLM answers: its JSON document (under --json) and the human summary, before a foreground run goes on."""
+    record, f, built = launch.outcome.record, launch.outcome.figures, launch.built
+    if as_json:
+        write_json(_launch_document(launch))
+    b = built.plan.breakdown
+    planned_kv_gib = (b.kv + b.headroom) / 1024
+    measured = f"vLLM: KV cache {f['kv_memory.gib']} GiB" if "kv_memory.gib" in f else "vLLM printed no KV figures"
+    if "kv_tokens.tokens" in f:
+        measured += f", {f['kv_tokens.tokens']} tokens"
+    if "concurrency.times" in f:
+        measured += f", {f['concurrency.times']}x concurrency at {f['concurrency.tokens']} tokens"
+    con = _err()
+    con.print(
+        f"[green]✓ ok[/] vLLM is ready at {record.url} (pid {record.pid}): /health 200, /v1/models lists "
+        f"{_esc(record.served_model_name)}, /v1/realtime sent session.created"
+    )
+    con.print(f"  {_esc(measured)} · planned: {planned_kv_gib:.2f} GiB, room for {built.plan.streams_fit} streams")
+    con.print(
+        f"  EchoPanel: {envconfig.URL}={record.url} (`echopanel-setup configure` writes it); "
+        "the flags that worked are recorded."
+    )
+    if launch.detached:
+        con.print(
+            "  Running in the background. `echopanel-setup serve --status`, `--logs`, `--stop`. "
+            f"Log: {_esc(record.log)}"
+        )
+    else:
+        con.print("Serving in the foreground; Ctrl-C stops vLLM.")
+
+
+def stopping() -> None:
+    _err().print("Stopping vLLM…")
+
+
+def stopped(seconds: float) -> None:
+    _err().print(f"Stopped in {launcher.duration(seconds)}.")
