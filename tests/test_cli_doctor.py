@@ -312,6 +312,7 @@ def fake_vllm(tmp_path: Path):  # type: ignore[no-untyped-def]
         proc.wait(timeout=5)
 
 
+@pytest.mark.slow
 def test_live_offline_run_finds_the_loopback_vllm_server(fake_vllm: int) -> None:
     port = fake_vllm
     proc = run_cli(
@@ -339,6 +340,7 @@ def test_live_offline_run_finds_the_loopback_vllm_server(fake_vllm: int) -> None
     assert proc.returncode == 0
 
 
+@pytest.mark.slow
 def test_live_server_without_the_key_is_reported(fake_vllm: int) -> None:
     proc = run_cli(
         "doctor",
@@ -357,6 +359,7 @@ def test_live_server_without_the_key_is_reported(fake_vllm: int) -> None:
     assert proc.returncode == 1
 
 
+@pytest.mark.slow
 def test_the_port_holder_command_line_does_not_leak_its_api_key(fake_vllm: int, tmp_path: Path) -> None:
     saved = tmp_path / "facts.json"
     proc = run_cli(

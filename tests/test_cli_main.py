@@ -48,6 +48,7 @@ def test_usage_error_is_one_line_exit_2(monkeypatch, capsys):
     ]
 
 
+@pytest.mark.slow
 def test_spinner_names_slow_probes_only_on_a_terminal(tmp_path):
     """On a TTY a slow probe is named while doctor waits; piped output never carries the spinner."""
     import os

@@ -259,6 +259,7 @@ cli.main()
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["mid-write", "before-rename"])
 def test_kill_9_mid_write_leaves_the_old_file_intact(env_file: Path, where: str) -> None:
     env_file.parent.mkdir(parents=True)

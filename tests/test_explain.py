@@ -154,6 +154,7 @@ def test_cli_explain_file() -> None:
     assert res.stderr == ""
 
 
+@pytest.mark.slow
 def test_cli_explain_shows_found_values_and_other_matches() -> None:
     res = run_cli("explain", str(LOGS / "max-model-len-too-long.log"))
     assert res.returncode == 0

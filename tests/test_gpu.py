@@ -159,6 +159,7 @@ def test_doctor_with_scripted_h100(tmp_path: Path) -> None:
     assert doc["facts"]["gpu"]["cuda_driver_version"] == "12.4"
 
 
+@pytest.mark.slow
 def test_doctor_with_scripted_rtx4090_warns_about_used_memory(tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     install_smi(bin_dir, "rtx4090")
@@ -180,6 +181,7 @@ def test_doctor_with_scripted_rtx4090_warns_about_used_memory(tmp_path: Path) ->
     assert any("48213" in line for line in free["details"])
 
 
+@pytest.mark.slow
 def test_doctor_does_not_hang_on_a_hanging_nvidia_smi(tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     install_smi(bin_dir, "h100", mode="hang")
@@ -192,6 +194,7 @@ def test_doctor_does_not_hang_on_a_hanging_nvidia_smi(tmp_path: Path) -> None:
     assert doc["facts"]["gpu"]["devices"] == []
 
 
+@pytest.mark.slow
 def test_doctor_reports_the_driver_failure_line(tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     install_smi(bin_dir, "h100", mode="fail")

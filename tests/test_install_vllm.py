@@ -214,6 +214,7 @@ def test_not_a_venv_is_left_alone(tmp_path: Path) -> None:
     assert (folder / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dry_run", [True, False])
 def test_a_venv_path_that_cannot_be_written_is_refused_before_the_installer_runs(tmp_path: Path, dry_run: bool) -> None:
     blocker = tmp_path / "notes.txt"  # a file where a folder would have to be: unwritable even for root
@@ -242,6 +243,7 @@ def _assert_ready(proc: subprocess.CompletedProcess[str], venv: Path, home: Path
     assert "Ready" in proc.stdout
 
 
+@pytest.mark.slow
 def test_installs_with_pip_when_uv_is_absent(wheels: Path, tmp_path: Path, isolated_home: Path) -> None:
     venv = tmp_path / "venv"
     proc = install("--venv", str(venv), "--find-links", str(wheels), "--no-index", path=path_without_uv(tmp_path))
@@ -251,6 +253,7 @@ def test_installs_with_pip_when_uv_is_absent(wheels: Path, tmp_path: Path, isola
     )  # pip's own output, streamed
 
 
+@pytest.mark.slow
 def test_installs_with_uv_when_it_is_on_path(wheels: Path, tmp_path: Path, isolated_home: Path) -> None:
     path = uv_path()
     venv = tmp_path / "venv"
@@ -264,6 +267,7 @@ def fastest_path(tmp_path: Path) -> str:
     return uv_path() if UV else path_without_uv(tmp_path)
 
 
+@pytest.mark.slow
 def test_a_state_dir_that_cannot_be_written_costs_a_warning_not_the_install(wheels: Path, tmp_path: Path) -> None:
     """Recording the venv for doctor used to crash (exit 4) after the install had succeeded."""
     not_a_dir = tmp_path / "state-is-a-file"
@@ -288,6 +292,7 @@ def test_a_state_dir_that_cannot_be_written_costs_a_warning_not_the_install(whee
     assert "Ready" in proc.stdout
 
 
+@pytest.mark.slow
 def test_broken_stack_is_repaired_in_place_by_upgrading(wheels: Path, tmp_path: Path, isolated_home: Path) -> None:
     """The seed's tokenizer error (old vLLM + transformers 4.55 + mistral_common) is fixed without a new venv."""
     venv = tmp_path / "venv"
@@ -338,6 +343,7 @@ def test_broken_stack_is_repaired_in_place_by_upgrading(wheels: Path, tmp_path: 
     assert "vLLM 0.20.1 with transformers 4.57.6: no tokenizer kwargs conflict" in proc.stdout
 
 
+@pytest.mark.slow
 def test_installer_failure_is_one_line_with_its_reason(tmp_path: Path) -> None:
     empty = tmp_path / "empty-index"
     empty.mkdir()

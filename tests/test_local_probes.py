@@ -85,6 +85,7 @@ def test_port_accepts(holder) -> None:
     assert local.port_accepts("127.0.0.1", _free_port()) is False
 
 
+@pytest.mark.slow
 def test_doctor_port_check_names_the_holder(holder) -> None:
     proc, port = holder()
     res = run_cli("doctor", "--offline", "--json", "--only", "port", "--port", str(port), "--mode", "local", timeout=30)
@@ -238,6 +239,7 @@ def test_doctor_model_probe_reads_the_delay(tmp_path: Path) -> None:
     assert doc["facts"]["model"]["verified"] is True
 
 
+@pytest.mark.slow
 def test_doctor_model_probe_without_delay(tmp_path: Path) -> None:
     model = _model_dir(tmp_path / "Voxtral-Mini-4B-Realtime-2602")
     res = run_cli("doctor", "--offline", "--json", "--model-dir", str(model), "--mode", "local", timeout=30)
@@ -453,6 +455,7 @@ def test_probe_config_unreadable_file(tmp_path: Path) -> None:
     assert len(facts.errors) == 1 and facts.errors[0].startswith("cannot read:")
 
 
+@pytest.mark.slow
 def test_doctor_json_never_contains_the_key(tmp_path: Path) -> None:
     path = tmp_path / "echopanel.env"
     path.write_text(

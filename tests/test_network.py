@@ -55,6 +55,7 @@ def _server_check(doc: dict) -> dict:
     return {c["id"]: c for c in doc["checks"]}["server"]
 
 
+@pytest.mark.slow
 def test_server_ok(vllm) -> None:
     behaviour, url = vllm()
     doc = _doctor(url)
@@ -77,12 +78,14 @@ def test_server_ok(vllm) -> None:
     assert {c["id"]: c for c in doc["checks"]}["network.hf"]["status"] == "skip"  # not checked in remote mode
 
 
+@pytest.mark.slow
 def test_server_serving_a_local_model_dir(vllm) -> None:
     """`vllm serve /path/to/Voxtral-Mini-4B-Realtime-2602` serves the model under its path."""
     _, url = vllm(models=["/home/ana/.local/share/echopanel-setup/models/Voxtral-Mini-4B-Realtime-2602"])
     assert _server_check(_doctor(url))["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_server_wants_an_api_key(vllm) -> None:
     behaviour, url = vllm(api_key="test-key-123")
     doc = _doctor(url)
@@ -93,6 +96,7 @@ def test_server_wants_an_api_key(vllm) -> None:
     assert "VLLM_API_KEY" in " ".join(check["fix"]["commands"])
 
 
+@pytest.mark.slow
 def test_server_accepts_vllm_api_key(vllm) -> None:
     behaviour, url = vllm(api_key="test-key-123")
     doc = _doctor(url, env={"VLLM_API_KEY": "test-key-123"})
@@ -105,12 +109,14 @@ def test_server_accepts_vllm_api_key(vllm) -> None:
     assert sent["/health"] is None and sent["/version"] is None
 
 
+@pytest.mark.slow
 def test_server_refuses_a_wrong_key(vllm) -> None:
     _, url = vllm(api_key="test-key-123")
     check = _server_check(_doctor(url, env={"VLLM_API_KEY": "wrong"}))
     assert check["status"] == "fail" and "refused VLLM_API_KEY" in check["summary"]
 
 
+@pytest.mark.slow
 def test_server_serves_another_model(vllm) -> None:
     _, url = vllm(models=["mistralai/Voxtral-Mini-3B-2507"], version="0.10.1.1")
     check = _server_check(_doctor(url))
@@ -119,6 +125,7 @@ def test_server_serves_another_model(vllm) -> None:
     assert "not Voxtral Realtime" in check["summary"] and "0.10.1.1" in check["summary"]
 
 
+@pytest.mark.slow
 def test_server_not_ready(vllm) -> None:
     _, url = vllm(health=503)
     doc = _doctor(url)
@@ -128,6 +135,7 @@ def test_server_not_ready(vllm) -> None:
     assert doc["facts"]["network"]["server"]["health"] == 503
 
 
+@pytest.mark.slow
 def test_server_unreachable() -> None:
     url = f"http://127.0.0.1:{closed_port()}"
     doc = _doctor(url)
@@ -136,6 +144,7 @@ def test_server_unreachable() -> None:
     assert doc["facts"]["network"]["server"]["health"] is None
 
 
+@pytest.mark.slow
 def test_offline_still_asks_a_loopback_server(vllm) -> None:
     behaviour, url = vllm()
     doc = _doctor(url, "--offline")
@@ -146,6 +155,7 @@ def test_offline_still_asks_a_loopback_server(vllm) -> None:
     assert behaviour.requests
 
 
+@pytest.mark.slow
 def test_offline_local_mode_finds_a_server_on_the_configured_port(vllm, tmp_path) -> None:
     """No --url: doctor asks a server that listens on the port from EchoPanel's config."""
     _, url = vllm()
@@ -167,6 +177,7 @@ def test_bad_url_is_a_usage_error(bad: str) -> None:
     assert len(res.stderr.strip().splitlines()) == 1 and res.stderr.startswith("echopanel-setup: error: --url:")
 
 
+@pytest.mark.slow
 def test_loopback_server_is_asked_directly_despite_a_proxy(vllm) -> None:
     _, url = vllm()
     dead_proxy = f"http://127.0.0.1:{closed_port()}"
@@ -194,6 +205,7 @@ def test_probe_external_fail_fast(monkeypatch: pytest.MonkeyPatch) -> None:
     assert facts.mistral is not None and facts.mistral.reachable is False
 
 
+@pytest.mark.slow
 def test_not_a_model_list(vllm) -> None:
     """Something that answers /health but is not vLLM (e.g. another service on the port)."""
     behaviour, url = vllm()

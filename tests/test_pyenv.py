@@ -138,6 +138,7 @@ def test_probe_script_runs_on_python_38(tmp_path: Path) -> None:
 # --- doctor on each stack ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_doctor_seed_stack_fails_tokenizer_with_the_error_text(venvs: dict[str, Path], gpu_path: str) -> None:
     doc = _doctor(str(venvs["seed"] / "bin" / "python"), gpu_path)
     checks = _checks(doc)
@@ -153,6 +154,7 @@ def test_doctor_seed_stack_fails_tokenizer_with_the_error_text(venvs: dict[str, 
     assert doc["facts"]["pyenv"]["source"] == "--python"
 
 
+@pytest.mark.slow
 def test_doctor_healthy_stack(venvs: dict[str, Path], gpu_path: str) -> None:
     checks = _checks(_doctor(str(venvs["healthy"] / "bin" / "python"), gpu_path))
     for cid in ("stack.tokenizer", "stack.python", "stack.vllm", "stack.torch", "stack.mistral_common"):
@@ -396,6 +398,7 @@ def test_unreadable_cache_file_is_ignored(venvs: dict[str, Path]) -> None:
     assert pyenv.probe(str(venvs["healthy"] / "bin" / "python"), "--python").cached
 
 
+@pytest.mark.slow
 def test_doctor_cache_and_no_cache(venvs: dict[str, Path], gpu_path: str) -> None:
     python = str(venvs["seed"] / "bin" / "python")
     assert _doctor(python, gpu_path)["facts"]["pyenv"]["cached"] is False

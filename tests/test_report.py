@@ -44,6 +44,7 @@ def test_json_is_one_schema_valid_document(name: str, mode: str) -> None:
     assert sum(doc["summary"].values()) == len(doc["checks"])
 
 
+@pytest.mark.slow
 def test_json_exit_code_follows_strict() -> None:
     plain = run_cli("doctor", "--facts", facts_arg("linux-t4.json"), "--json")
     strict = run_cli("doctor", "--facts", facts_arg("linux-t4.json"), "--json", "--strict")
@@ -173,6 +174,7 @@ def test_report_redacts_the_home_directory_of_a_replayed_snapshot() -> None:
     assert "exit code 1" in out
 
 
+@pytest.mark.slow
 def test_report_of_a_live_run_contains_no_home_path(isolated_home) -> None:  # type: ignore[no-untyped-def]
     # The XDG dirs (config, data, state) live under this HOME, so paths to them show up in check summaries.
     home = str(isolated_home)

@@ -126,6 +126,7 @@ def _deserialize(client, doc: dict, kind: str):  # type: ignore[no-untyped-def]
     return client.deserialize(Response(), kind)
 
 
+@pytest.mark.slow
 def test_kubernetes_objects_load_into_the_official_client_models() -> None:
     kubernetes = pytest.importorskip("kubernetes")
     client = kubernetes.client.ApiClient()

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 from conftest import REPO, run_cli
 from serve_kit import LOGS_DIR, Machine, machine_fixture, venv_fixture  # noqa: F401 - fixtures
 
@@ -39,6 +40,7 @@ def wait_gone(pid: int, seconds: float = 5.0) -> bool:
     return gone(pid)
 
 
+@pytest.mark.slow
 def test_detach_then_status_logs_and_stop(machine: Machine) -> None:
     out = run_cli(*machine.args("--detach"))
     assert out.returncode == 0, out.stderr
@@ -91,6 +93,7 @@ def test_detach_then_status_logs_and_stop(machine: Machine) -> None:
     assert "nothing to stop" in run_cli("serve", "--stop").stdout
 
 
+@pytest.mark.slow
 def test_a_second_run_uses_the_recorded_flags_for_high_confidence(machine: Machine) -> None:
     assert run_cli(*machine.args("--detach")).returncode == 0
     run_cli("serve", "--stop")
@@ -98,6 +101,7 @@ def test_a_second_run_uses_the_recorded_flags_for_high_confidence(machine: Machi
     assert json.loads(again.stdout)["plan"]["confidence"] == "high"
 
 
+@pytest.mark.slow
 def test_exec_in_the_foreground_stops_vllm_and_its_engine_on_ctrl_c(machine: Machine) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "echopanel_setup", *machine.args("--exec")],
@@ -125,6 +129,7 @@ def test_exec_in_the_foreground_stops_vllm_and_its_engine_on_ctrl_c(machine: Mac
     assert "Shutting down" in Path(record.log).read_text()  # vLLM got SIGINT: a clean shutdown
 
 
+@pytest.mark.slow
 def test_a_memory_error_is_retried_once_with_vllms_estimate(machine: Machine) -> None:
     machine.scenario("maxlen")
     out = run_cli(*machine.args("--detach"))
@@ -137,6 +142,7 @@ def test_a_memory_error_is_retried_once_with_vllms_estimate(machine: Machine) ->
     assert "estimated maximum model length is 21328" in first
 
 
+@pytest.mark.slow
 def test_a_recorded_oom_is_explained_after_one_retry(machine: Machine) -> None:
     machine.scenario("oom")
     out = run_cli(*machine.args("--detach"))
@@ -147,6 +153,7 @@ def test_a_recorded_oom_is_explained_after_one_retry(machine: Machine) -> None:
     assert launcher.Record.read() is None
 
 
+@pytest.mark.slow
 def test_a_failed_start_under_json_prints_its_document(machine: Machine) -> None:
     machine.scenario("tokenizer")
     out = run_cli(*machine.args("--detach", "--json"))
@@ -156,6 +163,7 @@ def test_a_failed_start_under_json_prints_its_document(machine: Machine) -> None
     assert doc["failure"]["id"] == "tokenizer-kwargs" and "install vllm" in " ".join(doc["failure"]["commands"])
 
 
+@pytest.mark.slow
 def test_the_tokenizer_error_stops_with_cause_and_fix_and_no_retry(machine: Machine) -> None:
     machine.scenario("tokenizer")
     out = run_cli(*machine.args("--exec"))
@@ -165,6 +173,7 @@ def test_the_tokenizer_error_stops_with_cause_and_fix_and_no_retry(machine: Mach
     assert (LOGS_DIR / "tokenizer-kwargs.log").read_text().splitlines()[-1] in launcher.log_path().read_text()
 
 
+@pytest.mark.slow
 def test_not_ready_in_time_is_an_external_failure(machine: Machine) -> None:
     machine.scenario("hang")
     out = run_cli(*machine.args("--exec", "--timeout", "1"))
@@ -173,6 +182,7 @@ def test_not_ready_in_time_is_an_external_failure(machine: Machine) -> None:
     assert launcher.Record.read() is None
 
 
+@pytest.mark.slow
 def test_a_taken_port_is_refused_naming_its_holder(machine: Machine) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", machine.port))
@@ -183,6 +193,7 @@ def test_a_taken_port_is_refused_naming_its_holder(machine: Machine) -> None:
     assert not launcher.log_path().exists()  # vLLM was never started
 
 
+@pytest.mark.slow
 def test_the_api_key_guards_v1_and_stays_out_of_argv_and_state(machine: Machine) -> None:
     out = run_cli(*machine.args("--detach", "--api-key", "k-secret-1"))
     assert out.returncode == 0, out.stderr
@@ -221,6 +232,7 @@ def test_log_watch_follows_phases_and_ignores_warnings_while_running(tmp_path: P
     assert m is not None and m.id == "max-model-len-too-long" and m.groups["estimated"] == "21328"
 
 
+@pytest.mark.slow
 def test_a_second_start_while_ours_runs_says_stop_it_even_when_its_memory_makes_the_gpu_look_busy(
     machine: Machine, tmp_path: Path
 ) -> None:
@@ -236,3 +248,36 @@ def test_a_second_start_while_ours_runs_says_stop_it_even_when_its_memory_makes_
         and "`echopanel-setup serve --stop` first" in again.stderr
     )
     assert "are free" not in again.stderr and "too small" not in again.stderr
+
+
+def test_a_phase_logged_just_before_health_answers_is_still_announced(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """vLLM logs "Application startup complete." and /health turns 200 between two polls: `ready` must still be
+    said (under load the last phase used to be swallowed, so the user never saw the server become ready)."""
+    log = tmp_path / "vllm.log"
+    log.write_text("INFO Starting vLLM API server on http://127.0.0.1:8001\n", encoding="utf-8")
+
+    def healthy_once_ready_is_logged(client: object, url: str) -> bool:
+        with log.open("a", encoding="utf-8") as fh:
+            fh.write("INFO:     Application startup complete.\n")
+        return True
+
+    class Running:
+        def poll(self) -> None:
+            return None
+
+    monkeypatch.setattr(launcher, "_healthy", healthy_once_ready_is_logged)
+    monkeypatch.setattr(launcher, "confirm", lambda *a, **k: None)
+    record = launcher.Record(
+        pid=os.getpid(),
+        create_time=0.0,
+        url="http://127.0.0.1:9",
+        served_model_name="m",
+        argv=[],
+        log=str(log),
+        started_at="",
+        detached=True,
+    )
+    said: list[str] = []
+    outcome = launcher.wait_ready(Running(), record, "m", None, 5.0, said.append, None)  # type: ignore[arg-type]
+    assert outcome.ok
+    assert [s.split("] ", 1)[1] for s in said if s.startswith("[")] == ["starting the API server", "ready"]

@@ -19,6 +19,7 @@ def replay(name: str, *args: str):  # type: ignore[no-untyped-def]
     return run_cli("serve", "--facts", str(FACTS_DIR / name), *args)
 
 
+@pytest.mark.slow
 def test_a_replayed_4080_prints_only_the_command_on_stdout() -> None:
     out = replay("linux-4080.json")
     assert out.returncode == 0, out.stderr
@@ -31,6 +32,7 @@ def test_a_replayed_4080_prints_only_the_command_on_stdout() -> None:
     assert "room for 2" in out.stderr
 
 
+@pytest.mark.slow
 def test_a_replayed_t4_gets_float16_and_triton_attention_with_a_warning() -> None:
     out = replay("linux-t4.json")
     assert out.returncode == 0
@@ -47,6 +49,7 @@ def test_a_replayed_t4_gets_float16_and_triton_attention_with_a_warning() -> Non
         ("macos-arm64.json", "no Metal (Apple GPU) path", "ECHOPANEL_ASR_PROVIDER=mlx_whisper"),
     ],
 )
+@pytest.mark.slow
 def test_refusals_print_no_command_but_numbers_and_alternatives(snapshot: str, reason: str, alternative: str) -> None:
     out = replay(snapshot)
     assert out.returncode == 1
@@ -63,6 +66,7 @@ def test_a_vllm_too_old_is_refused_with_the_upgrade() -> None:
     )
 
 
+@pytest.mark.slow
 def test_planning_for_another_machine_by_name_or_memory() -> None:
     h100 = json.loads(run_cli("serve", "--gpu", "H100", "--json").stdout)
     assert h100["hypothetical_gpu"] and h100["plan"]["max_num_batched_tokens"] == 1024
@@ -107,6 +111,7 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None
     assert message in out.stderr and "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_the_delay_variant_is_served_and_doctor_sees_it(machine: Machine) -> None:
     out = run_cli(*machine.args("--delay-ms", "960"))
     assert out.returncode == 0, out.stderr
@@ -164,6 +169,7 @@ def test_a_facts_snapshot_with_a_variant_is_replayed_without_touching_this_machi
     assert "serve_dir" not in paths.read_state()
 
 
+@pytest.mark.slow
 def test_a_busy_gpu_is_refused_naming_what_holds_it(tmp_path: Path) -> None:
     """A 4090 whose memory another app holds is not 'too small': say how much must be free and who holds it."""
     snapshot = raw("linux-4090-desktop.json")
@@ -180,6 +186,7 @@ def test_a_busy_gpu_is_refused_naming_what_holds_it(tmp_path: Path) -> None:
     assert doc["kind"] == "busy" and any("pid 48213" in d for d in doc["details"])
 
 
+@pytest.mark.slow
 def test_the_json_document_names_where_the_model_shape_came_from(machine: Machine) -> None:
     doc = json.loads(run_cli(*machine.args("--json")).stdout)
     assert doc["model_arch_source"] == str(machine.model / "params.json")

@@ -169,6 +169,7 @@ def test_a_failing_smoke_stops_before_configure(monkeypatch, capsys, env_file: P
     assert not env_file.exists()
 
 
+@pytest.mark.slow
 def test_api_flow_end_to_end(monkeypatch, capsys, env_file: Path) -> None:
     pytest.importorskip("mistralai.extra.realtime", reason="mistralai[realtime] is an optional extra")
     from smoke_kit import MistralStandIn

@@ -33,6 +33,7 @@ def test_bundled_clip_is_small_16k_mono_speech_with_its_text() -> None:
     assert max(map(abs, samples(clip.pcm))) > 3000, "the clip holds audible speech, not silence"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("rate", "channels"), [(44100, 2), (48000, 1), (22050, 2), (8000, 1), (16000, 2), (96000, 4)])
 def test_any_rate_and_channel_count_becomes_16k_mono(tmp_path: Path, rate: int, channels: int) -> None:
     path = tmp_path / f"in-{rate}-{channels}.wav"

@@ -48,6 +48,7 @@ def test_bundled_clip_through_the_realtime_protocol(monkeypatch, capsys) -> None
     assert server.seen.auth == [None, None]  # /v1/models and /v1/realtime, no key configured
 
 
+@pytest.mark.slow
 def test_human_report_as_a_user_runs_it() -> None:
     with VllmStandIn(exact(CLIP.pcm)) as server:
         done = run_cli("smoke", "--url", server.url.replace("http://", "ws://") + "/v1/realtime", "--fast")

@@ -288,21 +288,28 @@ def wait_ready(
     shown, last_note = 0, started
     poll = float(_launch()["poll_interval_s"])
     say(f"waiting for {record.url}/health (up to {duration(timeout_s)}; --timeout to change); log: {record.log}")
+
+    def follow_log() -> None:
+        """Echo the new log lines and announce each phase reached, once; also called on the way out, so a
+        phase that the last poll reached (e.g. `ready`, logged just before /health answered) is still shown."""
+        nonlocal shown, last_note
+        for line in watch.poll():
+            if echo:
+                echo(line)
+        for phase in watch.reached[shown:]:
+            say(f"[{duration(time.monotonic() - started)}] {phase_title(phase)}")
+            shown, last_note = shown + 1, time.monotonic()
+
     with httpx.Client(timeout=2.0, trust_env=False) as client:
         while True:
-            for line in watch.poll():
-                if echo:
-                    echo(line)
-            for phase in watch.reached[shown:]:
-                say(f"[{duration(time.monotonic() - started)}] {phase_title(phase)}")
-                shown, last_note = shown + 1, time.monotonic()
+            follow_log()
             code = proc.poll()
             failure = watch.failure(exited=code is not None)
             if failure or code is not None:
-                watch.poll()
+                follow_log()
                 return Outcome(False, record, failure or watch.failure(exited=True), _exit_reason(code), watch.figures)
             if _healthy(client, record.url):
-                watch.poll()
+                follow_log()
                 problem = confirm(client, record.url, served_name, api_key)
                 if problem:
                     return Outcome(False, record, None, problem, watch.figures)
