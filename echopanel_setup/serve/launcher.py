@@ -289,7 +289,7 @@ def wait_ready(
     poll = float(_launch()["poll_interval_s"])
     say(f"waiting for {record.url}/health (up to {duration(timeout_s)}; --timeout to change); log: {record.log}")
 
-    def follow_log() -> None:
+    def catch_up() -> None:
         """Echo the new log lines and announce each phase reached, once; also called on the way out, so a
         phase that the last poll reached (e.g. `ready`, logged just before /health answered) is still shown."""
         nonlocal shown, last_note
@@ -302,14 +302,14 @@ def wait_ready(
 
     with httpx.Client(timeout=2.0, trust_env=False) as client:
         while True:
-            follow_log()
+            catch_up()
             code = proc.poll()
             failure = watch.failure(exited=code is not None)
             if failure or code is not None:
-                follow_log()
+                catch_up()
                 return Outcome(False, record, failure or watch.failure(exited=True), _exit_reason(code), watch.figures)
             if _healthy(client, record.url):
-                follow_log()
+                catch_up()
                 problem = confirm(client, record.url, served_name, api_key)
                 if problem:
                     return Outcome(False, record, None, problem, watch.figures)
