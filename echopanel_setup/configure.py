@@ -95,7 +95,7 @@ def make_plan(opts: ConfigureOptions, facts: Facts, environ: Mapping[str, str], 
             _api_key(opts, existing, environ, stdin, updates, reasons, advice)
         else:
             updates[envconfig.MODE] = None
-            updates[envconfig.URL] = _url(opts, existing, mode, reasons, k["server"]["default_url"])
+            updates[envconfig.URL] = _url(opts, existing, mode, reasons, k.server.default_url)
             served = facts.model.delay_ms
             if mode == "local" and (why_not := _why_not_local(facts)):
                 advice.append(
@@ -139,7 +139,7 @@ def _read_existing(path: Path) -> str:
 def _provider_and_mode(
     opts: ConfigureOptions, facts: Facts, existing: dict[str, str], reasons: dict[str, str]
 ) -> tuple[str, str | None]:
-    providers = knowledge.load()["echopanel"]["providers"]
+    providers = knowledge.load().echopanel.providers
     if opts.provider and opts.provider not in providers:
         raise UsageError(f"--provider {opts.provider!r}: use one of {', '.join(providers)}")
     if opts.provider and opts.provider != VOXTRAL:
@@ -155,9 +155,9 @@ def _provider_and_mode(
             )
         alternative = _local_alternative(facts.platform.system)
         reasons["provider"] = (
-            f"{why}; {alternative['title']} runs here (RTF ≈ {alternative['rtf']}). For Voxtral instead: --mode remote --url http://GPU-HOST:8000, or --mode api"
+            f"{why}; {alternative.title} runs here (RTF ≈ {alternative.rtf}). For Voxtral instead: --mode remote --url http://GPU-HOST:8000, or --mode api"
         )
-        return alternative["id"], None
+        return alternative.id, None
     if opts.provider:
         reasons["provider"] = "--provider"
     reasons["mode"] = why
@@ -191,11 +191,11 @@ def _why_not_local(facts: Facts) -> str | None:
     return f"{system or 'this system'} without an NVIDIA GPU: vLLM cannot serve Voxtral here"
 
 
-def _local_alternative(system: str) -> dict:  # type: ignore[type-arg]
+def _local_alternative(system: str) -> knowledge.Alternative:
     """The first alternative in compat.toml that is an EchoPanel provider and runs on this platform."""
     key = {"Darwin": "darwin", "Windows": "windows"}.get(system, "linux")
-    providers = knowledge.load()["echopanel"]["providers"]
-    return next(a for a in knowledge.load()["alternative"] if a["id"] in providers and key in a["platforms"])
+    providers = knowledge.load().echopanel.providers
+    return next(a for a in knowledge.load().alternative if a.id in providers and key in a.platforms)
 
 
 def _delay(opts: ConfigureOptions, existing: dict[str, str], facts: Facts, mode: str, reasons: dict[str, str]) -> int:
@@ -213,7 +213,7 @@ def _delay(opts: ConfigureOptions, existing: dict[str, str], facts: Facts, mode:
         reasons[envconfig.DELAY] = "what the local model dir serves"
         return served
     reasons[envconfig.DELAY] = "the model card's recommended default"
-    return int(knowledge.load()["delay"]["default_ms"])
+    return knowledge.load().delay.default_ms
 
 
 def _url(opts: ConfigureOptions, existing: dict[str, str], mode: str, reasons: dict[str, str], default: str) -> str:

@@ -83,13 +83,14 @@ def validate_delay(value: str) -> str | None:
         ms = int(value)
     except ValueError:
         return f"{DELAY}={value!r} is not a whole number of milliseconds"
-    if ms in knowledge.delay_grid():
+    d = knowledge.load().delay
+    if ms in d.grid():
         return None
-    near = " or ".join(str(v) for v in knowledge.nearest_delays(ms))
-    d = knowledge.load()["delay"]
+    near = " or ".join(str(v) for v in d.nearest(ms))
+    extra = "".join(f", or {v}" for v in d.extra_ms)
     return (
-        f"{DELAY}={ms} is not a delay the model was trained for (multiples of {d['step_ms']} from "
-        f"{d['min_ms']} to {d['max_ms']}, or 2400); nearest: {near}"
+        f"{DELAY}={ms} is not a delay the model was trained for (multiples of {d.step_ms} from "
+        f"{d.min_ms} to {d.max_ms}{extra}); nearest: {near}"
     )
 
 
@@ -114,7 +115,7 @@ def validate_url(value: str) -> str | None:
 def validate(values: dict[str, str]) -> list[str]:
     """Every problem with EchoPanel's keys, one message each."""
     problems = []
-    providers = knowledge.load()["echopanel"]["providers"]
+    providers = knowledge.load().echopanel.providers
     if PROVIDER in values and values[PROVIDER] not in providers:
         problems.append(f"{PROVIDER}={values[PROVIDER]!r} is not one of {', '.join(providers)}")
     if URL in values and (msg := validate_url(values[URL])):

@@ -50,7 +50,7 @@ def _suggest(match: Match) -> str | None:
     if "estimated" in g:
         return f"--max-model-len {g['estimated']} (about {int(g['estimated']) * 0.08 / 60:.0f} minutes of audio per session)"
     if "free_gib" in g and "total_gib" in g:
-        margin = float(knowledge.load()["gpu"]["cuda_context_mib"]) / 1024
+        margin = knowledge.load().gpu.cuda_context_mib / 1024
         util = (float(g["free_gib"]) - margin) / float(g["total_gib"])
         return f"--gpu-memory-utilization {max(util, 0.0):.2f} (free {g['free_gib']} GiB minus {margin:.1f} GiB, over {g['total_gib']} GiB)"
     return None
@@ -59,20 +59,20 @@ def _suggest(match: Match) -> str | None:
 def explain(text: str) -> list[Match]:
     """Every known signature found in `text`, most specific first."""
     matches = []
-    for sig in knowledge.load()["signature"]:
-        for pattern in sig["patterns"]:
+    for sig in knowledge.load().signature:
+        for pattern in sig.patterns:
             m = re.search(pattern, text, re.MULTILINE)
             if m is None:
                 continue
             line_no = text.count("\n", 0, m.start()) + 1
             matches.append(
                 Match(
-                    id=sig["id"],
-                    title=sig["title"],
-                    cause=sig["cause"],
-                    fix=sig["fix"],
-                    commands=list(sig["commands"]),
-                    source=sig["source"],
+                    id=sig.id,
+                    title=sig.title,
+                    cause=sig.cause,
+                    fix=sig.fix,
+                    commands=list(sig.commands),
+                    source=sig.source,
                     line_no=line_no,
                     line=_excerpt(text, m.start(), m.end()),
                     groups={k: v for k, v in m.groupdict().items() if v is not None},

@@ -230,13 +230,13 @@ class Flow:
         k = knowledge.load()
         state = paths.read_state()
         model_dir = state.get("model_dir") or run.facts.model.path or str(paths.default_model_dir())
-        template = k["setup"]["manual_" + step.replace(" ", "_")]
+        template = getattr(k.setup, "manual_" + step.replace(" ", "_"))
         return template.format(
             venv=state.get("vllm_venv") or paths.default_venv_dir(),
-            vllm_spec=k["vllm"]["install_spec"],
-            mistral_common_spec=k["mistral_common"]["install_spec"],
-            repo=k["model"]["repo"],
-            files=" ".join(k["model"]["files"]),
+            vllm_spec=k.vllm.install_spec,
+            mistral_common_spec=k.mistral_common.install_spec,
+            repo=k.model.repo,
+            files=" ".join(k.model.files),
             model_dir=model_dir,
             port=run.facts.port.port,
         )
@@ -244,7 +244,7 @@ class Flow:
     def _server_url(self, run: DoctorRun) -> str:
         from echopanel_setup import envconfig
 
-        return self.opts.url or run.facts.config.values.get(envconfig.URL) or knowledge.load()["server"]["default_url"]
+        return self.opts.url or run.facts.config.values.get(envconfig.URL) or knowledge.load().server.default_url
 
     def _serve(self, run: DoctorRun) -> bool:
         server = next((r for r in run.results if r.id == "server"), None)
@@ -289,7 +289,7 @@ class Flow:
         """Poll /health and /v1/models until the model is served, the server process dies, or time runs out."""
         from echopanel_setup.smoke import server
 
-        limit = float(knowledge.load()["setup"]["ready_timeout_s"])
+        limit = knowledge.load().setup.ready_timeout_s
         deadline = time.monotonic() + limit
         ep = server.endpoint(url)
         with self.con.status(f"waiting for {ep.http_base} to serve the model (up to {limit / 60:.0f} min)…"):

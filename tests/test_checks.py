@@ -203,7 +203,7 @@ def test_t4_attention_flag_follows_the_flashinfer_range(installed: str) -> None:
     comp = evaluate(facts, "local")[0]["gpu.compute"]
     attention = next(line for line in comp.details if line.startswith("Attention:"))
     assert installed in attention
-    needs_flag = in_range(installed, knowledge.load()["vllm"]["sm75"]["flashinfer_picked"])
+    needs_flag = in_range(installed, knowledge.load().vllm.sm75.flashinfer_picked)
     assert ("--attention-backend TRITON_ATTN" in attention) is needs_flag
     assert ("no flag needed" in attention) is (not needs_flag)
 

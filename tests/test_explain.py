@@ -41,7 +41,7 @@ def test_every_log_fixture_is_covered() -> None:
 
 
 def test_every_signature_has_a_log() -> None:
-    ids = {sig["id"] for sig in knowledge.load()["signature"]}
+    ids = {sig.id for sig in knowledge.load().signature}
     covered = {first for first, _ in EXPECTED.values()} | {o for _, others in EXPECTED.values() for o in others}
     assert ids <= covered
 

@@ -71,9 +71,9 @@ def _vllm_files(version: str, old: bool) -> dict[str, str]:
         "vllm/scripts.py": f"import sys\n\ndef main():\n    print('{version}')\n    return 0\n",
     }
     if old:  # the TokenizerGroup that forwards max_loras, as doctor's tokenizer check reads it
-        k = knowledge.load()["tokenizer_kwargs"]
-        files[f"vllm/{k['vllm_file_marker']}.py"] = (
-            f"class TokenizerGroup:\n    def __init__(self, tokenizer_id, enable_lora, {k['vllm_text_marker']}, **tokenizer_config):\n        pass\n"
+        k = knowledge.load().tokenizer_kwargs
+        files[f"vllm/{k.vllm_file_marker}.py"] = (
+            f"class TokenizerGroup:\n    def __init__(self, tokenizer_id, enable_lora, {k.vllm_text_marker}, **tokenizer_config):\n        pass\n"
         )
     return files
 
@@ -83,7 +83,7 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """vLLM 0.10.1 (too old, the tokenizer bug) and 0.20.1, torch with a CUDA build, transformers before and after
     4.56, mistral_common with its audio extra, soxr and soundfile."""
     folder = tmp_path_factory.mktemp("wheels")
-    marker = knowledge.load()["tokenizer_kwargs"]["transformers_text_marker"]
+    marker = knowledge.load().tokenizer_kwargs.transformers_text_marker
     build_wheel(
         folder,
         "vllm",
@@ -370,7 +370,7 @@ def test_installer_failure_is_one_line_with_its_reason(tmp_path: Path) -> None:
 def test_requirement_specs(given: str | None, spec: str) -> None:
     from echopanel_setup.install.vllm import requirement_specs
 
-    assert requirement_specs(given) == [spec, knowledge.load()["mistral_common"]["install_spec"]]
+    assert requirement_specs(given) == [spec, knowledge.load().mistral_common.install_spec]
 
 
 @pytest.mark.parametrize("given", ["not a version!", "torch==2.9", "0.15.1", "<=0.15"])

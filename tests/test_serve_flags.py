@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from serve_kit import HELP_DIR, VERSIONS, install_vllm
 
@@ -77,7 +79,7 @@ def test_the_builtin_list_is_what_every_recorded_version_accepts() -> None:
         for name in builtin.names():
             assert fs.has(name), f"{name} missing from {version}"
     assert builtin.boolean("enforce-eager", True) == "--enforce-eager"
-    assert set(knowledge.load()["serve"]["flags"]["mistral_format_flags"]) <= builtin.names()
+    assert set(knowledge.load().serve.flags.mistral_format_flags) <= builtin.names()
 
 
 def test_help_is_read_from_the_target_env_once_per_version(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -107,7 +109,9 @@ def test_a_hanging_help_times_out(tmp_path, monkeypatch) -> None:  # type: ignor
     slow = tmp_path / "vllm"
     slow.write_text("#!/bin/sh\nexec sleep 30\n")
     slow.chmod(0o755)
-    monkeypatch.setitem(knowledge.load()["serve"]["flags"], "help_timeout_s", 0.3)
+    k = knowledge.load()
+    quick = replace(k, serve=replace(k.serve, flags=replace(k.serve.flags, help_timeout_s=0.3)))
+    monkeypatch.setattr(knowledge, "load", lambda: quick)
     fs, why = flags.learn([str(slow)], "0.23.0")
     assert why == "`vllm serve --help=all` did not finish within 0 s"
     assert fs.source.startswith("built-in")

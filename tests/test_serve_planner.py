@@ -30,7 +30,7 @@ from echopanel_setup.serve.planner import (
 
 ARCH = builtin_arch()
 WEIGHTS = 8450
-MARGIN = int(knowledge.load()["serve"]["planner"]["margin_mib"])
+MARGIN = knowledge.load().serve.planner.margin_mib
 
 
 def request(*gpus: Gpu, **kw: object) -> PlanRequest:
@@ -44,7 +44,7 @@ def fits(p: Plan) -> None:
     assert b.budget <= b.usable <= b.free - MARGIN
     assert p.gpu_memory_utilization * b.total <= b.free - MARGIN + 1e-6
     assert p.gpu_memory_utilization <= 0.92
-    assert b.headroom >= b.safety == int(knowledge.load()["serve"]["planner"]["safety_mib"])
+    assert b.headroom >= b.safety == knowledge.load().serve.planner.safety_mib
     assert b.kv == p.streams * b.kv_per_stream
     assert p.max_num_batched_tokens >= p.max_num_seqs
     assert p.streams_fit >= p.streams

@@ -49,7 +49,7 @@ def test_api_mode_sends_the_clip_and_the_configured_delay(monkeypatch, capsys, i
     assert doc["route"] == "api" and doc["delay_ms"] == 720 and doc["wer"]["value"] == 0.0
     assert update["target_streaming_delay_ms"] == 720
     assert update["audio_format"] == {"encoding": "pcm_s16le", "sample_rate": 16000}
-    assert query["model"] == [knowledge.load()["model"]["api_model"]]
+    assert query["model"] == [knowledge.load().model.api_model]
     assert doc["deltas"] == 14 and doc["timings_ms"]["first_delta"] is not None
     assert "test-key" not in out + err
 

@@ -67,11 +67,11 @@ def alternatives(system: str) -> list[str]:
     """One line per alternative with its EchoPanel env lines, for platforms that cannot run vLLM."""
     key = {"Darwin": "darwin", "Windows": "windows"}.get(system, "linux")
     lines = []
-    for alt in knowledge.load()["alternative"]:
-        if key not in alt["platforms"]:
+    for alt in knowledge.load().alternative:
+        if key not in alt.platforms:
             continue
-        rtf = f" (RTF ≈ {alt['rtf']})" if "rtf" in alt else ""
-        lines.append(f"{alt['title']}{rtf}: {'  '.join(alt['env'])}")
+        rtf = f" (RTF ≈ {alt.rtf})" if alt.rtf is not None else ""
+        lines.append(f"{alt.title}{rtf}: {'  '.join(alt.env)}")
     return lines
 
 

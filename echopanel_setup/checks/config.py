@@ -56,13 +56,13 @@ def values(facts: Facts, mode: str) -> Outcome:
 @check("config.delay", "Streaming delay", "config", ("config", "model"), local=REQUIRED, after=("platform.verdict",))
 def delay(facts: Facts, mode: str) -> Outcome:
     """EchoPanel's delay must equal `audio.transcription_delay_ms` of the model dir vLLM serves."""
-    d = knowledge.load()["delay"]
+    d = knowledge.load().delay
     raw = facts.config.values.get(envconfig.DELAY)
     served = facts.model.delay_ms
     if served is None:
         return Outcome(Status.SKIP, "the model dir is not there yet to compare with")
     if raw is None:
-        wanted, origin = int(d["default_ms"]), "default"
+        wanted, origin = d.default_ms, "default"
     elif envconfig.validate_delay(raw):
         return Outcome(Status.SKIP, "the configured delay is invalid (see config.values)")
     else:
@@ -75,7 +75,7 @@ def delay(facts: Facts, mode: str) -> Outcome:
         [
             "vLLM reads audio.transcription_delay_ms from tekken.json once, at start-up; the env variable alone "
             "changes nothing on the server.",
-            f"Source: {d['source']}",
+            f"Source: {d.source}",
         ],
         Fix(
             "Serve a variant with the delay EchoPanel uses (the verified files stay untouched), or set EchoPanel to the served one:",

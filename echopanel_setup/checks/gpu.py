@@ -26,12 +26,12 @@ def _describe(facts: Facts) -> list[str]:
 @check("gpu.compute", "GPU compute capability", "gpu", ("gpu", "pyenv"), local=REQUIRED, after=("platform.verdict",))
 def compute(facts: Facts, mode: str) -> Outcome:
     """≥ 8.0 passes; 7.5 (T4) warns: float16 only, and FlashInfer breaks the encoder on some versions; < 7.5 fails."""
-    g = knowledge.load()["gpu"]
+    g = knowledge.load().gpu
     dev = best_gpu(facts)
     if dev is None:
         return NO_GPU
     cc = cc_tuple(dev.compute_capability)
-    full, floor = cc_tuple(g["full_compute_capability"]), cc_tuple(g["min_compute_capability"])
+    full, floor = cc_tuple(g.full_compute_capability), cc_tuple(g.min_compute_capability)
     name = f"{dev.name} (compute capability {dev.compute_capability})"
     if cc is None:
         return Outcome(
@@ -42,8 +42,8 @@ def compute(facts: Facts, mode: str) -> Outcome:
     if cc < floor:
         return Outcome(
             Status.FAIL,
-            f"{name}: below {g['min_compute_capability']}, the vLLM wheels ship no kernels for it",
-            [*_describe(facts), f"Source: {g['sm_source']}"],
+            f"{name}: below {g.min_compute_capability}, the vLLM wheels ship no kernels for it",
+            [*_describe(facts), f"Source: {g.sm_source}"],
             Fix(
                 "Use a newer GPU (compute capability 8.0+), a remote vLLM server, or the Mistral API:",
                 alternatives("Linux"),
@@ -58,31 +58,31 @@ def compute(facts: Facts, mode: str) -> Outcome:
 
 
 def _sm75_details(facts: Facts) -> list[str]:
-    s = knowledge.load()["vllm"]["sm75"]
+    s = knowledge.load().vllm.sm75
     installed = facts.pyenv.packages.get("vllm")
-    picks = in_range(installed, s["flashinfer_picked"])
+    picks = in_range(installed, s.flashinfer_picked)
     lines = _describe(facts)
-    lines.append(f"Serve with `{s['dtype_flag']}`: the weights are bfloat16, which this GPU lacks.")
+    lines.append(f"Serve with `{s.dtype_flag}`: the weights are bfloat16, which this GPU lacks.")
     if installed is None:
         lines.append(
-            f"Attention: vLLM versions {s['flashinfer_picked']} may pick FlashInfer on this GPU, which Voxtral's audio "
-            f"encoder rejects; pass `{s['attention_flag']}` (0.24+ picks Triton itself)."
+            f"Attention: vLLM versions {s.flashinfer_picked} may pick FlashInfer on this GPU, which Voxtral's audio "
+            f"encoder rejects; pass `{s.attention_flag}` (0.24+ picks Triton itself)."
         )
     elif picks:
         lines.append(
             f"Attention: vLLM {installed} picks FlashInfer on compute capability 7.5; the audio encoder "
-            f"rejects it, so pass `{s['attention_flag']}`."
+            f"rejects it, so pass `{s.attention_flag}`."
         )
     else:
         lines.append(f"Attention: vLLM {installed} picks Triton attention on this GPU by itself; no flag needed.")
-    lines.append(f"Source: {s['source']}")
+    lines.append(f"Source: {s.source}")
     return lines
 
 
 def _sm75_fix() -> Fix:
-    s = knowledge.load()["vllm"]["sm75"]
+    s = knowledge.load().vllm.sm75
     return Fix(
-        f"`echopanel-setup serve` adds {s['dtype_flag']} and, where needed, {s['attention_flag']}:",
+        f"`echopanel-setup serve` adds {s.dtype_flag} and, where needed, {s.attention_flag}:",
         ["echopanel-setup serve"],
     )
 
@@ -90,8 +90,8 @@ def _sm75_fix() -> Fix:
 @check("gpu.memory", "GPU memory", "gpu", ("gpu",), local=REQUIRED, after=("platform.verdict",))
 def memory(facts: Facts, mode: str) -> Outcome:
     """Total memory of the GPU vLLM will use, against the thresholds in compat.toml (MiB)."""
-    g = knowledge.load()["gpu"]
-    weights = int(knowledge.load()["model"]["weights_mib"])
+    g = knowledge.load().gpu
+    weights = knowledge.load().model.weights_mib
     dev = best_gpu(facts)
     if dev is None:
         return NO_GPU
@@ -99,10 +99,10 @@ def memory(facts: Facts, mode: str) -> Outcome:
     if total is None:
         return Outcome(
             Status.WARN,
-            f"{dev.name}: total memory not reported (unified memory?); cannot check the {g['fail_below_total_mib']} MiB floor",
+            f"{dev.name}: total memory not reported (unified memory?); cannot check the {g.fail_below_total_mib} MiB floor",
             _describe(facts),
         )
-    fail_below, comfortable = int(g["fail_below_total_mib"]), int(g["comfortable_total_mib"])
+    fail_below, comfortable = g.fail_below_total_mib, g.comfortable_total_mib
     if total < fail_below:
         return Outcome(
             Status.FAIL,
@@ -112,7 +112,7 @@ def memory(facts: Facts, mode: str) -> Outcome:
             Fix("Use a GPU with 16 GB or more, a remote vLLM server, or the Mistral API:", alternatives("Linux")),
         )
     if total < comfortable:
-        left = int(total * float(knowledge.load()["vllm"]["default_gpu_memory_utilization"])) - weights
+        left = int(total * knowledge.load().vllm.default_gpu_memory_utilization) - weights
         return Outcome(
             Status.WARN,
             f"{dev.name}: {total} MiB total fits the model, but sessions are short (one stream, reduced --max-model-len)",
@@ -132,7 +132,7 @@ def memory(facts: Facts, mode: str) -> Outcome:
 @check("gpu.free", "Free GPU memory", "gpu", ("gpu",), local=REQUIRED, after=("platform.verdict",))
 def free(facts: Facts, mode: str) -> Outcome:
     """Memory other processes hold: vLLM checks utilisation × total against *free* memory at start-up."""
-    g = knowledge.load()["gpu"]
+    g = knowledge.load().gpu
     dev = best_gpu(facts)
     if dev is None:
         return NO_GPU
@@ -147,7 +147,7 @@ def free(facts: Facts, mode: str) -> Outcome:
         details.append(
             "MIG is enabled: vLLM sees MIG slices; pick one with 16 GB or more via CUDA_VISIBLE_DEVICES=MIG-<uuid>."
         )
-    need = int(g["min_free_mib"])
+    need = g.min_free_mib
     used = dev.memory_total_mib - dev.memory_free_mib
     if dev.memory_free_mib < need:
         vllm_running = any("vllm" in p.name.lower() for p in dev.processes)
@@ -162,8 +162,8 @@ def free(facts: Facts, mode: str) -> Outcome:
                 ["nvidia-smi", "echopanel-setup doctor --only gpu"],
             ),
         )
-    if used > int(g["cuda_context_mib"]) * 2:
-        util = (dev.memory_free_mib - int(g["cuda_context_mib"])) / dev.memory_total_mib
+    if used > g.cuda_context_mib * 2:
+        util = (dev.memory_free_mib - g.cuda_context_mib) / dev.memory_total_mib
         return Outcome(
             Status.WARN,
             f"{dev.name}: {used} MiB already in use; --gpu-memory-utilization must stay at or below {util:.2f}",
@@ -184,29 +184,29 @@ def driver(facts: Facts, mode: str) -> Outcome:
     """The driver must support the CUDA version torch was built with (NVIDIA's minor-version compatibility table)."""
     if not facts.gpu.devices:
         return NO_GPU
-    d = knowledge.load()["driver"]
+    d = knowledge.load().driver
     installed = facts.gpu.driver_version
     supports = facts.gpu.cuda_driver_version
     torch_cuda = facts.pyenv.torch_cuda
     desc = f"driver {installed or '?'} (supports CUDA {supports or '?'})"
-    mins = d["min_for_cuda_major"]
+    mins = d.min_for_cuda_major
     if torch_cuda is None:
         floor = mins["12"]
         if version(installed) and version(installed) < version(floor):  # type: ignore[operator]
             return Outcome(
                 Status.FAIL,
                 f"{desc}: older than {floor}, the minimum for CUDA 12 builds of PyTorch that current vLLM uses",
-                [f"Source: {d['source']}"],
+                [f"Source: {d.source}"],
                 Fix("Upgrade the NVIDIA driver (your distribution's packages or nvidia.com/drivers).", ["nvidia-smi"]),
             )
         return Outcome(Status.OK, f"{desc}; torch is not installed yet to compare with")
     major = torch_cuda.split(".")[0]
-    floor = mins.get(major)
-    if floor and version(installed) and version(installed) < version(floor):  # type: ignore[operator]
+    needed = mins.get(major)
+    if needed and version(installed) and version(installed) < version(needed):  # type: ignore[operator]
         return Outcome(
             Status.FAIL,
-            f"{desc} is too old for torch built with CUDA {torch_cuda} (needs driver {floor} or newer)",
-            [f"Source: {d['source']}"],
+            f"{desc} is too old for torch built with CUDA {torch_cuda} (needs driver {needed} or newer)",
+            [f"Source: {d.source}"],
             Fix(
                 "Upgrade the NVIDIA driver, or install a torch/vLLM build for the CUDA your driver supports.",
                 ["nvidia-smi"],
@@ -216,6 +216,6 @@ def driver(facts: Facts, mode: str) -> Outcome:
         return Outcome(
             Status.WARN,
             f"{desc} is older than torch's CUDA {torch_cuda}: works through minor-version compatibility, except PTX JIT",
-            [f"Source: {d['source']}"],
+            [f"Source: {d.source}"],
         )
     return Outcome(Status.OK, f"{desc}; torch built with CUDA {torch_cuda}")

@@ -99,7 +99,7 @@ def client(facts: Facts, mode: str) -> Outcome:
 def server(facts: Facts, mode: str) -> Outcome:
     """/health, /version and /v1/models at the configured URL: is it up, and does it serve Voxtral?"""
     s = facts.network.server
-    repo = knowledge.load()["model"]["repo"]
+    repo = knowledge.load().model.repo
     start = (
         Fix("Start one here:", ["echopanel-setup serve"])
         if mode == "local"

@@ -61,7 +61,7 @@ def verdict(facts: Facts, mode: str) -> Outcome:
 def shm(facts: Facts, mode: str) -> Outcome:
     """In a container, /dev/shm must hold vLLM's inter-process buffers (Docker's default is 64 MiB)."""
     p = facts.platform
-    minimum = int(knowledge.load()["container"]["min_shm_mib"])
+    minimum = knowledge.load().container.min_shm_mib
     if p.system != "Linux" or p.shm_total_mib is None:
         return Outcome(Status.SKIP, "no /dev/shm on this platform")
     if p.shm_total_mib >= minimum:

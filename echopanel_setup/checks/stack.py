@@ -36,15 +36,15 @@ def tokenizer(facts: Facts, mode: str) -> Outcome:
     """
     if skipped := _vllm_missing(facts):
         return skipped
-    k = knowledge.load()["tokenizer_kwargs"]
+    k = knowledge.load().tokenizer_kwargs
     pk = facts.pyenv.packages
     vllm_v, tf_v, mc_v = pk.get("vllm"), pk.get("transformers"), pk.get("mistral_common")
     evidence = []
     vllm_hit = facts.pyenv.vllm_tokenizer_group_max_loras
     if vllm_hit is None:
-        vllm_hit = bool(in_range(vllm_v, k["vllm_affected"]))
+        vllm_hit = bool(in_range(vllm_v, k.vllm_affected))
         evidence.append(
-            f"vLLM {vllm_v}: {'in' if vllm_hit else 'outside'} the affected range {k['vllm_affected']} (version rule)"
+            f"vLLM {vllm_v}: {'in' if vllm_hit else 'outside'} the affected range {k.vllm_affected} (version rule)"
         )
     else:
         evidence.append(
@@ -54,15 +54,15 @@ def tokenizer(facts: Facts, mode: str) -> Outcome:
     if tf_v is None:
         tf_hit = False
     elif tf_hit is None:
-        tf_hit = bool(in_range(tf_v, k["transformers_affected"]))
+        tf_hit = bool(in_range(tf_v, k.transformers_affected))
         evidence.append(
-            f"transformers {tf_v}: {'in' if tf_hit else 'outside'} the affected range {k['transformers_affected']} (version rule)"
+            f"transformers {tf_v}: {'in' if tf_hit else 'outside'} the affected range {k.transformers_affected} (version rule)"
         )
     else:
         evidence.append(
             f"transformers {tf_v}: MistralCommonTokenizer {'rejects' if tf_hit else 'accepts'} unknown kwargs (read from its files)"
         )
-    evidence.append(f"Source: {k['source']}")
+    evidence.append(f"Source: {k.source}")
     if vllm_hit and tf_hit:
         fix = Fix(
             "Upgrade vLLM (≥ 0.20, in its own venv) and serve with --tokenizer-mode mistral, which bypasses AutoTokenizer; "
@@ -73,14 +73,14 @@ def tokenizer(facts: Facts, mode: str) -> Outcome:
             return Outcome(
                 Status.WARN,
                 f"vLLM {vllm_v} + transformers {tf_v} will raise the tokenizer kwargs error once mistral_common is installed",
-                [f"The error: {k['error_text']}", *evidence],
+                [f"The error: {k.error_text}", *evidence],
                 fix,
             )
         return Outcome(
             Status.FAIL,
             f"vLLM {vllm_v} + transformers {tf_v} + mistral_common {mc_v} raise the seed's tokenizer error",
             [
-                f"The error: {k['error_text']}",
+                f"The error: {k.error_text}",
                 "Cause: this vLLM's TokenizerGroup passes max_loras on to AutoTokenizer, which adds _from_auto and routes "
                 "Voxtral to transformers' MistralCommonTokenizer, whose from_pretrained rejects both. This vLLM is also "
                 "older than 0.16, the first with Voxtral Realtime.",
@@ -114,12 +114,12 @@ def python(facts: Facts, mode: str) -> Outcome:
             ),
         )
     venv = "venv" if e.is_venv else "not a venv"
-    v = knowledge.load()["vllm"]
-    if version(e.version) and version(e.version) < version(v["min_python"]):  # type: ignore[operator]
+    v = knowledge.load().vllm
+    if version(e.version) and version(e.version) < version(v.min_python):  # type: ignore[operator]
         return Outcome(
             Status.FAIL,
-            f"Python {e.version} at {e.python}: vLLM with Voxtral Realtime needs Python {v['min_python']} or newer",
-            [f"Chosen as {origin}.", f"Source: {v['min_python_source']}"],
+            f"Python {e.version} at {e.python}: vLLM with Voxtral Realtime needs Python {v.min_python} or newer",
+            [f"Chosen as {origin}.", f"Source: {v.min_python_source}"],
             INSTALL,
         )
     return Outcome(Status.OK, f"Python {e.version} at {e.python} ({venv})", [f"Chosen as {origin}."])
@@ -130,7 +130,7 @@ def vllm(facts: Facts, mode: str) -> Outcome:
     """Absent → install; < 0.16.0 → fail (no Voxtral Realtime); < 0.20.0 → warn (recipe minimum)."""
     if not facts.pyenv.ok:
         return NO_PYTHON
-    v = knowledge.load()["vllm"]
+    v = knowledge.load().vllm
     installed = facts.pyenv.packages.get("vllm")
     where = target_python(facts)
     if installed is None:
@@ -138,18 +138,18 @@ def vllm(facts: Facts, mode: str) -> Outcome:
     parsed = version(installed)
     if parsed is None:
         return Outcome(Status.WARN, f"vLLM {installed}: version not understood")
-    if parsed < version(v["min_version"]):  # type: ignore[operator]
+    if parsed < version(v.min_version):  # type: ignore[operator]
         return Outcome(
             Status.FAIL,
-            f"vLLM {installed} is older than {v['min_version']}: it has no Voxtral Realtime",
-            [f"Source: {v['min_source']}"],
+            f"vLLM {installed} is older than {v.min_version}: it has no Voxtral Realtime",
+            [f"Source: {v.min_source}"],
             INSTALL,
         )
-    if parsed < version(v["recommended_version"]):  # type: ignore[operator]
+    if parsed < version(v.recommended_version):  # type: ignore[operator]
         return Outcome(
             Status.WARN,
-            f"vLLM {installed} serves Voxtral Realtime, but {v['recommended_version']} is the first release the recipe supports",
-            [f"Source: {v['recommended_source']}"],
+            f"vLLM {installed} serves Voxtral Realtime, but {v.recommended_version} is the first release the recipe supports",
+            [f"Source: {v.recommended_source}"],
             INSTALL,
         )
     return Outcome(Status.OK, f"vLLM {installed}")
@@ -182,22 +182,22 @@ def mistral_common(facts: Facts, mode: str) -> Outcome:
     """mistral_common ≥ 1.9 with the audio extra (soxr, soundfile) for Voxtral's audio processing."""
     if skipped := _vllm_missing(facts):
         return skipped
-    m = knowledge.load()["mistral_common"]
+    m = knowledge.load().mistral_common
     pk = facts.pyenv.packages
     installed = pk.get("mistral_common")
-    cmd = f"{target_python(facts)} -m pip install '{m['install_spec']}'"
+    cmd = f"{target_python(facts)} -m pip install '{m.install_spec}'"
     fix = Fix("Install it into the Python that runs vLLM:", [cmd])
     if installed is None:
-        return Outcome(Status.FAIL, "mistral_common is not installed", [f"Source: {m['source']}"], fix)
-    if version(installed) and version(installed) < version(m["min_version"]):  # type: ignore[operator]
+        return Outcome(Status.FAIL, "mistral_common is not installed", [f"Source: {m.source}"], fix)
+    if version(installed) and version(installed) < version(m.min_version):  # type: ignore[operator]
         return Outcome(
-            Status.FAIL, f"mistral_common {installed} is older than {m['min_version']}", [f"Source: {m['source']}"], fix
+            Status.FAIL, f"mistral_common {installed} is older than {m.min_version}", [f"Source: {m.source}"], fix
         )
-    missing = [mod for mod in m["audio_modules"] if pk.get(mod) is None]
+    missing = [mod for mod in m.audio_modules if pk.get(mod) is None]
     if missing:
         return Outcome(
             Status.FAIL, f"mistral_common {installed} lacks its audio extra: {', '.join(missing)} missing", [], fix
         )
     return Outcome(
-        Status.OK, f"mistral_common {installed} with " + ", ".join(f"{mod} {pk[mod]}" for mod in m["audio_modules"])
+        Status.OK, f"mistral_common {installed} with " + ", ".join(f"{mod} {pk[mod]}" for mod in m.audio_modules)
     )

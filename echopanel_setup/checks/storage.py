@@ -72,12 +72,12 @@ def disk_space(facts: Facts, mode: str) -> Outcome:
     if _complete(facts):
         return Outcome(Status.OK, f"model present; {gib(d.free_mib)} free at {d.checked_path}")
     have = sum(size or 0 for size in facts.model.files.values()) // MIB
-    need = int(k["model"]["download_bytes"]) // MIB + int(k["disk"]["margin_mib"]) - have
+    need = k.model.download_bytes // MIB + k.disk.margin_mib - have
     if d.free_mib < need:
         return Outcome(
             Status.FAIL,
             f"{gib(d.free_mib)} free at {d.checked_path}; the download needs {gib(need)} (with margin)",
-            [f"Source: {k['disk']['source']}"],
+            [f"Source: {k.disk.source}"],
             Fix("Free space there, or download elsewhere:", ["echopanel-setup install voxtral --dir /path/with/space"]),
         )
     return Outcome(Status.OK, f"{gib(d.free_mib)} free at {d.checked_path} (download needs {gib(need)})")

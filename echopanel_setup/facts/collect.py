@@ -52,7 +52,7 @@ def collect(opts: Options, on_wait: Callable[[list[str]], None] | None = None) -
 
     facts.config = _timed(facts, "config", lambda: local.probe_config(config_path(opts)))
     configured_url = opts.url or facts.config.values.get(envconfig.URL)
-    port = opts.port or _local_port(configured_url) or int(knowledge.load()["server"]["default_port"])
+    port = opts.port or _local_port(configured_url) or knowledge.load().server.default_port
     facts.port = _timed(facts, "port", lambda: local.probe_port(port))
 
     state = paths.read_state()

@@ -48,12 +48,12 @@ def read_tekken_delay(tekken: Path) -> int | None:
 
 
 def probe_model(model_dir: Path, serve_dir: str | None) -> ModelFacts:
-    k = knowledge.load()["model"]
+    k = knowledge.load().model
     facts = ModelFacts(path=str(model_dir), exists=model_dir.is_dir())
-    for name in k["files"]:
+    for name in k.files:
         p = model_dir / name
         facts.files[name] = p.stat().st_size if p.is_file() else None
-    manifest_path = model_dir / k["manifest_name"]
+    manifest_path = model_dir / k.manifest_name
     if not manifest_path.exists():
         facts.manifest = "absent"
     else:
@@ -66,7 +66,7 @@ def probe_model(model_dir: Path, serve_dir: str | None) -> ModelFacts:
                 facts.files.get(name) is not None
                 and facts.files[name] == entries[name]["size"]
                 and not entries[name].get("damaged")
-                for name in k["files"]
+                for name in k.files
             )  # `install voxtral --verify` marks a file whose bytes it found wrong (same size) "damaged"
         except (OSError, ValueError, KeyError, TypeError):
             facts.manifest = "unreadable"

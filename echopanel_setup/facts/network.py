@@ -52,10 +52,10 @@ def probe(facts: NetworkFacts, server_url: str | None, external: bool) -> Networ
     import httpx  # imported here: ~0.1 s that offline runs never pay
 
     k = knowledge.load()
-    budget = float(k["network"]["budget_s"])
+    budget = k.network.budget_s
     deadline = time.monotonic() + budget
-    hf = f"{os.environ.get('HF_ENDPOINT', k['network']['hf_endpoint']).rstrip('/')}/api/models/{k['model']['repo']}"
-    mistral = f"{k['network']['mistral_endpoint']}/v1/models"
+    hf = f"{os.environ.get('HF_ENDPOINT', k.network.hf_endpoint).rstrip('/')}/api/models/{k.model.repo}"
+    mistral = f"{k.network.mistral_endpoint}/v1/models"
     # A loopback server is never reached through a proxy, whatever HTTP_PROXY says.
     local_server = bool(server_url) and envconfig.is_local_url(server_url or "")
     with ExitStack() as stack:

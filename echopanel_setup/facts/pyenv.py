@@ -126,13 +126,13 @@ def _store(python: str, markers: str, data: dict[str, object]) -> None:
 
 def probe(python: str, source: str, use_cache: bool = True) -> PyEnvFacts:
     facts = PyEnvFacts(python=python, source=source)
-    k = knowledge.load()["tokenizer_kwargs"]
+    k = knowledge.load().tokenizer_kwargs
     markers = json.dumps(
         {
-            "vllm_file": k["vllm_file_marker"],
-            "vllm_text": k["vllm_text_marker"],
-            "transformers_file": k["transformers_file_marker"],
-            "transformers_text": k["transformers_text_marker"],
+            "vllm_file": k.vllm_file_marker,
+            "vllm_text": k.vllm_text_marker,
+            "transformers_file": k.transformers_file_marker,
+            "transformers_text": k.transformers_text_marker,
         }
     )
     data = _cached(python, markers) if use_cache else None

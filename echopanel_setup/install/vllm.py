@@ -62,7 +62,7 @@ def run(opts: Options) -> int:
         )
     ensure_writable(target, create=False, flag="--venv")
     base = _base_python(ui, opts.python, target, state)
-    need = int(k["vllm_install"]["disk_mib"]) * MIB
+    need = k.vllm_install.disk_mib * MIB
     disk = probe_disk(target)
     free = (disk.free_mib or 0) * MIB
     ui.line(
@@ -77,7 +77,7 @@ def run(opts: Options) -> int:
         base,
         specs,
         uv=uv,
-        uv_args=list(k["vllm_install"]["uv_args"]),
+        uv_args=list(k.vllm_install.uv_args),
         find_links=opts.find_links,
         no_index=opts.no_index,
     )
@@ -114,7 +114,7 @@ def requirement_specs(version: str | None) -> list[str]:
     from packaging.version import Version
 
     k = knowledge.load()
-    spec = k["vllm"]["install_spec"]
+    spec = k.vllm.install_spec
     if version:
         text = version.strip()
         if text[:1].isdigit():
@@ -129,7 +129,7 @@ def requirement_specs(version: str | None) -> list[str]:
             ) from None
         if req.name.lower() != "vllm":
             raise UsageError(f"--version {version!r}: names {req.name}, not vllm")
-        minimum = Version(k["vllm"]["min_version"])
+        minimum = Version(k.vllm.min_version)
         for s in req.specifier:
             try:
                 bound = Version(s.version.rstrip(".*"))
@@ -142,7 +142,7 @@ def requirement_specs(version: str | None) -> list[str]:
                     f"--version {version!r}: vLLM before {minimum} has no Voxtral Realtime; ask for {minimum} or newer (default {spec})"
                 )
         spec = str(req)
-    return [spec, k["mistral_common"]["install_spec"]]
+    return [spec, k.mistral_common.install_spec]
 
 
 def _choose_venv(given: str | None) -> tuple[Path, str]:
@@ -207,7 +207,7 @@ def _base_python(ui: Ui, given: str | None, target: Path, state: str) -> str:
     version = venvs.python_version(python)
     if version is None:
         raise UsageError(f"{python} does not run: pass --python an interpreter for the venv")
-    wanted = knowledge.load()["vllm_install"]["python"]
+    wanted = knowledge.load().vllm_install.python
     if version not in SpecifierSet(wanted):
         ui.note(
             f"Python {version} at {python} is outside {wanted}, the versions vLLM publishes wheels for: if the install fails, use --python python3.12"

@@ -98,13 +98,13 @@ class Job:
 
 
 def run(opts: Options) -> int:
-    k = knowledge.load()["model"]
+    k = knowledge.load().model
     target, chosen_by = choose_dir(opts.dir)
-    mpath = target / k["manifest_name"]
+    mpath = target / k.manifest_name
     old = manifest.read(mpath)
-    if old is not None and old.repo != k["repo"]:
+    if old is not None and old.repo != k.repo:
         old = None
-    job = Job(opts, Ui(opts.json), k["repo"], list(k["files"]), target, chosen_by, mpath, old)
+    job = Job(opts, Ui(opts.json), k.repo, list(k.files), target, chosen_by, mpath, old)
     if opts.verify:
         return verify(job)
     if old is not None and not old.changes(target, job.names) and opts.revision in (None, old.commit):
@@ -198,7 +198,7 @@ def offline(job: Job) -> int:
     if job.old is None:
         raise ExternalError(
             f"HF_HUB_OFFLINE=1 and nothing verified in {job.target}: unset HF_HUB_OFFLINE to download "
-            f"(about {size(int(knowledge.load()['model']['download_bytes']))}), or pass --dir where the model is"
+            f"(about {size(knowledge.load().model.download_bytes)}), or pass --dir where the model is"
         )
     bad = _recheck(job, job.old)
     if bad:
@@ -239,7 +239,7 @@ def install(job: Job, remote: Remote, revision: str) -> int:
     adopted = {id(s.orphan) for s in steps if s.orphan is not None}
     leftovers = [o for o in found if id(o) not in adopted]
     need = sum(s.to_fetch for s in steps)
-    margin = int(knowledge.load()["disk"]["margin_mib"]) * MIB
+    margin = knowledge.load().disk.margin_mib * MIB
     free = _free_bytes(job.target) + orphans.reclaimable(leftovers, job.target)
     fits = need == 0 or free >= need + margin
     _print_plan(job, remote, revision, steps, need, free, margin)

@@ -118,7 +118,7 @@ def build(plan: Plan, settings: ServeSettings, flags: FlagSet, executable: list[
             cmd.skipped.append(problem + ("" if not required else " (vLLM's default is used; check the log)"))
 
     emit("--served-model-name", settings.served_model_name, required=True)
-    for name in knowledge.load()["serve"]["flags"]["mistral_format_flags"]:
+    for name in knowledge.load().serve.flags.mistral_format_flags:
         emit(name, "mistral")
     emit("--max-model-len", str(plan.max_model_len), required=True)
     emit("--max-num-seqs", str(plan.max_num_seqs), required=True)

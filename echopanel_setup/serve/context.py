@@ -137,15 +137,15 @@ def gather(opts: ServeOptions) -> Context:
     model_dir = (
         Path(opts.model_dir).expanduser() if opts.model_dir else Path(facts.model.path or paths.default_model_dir())
     )
-    files = knowledge.load()["model"]["files"]
+    files = knowledge.load().model.files
     present = all(facts.model.files.get(n) is not None for n in files)
-    weights = facts.model.files.get(knowledge.load()["model"]["weights_file"])
+    weights = facts.model.files.get(knowledge.load().model.weights_file)
     arch = planner.read_arch(model_dir / "params.json") if present and not replayed else planner.builtin_arch()
     request = planner.PlanRequest(
         gpus=gpus,
         arch=arch,
         # A half-downloaded file must not make the plan optimistic: never below the known weights size.
-        weights_mib=max(math.ceil((weights or 0) / MIB), int(knowledge.load()["model"]["weights_mib"])),
+        weights_mib=max(math.ceil((weights or 0) / MIB), knowledge.load().model.weights_mib),
         session_minutes=opts.session_minutes or 60.0,
         streams=opts.streams,
         vllm_version=version,
@@ -214,13 +214,13 @@ def _platform_refusal(facts: Facts) -> None:
 def _version_refusal(version: str) -> None:
     from echopanel_setup.checks.common import version as parse
 
-    v = knowledge.load()["vllm"]
-    if parse(version) and parse(version) < parse(v["min_version"]):  # type: ignore[operator]
+    v = knowledge.load().vllm
+    if parse(version) and parse(version) < parse(v.min_version):  # type: ignore[operator]
         raise Refused(
             planner.Refusal(
                 "vllm-version",
-                f"vLLM {version} is too old for Voxtral Realtime (needs {v['min_version']}, "
-                f"{v['recommended_version']}+ recommended)",
+                f"vLLM {version} is too old for Voxtral Realtime (needs {v.min_version}, "
+                f"{v.recommended_version}+ recommended)",
                 ["Install a current vLLM in its own venv: echopanel-setup install vllm"],
             )
         )
@@ -238,7 +238,7 @@ def _gpus(opts: ServeOptions, facts: Facts, hypothetical: bool) -> tuple[tuple[p
             assert base is not None  # hypothetical means --gpu NAME or --gpu-memory
             total, name = base.total_mib, base.name
         # A GPU known only by its memory is assumed to be a current one (compute capability 8.0+).
-        cc = base.compute_capability if base else knowledge.load()["gpu"]["full_compute_capability"]
+        cc = base.compute_capability if base else knowledge.load().gpu.full_compute_capability
         return tuple(planner.Gpu(name, total, total, cc) for _ in range(count)), 0
     from echopanel_setup.checks.common import visible_devices
 
@@ -292,13 +292,13 @@ def _norm(text: str) -> str:
 
 
 def _known_gpu(name: str) -> planner.Gpu:
-    table = knowledge.load()["serve"]["gpu"]
+    table = knowledge.load().serve.gpu
     wanted = _norm(name)
-    exact = [g for g in table if wanted in {_norm(g["name"]), *(_norm(a) for a in g["aliases"])}]
-    found = exact or [g for g in table if wanted and any(wanted in _norm(n) for n in (g["name"], *g["aliases"]))]
+    exact = [g for g in table if wanted in {_norm(g.name), *(_norm(a) for a in g.aliases)}]
+    found = exact or [g for g in table if wanted and any(wanted in _norm(n) for n in (g.name, *g.aliases))]
     if len(found) != 1:
-        names = ", ".join(g["aliases"][0] for g in (found or table))
+        names = ", ".join(g.aliases[0] for g in (found or table))
         what = "matches several GPUs" if found else "is not a GPU I know"
         raise UsageError(f"--gpu {name} {what}: {names}; or give the memory with --gpu-memory GIB")
     g = found[0]
-    return planner.Gpu(g["name"], int(g["total_mib"]), int(g["total_mib"]), g["compute_capability"])
+    return planner.Gpu(g.name, g.total_mib, g.total_mib, g.compute_capability)

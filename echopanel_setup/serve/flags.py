@@ -145,11 +145,11 @@ def _parse_invocation(invocation: str) -> dict[str, object]:
 
 def builtin(version: str | None) -> FlagSet:
     """Flags every recorded version (0.16.0, 0.20.0, 0.33.0) lists the same way: the safe subset."""
-    f = knowledge.load()["serve"]["flags"]
+    f = knowledge.load().serve.flags
     switches = {"--enforce-eager": ("--enforce-eager", "--no-enforce-eager")}
     flags = [
         Flag(names=switches[name]) if name in switches else Flag(names=(name,), metavar="VALUE")
-        for name in f["known_everywhere"]
+        for name in f.known_everywhere
     ]
     return FlagSet(
         version=version, source="built-in list of flags every recorded vLLM (0.16-0.33) accepts", flags=flags
@@ -176,7 +176,7 @@ def read_help(
         pass
     if executable is None:
         raise HelpUnavailable(f"no cached help for vLLM {version} on this machine")
-    timeout = float(knowledge.load()["serve"]["flags"]["help_timeout_s"])
+    timeout = knowledge.load().serve.flags.help_timeout_s
     if on_run:
         on_run(timeout)
     # Logs go to stderr and the help is 80 columns wide, as in the recorded references.

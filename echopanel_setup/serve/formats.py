@@ -38,8 +38,8 @@ class Deployment:
 
 
 def image_for(version: str | None) -> str:
-    v = version or knowledge.load()["vllm"]["recommended_version"]
-    return f"{knowledge.load()['serve']['launch']['docker_image']}:v{v.split('+')[0]}"
+    v = version or knowledge.load().vllm.recommended_version
+    return f"{knowledge.load().serve.launch.docker_image}:v{v.split('+')[0]}"
 
 
 def container_args(cmd: ServeCommand) -> list[str]:
@@ -132,7 +132,7 @@ def compose(cmd: ServeCommand, plan: Plan, settings: ServeSettings, dep: Deploym
     env = dict(_container_env(cmd))
     if settings.api_key:
         env["VLLM_API_KEY"] = "${VLLM_API_KEY:?export VLLM_API_KEY first}"
-    timeout = int(knowledge.load()["serve"]["launch"]["health_timeout_s"])
+    timeout = knowledge.load().serve.launch.health_timeout_s
     service = {
         "image": dep.image,
         "container_name": NAME,
@@ -176,7 +176,7 @@ def _systemd_quote(arg: str) -> str:
 
 
 def systemd(cmd: ServeCommand, settings: ServeSettings) -> str:
-    stop = int(knowledge.load()["serve"]["launch"]["stop_grace_s"])
+    stop = knowledge.load().serve.launch.stop_grace_s
     lines = [
         f"# {NAME}.service: Voxtral Realtime for EchoPanel on vLLM, written by echopanel-setup {__version__}.",
         f"# Install as a user service: save as ~/.config/systemd/user/{NAME}.service, then",
@@ -223,9 +223,9 @@ def systemd(cmd: ServeCommand, settings: ServeSettings) -> str:
 def kubernetes(cmd: ServeCommand, plan: Plan, settings: ServeSettings, dep: Deployment) -> str:
     """PVC for the model, a Deployment whose init container runs doctor as the preflight, and a Service."""
     gpus = plan.tensor_parallel_size
-    launch = knowledge.load()["serve"]["launch"]
+    launch = knowledge.load().serve.launch
     labels = {"app": NAME}
-    pvc_gib = max(20, -(-int(knowledge.load()["model"]["download_bytes"]) * 2 // 2**30))
+    pvc_gib = max(20, -(-knowledge.load().model.download_bytes * 2 // 2**30))
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in _container_env(cmd).items()]
     if settings.api_key:
         env.append({"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": API_KEY_SECRET, "key": "api-key"}}})
@@ -268,14 +268,14 @@ def kubernetes(cmd: ServeCommand, plan: Plan, settings: ServeSettings, dep: Depl
                             "startupProbe": {
                                 **probe,
                                 "periodSeconds": 10,
-                                "failureThreshold": int(launch["health_timeout_s"]) // 10,
+                                "failureThreshold": launch.health_timeout_s // 10,
                             },
                             "readinessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
                             "livenessProbe": {**probe, "periodSeconds": 30, "failureThreshold": 3},
                             "volumeMounts": [*mounts, {"name": "dshm", "mountPath": "/dev/shm"}],
                         }
                     ],
-                    "terminationGracePeriodSeconds": int(launch["stop_grace_s"]),
+                    "terminationGracePeriodSeconds": launch.stop_grace_s,
                     "volumes": [
                         {"name": "models", "persistentVolumeClaim": {"claimName": f"{NAME}-models"}},
                         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}},

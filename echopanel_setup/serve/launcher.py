@@ -43,8 +43,8 @@ def log_path() -> Path:
     return run_dir() / "vllm.log"
 
 
-def _launch() -> dict[str, Any]:
-    return knowledge.load()["serve"]["launch"]
+def _launch() -> knowledge.Launch:
+    return knowledge.load().serve.launch
 
 
 # --- the record of the server we started --------------------------------------------------------------------
@@ -151,16 +151,16 @@ class LogWatch:
         return lines
 
     def _scan(self, line: str) -> None:
-        k = knowledge.load()["serve"]
-        order = [p["id"] for p in k["phase"]]
-        for p in k["phase"]:
-            if order.index(p["id"]) > (order.index(self.phase) if self.phase in order else -1) and re.search(
-                p["pattern"], line
+        k = knowledge.load().serve
+        order = [p.id for p in k.phase]
+        for p in k.phase:
+            if order.index(p.id) > (order.index(self.phase) if self.phase in order else -1) and re.search(
+                p.pattern, line
             ):
-                self.phase = p["id"]
+                self.phase = p.id
                 self.reached.append(self.phase)
         for key in ("kv_memory", "kv_tokens", "concurrency", "version"):
-            m = re.search(k["log"][key], line)
+            m = re.search(k.log.patterns()[key], line)
             if m:
                 self.figures.update(
                     {f"{key}.{g}" if key != "version" else "version": v for g, v in m.groupdict().items()}
@@ -181,9 +181,9 @@ def notable(line: str) -> bool:
 
 
 def phase_title(phase: str) -> str:
-    for p in knowledge.load()["serve"]["phase"]:
-        if p["id"] == phase:
-            return str(p["title"])
+    for p in knowledge.load().serve.phase:
+        if p.id == phase:
+            return p.title
     return "starting vLLM"
 
 
@@ -286,7 +286,7 @@ def wait_ready(
     watch = LogWatch(Path(record.log))
     started = time.monotonic()
     shown, last_note = 0, started
-    poll = float(_launch()["poll_interval_s"])
+    poll = _launch().poll_interval_s
     say(f"waiting for {record.url}/health (up to {duration(timeout_s)}; --timeout to change); log: {record.log}")
 
     def catch_up() -> None:
@@ -347,7 +347,7 @@ def confirm(client: Any, url: str, served_name: str, api_key: str | None) -> str
     """None when /v1/models lists the served name and /v1/realtime sends session.created; else the problem."""
     import httpx
 
-    timeout = float(_launch()["confirm_timeout_s"])
+    timeout = _launch().confirm_timeout_s
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         response = client.get(f"{url}/v1/models", headers=headers, timeout=timeout)
@@ -399,7 +399,7 @@ def follow(proc: subprocess.Popen[bytes], record: Record, echo: Say) -> int:
 def stop_group(pid: int, proc: subprocess.Popen[bytes] | None = None) -> float:
     """Stop vLLM and its engine processes (one process group): SIGINT, as a terminal's Ctrl-C, so vLLM shuts
     down cleanly; then SIGTERM; then SIGKILL. Returns the seconds it took."""
-    grace = float(_launch()["stop_grace_s"])
+    grace = _launch().stop_grace_s
     start_t = time.monotonic()
     for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
         try:

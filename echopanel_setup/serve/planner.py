@@ -84,9 +84,9 @@ class ModelArch:
 
 
 def builtin_arch() -> ModelArch:
-    a = knowledge.load()["serve"]["model_arch"]
+    a = knowledge.load().serve.model_arch
     return ModelArch(
-        **{k: a[k] for k in ModelArch.__dataclass_fields__ if k != "source"}, source=f"built-in: {a['source']}"
+        **{k: getattr(a, k) for k in ModelArch.__dataclass_fields__ if k != "source"}, source=f"built-in: {a.source}"
     )
 
 
@@ -224,14 +224,14 @@ class Refusal:
     details: list[str] = field(default_factory=list)
 
 
-def _k() -> dict[str, Any]:
-    return knowledge.load()["serve"]["planner"]
+def _k() -> knowledge.Planner:
+    return knowledge.load().serve.planner
 
 
 def kv_per_stream_bytes(arch: ModelArch, batched_tokens: int, max_model_len: int, tp: int = 1) -> int:
     """What vLLM reserves for one request (SlidingWindowSpec.max_memory_usage_bytes, per KV group):
     min(window - 1 + batch budget, max_model_len) tokens rounded up to blocks, plus one block."""
-    block = int(_k()["block_size"])
+    block = _k().block_size
     total = 0
     for window, per_token in (
         (arch.decoder_sliding_window, arch.decoder_bytes_per_token(tp)),
@@ -250,7 +250,7 @@ def stream_mib(arch: ModelArch, batched_tokens: int, max_model_len: int, tp: int
 def batch_budget(tier: int, streams: int) -> int:
     """--max-num-batched-tokens for `streams`: the tier's value, or more when there are more streams (vLLM refuses
     a batch budget below --max-num-seqs), rounded up to whole KV blocks."""
-    block = int(_k()["block_size"])
+    block = _k().block_size
     return max(tier, math.ceil(streams / block) * block)
 
 
@@ -271,7 +271,7 @@ def max_streams(arch: ModelArch, tier: int, tokens: int, tp: int, room_mib: int)
 
 def session_minutes_arg(tokens: int, arch: ModelArch) -> int:
     """The largest whole --session-minutes whose --max-model-len (minutes x 1.1 margin) stays within `tokens`."""
-    minutes = math.floor(_minutes(tokens, arch) / float(_k()["model_len_margin"]))
+    minutes = math.floor(_minutes(tokens, arch) / _k().model_len_margin)
     while minutes > 1 and _tokens_for(minutes, arch) > tokens:
         minutes -= 1
     return minutes
@@ -290,7 +290,7 @@ def _graph_mode(version: str | None, eager: bool) -> GraphMode:
         return "eager"
     from echopanel_setup.checks.common import in_range
 
-    needs = in_range(version, knowledge.load()["serve"]["flags"]["piecewise_flag_for"])
+    needs = in_range(version, knowledge.load().serve.flags.piecewise_flag_for)
     return "PIECEWISE" if needs in (True, None) else "FULL_AND_PIECEWISE"
 
 
@@ -311,27 +311,25 @@ def _fixed(req: PlanRequest, tp: int, batched: int, streams: int, mode: GraphMod
     k = _k()
     graphs = 0
     if mode != "eager":
-        graphs = int(k["graph_base_mib"]) + int(k["graph_per_capture_size_mib"]) * capture_sizes(streams, batched)
+        graphs = k.graph_base_mib + k.graph_per_capture_size_mib * capture_sizes(streams, batched)
         if mode == "FULL_AND_PIECEWISE":
-            graphs = math.ceil(graphs * float(k["graph_full_and_piecewise_factor"]))
+            graphs = math.ceil(graphs * k.graph_full_and_piecewise_factor)
     return _Fixed(
         weights=math.ceil(req.weights_mib / tp),
-        activations=math.ceil(int(k["activation_base_mib"]) + float(k["activation_per_batched_token_mib"]) * batched),
-        non_torch=int(k["non_torch_mib"]) + (int(k["nccl_mib"]) if tp > 1 else 0),
+        activations=math.ceil(k.activation_base_mib + k.activation_per_batched_token_mib * batched),
+        non_torch=k.non_torch_mib + (k.nccl_mib if tp > 1 else 0),
         graphs=graphs,
-        safety=int(k["safety_mib"]),
+        safety=k.safety_mib,
     )
 
 
 def _tokens_for(minutes: float, arch: ModelArch) -> int:
     """--max-model-len for sessions of `minutes` (with the margin), before the model's and the floor's limits."""
-    return math.ceil(round(minutes * 60_000 / arch.ms_per_token * float(_k()["model_len_margin"]), 6))
+    return math.ceil(round(minutes * 60_000 / arch.ms_per_token * _k().model_len_margin, 6))
 
 
 def _session_tokens(req: PlanRequest) -> int:
-    tokens = max(
-        int(_k()["min_max_model_len"]), min(_tokens_for(req.session_minutes, req.arch), req.arch.max_model_len)
-    )
+    tokens = max(_k().min_max_model_len, min(_tokens_for(req.session_minutes, req.arch), req.arch.max_model_len))
     return min(tokens, req.max_model_len_cap) if req.max_model_len_cap else tokens
 
 
@@ -344,8 +342,8 @@ def _budget(gpus: tuple[Gpu, ...], req: PlanRequest) -> tuple[int, int, int, int
     k = _k()
     total = min(g.total_mib for g in gpus)
     free = min(g.free_mib if g.free_mib is not None else g.total_mib for g in gpus)
-    cap = min(float(k["max_utilization"]), req.max_utilization or 1.0)
-    after_margin = free - int(k["margin_mib"])
+    cap = min(k.max_utilization, req.max_utilization or 1.0)
+    after_margin = free - k.margin_mib
     usable = max(0, min(after_margin, math.floor(total * cap)))
     util = max(0.0, min(cap, math.floor(after_margin / total * 100 + 1e-9) / 100))
     return total, free, usable, math.floor(total * util), util
@@ -353,7 +351,7 @@ def _budget(gpus: tuple[Gpu, ...], req: PlanRequest) -> tuple[int, int, int, int
 
 def _longest(arch: ModelArch, batched: int, tp: int, streams: int, room_mib: int) -> int:
     """The largest max_model_len (tokens) whose reservation for `streams` fits `room_mib`; 0 if none."""
-    lo, hi = int(_k()["min_max_model_len"]), arch.max_model_len
+    lo, hi = _k().min_max_model_len, arch.max_model_len
 
     def fits(tokens: int) -> bool:
         return streams * stream_mib(arch, batched, tokens, tp) <= room_mib
@@ -375,14 +373,14 @@ def plan(req: PlanRequest) -> Plan | Refusal:
             "no NVIDIA GPU is visible: vLLM serves Voxtral Realtime on NVIDIA GPUs only (its CPU backend "
             "is far slower than real time)",
         )
-    floor = _cc(knowledge.load()["gpu"]["min_compute_capability"])
+    floor = _cc(knowledge.load().gpu.min_compute_capability)
     if gpus[0].cc is not None and gpus[0].cc < floor:
         g = gpus[0]
         return Refusal(
             "compute-capability",
             f"{g.name} has compute capability {g.compute_capability}, below {floor[0]}.{floor[1]}: "
             "the vLLM and PyTorch wheels ship no kernels for it",
-            [f"Source: {knowledge.load()['gpu']['sm_source']}"],
+            [f"Source: {knowledge.load().gpu.sm_source}"],
         )
     usable_gpus = [g for g in gpus if g.cc is None or g.cc >= floor]
     tp_sizes = tensor_parallel_sizes(req.arch)
@@ -426,8 +424,8 @@ def _plan_group(req: PlanRequest, gpus: tuple[Gpu, ...]) -> Plan | Refusal:
     k = _k()
     arch, tp, streams = req.arch, len(gpus), req.streams
     total, free, usable, budget, util = _budget(gpus, req)
-    small, large = int(k["batched_tokens_small"]), int(k["batched_tokens_large"])
-    tier = large if total >= int(k["large_card_from_mib"]) else small
+    small, large = k.batched_tokens_small, k.batched_tokens_large
+    tier = large if total >= k.large_card_from_mib else small
     wanted = _session_tokens(req)
     candidates = [(batch_budget(b, streams), req.force_eager) for b in dict.fromkeys((tier, small))]
     if not req.force_eager:
@@ -456,7 +454,7 @@ def _plan_group(req: PlanRequest, gpus: tuple[Gpu, ...]) -> Plan | Refusal:
     breakdown = Breakdown(
         total=total,
         free=free,
-        margin=int(k["margin_mib"]),
+        margin=k.margin_mib,
         usable=usable,
         budget=budget,
         weights=fixed.weights,
@@ -468,7 +466,7 @@ def _plan_group(req: PlanRequest, gpus: tuple[Gpu, ...]) -> Plan | Refusal:
         headroom=budget - fixed.weights - fixed.activations - fixed.non_torch - fixed.graphs - kv,
         safety=fixed.safety,
     )
-    fp16 = any(g.cc is not None and g.cc < _cc(knowledge.load()["gpu"]["full_compute_capability"]) for g in gpus)
+    fp16 = any(g.cc is not None and g.cc < _cc(knowledge.load().gpu.full_compute_capability) for g in gpus)
     result = Plan(
         max_model_len=tokens,
         gpu_memory_utilization=util,
@@ -494,9 +492,9 @@ def _plan_group(req: PlanRequest, gpus: tuple[Gpu, ...]) -> Plan | Refusal:
 def _attention_backend(version: str | None) -> str | None:
     from echopanel_setup.checks.common import in_range
 
-    s = knowledge.load()["vllm"]["sm75"]
-    picks = in_range(version, s["flashinfer_picked"])
-    return s["attention_flag"].split()[-1] if picks in (True, None) else None
+    s = knowledge.load().vllm.sm75
+    picks = in_range(version, s.flashinfer_picked)
+    return s.attention_flag.split()[-1] if picks in (True, None) else None
 
 
 def _explain(req: PlanRequest, p: Plan, wanted: int, eager: bool) -> None:
@@ -554,16 +552,16 @@ def _refuse(
     """Explain, in MiB, why the smallest configuration does not fit, and what would: fewer streams, a shorter
     session, or freeing the memory other processes hold."""
     k = _k()
-    arch, tp, margin = req.arch, len(gpus), int(k["margin_mib"])
-    small = int(k["batched_tokens_small"])
+    arch, tp, margin = req.arch, len(gpus), k.margin_mib
+    small = k.batched_tokens_small
     fixed = _fixed(req, tp, small, 1, "eager")
-    shortest = int(k["min_max_model_len"])
+    shortest = k.min_max_model_len
     need = stream_mib(arch, small, shortest, tp)
     room = budget - fixed.total
     names = " + ".join(g.name for g in gpus)
     numbers = [
         f"{names}: {total} MiB total, {free} MiB free; usable {usable} MiB = min(free - {margin} MiB for the CUDA "
-        f"context, total x {k['max_utilization']}); vLLM's budget at --gpu-memory-utilization {budget / total:.2f}: {budget} MiB",
+        f"context, total x {k.max_utilization}); vLLM's budget at --gpu-memory-utilization {budget / total:.2f}: {budget} MiB",
         f"weights {fixed.weights} + activations {fixed.activations} + non-torch {fixed.non_torch} + safety {fixed.safety} "
         f"(no CUDA graphs, --max-num-batched-tokens {small}) = {fixed.total} MiB, leaving {room} MiB for the KV cache",
     ]
@@ -604,9 +602,7 @@ def _refuse(
             f"(--session-minutes {minutes}{fewer})",
             [*numbers, f"one {req.session_minutes:g}-minute stream's KV cache needs {one} MiB"],
         )
-    idle_budget = math.floor(
-        total * min(float(k["max_utilization"]), math.floor((total - margin) / total * 100 + 1e-9) / 100)
-    )
+    idle_budget = math.floor(total * min(k.max_utilization, math.floor((total - margin) / total * 100 + 1e-9) / 100))
     if held > 0 and idle_budget - fixed.total >= need:
         percent = math.ceil((fixed.total + need) * 100 / total)
         free_needed = margin + math.ceil(percent * total / 100)
@@ -635,8 +631,8 @@ def adjust(req: PlanRequest, failure_id: str, groups: dict[str, str], previous: 
     - no memory for the cache, or CUDA OOM (usually during graph capture): no CUDA graphs, 0.03 less utilisation.
     """
     if failure_id == "max-model-len-too-long" and groups.get("estimated"):
-        estimate = int(groups["estimated"]) // int(_k()["block_size"]) * int(_k()["block_size"])
-        if estimate < int(_k()["min_max_model_len"]) or estimate >= previous.max_model_len:
+        estimate = int(groups["estimated"]) // _k().block_size * _k().block_size
+        if estimate < _k().min_max_model_len or estimate >= previous.max_model_len:
             return None
         return replace(req, max_model_len_cap=estimate, session_fixed=False)
     if failure_id == "free-memory-startup" and groups.get("free_gib"):

@@ -40,11 +40,11 @@ def build(opts: ServeOptions, ctx: Context, plan: planner.Plan, reading: Callabl
     served_dir, delay = _served_dir(opts, ctx, notes)
     executable = builder.resolve_executable(ctx.facts.pyenv) if ctx.version and not ctx.replayed else None
     flagset, why_builtin = flags.learn(executable, ctx.version, lambda timeout: reading(ctx.version, timeout))
-    port = opts.port or _config_port(ctx.facts) or int(knowledge.load()["server"]["default_port"])
+    port = opts.port or _config_port(ctx.facts) or knowledge.load().server.default_port
     settings = builder.ServeSettings(
-        model=str(served_dir) if ctx.model_present else knowledge.load()["model"]["repo"],
+        model=str(served_dir) if ctx.model_present else knowledge.load().model.repo,
         model_is_local=ctx.model_present,
-        served_model_name=opts.served_model_name or knowledge.load()["model"]["repo"],
+        served_model_name=opts.served_model_name or knowledge.load().model.repo,
         host=opts.host,
         port=port,
         api_key=opts.api_key,
@@ -135,7 +135,7 @@ def _served_dir(opts: ServeOptions, ctx: Context, notes: list[str]) -> tuple[Pat
             f"Delay {requested} ms needs the variant {target}: run `echopanel-setup serve --delay-ms {requested}` "
             "on that machine to create it."
         )
-    says = configured or str(knowledge.load()["delay"]["default_ms"])
+    says = configured or str(knowledge.load().delay.default_ms)
     if says != str(requested):
         where = (
             f"its config says {envconfig.DELAY}={configured}"

@@ -60,7 +60,7 @@ def _supervise(
     opts: ServeOptions, ctx: Context, built: Built, live: list[tuple[subprocess.Popen[bytes], launcher.Record]]
 ) -> Launch:
     """Start, watch, retry once on a memory error, then (foreground) relay the log until vLLM exits."""
-    timeout = opts.timeout or float(knowledge.load()["serve"]["launch"]["health_timeout_s"])
+    timeout = opts.timeout or knowledge.load().serve.launch.health_timeout_s
     name = built.settings.served_model_name
     request = ctx.request
     for attempt in (1, 2):

@@ -48,7 +48,7 @@ def variant_dir(model_dir: Path, delay_ms: int) -> Path:
 
 
 def _linked_files() -> list[str]:
-    return [name for name in knowledge.load()["model"]["files"] if name != TEKKEN]
+    return [name for name in knowledge.load().model.files if name != TEKKEN]
 
 
 def _stamp(path: Path) -> dict[str, int]:
@@ -94,7 +94,7 @@ def ensure(model_dir: Path, delay_ms: int) -> Variant:
     check_delay(delay_ms)
     model_dir = model_dir.resolve()
     target = variant_dir(model_dir, delay_ms)
-    missing = [n for n in knowledge.load()["model"]["files"] if not (model_dir / n).is_file()]
+    missing = [n for n in knowledge.load().model.files if not (model_dir / n).is_file()]
     if missing:
         raise SetupError(f"{model_dir}: {', '.join(missing)} missing; run `echopanel-setup install voxtral` first")
     if _is_current(target, model_dir, delay_ms):

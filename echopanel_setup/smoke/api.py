@@ -50,15 +50,15 @@ def load_sdk() -> tuple[Any, Any]:
 
     from packaging.version import Version
 
-    api = knowledge.load()["smoke"]["api"]
-    install = f"pip install 'echopanel-setup[api]' (or pip install '{api['install_spec']}')"
+    api = knowledge.load().smoke.api
+    install = f"pip install 'echopanel-setup[api]' (or pip install '{api.install_spec}')"
     try:
         installed = metadata.version("mistralai")
     except metadata.PackageNotFoundError:
         raise UsageError(f"API mode needs Mistral's SDK, an optional extra: {install}") from None
-    if Version(installed) < Version(api["min_sdk"]):
+    if Version(installed) < Version(api.min_sdk):
         raise UsageError(
-            f"mistralai {installed} has no realtime transcription (needs {api['min_sdk']} or newer): {install}"
+            f"mistralai {installed} has no realtime transcription (needs {api.min_sdk} or newer): {install}"
         )
     try:
         try:
@@ -77,7 +77,7 @@ async def _stream(
     t = Timings()
     marks: dict[str, float] = {}
     start = time.monotonic()
-    size = int(knowledge.load()["smoke"]["chunk_bytes"])
+    size = knowledge.load().smoke.chunk_bytes
     chunk_s = size / 2 / RATE
 
     async def audio() -> AsyncIterator[bytes]:

@@ -28,7 +28,7 @@ class ServerEventError(ExternalError):
 
     def __init__(self, code: str | None, message: str) -> None:
         self.code, self.message = code, message
-        hint = knowledge.load()["smoke"]["server_errors"].get(code or "", "")
+        hint = knowledge.load().smoke.server_errors.hints.get(code or "", "")
         super().__init__(f"the server sent error {code or '(no code)'}: {message}" + (f" ({hint})" if hint else ""))
 
 
@@ -42,8 +42,8 @@ class Limits:
 
     @classmethod
     def defaults(cls, done_s: float | None = None) -> Limits:
-        s = knowledge.load()["smoke"]
-        return cls(float(s["connect_timeout_s"]), float(s["session_timeout_s"]), float(done_s or s["done_timeout_s"]))
+        s = knowledge.load().smoke
+        return cls(s.connect_timeout_s, s.session_timeout_s, float(done_s or s.done_timeout_s))
 
 
 def transcribe(ws_url: str, model: str, pcm: bytes, *, api_key: str | None, fast: bool, limits: Limits) -> Transcript:
@@ -141,7 +141,7 @@ async def _send_audio(ws, pcm: bytes, fast: bool, receiver: asyncio.Task, state:
     """Append chunks (on a microphone's schedule unless `fast`), then the final commit."""
     from websockets.exceptions import ConnectionClosed
 
-    size = int(knowledge.load()["smoke"]["chunk_bytes"])
+    size = knowledge.load().smoke.chunk_bytes
     chunk_s = size / 2 / RATE
     state.audio_started = began = time.monotonic()
     try:

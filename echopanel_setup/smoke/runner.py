@@ -116,7 +116,7 @@ def resolve(opts: SmokeOptions, environ: dict[str, str] | None = None) -> Target
             raise UsageError(
                 f"--mode remote needs --url http://GPU-HOST:8000 (or {envconfig.URL} in the EchoPanel config)"
             )
-        url = url or knowledge.load()["server"]["default_url"]
+        url = url or knowledge.load().server.default_url
     key, source = (opts.api_key, "--api-key") if opts.api_key else (env.get("VLLM_API_KEY"), "VLLM_API_KEY")
     return Target(mode, url, key or None, source if key else None, None, reason)
 
@@ -126,7 +126,7 @@ def _api_target(
 ) -> Target:
     key, source = opts.api_key, "--api-key"
     if not key:
-        for var in knowledge.load()["smoke"]["api"]["key_vars"]:
+        for var in knowledge.load().smoke.api.key_vars:
             if env.get(var):
                 key, source = env[var], var
                 break
@@ -140,8 +140,8 @@ def _api_target(
     raw_delay = values.get(envconfig.DELAY)
     if raw_delay and (problem := envconfig.validate_delay(raw_delay)):
         raise UsageError(f"{problem} (fix it with `echopanel-setup configure --delay-ms N`)")
-    delay = int(raw_delay) if raw_delay else int(knowledge.load()["delay"]["default_ms"])
-    return Target("api", url or knowledge.load()["network"]["mistral_endpoint"], key, source, delay, reason)
+    delay = int(raw_delay) if raw_delay else knowledge.load().delay.default_ms
+    return Target("api", url or knowledge.load().network.mistral_endpoint, key, source, delay, reason)
 
 
 def load_clip(opts: SmokeOptions) -> audio.Clip:
@@ -162,7 +162,7 @@ def run(opts: SmokeOptions, status: Callable[[str], None] | None = None) -> Smok
     if opts.http and target.mode == "api":
         raise UsageError("--http tests a vLLM server's /v1/audio/transcriptions; API mode has no such route here")
     clip = load_clip(opts)
-    max_wer = knowledge.load()["smoke"]["max_wer"] if opts.max_wer is None else opts.max_wer
+    max_wer = knowledge.load().smoke.max_wer if opts.max_wer is None else opts.max_wer
     from echopanel_setup.smoke.client import Limits
 
     limits = Limits.defaults(opts.timeout)
@@ -171,7 +171,7 @@ def run(opts: SmokeOptions, status: Callable[[str], None] | None = None) -> Smok
     if target.mode == "api":
         from echopanel_setup.smoke import api
 
-        model = opts.model or knowledge.load()["model"]["api_model"]
+        model = opts.model or knowledge.load().model.api_model
         say(f"streaming {clip.duration_s:.1f} s of audio to {target.url} {pacing}")
         transcript = api.transcribe(
             clip.pcm,
@@ -193,7 +193,7 @@ def run(opts: SmokeOptions, status: Callable[[str], None] | None = None) -> Smok
         model = server.choose_model(ep.http_base, info.models, opts.model)
         if not server.is_voxtral_realtime(model):
             notes.append(
-                f"the served model {model!r} does not look like Voxtral Realtime ({knowledge.load()['model']['repo']})"
+                f"the served model {model!r} does not look like Voxtral Realtime ({knowledge.load().model.repo})"
             )
         version, served, discovery_wait = info.version, info.models, info.waiting_s
         if opts.http:

@@ -105,7 +105,7 @@ def choose_model(url: str, served: list[str], wanted: str | None) -> str:
 
 
 def is_voxtral_realtime(name: str) -> bool:
-    repo_name = knowledge.load()["model"]["repo"].split("/")[1]
+    repo_name = knowledge.load().model.repo.split("/")[1]
     lowered = name.lower()
     return ("voxtral" in lowered and "realtime" in lowered) or name.rstrip("/").endswith(repo_name)
 

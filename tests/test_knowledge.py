@@ -1,0 +1,119 @@
+"""compat.toml builds into its typed view: a typo or a wrong type fails here, not in a check on a user's machine."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from echopanel_setup import knowledge
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+TOML = Path(knowledge.__file__).with_name("compat.toml")
+
+
+def raw() -> dict[str, Any]:
+    return tomllib.loads(TOML.read_text(encoding="utf-8"))
+
+
+def sections(node: object, path: str = "compat.toml") -> list[tuple[str, object]]:
+    """Every section dataclass in the tree, with where it sits."""
+    found = [(path, node)]
+    for f in dataclasses.fields(node):  # type: ignore[arg-type]
+        value = getattr(node, f.name)
+        items = value if isinstance(value, tuple) else (value,)
+        for i, item in enumerate(items):
+            if dataclasses.is_dataclass(item):
+                found += sections(item, f"{path}.{f.name}" + (f"[{i}]" if isinstance(value, tuple) else ""))
+    return found
+
+
+def test_every_section_builds_with_its_declared_types() -> None:
+    k = knowledge.build(raw())
+    assert k == knowledge.load()
+    built = sections(k)
+    assert len(built) > 40  # every table and array-of-tables entry, not just the top level
+    for path, section in built:
+        for f in dataclasses.fields(section):  # type: ignore[arg-type]
+            value = getattr(section, f.name)
+            assert value is not None or f.default is None, f"{path}.{f.name}"
+
+
+def test_every_table_names_its_source() -> None:
+    for path, section in sections(knowledge.load()):
+        if path in ("compat.toml", "compat.toml.serve"):  # containers of other tables
+            continue
+        sources = [getattr(section, f.name) for f in dataclasses.fields(section) if f.name.endswith("source")]  # type: ignore[arg-type]
+        assert sources and all(s.strip() for s in sources), path
+
+
+def test_every_pattern_compiles() -> None:
+    k = knowledge.load()
+    patterns = [p for sig in k.signature for p in sig.patterns]
+    patterns += [p.pattern for p in k.serve.phase] + list(k.serve.log.patterns().values())
+    for pattern in patterns:
+        re.compile(pattern)
+
+
+def test_values_arrive_typed() -> None:
+    k = knowledge.load()
+    assert isinstance(k.gpu.min_free_mib, int)
+    assert isinstance(k.setup.ready_timeout_s, float)  # written as 900 in the TOML
+    assert k.model.files == ("consolidated.safetensors", "params.json", "tekken.json")
+    assert k.smoke.server_errors.hints["invalid_json"].startswith("vLLM could not parse")
+    assert k.delay.default_ms in k.delay.grid()
+    assert k.delay.nearest(500) == [480]
+
+
+def test_the_view_is_frozen_and_built_once() -> None:
+    k = knowledge.load()
+    assert knowledge.load() is k
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        k.gpu.min_free_mib = 1  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        k.driver.min_for_cuda_major["12"] = "1"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda d: d["gpu"].update(min_free_mib="11264"),
+            "compat.toml.gpu.min_free_mib: expected int, got str '11264'",
+        ),
+        (lambda d: d["gpu"].update(min_free_mib=True), "compat.toml.gpu.min_free_mib: expected int, got bool"),
+        (lambda d: d["gpu"].pop("min_free_mib"), "compat.toml.gpu: missing key min_free_mib"),
+        (lambda d: d["gpu"].update(min_fre_mib=1), "compat.toml.gpu: unknown key(s) min_fre_mib"),
+        (lambda d: d["model"].update(files="params.json"), "compat.toml.model.files: expected an array, got str"),
+        (lambda d: d["signature"][2].update(patterns=[1]), "compat.toml.signature[2].patterns[0]: expected str"),
+        (
+            lambda d: d["serve"]["gpu"][0].update(unconfirmed="yes"),
+            "compat.toml.serve.gpu[0].unconfirmed: expected bool",
+        ),
+        (
+            lambda d: d["driver"].update(min_for_cuda_major=[]),
+            "compat.toml.driver.min_for_cuda_major: expected a table",
+        ),
+        (lambda d: d.update(smoke=1), "compat.toml.smoke: expected a table, got int"),
+    ],
+)
+def test_a_typo_or_a_wrong_type_names_the_key(change: Any, message: str) -> None:
+    data = raw()
+    change(data)
+    with pytest.raises(knowledge.KnowledgeError) as err:
+        knowledge.build(data)
+    assert str(err.value).startswith(message)
+
+
+def test_optional_fields_may_be_left_out() -> None:
+    k = knowledge.load()
+    assert [a.rtf for a in k.alternative if a.id in ("remote", "api")] == [None, None]
+    assert any(g.unconfirmed for g in k.serve.gpu) and not all(g.unconfirmed for g in k.serve.gpu)
