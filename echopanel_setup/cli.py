@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -171,51 +171,12 @@ def explain(
     json_out: Annotated[bool, typer.Option("--json", help="Print the matches as JSON.")] = False,
 ) -> None:
     """Name a known vLLM failure in a log and say how to fix it. Exit 0 recognised, 1 not recognised."""
-    import json
-    from dataclasses import asdict
+    from echopanel_setup import explain_render
+    from echopanel_setup.explain import ExplainOptions, run
 
-    from echopanel_setup.explain import explain as find
-
-    if logfile == "-":
-        text = sys.stdin.read()
-    else:
-        try:
-            with open(
-                logfile, encoding="utf-8", errors="replace", newline=""
-            ) as fh:  # keep \r: line numbers match grep -n
-                text = fh.read()
-        except FileNotFoundError:
-            raise UsageError(f"{logfile}: no such file (pass a vLLM log, or - to read standard input)") from None
-        except OSError as exc:
-            raise UsageError(f"{logfile}: cannot read: {exc.strerror or exc}") from None
-    matches = find(text)
-    if json_out:
-        print(
-            json.dumps(
-                {"schema_version": 1, "recognised": bool(matches), "matches": [asdict(m) for m in matches]}, indent=2
-            )
-        )
-        raise typer.Exit(0 if matches else 1)
-    from rich.markup import escape
-
-    from echopanel_setup.report import console
-
-    con = console()
-    if not matches:
-        con.print("Not recognised: none of the known vLLM failures appears in this log.")
-        con.print("Try `echopanel-setup doctor`, and include the last 50 lines of the log in a bug report.")
-        raise typer.Exit(1)
-    first, *others = matches
-    con.print(f"[bold red]{escape(first.title)}[/]  ({first.id}, line {first.line_no})")
-    con.print(f"  [dim]{escape(first.line)}[/]")
-    con.print(f"Cause: {escape(first.cause)}")
-    con.print(f"Fix:   {escape(first.fix)}")
-    for cmd in first.commands:
-        con.print(f"       [cyan]{escape(cmd)}[/]")
-    if first.suggestion:
-        con.print(f"Try:   [cyan]{escape(first.suggestion)}[/]")
-    for m in others:
-        con.print(f"Also in the log: {escape(m.title)} ({m.id}, line {m.line_no})")
+    result = run(ExplainOptions(log=logfile))
+    explain_render.render(result, json_out=json_out)
+    raise typer.Exit(result.exit_code)
 
 
 @install_app.command("voxtral")
@@ -542,15 +503,12 @@ def smoke(
         timeout=timeout,
         config=config,
     )
-    try:
-        with render.progress(enabled=not json_out and sys.stderr.isatty()) as status:
-            result = runner.run(opts, status=status)
-    except SetupError as exc:
-        if json_out:
-            render.write_json(render.error_document(str(exc), exc.exit_code))
-        raise
+    with render.progress(enabled=not json_out and sys.stderr.isatty()) as status:
+        result = runner.run(opts, status=status)
     if json_out:
-        render.write_json(render.to_document(result))
+        from echopanel_setup import output
+
+        output.write_json(render.to_document(result))
     else:
         render.render_human(result)
     raise typer.Exit(result.exit_code)
@@ -686,25 +644,49 @@ def setup(
 
 
 def main() -> None:
-    """Entry point: one line for every known error, a saved traceback for the unknown ones."""
+    """Entry point: one line for every known error, a saved traceback for the unknown ones.
+
+    Under `--json` every error also prints one error document on stdout (output.error_document), so the
+    commands themselves only ever write their results.
+    """
     for stream in (sys.stdout, sys.stderr):
         if (getattr(stream, "encoding", "") or "").lower().replace("-", "") not in ("utf8", "utf_8"):
             stream.reconfigure(errors="replace")  # type: ignore[union-attr]  # a C/ASCII locale must not crash us
+    args = sys.argv[1:]
+    json_command = _json_command(args)
     try:
-        code = _app_for(sys.argv[1:])(standalone_mode=False)
+        code = _app_for(args)(args, prog_name="echopanel-setup", standalone_mode=False)
     except SetupError as exc:
-        _fail(str(exc), exc.exit_code)
+        _fail(str(exc), exc.exit_code, json_command)
     except KeyboardInterrupt:
-        _fail("interrupted", EXIT_INTERRUPTED)
+        _fail("interrupted", EXIT_INTERRUPTED, json_command)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line + saved traceback
-        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # Click's own usage errors
-            _fail(_click_message(exc), exc.exit_code)
+        # Click's exceptions are matched by shape: Typer >= 0.28 raises those of its own vendored copy of Click.
         if type(exc).__name__ == "Abort":  # Click turns Ctrl-C at a prompt into Abort
-            _fail("interrupted", EXIT_INTERRUPTED)
-        _internal_error(exc)
+            _fail("interrupted", EXIT_INTERRUPTED, json_command)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # Click >= 8.2: a bare group is a usage error (exit 2)
+            print(exc.ctx.get_help(), file=sys.stderr)  # type: ignore[attr-defined]  # the help, not one squashed line
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # Click's usage errors
+            _fail(_click_message(exc), exc.exit_code, json_command)
+        _internal_error(exc, json_command)
     if code == EXIT_INTERRUPTED:  # Typer turns Ctrl-C inside a command into a silent Exit(130)
-        print("echopanel-setup: interrupted", file=sys.stderr)
+        _fail("interrupted", EXIT_INTERRUPTED, json_command)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _json_command(args: list[str]) -> str | None:
+    """The command a `--json` run names ("doctor", "install voxtral"), or None when there is no `--json`.
+
+    Command names come before any option (only the root's eager --help/--version could precede them), so
+    the leading words name it; a group's subcommand is the word after the group's name.
+    """
+    if "--json" not in (args[: args.index("--")] if "--" in args else args):
+        return None
+    words = [args[0]] if args and not args[0].startswith("-") else []
+    if words and words[0] in {g.name for g in app.registered_groups} and len(args) > 1 and not args[1].startswith("-"):
+        words.append(args[1])
+    return " ".join(words) or "echopanel-setup"
 
 
 def _app_for(args: list[str]) -> typer.Typer:
@@ -726,7 +708,12 @@ def _app_for(args: list[str]) -> typer.Typer:
     return single
 
 
-def _fail(message: str, code: int) -> None:
+def _fail(message: str, code: int, json_command: str | None = None, traceback: str | None = None) -> NoReturn:
+    """Exit with `code` after one stderr line (and, under --json, one error document on stdout)."""
+    if json_command is not None:
+        from echopanel_setup import output
+
+        output.write_error(output.error_document(json_command, message, code, traceback=traceback))
     print(f"echopanel-setup: error: {message}", file=sys.stderr)
     sys.exit(code)
 
@@ -738,23 +725,28 @@ def _click_message(exc: Exception) -> str:
     return " ".join(exc.format_message().split()) + where  # type: ignore[attr-defined]
 
 
-def _internal_error(exc: BaseException) -> None:
+def _internal_error(exc: BaseException, json_command: str | None) -> NoReturn:
     import traceback
     from datetime import datetime
 
     from echopanel_setup import paths
 
-    where = "not saved"
+    saved = None
     try:
         crash_dir = paths.state_dir() / "crash"
         crash_dir.mkdir(parents=True, exist_ok=True)
         path = crash_dir / f"crash-{datetime.now():%Y%m%d-%H%M%S}.log"
         path.write_text("".join(traceback.format_exception(exc)), encoding="utf-8")
-        where = str(path)
+        saved = str(path)
     except OSError:
         pass
+    message = f"{type(exc).__name__}: {exc}"
+    if json_command is not None:
+        from echopanel_setup import output
+
+        output.write_error(output.error_document(json_command, message, EXIT_INTERNAL, traceback=saved))
     print(
-        f"echopanel-setup: internal error: {type(exc).__name__}: {exc} (traceback: {where}; please report it)",
+        f"echopanel-setup: internal error: {message} (traceback: {saved or 'not saved'}; please report it)",
         file=sys.stderr,
     )
     sys.exit(EXIT_INTERNAL)

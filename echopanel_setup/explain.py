@@ -7,9 +7,11 @@ followed by its consequences, and the first signature that matches names the cau
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
 
 from echopanel_setup import knowledge
+from echopanel_setup.errors import EXIT_FAILED, EXIT_OK, UsageError
 
 
 @dataclass
@@ -81,3 +83,34 @@ def explain(text: str) -> list[Match]:
             matches[-1].suggestion = _suggest(matches[-1])
             break
     return matches
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExplainOptions:
+    log: str  # a file, or "-" for standard input
+
+
+@dataclass
+class ExplainResult:
+    matches: list[Match]
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_OK if self.matches else EXIT_FAILED
+
+
+def run(opts: ExplainOptions) -> ExplainResult:
+    """Read the log (raising UsageError when it cannot be read) and find every known failure in it."""
+    return ExplainResult(explain(_read(opts.log)))
+
+
+def _read(log: str) -> str:
+    if log == "-":
+        return sys.stdin.read()
+    try:
+        with open(log, encoding="utf-8", errors="replace", newline="") as fh:  # keep \r: line numbers match grep -n
+            return fh.read()
+    except FileNotFoundError:
+        raise UsageError(f"{log}: no such file (pass a vLLM log, or - to read standard input)") from None
+    except OSError as exc:
+        raise UsageError(f"{log}: cannot read: {exc.strerror or exc}") from None

@@ -3,16 +3,16 @@ redacted paste-ready report. Symbols always come with a word, so NO_COLOR and pi
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from echopanel_setup import __version__
+from echopanel_setup import __version__, output
 from echopanel_setup.checks import MODES, Check, CheckResult, Status
 from echopanel_setup.facts.model import Facts
+from echopanel_setup.output import document
 
 REPORT_SCHEMA_VERSION = 1
 SYMBOLS = {"ok": "✓", "warn": "!", "fail": "✗", "crashed": "☠", "timeout": "☠", "skip": "–"}
@@ -56,24 +56,14 @@ def counts(results: list[CheckResult]) -> dict[str, int]:
     return out
 
 
-def header(command: str, schema_version: int) -> dict[str, Any]:
-    """The fields every command's `--json` document starts with."""
-    return {
-        "schema_version": schema_version,
-        "tool": {"name": "echopanel-setup", "version": __version__},
-        "command": command,
-    }
-
-
 def to_document(run: DoctorRun) -> dict[str, Any]:
     """The `--json` document; its shape is pinned by schema/doctor.schema.json."""
     return {
-        **header("doctor", REPORT_SCHEMA_VERSION),
+        **document("doctor", REPORT_SCHEMA_VERSION, run.exit_code),
         "mode": run.mode,
         "mode_reason": run.mode_reason,
         "strict": run.strict,
         "replayed": run.replayed,
-        "exit_code": run.exit_code,
         "duration_ms": round(run.duration_ms, 1),
         "summary": counts(run.results),
         "checks": [
@@ -94,9 +84,8 @@ def to_document(run: DoctorRun) -> dict[str, Any]:
     }
 
 
-def write_json(run: DoctorRun, out: TextIO = sys.stdout) -> None:
-    ascii_only = _symbols(out) is ASCII_SYMBOLS  # \u escapes keep the JSON valid on a non-UTF-8 stdout
-    out.write(json.dumps(to_document(run), indent=2, ensure_ascii=ascii_only) + "\n")
+def write_json(run: DoctorRun, out: TextIO | None = None) -> None:
+    output.write_json(to_document(run), out)
 
 
 def _symbols(stream: TextIO) -> dict[str, str]:

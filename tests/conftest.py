@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import io
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -74,6 +77,45 @@ def run_cli(
         input=stdin,
         cwd=REPO,
     )
+
+
+class CliRun(NamedTuple):
+    """What one in-process run of the command line left: its exit code, stdout and stderr."""
+
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+class Cli:
+    """`echopanel-setup ARGV` through cli.main in this process: fast, and the stand-ins can run in threads.
+
+    Exactly what the console script runs (main's error handling and exit codes included); `run_cli` is for
+    what needs a real process (signals, a fresh interpreter, a terminal).
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        self._monkeypatch = monkeypatch
+        self._capsys = capsys
+
+    def __call__(self, *argv: str, stdin: str | None = None) -> CliRun:
+        from echopanel_setup import cli
+
+        self._monkeypatch.setattr(sys, "argv", ["echopanel-setup", *argv])
+        if stdin is not None:
+            self._monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        with pytest.raises(SystemExit) as exc:
+            cli.main()
+        captured = self._capsys.readouterr()
+        return CliRun(int(exc.value.code or 0), captured.out, captured.err)
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
+    return Cli(monkeypatch, capsys)
 
 
 # Tests of a SOCKS proxy that cannot be used: they need httpx's socks extra (socksio) to be absent.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 
+from echopanel_setup import output
 from echopanel_setup.smoke import audio, render
 from echopanel_setup.smoke.result import Timings, Transcript
 from echopanel_setup.smoke.runner import SmokeResult, Target
@@ -34,7 +35,7 @@ def result(text: str, reference: str | None) -> SmokeResult:
 
 def test_json_document_is_complete_and_keyless() -> None:
     out = io.StringIO()
-    render.write_json(render.to_document(result("hello world", "hello world")), out)
+    output.write_json(render.to_document(result("hello world", "hello world")), out)
     doc = json.loads(out.getvalue())
     assert doc["schema_version"] == 1 and doc["command"] == "smoke" and doc["passed"] and doc["exit_code"] == 0
     assert doc["timings_ms"]["first_delta"] == 300.0 and doc["timings_ms"]["client_overhead"] == 100.0
@@ -55,8 +56,3 @@ def test_human_report_pass_fail_and_unscored() -> None:
         assert expect in out.getvalue()
         assert r.exit_code == (0 if expect in ("✓ pass", "not measured") else 1)
     assert "paced like a live microphone" in out.getvalue() and "RTF 1.20" in out.getvalue()
-
-
-def test_error_document() -> None:
-    doc = render.error_document("cannot reach it", 3)
-    assert doc["passed"] is False and doc["exit_code"] == 3 and doc["error"] == {"message": "cannot reach it"}

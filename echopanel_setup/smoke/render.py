@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-from echopanel_setup.report import header
+from echopanel_setup.output import document
 from echopanel_setup.smoke.runner import SmokeResult
 
 SCHEMA_VERSION = 1
@@ -22,9 +21,8 @@ def _ms(seconds: float | None) -> float | None:
 def to_document(r: SmokeResult) -> dict[str, Any]:
     t = r.transcript.timings
     return {
-        **header("smoke", SCHEMA_VERSION),
+        **document("smoke", SCHEMA_VERSION, r.exit_code),
         "passed": r.passed,
-        "exit_code": r.exit_code,
         "mode": r.target.mode,
         "mode_reason": r.target.reason,
         "route": r.route,
@@ -63,21 +61,7 @@ def to_document(r: SmokeResult) -> dict[str, Any]:
             "client_overhead": _ms(r.overhead_s),
         },
         "notes": r.notes,
-        "error": None,
     }
-
-
-def error_document(message: str, exit_code: int) -> dict[str, Any]:
-    return {
-        **header("smoke", SCHEMA_VERSION),
-        "passed": False,
-        "exit_code": exit_code,
-        "error": {"message": message},
-    }
-
-
-def write_json(doc: dict[str, Any], out: TextIO | None = None) -> None:
-    (out or sys.stdout).write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
 
 
 def render_human(r: SmokeResult, out: TextIO | None = None) -> None:
