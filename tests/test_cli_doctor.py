@@ -23,12 +23,16 @@ COMMANDS = ("doctor", "install", "serve", "smoke", "configure", "explain", "setu
 
 
 def assert_usage_error(proc: subprocess.CompletedProcess[str]) -> str:
-    """Exit 2, exactly one line on stderr, nothing on stdout, no traceback; returns the line."""
+    """Exit 2, exactly one line on stderr, no traceback, and on stdout nothing (under --json: only the error
+    document with that line's message); returns the line."""
     assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr + proc.stdout
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
-    assert proc.stdout == ""
+    if "--json" in proc.args:
+        assert lines[0].endswith(json.loads(proc.stdout)["error"]["message"])
+    else:
+        assert proc.stdout == ""
     return lines[0]
 
 

@@ -192,8 +192,7 @@ def test_resolve_explicit(venvs: dict[str, Path], tmp_path: Path) -> None:
 def test_doctor_bad_python_is_a_usage_error(tmp_path: Path, kind: str) -> None:
     target = tmp_path / "nope" / "bin" / "python" if kind == "missing" else tmp_path
     res = run_cli("doctor", "--python", str(target), "--offline", "--json", timeout=30)
-    assert res.returncode == 2
-    assert res.stdout == ""
+    assert res.returncode == 2 and json.loads(res.stdout)["error"]["kind"] == "usage"
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("echopanel-setup: error: --python")
     assert "Traceback" not in res.stderr
