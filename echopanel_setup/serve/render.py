@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from echopanel_setup import envconfig
-from echopanel_setup.report import header
+from echopanel_setup.output import header
 from echopanel_setup.serve import launcher, planner
 from echopanel_setup.serve.context import Context
 from echopanel_setup.serve.prepare import Built
