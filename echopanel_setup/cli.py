@@ -13,6 +13,7 @@ import typer
 
 from echopanel_setup import __version__
 from echopanel_setup.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, SetupError, UsageError
+from echopanel_setup.url import ServerURL
 
 if TYPE_CHECKING:
     from echopanel_setup.serve.context import ServeOptions
@@ -54,6 +55,11 @@ def _main(
     """Get EchoPanel transcribing live with Voxtral Realtime: check, install, serve, smoke-test, configure."""
 
 
+def _echopanel_url(text: str) -> ServerURL:
+    """`--url` where it stands for EchoPanel's VOXTRAL_VLLM_URL: http(s)://HOST:PORT, parsed once here."""
+    return ServerURL.parse_echopanel(text, what="--url")
+
+
 def _split(values: list[str] | None) -> list[str]:
     return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
 
@@ -74,7 +80,12 @@ def doctor(
         int | None, typer.Option(min=1, max=65535, help="The port vLLM listens on (default 8000 or the config's).")
     ] = None,
     url: Annotated[
-        str | None, typer.Option(help="A vLLM server to check (default: VOXTRAL_VLLM_URL from the config).")
+        ServerURL | None,
+        typer.Option(
+            parser=_echopanel_url,
+            metavar="URL",
+            help="A vLLM server to check (default: VOXTRAL_VLLM_URL from the config).",
+        ),
     ] = None,
     model_dir: Annotated[
         str | None, typer.Option(help="Where the model is (default: where `install voxtral` put it).")
@@ -113,11 +124,6 @@ def doctor(
     if list_checks:
         report_mod.render_matrix(all_checks())
         return
-    if url is not None:
-        from echopanel_setup.envconfig import validate_url
-
-        if problem := validate_url(url):
-            raise UsageError(f"--url: {problem.split(' ', 1)[1]}")
     opts = Options(
         python=python, port=port, offline=offline, model_dir=model_dir, config=config, url=url, use_cache=cache
     )
@@ -425,8 +431,9 @@ def smoke(
         ),
     ] = None,
     url: Annotated[
-        str | None,
+        ServerURL | None,
         typer.Option(
+            parser=ServerURL.parse,
             metavar="URL",
             help="The vLLM server (http(s):// or ws(s)://); alone, no config is needed. In api mode: the API's base URL.",
         ),

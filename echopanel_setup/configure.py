@@ -7,6 +7,7 @@ already lives in the environment is written as a `${NAME}` reference instead of 
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import errno
 import os
@@ -19,6 +20,7 @@ from typing import TextIO
 from echopanel_setup import envconfig, knowledge, paths
 from echopanel_setup.errors import ExternalError, UsageError
 from echopanel_setup.facts.model import Facts
+from echopanel_setup.url import ServerURL, is_loopback
 
 VOXTRAL = "voxtral_official"
 HEADER = "# EchoPanel configuration, written by `echopanel-setup configure` (check it with `echopanel-setup doctor`)."
@@ -169,12 +171,12 @@ def _mode(opts: ConfigureOptions, facts: Facts, existing: dict[str, str]) -> tup
     if opts.mode:
         return opts.mode, "--mode"
     if opts.url:
-        return ("local" if envconfig.is_local_url(_http_url(opts.url)) else "remote"), "--url"
+        return ("local" if is_loopback(opts.url) else "remote"), "--url"
     if existing.get(envconfig.MODE) == "api":
         return "api", f"{envconfig.MODE}=api in the existing file"
     if existing.get(envconfig.PROVIDER, VOXTRAL) == VOXTRAL and existing.get(envconfig.URL):
         url = existing[envconfig.URL]
-        return ("local" if envconfig.is_local_url(url) else "remote"), f"{envconfig.URL} in the existing file"
+        return ("local" if is_loopback(url) else "remote"), f"{envconfig.URL} in the existing file"
     why_not = _why_not_local(facts)
     return (None, why_not) if why_not else ("local", "doctor found Linux with an NVIDIA GPU")
 
@@ -218,15 +220,13 @@ def _delay(opts: ConfigureOptions, existing: dict[str, str], facts: Facts, mode:
 
 def _url(opts: ConfigureOptions, existing: dict[str, str], mode: str, reasons: dict[str, str], default: str) -> str:
     if opts.url:
-        url = _http_url(opts.url)
-        if problem := envconfig.validate_url(url):
-            raise UsageError(f"--url: {problem.split('=', 1)[1]}")
-        if mode == "local" and not envconfig.is_local_url(url):
-            raise UsageError(f"--url {opts.url} is not on this machine: use --mode remote for a server elsewhere")
+        url = _echopanel_url(opts.url)
+        if mode == "local" and not url.is_loopback:
+            raise UsageError(f"--url {url} is not on this machine: use --mode remote for a server elsewhere")
         reasons[envconfig.URL] = "--url"
-        return url
+        return str(url)
     current = existing.get(envconfig.URL)
-    if current and envconfig.validate_url(current) is None and envconfig.is_local_url(current) == (mode == "local"):
+    if current and envconfig.validate_url(current) is None and is_loopback(current) == (mode == "local"):
         reasons[envconfig.URL] = "kept from the existing file"
         return current
     if mode == "remote":
@@ -235,14 +235,11 @@ def _url(opts: ConfigureOptions, existing: dict[str, str], mode: str, reasons: d
     return default
 
 
-def _http_url(url: str) -> str:
+def _echopanel_url(text: str) -> ServerURL:
     """EchoPanel wants http(s)://host:port: accept the ws:// URL or a /v1/realtime path and reduce it."""
-    from echopanel_setup.smoke.server import endpoint
-
-    try:
-        return endpoint(url).http_base
-    except UsageError:
-        return url  # validate_url names the problem in EchoPanel's terms
+    with contextlib.suppress(UsageError):  # if it does not parse, parse_echopanel names the problem
+        text = ServerURL.parse(text).http_base
+    return ServerURL.parse_echopanel(text, what="--url")
 
 
 def _api_key(

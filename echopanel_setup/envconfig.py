@@ -15,9 +15,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
 
 from echopanel_setup import knowledge
+from echopanel_setup.errors import UsageError
+
+if TYPE_CHECKING:
+    from echopanel_setup.url import ServerURL
 
 PROVIDER = "ECHOPANEL_ASR_PROVIDER"
 URL = "VOXTRAL_VLLM_URL"
@@ -35,7 +39,6 @@ def is_secret(key: str) -> bool:
 
 
 _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
-_HOST = re.compile(r"^(?:[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?|[0-9A-Fa-f:.]+(?:%[A-Za-z0-9]+)?)$")
 
 
 @dataclass
@@ -95,21 +98,28 @@ def validate_delay(value: str) -> str | None:
 
 
 def validate_url(value: str) -> str | None:
-    """None for `http(s)://host:port` with no path, as the seed guide writes it."""
+    """None when EchoPanel can use `value` as its URL (http(s)://host:port, no path), else the sentence why."""
+    from echopanel_setup.url import ServerURL
+
     try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError as exc:
-        return f"{URL}={value!r} does not parse: {exc}"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"{URL}={value!r} must look like http://host:8000"
-    if not _HOST.match(parts.hostname):
-        return f"{URL}={value!r}: {parts.hostname!r} is not a host name or IP address"
-    if parts.path not in ("", "/") or parts.query:
-        return f"{URL}={value!r} must have no path (EchoPanel adds /v1/realtime itself): use {parts.scheme}://{parts.netloc}"
-    if port is None:
-        return f"{URL}={value!r} has no port; vLLM listens on 8000 by default: {parts.scheme}://{parts.hostname}:8000"
+        ServerURL.parse_echopanel(value, what=URL)
+    except UsageError as exc:
+        return str(exc)
     return None
+
+
+def configured_url(values: Mapping[str, str]) -> ServerURL | None:
+    """EchoPanel's `VOXTRAL_VLLM_URL` as a value, when it is one EchoPanel can use (else None: the config
+    check reports why)."""
+    from echopanel_setup.url import ServerURL
+
+    text = values.get(URL)
+    if not text:
+        return None
+    try:
+        return ServerURL.parse_echopanel(text)
+    except UsageError:
+        return None
 
 
 def validate(values: dict[str, str]) -> list[str]:
@@ -125,14 +135,6 @@ def validate(values: dict[str, str]) -> list[str]:
     if MODE in values and values[MODE] not in ("", "api"):
         problems.append(f"{MODE}={values[MODE]!r}: the only value is 'api' (leave it out for a vLLM server)")
     return problems
-
-
-def is_local_url(url: str) -> bool:
-    try:
-        host = urlsplit(url).hostname or ""
-    except ValueError:
-        return False
-    return host in ("localhost", "127.0.0.1", "::1", "0.0.0.0") or host.startswith("127.")
 
 
 # Writing (configure): merge into the user's file without losing a line, replace it atomically.

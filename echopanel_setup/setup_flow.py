@@ -152,9 +152,10 @@ class Flow:
     def _doctor(self) -> DoctorRun:
         from echopanel_setup import doctor
         from echopanel_setup.facts.collect import Options
+        from echopanel_setup.url import ServerURL
 
         skip = ["network.mistral"] if self.opts.mode == "api" and self.opts.url else []
-        url = self.opts.url if self.opts.mode != "api" else None
+        url = ServerURL.parse(self.opts.url) if self.opts.url and self.opts.mode != "api" else None
         with _vllm_key(self.opts.api_key if self.opts.mode != "api" else None):
             run = doctor.run(
                 Options(python=self.opts.python, url=url), mode=self.opts.mode, skip=skip, facts_file=self.opts.facts
@@ -288,10 +289,11 @@ class Flow:
     def _wait_ready(self, url: str) -> bool:
         """Poll /health and /v1/models until the model is served, the server process dies, or time runs out."""
         from echopanel_setup.smoke import server
+        from echopanel_setup.url import ServerURL
 
         limit = knowledge.load().setup.ready_timeout_s
         deadline = time.monotonic() + limit
-        ep = server.endpoint(url)
+        ep = ServerURL.parse(url)
         with self.con.status(f"waiting for {ep.http_base} to serve the model (up to {limit / 60:.0f} min)…"):
             while time.monotonic() < deadline:
                 if self.server_proc is not None and self.server_proc.poll() is not None:
@@ -319,11 +321,13 @@ class Flow:
 
     def _smoke(self, mode: str, run: DoctorRun) -> bool:
         from echopanel_setup.smoke import runner
+        from echopanel_setup.url import ServerURL
 
         url = self.opts.url if mode == "api" else self._server_url(run)
         self._line("→", "smoke", "transcribing the bundled clip")
         try:
-            result = runner.run(runner.SmokeOptions(mode=mode, url=url, api_key=self.opts.api_key, fast=True))
+            server = ServerURL.parse(url) if url else None
+            result = runner.run(runner.SmokeOptions(mode=mode, url=server, api_key=self.opts.api_key, fast=True))
         except SetupError as exc:
             self._line("✗", "smoke", str(exc))
             self._fix("Details and options:", ["echopanel-setup smoke --help"])

@@ -16,6 +16,7 @@ from probe_kit import VOXTRAL, FakeVllm, closed_port, serve_vllm
 
 from echopanel_setup.facts import network
 from echopanel_setup.facts.model import NetworkFacts
+from echopanel_setup.url import ServerURL, redact
 
 
 @pytest.fixture
@@ -169,11 +170,28 @@ def test_offline_local_mode_finds_a_server_on_the_configured_port(vllm, tmp_path
     assert checks["port"]["status"] == "ok"  # held by a vLLM server (it answers /version)
 
 
-@pytest.mark.parametrize("bad", ["http://127.0.0.1:8000/v1", "127.0.0.1:8000", "http://gpu-host"])
-def test_bad_url_is_a_usage_error(bad: str) -> None:
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("http://127.0.0.1:8000/v1", "--url 'http://127.0.0.1:8000/v1' must have no path"),
+        (
+            "127.0.0.1:8000",
+            "--url '127.0.0.1:8000' must look like http://HOST:PORT; did you mean http://127.0.0.1:8000?",
+        ),
+        ("http://gpu-host", "--url 'http://gpu-host' has no port"),
+        (
+            "http://my host:8000",  # was "--url: host:8000': 'my host' is not…": a sentence cut apart
+            "--url 'http://my host:8000': 'my host' is not a host name or IP address (write http://HOST:PORT)",
+        ),
+        ("http://user:pw@gpu-host", "--url 'http://***@gpu-host' has no port"),
+    ],
+)
+def test_bad_url_is_a_usage_error(bad: str, message: str) -> None:
     res = run_cli("doctor", "--url", bad, "--json", "--offline", timeout=30)
     assert res.returncode == 2 and json.loads(res.stdout)["error"]["kind"] == "usage"
-    assert len(res.stderr.strip().splitlines()) == 1 and res.stderr.startswith("echopanel-setup: error: --url:")
+    assert message in json.loads(res.stdout)["error"]["message"]
+    assert len(res.stderr.strip().splitlines()) == 1 and res.stderr.startswith(f"echopanel-setup: error: {message}")
+    assert "pw" not in res.stderr + res.stdout
 
 
 @pytest.mark.slow
@@ -189,7 +207,7 @@ def test_loopback_server_is_asked_directly_despite_a_proxy(vllm) -> None:
 
 def test_probe_server_only_when_offline(vllm) -> None:
     _, url = vllm()
-    facts = network.probe(NetworkFacts(offline=True), url, external=False)
+    facts = network.probe(NetworkFacts(offline=True), ServerURL.parse(url), external=False)
     assert facts.hf is None and facts.mistral is None
     assert facts.server is not None and facts.server.models == [VOXTRAL] and facts.server.health == 200
 
@@ -209,7 +227,7 @@ def test_not_a_model_list(vllm) -> None:
     """Something that answers /health but is not vLLM (e.g. another service on the port)."""
     behaviour, url = vllm()
     behaviour.models = []
-    facts = network.probe(NetworkFacts(), url, external=False)
+    facts = network.probe(NetworkFacts(), ServerURL.parse(url), external=False)
     assert facts.server.models == []
     check = _server_check(_doctor(url))
     assert check["status"] == "fail" and "serves nothing" in check["summary"]
@@ -231,9 +249,10 @@ def test_credentials_presence_only(monkeypatch: pytest.MonkeyPatch, isolated_hom
 
 
 def test_redact_url() -> None:
-    assert network.redact_url("http://proxy:3128") == "http://proxy:3128"
-    assert network.redact_url("http://u:p@proxy:3128") == "http://***@proxy:3128"
-    assert network.redact_url("http://u@proxy") == "http://***@proxy"
+    assert redact("http://proxy:3128") == "http://proxy:3128"
+    assert redact("http://u:p@proxy:3128") == "http://***@proxy:3128"
+    assert redact("http://u@proxy") == "http://***@proxy"
+    assert redact("https://h/x?X-Amz-Signature=abc#f") == "https://h/x?…"
 
 
 @without_socks_extra
@@ -242,6 +261,6 @@ def test_a_socks_proxy_without_socksio_is_reported_not_crashed(monkeypatch) -> N
     from echopanel_setup.facts import network
 
     monkeypatch.setenv("ALL_PROXY", "socks5://127.0.0.1:9")
-    facts = network.probe(network.credentials({}), "http://gpu.example:8000", external=True)
+    facts = network.probe(network.credentials({}), ServerURL.parse("http://gpu.example:8000"), external=True)
     assert facts.hf is not None and not facts.hf.reachable and "socksio" in (facts.hf.error or "")
     assert facts.server is not None and "socksio" in (facts.server.error or "")

@@ -24,6 +24,7 @@ from smoke_kit import (
 
 from echopanel_setup.errors import ExternalError
 from echopanel_setup.smoke import audio, client
+from echopanel_setup.url import ServerURL
 
 CLIP = audio.bundled()
 
@@ -178,7 +179,7 @@ def test_api_key_missing_wrong_and_right(monkeypatch, capsys) -> None:
 
 def test_401_on_the_websocket_handshake() -> None:
     with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(api_key="k")) as server:
-        ws = server.url.replace("http://", "ws://") + "/v1/realtime"
+        ws = ServerURL.parse(server.url.replace("http://", "ws://") + "/v1/realtime")
         with pytest.raises(ExternalError, match="HTTP 401"):
             client.transcribe(ws, VOXTRAL, CLIP.pcm, api_key=None, fast=True, limits=client.Limits.defaults())
         transcript = client.transcribe(ws, VOXTRAL, CLIP.pcm, api_key="k", fast=True, limits=client.Limits.defaults())
@@ -249,7 +250,7 @@ def test_nothing_to_test_and_bad_flags_are_usage_errors(monkeypatch, capsys) -> 
     rc, _, err = smoke(monkeypatch, capsys, "--mode", "remote")
     assert rc == 2 and "--mode remote needs --url" in err
     rc, _, err = smoke(monkeypatch, capsys, "--url", "ftp://host:21")
-    assert rc == 2 and "must look like http://HOST:8000" in err
+    assert rc == 2 and "must look like http://HOST:PORT" in err
     rc, _, err = smoke(monkeypatch, capsys, "--url", "http://127.0.0.1:1", "--audio", "/nonexistent.wav")
     assert rc == 2 and "no such file" in err
 

@@ -9,6 +9,7 @@ import pytest
 
 from echopanel_setup.errors import UsageError
 from echopanel_setup.smoke.runner import SmokeOptions, resolve
+from echopanel_setup.url import ServerURL
 
 
 def _config(tmp_path: Path, text: str) -> str:
@@ -18,27 +19,29 @@ def _config(tmp_path: Path, text: str) -> str:
 
 
 def test_url_alone_needs_no_config(tmp_path: Path) -> None:
-    t = resolve(SmokeOptions(url="ws://127.0.0.1:8001/v1/realtime", config=str(tmp_path / "none")), {})
-    assert (t.mode, t.url, t.reason) == ("local", "ws://127.0.0.1:8001/v1/realtime", "--url")
-    assert resolve(SmokeOptions(url="http://gpu.lan:8000"), {}).mode == "remote"
+    t = resolve(SmokeOptions(url=ServerURL.parse("ws://127.0.0.1:8001/v1/realtime"), config=str(tmp_path / "none")), {})
+    assert (t.mode, str(t.url), t.reason) == ("local", "http://127.0.0.1:8001", "--url")
+    assert resolve(SmokeOptions(url=ServerURL.parse("http://gpu.lan:8000")), {}).mode == "remote"
 
 
 def test_config_file_and_environment(tmp_path: Path) -> None:
     config = _config(tmp_path, "VOXTRAL_VLLM_URL=http://gpu.lan:8000\n")
-    assert resolve(SmokeOptions(config=config), {}).url == "http://gpu.lan:8000"
+    assert str(resolve(SmokeOptions(config=config), {}).url) == "http://gpu.lan:8000"
     t = resolve(SmokeOptions(config=config), {"VOXTRAL_VLLM_URL": "http://localhost:9000"})
-    assert (t.mode, t.url) == ("local", "http://localhost:9000")
+    assert (t.mode, str(t.url)) == ("local", "http://localhost:9000")
 
 
 def test_local_mode_defaults_to_port_8000(tmp_path: Path) -> None:
     t = resolve(SmokeOptions(mode="local", config=str(tmp_path / "none")), {})
-    assert t.url == "http://localhost:8000"
+    assert str(t.url) == "http://localhost:8000"
 
 
 def test_vllm_key_from_flag_or_environment(tmp_path: Path) -> None:
     none = str(tmp_path / "none")
-    assert resolve(SmokeOptions(url="http://h:1", config=none), {"VLLM_API_KEY": "env"}).api_key == "env"
-    t = resolve(SmokeOptions(url="http://h:1", api_key="flag", config=none), {"VLLM_API_KEY": "env"})
+    assert (
+        resolve(SmokeOptions(url=ServerURL.parse("http://h:1"), config=none), {"VLLM_API_KEY": "env"}).api_key == "env"
+    )
+    t = resolve(SmokeOptions(url=ServerURL.parse("http://h:1"), api_key="flag", config=none), {"VLLM_API_KEY": "env"})
     assert (t.api_key, t.key_source) == ("flag", "--api-key")
     assert "flag" not in repr(t)
 
@@ -54,7 +57,7 @@ def test_api_key_order_and_references(tmp_path: Path) -> None:
     assert (t.api_key, t.key_source) == ("generic", "MISTRAL_API_KEY")
     t = resolve(SmokeOptions(config=config), {"VOXTRAL_MISTRAL_API_KEY": "env", "MISTRAL_API_KEY": "generic"})
     assert t.key_source == "VOXTRAL_MISTRAL_API_KEY"
-    assert t.url == "https://api.mistral.ai"
+    assert str(t.url) == "https://api.mistral.ai"
 
 
 def test_usage_errors(tmp_path: Path) -> None:

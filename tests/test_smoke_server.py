@@ -20,6 +20,7 @@ from smoke_kit import (
 
 from echopanel_setup.errors import UsageError
 from echopanel_setup.smoke import audio, server
+from echopanel_setup.url import ServerURL
 
 CLIP = audio.bundled()
 
@@ -39,13 +40,14 @@ def smoke(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *
     ],
 )
 def test_endpoint_forms(url: str, http_base: str, ws_url: str) -> None:
-    assert server.endpoint(url) == server.Endpoint(http_base, ws_url)
+    parsed = ServerURL.parse(url)
+    assert (parsed.http_base, parsed.ws_url) == (http_base, ws_url)
 
 
 @pytest.mark.parametrize("url", ["gpu:8000", "ftp://gpu", "http://gpu:99999", "http://"])
 def test_bad_urls(url: str) -> None:
     with pytest.raises(UsageError):
-        server.endpoint(url)
+        ServerURL.parse(url)
 
 
 def test_http_route_with_the_bundled_clip(monkeypatch, capsys) -> None:
@@ -85,7 +87,7 @@ def test_http_route_errors(monkeypatch, capsys) -> None:
 def test_http_route_missing(monkeypatch, capsys) -> None:
     standin = VllmHttpStandIn(exact(CLIP.pcm))
     with standin:
-        ep = server.endpoint(standin.url + "/nothing-here")
+        ep = ServerURL.parse(standin.url + "/nothing-here")
         with pytest.raises(Exception, match="HTTP 404"):
             server.transcribe_http(ep, VOXTRAL, audio.to_wav(CLIP.pcm), None, 5)
 

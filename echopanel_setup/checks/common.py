@@ -6,6 +6,7 @@ from packaging.version import InvalidVersion, Version
 
 from echopanel_setup import envconfig, knowledge
 from echopanel_setup.facts.model import Facts, GpuDevice
+from echopanel_setup.url import is_loopback
 
 
 def version(text: str | None) -> Version | None:
@@ -84,7 +85,7 @@ def pick_mode(facts: Facts, explicit: str | None) -> tuple[str, str]:
         return "api", f"{envconfig.MODE}=api in the EchoPanel config"
     url = values.get(envconfig.URL)
     if url:
-        kind = "local" if envconfig.is_local_url(url) else "remote"
+        kind = "local" if is_loopback(url) else "remote"
         return kind, f"{envconfig.URL}={url}"
     if facts.gpu.devices and facts.platform.system == "Linux":
         return "local", "an NVIDIA GPU is present"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from echopanel_setup import envconfig, knowledge
 from echopanel_setup.checks import REQUIRED, Fix, Outcome, Status, check
 from echopanel_setup.facts.model import Facts
+from echopanel_setup.url import is_loopback
 
 CONFIGURE = Fix("Write it:", ["echopanel-setup configure"])
 
@@ -46,7 +47,7 @@ def values(facts: Facts, mode: str) -> Outcome:
         return Outcome(Status.WARN, f"{envconfig.PROVIDER}={provider}: EchoPanel will not use Voxtral", env_note)
     configured_mode = "api" if c.values.get(envconfig.MODE) == "api" else None
     if configured_mode is None and envconfig.URL in c.values:
-        configured_mode = "local" if envconfig.is_local_url(c.values[envconfig.URL]) else "remote"
+        configured_mode = "local" if is_loopback(c.values[envconfig.URL]) else "remote"
     if configured_mode and configured_mode != mode:
         return Outcome(Status.WARN, f"the config selects {configured_mode} mode, but doctor checked {mode}", env_note)
     shown = ", ".join(f"{k}={v}" for k, v in c.values.items() if k in envconfig.KEYS)

@@ -18,18 +18,21 @@ from typing import Any
 from echopanel_setup import __version__, envconfig, knowledge, paths
 from echopanel_setup.facts import gpu, local, network, platform, pyenv
 from echopanel_setup.facts.model import Facts, ProbeInfo
+from echopanel_setup.url import ServerURL
 
 GLOBAL_DEADLINE_S = 10.0
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class Options:
+    """What doctor's flags say about where to look; keyword-only, so a new field cannot shift the others."""
+
     python: str | None = None
     port: int | None = None
     offline: bool = False
     model_dir: str | None = None
     config: str | None = None
-    url: str | None = None
+    url: ServerURL | None = None
     use_cache: bool = True
 
 
@@ -51,18 +54,17 @@ def collect(opts: Options, on_wait: Callable[[list[str]], None] | None = None) -
     python, source = pyenv.discover(opts.python)  # BadPythonError surfaces before any work
 
     facts.config = _timed(facts, "config", lambda: local.probe_config(config_path(opts)))
-    configured_url = opts.url or facts.config.values.get(envconfig.URL)
-    port = opts.port or _local_port(configured_url) or knowledge.load().server.default_port
+    configured = opts.url or envconfig.configured_url(facts.config.values)
+    port = opts.port or _local_port(configured) or knowledge.load().server.default_port
     facts.port = _timed(facts, "port", lambda: local.probe_port(port))
 
     state = paths.read_state()
     model_dir = Path(opts.model_dir or state.get("model_dir") or paths.default_model_dir()).expanduser()
-    server_url = _server_url(configured_url, facts, opts.offline)
+    server_url = _server_url(configured, facts, opts.offline)
     creds = network.credentials(facts.config.values)
     creds.offline = opts.offline
-    creds.server_url = (
-        configured_url if configured_url and envconfig.validate_url(configured_url) is None else server_url
-    )
+    shown = configured or server_url
+    creds.server_url = str(shown) if shown else None
 
     probes = [
         _Probe("platform", 3.0, platform.probe, lambda f, v: setattr(f, "platform", v)),
@@ -96,30 +98,23 @@ def collect(opts: Options, on_wait: Callable[[list[str]], None] | None = None) -
     return facts
 
 
-def _local_port(url: str | None) -> int | None:
-    if url and envconfig.is_local_url(url) and envconfig.validate_url(url) is None:
-        from urllib.parse import urlsplit
-
-        return urlsplit(url).port
-    return None
+def _local_port(url: ServerURL | None) -> int | None:
+    return url.explicit_port if url and url.is_loopback else None
 
 
-def _server_url(configured: str | None, facts: Facts, offline: bool) -> str | None:
+def _server_url(configured: ServerURL | None, facts: Facts, offline: bool) -> ServerURL | None:
     """The vLLM server to ask: the configured URL, else a local listener on the port.
 
     Offline runs only ask a loopback server that accepts connections (no network, and no httpx import).
     """
-    if configured and envconfig.validate_url(configured) is None:
+    if configured:
         if not offline:
             return configured
-        if envconfig.is_local_url(configured):
-            from urllib.parse import urlsplit
-
-            parts = urlsplit(configured)
-            return configured if local.port_accepts(parts.hostname or "127.0.0.1", parts.port or 80) else None
+        if configured.is_loopback and local.port_accepts(configured.host, configured.port):
+            return configured
         return None
     if facts.port.free is False and local.port_accepts("127.0.0.1", facts.port.port):
-        return f"http://127.0.0.1:{facts.port.port}"
+        return ServerURL("http", "127.0.0.1", facts.port.port)
     return None
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-from echopanel_setup import envconfig, knowledge
+from echopanel_setup import knowledge
 from echopanel_setup.facts.model import HttpProbe, NetworkFacts, ServerFacts
+from echopanel_setup.url import ServerURL, redact
 
 PROXY_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
 
@@ -20,7 +20,7 @@ def credentials(config_values: dict[str, str]) -> NetworkFacts:
     for var in PROXY_VARS:
         value = os.environ.get(var) or os.environ.get(var.lower())
         if value:
-            facts.proxies[var] = value if var == "NO_PROXY" else redact_url(value)
+            facts.proxies[var] = value if var == "NO_PROXY" else redact(value)
     hf_home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
     facts.hf_token = bool(os.environ.get("HF_TOKEN")) or (hf_home / "token").is_file()
     for var in ("VOXTRAL_MISTRAL_API_KEY", "MISTRAL_API_KEY"):
@@ -31,20 +31,7 @@ def credentials(config_values: dict[str, str]) -> NetworkFacts:
     return facts
 
 
-def redact_url(url: str) -> str:
-    """Drop user:password from a proxy URL."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable>"
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
-
-
-def probe(facts: NetworkFacts, server_url: str | None, external: bool) -> NetworkFacts:
+def probe(facts: NetworkFacts, server_url: ServerURL | None, external: bool) -> NetworkFacts:
     """Fill in the HTTP probes. `external=False` (offline) keeps only a loopback server probe."""
     from concurrent.futures import ThreadPoolExecutor
     from contextlib import ExitStack
@@ -57,7 +44,7 @@ def probe(facts: NetworkFacts, server_url: str | None, external: bool) -> Networ
     hf = f"{os.environ.get('HF_ENDPOINT', k.network.hf_endpoint).rstrip('/')}/api/models/{k.model.repo}"
     mistral = f"{k.network.mistral_endpoint}/v1/models"
     # A loopback server is never reached through a proxy, whatever HTTP_PROXY says.
-    local_server = bool(server_url) and envconfig.is_local_url(server_url or "")
+    local_server = server_url is not None and server_url.is_loopback
     with ExitStack() as stack:
         pool = stack.enter_context(ThreadPoolExecutor(6))
         local_client = stack.enter_context(httpx.Client(timeout=budget, follow_redirects=False, trust_env=False))
@@ -80,7 +67,7 @@ def probe(facts: NetworkFacts, server_url: str | None, external: bool) -> Networ
         results["hf"] = HttpProbe(url=hf, error=proxy_error)
         results["mistral"] = HttpProbe(url=mistral, error=proxy_error)
     if server_url and "server" not in results:
-        results["server"] = ServerFacts(url=server_url.rstrip("/"), error=proxy_error)
+        results["server"] = ServerFacts(url=str(server_url), error=proxy_error)
     facts.hf = results.get("hf")
     facts.mistral = results.get("mistral")
     facts.server = results.get("server")
@@ -116,12 +103,12 @@ def _short(exc: Exception) -> str:
     return text.splitlines()[0][:200]
 
 
-def _server(client, url: str, deadline: float) -> ServerFacts:  # type: ignore[no-untyped-def]
+def _server(client, url: ServerURL, deadline: float) -> ServerFacts:  # type: ignore[no-untyped-def]
     """/health, /version and /v1/models of a vLLM server; the API key (if any) goes only to /v1/*."""
     import json
     from concurrent.futures import ThreadPoolExecutor
 
-    base = url.rstrip("/")
+    base = url.http_base
     facts = ServerFacts(url=base)
     key = os.environ.get("VLLM_API_KEY")
     auth = {"Authorization": f"Bearer {key}"} if key else None

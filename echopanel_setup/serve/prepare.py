@@ -89,12 +89,8 @@ def _replayed_executable(ctx: Context) -> list[str] | None:
 
 
 def _config_port(facts: Facts) -> int | None:
-    url = facts.config.values.get(envconfig.URL)
-    if url and envconfig.is_local_url(url) and envconfig.validate_url(url) is None:
-        from urllib.parse import urlsplit
-
-        return urlsplit(url).port
-    return None
+    url = envconfig.configured_url(facts.config.values)
+    return url.explicit_port if url and url.is_loopback else None
 
 
 def _served_dir(opts: ServeOptions, ctx: Context, notes: list[str]) -> tuple[Path, int | None]:

@@ -16,11 +16,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from echopanel_setup import envconfig, knowledge
+from echopanel_setup import knowledge
 from echopanel_setup.errors import ExternalError
 from echopanel_setup.smoke.audio import RATE
 from echopanel_setup.smoke.result import Timings, Transcript
 from echopanel_setup.smoke.server import unauthorized
+from echopanel_setup.url import ServerURL
 
 
 class ServerEventError(ExternalError):
@@ -46,16 +47,19 @@ class Limits:
         return cls(s.connect_timeout_s, s.session_timeout_s, float(done_s or s.done_timeout_s))
 
 
-def transcribe(ws_url: str, model: str, pcm: bytes, *, api_key: str | None, fast: bool, limits: Limits) -> Transcript:
-    """Stream `pcm` (16 kHz mono PCM16) through the realtime endpoint and return the transcript."""
-    return asyncio.run(_transcribe(ws_url, model, pcm, api_key=api_key, fast=fast, limits=limits))
+def transcribe(
+    server: ServerURL, model: str, pcm: bytes, *, api_key: str | None, fast: bool, limits: Limits
+) -> Transcript:
+    """Stream `pcm` (16 kHz mono PCM16) through the server's realtime endpoint and return the transcript."""
+    return asyncio.run(_transcribe(server, model, pcm, api_key=api_key, fast=fast, limits=limits))
 
 
 async def _transcribe(
-    ws_url: str, model: str, pcm: bytes, *, api_key: str | None, fast: bool, limits: Limits
+    server: ServerURL, model: str, pcm: bytes, *, api_key: str | None, fast: bool, limits: Limits
 ) -> Transcript:
     from websockets.asyncio.client import connect
 
+    ws_url = server.ws_url
     t = Timings()
     start = time.monotonic()
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
@@ -67,7 +71,7 @@ async def _transcribe(
             close_timeout=2,
             compression=None,
             max_size=2**24,
-            **_no_proxy_for_loopback(ws_url),
+            **_no_proxy_for_loopback(server),
         )
     except Exception as exc:  # noqa: BLE001 - every handshake failure becomes one sentence
         raise _handshake_error(ws_url, exc, bool(api_key)) from None
@@ -117,14 +121,13 @@ async def _transcribe(
     )
 
 
-def _no_proxy_for_loopback(ws_url: str) -> dict[str, Any]:
+def _no_proxy_for_loopback(server: ServerURL) -> dict[str, Any]:
     """websockets 15+ takes HTTP(S)_PROXY from the environment; a server on this machine is never behind it."""
     import inspect
 
     from websockets.asyncio.client import connect
 
-    local = envconfig.is_local_url(ws_url.replace("ws", "http", 1))
-    return {"proxy": None} if local and "proxy" in inspect.signature(connect).parameters else {}
+    return {"proxy": None} if server.is_loopback and "proxy" in inspect.signature(connect).parameters else {}
 
 
 @dataclass

@@ -27,7 +27,7 @@ def to_document(r: SmokeResult) -> dict[str, Any]:
         "mode_reason": r.target.reason,
         "route": r.route,
         "fast": r.fast,
-        "url": r.target.url,
+        "url": str(r.target.url),
         "server": {"version": r.server_version, "models": r.served_models},
         "model": r.model,
         "delay_ms": r.target.delay_ms,
@@ -73,7 +73,7 @@ def render_human(r: SmokeResult, out: TextIO | None = None) -> None:
     t = r.transcript.timings
     server = f"vLLM {r.server_version}" if r.server_version else ("vLLM ?" if r.route != "api" else "hosted")
     con.print(
-        f"[bold]echopanel-setup smoke[/]  ·  {_WHERE[r.target.mode]} at {escape(r.target.url)} ({escape(server)})  ·  model {escape(r.model)}"
+        f"[bold]echopanel-setup smoke[/]  ·  {_WHERE[r.target.mode]} at {escape(str(r.target.url))} ({escape(server)})  ·  model {escape(r.model)}"
     )
     kind = f"bundled clip, {escape(r.clip.description)}" if r.clip.source == "bundled" else escape(r.clip.source)
     con.print(f"Audio:      {kind}, {r.clip.duration_s:.1f} s")

@@ -17,12 +17,13 @@ from echopanel_setup.errors import UsageError
 from echopanel_setup.smoke import audio
 from echopanel_setup.smoke.result import Transcript
 from echopanel_setup.smoke.scoring import WerResult, wer
+from echopanel_setup.url import ServerURL
 
 
 @dataclass
 class SmokeOptions:
     mode: str | None = None
-    url: str | None = None
+    url: ServerURL | None = None
     api_key: str | None = None
     model: str | None = None
     audio: str | None = None
@@ -39,7 +40,7 @@ class Target:
     """What to test, and why: each choice keeps the place it came from, for the report."""
 
     mode: str
-    url: str
+    url: ServerURL
     api_key: str | None = field(default=None, repr=False)
     key_source: str | None = None
     delay_ms: int | None = None
@@ -94,12 +95,12 @@ def resolve(opts: SmokeOptions, environ: dict[str, str] | None = None) -> Target
     mode, url, reason = opts.mode, opts.url, ""
     if mode is None:
         if url:
-            mode, reason = ("local" if envconfig.is_local_url(_as_http(url)) else "remote"), "--url"
+            mode, reason = ("local" if url.is_loopback else "remote"), "--url"
         elif values.get(envconfig.MODE) == "api":
             mode, reason = "api", f"{envconfig.MODE}=api in {config_path}"
         elif values.get(envconfig.URL):
-            url = values[envconfig.URL]
-            mode = "local" if envconfig.is_local_url(url) else "remote"
+            url = ServerURL.parse(values[envconfig.URL], what=envconfig.URL)
+            mode = "local" if url.is_loopback else "remote"
             reason = f"{envconfig.URL} in {config_path}"
         else:
             raise UsageError(
@@ -111,18 +112,19 @@ def resolve(opts: SmokeOptions, environ: dict[str, str] | None = None) -> Target
     if mode == "api":
         return _api_target(opts, values, env, url, reason)
     if not url:
-        url = values.get(envconfig.URL)
-        if not url and mode == "remote":
+        configured = values.get(envconfig.URL)
+        if not configured and mode == "remote":
             raise UsageError(
                 f"--mode remote needs --url http://GPU-HOST:8000 (or {envconfig.URL} in the EchoPanel config)"
             )
-        url = url or knowledge.load().server.default_url
+        default = knowledge.load().server.default_url
+        url = ServerURL.parse(configured, what=envconfig.URL) if configured else ServerURL.parse(default)
     key, source = (opts.api_key, "--api-key") if opts.api_key else (env.get("VLLM_API_KEY"), "VLLM_API_KEY")
     return Target(mode, url, key or None, source if key else None, None, reason)
 
 
 def _api_target(
-    opts: SmokeOptions, values: dict[str, str], env: dict[str, str], url: str | None, reason: str
+    opts: SmokeOptions, values: dict[str, str], env: dict[str, str], url: ServerURL | None, reason: str
 ) -> Target:
     key, source = opts.api_key, "--api-key"
     if not key:
@@ -141,7 +143,8 @@ def _api_target(
     if raw_delay and (problem := envconfig.validate_delay(raw_delay)):
         raise UsageError(f"{problem} (fix it with `echopanel-setup configure --delay-ms N`)")
     delay = int(raw_delay) if raw_delay else knowledge.load().delay.default_ms
-    return Target("api", url or knowledge.load().network.mistral_endpoint, key, source, delay, reason)
+    endpoint = url or ServerURL.parse(knowledge.load().network.mistral_endpoint)
+    return Target("api", endpoint, key, source, delay, reason)
 
 
 def load_clip(opts: SmokeOptions) -> audio.Clip:
@@ -179,7 +182,7 @@ def run(opts: SmokeOptions, status: Callable[[str], None] | None = None) -> Smok
             key_source=target.key_source or "",
             model=model,
             delay_ms=target.delay_ms or 0,
-            server_url=target.url,
+            server_url=target.url.http_base,
             fast=opts.fast,
             limits=limits,
         )
@@ -187,7 +190,7 @@ def run(opts: SmokeOptions, status: Callable[[str], None] | None = None) -> Smok
     else:
         from echopanel_setup.smoke import server
 
-        ep = server.endpoint(target.url)
+        ep = target.url
         say(f"asking {ep.http_base} for /health, /version, /v1/models")
         info = server.discover(ep, target.api_key, _start_hint(target.mode), limits.connect_s)
         model = server.choose_model(ep.http_base, info.models, opts.model)
@@ -204,9 +207,7 @@ def run(opts: SmokeOptions, status: Callable[[str], None] | None = None) -> Smok
             from echopanel_setup.smoke import client
 
             say(f"streaming {clip.duration_s:.1f} s of audio to {ep.ws_url} {pacing}")
-            transcript = client.transcribe(
-                ep.ws_url, model, clip.pcm, api_key=target.api_key, fast=opts.fast, limits=limits
-            )
+            transcript = client.transcribe(ep, model, clip.pcm, api_key=target.api_key, fast=opts.fast, limits=limits)
             route = "realtime"
     score = wer(clip.reference, transcript.text) if clip.reference is not None else None
     if score is None:
@@ -245,7 +246,3 @@ def _start_hint(mode: str) -> str:
     if mode == "local":
         return "Start it with `echopanel-setup serve --detach` (or print the command with `echopanel-setup serve`)"
     return "Start vLLM on that host (`echopanel-setup serve` there) and check that its port is reachable from here"
-
-
-def _as_http(url: str) -> str:
-    return url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)

@@ -11,42 +11,11 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
 
-from echopanel_setup import envconfig, knowledge
+from echopanel_setup import knowledge
 from echopanel_setup.errors import ExternalError, UsageError
 from echopanel_setup.smoke.result import Timings, Transcript
-
-_SCHEMES = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
-_HTTP = {"ws": "http", "wss": "https", "http": "http", "https": "https"}
-_ROUTE_SUFFIXES = ("/v1/realtime", "/v1/audio/transcriptions", "/v1")
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where the server is: its HTTP base (with any reverse-proxy prefix) and its realtime WebSocket."""
-
-    http_base: str
-    ws_url: str
-
-
-def endpoint(url: str) -> Endpoint:
-    """Accept http(s):// or ws(s)://, with or without a /v1/realtime path; refuse anything else."""
-    try:
-        parts = urlsplit(url.strip())
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError as exc:
-        raise UsageError(f"--url {url!r} does not parse: {exc}") from None
-    if parts.scheme not in _SCHEMES or not parts.hostname:
-        raise UsageError(f"--url {url!r} must look like http://HOST:8000 (or ws://HOST:8000/v1/realtime)")
-    path = parts.path.rstrip("/")
-    for suffix in _ROUTE_SUFFIXES:
-        if path.endswith(suffix):
-            path = path[: -len(suffix)]
-            break
-    http_base = urlunsplit((_HTTP[parts.scheme], parts.netloc, path, "", ""))
-    ws_url = urlunsplit((_SCHEMES[parts.scheme], parts.netloc, path + "/v1/realtime", "", ""))
-    return Endpoint(http_base, ws_url)
+from echopanel_setup.url import ServerURL
 
 
 @dataclass
@@ -56,11 +25,11 @@ class ServerInfo:
     waiting_s: float = 0.0
 
 
-def discover(ep: Endpoint, api_key: str | None, start_hint: str, timeout: float) -> ServerInfo:
+def discover(ep: ServerURL, api_key: str | None, start_hint: str, timeout: float) -> ServerInfo:
     """GET /health, /version and /v1/models; one sentence with the next step for anything wrong."""
     info = ServerInfo()
     auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    with http_client(ep.http_base, timeout) as client:
+    with http_client(ep, timeout) as client:
         health = _get(client, f"{ep.http_base}/health", {}, start_hint, timeout, info)
         if health.status_code == 404:
             raise ExternalError(
@@ -110,14 +79,14 @@ def is_voxtral_realtime(name: str) -> bool:
     return ("voxtral" in lowered and "realtime" in lowered) or name.rstrip("/").endswith(repo_name)
 
 
-def transcribe_http(ep: Endpoint, model: str, wav: bytes, api_key: str | None, timeout: float) -> Transcript:
+def transcribe_http(ep: ServerURL, model: str, wav: bytes, api_key: str | None, timeout: float) -> Transcript:
     """One multipart POST to /v1/audio/transcriptions (offline mode in vLLM: one request, one answer)."""
     import httpx
 
     url = f"{ep.http_base}/v1/audio/transcriptions"
     auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        with http_client(ep.http_base, timeout) as client:
+        with http_client(ep, timeout) as client:
             started = time.monotonic()
             response = client.post(
                 url,
@@ -151,16 +120,19 @@ def transcribe_http(ep: Endpoint, model: str, wav: bytes, api_key: str | None, t
     )
 
 
-def http_client(base: str, timeout: float):  # type: ignore[no-untyped-def]
+def http_client(base: ServerURL, timeout: float):  # type: ignore[no-untyped-def]
     """An httpx client for one vLLM server. A loopback server is never reached through a proxy (HTTP_PROXY
     would send "localhost" to the proxy's own host); plain http:// skips loading the CA bundle (no TLS is
     spoken, no redirect followed), which is most of a client's start-up cost."""
     import httpx
 
-    local = envconfig.is_local_url(base)
     try:
         return httpx.Client(
-            timeout=timeout, follow_redirects=False, trust_env=not local, verify=base.startswith("https://")
+            timeout=timeout,
+            follow_redirects=False,
+            trust_env=not base.is_loopback,
+            verify=base.scheme == "https",
+            auth=base.basic_auth,
         )
     except ImportError as exc:  # a SOCKS proxy in ALL_PROXY without httpx's socks extra
         raise UsageError(
