@@ -12,7 +12,6 @@ from echopanel_setup.checks.common import pick_mode
 from echopanel_setup.errors import UsageError
 from echopanel_setup.facts.collect import Options, collect
 from echopanel_setup.facts.model import Facts
-from echopanel_setup.facts.pyenv import BadPythonError
 from echopanel_setup.report import DoctorRun
 
 
@@ -58,13 +57,8 @@ def run(
         selected = checks.select(checks.all_checks(), only or [], skip or [])
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if facts_file:
-        facts = load_facts(facts_file)
-    else:
-        try:
-            facts = collect(opts, on_wait=on_wait)
-        except BadPythonError as exc:
-            raise UsageError(str(exc)) from None
+    # A bad --python raises its UsageError (pyenv.BadPythonError) before any probe.
+    facts = load_facts(facts_file) if facts_file else collect(opts, on_wait=on_wait)
     chosen, reason = pick_mode(facts, mode)
     results = checks.run(facts, chosen, selected)
     return DoctorRun(

@@ -12,8 +12,6 @@ from echopanel_setup.checks import REQUIRED, Fix, Outcome, Status, check
 from echopanel_setup.facts.model import Facts
 from echopanel_setup.url import is_loopback
 
-CONFIGURE = Fix("Write it:", ["echopanel-setup configure"])
-
 
 @check("config.values", "EchoPanel config", "config", ("config",), local=REQUIRED, remote=REQUIRED, api=REQUIRED)
 def values(facts: Facts, mode: str) -> Outcome:

@@ -16,14 +16,15 @@ import sys
 from pathlib import Path
 
 from echopanel_setup import __version__, knowledge, paths
+from echopanel_setup.errors import UsageError
 from echopanel_setup.facts.model import PyEnvFacts
 
 PROBE_TIMEOUT_S = 8.0
 _SCRIPT = Path(__file__).with_name("_target_probe.py")
 
 
-class BadPythonError(ValueError):
-    """`--python` names something that is not a runnable interpreter (a usage error, exit 2)."""
+class BadPythonError(UsageError):
+    """`--python` names something that is not a runnable interpreter."""
 
 
 def resolve_explicit(path: str) -> str:

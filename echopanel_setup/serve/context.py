@@ -178,14 +178,9 @@ def _facts(opts: ServeOptions) -> tuple[Facts, bool]:
 
         return load_facts(opts.facts), True
     from echopanel_setup.facts.collect import Options, collect
-    from echopanel_setup.facts.pyenv import BadPythonError
-
-    try:
-        return collect(
-            Options(python=opts.python, port=opts.port, offline=True, model_dir=opts.model_dir, config=opts.config)
-        ), False
-    except BadPythonError as exc:
-        raise UsageError(str(exc)) from None
+    return collect(  # a bad --python raises its UsageError before any probe
+        Options(python=opts.python, port=opts.port, offline=True, model_dir=opts.model_dir, config=opts.config)
+    ), False
 
 
 def _platform_refusal(facts: Facts) -> None:
