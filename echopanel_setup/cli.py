@@ -227,10 +227,15 @@ def install_voxtral(
     Exit codes: 0 installed (or already) · 1 --verify found damage, or not enough disk · 2 bad input or unwritable dir ·
     3 Hub or network refused (401, gated, not found, offline, disk full) · 130 interrupted (run again to resume).
     """
-    from echopanel_setup.install import voxtral
+    from echopanel_setup.install import render, voxtral
+    from echopanel_setup.install.progress import Ui
 
-    opts = voxtral.Options(dir, revision, dry_run, verify, yes, json_out, stall_timeout, retries)
-    raise typer.Exit(voxtral.run(opts))
+    opts = voxtral.VoxtralOptions(
+        dir=dir, revision=revision, dry_run=dry_run, verify=verify, yes=yes, stall_s=stall_timeout, retries=retries
+    )
+    result = voxtral.run(opts, Ui(json_mode=json_out))
+    render.voxtral(result, json_out=json_out)
+    raise typer.Exit(result.exit_code)
 
 
 @install_app.command("vllm")
@@ -266,16 +271,31 @@ def install_vllm(
     no_index: Annotated[
         bool, typer.Option("--no-index", help="Use only --find-links, not the package index (offline installs).")
     ] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document on stdout (progress and notes go to stderr).")
+    ] = False,
 ) -> None:
     """Install vLLM and mistral_common[audio] in a dedicated venv (uv when on PATH, else pip), then check it.
 
     Exit codes: 0 installed and doctor's checks pass · 1 refused (macOS, no NVIDIA GPU, compute capability < 7.5,
     not enough disk) or a check fails afterwards · 2 bad input · 3 the installer failed · 130 interrupted.
     """
-    from echopanel_setup.install import vllm
+    from echopanel_setup.install import render, vllm
+    from echopanel_setup.install.progress import Ui
 
-    opts = vllm.Options(venv, version, dry_run, yes, facts, python, find_links or [], no_index)
-    raise typer.Exit(vllm.run(opts))
+    opts = vllm.VllmOptions(
+        venv=venv,
+        version=version,
+        dry_run=dry_run,
+        yes=yes,
+        facts=facts,
+        python=python,
+        find_links=tuple(find_links or ()),
+        no_index=no_index,
+    )
+    result = vllm.run(opts, Ui(json_mode=json_out))
+    render.vllm(result, json_out=json_out)
+    raise typer.Exit(result.exit_code)
 
 
 class ServeFormat(str, Enum):

@@ -66,21 +66,23 @@ def to_document(run: DoctorRun) -> dict[str, Any]:
         "replayed": run.replayed,
         "duration_ms": round(run.duration_ms, 1),
         "summary": counts(run.results),
-        "checks": [
-            {
-                "id": r.id,
-                "title": r.title,
-                "category": r.category,
-                "status": r.status.value,
-                "required": r.required,
-                "summary": r.summary,
-                "details": r.details,
-                "fix": asdict(r.fix) if r.fix else None,
-                "duration_ms": r.duration_ms,
-            }
-            for r in run.results
-        ],
+        "checks": [check_document(r) for r in run.results],
         "facts": run.facts.to_dict(),
+    }
+
+
+def check_document(r: CheckResult) -> dict[str, Any]:
+    """One check's result in a JSON document (doctor's, and install vllm's checks of the new venv)."""
+    return {
+        "id": r.id,
+        "title": r.title,
+        "category": r.category,
+        "status": r.status.value,
+        "required": r.required,
+        "summary": r.summary,
+        "details": r.details,
+        "fix": asdict(r.fix) if r.fix else None,
+        "duration_ms": r.duration_ms,
     }
 
 

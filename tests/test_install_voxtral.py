@@ -16,7 +16,9 @@ import pytest
 from conftest import REPO as SRC_REPO
 from conftest import run_cli
 
+from echopanel_setup.errors import Interrupted
 from echopanel_setup.facts.local import probe_model
+from echopanel_setup.install.progress import Ui
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "hub"))
 from hub_server import MIB, REPO, HubStandIn, voxtral_files  # noqa: E402
@@ -238,10 +240,10 @@ def test_ctrl_c_while_checking_a_file_on_disk_says_how_to_finish(
 
     monkeypatch.setattr(voxtral, "hash_file", interrupted)
     try:
-        voxtral.run(voxtral.Options(dir=str(target), yes=True))
+        voxtral.run(voxtral.VoxtralOptions(dir=str(target), yes=True), Ui())
     except KeyboardInterrupt:
         pytest.fail("a bare KeyboardInterrupt escaped: the user is not told how to finish")
-    except voxtral.InstallInterrupted as exc:
+    except Interrupted as exc:
         assert exc.exit_code == 130
         assert (
             str(exc)
@@ -380,6 +382,9 @@ def test_verify_names_the_corrupt_file_and_install_repairs_only_it(hub: HubStand
     assert check.returncode == 1, check.stderr
     assert "tekken.json" in check.stdout and "corrupt" in check.stdout
     assert "consolidated.safetensors" in check.stdout and "ok" in check.stdout
+    doc = json.loads(install(hub, "--verify", "--json").stdout)
+    assert doc["command"] == "install voxtral" and doc["status"] == "damaged" and doc["exit_code"] == 1
+    assert doc["files"]["tekken.json"].startswith("corrupt") and doc["files"]["params.json"] == "ok"
     assert not probe_model(model_dir, None).verified  # doctor reads the damage from the manifest (same size)
     hub.start()
     mark = len(hub.hits)

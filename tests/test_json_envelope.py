@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import socket
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -13,6 +14,9 @@ import pytest
 from conftest import FIXTURES, Cli, CliRun, run_cli
 
 from echopanel_setup import doctor, output, paths
+
+sys.path.insert(0, str(FIXTURES / "hub"))
+from hub_server import HubStandIn  # noqa: E402
 
 SCHEMA = json.loads((Path(output.__file__).parent / "schema" / "envelope.schema.json").read_text(encoding="utf-8"))
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
@@ -86,6 +90,27 @@ def test_results_are_envelopes(cli: Cli, argv: tuple[str, ...], command: str) ->
 def test_usage_errors_are_error_documents(cli: Cli, argv: tuple[str, ...], command: str, needle: str) -> None:
     error = error_of(cli(*argv), command, 2, "usage")
     assert needle in error["message"] and error["traceback"] is None
+
+
+def test_install_plans_are_envelopes(cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from test_install_hub import point_at
+
+    with HubStandIn() as hub:
+        point_at(hub.endpoint, monkeypatch)
+        doc = envelope(
+            cli("install", "voxtral", "--json", "--dry-run", "--dir", str(tmp_path / "m")), "install voxtral"
+        )
+    assert doc["status"] == "planned" and doc["disk"]["fits"] and {f["action"] for f in doc["files"]} == {"download"}
+    run = cli("install", "vllm", "--json", "--dry-run", "--facts", str(FACTS), "--venv", str(tmp_path / "venv"))
+    doc = envelope(run, "install vllm")
+    assert doc["status"] == "planned" and doc["commands"] and doc["checks"] == [] and not (tmp_path / "venv").exists()
+
+
+def test_a_failure_raised_as_an_error_is_a_failed_document(cli: Cli, tmp_path: Path) -> None:
+    error = error_of(
+        cli("install", "voxtral", "--json", "--verify", "--dir", str(tmp_path)), "install voxtral", 1, "failed"
+    )
+    assert "nothing installed" in error["message"]
 
 
 def test_an_unreachable_server_is_an_external_error_document(cli: Cli) -> None:

@@ -14,12 +14,12 @@ from __future__ import annotations
 import shlex
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from echopanel_setup import knowledge, paths
-from echopanel_setup.checks import Outcome, Status
-from echopanel_setup.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ExternalError, SetupError, UsageError
+from echopanel_setup.checks import CheckResult, Outcome, Status
+from echopanel_setup.errors import EXIT_FAILED, EXIT_OK, ExternalError, Interrupted, SetupError, UsageError
 from echopanel_setup.facts.local import probe_disk
 from echopanel_setup.facts.model import Facts
 from echopanel_setup.install import venv as venvs
@@ -29,24 +29,42 @@ from echopanel_setup.install.writable import ensure_writable
 MIB = 1024 * 1024
 
 
-class InstallInterrupted(SetupError):
-    exit_code = EXIT_INTERRUPTED
-
-
-@dataclass
-class Options:
+@dataclass(frozen=True, kw_only=True)
+class VllmOptions:
     venv: str | None = None
     version: str | None = None
     dry_run: bool = False
     yes: bool = False
     facts: str | None = None
     python: str | None = None
-    find_links: list[str] = field(default_factory=list)
+    find_links: tuple[str, ...] = ()
     no_index: bool = False
 
 
-def run(opts: Options) -> int:
-    ui = Ui()
+@dataclass(kw_only=True)
+class VllmResult:
+    """What one `install vllm` run did; install/render.py shows it. status: planned | cancelled | installed."""
+
+    status: str
+    venv: Path
+    installer: str  # uv | pip
+    requirements: list[str]
+    commands: list[list[str]]
+    recorded: bool = False  # the venv is in the state file, where doctor, serve and smoke look
+    checks: list[CheckResult] = field(default_factory=list)  # doctor's stack checks of the installed venv
+
+    @property
+    def python(self) -> Path:
+        return venvs.python_in(self.venv)
+
+    @property
+    def exit_code(self) -> int:
+        failed = self.status == "cancelled" or any(r.counts_as_failure for r in self.checks)
+        return EXIT_FAILED if failed else EXIT_OK
+
+
+def run(opts: VllmOptions, ui: Ui) -> VllmResult:
+    """Gate, plan, confirm, install and check; `ui` shows the progress while it runs (never the result)."""
     k = knowledge.load()
     target, chosen_by = _choose_venv(opts.venv)
     specs = requirement_specs(opts.version)
@@ -78,34 +96,32 @@ def run(opts: Options) -> int:
         specs,
         uv=uv,
         uv_args=list(k.vllm_install.uv_args),
-        find_links=opts.find_links,
+        find_links=list(opts.find_links),
         no_index=opts.no_index,
     )
     ui.line(f"Installer: {'uv (found on PATH)' if uv else 'pip (uv is not on PATH; it would be much faster)'}")
+    planned = VllmResult(
+        status="planned", venv=target, installer="uv" if uv else "pip", requirements=specs, commands=plan.commands
+    )
     if opts.dry_run:
-        ui.line("Would run:")
-        for cmd in plan.commands:
-            ui.line(f"  {_escape(shlex.join(cmd))}")
-        ui.line("Dry run: nothing was created or installed.")
-        return EXIT_OK
+        return planned
     if free < need and state != "venv":
         raise SetupError(
             f"not enough disk space at {disk.checked_path}: about {size(need)} needed, {size(free)} free; free some space or pass --venv on another disk"
         )
     if not _confirm(ui, opts, target):
-        ui.line("Cancelled: nothing was installed.")
-        return EXIT_FAILED
+        return replace(planned, status="cancelled")
     for cmd in plan.commands:
         _run(ui, cmd, target)
     try:
         paths.write_state({"vllm_venv": str(target)})
-        ui.line(f"[green]{ui.sym['ok']}[/] Installed into {target}; recorded for doctor, serve and smoke.")
+        recorded = True
     except OSError as exc:  # installed all the same: say how to find it without the record
-        ui.line(f"[green]{ui.sym['ok']}[/] Installed into {target}.")
+        recorded = False
         ui.note(
             f"could not record the venv in {paths.state_file()} ({exc.strerror or exc}): pass --python {target} to doctor and serve"
         )
-    return _check(ui, target)
+    return replace(planned, status="installed", recorded=recorded, checks=_stack_results(target))
 
 
 def requirement_specs(version: str | None) -> list[str]:
@@ -236,8 +252,8 @@ def _versions(target: Path) -> str:
     )
 
 
-def _confirm(ui: Ui, opts: Options, target: Path) -> bool:
-    if opts.yes or not sys.stdin.isatty():
+def _confirm(ui: Ui, opts: VllmOptions, target: Path) -> bool:
+    if opts.yes or ui.json_mode or not sys.stdin.isatty():
         return True
     from rich.prompt import Confirm
 
@@ -252,7 +268,7 @@ def _run(ui: Ui, cmd: list[str], target: Path) -> None:
     try:
         result = venvs.stream(cmd, lambda line: ui.line(f"  [dim]{_escape(line)}[/]"))
     except KeyboardInterrupt:
-        raise InstallInterrupted(
+        raise Interrupted(
             f"interrupted; {target} is left as it was at that point: run the same command again to finish"
         ) from None
     except OSError as exc:
@@ -286,7 +302,7 @@ def _cause(lines: list[str]) -> str:
     return stripped[-1] if stripped else "no output"
 
 
-def _stack_results(target: Path) -> list:  # type: ignore[type-arg]
+def _stack_results(target: Path) -> list[CheckResult]:
     from echopanel_setup import checks
     from echopanel_setup.facts import pyenv
 
@@ -294,29 +310,6 @@ def _stack_results(target: Path) -> list:  # type: ignore[type-arg]
     facts.pyenv = pyenv.probe(str(venvs.python_in(target)), "recorded", use_cache=False)
     selected = checks.select(checks.all_checks(), ["stack"], [])
     return checks.run(facts, "local", selected)
-
-
-def _check(ui: Ui, target: Path) -> int:
-    """doctor's target-Python checks on the new venv; a failed required check fails the install (exit 1)."""
-    ui.line("doctor's checks of the venv:")
-    results = _stack_results(target)
-    from echopanel_setup.report import STYLES
-
-    for r in results:
-        ui.line(
-            f"  [{STYLES[r.status.value]}]{ui.sym[r.status.value]} {r.status.value:<4}[/] {_escape(f'{r.title:<22}')} {_escape(r.summary)}"
-        )
-        if r.fix and r.is_problem:
-            for cmd in r.fix.commands:
-                ui.line(f"      [cyan]{_escape(cmd)}[/]")
-    failed = [r for r in results if r.counts_as_failure]
-    if failed:
-        ui.line(
-            f"[bold red]{ui.sym['fail']} vLLM is installed but {failed[0].id} fails:[/] fix that, then run `echopanel-setup doctor`."
-        )
-        return EXIT_FAILED
-    ui.line(f"[green]{ui.sym['ok']}[/] Ready: `echopanel-setup doctor` and `serve` will use {venvs.python_in(target)}.")
-    return EXIT_OK
 
 
 def _escape(text: str) -> str:

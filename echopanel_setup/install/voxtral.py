@@ -14,7 +14,6 @@ Order of work, cheapest first:
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,34 +21,73 @@ from pathlib import Path
 from typing import Any
 
 from echopanel_setup import knowledge, paths
-from echopanel_setup.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ExternalError, SetupError
+from echopanel_setup.errors import EXIT_FAILED, EXIT_OK, ExternalError, Interrupted, SetupError
 from echopanel_setup.install import fetch, hub, manifest, orphans
 from echopanel_setup.install.digest import Digest, Expected, hash_file
 from echopanel_setup.install.hub import Remote, RemoteFile
 from echopanel_setup.install.manifest import Entry, Manifest
-from echopanel_setup.install.progress import Ui, duration, size
+from echopanel_setup.install.progress import Ui, size
 from echopanel_setup.install.writable import ensure_writable
 
 MIB = 1024 * 1024
 INTERIM = "verified.json"  # files verified so far by an unfinished run, inside fetch.WORK_DIR
 
 
-class InstallInterrupted(SetupError):
-    """Ctrl-C: the partial file is kept; the message says how to resume."""
-
-    exit_code = EXIT_INTERRUPTED
-
-
-@dataclass
-class Options:
+@dataclass(frozen=True, kw_only=True)
+class VoxtralOptions:
     dir: str | None = None
     revision: str | None = None
     dry_run: bool = False
     verify: bool = False
     yes: bool = False
-    json: bool = False
     stall_s: float = 30.0
     retries: int = 5
+
+
+@dataclass(frozen=True)
+class FileRow:
+    """One file of the result: what the plan said to do with it, and how that went."""
+
+    name: str
+    size: int
+    sha256: str | None
+    action: str  # keep | check | resume | download | repair
+    outcome: str | None  # kept | verified | downloaded | resumed | repaired; None in a plan
+    reused_bytes: int
+
+
+@dataclass(frozen=True)
+class Disk:
+    free: int
+    needed: int
+    margin: int
+
+
+@dataclass(kw_only=True)
+class VoxtralResult:
+    """What one `install voxtral` run found or did; install/render.py shows it.
+
+    status: already-installed | planned (--dry-run) | installed | cancelled | verified | damaged (--verify).
+    """
+
+    status: str
+    dir: Path
+    repo: str
+    commit: str
+    manifest: Path
+    rerun: str  # the command that repeats this run (for the human hints)
+    revision: str | None = None
+    files: list[FileRow] = field(default_factory=list)
+    downloaded_bytes: int = 0
+    reused_bytes: int = 0
+    duration_s: float = 0.0
+    disk: Disk | None = None  # a plan's disk figures
+    verified_at: str | None = None  # already-installed: when the manifest vouched for the files
+    checked: dict[str, str] = field(default_factory=dict)  # --verify: file -> "ok" or what is wrong
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_FAILED if self.status in ("cancelled", "damaged") else EXIT_OK
 
 
 @dataclass
@@ -72,7 +110,7 @@ class Step:
 
 @dataclass
 class Job:
-    opts: Options
+    opts: VoxtralOptions
     ui: Ui
     repo: str
     names: list[str]
@@ -96,15 +134,28 @@ class Job:
     def work(self) -> Path:
         return self.target / fetch.WORK_DIR
 
+    def result(self, status: str, commit: str, **fields: Any) -> VoxtralResult:
+        return VoxtralResult(
+            status=status,
+            dir=self.target,
+            repo=self.repo,
+            commit=commit,
+            manifest=self.manifest_path,
+            rerun=self.rerun,
+            duration_s=round(time.perf_counter() - self.started, 3),
+            **fields,
+        )
 
-def run(opts: Options) -> int:
+
+def run(opts: VoxtralOptions, ui: Ui) -> VoxtralResult:
+    """Install, confirm or verify the model; `ui` shows the progress while it runs (never the result)."""
     k = knowledge.load().model
     target, chosen_by = choose_dir(opts.dir)
     mpath = target / k.manifest_name
     old = manifest.read(mpath)
     if old is not None and old.repo != k.repo:
         old = None
-    job = Job(opts, Ui(opts.json), k.repo, list(k.files), target, chosen_by, mpath, old)
+    job = Job(opts, ui, k.repo, list(k.files), target, chosen_by, mpath, old)
     if opts.verify:
         return verify(job)
     if old is not None and not old.changes(target, job.names) and opts.revision in (None, old.commit):
@@ -169,31 +220,21 @@ def _record_dir(job: Job) -> None:
 # -- fast paths ------------------------------------------------------------------------------------------
 
 
-def already_installed(job: Job, m: Manifest) -> int:
+def already_installed(job: Job, m: Manifest) -> VoxtralResult:
     """Every file still matches its verified size and mtime: say so without network or hashing."""
-    total = m.size(job.names)
     _record_dir(job)
-    if job.opts.json:
-        _json(
-            job,
-            "already-installed",
-            m.commit,
-            m.revision,
-            [_file_doc(n, m.files[n], "kept") for n in job.names],
-            0,
-            total,
-        )
-        return EXIT_OK
-    sym = job.ui.sym["ok"]
-    job.ui.line(
-        f"[green]{sym}[/] Voxtral is installed and verified in {job.target}: {len(job.names)} files, {size(total)}, "
-        f"commit {m.commit[:12]} (verified {m.verified_at})."
+    rows = [FileRow(n, m.files[n].size, m.files[n].sha256, "keep", "kept", m.files[n].size) for n in job.names]
+    return job.result(
+        "already-installed",
+        m.commit,
+        revision=m.revision,
+        files=rows,
+        reused_bytes=m.size(job.names),
+        verified_at=m.verified_at,
     )
-    job.ui.line("  Re-check every byte with --verify; --revision main looks for a newer commit.")
-    return EXIT_OK
 
 
-def offline(job: Job) -> int:
+def offline(job: Job) -> VoxtralResult:
     """HF_HUB_OFFLINE=1: only what the manifest vouches for can be used; nothing is downloaded."""
     if job.old is None:
         raise ExternalError(
@@ -232,7 +273,7 @@ def _recheck(job: Job, m: Manifest) -> list[str]:
 # -- the full install -----------------------------------------------------------------------------------
 
 
-def install(job: Job, remote: Remote, revision: str) -> int:
+def install(job: Job, remote: Remote, revision: str) -> VoxtralResult:
     found = orphans.find(job.target, job.repo, job.names)
     known = _known_entries(job)
     steps = [_plan(job, remote.files[name], known.get(name), found) for name in job.names]
@@ -241,20 +282,15 @@ def install(job: Job, remote: Remote, revision: str) -> int:
     need = sum(s.to_fetch for s in steps)
     margin = knowledge.load().disk.margin_mib * MIB
     free = _free_bytes(job.target) + orphans.reclaimable(leftovers, job.target)
-    fits = need == 0 or free >= need + margin
     _print_plan(job, remote, revision, steps, need, free, margin)
-    if job.opts.dry_run:
-        if job.opts.json:
-            disk = {"free": free, "needed": need, "margin": margin, "fits": fits}
-            _json(job, "planned", remote.commit, revision, [_step_doc(s) for s in steps], 0, 0, disk=disk)
-        job.ui.line("Dry run: nothing was written.")
-    if not fits:
+    if need and free < need + margin:
         raise SetupError(_no_space(job, need, free, margin))
     if job.opts.dry_run:
-        return EXIT_OK
+        return job.result(
+            "planned", remote.commit, revision=revision, files=_rows(steps), disk=Disk(free, need, margin)
+        )
     if need and not _confirm(job, need):
-        job.ui.line("Cancelled: nothing was downloaded.")
-        return EXIT_FAILED
+        return job.result("cancelled", remote.commit, revision=revision, files=_rows(steps))
     with _lock(job):
         freed = orphans.remove(leftovers)
         if leftovers:
@@ -264,8 +300,13 @@ def install(job: Job, remote: Remote, revision: str) -> int:
         manifest.write(job.manifest_path, m)
         _clean_work(job)
     _record_dir(job)
-    _summary(job, remote, revision, steps)
-    return EXIT_OK
+    fetched = sum(s.expected.size - s.offset for s in steps if s.outcome in ("downloaded", "resumed", "repaired"))
+    reused = sum(s.offset for s in steps if s.outcome == "resumed") + sum(
+        s.expected.size for s in steps if s.outcome in ("kept", "verified")
+    )
+    return job.result(
+        "installed", remote.commit, revision=revision, files=_rows(steps), downloaded_bytes=fetched, reused_bytes=reused
+    )
 
 
 def _known_entries(job: Job) -> dict[str, Entry]:
@@ -356,7 +397,7 @@ def _print_plan(job: Job, remote: Remote, revision: str, steps: list[Step], need
 
 
 def _confirm(job: Job, need: int) -> bool:
-    if job.opts.yes or job.opts.json or not sys.stdin.isatty():
+    if job.opts.yes or job.ui.json_mode or not sys.stdin.isatty():
         return True
     from rich.prompt import Confirm
 
@@ -414,7 +455,7 @@ def _execute(job: Job, remote: Remote, steps: list[Step]) -> None:
                 try:
                     digest = hash_file(job.target / s.name, s.expected)
                 except KeyboardInterrupt:
-                    raise InstallInterrupted(
+                    raise Interrupted(
                         f"interrupted while checking {s.name}; nothing was changed: run `{job.rerun}` again to finish"
                     ) from None
                 if s.expected.matches(digest):
@@ -504,12 +545,12 @@ def _fetch(job: Job, remote: Remote, s: Step) -> None:
     ui.line(f"[green]{ui.sym['ok']}[/] {s.name} verified (sha256 {digest.sha256[:16]}…)")
 
 
-def _interrupted(job: Job, s: Step) -> InstallInterrupted:
+def _interrupted(job: Job, s: Step) -> Interrupted:
     try:
         have = fetch.Partial(job.target, s.name).path.stat().st_size
     except OSError:
         have = 0
-    return InstallInterrupted(
+    return Interrupted(
         f"interrupted at {size(have)} of {size(s.expected.size)} ({s.name}); the partial file is kept: "
         f"run `{job.rerun}` again to resume from there"
     )
@@ -539,31 +580,10 @@ def _clean_work(job: Job) -> None:
         pass
 
 
-def _summary(job: Job, remote: Remote, revision: str, steps: list[Step]) -> None:
-    elapsed = time.perf_counter() - job.started
-    fetched = sum(s.expected.size - s.offset for s in steps if s.outcome in ("downloaded", "resumed", "repaired"))
-    reused = sum(s.offset for s in steps if s.outcome == "resumed") + sum(
-        s.expected.size for s in steps if s.outcome in ("kept", "verified")
-    )
-    if job.opts.json:
-        _json(job, "installed", remote.commit, revision, [_step_doc(s) for s in steps], fetched, reused)
-        return
-    ui = job.ui
-    total = sum(s.expected.size for s in steps)
-    rate = f" at {size(int(fetched / elapsed))}/s" if fetched and elapsed > 0 else ""
-    ui.line(
-        f"[green]{ui.sym['ok']}[/] Voxtral installed and verified in {job.target}: {len(steps)} files, {size(total)}, "
-        f"commit {remote.commit[:12]}."
-    )
-    kept = f"; reused {size(reused)} ({reused:,} bytes) already on disk" if reused else ""
-    ui.line(f"  Downloaded {size(fetched)} in {duration(elapsed)}{rate}{kept}.")
-    ui.line(f"  Manifest: {job.manifest_path}")
-
-
 # -- --verify ----------------------------------------------------------------------------------------------
 
 
-def verify(job: Job) -> int:
+def verify(job: Job) -> VoxtralResult:
     """Re-hash every file against the manifest (no network) or, without one, against the Hub."""
     ui = job.ui
     m = job.old
@@ -604,76 +624,21 @@ def verify(job: Job) -> int:
     bad = [n for n, r in results.items() if r != "ok"]
     if job.old is not None or not bad:
         manifest.write(job.manifest_path, m)
-    if job.opts.json:
-        print(
-            json.dumps(
-                {
-                    "schema_version": 1,
-                    "command": "install voxtral --verify",
-                    "dir": str(job.target),
-                    "commit": m.commit,
-                    "ok": not bad,
-                    "files": results,
-                },
-                indent=2,
-            )
+    return job.result("damaged" if bad else "verified", m.commit, revision=m.revision, checked=results)
+
+
+# -- the result ------------------------------------------------------------------------------------------------
+
+
+def _rows(steps: list[Step]) -> list[FileRow]:
+    return [
+        FileRow(
+            s.name,
+            s.expected.size,
+            s.digest.sha256 if s.digest else s.expected.sha256,
+            s.action,
+            s.outcome or None,
+            s.expected.size if s.outcome in ("kept", "verified") else s.offset,
         )
-    else:
-        width = max(len(n) for n in results)
-        for name, r in results.items():
-            sym, style, word = (ui.sym["ok"], "green", "ok") if r == "ok" else (ui.sym["fail"], "bold red", "fail")
-            ui.line(f"  [{style}]{sym} {word:<4}[/]  {name:<{width}}  {'' if r == 'ok' else r}".rstrip())
-        if bad:
-            ui.line(
-                f"[bold red]{ui.sym['fail']} Damaged: {', '.join(bad)}.[/] Run `{job.rerun}` to download only {'that file' if len(bad) == 1 else 'those files'} again."
-            )
-        else:
-            ui.line(f"[green]{ui.sym['ok']}[/] All {len(results)} files match their sha256 (commit {m.commit[:12]}).")
-    return EXIT_FAILED if bad else EXIT_OK
-
-
-# -- JSON ---------------------------------------------------------------------------------------------------
-
-
-def _file_doc(name: str, e: Entry, outcome: str) -> dict[str, Any]:
-    return {"name": name, "size": e.size, "sha256": e.sha256, "outcome": outcome}
-
-
-def _step_doc(s: Step) -> dict[str, Any]:
-    return {
-        "name": s.name,
-        "size": s.expected.size,
-        "sha256": s.digest.sha256 if s.digest else s.expected.sha256,
-        "action": s.action,
-        "outcome": s.outcome or None,
-        "reused_bytes": s.expected.size if s.outcome in ("kept", "verified") else s.offset,
-    }
-
-
-def _json(
-    job: Job,
-    status: str,
-    commit: str,
-    revision: str,
-    files: list[dict[str, Any]],
-    fetched: int,
-    reused: int,
-    disk: dict[str, Any] | None = None,
-) -> None:
-    doc: dict[str, Any] = {
-        "schema_version": 1,
-        "command": "install voxtral",
-        "status": status,
-        "dir": str(job.target),
-        "repo": job.repo,
-        "revision": revision,
-        "commit": commit,
-        "manifest": str(job.manifest_path),
-        "files": files,
-        "downloaded_bytes": fetched,
-        "reused_bytes": reused,
-        "duration_s": round(time.perf_counter() - job.started, 3),
-    }
-    if disk is not None:
-        doc["disk"] = disk
-    print(json.dumps(doc, indent=2))
+        for s in steps
+    ]

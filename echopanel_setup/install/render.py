@@ -1,0 +1,148 @@
+"""What `install voxtral` and `install vllm` show once they are done: a few human lines, or one JSON document.
+
+The progress while they run (the plan, transfers, the installer's output) is install/progress.py's `Ui`.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import asdict
+from typing import Any, TextIO
+
+from rich.markup import escape
+
+from echopanel_setup import output, report
+from echopanel_setup.install.progress import duration, size
+from echopanel_setup.install.vllm import VllmResult
+from echopanel_setup.install.voxtral import VoxtralResult
+
+SCHEMA_VERSION = 1
+
+
+# -- install voxtral -----------------------------------------------------------------------------------------
+
+
+def voxtral_document(r: VoxtralResult) -> dict[str, Any]:
+    common = {"status": r.status, "dir": str(r.dir), "repo": r.repo, "commit": r.commit, "manifest": str(r.manifest)}
+    if r.status in ("verified", "damaged"):
+        return output.document(
+            "install voxtral", SCHEMA_VERSION, r.exit_code, **common, ok=not r.exit_code, files=r.checked
+        )
+    doc = output.document(
+        "install voxtral",
+        SCHEMA_VERSION,
+        r.exit_code,
+        **common,
+        revision=r.revision,
+        files=[asdict(f) for f in r.files],
+        downloaded_bytes=r.downloaded_bytes,
+        reused_bytes=r.reused_bytes,
+        duration_s=r.duration_s,
+    )
+    if r.disk is not None:
+        doc["disk"] = {**asdict(r.disk), "fits": True}  # a plan that does not fit is an error, not a result
+    return doc
+
+
+def voxtral(r: VoxtralResult, json_out: bool, out: TextIO | None = None) -> None:
+    if json_out:
+        output.write_json(voxtral_document(r), out)
+        return
+    stream = out or sys.stdout
+    con, sym = report.console(stream), report._symbols(stream)
+    if r.status == "already-installed":
+        con.print(
+            f"[green]{sym['ok']}[/] Voxtral is installed and verified in {escape(str(r.dir))}: {len(r.files)} files, "
+            f"{size(r.reused_bytes)}, commit {r.commit[:12]} (verified {r.verified_at})."
+        )
+        con.print("  Re-check every byte with --verify; --revision main looks for a newer commit.")
+    elif r.status == "planned":
+        con.print("Dry run: nothing was written.")
+    elif r.status == "cancelled":
+        con.print("Cancelled: nothing was downloaded.")
+    elif r.status == "installed":
+        rate = (
+            f" at {size(int(r.downloaded_bytes / r.duration_s))}/s" if r.downloaded_bytes and r.duration_s > 0 else ""
+        )
+        kept = f"; reused {size(r.reused_bytes)} ({r.reused_bytes:,} bytes) already on disk" if r.reused_bytes else ""
+        con.print(
+            f"[green]{sym['ok']}[/] Voxtral installed and verified in {escape(str(r.dir))}: {len(r.files)} files, "
+            f"{size(sum(f.size for f in r.files))}, commit {r.commit[:12]}."
+        )
+        con.print(f"  Downloaded {size(r.downloaded_bytes)} in {duration(r.duration_s)}{rate}{kept}.")
+        con.print(f"  Manifest: {escape(str(r.manifest))}")
+    else:
+        _verify_table(r, con, sym)
+
+
+def _verify_table(r: VoxtralResult, con: Any, sym: dict[str, str]) -> None:
+    width = max(len(n) for n in r.checked)
+    for name, state in r.checked.items():
+        mark, style, word = (sym["ok"], "green", "ok") if state == "ok" else (sym["fail"], "bold red", "fail")
+        con.print(f"  [{style}]{mark} {word:<4}[/]  {name:<{width}}  {'' if state == 'ok' else escape(state)}".rstrip())
+    bad = [n for n, state in r.checked.items() if state != "ok"]
+    if bad:
+        those = "that file" if len(bad) == 1 else "those files"
+        con.print(
+            f"[bold red]{sym['fail']} Damaged: {', '.join(bad)}.[/] Run `{escape(r.rerun)}` to download only {those} again."
+        )
+    else:
+        con.print(f"[green]{sym['ok']}[/] All {len(r.checked)} files match their sha256 (commit {r.commit[:12]}).")
+
+
+# -- install vllm --------------------------------------------------------------------------------------------
+
+
+def vllm_document(r: VllmResult) -> dict[str, Any]:
+    return output.document(
+        "install vllm",
+        SCHEMA_VERSION,
+        r.exit_code,
+        status=r.status,
+        venv=str(r.venv),
+        python=str(r.python),
+        installer=r.installer,
+        requirements=r.requirements,
+        commands=r.commands,
+        recorded=r.recorded,
+        checks=[report.check_document(c) for c in r.checks],
+    )
+
+
+def vllm(r: VllmResult, json_out: bool, out: TextIO | None = None) -> None:
+    if json_out:
+        output.write_json(vllm_document(r), out)
+        return
+    stream = out or sys.stdout
+    con, sym = report.console(stream), report._symbols(stream)
+    if r.status == "planned":
+        con.print("Would run:")
+        for cmd in r.commands:
+            con.print(f"  {escape(shlex.join(cmd))}")
+        con.print("Dry run: nothing was created or installed.")
+        return
+    if r.status == "cancelled":
+        con.print("Cancelled: nothing was installed.")
+        return
+    recorded = "; recorded for doctor, serve and smoke" if r.recorded else ""
+    con.print(f"[green]{sym['ok']}[/] Installed into {escape(str(r.venv))}{recorded}.")
+    con.print("doctor's checks of the venv:")
+    for c in r.checks:
+        con.print(
+            f"  [{report.STYLES[c.status.value]}]{sym[c.status.value]} {c.status.value:<4}[/] "
+            f"{escape(f'{c.title:<22}')} {escape(c.summary)}"
+        )
+        if c.fix and c.is_problem:
+            for cmd in c.fix.commands:
+                con.print(f"      [cyan]{escape(cmd)}[/]")
+    failed = [c for c in r.checks if c.counts_as_failure]
+    if failed:
+        con.print(
+            f"[bold red]{sym['fail']} vLLM is installed but {failed[0].id} fails:[/] fix that, then run "
+            "`echopanel-setup doctor`."
+        )
+    else:
+        con.print(
+            f"[green]{sym['ok']}[/] Ready: `echopanel-setup doctor` and `serve` will use {escape(str(r.python))}."
+        )
