@@ -60,6 +60,13 @@ def _echopanel_url(text: str) -> ServerURL:
     return ServerURL.parse_echopanel(text, what="--url")
 
 
+_ECHOPANEL_HELP = (
+    "EchoPanel's checkout (default: ECHOPANEL_HOME, the current directory or a parent, ~/EchoPanel, "
+    "~/Projects/EchoPanel, ~/src/EchoPanel, ~/code/EchoPanel)."
+)
+_ECHOPANEL_PYTHON_HELP = "The Python (or venv) EchoPanel's backend runs on (default: <checkout>/.venv)."
+
+
 def _split(values: list[str] | None) -> list[str]:
     return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
 
@@ -100,6 +107,8 @@ def doctor(
         list[str] | None, typer.Option(help="Skip these checks (ids or prefixes, comma-separated).")
     ] = None,
     list_checks: Annotated[bool, typer.Option("--list", help="Print the mode × check matrix and exit.")] = False,
+    echopanel: Annotated[str | None, typer.Option(metavar="PATH", help=_ECHOPANEL_HELP)] = None,
+    echopanel_python: Annotated[str | None, typer.Option(metavar="PATH", help=_ECHOPANEL_PYTHON_HELP)] = None,
     facts: Annotated[str | None, typer.Option(help="Replay a saved facts snapshot instead of probing.")] = None,
     cache: Annotated[
         bool,
@@ -125,7 +134,15 @@ def doctor(
         report_mod.render_matrix(all_checks())
         return
     opts = Options(
-        python=python, port=port, offline=offline, model_dir=model_dir, config=config, url=url, use_cache=cache
+        python=python,
+        port=port,
+        offline=offline,
+        model_dir=model_dir,
+        config=config,
+        url=url,
+        use_cache=cache,
+        echopanel=echopanel,
+        echopanel_python=echopanel_python,
     )
     with _spinner(enabled=not (json_out or quiet or report) and sys.stderr.isatty()) as on_wait:
         run = doctor_mod.run(

@@ -7,6 +7,7 @@ the snapshot stays empty with status `timeout`.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from echopanel_setup import __version__, envconfig, knowledge, paths
+from echopanel_setup.echopanel import probe as echopanel_probe
 from echopanel_setup.facts import gpu, local, network, platform, pyenv
 from echopanel_setup.facts.model import Facts, ProbeInfo
 from echopanel_setup.url import ServerURL
@@ -34,6 +36,8 @@ class Options:
     config: str | None = None
     url: ServerURL | None = None
     use_cache: bool = True
+    echopanel: str | None = None  # --echopanel PATH
+    echopanel_python: str | None = None  # --echopanel-python PATH
 
 
 @dataclass
@@ -52,6 +56,7 @@ def collect(opts: Options, on_wait: Callable[[list[str]], None] | None = None) -
     """Probe this machine. `on_wait(pending)` is called while slow probes are still running."""
     facts = Facts(tool_version=__version__, collected_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     python, source = pyenv.discover(opts.python)  # BadPythonError surfaces before any work
+    checkout = echopanel_probe.locate(opts.echopanel, os.environ, Path.cwd(), Path.home())  # so does a bad --echopanel
 
     facts.config = _timed(facts, "config", lambda: local.probe_config(config_path(opts)))
     configured = opts.url or envconfig.configured_url(facts.config.values)
@@ -83,6 +88,14 @@ def collect(opts: Options, on_wait: Callable[[list[str]], None] | None = None) -
             lambda f, v: setattr(f, "model", v),
         ),
         _Probe("client", 3.0, local.probe_client, lambda f, v: setattr(f, "client", v)),
+        _Probe(
+            "echopanel",
+            echopanel_probe.PYTHON_TIMEOUT_S + 1,
+            lambda: echopanel_probe.probe(
+                checkout, python=opts.echopanel_python, env_file=opts.config, environ=os.environ
+            ),
+            lambda f, v: setattr(f, "echopanel", v),
+        ),
     ]
     if server_url or not opts.offline:
         probes.append(
@@ -94,6 +107,8 @@ def collect(opts: Options, on_wait: Callable[[list[str]], None] | None = None) -
     # Sections whose probe does not finish keep these defaults, which name the interpreter and paths.
     facts.pyenv.python, facts.pyenv.source = python, source
     facts.disk.path = facts.model.path = str(model_dir)
+    if checkout is not None:
+        facts.echopanel.checkout, facts.echopanel.how = str(checkout.path), checkout.how
     _run_parallel(facts, probes, on_wait)
     return facts
 

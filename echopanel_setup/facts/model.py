@@ -171,6 +171,107 @@ class ClientFacts:
     packages: dict[str, str | None] = field(default_factory=dict)
 
 
+# EchoPanel (echopanel_setup/echopanel/): its checkout, the contract read from its files, the backend's Python and
+# the settings it will see. Values of other `.env` keys are never recorded, only counted.
+
+
+@dataclass
+class EnvRead:
+    """One environment variable a provider reads: `default` when the code gives a literal, else `default_expr`."""
+
+    key: str
+    default: str | None = None
+    default_expr: str | None = None  # the default's source text when it is computed (e.g. a path)
+
+
+@dataclass
+class ProviderContract:
+    """One ASR provider as its file reads."""
+
+    name: str  # the name it registers under, the value of ECHOPANEL_ASR_PROVIDER that selects it
+    file: str  # relative to the checkout
+    sha256: str
+    env: list[EnvRead] = field(default_factory=list)
+    endpoints: list[str] = field(default_factory=list)  # URL paths it builds, e.g. /v1/chat/completions
+    model: str | None = None  # the "model" it sends
+    auth: bool = False  # sends an Authorization header or an API key
+    deps: list[str] = field(default_factory=list)  # third-party top-level modules it imports (lazily or not)
+    audio_format: str | None = None  # how it ships audio, e.g. "data:audio/pcm;base64"
+    variant: str | None = None  # id of a known variant in the knowledge file, None when unknown
+
+    def reads(self, key: str) -> bool:
+        return any(e.key == key for e in self.env)
+
+    def default(self, key: str) -> str | None:
+        return next((e.default for e in self.env if e.key == key), None)
+
+
+@dataclass
+class DotenvLoader:
+    """The function in server/main.py that reads `<checkout>/.env`, and which of EchoPanel's known rules it has."""
+
+    function: str
+    environment_wins: bool  # os.environ.setdefault
+    strips_export: bool
+    strips_quotes: bool
+    skips_empty: bool
+    known: bool  # all of the above: the rules dotenv.parse reproduces
+
+
+@dataclass
+class Contract:
+    """Everything read from one checkout."""
+
+    backend_port: int | None = None
+    dotenv: DotenvLoader | None = None
+    default_provider: str | None = None  # get_provider's getenv default
+    fallback_provider: str | None = None  # what the preloader silently rewrites the selection to
+    registered: list[str] = field(default_factory=list)  # every provider name the checkout registers
+    providers: list[ProviderContract] = field(default_factory=list)  # the ones read in full
+    errors: list[str] = field(default_factory=list)  # files that did not parse, by name
+
+    def provider(self, name: str | None) -> ProviderContract | None:
+        return next((p for p in self.providers if p.name == name), None)
+
+
+@dataclass
+class GitState:
+    commit: str | None = None
+    dirty: bool | None = None
+    changed: list[str] = field(default_factory=list)  # paths git reports as changed (first 20)
+
+
+@dataclass
+class EchoPanelEnvFacts:
+    """The `.env` EchoPanel reads and the environment that overrides it, for the keys this tool manages only."""
+
+    path: str | None = None
+    exists: bool = False
+    values: dict[str, str] = field(default_factory=dict)  # managed keys as EchoPanel parses them; secrets '<set>'
+    environment: dict[str, str] = field(default_factory=dict)  # managed keys set in the environment (they win)
+    other_keys: int = 0  # how many other keys the file sets (never their names' values)
+    notes: list[str] = field(default_factory=list)  # lines that do not do what they look like (dotenv.notes)
+    error: str | None = None
+
+
+@dataclass
+class EchoPanelFacts:
+    """Where EchoPanel is and what it will do. `checkout` None: none found (then `error` may say why)."""
+
+    checkout: str | None = None
+    how: str | None = None  # --echopanel | ECHOPANEL_HOME | current directory | usual place
+    candidates: list[str] = field(default_factory=list)
+    error: str | None = None  # a flag or variable naming no checkout, or several candidates
+    git: GitState = field(default_factory=GitState)
+    python: str | None = None
+    python_source: str | None = None  # --echopanel-python | <checkout>/.venv
+    python_version: str | None = None
+    python_error: str | None = None
+    modules: dict[str, str | None] = field(default_factory=dict)  # dependency -> version ("" unknown) or None
+    contract: Contract | None = None
+    env: EchoPanelEnvFacts = field(default_factory=EchoPanelEnvFacts)
+
+
 @dataclass
 class Facts:
     schema_version: int = FACTS_SCHEMA_VERSION
@@ -185,6 +286,7 @@ class Facts:
     port: PortFacts = field(default_factory=PortFacts)
     config: ConfigFacts = field(default_factory=ConfigFacts)
     client: ClientFacts = field(default_factory=ClientFacts)
+    echopanel: EchoPanelFacts = field(default_factory=EchoPanelFacts)
     probes: list[ProbeInfo] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
