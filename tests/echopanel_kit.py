@@ -141,8 +141,20 @@ class ASRProvider(ABC):
         self, pcm_stream: AsyncIterator[bytes], sample_rate: int = 16000, source: Optional[AudioSource] = None
     ) -> AsyncIterator[ASRSegment]: ...
 
+    async def start_session(self, session_id: str) -> bool:
+        return True
+
+    async def stop_session(self) -> None:
+        return None
+
+    async def health(self) -> Dict[str, Any]:
+        return {{"provider": self.name}}
+
     async def flush(self, source: Optional[AudioSource] = None) -> List[ASRSegment]:
         return []
+
+    async def unload(self) -> None:
+        return None
 
     def log(self, msg: str) -> None:
         logger.debug(f"[{{self.name}}] {{msg}}")

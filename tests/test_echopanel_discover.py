@@ -91,7 +91,7 @@ def test_todays_provider_is_recognised_by_content(tmp_path: Path) -> None:
     assert official.deps == ["aiohttp"] and not official.auth
     assert official.audio_format == "data:audio/pcm;base64"
     info = contract.variant_info(official.variant)
-    assert info is not None and info["works"] is False and info["api_path"] is False
+    assert info is not None and info.works is False and info.api_path is False and info.deps == ("aiohttp",)
     realtime = read.provider("voxtral_realtime")
     assert realtime is not None and realtime.variant == "voxtral_realtime_voxtral_c"
     assert realtime.env[0].default is None and "voxtral.c" in (realtime.env[0].default_expr or "")

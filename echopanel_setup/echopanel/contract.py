@@ -213,22 +213,18 @@ def _providers(tree: ast.Module, path: Path, checkout: Path) -> list[ProviderCon
 
 def recognise(provider: ProviderContract, strings: list[str]) -> str | None:
     """The id of the known variant whose markers all appear in the file and whose reads match, else None."""
-    variants = knowledge.load()["echopanel"].get("variants", {})
     keys = sorted(e.key for e in provider.env)
-    for variant_id, variant in variants.items():
-        if variant["provider"] != provider.name or sorted(variant["reads"]) != keys:
+    for variant_id, variant in knowledge.load().echopanel.variants.items():
+        if variant.provider != provider.name or sorted(variant.reads) != keys:
             continue
-        if all(any(marker in s for s in strings) for marker in variant["markers"]):
-            return str(variant_id)
+        if all(any(marker in s for s in strings) for marker in variant.markers):
+            return variant_id
     return None
 
 
-def variant_info(variant_id: str | None) -> dict[str, object] | None:
-    """The knowledge file's table for a variant id (works, reason, fix, deps, source, ...)."""
-    if variant_id is None:
-        return None
-    info = knowledge.load()["echopanel"].get("variants", {}).get(variant_id)
-    return dict(info) if info is not None else None
+def variant_info(variant_id: str | None) -> knowledge.ProviderVariant | None:
+    """The knowledge file's entry for a variant id (works, reason, fix, deps, source, ...)."""
+    return knowledge.load().echopanel.variants.get(variant_id) if variant_id is not None else None
 
 
 def _backend_port(tree: ast.Module) -> int | None:

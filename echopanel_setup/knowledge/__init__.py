@@ -221,10 +221,29 @@ class Network(Section):
 
 
 @section
+class ProviderVariant(Section):
+    """A known variant of one of EchoPanel's ASR providers, recognised by content (echopanel/contract.py): the
+    provider registers as `provider`, reads exactly `reads`, and its file holds every string in `markers`."""
+
+    provider: str
+    title: str
+    backend: str  # what it talks to: "vllm", "voxtral.c", ...
+    reads: tuple[str, ...]
+    markers: tuple[str, ...]
+    deps: tuple[str, ...]  # third-party modules the backend's Python must import
+    works: bool  # can transcribe as published, against its backend
+    api_path: bool  # can use Mistral's hosted API
+    reason: str
+    fix: str  # the command that repairs it ("" when there is none)
+    source: str
+
+
+@section
 class Echopanel(Section):
     providers: tuple[str, ...]
     modes: tuple[str, ...]
     source: str
+    variants: Mapping[str, ProviderVariant]  # id -> variant
 
 
 @section
