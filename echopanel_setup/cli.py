@@ -32,6 +32,8 @@ install_app = typer.Typer(
     help="Install the Voxtral model or the vLLM runtime.", no_args_is_help=True, rich_markup_mode=None
 )
 app.add_typer(install_app, name="install")
+serve_app = typer.Typer(rich_markup_mode=None)
+app.add_typer(serve_app, name="serve")
 
 
 class Mode(str, Enum):
@@ -324,8 +326,9 @@ class ServeFormat(str, Enum):
     kubernetes = "kubernetes"
 
 
-@app.command()
+@serve_app.callback(invoke_without_command=True)
 def serve(
+    ctx: typer.Context,
     gpu_memory: Annotated[
         float | None,
         typer.Option("--gpu-memory", metavar="GIB", help="Plan for a GPU with this much memory (another machine)."),
@@ -379,13 +382,11 @@ def serve(
     detach: Annotated[
         bool, typer.Option("--detach", help="Like --exec, but leave it running in the background.")
     ] = False,
-    status: Annotated[
-        bool, typer.Option("--status", help="Is the server echopanel-setup started running and ready?")
-    ] = False,
-    logs: Annotated[bool, typer.Option("--logs", help="Print the end of its log.")] = False,
-    lines: Annotated[int, typer.Option(min=0, help="With --logs: how many lines (0: all).")] = 100,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="With --logs: keep printing until Ctrl-C.")] = False,
-    stop: Annotated[bool, typer.Option("--stop", help="Stop the server echopanel-setup started.")] = False,
+    status: Annotated[bool, typer.Option("--status", help="Same as `serve status`.")] = False,
+    logs: Annotated[bool, typer.Option("--logs", help="Same as `serve logs`.")] = False,
+    lines: Annotated[int, typer.Option(min=0, metavar="N", help="With --logs: as in `serve logs`.")] = 100,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="With --logs: as in `serve logs`.")] = False,
+    stop: Annotated[bool, typer.Option("--stop", help="Same as `serve stop`.")] = False,
     python: Annotated[str | None, typer.Option(help="The Python (or venv) that runs vLLM.")] = None,
     model_dir: Annotated[
         str | None, typer.Option(help="Where the model is (default: where `install voxtral` put it).")
@@ -415,8 +416,13 @@ def serve(
 ) -> None:
     """Print (or run) the `vllm serve` command for this GPU and this vLLM, with a memory plan.
 
+    The server it starts is managed with `serve status`, `serve logs` and `serve stop`.
+
     Exit codes: 0 ok · 1 nothing fits / the server failed to start · 2 bad input · 3 not ready in time · 130 Ctrl-C.
     """
+    if ctx.invoked_subcommand is not None:
+        _refuse_serve_options(ctx)
+        return
     from echopanel_setup.serve.context import ServeOptions
 
     opts = ServeOptions(
@@ -448,6 +454,70 @@ def serve(
         verbose=verbose,
     )
     _serve(opts)
+
+
+def _refuse_serve_options(ctx: typer.Context) -> None:
+    """`serve --json status` must not drop --json silently: a subcommand's options come after its name."""
+    given = [
+        p.opts[0]
+        for p in ctx.command.params
+        if p.name and getattr(ctx.get_parameter_source(p.name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
+    ]
+    if given:
+        sub = ctx.invoked_subcommand
+        raise UsageError(
+            f"{', '.join(given)} before `{sub}`: give `serve {sub}` its options after its name "
+            f"(see `echopanel-setup serve {sub} --help`)"
+        )
+
+
+_SERVE_JSON_HELP = "One JSON document on stdout."
+
+
+@serve_app.command("status")
+def serve_status(json_out: Annotated[bool, typer.Option("--json", help=_SERVE_JSON_HELP)] = False) -> None:
+    """Is the server `serve` started running and ready?
+
+    Its pid, URL, served models, uptime and log, for a server started with `serve --exec` or `--detach`.
+
+    Exit codes: 0 running and ready · 1 not running, or not ready yet.
+    """
+    from echopanel_setup.serve.context import ServeOptions
+
+    _serve(ServeOptions(status=True, json_out=json_out))
+
+
+@serve_app.command("logs")
+def serve_logs(
+    lines: Annotated[int, typer.Option(min=0, metavar="N", help="How many lines from the end (0: all).")] = 100,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")] = False,
+    json_out: Annotated[
+        bool,
+        typer.Option("--json", help="One JSON document; with --follow one JSON object per line (NDJSON)."),
+    ] = False,
+) -> None:
+    """Print the end of the server's log.
+
+    The log of the vLLM that `serve --exec` or `--detach` started (the last start's).
+
+    Exit codes: 0 printed (Ctrl-C ends --follow) · 1 no log yet.
+    """
+    from echopanel_setup.serve.context import ServeOptions
+
+    _serve(ServeOptions(logs=True, lines=lines, follow=follow, json_out=json_out))
+
+
+@serve_app.command("stop")
+def serve_stop(json_out: Annotated[bool, typer.Option("--json", help=_SERVE_JSON_HELP)] = False) -> None:
+    """Stop the server `serve` started.
+
+    vLLM and its engine processes, started by `serve --exec` or `--detach`: SIGINT, then SIGTERM, then SIGKILL.
+
+    Exit codes: 0 stopped, or nothing was running.
+    """
+    from echopanel_setup.serve.context import ServeOptions
+
+    _serve(ServeOptions(stop=True, json_out=json_out))
 
 
 def _serve(opts: ServeOptions) -> None:

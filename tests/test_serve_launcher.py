@@ -1,16 +1,20 @@
-"""`serve --exec/--detach/--status/--logs/--stop` against the scripted `vllm` (tests/fixtures/serve): real
-processes, real log lines, a real HTTP + WebSocket server on loopback, recorded failure logs."""
+"""`serve --exec/--detach`, `serve status|logs|stop` (and their old flags) against the scripted `vllm`
+(tests/fixtures/serve): real processes, real log lines, a real HTTP + WebSocket server on loopback, recorded
+failure logs."""
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -59,16 +63,21 @@ def test_detach_then_status_logs_and_stop(machine: Machine) -> None:
     record = launcher.Record.read()
     assert record is not None and record.alive() and record.detached
     assert record.url == f"http://127.0.0.1:{machine.port}"
-    status = run_cli("serve", "--status", "--json")
+    status = run_cli("serve", "status", "--json")
     doc = json.loads(status.stdout)
-    assert status.returncode == 0 and doc["ready"] and doc["phase"] == "ready"
+    assert status.returncode == 0 and doc["ready"] and doc["phase"] == "ready" and doc["command"] == "serve status"
     assert doc["models"] == ["mistralai/Voxtral-Mini-4B-Realtime-2602"] and doc["pid"] == record.pid
-    human = run_cli("serve", "--status")
+    human = run_cli("serve", "status")
     assert human.stdout.startswith(f"running, ready: pid {record.pid}, http://127.0.0.1:{machine.port}")
+    alias = run_cli("serve", "--status")  # today's flag, kept as an alias
+    assert alias.returncode == 0 and alias.stdout.splitlines()[1:] == human.stdout.splitlines()[1:]
 
-    logs = run_cli("serve", "--logs", "--lines", "3")
+    logs = run_cli("serve", "logs", "--lines", "3")
     assert logs.returncode == 0 and logs.stdout.splitlines()[-1].endswith("Application startup complete.")
     assert len(logs.stdout.splitlines()) == 3
+    assert run_cli("serve", "--logs", "--lines", "3").stdout == logs.stdout
+    doc = json.loads(run_cli("serve", "logs", "--lines", "3", "--json").stdout)
+    assert doc["command"] == "serve logs" and doc["lines"] == logs.stdout.splitlines() and doc["log"] == record.log
     follow = subprocess.Popen(
         [sys.executable, "-m", "echopanel_setup", "serve", "--logs", "--lines", "1", "--follow"],
         cwd=REPO,
@@ -79,18 +88,59 @@ def test_detach_then_status_logs_and_stop(machine: Machine) -> None:
     assert b"Application startup complete." in follow.stdout.readline()  # type: ignore[union-attr]
     follow.send_signal(signal.SIGINT)
     assert follow.wait(timeout=10) == 0  # Ctrl-C is how --follow ends
+    assert_ndjson_follow(Path(record.log))
 
     good = paths.read_state()["serve_good"]
     (entry,) = good.values()
     assert "--max-model-len" in entry["args"] and entry["vllm_figures"]["kv_memory.gib"] == "4.48"
 
     engine = engine_pid(Path(record.log).read_text())
-    stopped = run_cli("serve", "--stop")
+    stopped = run_cli("serve", "stop")
     assert stopped.returncode == 0 and f"stopped vLLM (pid {record.pid}" in stopped.stdout
     assert wait_gone(record.pid) and wait_gone(engine)
     assert launcher.Record.read() is None
-    assert run_cli("serve", "--status").returncode == 1
+    assert run_cli("serve", "status").returncode == 1 and run_cli("serve", "--status").returncode == 1
     assert "nothing to stop" in run_cli("serve", "--stop").stdout
+
+
+def stdout_lines(proc: subprocess.Popen[bytes]) -> Callable[[], bytes]:
+    """The process's stdout line by line; each call fails the test (never hangs it) when no line comes in 20 s."""
+    lines: queue.Queue[bytes] = queue.Queue()
+    assert proc.stdout is not None
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
+
+    def next_line() -> bytes:
+        try:
+            return lines.get(timeout=20)
+        except queue.Empty:
+            raise AssertionError("no line on stdout within 20 s") from None
+
+    return next_line
+
+
+def assert_ndjson_follow(log: Path) -> None:
+    """`serve logs --follow --json`: one JSON object per line, each with the shared header, as lines arrive."""
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "echopanel_setup", "serve", "logs", "--lines", "2", "--follow", "--json"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=os.environ.copy(),
+    )
+    read_line = stdout_lines(follow)
+    try:
+        first, second = json.loads(read_line()), json.loads(read_line())
+        with log.open("a", encoding="utf-8") as fh:
+            fh.write("INFO 11-25 10:03:00 [loggers.py:123] Engine 000: Avg prompt throughput: 12.5 tokens/s\n")
+        third = json.loads(read_line())
+    finally:
+        follow.send_signal(signal.SIGINT)
+        assert follow.wait(timeout=10) == 0
+    for event in (first, second, third):
+        assert event["schema_version"] == 1 and event["command"] == "serve logs" and event["event"] == "log"
+        assert event["tool"]["name"] == "echopanel-setup" and event["log"] == str(log)
+    assert second["line"].endswith("Application startup complete.")
+    assert third["line"].endswith("Avg prompt throughput: 12.5 tokens/s")
 
 
 @pytest.mark.slow
@@ -206,7 +256,7 @@ def test_the_api_key_guards_v1_and_stays_out_of_argv_and_state(machine: Machine)
     keyed = json.loads(run_cli("serve", "--status", "--json", env={"VLLM_API_KEY": "k-secret-1"}).stdout)
     assert keyed["models"] == ["mistralai/Voxtral-Mini-4B-Realtime-2602"]
     second = run_cli(*machine.args("--detach"))
-    assert second.returncode == 1 and "serve --status" in second.stderr
+    assert second.returncode == 1 and "serve status" in second.stderr
 
 
 def record_text() -> str:
@@ -236,7 +286,7 @@ def test_log_watch_follows_phases_and_ignores_warnings_while_running(tmp_path: P
 def test_a_second_start_while_ours_runs_says_stop_it_even_when_its_memory_makes_the_gpu_look_busy(
     machine: Machine, tmp_path: Path
 ) -> None:
-    """Our own vLLM holds the GPU's memory: a second --detach must say `serve --stop`, not 'busy' or 'too small'."""
+    """Our own vLLM holds the GPU's memory: a second --detach must say `serve stop`, not 'busy' or 'too small'."""
     from probe_kit import install_smi, path_with
 
     assert run_cli(*machine.args("--detach")).returncode == 0
@@ -245,7 +295,7 @@ def test_a_second_start_while_ours_runs_says_stop_it_even_when_its_memory_makes_
     assert again.returncode == 1
     assert (
         "the server echopanel-setup started is still running" in again.stderr
-        and "`echopanel-setup serve --stop` first" in again.stderr
+        and "`echopanel-setup serve stop` first" in again.stderr
     )
     assert "are free" not in again.stderr and "too small" not in again.stderr
 

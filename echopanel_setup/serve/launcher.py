@@ -2,7 +2,7 @@
 WebSocket's `session.created`; known failures (explain's signatures) stop it with cause and fix.
 
 vLLM runs in its own session (process group), writing to a log file under the state dir, in the foreground
-(`--exec`) or the background (`--detach`) alike, so `serve --status/--logs/--stop` work for both and Ctrl-C
+(`--exec`) or the background (`--detach`) alike, so `serve status|logs|stop` work for both and Ctrl-C
 reaches only us: we then stop vLLM and its engine processes together (SIGINT, SIGTERM, SIGKILL).
 """
 
@@ -101,7 +101,7 @@ def check_port(port: int) -> None:
     if ours and (facts.holder_pid is None or facts.holder_pid == ours.pid or _in_group(facts.holder_pid, ours.pid)):
         raise SetupError(
             f"port {port}: the server echopanel-setup started (pid {ours.pid}, {ours.url}) is running; "
-            "see `echopanel-setup serve --status`, or stop it with `echopanel-setup serve --stop`"
+            "see `echopanel-setup serve status`, or stop it with `echopanel-setup serve stop`"
         )
     who = f"pid {facts.holder_pid}" if facts.holder_pid else "another process"
     if facts.holder_name:
@@ -213,7 +213,7 @@ def _rotate_log() -> Path:
 def start(
     cmd: ServeCommand, api_key: str | None, url: str, served_name: str, detached: bool
 ) -> tuple[subprocess.Popen[bytes], Record]:
-    """Start vLLM in its own process group, its output in the log file; record it for --status/--stop."""
+    """Start vLLM in its own process group, its output in the log file; record it for `serve status`/`stop`."""
     log = _rotate_log()
     env = {**os.environ, **cmd.env, "PYTHONUNBUFFERED": "1"}
     argv = cmd.argv()
@@ -460,7 +460,7 @@ def record_success(key: str, cmd: ServeCommand, figures: dict[str, str], plan_su
     paths.write_state({"serve_good": good})
 
 
-# --- --status, --logs, --stop ---------------------------------------------------------------------------------------
+# --- serve status, logs, stop ---------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -472,25 +472,6 @@ class Status:
     phase: str | None = None
     uptime_s: float | None = None
     error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema_version": 1,
-            "command": "serve --status",
-            "running": self.running,
-            "ready": self.health == 200,
-            "pid": self.record.pid if self.record else None,
-            "url": self.record.url if self.record else None,
-            "served_model_name": self.record.served_model_name if self.record else None,
-            "vllm_version": self.record.vllm_version if self.record else None,
-            "detached": self.record.detached if self.record else None,
-            "log": self.record.log if self.record else str(log_path()),
-            "health": self.health,
-            "models": self.models,
-            "phase": self.phase,
-            "uptime_s": round(self.uptime_s, 1) if self.uptime_s is not None else None,
-            "error": self.error,
-        }
 
 
 def status() -> Status:
@@ -518,24 +499,27 @@ def status() -> Status:
     return result
 
 
-def tail(lines: int) -> tuple[Path, list[str]]:
+def tail(lines: int) -> tuple[Path, list[str], int]:
+    """The log, its last `lines` lines (0: all), and the byte offset they end at, where a follow goes on."""
     record = Record.read()
     log = Path(record.log) if record else log_path()
     try:
-        text = log.read_text(encoding="utf-8", errors="replace")
+        data = log.read_bytes()
     except FileNotFoundError:
         raise SetupError(
             f"no vLLM log yet at {log}: start a server with `echopanel-setup serve --exec` or `--detach`"
         ) from None
-    return log, text.splitlines()[-lines:] if lines > 0 else text.splitlines()
+    text = data.decode("utf-8", "replace").splitlines()
+    return log, text[-lines:] if lines > 0 else text, len(data)
 
 
-def follow_log(log: Path, echo: Say) -> None:
-    """`--logs --follow`: print what vLLM writes, until Ctrl-C (KeyboardInterrupt)."""
-    watch = LogWatch(log, offset=log.stat().st_size)
+def follow_log(log: Path, echo: Say, offset: int) -> None:
+    """`serve logs --follow`: print what vLLM writes after `offset`, until Ctrl-C (KeyboardInterrupt)."""
+    watch = LogWatch(log, offset=offset)
     while True:
         for line in watch.poll():
             echo(line)
+        watch.text = ""  # only the new lines matter here: a follow that runs for days must not keep the whole log
         time.sleep(0.3)
 
 

@@ -60,11 +60,6 @@ def emit(result: ServeResult) -> None:
         _stopped(result.stopped, result.as_json)
 
 
-def error_document(command: str, message: str, exit_code: int) -> dict[str, Any]:
-    """The one JSON document a failed `serve --json` run prints (exit 2, 3 or 4)."""
-    return {**header(command, SCHEMA_VERSION), "ok": False, "exit_code": exit_code, "error": {"message": message}}
-
-
 def plan_document(p: Planned) -> dict[str, Any]:
     """The plan and its command: `--json` and `--format json`."""
     ctx, built = p.ctx, p.built
@@ -320,7 +315,7 @@ def start_failed(outcome: launcher.Outcome) -> None:
     m = outcome.failure
     if m is None:
         con.print(f"[bold red]✗ fail[/] {_esc(outcome.reason)}")
-        con.print(f"  Log:   {_esc(outcome.record.log)} (`echopanel-setup serve --logs`)")
+        con.print(f"  Log:   {_esc(outcome.record.log)} (`echopanel-setup serve logs`)")
         return
     con.print(f"[bold red]✗ fail[/] {_esc(m.title)} ({m.id}, log line {m.line_no})")
     con.print(f"  [dim]{_esc(m.line)}[/]")
@@ -371,7 +366,7 @@ def ready(launch: Launch, as_json: bool) -> None:
     )
     if launch.detached:
         con.print(
-            "  Running in the background. `echopanel-setup serve --status`, `--logs`, `--stop`. "
+            "  Running in the background: `echopanel-setup serve status`, `serve logs`, `serve stop`. "
             f"Log: {_esc(record.log)}"
         )
     else:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from echopanel_setup.errors import EXIT_FAILED, EXIT_OK
 from echopanel_setup.serve import launcher, planner
-from echopanel_setup.serve.context import ACTIONS, Context
+from echopanel_setup.serve.context import Context
 from echopanel_setup.serve.prepare import Built
 
 
@@ -71,11 +71,6 @@ class ServeResult:
     logs: Logs | None = None
 
     @property
-    def command(self) -> str:
-        """The command as the JSON documents name it: `serve`, or the lifecycle subcommand."""
-        return command_name(self.action)
-
-    @property
     def exit_code(self) -> int:
         if self.refused is not None:
             return EXIT_FAILED
@@ -84,7 +79,3 @@ class ServeResult:
         if self.status is not None:
             return EXIT_OK if self.status.running and self.status.health == 200 else EXIT_FAILED
         return EXIT_OK
-
-
-def command_name(action: str) -> str:
-    return f"serve {action}" if action in ACTIONS else "serve"

@@ -29,7 +29,7 @@ def refuse_if_running() -> None:
     if (other := launcher.running()) is not None:
         raise SetupError(
             f"the server echopanel-setup started is still running (pid {other.pid}, {other.url}): see "
-            "`echopanel-setup serve --status`, or stop it with `echopanel-setup serve --stop` first"
+            "`echopanel-setup serve status`, or stop it with `echopanel-setup serve stop` first"
         )
 
 
@@ -118,13 +118,13 @@ def _retry(
 
 def logs(lines: int, follow: bool, write: Callable[[str, str], None]) -> Logs:
     """The end of the log; with `follow`, each line goes to `write(log, line)` as vLLM writes it, until Ctrl-C."""
-    log, tail = launcher.tail(lines)
+    log, tail, offset = launcher.tail(lines)
     if not follow:
         return Logs(log, tail)
     try:
         for line in tail:
             write(str(log), line)
-        launcher.follow_log(log, lambda line: write(str(log), line))
+        launcher.follow_log(log, lambda line: write(str(log), line), offset)
     except KeyboardInterrupt:
         pass  # Ctrl-C is how --follow ends
     return Logs(log, followed=True)

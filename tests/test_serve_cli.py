@@ -1,0 +1,58 @@
+"""`serve` as a command group: its lifecycle subcommands, today's flags as their aliases, and the edges of
+parsing (help, unknown options and commands, options given to the wrong level)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import run_cli
+
+from echopanel_setup import cli
+
+
+@pytest.mark.parametrize("args", [["serve", "--help"], ["serve", "status", "--help"], ["serve", "logs", "-h"]])
+def test_help_exits_0(args: list[str]) -> None:
+    out = run_cli(*args)
+    assert out.returncode == 0 and f"{' '.join(args[:-1])} [OPTIONS]" in out.stdout.splitlines()[0]
+
+
+def test_serve_help_names_the_subcommands() -> None:
+    out = run_cli("serve", "--help").stdout
+    assert "Commands:" in out and all(f"  {name} " in out for name in ("status", "logs", "stop"))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["serve", "--bogus"], "No such option: --bogus"),
+        (["serve", "status", "--bogus"], "serve status --help')"),
+        (["serve", "logs", "--lines", "-1"], "'--lines'"),
+        (["serve", "frob"], "No such command 'frob'"),
+        (["serve", "--json", "status"], "--json before `status`: give `serve status` its options after its name"),
+        (["serve", "--port", "9000", "stop"], "--port before `stop`"),
+        (["serve", "--status", "--logs"], "--status and --logs do not go together"),
+        (["serve", "--stop", "--detach"], "--stop and --exec/--detach do not go together"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
+    out = run_cli(*args)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.count("\n") == 1 and message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_with_no_server_the_subcommands_and_their_aliases_answer_alike() -> None:
+    for sub, alias in ((["status"], ["--status"]), (["stop"], ["--stop"]), (["logs"], ["--logs"])):
+        new, old = run_cli("serve", *sub), run_cli("serve", *alias)
+        assert (new.returncode, new.stdout, new.stderr) == (old.returncode, old.stdout, old.stderr), sub
+    status = run_cli("serve", "status")
+    assert status.returncode == 1 and status.stdout.startswith("not running")
+    assert json.loads(run_cli("serve", "stop", "--json").stdout)["stopped"] is False
+    logs = run_cli("serve", "logs")
+    assert logs.returncode == 1 and "no vLLM log yet" in logs.stderr
+
+
+def test_only_the_serve_group_is_built_for_a_serve_run() -> None:
+    single = cli._app_for(["serve", "status", "--json"])
+    assert [g.name for g in single.registered_groups] == ["serve"] and single.registered_commands == []
+    assert cli._app_for(["--help"]) is cli.app
