@@ -58,11 +58,10 @@ def test_schema_itself_is_valid() -> None:
         (("doctor", "--json", "--facts", str(FACTS)), "doctor"),
         (("explain", "--json", str(LOGS / "tokenizer-kwargs.log")), "explain"),
         (("explain", "--json", str(LOGS / "unrelated.log")), "explain"),
-        pytest.param(
-            ("serve", "--json", "--facts", str(FACTS)),
-            "serve",
-            marks=pytest.mark.xfail(strict=True, reason="serve's documents move to the envelope with its split (H1)"),
-        ),
+        (("serve", "--json", "--facts", str(FACTS)), "serve"),
+        (("serve", "--json", "--facts", str(FIXTURES / "facts" / "linux-v100.json")), "serve"),  # a refusal: exit 1
+        (("serve", "status", "--json"), "serve status"),
+        (("serve", "stop", "--json"), "serve stop"),
     ],
 )
 def test_results_are_envelopes(cli: Cli, argv: tuple[str, ...], command: str) -> None:
@@ -80,6 +79,8 @@ def test_results_are_envelopes(cli: Cli, argv: tuple[str, ...], command: str) ->
         (("install", "voxtral", "--json", "--stall-timeout", "0"), "install voxtral", "--stall-timeout"),
         (("install", "vllm", "--json", "--bogus"), "install vllm", "No such option"),
         (("serve", "--json", "--gpus", "0"), "serve", "--gpus"),
+        (("serve", "status", "--json", "--bogus"), "serve status", "No such option"),
+        (("serve", "logs", "--json", "--lines", "-1"), "serve logs", "--lines"),
         (("smoke", "--json", "--max-wer", "-1"), "smoke", "--max-wer"),
         (("smoke", "--json"), "smoke", "nothing to test"),
         (("configure", "--json", "--delay-ms", "500"), "configure", ""),

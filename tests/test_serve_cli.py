@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import run_cli
+from conftest import Cli, run_cli
 
 from echopanel_setup import cli
 
@@ -56,3 +56,27 @@ def test_only_the_serve_group_is_built_for_a_serve_run() -> None:
     single = cli._app_for(["serve", "status", "--json"])
     assert [g.name for g in single.registered_groups] == ["serve"] and single.registered_commands == []
     assert cli._app_for(["--help"]) is cli.app
+
+
+def test_errors_under_json_are_one_error_document(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exit 1 from an error (no log yet), 2 (bad input) and 4 (a crash): one envelope each, nothing else."""
+    from echopanel_setup.serve import main
+
+    no_log = cli("serve", "logs", "--json")
+    assert no_log.code == 1 and no_log.json()["error"]["kind"] == "failed"
+    assert "no vLLM log yet" in no_log.json()["error"]["message"]
+    usage = cli("serve", "--json", "--gpu", "Voodoo5")
+    assert (
+        usage.code == 2
+        and usage.json()["command"] == "serve"
+        and "is not a GPU I know" in usage.json()["error"]["message"]
+    )
+
+    def boom(*_a: object, **_k: object) -> None:
+        raise RuntimeError("planner exploded")
+
+    monkeypatch.setattr(main, "run", boom)
+    crash = cli("serve", "status", "--json")
+    doc = crash.json()
+    assert crash.code == 4 and doc["command"] == "serve status" and doc["error"]["kind"] == "internal"
+    assert doc["error"]["message"] == "RuntimeError: planner exploded" and doc["error"]["traceback"]

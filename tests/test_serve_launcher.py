@@ -226,10 +226,13 @@ def test_the_tokenizer_error_stops_with_cause_and_fix_and_no_retry(machine: Mach
 @pytest.mark.slow
 def test_not_ready_in_time_is_an_external_failure(machine: Machine) -> None:
     machine.scenario("hang")
-    out = run_cli(*machine.args("--exec", "--timeout", "1"))
+    out = run_cli(*machine.args("--exec", "--timeout", "1", "--json"))
     assert out.returncode == 3
     assert "did not answer 200 within 1 s (last phase: loading weights)" in out.stderr
     assert launcher.Record.read() is None
+    doc = json.loads(out.stdout)  # under --json: one error document, nothing else
+    assert doc["command"] == "serve" and doc["exit_code"] == 3 and doc["error"]["kind"] == "external"
+    assert "did not answer 200 within 1 s" in doc["error"]["message"]
 
 
 @pytest.mark.slow
@@ -252,7 +255,7 @@ def test_the_api_key_guards_v1_and_stays_out_of_argv_and_state(machine: Machine)
     assert "k-secret-1" not in " ".join(psutil.Process(record.pid).cmdline())
     assert "k-secret-1" not in paths.state_file().read_text() and "k-secret-1" not in record_text()
     status = json.loads(run_cli("serve", "--status", "--json").stdout)
-    assert status["models"] is None and "API key" in status["error"]
+    assert status["models"] is None and "API key" in status["warning"] and status["error"] is None
     keyed = json.loads(run_cli("serve", "--status", "--json", env={"VLLM_API_KEY": "k-secret-1"}).stdout)
     assert keyed["models"] == ["mistralai/Voxtral-Mini-4B-Realtime-2602"]
     second = run_cli(*machine.args("--detach"))

@@ -8,14 +8,12 @@ failures, the retry, "ready"), which cannot wait for the end of a foreground ser
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from echopanel_setup import envconfig
-from echopanel_setup.output import header
+from echopanel_setup import envconfig, output
 from echopanel_setup.serve import launcher, planner
 from echopanel_setup.serve.context import Context
 from echopanel_setup.serve.prepare import Built
@@ -36,76 +34,76 @@ def _esc(text: str) -> str:
     return escape(text)
 
 
-def write_json(doc: dict[str, Any], indent: int | None = 2) -> None:
-    sys.stdout.write(json.dumps(doc, indent=indent, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
-
-
 # --- finished results -------------------------------------------------------------------------------------------
 
 
 def emit(result: ServeResult) -> None:
     """Render what `main.run` returned (human text, or one JSON document with `--json`)."""
+    code = result.exit_code
     if result.planned is not None:
-        _planned(result.planned, result.as_json)
+        _planned(result.planned, result.as_json, code)
     elif result.refused is not None:
-        _refused(result.refused, result.as_json)
+        _refused(result.refused, result.as_json, code)
     elif result.launch is not None:
-        _launched(result.launch, result.as_json)
+        _launched(result.launch, result.as_json, code)
     elif result.status is not None:
-        _status(result.status, result.as_json)
+        _status(result.status, result.as_json, code)
     elif result.logs is not None:
-        _logs(result.logs, result.as_json)
+        _logs(result.logs, result.as_json, code)
     elif result.stopped is not None:
-        _stopped(result.stopped, result.as_json)
+        _stopped(result.stopped, result.as_json, code)
 
 
-def plan_document(p: Planned) -> dict[str, Any]:
+def plan_document(p: Planned, exit_code: int) -> dict[str, Any]:
     """The plan and its command: `--json` and `--format json`."""
     ctx, built = p.ctx, p.built
     cmd, s = built.cmd, built.settings
-    return {
-        **header("serve", SCHEMA_VERSION),
-        "vllm_version": ctx.version,
-        "flags_source": cmd.flags_source,
-        "flags_fallback_reason": built.flags_note,
-        "argv": [*cmd.executable, "serve", cmd.model, *cmd.args],
-        "env": cmd.env,
-        "shell": cmd.shell(),
-        "skipped_flags": cmd.skipped,
-        "model_dir": str(ctx.model_dir),
-        "served_dir": str(built.served_dir),
-        "delay_ms": built.delay_ms,
-        "url": built.url,
-        "served_model_name": s.served_model_name,
-        "plan": built.plan.summary(),
-        "model_arch_source": ctx.request.arch.source,
-        "notes": built.notes,
-        "replayed_facts": ctx.replayed,
-        "hypothetical_gpu": ctx.hypothetical,
-    }
+    return output.document(
+        "serve",
+        SCHEMA_VERSION,
+        exit_code,
+        vllm_version=ctx.version,
+        flags_source=cmd.flags_source,
+        flags_fallback_reason=built.flags_note,
+        argv=[*cmd.executable, "serve", cmd.model, *cmd.args],
+        env=cmd.env,
+        shell=cmd.shell(),
+        skipped_flags=cmd.skipped,
+        model_dir=str(ctx.model_dir),
+        served_dir=str(built.served_dir),
+        delay_ms=built.delay_ms,
+        url=built.url,
+        served_model_name=s.served_model_name,
+        plan=built.plan.summary(),
+        model_arch_source=ctx.request.arch.source,
+        notes=built.notes,
+        replayed_facts=ctx.replayed,
+        hypothetical_gpu=ctx.hypothetical,
+    )
 
 
-def _planned(p: Planned, as_json: bool) -> None:
+def _planned(p: Planned, as_json: bool, exit_code: int) -> None:
     if as_json:
-        write_json(plan_document(p))
+        output.write_json(plan_document(p, exit_code))
         return
     print(p.text)
     explain_plan(p.ctx, p.built, p.fmt)
 
 
-def _refused(r: Refusal, as_json: bool) -> None:
+def _refused(r: Refusal, as_json: bool, exit_code: int) -> None:
     refusal = r.refusal
     if as_json:
-        write_json(
-            {
-                **header("serve", SCHEMA_VERSION),
-                "refused": True,
-                "kind": refusal.kind,
-                "reason": refusal.reason,
-                "details": refusal.details,
-                "alternatives": r.alternatives,
-            }
+        output.write_json(
+            output.document(
+                "serve",
+                SCHEMA_VERSION,
+                exit_code,
+                refused=True,
+                kind=refusal.kind,
+                reason=refusal.reason,
+                details=refusal.details,
+                alternatives=r.alternatives,
+            )
         )
         return
     con = _err()
@@ -165,12 +163,12 @@ def explain_plan(ctx: Context, built: Built, fmt: str) -> None:
         con.print("  Run it with `echopanel-setup serve --exec` (or --detach), which also checks the server answers.")
 
 
-def _launched(launch: Launch, as_json: bool) -> None:
+def _launched(launch: Launch, as_json: bool, exit_code: int) -> None:
     """The end of a launch; "ready" (and its JSON document) went out live, see `ready`."""
     outcome = launch.outcome
     if not outcome.ok:
         if as_json:
-            write_json(_launch_document(launch))
+            output.write_json(_launch_document(launch, exit_code))
         elif outcome.failure:
             con = _err()
             for command in outcome.failure.commands:
@@ -179,23 +177,24 @@ def _launched(launch: Launch, as_json: bool) -> None:
         _err().print(f"vLLM exited with code {launch.vllm_exit_code}.")
 
 
-def _launch_document(launch: Launch) -> dict[str, Any]:
+def _launch_document(launch: Launch, exit_code: int) -> dict[str, Any]:
     record, outcome, built = launch.outcome.record, launch.outcome, launch.built
     failure = outcome.failure
-    return {
-        **header("serve", SCHEMA_VERSION),
-        "action": "detach" if launch.detached else "exec",
-        "ok": outcome.ok,
-        "exit_code": 0 if outcome.ok else 1,
-        "pid": record.pid,
-        "url": record.url,
-        "served_model_name": record.served_model_name,
-        "log": record.log,
-        "argv": record.argv,
-        "env": built.cmd.env,
-        "vllm_figures": outcome.figures,
-        "plan": built.plan.summary(),
-        "failure": None
+    return output.document(
+        "serve",
+        SCHEMA_VERSION,
+        exit_code,
+        action="detach" if launch.detached else "exec",
+        ok=outcome.ok,
+        pid=record.pid,
+        url=record.url,
+        served_model_name=record.served_model_name,
+        log=record.log,
+        argv=record.argv,
+        env=built.cmd.env,
+        vllm_figures=outcome.figures,
+        plan=built.plan.summary(),
+        failure=None
         if outcome.ok
         else {
             "reason": outcome.reason,
@@ -207,29 +206,31 @@ def _launch_document(launch: Launch) -> dict[str, Any]:
             "fix": failure.fix if failure else None,
             "commands": failure.commands if failure else [],
         },
-    }
+    )
 
 
-def _status(st: launcher.Status, as_json: bool) -> None:
+def _status(st: launcher.Status, as_json: bool, exit_code: int) -> None:
     r = st.record
     if as_json:
-        write_json(
-            {
-                **header("serve status", SCHEMA_VERSION),
-                "running": st.running,
-                "ready": st.health == 200,
-                "pid": r.pid if r else None,
-                "url": r.url if r else None,
-                "served_model_name": r.served_model_name if r else None,
-                "vllm_version": r.vllm_version if r else None,
-                "detached": r.detached if r else None,
-                "log": r.log if r else str(launcher.log_path()),
-                "health": st.health,
-                "models": st.models,
-                "phase": st.phase,
-                "uptime_s": round(st.uptime_s, 1) if st.uptime_s is not None else None,
-                "error": st.error,
-            }
+        output.write_json(
+            output.document(
+                "serve status",
+                SCHEMA_VERSION,
+                exit_code,
+                running=st.running,
+                ready=st.health == 200,
+                pid=r.pid if r else None,
+                url=r.url if r else None,
+                served_model_name=r.served_model_name if r else None,
+                vllm_version=r.vllm_version if r else None,
+                detached=r.detached if r else None,
+                log=r.log if r else str(launcher.log_path()),
+                health=st.health,
+                models=st.models,
+                phase=st.phase,
+                uptime_s=round(st.uptime_s, 1) if st.uptime_s is not None else None,
+                warning=st.error,  # a server that answers but not fully (e.g. /v1/models wants the key)
+            )
         )
         return
     if not st.running or r is None:
@@ -252,33 +253,36 @@ def _status(st: launcher.Status, as_json: bool) -> None:
 
 
 def log_writer(as_json: bool) -> Callable[[str, str], None]:
-    """Where each line of a followed log goes as it comes: the line itself, or one JSON object per line (NDJSON)."""
+    """Where each line of a followed log goes as it comes: the line itself, or one NDJSON event per line."""
     if not as_json:
         return lambda log, line: print(line, flush=True)
-    head = header("serve logs", SCHEMA_VERSION)
-    return lambda log, line: write_json({**head, "event": "log", "log": log, "line": line}, indent=None)
+    return lambda log, line: output.write_line(
+        output.document("serve logs", SCHEMA_VERSION, 0, event="log", log=log, line=line)
+    )
 
 
-def _logs(logs: Logs, as_json: bool) -> None:
+def _logs(logs: Logs, as_json: bool, exit_code: int) -> None:
     if logs.followed:
         return
     if as_json:
-        write_json({**header("serve logs", SCHEMA_VERSION), "log": str(logs.log), "lines": logs.lines})
+        output.write_json(output.document("serve logs", SCHEMA_VERSION, exit_code, log=str(logs.log), lines=logs.lines))
         return
     for line in logs.lines:
         print(line)
 
 
-def _stopped(s: Stopped, as_json: bool) -> None:
+def _stopped(s: Stopped, as_json: bool, exit_code: int) -> None:
     record = s.record
     if as_json:
-        write_json(
-            {
-                **header("serve stop", SCHEMA_VERSION),
-                "stopped": record is not None,
-                "pid": record.pid if record else None,
-                "seconds": round(s.seconds, 1),
-            }
+        output.write_json(
+            output.document(
+                "serve stop",
+                SCHEMA_VERSION,
+                exit_code,
+                stopped=record is not None,
+                pid=record.pid if record else None,
+                seconds=round(s.seconds, 1),
+            )
         )
     elif record is None:
         print("nothing to stop: no server started by echopanel-setup is running")
@@ -346,7 +350,8 @@ def ready(launch: Launch, as_json: bool) -> None:
     """vLLM answers: its JSON document (under --json) and the human summary, before a foreground run goes on."""
     record, f, built = launch.outcome.record, launch.outcome.figures, launch.built
     if as_json:
-        write_json(_launch_document(launch))
+        output.write_json(_launch_document(launch, 0))
+        sys.stdout.flush()  # a foreground run goes on: the document must reach a pipe now
     b = built.plan.breakdown
     planned_kv_gib = (b.kv + b.headroom) / 1024
     measured = f"vLLM: KV cache {f['kv_memory.gib']} GiB" if "kv_memory.gib" in f else "vLLM printed no KV figures"
