@@ -676,13 +676,22 @@ def configure(
         str | None,
         typer.Option(metavar="FILE", help="Take the machine's facts from a saved doctor snapshot instead of probing."),
     ] = None,
+    json_out: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print one JSON document (secrets masked); like --yes, it does not ask before writing."
+        ),
+    ] = False,
 ) -> None:
     """Write EchoPanel's env config: merged into the existing file (unknown lines kept), atomically, with a backup.
 
     Exit codes: 0 written or already up to date · 2 bad value (e.g. a delay off the grid) or unwritable file.
     """
     from echopanel_setup import configure as configure_mod
+    from echopanel_setup import configure_render
 
+    if shell and json_out:
+        raise UsageError("--shell and --json exclude each other: pick one")
     opts = configure_mod.ConfigureOptions(
         mode=mode.value if mode else None,
         provider=provider,
@@ -691,11 +700,13 @@ def configure(
         api_key=api_key,
         output=output,
         facts=facts,
+        shell=shell,
+        dry_run=dry_run,
+        yes=yes,
     )
-    if shell:
-        configure_mod.print_shell(opts)
-        return
-    configure_mod.run(opts, dry_run=dry_run, yes=yes)
+    result = configure_mod.run(opts, configure_render.ConfigureUi(json_mode=json_out))
+    configure_render.render(result, json_out=json_out)
+    raise typer.Exit(result.exit_code)
 
 
 @app.command()
@@ -734,13 +745,17 @@ def setup(
         str | None,
         typer.Option(metavar="FILE", help="Take the machine's facts from a saved doctor snapshot instead of probing."),
     ] = None,
+    json_out: Annotated[
+        bool,
+        typer.Option("--json", help="Print one JSON document with every step; the steps' progress goes to stderr."),
+    ] = False,
 ) -> None:
     """The guided path: doctor → install vllm → install voxtral → serve → smoke → configure, skipping what is done.
 
     Stops at the first blocker with its fix. On macOS or without an NVIDIA GPU it points to --mode remote or api.
     Exit codes: 0 set up · 1 stopped at a step (its fix is printed) · 2 bad input · 3 external failure.
     """
-    from echopanel_setup import setup_flow
+    from echopanel_setup import setup_flow, setup_render
 
     opts = setup_flow.SetupOptions(
         mode=mode.value if mode else None,
@@ -754,7 +769,9 @@ def setup(
         facts=facts,
         python=python,
     )
-    raise typer.Exit(setup_flow.run(opts))
+    result = setup_flow.run(opts, setup_render.SetupUi(json_mode=json_out))
+    setup_render.render(result, json_out=json_out)
+    raise typer.Exit(result.exit_code)
 
 
 def main() -> None:

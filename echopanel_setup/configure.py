@@ -15,10 +15,10 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from echopanel_setup import envconfig, knowledge, paths
-from echopanel_setup.errors import ExternalError, UsageError
+from echopanel_setup.errors import EXIT_OK, ExternalError, UsageError
 from echopanel_setup.facts.model import Facts
 from echopanel_setup.url import ServerURL, is_loopback
 
@@ -26,7 +26,7 @@ VOXTRAL = "voxtral_official"
 HEADER = "# EchoPanel configuration, written by `echopanel-setup configure` (check it with `echopanel-setup doctor`)."
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class ConfigureOptions:
     mode: str | None = None
     provider: str | None = None
@@ -35,6 +35,9 @@ class ConfigureOptions:
     api_key: str | None = field(default=None, repr=False)  # a key, or "-" to read one line from stdin
     output: str | None = None
     facts: str | None = None
+    shell: bool = False  # only the export lines; nothing is written
+    dry_run: bool = False
+    yes: bool = False
 
 
 @dataclass
@@ -71,6 +74,34 @@ class Plan:
     @property
     def secret(self) -> bool:
         return envconfig.has_secret(envconfig.parse(self.new_text).values)
+
+    @property
+    def removed(self) -> list[str]:
+        """EchoPanel's keys the existing file has and the plan removes."""
+        old = envconfig.parse(self.old_text).values
+        return [key for key, value in self.updates.items() if value is None and key in old]
+
+
+class PlanUi(Protocol):
+    """configure's live side (configure_render.ConfigureUi): the plan before anything is written, and the
+    question whether to write it."""
+
+    def show(self, plan: Plan) -> None: ...
+
+    def confirm(self, plan: Plan) -> bool: ...
+
+
+@dataclass(kw_only=True)
+class ConfigureResult:
+    """action: shell (--shell) | dry-run | unchanged | declined (the user said no) | written."""
+
+    plan: Plan
+    action: str
+    backup: Path | None = None  # where the previous file was kept, when one was replaced
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_OK
 
 
 def output_path(opts: ConfigureOptions) -> Path:
@@ -304,6 +335,11 @@ def apply(plan: Plan) -> Path | None:
         raise UsageError(f"{plan.path}: cannot write it: {exc.strerror or exc}") from None
 
 
+def is_literal_secret(key: str, value: str) -> bool:
+    """A secret written out (not a `${VAR}` reference): never shown, in any output."""
+    return envconfig.is_secret(key) and envconfig.reference(value) is None
+
+
 def masked(text: str) -> str:
     """`text` with literal secret values replaced, for diffs and logs: EchoPanel's key and any other line of
     the user's file whose name says it is a secret (`OPENAI_API_KEY`, `HF_TOKEN`, …), since unchanged
@@ -311,7 +347,7 @@ def masked(text: str) -> str:
     lines = []
     for line in text.splitlines(keepends=True):
         parsed = envconfig.parse(line).values
-        secret = next((k for k, v in parsed.items() if envconfig.is_secret(k) and envconfig.reference(v) is None), None)
+        secret = any(is_literal_secret(k, v) for k, v in parsed.items())
         lines.append(line.split("=", 1)[0] + "=****" + ("\n" if line.endswith("\n") else "") if secret else line)
     return "".join(lines)
 
@@ -334,14 +370,6 @@ def shell(plan: Plan) -> str:
     return envconfig.shell_exports(values)
 
 
-def print_shell(opts: ConfigureOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> None:
-    """`--shell`: export lines on stdout (nothing written); advice goes to stderr so `eval` sees only exports."""
-    plan = make_plan(opts, collect_facts(opts), os.environ)
-    for item in plan.advice:
-        print(f"echopanel-setup: warning: {item.text} {' / '.join(item.commands)}".rstrip(), file=err)
-    out.write(shell(plan))
-
-
 def collect_facts(opts: ConfigureOptions) -> Facts:
     """What doctor knows (offline: no network), or a saved snapshot when --facts is given."""
     from echopanel_setup import doctor
@@ -352,71 +380,16 @@ def collect_facts(opts: ConfigureOptions) -> Facts:
     return collect(Options(offline=True, config=str(output_path(opts))))
 
 
-def run(
-    opts: ConfigureOptions,
-    *,
-    dry_run: bool = False,
-    yes: bool = False,
-    out: TextIO | None = None,
-    facts: Facts | None = None,
-) -> Plan:
-    """Plan, show, confirm (on a terminal, unless `yes`), write, report. Returns the plan."""
+def run(opts: ConfigureOptions, ui: PlanUi, *, facts: Facts | None = None) -> ConfigureResult:
+    """Plan; then (unless --shell or --dry-run) show it, confirm through `ui` unless --yes, and write it."""
     plan = make_plan(opts, facts or collect_facts(opts), os.environ)
-    out = out or sys.stdout
-    con = _render_plan(plan, out)
-    if dry_run:
-        con.print(diff(plan) if plan.changed else "No change.\n", markup=False, end="")
-        con.print("Dry run: nothing written.")
-        return plan
+    if opts.shell:
+        return ConfigureResult(plan=plan, action="shell")
+    ui.show(plan)
+    if opts.dry_run:
+        return ConfigureResult(plan=plan, action="dry-run")
     if not plan.changed:
-        con.print(f"[green]✓ ok[/]     {_esc(plan.path)} is already up to date")
-    else:
-        if not yes and opts.api_key != "-" and sys.stdin.isatty() and out.isatty():
-            from rich.prompt import Confirm
-
-            if not Confirm.ask(f"Write {plan.path}?", default=True, console=con):
-                con.print("Nothing written.")
-                return plan
-        backup = apply(plan)
-        private = "0600, " if plan.secret else ""
-        kept = f"previous file kept as {backup}" if backup else "new file"
-        con.print(f"[green]✓ ok[/]     wrote {_esc(plan.path)} ({private}{_esc(kept)})")
-    if plan.provider == VOXTRAL:
-        con.print(
-            'Next:     [cyan]echopanel-setup smoke[/]   ·   in a shell: [cyan]eval "$(echopanel-setup configure --shell)"[/]'
-        )
-    return plan
-
-
-def _esc(value: object) -> str:
-    from rich.markup import escape
-
-    return escape(str(value))
-
-
-def _render_plan(plan: Plan, out: TextIO):  # type: ignore[no-untyped-def]
-    """The values and why each was chosen, then the warnings with their fixes."""
-    from echopanel_setup.report import console
-
-    con = console(out)
-    con.print(f"[bold]echopanel-setup configure[/]  ·  {_esc(plan.path)}")
-    why = plan.reasons.get("provider")
-    con.print(f"Provider: {plan.provider}" + (f" ({_esc(why)})" if why else ""))
-    if plan.mode:
-        con.print(f"Mode:     {plan.mode} ({_esc(plan.reasons.get('mode', ''))})")
-    for line in masked("".join(f"{k}={v}\n" for k, v in plan.values.items())).splitlines():
-        con.print(f"  {_esc(line):<44} [dim]{_esc(plan.reasons.get(line.split('=', 1)[0], ''))}[/]")
-    for key, why in plan.reasons.items():
-        if (
-            key in envconfig.KEYS and key not in plan.values
-        ):  # decided, but nothing to write (e.g. the key is in the environment)
-            con.print(f"  {key} not written {'':<19} [dim]{_esc(why)}[/]")
-    old = envconfig.parse(plan.old_text).values
-    for key, value in plan.updates.items():
-        if value is None and key in old:
-            con.print(f"  {key} removed {'':<25} [dim](absent = the vLLM server at {envconfig.URL})[/]")
-    for item in plan.advice:
-        con.print(f"[yellow]! warn[/]   {_esc(item.text)}")
-        for command in item.commands:
-            con.print(f"         [cyan]{_esc(command)}[/]")
-    return con
+        return ConfigureResult(plan=plan, action="unchanged")
+    if not opts.yes and opts.api_key != "-" and not ui.confirm(plan):  # a key piped on stdin: no one to ask
+        return ConfigureResult(plan=plan, action="declined")
+    return ConfigureResult(plan=plan, action="written", backup=apply(plan))

@@ -5,8 +5,10 @@ doctor decides: a failed required check is either one that a later step fixes (v
 vllm`, model missing → `install voxtral`, no server → `serve`, no config → `configure`) or a blocker
 (too little GPU memory, a port held by something else, macOS) that stops the flow with doctor's fix.
 `install` and `serve` run as their own commands in a subprocess, exactly as a user would type them, so
-their progress, Ctrl-C handling and exit codes are theirs; a version where one of them is not built
-yet gets the manual command instead.
+their progress, Ctrl-C handling and exit codes are theirs.
+
+`Flow.run` returns a `SetupResult`: every step line, shown live through `setup_render.SetupUi` as it
+happens (setup takes minutes), and one JSON document at the end under --json.
 """
 
 from __future__ import annotations
@@ -17,21 +19,32 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
-from typing import TextIO
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Protocol
 
-from echopanel_setup import envconfig, knowledge, paths
-from echopanel_setup.checks import CheckResult, Status
-from echopanel_setup.errors import ExternalError, SetupError, UsageError
+from echopanel_setup import envconfig, knowledge
+from echopanel_setup.checks import CheckResult, Fix, Status
+from echopanel_setup.errors import EXIT_FAILED, EXIT_OK, ExternalError, SetupError, UsageError
 from echopanel_setup.report import DoctorRun
 
-_NOT_BUILT = "is not available in echopanel-setup"
-# Failed required checks that a later step repairs; anything else stops the flow.
-_FIXED_BY = {"stack.": "install vllm", "model.files": "install voxtral", "server": "serve", "config.": "configure"}
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# doctor's check ids (checks/*.py) that setup acts on; one ending in "." stands for its whole category.
+STACK = "stack."
+VLLM = "stack.vllm"
+MODEL_FILES = "model.files"
+SERVER = "server"
+CONFIG = "config."
+PLATFORM = "platform.verdict"
+MISTRAL_REACHABLE = "network.mistral"
+MISTRAL_KEY = "api.key"
+# Failed required checks that a later step repairs (install and serve run in local mode only); any other stops.
+_REPAIRED = {"local": (STACK, MODEL_FILES, SERVER, CONFIG), "remote": (CONFIG,), "api": (CONFIG,)}
 _POLL_S = 2.0
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class SetupOptions:
     mode: str | None = None
     url: str | None = None
@@ -46,24 +59,48 @@ class SetupOptions:
 
 
 @dataclass
-class CommandOutcome:
-    returncode: int
-    not_built: bool
+class Step:
+    """One line of the flow: a step, how it went, and the fixes shown under it."""
+
+    step: str
+    state: str  # done | skip | stop | warn | run
+    text: str
+    fixes: list[Fix] = field(default_factory=list)
 
 
-def run_command(argv: list[str], err: TextIO | None = None) -> CommandOutcome:
-    """Run one of our own commands with its output live; notice the 'not available yet' stub."""
-    err = err or sys.stderr
-    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, errors="replace")
-    not_built = False
-    assert proc.stderr is not None
+@dataclass(kw_only=True)
+class SetupResult:
+    """status: set-up (every step done) | dry-run | stopped (at the step whose fix is shown)."""
+
+    status: str
+    mode: str | None
+    steps: list[Step]
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_FAILED if self.status == "stopped" else EXIT_OK
+
+
+class FlowUi(Protocol):
+    """setup's live side (setup_render.SetupUi): each step line as it happens."""
+
+    json_mode: bool
+    con: Console
+
+    def begin(self) -> None: ...
+
+    def step(self, step: Step) -> None: ...
+
+    def fix(self, fix: Fix) -> None: ...
+
+    def set_up(self, foreground: bool) -> None: ...
+
+
+def run_command(argv: list[str], stdout: int | None = None) -> int:
+    """Run one of our own commands in the foreground, its output live (`stdout=2`: on our stderr); its exit code."""
+    proc = subprocess.Popen(argv, stdout=stdout)
     try:
-        for line in proc.stderr:
-            if _NOT_BUILT in line:
-                not_built = True
-            else:
-                err.write(line)
-        return CommandOutcome(proc.wait(), not_built and proc.returncode == 2)
+        return proc.wait()
     except KeyboardInterrupt:
         proc.wait()  # the child got the same SIGINT and stops cleanly on its own
         raise
@@ -74,76 +111,72 @@ def ours(*args: str) -> list[str]:
 
 
 class Flow:
-    """One guided run. Each step prints one line: done (✓), skipped (–), or stopped (✗) with the fix."""
+    """One guided run. Each step is one line: done (✓), skipped (–), or stopped (✗) with the fix."""
 
     def __init__(
         self,
         opts: SetupOptions,
-        out: TextIO | None = None,
-        runner: Callable[[list[str]], CommandOutcome] = run_command,
-        spawn: Callable[[list[str]], subprocess.Popen] = subprocess.Popen,  # type: ignore[type-arg]
+        ui: FlowUi,
+        runner: Callable[[list[str]], int] | None = None,
+        spawn: Callable[[list[str]], subprocess.Popen] | None = None,  # type: ignore[type-arg]
     ) -> None:
-        """`runner` runs a step to completion, `spawn` starts `serve --exec` alongside the flow."""
-        from echopanel_setup.report import console
-
-        self.opts, self.run_command, self.spawn = opts, runner, spawn
-        self.con = console(out or sys.stdout)
+        """`runner` runs a step to completion, `spawn` starts `serve --exec` alongside the flow; under --json
+        both send the commands' output to stderr, so stdout holds only setup's document."""
+        stdout = 2 if ui.json_mode else None
+        self.opts, self.ui = opts, ui
+        self.run_command = runner or (lambda argv: run_command(argv, stdout=stdout))
+        self.spawn = spawn or (lambda argv: subprocess.Popen(argv, stdout=stdout))
+        self.steps: list[Step] = []
+        self.mode: str | None = None
         self.server_proc: subprocess.Popen | None = None  # type: ignore[type-arg]
         self.started_with_delay: int | None = None  # the delay `serve` was started with in this run
 
     # --- output ---
 
     def _line(self, symbol: str, step: str, text: str) -> None:
-        from rich.markup import escape
-
-        style = {"✓": "green", "–": "dim", "✗": "bold red", "!": "yellow", "→": "cyan"}[symbol]
-        word = {"✓": "done", "–": "skip", "✗": "stop", "!": "warn", "→": "run "}[symbol]
-        self.con.print(f"[{style}]{symbol} {word}[/]  {step:<16} {escape(text)}")
+        state = {"✓": "done", "–": "skip", "✗": "stop", "!": "warn", "→": "run"}[symbol]
+        self.steps.append(Step(step, state, text))
+        self.ui.step(self.steps[-1])
 
     def _fix(self, text: str, commands: list[str]) -> None:
-        from rich.markup import escape
+        fix = Fix(text, commands)
+        self.steps[-1].fixes.append(fix)
+        self.ui.fix(fix)
 
-        if text:
-            self.con.print(f"          {escape(text)}")
-        for command in commands:
-            self.con.print(f"          [cyan]{escape(command)}[/]")
+    def _result(self, status: str) -> SetupResult:
+        return SetupResult(status=status, mode=self.mode, steps=self.steps)
 
     # --- the flow ---
 
-    def run(self) -> int:
-        self.con.print(
-            "[bold]echopanel-setup setup[/]  ·  doctor → install vllm → install voxtral → serve → smoke → configure"
-        )
+    def run(self) -> SetupResult:
+        self.ui.begin()
         try:
             doctor_run = self._doctor()
-            mode = doctor_run.mode
+            mode = self.mode = doctor_run.mode
             if blocked := self._blockers(doctor_run):
-                return self._stop_on(blocked, mode)
+                return self._stop_on(blocked)
             if mode == "local":
                 for step, prefix, shown, args in (
-                    ("install vllm", "stack.", "stack.vllm", ("install", "vllm")),
-                    ("install voxtral", "model.files", "model.files", ("install", "voxtral")),
+                    ("install vllm", STACK, VLLM, ("install", "vllm")),
+                    ("install voxtral", MODEL_FILES, MODEL_FILES, ("install", "voxtral")),
                 ):
                     after = self._install(step, prefix, shown, args, doctor_run)
                     if after is None:
-                        return 1
+                        return self._result("stopped")
                     doctor_run = after
                 if not self._serve(doctor_run):
-                    return 1
+                    return self._result("stopped")
             if self.opts.dry_run:
                 self._line("–", "smoke", "dry run: would transcribe the bundled clip through the server")
                 self._line("–", "configure", "dry run: would write EchoPanel's config")
-                return 0
+                return self._result("dry-run")
             if not self._smoke(mode, doctor_run):
-                return 1
+                return self._result("stopped")
             self._configure(mode, doctor_run)
-            self.con.print(
-                "[green]Voxtral is set up for EchoPanel.[/] Re-check any time with [cyan]echopanel-setup doctor[/]."
-            )
+            self.ui.set_up(foreground=self.server_proc is not None)
             if self.server_proc is not None:
-                self.con.print("vLLM keeps running in the foreground (Ctrl-C stops it).")
                 self.server_proc.wait()
-            return 0
+            return self._result("set-up")
         finally:
             if self.server_proc is not None and self.server_proc.poll() is None:
                 self.server_proc.terminate()
@@ -154,7 +187,7 @@ class Flow:
         from echopanel_setup.facts.collect import Options
         from echopanel_setup.url import ServerURL
 
-        skip = ["network.mistral"] if self.opts.mode == "api" and self.opts.url else []
+        skip = [MISTRAL_REACHABLE] if self.opts.mode == "api" and self.opts.url else []
         url = ServerURL.parse(self.opts.url) if self.opts.url and self.opts.mode != "api" else None
         with _vllm_key(self.opts.api_key if self.opts.mode != "api" else None):
             run = doctor.run(
@@ -170,27 +203,26 @@ class Flow:
     def _failures(self, run: DoctorRun) -> list[CheckResult]:
         failed = [r for r in run.results if r.counts_as_failure]
         if self.opts.api_key:
-            failed = [r for r in failed if r.id != "api.key"]
+            failed = [r for r in failed if r.id != MISTRAL_KEY]
         return failed
 
     def _blockers(self, run: DoctorRun) -> list[CheckResult]:
         """Failures no later step repairs; install and serve steps exist only in local mode."""
-        fixable = _FIXED_BY if run.mode == "local" else {"config.": "configure"}
-        return [r for r in self._failures(run) if not any(r.id.startswith(p) for p in fixable)]
+        return [r for r in self._failures(run) if not r.id.startswith(_REPAIRED[run.mode])]
 
-    def _stop_on(self, blocked: list[CheckResult], mode: str) -> int:
+    def _stop_on(self, blocked: list[CheckResult]) -> SetupResult:
         first = blocked[0]
         self._line("✗", "doctor", f"{first.title}: {first.summary}")
         if first.fix:
             self._fix(first.fix.text, first.fix.commands)
-        if first.id == "platform.verdict":
+        if first.id == PLATFORM:
             self._fix(
                 "Or let setup take one of the other paths:",
                 ["echopanel-setup setup --mode remote --url http://GPU-HOST:8000", "echopanel-setup setup --mode api"],
             )
         for other in blocked[1:]:
             self._fix(f"Also: {other.title}: {other.summary}", [])
-        return 1
+        return self._result("stopped")
 
     def _install(self, step: str, prefix: str, shown: str, args: tuple[str, ...], run: DoctorRun) -> DoctorRun | None:
         """Run `install …` when doctor's checks for it fail; re-check afterwards. None means stop."""
@@ -204,7 +236,7 @@ class Flow:
             self._line("–", step, f"dry run: would run `{' '.join(command)}` ({failing[0].summary})")
             return run
         self._line("→", step, f"{failing[0].summary}; running `{' '.join(command)}`")
-        if not self._run_ours(step, command[1:], run):
+        if not self._run_ours(step, command[1:]):
             return None
         run = self._doctor()
         still = [r for r in self._failures(run) if r.id.startswith(prefix)]
@@ -215,32 +247,6 @@ class Flow:
             return None
         self._line("✓", step, "done")
         return run
-
-    def _not_built(self, step: str, run: DoctorRun) -> None:
-        """The command is still a stub in this version: give the manual equivalent instead."""
-        issue = {"install vllm": 9, "install voxtral": 9, "serve": 10}[step]
-        self._line(
-            "✗",
-            step,
-            f"`{step}` is not available in this version of echopanel-setup yet (issue #{issue}); do it by hand:",
-        )
-        self._fix("", [self._manual(step, run)])
-        self._fix("Then run setup again; it skips what is done.", ["echopanel-setup setup"])
-
-    def _manual(self, step: str, run: DoctorRun) -> str:
-        k = knowledge.load()
-        state = paths.read_state()
-        model_dir = state.get("model_dir") or run.facts.model.path or str(paths.default_model_dir())
-        template = getattr(k.setup, "manual_" + step.replace(" ", "_"))
-        return template.format(
-            venv=state.get("vllm_venv") or paths.default_venv_dir(),
-            vllm_spec=k.vllm.install_spec,
-            mistral_common_spec=k.mistral_common.install_spec,
-            repo=k.model.repo,
-            files=" ".join(k.model.files),
-            model_dir=model_dir,
-            port=run.facts.port.port,
-        )
 
     def _server_url(self, run: DoctorRun) -> str:
         from echopanel_setup import envconfig
@@ -258,7 +264,7 @@ class Flow:
         delay = ["--delay-ms", str(self.opts.delay_ms)] if self.opts.delay_ms else []
         if not (self.opts.exec_ or self.opts.detach):
             self._line("→", "serve", "no server yet; the command that starts one:")
-            if self._run_ours("serve", ["serve", *delay], run):
+            if self._run_ours("serve", ["serve", *delay]):
                 self._fix(
                     "Start it (or rerun setup with --detach to run it in the background, --exec in the foreground), then run setup again:",
                     ["echopanel-setup setup --detach"],
@@ -269,20 +275,15 @@ class Flow:
         self.started_with_delay = self.opts.delay_ms
         if self.opts.exec_:
             self.server_proc = self.spawn(ours("serve", flag, *delay))
-        elif not self._run_ours("serve", ["serve", flag, *delay], run):
+        elif not self._run_ours("serve", ["serve", flag, *delay]):
             return False
         return self._wait_ready(self._server_url(run))
 
-    def _run_ours(self, step: str, args: list[str], run: DoctorRun) -> bool:
-        """Run `echopanel-setup ARGS`; False, with the reason printed, when it is not built yet or fails."""
-        outcome = self.run_command(ours(*args))
-        if outcome.not_built:
-            self._not_built(step, run)
-            return False
-        if outcome.returncode != 0:
-            self._line(
-                "✗", step, f"`echopanel-setup {' '.join(args)}` exited with {outcome.returncode} (its message is above)"
-            )
+    def _run_ours(self, step: str, args: list[str]) -> bool:
+        """Run `echopanel-setup ARGS`; False, with the reason shown, when it fails."""
+        returncode = self.run_command(ours(*args))
+        if returncode != 0:
+            self._line("✗", step, f"`echopanel-setup {' '.join(args)}` exited with {returncode} (its message is above)")
             return False
         return True
 
@@ -294,7 +295,7 @@ class Flow:
         limit = knowledge.load().setup.ready_timeout_s
         deadline = time.monotonic() + limit
         ep = ServerURL.parse(url)
-        with self.con.status(f"waiting for {ep.http_base} to serve the model (up to {limit / 60:.0f} min)…"):
+        with self.ui.con.status(f"waiting for {ep.http_base} to serve the model (up to {limit / 60:.0f} min)…"):
             while time.monotonic() < deadline:
                 if self.server_proc is not None and self.server_proc.poll() is not None:
                     self._line(
@@ -344,15 +345,21 @@ class Flow:
         return True
 
     def _configure(self, mode: str, run: DoctorRun) -> None:
-        from echopanel_setup import configure
+        from echopanel_setup import configure, configure_render
 
         url = self.opts.url if mode != "api" else None  # in api mode --url is the API's address, not EchoPanel's
-        opts = configure.ConfigureOptions(mode=mode, url=url, delay_ms=self.opts.delay_ms, api_key=self.opts.api_key)
+        opts = configure.ConfigureOptions(
+            mode=mode, url=url, delay_ms=self.opts.delay_ms, api_key=self.opts.api_key, yes=self.opts.yes
+        )
         self._line("→", "configure", "writing EchoPanel's config")
         facts = run.facts
         if self.started_with_delay is not None:  # serve just started a variant with this delay
             facts = replace(facts, model=replace(facts.model, delay_ms=self.started_with_delay))
-        configure.run(opts, yes=self.opts.yes, out=self.con.file, facts=facts)
+        ui = configure_render.ConfigureUi(json_mode=self.ui.json_mode, out=self.ui.con.file)
+        result = configure.run(opts, ui, facts=facts)
+        if not self.ui.json_mode:
+            configure_render.render(result, json_out=False, out=self.ui.con.file)
+        self.steps.append(Step("configure", "done", f"{result.action}: {result.plan.path}"))
 
 
 @contextlib.contextmanager
@@ -372,9 +379,11 @@ def _vllm_key(key: str | None) -> Iterator[None]:
             os.environ["VLLM_API_KEY"] = before
 
 
-def run(opts: SetupOptions, out: TextIO | None = None) -> int:
+def run(opts: SetupOptions, ui: FlowUi) -> SetupResult:
     if opts.exec_ and opts.detach:
         raise UsageError("--exec and --detach exclude each other: pick one")
+    if opts.exec_ and ui.json_mode:
+        raise UsageError("--exec keeps vLLM in the foreground after setup: use --detach with --json")
     if opts.delay_ms is not None and (problem := envconfig.validate_delay(str(opts.delay_ms))):
         raise UsageError(f"--delay-ms: {problem.split('=', 1)[1]}")
-    return Flow(opts, out).run()
+    return Flow(opts, ui).run()

@@ -514,18 +514,3 @@ def write_wav(path, pcm: bytes, rate: int, channels: int, width: int = 2) -> Non
         w.setsampwidth(width)
         w.setframerate(rate)
         w.writeframes(raw)
-
-
-def run_main(monkeypatch, capsys, *argv: str) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
-    """`echopanel-setup ARGV` through cli.main, in this process (the stand-ins run in threads)."""
-    import sys
-
-    import pytest
-
-    from echopanel_setup import cli
-
-    monkeypatch.setattr(sys, "argv", ["echopanel-setup", *argv])
-    with pytest.raises(SystemExit) as exc:
-        cli.main()
-    captured = capsys.readouterr()
-    return int(exc.value.code or 0), captured.out, captured.err

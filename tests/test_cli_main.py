@@ -6,24 +6,19 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import Cli
 
-from echopanel_setup import cli, doctor, paths
-
-
-def _main(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    monkeypatch.setattr(sys, "argv", ["echopanel-setup", *args])
-    with pytest.raises(SystemExit) as exc:
-        cli.main()
-    return int(exc.value.code or 0)
+from echopanel_setup import doctor, paths
 
 
-def test_internal_error_is_one_line_and_saves_the_traceback(monkeypatch, capsys):
+def test_internal_error_is_one_line_and_saves_the_traceback(cli: Cli, monkeypatch):
     def boom(*_a, **_k):
         raise RuntimeError("probe exploded")
 
     monkeypatch.setattr(doctor, "run", boom)
-    assert _main(monkeypatch, "doctor", "--offline") == 4
-    err = capsys.readouterr().err.strip().splitlines()
+    run = cli("doctor", "--offline")
+    assert run.code == 4
+    err = run.err.strip().splitlines()
     assert len(err) == 1
     assert "internal error: RuntimeError: probe exploded" in err[0]
     saved = Path(err[0].split("traceback: ")[1].split(";")[0])
@@ -31,19 +26,19 @@ def test_internal_error_is_one_line_and_saves_the_traceback(monkeypatch, capsys)
     assert "Traceback" in saved.read_text() and "probe exploded" in saved.read_text()
 
 
-def test_ctrl_c_exits_130(monkeypatch, capsys):
+def test_ctrl_c_exits_130(cli: Cli, monkeypatch):
     def interrupted(*_a, **_k):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(doctor, "run", interrupted)
-    assert _main(monkeypatch, "doctor", "--offline") == 130
-    assert "Traceback" not in capsys.readouterr().err
+    run = cli("doctor", "--offline")
+    assert run.code == 130 and "Traceback" not in run.err
 
 
-def test_usage_error_is_one_line_exit_2(monkeypatch, capsys):
-    assert _main(monkeypatch, "doctor", "--python", "/nonexistent/python") == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err == [
+def test_usage_error_is_one_line_exit_2(cli: Cli):
+    run = cli("doctor", "--python", "/nonexistent/python")
+    assert run.code == 2
+    assert run.err.strip().splitlines() == [
         "echopanel-setup: error: --python /nonexistent/python: no such file; pass the python of the venv that runs vLLM"
     ]
 

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO, Cli, CliRun, run_cli
 
-from echopanel_setup import cli, envconfig
+from echopanel_setup import envconfig
 
 FACTS = Path(__file__).parent / "fixtures" / "facts"
 BASH = shutil.which("bash")
@@ -28,15 +28,9 @@ def env_file(isolated_home: Path) -> Path:
     return isolated_home / "config" / "echopanel" / "echopanel.env"
 
 
-def configure(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str, facts: str = "linux-4090-desktop"
-) -> tuple[int, str, str]:
+def configure(cli: Cli, *args: str, facts: str = "linux-4090-desktop") -> CliRun:
     """`echopanel-setup configure ARGS` in this process, on a replayed doctor snapshot."""
-    monkeypatch.setattr(sys, "argv", ["echopanel-setup", "configure", "--facts", str(FACTS / f"{facts}.json"), *args])
-    with pytest.raises(SystemExit) as exc:
-        cli.main()
-    captured = capsys.readouterr()
-    return int(exc.value.code or 0), captured.out, captured.err
+    return cli("configure", "--facts", str(FACTS / f"{facts}.json"), *args)
 
 
 def values(path: Path) -> dict[str, str]:
@@ -50,17 +44,15 @@ def mode_of(path: Path) -> int:
 @pytest.mark.parametrize(
     ("delay", "nearest"), [("500", "480"), ("1300", "1200"), ("160", "240"), ("2000", "2400"), ("280", "240 or 320")]
 )
-def test_off_grid_delays_are_refused_with_the_nearest(
-    monkeypatch, capsys, env_file: Path, delay: str, nearest: str
-) -> None:
-    code, _, err = configure(monkeypatch, capsys, "--delay-ms", delay)
+def test_off_grid_delays_are_refused_with_the_nearest(cli: Cli, env_file: Path, delay: str, nearest: str) -> None:
+    code, _, err = configure(cli, "--delay-ms", delay)
     assert code == 2 and f"nearest: {nearest}" in err
     assert not env_file.exists()
 
 
 @pytest.mark.parametrize("delay", ["240", "480", "1200", "2400"])
-def test_grid_delays_are_written(monkeypatch, capsys, env_file: Path, delay: str) -> None:
-    code, _, err = configure(monkeypatch, capsys, "--delay-ms", delay, "--mode", "local")
+def test_grid_delays_are_written(cli: Cli, env_file: Path, delay: str) -> None:
+    code, _, err = configure(cli, "--delay-ms", delay, "--mode", "local")
     assert code == 0, err
     assert values(env_file)[envconfig.DELAY] == delay
 
@@ -77,14 +69,14 @@ def test_grid_delays_are_written(monkeypatch, capsys, env_file: Path, delay: str
         (("--provider", "mlx_whisper", "--mode", "api"), "--mode is for the Voxtral provider"),
     ],
 )
-def test_bad_values_are_usage_errors(monkeypatch, capsys, env_file: Path, args: tuple[str, ...], message: str) -> None:
-    code, _, err = configure(monkeypatch, capsys, *args)
+def test_bad_values_are_usage_errors(cli: Cli, env_file: Path, args: tuple[str, ...], message: str) -> None:
+    code, _, err = configure(cli, *args)
     assert code == 2 and message in err, err
     assert not env_file.exists()
 
 
-def test_linux_with_a_gpu_defaults_to_local_voxtral(monkeypatch, capsys, env_file: Path) -> None:
-    code, out, _ = configure(monkeypatch, capsys)
+def test_linux_with_a_gpu_defaults_to_local_voxtral(cli: Cli, env_file: Path) -> None:
+    code, out, _ = configure(cli)
     assert code == 0
     assert values(env_file) == {
         envconfig.PROVIDER: "voxtral_official",
@@ -94,28 +86,23 @@ def test_linux_with_a_gpu_defaults_to_local_voxtral(monkeypatch, capsys, env_fil
     assert str(env_file) in out and "doctor found Linux with an NVIDIA GPU" in out
 
 
-def test_macos_defaults_to_mlx_whisper_with_the_reason(monkeypatch, capsys, env_file: Path, tmp_path: Path) -> None:
+def test_macos_defaults_to_mlx_whisper_with_the_reason(cli: Cli, env_file: Path, tmp_path: Path) -> None:
     doc = json.loads((FACTS / "macos-arm64.json").read_text())  # the same Mac before anything was configured
     doc["config"] = {"path": str(env_file), "exists": False, "values": {}, "errors": [], "from_environment": []}
     (tmp_path / "mac.json").write_text(json.dumps(doc))
-    monkeypatch.setattr(sys, "argv", ["echopanel-setup", "configure", "--facts", str(tmp_path / "mac.json")])
-    with pytest.raises(SystemExit) as exc:
-        cli.main()
-    out = capsys.readouterr().out
-    assert exc.value.code == 0
+    code, out, _ = cli("configure", "--facts", str(tmp_path / "mac.json"))
+    assert code == 0
     assert values(env_file) == {envconfig.PROVIDER: "mlx_whisper"}
     assert "macOS: vLLM cannot serve Voxtral on the Apple GPU" in out and "--mode api" in out
 
 
-def test_local_delay_that_the_model_dir_does_not_serve_says_which_serve_fixes_it(
-    monkeypatch, capsys, env_file: Path
-) -> None:
-    code, out, _ = configure(monkeypatch, capsys, "--delay-ms", "960")  # the snapshot's model serves 480
+def test_local_delay_that_the_model_dir_does_not_serve_says_which_serve_fixes_it(cli: Cli, env_file: Path) -> None:
+    code, out, _ = configure(cli, "--delay-ms", "960")  # the snapshot's model serves 480
     assert code == 0
     assert "the model dir serves 480 ms" in out and "echopanel-setup serve --delay-ms 960" in out
 
 
-def test_merge_keeps_unknown_lines_comments_and_order(monkeypatch, capsys, env_file: Path) -> None:
+def test_merge_keeps_unknown_lines_comments_and_order(cli: Cli, env_file: Path) -> None:
     original = (
         "# my EchoPanel settings\n"
         "ECHOPANEL_THEME=dark   # not ours\n"
@@ -129,7 +116,7 @@ def test_merge_keeps_unknown_lines_comments_and_order(monkeypatch, capsys, env_f
     env_file.parent.mkdir(parents=True)
     env_file.write_text(original)
     code, _, err = configure(
-        monkeypatch, capsys, "--mode", "remote", "--url", "ws://gpu.lan:8000/v1/realtime", "--delay-ms", "720", "--yes"
+        cli, "--mode", "remote", "--url", "ws://gpu.lan:8000/v1/realtime", "--delay-ms", "720", "--yes"
     )
     assert code == 0, err
     assert env_file.read_text() == (
@@ -147,22 +134,22 @@ def test_merge_keeps_unknown_lines_comments_and_order(monkeypatch, capsys, env_f
     assert backup.read_text() == original
 
 
-def test_unchanged_config_is_not_rewritten(monkeypatch, capsys, env_file: Path) -> None:
-    assert configure(monkeypatch, capsys)[0] == 0
+def test_unchanged_config_is_not_rewritten(cli: Cli, env_file: Path) -> None:
+    assert configure(cli)[0] == 0
     before = env_file.stat().st_mtime_ns
-    code, out, _ = configure(monkeypatch, capsys)
+    code, out, _ = configure(cli)
     assert code == 0 and "already up to date" in out
     assert env_file.stat().st_mtime_ns == before and not env_file.with_name("echopanel.env.bak").exists()
 
 
 def test_a_literal_key_makes_the_file_private_and_the_backup_keeps_the_old_mode(
-    monkeypatch, capsys, env_file: Path
+    cli: Cli, monkeypatch, env_file: Path
 ) -> None:
     env_file.parent.mkdir(parents=True)
     env_file.write_text("ECHOPANEL_THEME=dark\n")
     env_file.chmod(0o644)
     monkeypatch.setattr(sys, "stdin", _Stdin("sk-live-123\n"))
-    code, out, err = configure(monkeypatch, capsys, "--mode", "api", "--api-key", "-")
+    code, out, err = configure(cli, "--mode", "api", "--api-key", "-")
     assert code == 0, err
     assert mode_of(env_file) == 0o600
     assert values(env_file)[envconfig.API_KEY] == "sk-live-123"
@@ -170,9 +157,9 @@ def test_a_literal_key_makes_the_file_private_and_the_backup_keeps_the_old_mode(
     assert mode_of(env_file.with_name("echopanel.env.bak")) == 0o644
 
 
-def test_a_key_in_the_environment_is_referenced_not_copied(monkeypatch, capsys, env_file: Path) -> None:
+def test_a_key_in_the_environment_is_referenced_not_copied(cli: Cli, monkeypatch, env_file: Path) -> None:
     monkeypatch.setenv("MISTRAL_API_KEY", "sk-env-456")
-    code, _, _ = configure(monkeypatch, capsys, "--mode", "api")
+    code, _, _ = configure(cli, "--mode", "api")
     assert code == 0
     text = env_file.read_text()
     assert "VOXTRAL_MISTRAL_API_KEY=${MISTRAL_API_KEY}" in text and "sk-env-456" not in text
@@ -180,58 +167,58 @@ def test_a_key_in_the_environment_is_referenced_not_copied(monkeypatch, capsys, 
     assert envconfig.effective(env_file, {"MISTRAL_API_KEY": "sk-env-456"})[envconfig.API_KEY] == "sk-env-456"
 
 
-def test_api_mode_without_any_key_warns_how_to_provide_one(monkeypatch, capsys, env_file: Path) -> None:
-    code, out, _ = configure(monkeypatch, capsys, "--mode", "api")
+def test_api_mode_without_any_key_warns_how_to_provide_one(cli: Cli, env_file: Path) -> None:
+    code, out, _ = configure(cli, "--mode", "api")
     assert code == 0 and "No Mistral API key" in out and "--api-key -" in out
     assert envconfig.API_KEY not in values(env_file)
 
 
-def test_switching_back_to_local_removes_the_api_mode(monkeypatch, capsys, env_file: Path) -> None:
+def test_switching_back_to_local_removes_the_api_mode(cli: Cli, env_file: Path) -> None:
     env_file.parent.mkdir(parents=True)
     env_file.write_text("VOXTRAL_MODE=api\nVOXTRAL_MISTRAL_API_KEY=sk-1\n")
     env_file.chmod(0o600)
-    code, out, _ = configure(monkeypatch, capsys, "--mode", "local")
+    code, out, _ = configure(cli, "--mode", "local")
     assert code == 0 and "VOXTRAL_MODE removed" in out
     assert envconfig.MODE not in values(env_file)
     assert mode_of(env_file) == 0o600  # the key is still inside
     assert mode_of(env_file.with_name("echopanel.env.bak")) == 0o600
 
 
-def test_dry_run_shows_a_masked_diff_and_writes_nothing(monkeypatch, capsys, env_file: Path) -> None:
+def test_dry_run_shows_a_masked_diff_and_writes_nothing(cli: Cli, monkeypatch, env_file: Path) -> None:
     env_file.parent.mkdir(parents=True)
     env_file.write_text("VOXTRAL_MISTRAL_API_KEY=sk-old\n")
     monkeypatch.setattr(sys, "stdin", _Stdin("sk-new\n"))
-    code, out, _ = configure(monkeypatch, capsys, "--mode", "api", "--api-key", "-", "--dry-run")
+    code, out, _ = configure(cli, "--mode", "api", "--api-key", "-", "--dry-run")
     assert code == 0 and "Dry run: nothing written." in out
     assert "+VOXTRAL_MODE=api" in out and "VOXTRAL_MISTRAL_API_KEY=****" in out
     assert "sk-old" not in out and "sk-new" not in out
     assert env_file.read_text() == "VOXTRAL_MISTRAL_API_KEY=sk-old\n"
 
 
-def test_symlinked_config_is_written_through_the_link(monkeypatch, capsys, env_file: Path, tmp_path: Path) -> None:
+def test_symlinked_config_is_written_through_the_link(cli: Cli, env_file: Path, tmp_path: Path) -> None:
     real = tmp_path / "dotfiles" / "echopanel.env"
     real.parent.mkdir()
     real.write_text("# from my dotfiles\n")
     env_file.parent.mkdir(parents=True)
     env_file.symlink_to(real)
-    assert configure(monkeypatch, capsys)[0] == 0
+    assert configure(cli)[0] == 0
     assert env_file.is_symlink() and real.read_text().startswith("# from my dotfiles\nECHOPANEL_ASR_PROVIDER=")
 
 
-def test_unwritable_destination_is_a_usage_error(monkeypatch, capsys, tmp_path: Path) -> None:
+def test_unwritable_destination_is_a_usage_error(cli: Cli, tmp_path: Path) -> None:
     if os.geteuid() == 0:
         target = Path("/proc/echopanel.env")  # not writable even for root
     else:
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
         target = locked / "echopanel.env"
-    code, _, err = configure(monkeypatch, capsys, "--output", str(target))
+    code, _, err = configure(cli, "--output", str(target))
     assert code == 2 and "cannot write it" in err
 
 
-def test_output_writes_another_file(monkeypatch, capsys, env_file: Path, tmp_path: Path) -> None:
+def test_output_writes_another_file(cli: Cli, env_file: Path, tmp_path: Path) -> None:
     other = tmp_path / "ci.env"
-    code, out, _ = configure(monkeypatch, capsys, "--output", str(other))
+    code, out, _ = configure(cli, "--output", str(other))
     assert code == 0 and str(other) in out
     assert values(other)[envconfig.PROVIDER] == "voxtral_official" and not env_file.exists()
 
@@ -350,9 +337,9 @@ def test_configure_shell_output_evals_with_a_hostile_key_from_stdin(env_file: Pa
     assert not (tmp_path / "PWNED").exists()
 
 
-def test_values_that_cannot_go_in_a_dotenv_file_are_refused(monkeypatch, capsys, env_file: Path) -> None:
+def test_values_that_cannot_go_in_a_dotenv_file_are_refused(cli: Cli, monkeypatch, env_file: Path) -> None:
     monkeypatch.setattr(sys, "stdin", _Stdin("it's\n"))
-    code, _, err = configure(monkeypatch, capsys, "--mode", "api", "--api-key", "-")
+    code, _, err = configure(cli, "--mode", "api", "--api-key", "-")
     assert code == 2 and "single quote" in err and not env_file.exists()
 
 
@@ -390,37 +377,35 @@ def test_merge_rewrites_the_last_duplicate_and_keeps_crlf() -> None:
     assert envconfig.merge(unchanged, {"VOXTRAL_STREAMING_DELAY_MS": "480"}) == unchanged
 
 
-def test_dry_run_masks_every_secret_in_the_users_file(monkeypatch, capsys, env_file: Path) -> None:
+def test_dry_run_masks_every_secret_in_the_users_file(cli: Cli, env_file: Path) -> None:
     """Regression: the diff's context lines showed the user's other secrets (OPENAI_API_KEY, HF_TOKEN…)."""
     env_file.parent.mkdir(parents=True)
     env_file.write_text(
         "THEME=dark\nOPENAI_API_KEY=sk-openai-secret\nHF_TOKEN='hf_secret'\nVAULT_TOKEN=${FROM_VAULT}\n"
     )
-    code, out, _ = configure(monkeypatch, capsys, "--mode", "remote", "--url", "http://gpu.lan:8000", "--dry-run")
+    code, out, _ = configure(cli, "--mode", "remote", "--url", "http://gpu.lan:8000", "--dry-run")
     assert code == 0
     assert "sk-openai-secret" not in out and "hf_secret" not in out
     assert " OPENAI_API_KEY=****" in out and " HF_TOKEN=****" in out
     assert " VAULT_TOKEN=${FROM_VAULT}" in out  # a reference is not a secret: shown as it is
 
 
-def test_a_key_left_in_the_environment_says_why_nothing_is_written(monkeypatch, capsys, env_file: Path) -> None:
+def test_a_key_left_in_the_environment_says_why_nothing_is_written(cli: Cli, monkeypatch, env_file: Path) -> None:
     """Regression: the reason for not writing VOXTRAL_MISTRAL_API_KEY was decided but never shown."""
     monkeypatch.setenv("VOXTRAL_MISTRAL_API_KEY", "sk-env-789")
-    code, out, _ = configure(monkeypatch, capsys, "--mode", "api")
+    code, out, _ = configure(cli, "--mode", "api")
     assert code == 0
     assert "VOXTRAL_MISTRAL_API_KEY not written" in out and "from the environment" in out
     assert envconfig.API_KEY not in values(env_file) and "sk-env-789" not in out
 
 
-def test_a_comment_after_a_rewritten_value_is_kept(monkeypatch, capsys, env_file: Path) -> None:
+def test_a_comment_after_a_rewritten_value_is_kept(cli: Cli, env_file: Path) -> None:
     """Regression: rewriting `KEY=value  # comment` dropped the user's comment."""
     env_file.parent.mkdir(parents=True)
     env_file.write_text(
         "export VOXTRAL_VLLM_URL=http://old:8000   # the lab box\nVOXTRAL_STREAMING_DELAY_MS='480' # ask Ana first\n"
     )
-    code, _, err = configure(
-        monkeypatch, capsys, "--mode", "remote", "--url", "http://gpu.lan:8000", "--delay-ms", "960", "--yes"
-    )
+    code, _, err = configure(cli, "--mode", "remote", "--url", "http://gpu.lan:8000", "--delay-ms", "960", "--yes")
     assert code == 0, err
     assert env_file.read_text().splitlines()[:2] == [
         "export VOXTRAL_VLLM_URL=http://gpu.lan:8000  # the lab box",
@@ -429,14 +414,14 @@ def test_a_comment_after_a_rewritten_value_is_kept(monkeypatch, capsys, env_file
     assert values(env_file)[envconfig.URL] == "http://gpu.lan:8000" and values(env_file)[envconfig.DELAY] == "960"
 
 
-def test_local_mode_on_a_machine_without_a_gpu_warns(monkeypatch, capsys, env_file: Path) -> None:
+def test_local_mode_on_a_machine_without_a_gpu_warns(cli: Cli, env_file: Path) -> None:
     """Regression: `--mode local` on a machine that cannot run vLLM was written without a word."""
-    code, out, _ = configure(monkeypatch, capsys, "--mode", "local", facts="linux-nogpu")
+    code, out, _ = configure(cli, "--mode", "local", facts="linux-nogpu")
     assert code == 0 and "without an NVIDIA GPU" in out and "--mode remote --url http://GPU-HOST:8000" in out
     assert values(env_file)[envconfig.URL] == "http://localhost:8000"  # still written: it may be a tunnel
 
 
-def test_a_full_disk_is_an_external_failure_and_keeps_the_old_file(monkeypatch, capsys, env_file: Path) -> None:
+def test_a_full_disk_is_an_external_failure_and_keeps_the_old_file(cli: Cli, monkeypatch, env_file: Path) -> None:
     """Regression: a full disk was reported as bad input (exit 2); DEVELOPERS.md makes it exit 3."""
     env_file.parent.mkdir(parents=True)
     env_file.write_text("ECHOPANEL_THEME=dark\n")
@@ -447,7 +432,7 @@ def test_a_full_disk_is_an_external_failure_and_keeps_the_old_file(monkeypatch, 
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", full)
-    code, _, err = configure(monkeypatch, capsys, "--mode", "local", "--yes")
+    code, _, err = configure(cli, "--mode", "local", "--yes")
     assert code == 3 and "No space left on device" in err and "previous file is untouched" in err
     assert env_file.read_text() == "ECHOPANEL_THEME=dark\n"
     assert not list(env_file.parent.glob(".echopanel.env.*.tmp"))

@@ -83,7 +83,9 @@ def test_results_are_envelopes(cli: Cli, argv: tuple[str, ...], command: str) ->
         (("serve", "logs", "--json", "--lines", "-1"), "serve logs", "--lines"),
         (("smoke", "--json", "--max-wer", "-1"), "smoke", "--max-wer"),
         (("smoke", "--json"), "smoke", "nothing to test"),
-        (("configure", "--json", "--delay-ms", "500"), "configure", ""),
+        (("configure", "--json", "--facts", str(FACTS), "--delay-ms", "500"), "configure", "nearest: 480"),
+        (("configure", "--json", "--shell"), "configure", "exclude each other"),
+        (("setup", "--json", "--exec"), "setup", "use --detach with --json"),
         (("setup", "--json", "--bogus"), "setup", "No such option"),
         (("bogus", "--json"), "bogus", "No such command"),
     ],
@@ -105,6 +107,31 @@ def test_install_plans_are_envelopes(cli: Cli, monkeypatch: pytest.MonkeyPatch, 
     run = cli("install", "vllm", "--json", "--dry-run", "--facts", str(FACTS), "--venv", str(tmp_path / "venv"))
     doc = envelope(run, "install vllm")
     assert doc["status"] == "planned" and doc["commands"] and doc["checks"] == [] and not (tmp_path / "venv").exists()
+
+
+def test_configure_documents_mask_the_key(cli: Cli, tmp_path: Path) -> None:
+    env = tmp_path / "echopanel.env"
+    run = cli("configure", "--json", "--facts", str(FACTS), "--output", str(env), "--mode", "api", "--api-key", "sk-x1")
+    doc = envelope(run, "configure")
+    assert doc["action"] == "written" and doc["values"]["VOXTRAL_MISTRAL_API_KEY"] == "****" and doc["private"]
+    assert "sk-x1" not in run.out + run.err and "sk-x1" in env.read_text()
+    doc = envelope(cli("configure", "--json", "--facts", str(FACTS), "--output", str(env), "--dry-run"), "configure")
+    assert doc["action"] == "dry-run" and "sk-x1" not in json.dumps(doc)
+
+
+def test_setup_documents_list_every_step(cli: Cli) -> None:
+    run = cli("setup", "--json", "--dry-run", "--facts", str(FACTS))
+    doc = envelope(run, "setup")
+    assert doc["status"] == "dry-run" and doc["mode"] == "local"
+    assert [s["step"] for s in doc["steps"]] == [
+        "doctor",
+        "install vllm",
+        "install voxtral",
+        "serve",
+        "smoke",
+        "configure",
+    ]
+    assert "skip  install vllm" in run.err  # the live lines go to stderr
 
 
 def test_a_failure_raised_as_an_error_is_a_failed_document(cli: Cli, tmp_path: Path) -> None:

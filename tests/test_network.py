@@ -207,8 +207,10 @@ def test_loopback_server_is_asked_directly_despite_a_proxy(vllm) -> None:
 
 def test_probe_server_only_when_offline(vllm) -> None:
     _, url = vllm()
-    facts = network.probe(NetworkFacts(offline=True), ServerURL.parse(url), external=False)
-    assert facts.hf is None and facts.mistral is None
+    given = NetworkFacts(offline=True)
+    facts = network.probe(given, ServerURL.parse(url), external=False)
+    assert given == NetworkFacts(offline=True)  # a value comes back; a late probe cannot change the input
+    assert facts.hf is None and facts.mistral is None and facts.offline
     assert facts.server is not None and facts.server.models == [VOXTRAL] and facts.server.health == 200
 
 

@@ -11,24 +11,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import without_socks_extra
+from conftest import Cli, without_socks_extra
 from smoke_kit import VllmBehaviour, VllmStandIn, exact
 
-from echopanel_setup import cli, envconfig
-from echopanel_setup.setup_flow import CommandOutcome, Flow, SetupOptions, run_command
+from echopanel_setup import envconfig
+from echopanel_setup.setup_flow import Flow, SetupOptions, SetupResult, run_command
+from echopanel_setup.setup_render import SetupUi
 from echopanel_setup.smoke import audio
 
 FACTS = Path(__file__).parent / "fixtures" / "facts"
 CLIP = audio.bundled()
-STUB = "import sys; print('echopanel-setup: error: `{name}` is not available in echopanel-setup 0.1.0 yet (tracked in issue #9)', file=sys.stderr); sys.exit(2)"
-
-
-def setup(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["echopanel-setup", "setup", *args])
-    with pytest.raises(SystemExit) as exc:
-        cli.main()
-    captured = capsys.readouterr()
-    return int(exc.value.code or 0), captured.out, captured.err
 
 
 def flow(opts: SetupOptions, script: str) -> tuple[int, str, list[list[str]]]:
@@ -36,12 +28,18 @@ def flow(opts: SetupOptions, script: str) -> tuple[int, str, list[list[str]]]:
     exit code, the output and the commands the flow asked for."""
     asked: list[list[str]] = []
 
-    def runner(argv: list[str]) -> CommandOutcome:
+    def runner(argv: list[str]) -> int:
         asked.append(argv[3:])
-        return run_command([sys.executable, "-c", script.format(name=" ".join(argv[3:5]))], err=io.StringIO())
+        return run_command([sys.executable, "-c", script])
 
     out = io.StringIO()
-    return Flow(opts, out=out, runner=runner).run(), out.getvalue(), asked
+    return Flow(opts, SetupUi(out=out), runner=runner).run().exit_code, out.getvalue(), asked
+
+
+def live(opts: SetupOptions, spawn) -> tuple[SetupResult, str]:  # type: ignore[no-untyped-def]
+    """Run the flow with `serve --exec` started by `spawn` (no other command may run); the result and output."""
+    out = io.StringIO()
+    return Flow(opts, SetupUi(out=out), runner=lambda argv: 1, spawn=spawn).run(), out.getvalue()
 
 
 @pytest.fixture
@@ -49,8 +47,8 @@ def env_file(isolated_home: Path) -> Path:
     return isolated_home / "config" / "echopanel" / "echopanel.env"
 
 
-def test_a_machine_without_a_gpu_is_pointed_to_remote_or_api(monkeypatch, capsys) -> None:
-    code, out, _ = setup(monkeypatch, capsys, "--facts", str(FACTS / "linux-nogpu.json"))
+def test_a_machine_without_a_gpu_is_pointed_to_remote_or_api(cli: Cli) -> None:
+    code, out, _ = cli("setup", "--facts", str(FACTS / "linux-nogpu.json"))
     assert code == 1
     assert "Linux without an NVIDIA GPU" in out
     assert (
@@ -59,33 +57,22 @@ def test_a_machine_without_a_gpu_is_pointed_to_remote_or_api(monkeypatch, capsys
     )
 
 
-def test_macos_cannot_take_the_local_path(monkeypatch, capsys) -> None:
-    code, out, _ = setup(monkeypatch, capsys, "--facts", str(FACTS / "macos-arm64.json"), "--mode", "local")
+def test_macos_cannot_take_the_local_path(cli: Cli) -> None:
+    code, out, _ = cli("setup", "--facts", str(FACTS / "macos-arm64.json"), "--mode", "local")
     assert code == 1 and "macOS" in out and "--mode api" in out
 
 
-def test_dry_run_skips_what_is_done(monkeypatch, capsys, env_file: Path) -> None:
-    code, out, _ = setup(monkeypatch, capsys, "--facts", str(FACTS / "linux-4090-desktop.json"), "--dry-run")
+def test_dry_run_skips_what_is_done(cli: Cli, env_file: Path) -> None:
+    code, out, _ = cli("setup", "--facts", str(FACTS / "linux-4090-desktop.json"), "--dry-run")
     assert code == 0
     assert "skip  install vllm     already done (vLLM 0.20.0" in out
     assert "skip  install voxtral  already done (verified" in out
     assert "dry run: would start vLLM" in out and not env_file.exists()
 
 
-def test_an_old_vllm_sends_setup_to_install_vllm(monkeypatch, capsys) -> None:
-    code, out, _ = setup(
-        monkeypatch, capsys, "--facts", str(FACTS / "linux-4090-vllm073-tf455.json"), "--dry-run", "--yes"
-    )
+def test_an_old_vllm_sends_setup_to_install_vllm(cli: Cli) -> None:
+    code, out, _ = cli("setup", "--facts", str(FACTS / "linux-4090-vllm073-tf455.json"), "--dry-run", "--yes")
     assert code == 0 and "would run `echopanel-setup install vllm --yes`" in out
-
-
-def test_a_step_not_built_yet_gives_the_manual_command(env_file: Path) -> None:
-    opts = SetupOptions(facts=str(FACTS / "linux-4090-vllm073-tf455.json"), yes=True)
-    code, out, asked = flow(opts, STUB)
-    assert code == 1 and asked == [["install", "vllm", "--yes"]]
-    assert "`install vllm` is not available in this version" in out
-    assert "pip install 'vllm>=0.20.0' 'mistral-common[audio]>=1.9.0'" in out
-    assert "Then run setup again" in out and not env_file.exists()
 
 
 def test_a_step_that_does_not_fix_its_check_stops_the_flow() -> None:
@@ -94,13 +81,10 @@ def test_a_step_that_does_not_fix_its_check_stops_the_flow() -> None:
     assert code == 1 and "still fails" in out
 
 
-def test_serve_stub_in_print_mode(env_file: Path) -> None:
-    code, out, asked = flow(SetupOptions(facts=str(FACTS / "linux-4090-desktop.json")), STUB)
+def test_without_exec_or_detach_setup_prints_the_serve_command_and_stops(env_file: Path) -> None:
+    code, out, asked = flow(SetupOptions(facts=str(FACTS / "linux-4090-desktop.json")), "print('vllm serve …')")
     assert code == 1 and asked == [["serve"]]
-    assert (
-        "vllm serve /home/alice/.local/share/echopanel-setup/models/Voxtral-Mini-4B-Realtime-2602 --tokenizer-mode mistral"
-        in out
-    )
+    assert "echopanel-setup setup --detach" in out and not env_file.exists()
 
 
 def test_local_flow_waits_for_the_detached_server_then_smokes_and_configures(env_file: Path) -> None:
@@ -128,12 +112,11 @@ def test_exec_keeps_vllm_in_the_foreground_after_setup(env_file: Path) -> None:
         opts = SetupOptions(
             facts=str(FACTS / "linux-4090-desktop.json"), url=server.url, exec_=True, yes=True, delay_ms=960
         )
-        out = io.StringIO()
-        code = Flow(opts, out=out, runner=lambda argv: CommandOutcome(1, False), spawn=spawn).run()
-    assert code == 0, out.getvalue()
+        result, out = live(opts, spawn)
+    assert result.exit_code == 0, out
     assert started == [["serve", "--exec", "--delay-ms", "960"]]
-    assert "keeps running in the foreground" in out.getvalue()
-    assert "serve --delay-ms" not in out.getvalue()  # the server was just started with that delay
+    assert "keeps running in the foreground" in out
+    assert "serve --delay-ms" not in out  # the server was just started with that delay
     assert envconfig.read(env_file).values[envconfig.DELAY] == "960"
 
 
@@ -141,10 +124,9 @@ def test_a_server_that_dies_while_starting_stops_the_flow(env_file: Path) -> Non
     opts = SetupOptions(
         facts=str(FACTS / "linux-4090-desktop.json"), url=f"http://127.0.0.1:{_free_port()}", exec_=True
     )
-    out = io.StringIO()
-    spawn = lambda argv: subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
-    code = Flow(opts, out=out, runner=lambda argv: CommandOutcome(1, False), spawn=spawn).run()
-    assert code == 1 and "vLLM exited with 3 before it was ready" in out.getvalue()
+    result, out = live(opts, lambda argv: subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"]))
+    assert result.exit_code == 1 and "vLLM exited with 3 before it was ready" in out
+    assert result.steps[-1].step == "serve" and result.steps[-1].state == "stop"
     assert not env_file.exists()
 
 
@@ -154,28 +136,28 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_remote_flow_end_to_end(monkeypatch, capsys, env_file: Path) -> None:
+def test_remote_flow_end_to_end(cli: Cli, env_file: Path) -> None:
     with VllmStandIn(exact(CLIP.pcm)) as server:
-        code, out, err = setup(monkeypatch, capsys, "--mode", "remote", "--url", server.url, "--yes")
+        code, out, err = cli("setup", "--mode", "remote", "--url", server.url, "--yes")
     assert code == 0, out + err
     assert "✓ done  smoke" in out and "Voxtral is set up for EchoPanel." in out
     assert envconfig.read(env_file).values[envconfig.URL] == server.url
 
 
-def test_a_failing_smoke_stops_before_configure(monkeypatch, capsys, env_file: Path) -> None:
+def test_a_failing_smoke_stops_before_configure(cli: Cli, env_file: Path) -> None:
     with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(transcript="nothing like it")) as server:
-        code, out, _ = setup(monkeypatch, capsys, "--mode", "remote", "--url", server.url, "--yes")
+        code, out, _ = cli("setup", "--mode", "remote", "--url", server.url, "--yes")
     assert code == 1 and "stop  smoke" in out and "over the 30% limit" in out
     assert not env_file.exists()
 
 
 @pytest.mark.slow
-def test_api_flow_end_to_end(monkeypatch, capsys, env_file: Path) -> None:
+def test_api_flow_end_to_end(cli: Cli, env_file: Path) -> None:
     pytest.importorskip("mistralai.extra.realtime", reason="mistralai[realtime] is an optional extra")
     from smoke_kit import MistralStandIn
 
     with MistralStandIn(exact(CLIP.pcm)) as api:
-        code, out, err = setup(monkeypatch, capsys, "--mode", "api", "--url", api.url, "--api-key", "test-key", "--yes")
+        code, out, err = cli("setup", "--mode", "api", "--url", api.url, "--api-key", "test-key", "--yes")
     assert code == 0, out + err
     written = envconfig.read(env_file).values
     assert written[envconfig.MODE] == "api" and written[envconfig.API_KEY] == "test-key"
@@ -183,47 +165,34 @@ def test_api_flow_end_to_end(monkeypatch, capsys, env_file: Path) -> None:
     assert env_file.stat().st_mode & 0o077 == 0
 
 
-def test_run_command_passes_stderr_through_and_spots_the_stub() -> None:
-    err = io.StringIO()
-    outcome = run_command(
-        [
-            sys.executable,
-            "-c",
-            "import sys; print('progress', file=sys.stderr); " + STUB.format(name="serve")[len("import sys; ") :],
-        ],
-        err=err,
-    )
-    assert outcome == CommandOutcome(2, True)
-    assert err.getvalue() == "progress\n"
-    assert run_command([sys.executable, "-c", "import sys; sys.exit(2)"], err=err) == CommandOutcome(2, False)
+def test_run_command_returns_the_exit_code() -> None:
+    assert run_command([sys.executable, "-c", "import sys; sys.exit(2)"]) == 2
 
 
-def test_flag_conflicts_are_usage_errors(monkeypatch, capsys) -> None:
-    assert setup(monkeypatch, capsys, "--exec", "--detach")[0] == 2
-    code, _, err = setup(monkeypatch, capsys, "--delay-ms", "500")
+def test_flag_conflicts_are_usage_errors(cli: Cli) -> None:
+    assert cli("setup", "--exec", "--detach")[0] == 2
+    code, _, err = cli("setup", "--delay-ms", "500")
     assert code == 2 and "nearest: 480" in err
 
 
-def test_remote_with_a_server_key_given_to_setup(monkeypatch, capsys, env_file: Path) -> None:
+def test_remote_with_a_server_key_given_to_setup(cli: Cli, env_file: Path) -> None:
     """Regression: `setup --api-key` reached smoke but not doctor, whose 401 stopped the flow."""
     with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(api_key="server-key")) as server:
-        code, out, err = setup(
-            monkeypatch, capsys, "--mode", "remote", "--url", server.url, "--api-key", "server-key", "--yes"
-        )
+        code, out, err = cli("setup", "--mode", "remote", "--url", server.url, "--api-key", "server-key", "--yes")
         assert server.seen.auth and all(a == "Bearer server-key" for a in server.seen.auth)
     assert code == 0, out + err
     assert "every required check passes" in out and "server-key" not in out + err
     assert "VLLM_API_KEY" not in os.environ  # lent to doctor for the run only
 
 
-def test_the_doctor_line_counts_only_what_stops_setup(monkeypatch, capsys, env_file: Path) -> None:
+def test_the_doctor_line_counts_only_what_stops_setup(cli: Cli, env_file: Path) -> None:
     """Regression: with the Mistral key given as --api-key, doctor's line said a required check failed,
     then setup went on as if nothing had."""
     pytest.importorskip("mistralai.extra.realtime", reason="mistralai[realtime] is an optional extra")
     from smoke_kit import MistralStandIn
 
     with MistralStandIn(exact(CLIP.pcm)) as api:
-        code, out, _ = setup(monkeypatch, capsys, "--mode", "api", "--url", api.url, "--api-key", "test-key", "--yes")
+        code, out, _ = cli("setup", "--mode", "api", "--url", api.url, "--api-key", "test-key", "--yes")
     assert code == 0 and "api mode (--mode): every required check passes" in out
 
 
@@ -241,5 +210,5 @@ def test_an_unusable_proxy_stops_the_wait_at_once(monkeypatch, env_file: Path) -
 
     opts = SetupOptions(facts=str(FACTS / "linux-4090-desktop.json"), url="http://gpu.example:8000", exec_=True)
     with pytest.raises(UsageError, match="proxy"):
-        Flow(opts, out=io.StringIO(), runner=lambda argv: CommandOutcome(1, False), spawn=spawn).run()
+        live(opts, spawn)
     assert spawned and spawned[0].poll() is not None  # the vLLM it started is stopped

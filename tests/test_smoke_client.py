@@ -10,14 +10,13 @@ from pathlib import Path
 from threading import Thread
 
 import pytest
-from conftest import run_cli, without_socks_extra
+from conftest import Cli, run_cli, without_socks_extra
 from smoke_kit import (
     VOXTRAL,
     VllmBehaviour,
     VllmStandIn,
     close_to,
     exact,
-    run_main,
     tone_pcm,
     write_wav,
 )
@@ -29,13 +28,9 @@ from echopanel_setup.url import ServerURL
 CLIP = audio.bundled()
 
 
-def smoke(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    return run_main(monkeypatch, capsys, "smoke", *args)
-
-
-def test_bundled_clip_through_the_realtime_protocol(monkeypatch, capsys) -> None:
+def test_bundled_clip_through_the_realtime_protocol(cli: Cli) -> None:
     with VllmStandIn(exact(CLIP.pcm)) as server:
-        code, out, err = smoke(monkeypatch, capsys, "--url", server.url, "--fast", "--json")
+        code, out, err = cli("smoke", "--url", server.url, "--fast", "--json")
     assert code == 0, err
     doc = json.loads(out)
     assert doc["passed"] and doc["route"] == "realtime" and doc["mode"] == "local"
@@ -58,13 +53,12 @@ def test_human_report_as_a_user_runs_it() -> None:
     assert "vLLM 0.33.0" in done.stdout and "synthesized" in done.stdout
 
 
-def test_paced_audio_arrives_like_a_live_microphone(monkeypatch, capsys, tmp_path: Path) -> None:
+def test_paced_audio_arrives_like_a_live_microphone(cli: Cli, tmp_path: Path) -> None:
     pcm = tone_pcm(1.0, 16000, 1)
     write_wav(tmp_path / "one-second.wav", pcm, 16000, 1)
     with VllmStandIn(exact(pcm), VllmBehaviour(transcript="tones")) as server:
-        code, out, err = smoke(
-            monkeypatch,
-            capsys,
+        code, out, err = cli(
+            "smoke",
             "--url",
             server.url,
             "--audio",
@@ -81,15 +75,14 @@ def test_paced_audio_arrives_like_a_live_microphone(monkeypatch, capsys, tmp_pat
     assert json.loads(out)["fast"] is False
 
 
-def test_a_44k_stereo_user_file_arrives_as_16k_mono(monkeypatch, capsys, tmp_path: Path) -> None:
+def test_a_44k_stereo_user_file_arrives_as_16k_mono(cli: Cli, tmp_path: Path) -> None:
     path = tmp_path / "meeting.wav"
     write_wav(path, tone_pcm(1.5, 44100, 2), 44100, 2)
     with VllmStandIn(
         close_to(tone_pcm(1.5, 16000, 1, side=())), VllmBehaviour(transcript="Hello there, General.")
     ) as server:
-        code, out, err = smoke(
-            monkeypatch,
-            capsys,
+        code, out, err = cli(
+            "smoke",
             "--url",
             server.url,
             "--fast",
@@ -113,63 +106,61 @@ def test_a_44k_stereo_user_file_arrives_as_16k_mono(monkeypatch, capsys, tmp_pat
         ("model_not_validated", "Model not validated.", "session.update"),
     ],
 )
-def test_server_error_events_are_shown_verbatim_with_a_hint(
-    monkeypatch, capsys, code: str, message: str, hint: str
-) -> None:
+def test_server_error_events_are_shown_verbatim_with_a_hint(cli: Cli, code: str, message: str, hint: str) -> None:
     with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(error_after_appends=(3, code, message))) as server:
-        rc, _, err = smoke(monkeypatch, capsys, "--url", server.url, "--fast")
+        rc, _, err = cli("smoke", "--url", server.url, "--fast")
     assert rc == 3
     assert f"error {code}: {message}" in err and hint in err
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_wrong_served_model_name_is_reported_by_the_server(monkeypatch, capsys) -> None:
+def test_wrong_served_model_name_is_reported_by_the_server(cli: Cli) -> None:
     with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(reject_model=True)) as server:
-        rc, _, err = smoke(monkeypatch, capsys, "--url", server.url, "--fast")
+        rc, _, err = cli("smoke", "--url", server.url, "--fast")
     assert rc == 3 and "model_not_found" in err and f"The model `{VOXTRAL}` does not exist." in err
 
 
-def test_another_served_model_name_is_learned_from_v1_models(monkeypatch, capsys) -> None:
+def test_another_served_model_name_is_learned_from_v1_models(cli: Cli) -> None:
     with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(models=["voxtral-rt"])) as server:
-        rc, out, err = smoke(monkeypatch, capsys, "--url", server.url, "--fast", "--json")
+        rc, out, err = cli("smoke", "--url", server.url, "--fast", "--json")
         assert server.seen.model == "voxtral-rt"
     assert rc == 0, err
     assert json.loads(out)["model"] == "voxtral-rt"
 
 
-def test_a_model_the_server_does_not_serve_lists_the_served_ones(monkeypatch, capsys) -> None:
+def test_a_model_the_server_does_not_serve_lists_the_served_ones(cli: Cli) -> None:
     with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(models=["my-voxtral-realtime", "whisper-large"])) as server:
-        rc, _, err = smoke(monkeypatch, capsys, "--url", server.url, "--fast", "--model", "nope")
-        rc2, _, err2 = smoke(monkeypatch, capsys, "--url", server.url, "--fast")
+        rc, _, err = cli("smoke", "--url", server.url, "--fast", "--model", "nope")
+        rc2, _, err2 = cli("smoke", "--url", server.url, "--fast")
     assert rc == 2 and "it serves: my-voxtral-realtime, whisper-large" in err
     assert rc2 == 0, err2  # of two models, the Voxtral Realtime one is picked
 
 
-def test_a_non_voxtral_model_gets_a_note(monkeypatch, capsys) -> None:
+def test_a_non_voxtral_model_gets_a_note(cli: Cli) -> None:
     with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(models=["openai/whisper-large-v3"])) as server:
-        rc, out, _ = smoke(monkeypatch, capsys, "--url", server.url, "--fast")
+        rc, out, _ = cli("smoke", "--url", server.url, "--fast")
     assert rc == 0 and "does not look like Voxtral Realtime" in out
 
 
-def test_dropped_connection(monkeypatch, capsys) -> None:
+def test_dropped_connection(cli: Cli) -> None:
     with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(drop_after_appends=5)) as server:
-        rc, _, err = smoke(monkeypatch, capsys, "--url", server.url, "--fast")
+        rc, _, err = cli("smoke", "--url", server.url, "--fast")
     assert rc == 3 and "closed the WebSocket before transcription.done" in err
 
 
-def test_stalled_server_times_out(monkeypatch, capsys) -> None:
+def test_stalled_server_times_out(cli: Cli) -> None:
     with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(stall=True)) as server:
-        rc, _, err = smoke(monkeypatch, capsys, "--url", server.url, "--fast", "--timeout", "0.5")
+        rc, _, err = cli("smoke", "--url", server.url, "--fast", "--timeout", "0.5")
     assert rc == 3 and "no transcription.done within" in err and "--timeout" in err
 
 
-def test_api_key_missing_wrong_and_right(monkeypatch, capsys) -> None:
+def test_api_key_missing_wrong_and_right(cli: Cli, monkeypatch) -> None:
     secret = "s3cret-key-value"
     with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(api_key=secret)) as server:
-        rc1, _, err1 = smoke(monkeypatch, capsys, "--url", server.url, "--fast")
-        rc2, _, err2 = smoke(monkeypatch, capsys, "--url", server.url, "--fast", "--api-key", "wrong")
+        rc1, _, err1 = cli("smoke", "--url", server.url, "--fast")
+        rc2, _, err2 = cli("smoke", "--url", server.url, "--fast", "--api-key", "wrong")
         monkeypatch.setenv("VLLM_API_KEY", secret)
-        rc3, out3, err3 = smoke(monkeypatch, capsys, "--url", server.url, "--fast", "--json")
+        rc3, out3, err3 = cli("smoke", "--url", server.url, "--fast", "--json")
         assert server.seen.auth[-1] == f"Bearer {secret}"
     assert rc1 == 3 and "wants an API key (HTTP 401)" in err1
     assert rc2 == 3 and "refused the API key (HTTP 401)" in err2 and "wrong" not in err2
@@ -187,15 +178,15 @@ def test_401_on_the_websocket_handshake() -> None:
     assert transcript.timings.overhead_s >= 0
 
 
-def test_server_without_the_realtime_route(monkeypatch, capsys) -> None:
+def test_server_without_the_realtime_route(cli: Cli) -> None:
     with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(realtime_route=False)) as server:
-        rc, _, err = smoke(monkeypatch, capsys, "--url", server.url, "--fast")
+        rc, _, err = cli("smoke", "--url", server.url, "--fast")
     assert rc == 3 and "no realtime WebSocket (HTTP 403)" in err
 
 
-def test_unhealthy_engine(monkeypatch, capsys) -> None:
+def test_unhealthy_engine(cli: Cli) -> None:
     with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(health=503)) as server:
-        rc, _, err = smoke(monkeypatch, capsys, "--url", server.url, "--fast")
+        rc, _, err = cli("smoke", "--url", server.url, "--fast")
     assert rc == 3 and "HTTP 503" in err and "not ready" in err
 
 
@@ -205,13 +196,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_unreachable_server_says_how_to_start_one(monkeypatch, capsys) -> None:
-    rc, out, err = smoke(monkeypatch, capsys, "--url", f"http://127.0.0.1:{_free_port()}", "--json")
+def test_unreachable_server_says_how_to_start_one(cli: Cli) -> None:
+    rc, out, err = cli("smoke", "--url", f"http://127.0.0.1:{_free_port()}", "--json")
     assert rc == 3 and "is the server running?" in err and "echopanel-setup serve" in err
     assert json.loads(out)["exit_code"] == 3 and json.loads(out)["error"]["kind"] == "external"
 
 
-def test_not_a_vllm_server(monkeypatch, capsys, tmp_path: Path) -> None:
+def test_not_a_vllm_server(cli: Cli, tmp_path: Path) -> None:
     class Quiet(SimpleHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
             pass
@@ -219,62 +210,60 @@ def test_not_a_vllm_server(monkeypatch, capsys, tmp_path: Path) -> None:
     httpd = HTTPServer(("127.0.0.1", 0), lambda *a: Quiet(*a, directory=str(tmp_path)))
     Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
-        rc, _, err = smoke(monkeypatch, capsys, "--url", f"http://127.0.0.1:{httpd.server_address[1]}")
+        rc, _, err = cli("smoke", "--url", f"http://127.0.0.1:{httpd.server_address[1]}")
     finally:
         httpd.shutdown()
     assert rc == 3 and "not a vLLM server" in err
 
 
-def test_bad_transcript_fails_on_max_wer(monkeypatch, capsys) -> None:
+def test_bad_transcript_fails_on_max_wer(cli: Cli) -> None:
     with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(transcript="Please call Bella, ask him for nothing.")) as server:
-        rc, out, _ = smoke(monkeypatch, capsys, "--url", server.url, "--fast", "--json")
-        rc_loose, _, _ = smoke(monkeypatch, capsys, "--url", server.url, "--fast", "--max-wer", "2")
+        rc, out, _ = cli("smoke", "--url", server.url, "--fast", "--json")
+        rc_loose, _, _ = cli("smoke", "--url", server.url, "--fast", "--max-wer", "2")
     doc = json.loads(out)
     assert rc == 1 and not doc["passed"] and doc["wer"]["value"] > doc["max_wer"]
     assert rc_loose == 0
 
 
-def test_url_comes_from_the_echopanel_config(monkeypatch, capsys, isolated_home: Path) -> None:
+def test_url_comes_from_the_echopanel_config(cli: Cli, isolated_home: Path) -> None:
     with VllmStandIn(exact(CLIP.pcm)) as server:
         config = isolated_home / "config" / "echopanel" / "echopanel.env"
         config.parent.mkdir(parents=True)
         config.write_text(f"ECHOPANEL_ASR_PROVIDER=voxtral_official\nVOXTRAL_VLLM_URL={server.url}\n")
-        rc, out, err = smoke(monkeypatch, capsys, "--fast", "--json")
+        rc, out, err = cli("smoke", "--fast", "--json")
     assert rc == 0, err
     assert json.loads(out)["mode_reason"].startswith("VOXTRAL_VLLM_URL in ")
 
 
-def test_nothing_to_test_and_bad_flags_are_usage_errors(monkeypatch, capsys) -> None:
-    rc, _, err = smoke(monkeypatch, capsys)
+def test_nothing_to_test_and_bad_flags_are_usage_errors(cli: Cli) -> None:
+    rc, _, err = cli("smoke")
     assert rc == 2 and "nothing to test" in err
-    rc, _, err = smoke(monkeypatch, capsys, "--mode", "remote")
+    rc, _, err = cli("smoke", "--mode", "remote")
     assert rc == 2 and "--mode remote needs --url" in err
-    rc, _, err = smoke(monkeypatch, capsys, "--url", "ftp://host:21")
+    rc, _, err = cli("smoke", "--url", "ftp://host:21")
     assert rc == 2 and "must look like http://HOST:PORT" in err
-    rc, _, err = smoke(monkeypatch, capsys, "--url", "http://127.0.0.1:1", "--audio", "/nonexistent.wav")
+    rc, _, err = cli("smoke", "--url", "http://127.0.0.1:1", "--audio", "/nonexistent.wav")
     assert rc == 2 and "no such file" in err
 
 
 @pytest.mark.parametrize("var", ["HTTP_PROXY", "http_proxy", "ALL_PROXY"])
-def test_a_loopback_server_is_never_reached_through_a_proxy(monkeypatch, capsys, var: str) -> None:
+def test_a_loopback_server_is_never_reached_through_a_proxy(cli: Cli, monkeypatch, var: str) -> None:
     """Regression: HTTP_PROXY (or a SOCKS ALL_PROXY) sent the loopback requests and the WebSocket to the
     proxy, so a running server was reported as 'cannot reach … is the server running?' (or exit 4)."""
     dead = f"127.0.0.1:{_free_port()}"
     monkeypatch.setenv(var, f"socks5://{dead}" if var == "ALL_PROXY" else f"http://{dead}")
     monkeypatch.setenv("HTTPS_PROXY", f"http://{dead}")
     with VllmStandIn(exact(CLIP.pcm)) as server:
-        rc, out, err = smoke(
-            monkeypatch, capsys, "--url", server.url.replace("127.0.0.1", "localhost"), "--fast", "--json"
-        )
+        rc, out, err = cli("smoke", "--url", server.url.replace("127.0.0.1", "localhost"), "--fast", "--json")
     assert rc == 0, err
     assert json.loads(out)["passed"]
 
 
 @without_socks_extra
-def test_an_unusable_socks_proxy_for_a_remote_server_is_one_line(monkeypatch, capsys) -> None:
+def test_an_unusable_socks_proxy_for_a_remote_server_is_one_line(cli: Cli, monkeypatch) -> None:
     """Regression: ALL_PROXY=socks5://… without httpx's socks extra was an internal error (exit 4)."""
     pytest.importorskip("httpx")
     monkeypatch.setenv("ALL_PROXY", f"socks5://127.0.0.1:{_free_port()}")
-    rc, _, err = smoke(monkeypatch, capsys, "--url", "http://gpu.example:8000", "--fast")
+    rc, _, err = cli("smoke", "--url", "http://gpu.example:8000", "--fast")
     assert rc == 2 and "proxy from your environment" in err
     assert err.count("\n") == 1 and "internal error" not in err

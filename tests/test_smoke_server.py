@@ -7,13 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import Cli
 from smoke_kit import (
     VOXTRAL,
     VllmBehaviour,
     VllmHttpStandIn,
     close_to,
     exact,
-    run_main,
     tone_pcm,
     write_wav,
 )
@@ -23,10 +23,6 @@ from echopanel_setup.smoke import audio, server
 from echopanel_setup.url import ServerURL
 
 CLIP = audio.bundled()
-
-
-def smoke(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    return run_main(monkeypatch, capsys, "smoke", *args)
 
 
 @pytest.mark.parametrize(
@@ -50,21 +46,20 @@ def test_bad_urls(url: str) -> None:
         ServerURL.parse(url)
 
 
-def test_http_route_with_the_bundled_clip(monkeypatch, capsys) -> None:
+def test_http_route_with_the_bundled_clip(cli: Cli) -> None:
     with VllmHttpStandIn(exact(CLIP.pcm)) as standin:
-        rc, out, err = smoke(monkeypatch, capsys, "--url", standin.url, "--http", "--json")
+        rc, out, err = cli("smoke", "--url", standin.url, "--http", "--json")
         assert standin.seen.model == VOXTRAL
     assert rc == 0, err
     doc = json.loads(out)
     assert doc["route"] == "http" and doc["wer"]["value"] == 0.0 and doc["timings_ms"]["final_to_done"] is not None
 
 
-def test_http_route_with_a_44k_stereo_file(monkeypatch, capsys, tmp_path: Path) -> None:
+def test_http_route_with_a_44k_stereo_file(cli: Cli, tmp_path: Path) -> None:
     write_wav(tmp_path / "in.wav", tone_pcm(1.0, 44100, 2), 44100, 2)
     with VllmHttpStandIn(close_to(tone_pcm(1.0, 16000, 1, side=())), VllmBehaviour(transcript="tones")) as standin:
-        rc, _, err = smoke(
-            monkeypatch,
-            capsys,
+        rc, _, err = cli(
+            "smoke",
             "--url",
             standin.url,
             "--http",
@@ -76,10 +71,10 @@ def test_http_route_with_a_44k_stereo_file(monkeypatch, capsys, tmp_path: Path) 
     assert rc == 0, err
 
 
-def test_http_route_errors(monkeypatch, capsys) -> None:
+def test_http_route_errors(cli: Cli) -> None:
     with VllmHttpStandIn(exact(b"something else"), VllmBehaviour(api_key="k")) as standin:
-        rc_key, _, err_key = smoke(monkeypatch, capsys, "--url", standin.url, "--http")
-        rc_audio, _, err_audio = smoke(monkeypatch, capsys, "--url", standin.url, "--http", "--api-key", "k")
+        rc_key, _, err_key = cli("smoke", "--url", standin.url, "--http")
+        rc_audio, _, err_audio = cli("smoke", "--url", standin.url, "--http", "--api-key", "k")
     assert rc_key == 3 and "wants an API key (HTTP 401)" in err_key
     assert rc_audio == 3 and "HTTP 400: stand-in: got" in err_audio
 

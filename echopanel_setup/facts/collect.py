@@ -100,7 +100,10 @@ def collect(opts: Options, on_wait: Callable[[list[str]], None] | None = None) -
     if server_url or not opts.offline:
         probes.append(
             _Probe(
-                "network", 3.0, lambda: network.probe(creds, server_url, external=not opts.offline), lambda f, v: None
+                "network",
+                3.0,
+                lambda: network.probe(creds, server_url, external=not opts.offline),
+                lambda f, v: setattr(f, "network", v),
             )
         )
     facts.network = creds

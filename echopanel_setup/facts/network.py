@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from echopanel_setup import knowledge
@@ -32,7 +33,9 @@ def credentials(config_values: dict[str, str]) -> NetworkFacts:
 
 
 def probe(facts: NetworkFacts, server_url: ServerURL | None, external: bool) -> NetworkFacts:
-    """Fill in the HTTP probes. `external=False` (offline) keeps only a loopback server probe."""
+    """`facts` with the HTTP probes filled in, as a new value (`facts` is left as it was, so a probe that
+    overruns its timeout cannot change what doctor already reported). `external=False` (offline) keeps only
+    a loopback server probe."""
     from concurrent.futures import ThreadPoolExecutor
     from contextlib import ExitStack
 
@@ -68,10 +71,7 @@ def probe(facts: NetworkFacts, server_url: ServerURL | None, external: bool) -> 
         results["mistral"] = HttpProbe(url=mistral, error=proxy_error)
     if server_url and "server" not in results:
         results["server"] = ServerFacts(url=str(server_url), error=proxy_error)
-    facts.hf = results.get("hf")
-    facts.mistral = results.get("mistral")
-    facts.server = results.get("server")
-    return facts
+    return replace(facts, hf=results.get("hf"), mistral=results.get("mistral"), server=results.get("server"))
 
 
 def _probe(client, url: str, deadline: float) -> HttpProbe:  # type: ignore[no-untyped-def]

@@ -303,9 +303,6 @@ class Smoke(Section):
 @section
 class Setup(Section):
     ready_timeout_s: float
-    manual_serve: str
-    manual_install_vllm: str
-    manual_install_voxtral: str
     source: str
 
 
