@@ -36,4 +36,3 @@ class Interrupted(SetupError):
     """Ctrl-C in the middle of work that can be resumed: the message says what was kept and how to go on."""
 
     exit_code = EXIT_INTERRUPTED
-

@@ -178,6 +178,7 @@ def _facts(opts: ServeOptions) -> tuple[Facts, bool]:
 
         return load_facts(opts.facts), True
     from echopanel_setup.facts.collect import Options, collect
+
     return collect(  # a bad --python raises its UsageError before any probe
         Options(python=opts.python, port=opts.port, offline=True, model_dir=opts.model_dir, config=opts.config)
     ), False
