@@ -34,6 +34,12 @@ install_app = typer.Typer(
 app.add_typer(install_app, name="install")
 serve_app = typer.Typer(rich_markup_mode=None)
 app.add_typer(serve_app, name="serve")
+provider_app = typer.Typer(
+    help="EchoPanel's voxtral_official provider: check it, replace it with one that works (fix), put it back (revert).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(provider_app, name="provider")
 
 
 class Mode(str, Enum):
@@ -623,6 +629,104 @@ def smoke(
         from echopanel_setup import output
 
         output.write_json(render.to_document(result))
+    else:
+        render.render_human(result)
+    raise typer.Exit(result.exit_code)
+
+
+_ProviderName = Annotated[
+    str, typer.Option("--provider", metavar="NAME", help="The EchoPanel provider (default voxtral_official).")
+]
+_Checkout = Annotated[
+    str | None,
+    typer.Option(
+        "--echopanel", metavar="PATH", help="EchoPanel's checkout (default: ECHOPANEL_HOME, here, usual places)."
+    ),
+]
+_CheckoutPython = Annotated[
+    str | None,
+    typer.Option(
+        "--echopanel-python", metavar="PYTHON", help="The Python EchoPanel's backend runs (default <checkout>/.venv)."
+    ),
+]
+_Json = Annotated[bool, typer.Option("--json", help="Print one JSON document and nothing else on stdout.")]
+_DryRun = Annotated[bool, typer.Option("--dry-run", help="Show the diff; write nothing.")]
+_Yes = Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking (after the diff).")]
+_Force = Annotated[bool, typer.Option("--force", help="Also over a file echopanel-setup does not recognise.")]
+
+
+@provider_app.command("check")
+def provider_check(
+    provider: _ProviderName = "voxtral_official",
+    echopanel: _Checkout = None,
+    echopanel_python: _CheckoutPython = None,
+    json_out: _Json = False,
+) -> None:
+    """What EchoPanel's provider is, and whether it can work. Exit 1 when it cannot."""
+    _provider("check", provider, echopanel, echopanel_python, json_out, False, False, False)
+
+
+@provider_app.command("fix")
+def provider_fix(
+    provider: _ProviderName = "voxtral_official",
+    echopanel: _Checkout = None,
+    echopanel_python: _CheckoutPython = None,
+    dry_run: _DryRun = False,
+    yes: _Yes = False,
+    force: _Force = False,
+    json_out: _Json = False,
+) -> None:
+    """Replace EchoPanel's provider with echopanel-setup's realtime one (the original is kept as .orig).
+
+    Exit codes: 0 done (or nothing to do) · 1 refused, declined, or the new provider does not load · 2 bad input.
+    """
+    _provider("fix", provider, echopanel, echopanel_python, json_out, dry_run, yes, force)
+
+
+@provider_app.command("revert")
+def provider_revert(
+    provider: _ProviderName = "voxtral_official",
+    echopanel: _Checkout = None,
+    echopanel_python: _CheckoutPython = None,
+    dry_run: _DryRun = False,
+    yes: _Yes = False,
+    force: _Force = False,
+    json_out: _Json = False,
+) -> None:
+    """Put EchoPanel's original provider back, byte for byte. Exit 1 if it changed since `fix` (--force overrides)."""
+    _provider("revert", provider, echopanel, echopanel_python, json_out, dry_run, yes, force)
+
+
+def _provider(
+    action: str,
+    provider: str,
+    echopanel: str | None,
+    echopanel_python: str | None,
+    json_out: bool,
+    dry_run: bool,
+    yes: bool,
+    force: bool,
+) -> None:
+    from echopanel_setup.provider import command, render
+
+    opts = command.ProviderOptions(action, provider, echopanel, echopanel_python, dry_run, yes, force)
+
+    def ask(preview: command.ProviderResult) -> bool:
+        if json_out or not sys.stdin.isatty():
+            raise UsageError(
+                f"`provider {action}` asks before writing: pass --yes to apply, or --dry-run to see the diff"
+            )
+        what = "Apply this change" if action == "fix" else "Put the original back"
+        return typer.confirm(f"{what} to {preview.file}?", default=False, err=True)
+
+    try:
+        result = command.run(opts, ask=ask, show=None if json_out else render.show_diff)
+    except SetupError as exc:
+        if json_out:
+            render.write_json(render.error_document(str(exc), exc.exit_code))
+        raise
+    if json_out:
+        render.write_json(render.to_document(result))
     else:
         render.render_human(result)
     raise typer.Exit(result.exit_code)

@@ -1,0 +1,370 @@
+"""`provider check|fix|revert`: what EchoPanel's `voxtral_official` is, replacing it with ours, putting it back.
+
+`fix` writes only over a known variant (recognised by content against the knowledge file) unless `--force`, shows
+the diff first, keeps the original beside it as `.orig` (never overwritten by a later fix) and a copy in our state
+dir, writes atomically, records what it did (sha256 before and after), then loads the new module on its own in
+EchoPanel's Python; if that fails the original is put back and the run exits 1. `revert` restores the original
+byte for byte from the record, and refuses when the file changed since the fix unless `--force`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from echopanel_setup import __version__
+from echopanel_setup.echopanel import contract, discover
+from echopanel_setup.errors import UsageError
+from echopanel_setup.provider import TEMPLATE, echopanel_harness, records, template_text
+
+PROVIDERS = {"voxtral_official": TEMPLATE}
+OUR_VARIANT = "voxtral_official_realtime_setup"
+IMPORT_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class ProviderOptions:
+    action: str  # check | fix | revert
+    provider: str = "voxtral_official"
+    echopanel: str | None = None
+    echopanel_python: str | None = None
+    dry_run: bool = False
+    yes: bool = False
+    force: bool = False
+
+
+@dataclass
+class LoadCheck:
+    """The provider module loaded alone in EchoPanel's Python (a timed subprocess)."""
+
+    python: str
+    ok: bool
+    available: bool | None = None
+    seconds: float = 0.0
+    message: str = ""  # the import error, or why it was not run
+    ran: bool = True
+
+
+@dataclass
+class ProviderResult:
+    action: str
+    provider: str
+    checkout: Path
+    how_found: str
+    file: Path
+    outcome: str  # fixed | already | dry-run | declined | refused | restored | reverted | checked
+    exit_code: int
+    variant: str | None = None  # the file's variant before the action
+    variant_title: str | None = None
+    works: bool | None = None
+    reason: str = ""  # why it was refused, failed, or cannot work
+    diff: str = ""
+    orig: Path | None = None
+    orig_created: bool = False
+    record: records.FixRecord | None = None
+    load: LoadCheck | None = None
+    facts: dict[str, Any] = field(default_factory=dict)  # check: keys, endpoints, model, deps as read
+    notes: list[str] = field(default_factory=list)
+
+
+Ask = Callable[[ProviderResult], bool]
+Show = Callable[[ProviderResult], None]
+
+
+def run(opts: ProviderOptions, ask: Ask | None = None, show: Show | None = None) -> ProviderResult:
+    """Run one action. `show(preview)` gets the diff before anything is written; `ask(preview)` is then asked
+    for consent (not with --yes or --dry-run)."""
+    if opts.provider not in PROVIDERS:
+        raise UsageError(f"--provider {opts.provider}: only {', '.join(PROVIDERS)} can be fixed")
+    checkout = discover.find(opts.echopanel, os.environ, Path.cwd(), Path.home())
+    if checkout is None:
+        raise UsageError(
+            "no EchoPanel checkout found (looked at --echopanel, ECHOPANEL_HOME, this directory and its parents, "
+            "~/EchoPanel, ~/Projects/EchoPanel, ~/src/EchoPanel, ~/code/EchoPanel): pass --echopanel PATH"
+        )
+    file = checkout.path / contract.PROVIDERS_DIR / f"provider_{opts.provider}.py"
+    result = ProviderResult(opts.action, opts.provider, checkout.path, checkout.how, file, "checked", 0)
+    _describe(result)
+    if opts.action == "fix":
+        return _fix(opts, result, ask, show)
+    if opts.action == "revert":
+        return _revert(opts, result, ask, show)
+    return _check(opts, result)
+
+
+def _describe(result: ProviderResult) -> None:
+    """The file's variant as the contract reader recognises it, and what the knowledge file says of it."""
+    read = contract.read(result.checkout, wanted=[result.provider])
+    found = read.provider(result.provider)
+    if found is None:
+        return
+    result.variant = found.variant
+    info = contract.variant_info(found.variant) or {}
+    result.variant_title = str(info["title"]) if "title" in info else None
+    result.works = bool(info["works"]) if "works" in info else None
+    if info and not info.get("works"):
+        result.reason = str(info.get("reason", ""))
+    result.facts = {
+        "sha256": found.sha256,
+        "reads": {e.key: e.default for e in found.env},
+        "endpoints": found.endpoints,
+        "model": found.model,
+        "deps": found.deps,
+        "sends_auth": found.auth,
+    }
+
+
+def _python(opts: ProviderOptions, checkout: Path) -> Path:
+    return discover.backend_python(checkout, opts.echopanel_python)[0]
+
+
+def load_check(python: Path, checkout: Path, module: str = "provider_voxtral_official") -> LoadCheck:
+    """Load the provider module alone in EchoPanel's Python, with a timeout (never in our own process)."""
+    if not python.exists():
+        return LoadCheck(str(python), False, ran=False, message=f"EchoPanel's Python {python} does not exist")
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            [str(python), echopanel_harness.__file__, "--checkout", str(checkout), "--module", module, "--import-only"],
+            capture_output=True,
+            text=True,
+            timeout=IMPORT_TIMEOUT_S,
+            cwd=checkout,
+        )
+    except subprocess.TimeoutExpired:
+        return LoadCheck(str(python), False, seconds=IMPORT_TIMEOUT_S, message=f"no answer in {IMPORT_TIMEOUT_S:.0f} s")
+    except OSError as exc:
+        return LoadCheck(str(python), False, ran=False, message=f"cannot run {python}: {exc.strerror or exc}")
+    seconds = time.monotonic() - started
+    events = []
+    for line in done.stdout.splitlines():
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            continue
+    loaded = next((e for e in events if e.get("event") == "loaded"), None)
+    if loaded is not None and done.returncode == 0:
+        return LoadCheck(str(python), True, bool(loaded.get("available")), seconds)
+    error = next((e for e in events if e.get("event") == "error"), None)
+    message = str(error["message"]) if error else (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+    return LoadCheck(str(python), False, seconds=seconds, message=message)
+
+
+# --- fix ----------------------------------------------------------------------------------------------------------
+
+
+def _fix(opts: ProviderOptions, result: ProviderResult, ask: Ask | None, show: Show | None) -> ProviderResult:
+    new = template_text().encode("utf-8")
+    old = result.file.read_bytes() if result.file.is_file() else None
+    result.orig = result.file.with_name(result.file.name + ".orig")
+    if old == new:
+        result.outcome, result.record = "already", records.find(result.file)
+        result.notes.append("already echopanel-setup's realtime provider (this version): nothing to do")
+        return result
+    record = records.find(result.file)
+    ours_unchanged = record is not None and old is not None and records.sha256(old) == record.sha256_after
+    if not opts.force and not ours_unchanged:
+        refusal = _refusal(result, old)
+        if refusal:
+            result.outcome, result.exit_code, result.reason = "refused", 1, refusal
+            return result
+    result.diff = _diff(old, new, result.file.name)
+    if show is not None:
+        show(result)
+    if opts.dry_run:
+        result.outcome = "dry-run"
+        return result
+    if not opts.yes and (ask is None or not ask(result)):
+        result.outcome, result.exit_code, result.reason = "declined", 1, "not applied (nothing was written)"
+        return result
+    _apply(result, old, new, record)
+    result.outcome = "fixed"
+    result.load = load_check(_python(opts, result.checkout), result.checkout)
+    if result.load.ran and not result.load.ok:
+        _undo(result, old)
+        result.outcome, result.exit_code = "restored", 1
+        result.reason = f"the new provider does not load in EchoPanel's Python: {result.load.message}"
+    elif result.load.ran and result.load.available is False:
+        result.exit_code = 1
+        result.reason = (
+            f"websockets is missing in EchoPanel's Python: {result.load.python} -m pip install 'websockets==14.1' "
+            "(EchoPanel pins that version); until then EchoPanel falls back to faster_whisper"
+        )
+    elif not result.load.ran:
+        result.notes.append(f"{result.load.message}: the new provider's import was not checked")
+    return result
+
+
+def _refusal(result: ProviderResult, old: bytes | None) -> str:
+    """Why `fix` will not write over this file without --force ('' when it may)."""
+    rel = result.file.relative_to(result.checkout)
+    if old is None:
+        return f"{rel} does not exist in this checkout; --force adds ours"
+    info = contract.variant_info(result.variant) or {}
+    if result.variant == OUR_VARIANT:
+        return (
+            f"{rel} is echopanel-setup's provider, but not as `provider fix` wrote it here (edited, or another "
+            "version without a record): --force replaces it (the current file is kept as a backup)"
+        )
+    if result.variant is None:
+        return (
+            f"{rel} is not a version echopanel-setup knows (sha256 {records.sha256(old)[:12]}…): it may hold your own "
+            "changes; read it, then --force replaces it (it is kept as .orig)"
+        )
+    if info.get("provider") != result.provider or str(info.get("fix", "")) != "echopanel-setup provider fix":
+        return f"{rel} is {info.get('title', result.variant)}, which `provider fix` does not replace; --force does"
+    return ""
+
+
+def _diff(old: bytes | None, new: bytes, name: str) -> str:
+    a = (old or b"").decode("utf-8", "replace").splitlines(keepends=True)
+    b = new.decode("utf-8").splitlines(keepends=True)
+    return "".join(difflib.unified_diff(a, b, f"a/{name}", f"b/{name}"))
+
+
+def _apply(result: ProviderResult, old: bytes | None, new: bytes, record: records.FixRecord | None) -> None:
+    """.orig (only if none yet), our backup, the atomic write, the record."""
+    assert result.orig is not None
+    mode = result.file.stat().st_mode & 0o7777 if result.file.exists() else 0o644
+    backup = records.keep_backup(old) if old is not None else None
+    if old is not None and not result.orig.exists():
+        records.atomic_write(result.orig, old, mode)
+        result.orig_created = True
+    elif result.orig.exists():
+        result.notes.append(f"{result.orig.name} already holds the original from an earlier fix: kept as it is")
+    records.atomic_write(result.file, new, mode)
+    first = record if record is not None and result.orig.exists() and not result.orig_created else None
+    before = first.sha256_before if first else records.sha256(old or b"")
+    result.record = records.FixRecord(
+        path=str(result.file.resolve()),
+        checkout=str(result.checkout),
+        provider=result.provider,
+        sha256_before=before,
+        sha256_after=records.sha256(new),
+        orig=str(result.orig),
+        backup=first.backup if first else str(backup or ""),
+        variant_before=first.variant_before if first else result.variant,
+        fixed_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        tool_version=__version__,
+    )
+    records.save(result.record)
+    result.notes.append(
+        f"`git status` will show {result.file.name} modified and {result.orig.name} untracked; "
+        "`echopanel-setup provider revert` puts the original back"
+    )
+
+
+def _undo(result: ProviderResult, old: bytes | None) -> None:
+    """Put back exactly what was there before this run (file, .orig, record)."""
+    assert result.orig is not None
+    if old is None:
+        result.file.unlink(missing_ok=True)
+    else:
+        records.atomic_write(result.file, old, result.file.stat().st_mode & 0o7777)
+    if result.orig_created:
+        result.orig.unlink(missing_ok=True)
+    records.forget(result.file)
+    result.record = None
+
+
+# --- revert -------------------------------------------------------------------------------------------------------
+
+
+def _revert(opts: ProviderOptions, result: ProviderResult, ask: Ask | None, show: Show | None) -> ProviderResult:
+    record = records.find(result.file)
+    if record is None:
+        result.outcome, result.exit_code = "refused", 1
+        result.reason = f"no `provider fix` of {result.file} is recorded: nothing to revert"
+        return result
+    result.record, result.orig = record, Path(record.orig)
+    current = result.file.read_bytes() if result.file.is_file() else None
+    if current is not None and records.sha256(current) != record.sha256_after and not opts.force:
+        result.outcome, result.exit_code = "refused", 1
+        result.reason = (
+            f"{result.file.name} changed since `provider fix` (sha256 {records.sha256(current)[:12]}…, fix wrote "
+            f"{record.sha256_after[:12]}…): --force puts the original back anyway (the current file is then lost)"
+        )
+        return result
+    original = _original(record)
+    if original is None:
+        result.outcome, result.exit_code = "refused", 1
+        result.reason = (
+            f"the original is gone: neither {record.orig} nor {record.backup} holds sha256 {record.sha256_before[:12]}…"
+        )
+        return result
+    result.diff = _diff(current, original, result.file.name)
+    if show is not None:
+        show(result)
+    if opts.dry_run:
+        result.outcome = "dry-run"
+        return result
+    if not opts.yes and (ask is None or not ask(result)):
+        result.outcome, result.exit_code, result.reason = "declined", 1, "not reverted (nothing was written)"
+        return result
+    mode = result.file.stat().st_mode & 0o7777 if result.file.exists() else 0o644
+    records.atomic_write(result.file, original, mode)
+    Path(record.orig).unlink(missing_ok=True)
+    records.forget(result.file)
+    result.outcome = "reverted"
+    result.notes.append(
+        f"{result.file.name} is the original again (sha256 {record.sha256_before[:12]}…, byte-identical)"
+    )
+    return result
+
+
+def _original(record: records.FixRecord) -> bytes | None:
+    for place in (record.orig, record.backup):
+        try:
+            data = Path(place).read_bytes()
+        except OSError:
+            continue
+        if records.sha256(data) == record.sha256_before:
+            return data
+    return None
+
+
+# --- check --------------------------------------------------------------------------------------------------------
+
+
+def _check(opts: ProviderOptions, result: ProviderResult) -> ProviderResult:
+    if not result.file.is_file():
+        result.exit_code, result.reason = (
+            1,
+            f"no {result.file.relative_to(result.checkout)}: EchoPanel has no {result.provider}",
+        )
+        return result
+    if drift := records.drift(result.file):
+        result.notes.append(drift)
+    result.load = load_check(_python(opts, result.checkout), result.checkout, result.file.stem)
+    if result.variant is None:
+        result.notes.append(
+            "not a version echopanel-setup knows: described as read; `smoke --client echopanel` runs it"
+        )
+    if result.works is False:
+        result.exit_code = 1
+    elif result.load.ran and not result.load.ok:
+        result.exit_code, result.reason = 1, f"it does not load in EchoPanel's Python: {result.load.message}"
+    elif result.load.ran and result.load.available is False:
+        result.exit_code = 1
+        result.reason = (
+            "it loads but reports itself unavailable (a dependency is missing): EchoPanel falls back to faster_whisper"
+        )
+    return result
+
+
+def echopanel_env(checkout: Path) -> dict[str, str]:
+    """EchoPanel's environment: ours, plus its `.env` read by EchoPanel's rules (the environment always wins)."""
+    from echopanel_setup.echopanel import dotenv
+
+    env = dict(os.environ)
+    for key, value in dotenv.read(checkout / ".env").values.items():
+        env.setdefault(key, value)
+    return env

@@ -1,0 +1,105 @@
+"""`provider` output: a short human report (the diff first, when there is one), or one JSON document."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from echopanel_setup.provider.command import ProviderResult
+from echopanel_setup.report import header
+
+SCHEMA_VERSION = 1
+_DONE = {
+    "fixed": "replaced with echopanel-setup's realtime provider (vLLM /v1/realtime)",
+    "already": "already echopanel-setup's realtime provider",
+    "dry-run": "dry run: nothing written",
+    "reverted": "the original provider is back",
+    "restored": "the original was put back",
+}
+
+
+def to_document(r: ProviderResult) -> dict[str, Any]:
+    load = r.load
+    return {
+        **header("provider", SCHEMA_VERSION),
+        "action": r.action,
+        "provider": r.provider,
+        "exit_code": r.exit_code,
+        "outcome": r.outcome,
+        "checkout": {"path": str(r.checkout), "found_by": r.how_found},
+        "file": str(r.file),
+        "variant": {"id": r.variant, "title": r.variant_title, "works": r.works},
+        "reason": r.reason or None,
+        "facts": r.facts,
+        "diff": r.diff or None,
+        "orig": None if r.orig is None else {"path": str(r.orig), "created": r.orig_created},
+        "record": None if r.record is None else r.record.__dict__,
+        "load": None
+        if load is None
+        else {
+            "python": load.python,
+            "ran": load.ran,
+            "ok": load.ok,
+            "available": load.available,
+            "seconds": round(load.seconds, 3),
+            "message": load.message or None,
+        },
+        "notes": r.notes,
+        "error": None,
+    }
+
+
+def error_document(message: str, exit_code: int) -> dict[str, Any]:
+    return {**header("provider", SCHEMA_VERSION), "exit_code": exit_code, "error": {"message": message}}
+
+
+def write_json(doc: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+
+
+def show_diff(r: ProviderResult) -> None:
+    """The diff, before the question (on stdout, so it can be paged or saved)."""
+    if r.diff:
+        sys.stdout.write(r.diff if r.diff.endswith("\n") else r.diff + "\n")
+        sys.stdout.flush()
+
+
+def render_human(r: ProviderResult) -> None:
+    out = sys.stdout
+    rel = r.file.relative_to(r.checkout) if r.file.is_relative_to(r.checkout) else r.file
+    print(f"EchoPanel checkout {r.checkout} ({r.how_found})", file=out)
+    what = r.variant_title or ("not a version echopanel-setup knows" if r.file.exists() else "missing")
+    print(f"{rel}: {what}", file=out)
+    if r.action == "check" and r.facts:
+        f = r.facts
+        reads = ", ".join(f"{k}" + (f"={v}" if v else "") for k, v in f.get("reads", {}).items()) or "nothing"
+        print(f"  reads {reads}", file=out)
+        needs = ", ".join(f.get("deps", [])) or "the standard library"
+        calls = ", ".join(f.get("endpoints", [])) or "nothing"
+        print(f"  calls {calls}; model {f.get('model')}; needs {needs}", file=out)
+    if r.load is not None:
+        load = r.load
+        if not load.ran:
+            print(f"  ! not loaded: {load.message}", file=out)
+        elif load.ok:
+            avail = "" if load.available is not False else " but reports itself unavailable"
+            print(f"  loads in EchoPanel's Python ({load.python}, {load.seconds:.1f} s){avail}", file=out)
+        else:
+            print(f"  x does not load in EchoPanel's Python ({load.python}): {load.message}", file=out)
+    if r.outcome in _DONE:
+        print(("ok " if r.exit_code == 0 else "x ") + _DONE[r.outcome], file=out)
+    if r.orig is not None and r.outcome == "fixed":
+        print(f"  original kept as {r.orig.name}" + ("" if r.orig_created else " (from the first fix)"), file=out)
+    for note in r.notes:
+        print(f"  {note}", file=out)
+    if r.reason:
+        print(f"{'x' if r.exit_code else '!'} {r.reason}", file=out)
+    if r.action == "check":
+        verdict = "can work" if r.exit_code == 0 else "cannot work"
+        hint = (
+            ""
+            if r.exit_code == 0 or r.variant == "voxtral_official_realtime_setup"
+            else ": `echopanel-setup provider fix` replaces it"
+        )
+        print(f"{'ok' if r.exit_code == 0 else 'x'} EchoPanel's {r.provider} {verdict}{hint}", file=out)

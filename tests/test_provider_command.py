@@ -1,0 +1,133 @@
+"""`provider check|fix|revert` on a stand-in EchoPanel checkout (tests/echopanel_kit.py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from echopanel_kit import ASR_PROVIDERS, make_checkout
+from smoke_kit import run_main
+
+from echopanel_setup.provider import records, template_text
+
+FILE = Path("server/services/provider_voxtral_official.py")
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    return make_checkout(tmp_path / "EchoPanel")
+
+
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    return run_main(monkeypatch, capsys, "provider", *argv)
+
+
+def fix(monkeypatch, capsys, checkout: Path, *extra: str) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
+    return cli(monkeypatch, capsys, "fix", "--echopanel", str(checkout), "--echopanel-python", sys.executable, *extra)
+
+
+def test_check_says_the_published_provider_cannot_work(checkout: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    code, out, _ = cli(monkeypatch, capsys, "check", "--echopanel", str(checkout), "--json")
+    doc = json.loads(out)
+    assert code == 1 and doc["exit_code"] == 1
+    assert doc["variant"]["id"] == "voxtral_official_chat_pcm" and doc["variant"]["works"] is False
+    assert "/v1/chat/completions" in doc["reason"]
+    assert doc["facts"]["deps"] == ["aiohttp"]
+
+
+def test_fix_writes_ours_keeps_the_original_and_records_it(checkout: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    original = (checkout / FILE).read_bytes()
+    code, out, err = fix(monkeypatch, capsys, checkout, "--yes")
+    assert code == 0, out + err
+    assert (checkout / FILE).read_text(encoding="utf-8") == template_text()
+    assert (checkout / f"{FILE}.orig").read_bytes() == original
+    assert out.index("--- a/provider_voxtral_official.py") < out.index("replaced with echopanel-setup's realtime")
+    assert "git status" in out and "loads in EchoPanel's Python" in out
+    record = records.find(checkout / FILE)
+    assert record is not None
+    assert record.sha256_before == records.sha256(original)
+    assert record.sha256_after == records.sha256(template_text().encode())
+    assert not Path(record.path).is_relative_to(Path(record.backup).parent), "backups live in our state dir"
+    code, out, _ = cli(monkeypatch, capsys, "check", "--echopanel", str(checkout), "--echopanel-python", sys.executable)
+    assert code == 0, out
+    assert "echopanel-setup's voxtral_official" in out
+
+
+def test_dry_run_writes_nothing(checkout: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    before = (checkout / FILE).read_bytes()
+    code, out, _ = fix(monkeypatch, capsys, checkout, "--dry-run")
+    assert code == 0 and "+++ b/provider_voxtral_official.py" in out
+    assert (checkout / FILE).read_bytes() == before
+    assert not (checkout / f"{FILE}.orig").exists() and records.find(checkout / FILE) is None
+
+
+def test_fix_asks_and_refuses_without_a_terminal(checkout: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    before = (checkout / FILE).read_bytes()
+    code, _, err = fix(monkeypatch, capsys, checkout)
+    assert code == 2 and "--yes" in err
+    assert (checkout / FILE).read_bytes() == before
+
+
+def test_revert_restores_byte_identical(checkout: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    original = (checkout / FILE).read_bytes()
+    assert fix(monkeypatch, capsys, checkout, "--yes")[0] == 0
+    code, out, _ = cli(monkeypatch, capsys, "revert", "--echopanel", str(checkout), "--yes")
+    assert code == 0, out
+    assert (checkout / FILE).read_bytes() == original
+    assert not (checkout / f"{FILE}.orig").exists() and records.find(checkout / FILE) is None
+
+
+def test_revert_refuses_when_changed_since_fix(checkout: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    original = (checkout / FILE).read_bytes()
+    assert fix(monkeypatch, capsys, checkout, "--yes")[0] == 0
+    (checkout / FILE).write_text(template_text() + "# edited\n", encoding="utf-8")
+    assert "changed since fix" in (records.drift(checkout / FILE) or "")
+    code, out, _ = cli(monkeypatch, capsys, "revert", "--echopanel", str(checkout), "--yes")
+    assert code == 1 and "changed since `provider fix`" in out
+    assert (checkout / FILE).read_text(encoding="utf-8").endswith("# edited\n")
+    code, _, _ = cli(monkeypatch, capsys, "revert", "--echopanel", str(checkout), "--yes", "--force")
+    assert code == 0 and (checkout / FILE).read_bytes() == original
+
+
+def test_unknown_variant_is_refused_unless_forced(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    mine = '"""My own provider."""\nfrom .asr_providers import ASRProviderRegistry\n'
+    checkout = make_checkout(tmp_path / "EchoPanel", providers={FILE.name: mine})
+    code, out, _ = fix(monkeypatch, capsys, checkout, "--yes")
+    assert code == 1 and "not a version echopanel-setup knows" in out
+    assert (checkout / FILE).read_text(encoding="utf-8") == mine
+    code, out, _ = fix(monkeypatch, capsys, checkout, "--yes", "--force")
+    assert code == 0, out
+    assert (checkout / f"{FILE}.orig").read_text(encoding="utf-8") == mine
+
+
+def test_a_second_fix_keeps_the_first_orig(checkout: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    original = (checkout / FILE).read_bytes()
+    assert fix(monkeypatch, capsys, checkout, "--yes")[0] == 0
+    (checkout / FILE).write_text("# EchoPanel update\n", encoding="utf-8")
+    code, out, _ = fix(monkeypatch, capsys, checkout, "--yes", "--force")
+    assert code == 0, out
+    assert (checkout / f"{FILE}.orig").read_bytes() == original
+    assert "already holds the original" in out
+    record = records.find(checkout / FILE)
+    assert record is not None and record.sha256_before == records.sha256(original)
+    assert fix(monkeypatch, capsys, checkout, "--yes")[0] == 0  # ours already: nothing to do
+
+
+def test_a_failing_import_restores_the_original(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    # An EchoPanel whose provider interface has no AudioSource: our module cannot import there.
+    interface = ASR_PROVIDERS.format(default="faster_whisper") + "\ndel AudioSource\n"
+    checkout = make_checkout(tmp_path / "EchoPanel")
+    (checkout / "server/services/asr_providers.py").write_text(interface, encoding="utf-8")
+    original = (checkout / FILE).read_bytes()
+    code, out, _ = fix(monkeypatch, capsys, checkout, "--yes")
+    assert code == 1
+    assert "ImportError" in out and "AudioSource" in out
+    assert (checkout / FILE).read_bytes() == original
+    assert not (checkout / f"{FILE}.orig").exists() and records.find(checkout / FILE) is None
+
+
+def test_bad_provider_name_is_a_usage_error(checkout: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = cli(monkeypatch, capsys, "fix", "--echopanel", str(checkout), "--provider", "whisper", "--yes")
+    assert code == 2 and "voxtral_official" in err
