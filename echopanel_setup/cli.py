@@ -48,6 +48,32 @@ class Mode(str, Enum):
     api = "api"
 
 
+class Client(str, Enum):
+    echopanel = "echopanel"
+    realtime = "realtime"
+
+
+_ProviderName = Annotated[
+    str, typer.Option("--provider", metavar="NAME", help="The EchoPanel provider (default voxtral_official).")
+]
+_Checkout = Annotated[
+    str | None,
+    typer.Option(
+        "--echopanel", metavar="PATH", help="EchoPanel's checkout (default: ECHOPANEL_HOME, here, usual places)."
+    ),
+]
+_CheckoutPython = Annotated[
+    str | None,
+    typer.Option(
+        "--echopanel-python", metavar="PYTHON", help="The Python EchoPanel's backend runs (default <checkout>/.venv)."
+    ),
+]
+_Json = Annotated[bool, typer.Option("--json", help="Print one JSON document and nothing else on stdout.")]
+_DryRun = Annotated[bool, typer.Option("--dry-run", help="Show the diff; write nothing.")]
+_Yes = Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking (after the diff).")]
+_Force = Annotated[bool, typer.Option("--force", help="Also over a file echopanel-setup does not recognise.")]
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"echopanel-setup {__version__}")
@@ -596,6 +622,15 @@ def smoke(
     config: Annotated[
         str | None, typer.Option(metavar="FILE", help="EchoPanel's env file (default: the per-user echopanel.env).")
     ] = None,
+    client: Annotated[
+        Client | None,
+        typer.Option(
+            help="echopanel: run (or replay) EchoPanel's own provider against its server; realtime: a good "
+            "/v1/realtime client (default: echopanel when an EchoPanel checkout is found)."
+        ),
+    ] = None,
+    echopanel: _Checkout = None,
+    echopanel_python: _CheckoutPython = None,
     json_out: Annotated[
         bool,
         typer.Option(
@@ -610,6 +645,16 @@ def smoke(
     """
     from echopanel_setup.smoke import render, runner
 
+    if client is None and mode is None and not http:
+        from echopanel_setup.smoke.echopanel import default_client
+
+        chosen, why = default_client(echopanel)
+    else:
+        chosen, why = (client.value if client else "realtime"), ("--client" if client else "--mode/--http")
+    if chosen == "echopanel":
+        _smoke_echopanel(why, echopanel, echopanel_python, url, audio, expect, max_wer, fast, json_out)
+    if not json_out:
+        print(f"Client:     realtime ({why})")
     opts = runner.SmokeOptions(
         mode=mode.value if mode else None,
         url=url,
@@ -632,27 +677,6 @@ def smoke(
     else:
         render.render_human(result)
     raise typer.Exit(result.exit_code)
-
-
-_ProviderName = Annotated[
-    str, typer.Option("--provider", metavar="NAME", help="The EchoPanel provider (default voxtral_official).")
-]
-_Checkout = Annotated[
-    str | None,
-    typer.Option(
-        "--echopanel", metavar="PATH", help="EchoPanel's checkout (default: ECHOPANEL_HOME, here, usual places)."
-    ),
-]
-_CheckoutPython = Annotated[
-    str | None,
-    typer.Option(
-        "--echopanel-python", metavar="PYTHON", help="The Python EchoPanel's backend runs (default <checkout>/.venv)."
-    ),
-]
-_Json = Annotated[bool, typer.Option("--json", help="Print one JSON document and nothing else on stdout.")]
-_DryRun = Annotated[bool, typer.Option("--dry-run", help="Show the diff; write nothing.")]
-_Yes = Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking (after the diff).")]
-_Force = Annotated[bool, typer.Option("--force", help="Also over a file echopanel-setup does not recognise.")]
 
 
 @provider_app.command("check")
@@ -729,6 +753,47 @@ def _provider(
         render.write_json(render.to_document(result))
     else:
         render.render_human(result)
+    raise typer.Exit(result.exit_code)
+
+
+def _smoke_echopanel(
+    why: str,
+    echopanel: str | None,
+    echopanel_python: str | None,
+    url: str | None,
+    audio: str | None,
+    expect: str | None,
+    max_wer: float | None,
+    fast: bool,
+    json_out: bool,
+) -> None:
+    from echopanel_setup import knowledge
+    from echopanel_setup.smoke import echopanel as ep_smoke
+    from echopanel_setup.smoke import echopanel_render, render, runner
+
+    try:
+        if not json_out:
+            print(f"Client:     echopanel ({why}; --client realtime tests the server alone)")
+        clip = runner.load_clip(runner.SmokeOptions(audio=audio, expect=expect))
+        limit = float(knowledge.load()["smoke"]["max_wer"]) if max_wer is None else max_wer
+        with render.progress(enabled=not json_out and sys.stderr.isatty()) as status:
+            result = ep_smoke.run(
+                echopanel=echopanel,
+                echopanel_python=echopanel_python,
+                url=url,
+                clip=clip,
+                max_wer=limit,
+                fast=fast,
+                say=status,
+            )
+    except SetupError as exc:
+        if json_out:
+            render.write_json(render.error_document(str(exc), exc.exit_code))
+        raise
+    if json_out:
+        render.write_json(echopanel_render.to_document(result))
+    else:
+        echopanel_render.render_human(result)
     raise typer.Exit(result.exit_code)
 
 

@@ -309,3 +309,98 @@ def wait_until(predicate: Any, timeout_s: float = 5.0) -> bool:
             return True
         time.sleep(0.02)
     return bool(predicate())
+
+
+# --- vLLM's chat route in front of the realtime model (one port, as vLLM serves both) -----------------------------
+
+
+class ChatFront:
+    """HTTP on one loopback port: `/health`, `/v1/models`, `POST /v1/chat/completions` answering as stock vLLM
+    0.30-0.34 does to EchoPanel's published provider (headerless PCM in a data: URL → 400; a name not served →
+    404), and `/v1/realtime` spliced through to `model` (a RealtimeModel) so realtime clients meet the real thing."""
+
+    def __init__(self, model: RealtimeModel, served: list[str] | None = None) -> None:
+        import socket
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.model = model
+        self.served = served if served is not None else model.b.models
+        self.posts: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _send(self, status: int, body: Any = None) -> None:
+                data = b"" if body is None else json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                if self.path == "/v1/realtime":
+                    return self._splice()
+                if self.path == "/health":
+                    return self._send(200)
+                if self.path == "/v1/models":
+                    return self._send(200, {"object": "list", "data": [{"id": m} for m in outer.served]})
+                return self._send(404, {"detail": "Not Found"})
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.posts.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                if self.path != "/v1/chat/completions":
+                    return self._send(404, {"detail": "Not Found"})
+                if body.get("model") not in outer.served:
+                    message = f"The model `{body.get('model')}` does not exist."
+                    return self._send(404, {"error": {"message": message, "type": "NotFoundError", "code": 404}})
+                url = body["messages"][0]["content"][0]["audio_url"]["url"]
+                audio_bytes = base64.b64decode(url.split(",", 1)[1])
+                if audio_bytes[:4] != b"RIFF":
+                    message = "Invalid or corrupted audio data. Please check the file format."
+                    return self._send(400, {"error": {"message": message, "type": "BadRequestError", "code": 400}})
+                return self._send(200, {"choices": [{"message": {"content": "from a wav"}}]})
+
+            def _splice(self) -> None:
+                upstream = socket.create_connection(("127.0.0.1", outer.model._loop.port))
+                head = f"GET {self.path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in self.headers.items())
+                upstream.sendall((head + "\r\n").encode())
+
+                def pump(src: socket.socket, dst: socket.socket) -> None:
+                    try:
+                        while data := src.recv(65536):
+                            dst.sendall(data)
+                    except OSError:
+                        pass
+                    finally:
+                        for s in (src, dst):
+                            with contextlib.suppress(OSError):
+                                s.shutdown(socket.SHUT_RDWR)
+
+                back = threading.Thread(target=pump, args=(upstream, self.connection), daemon=True)
+                back.start()
+                pump(self.connection, upstream)
+                back.join(5)
+                self.close_connection = True
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def __enter__(self) -> ChatFront:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

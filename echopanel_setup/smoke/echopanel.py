@@ -1,0 +1,369 @@
+"""`smoke --client echopanel`: what EchoPanel itself will get from the server, not what a good client gets.
+
+When the checkout's Python can load its `voxtral_official`, EchoPanel's own provider code runs in that Python (a
+subprocess: `provider/echopanel_harness.py`), with EchoPanel's environment and `.env` applied by its rules and the
+clip fed as its pipeline does: 2 s windows with VAD on (its default), then one stream with VAD off. Its segments
+and its log (DEBUG included: the published provider logs its failures only there) are collected and the final
+segments scored. When it cannot load, the reason is shown and the provider's protocol is replayed instead, step by
+step, exactly as the known variant does it (reference echopanel-contract.md §3): requests, order, chunk size from
+its delay, timeouts, headers and body, each step with what EchoPanel would show.
+
+When EchoPanel gets no transcript, the plain realtime check (`--client realtime`) runs against the same server, to
+tell "the server does not work" from "the server works but EchoPanel cannot use it" (exit 1 either way).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from echopanel_setup.errors import UsageError
+from echopanel_setup.provider import command as provider_command
+from echopanel_setup.provider import echopanel_harness
+from echopanel_setup.smoke import audio
+from echopanel_setup.smoke.scoring import WerResult, wer
+
+RUN_TIMEOUT_S = 120.0
+MODEL_ID = "mistralai/Voxtral-Mini-4B-Realtime-2602"
+
+
+@dataclass
+class Feed:
+    """One run of EchoPanel's provider code on the clip."""
+
+    feed: str  # vad | stream
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    log: list[dict[str, Any]] = field(default_factory=list)
+    health: dict[str, Any] | None = None
+    error: str | None = None
+
+    @property
+    def finals(self) -> str:
+        return " ".join(s["text"] for s in self.segments if s["is_final"] and not _is_status(s["text"]))
+
+    @property
+    def status_lines(self) -> list[str]:
+        return [s["text"] for s in self.segments if _is_status(s["text"])]
+
+
+@dataclass
+class Step:
+    what: str  # "GET /health", "POST /v1/chat/completions (chunk 3 of 11)"
+    status: int | None
+    detail: str
+    shows: str  # what EchoPanel shows for it
+
+
+@dataclass
+class EchoPanelSmoke:
+    checkout: Path
+    how_found: str
+    provider: str
+    variant: str | None
+    variant_title: str | None
+    url: str
+    url_from: str
+    python: str
+    clip: audio.Clip
+    mode: str  # run | replay
+    fallback: str | None = None  # why EchoPanel's own code did not run
+    feeds: list[Feed] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    transcript: str = ""
+    score: WerResult | None = None
+    max_wer: float = 0.3
+    server_works: bool | None = None  # the realtime check, when EchoPanel got nothing
+    server_detail: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        if not self.transcript.strip():
+            return False
+        return self.score is None or self.score.wer <= self.max_wer
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.passed else 1
+
+    @property
+    def verdict(self) -> str:
+        if self.passed:
+            return "EchoPanel transcribes with this server"
+        if self.server_works:
+            return "the server works, but EchoPanel cannot use it" + (
+                ": `echopanel-setup provider fix`" if self.variant != provider_command.OUR_VARIANT else ""
+            )
+        if self.transcript.strip():
+            return "EchoPanel gets a transcript, but the words are wrong"
+        return "EchoPanel gets no transcript from this server"
+
+
+def _is_status(text: str) -> bool:
+    return text.startswith("[") and text.rstrip().endswith("]")
+
+
+def run(
+    *,
+    echopanel: str | None,
+    echopanel_python: str | None,
+    url: str | None,
+    clip: audio.Clip,
+    max_wer: float,
+    fast: bool,
+    say: Any = None,
+) -> EchoPanelSmoke:
+    """Run (or replay) EchoPanel's provider against the server it is set to use, with `clip`."""
+    import os
+
+    from echopanel_setup.echopanel import contract, discover
+
+    say = say or (lambda message: None)
+    checkout = discover.find(echopanel, os.environ, Path.cwd(), Path.home())
+    if checkout is None:
+        raise UsageError("--client echopanel needs an EchoPanel checkout: pass --echopanel PATH (or --client realtime)")
+    read = contract.read(checkout.path, wanted=["voxtral_official"])
+    found = read.provider("voxtral_official")
+    if found is None:
+        raise UsageError(f"{checkout.path} has no voxtral_official provider to test (use --client realtime)")
+    info = contract.variant_info(found.variant) or {}
+    env = provider_command.echopanel_env(checkout.path)
+    default = next((e.default for e in found.env if e.key == "VOXTRAL_VLLM_URL"), None) or "http://localhost:8000"
+    if url:
+        env["VOXTRAL_VLLM_URL"], url_from = url, "--url"
+    elif "VOXTRAL_VLLM_URL" in os.environ:
+        url_from = "the environment"
+    elif "VOXTRAL_VLLM_URL" in env:
+        url_from = f"{checkout.path / '.env'}"
+    else:
+        url_from = "the provider's default"
+    python = discover.backend_python(checkout.path, echopanel_python)[0]
+    result = EchoPanelSmoke(
+        checkout.path,
+        checkout.how,
+        "voxtral_official",
+        found.variant,
+        str(info.get("title")) if info else None,
+        env.get("VOXTRAL_VLLM_URL", default),
+        url_from,
+        str(python),
+        clip,
+        "run",
+        max_wer=max_wer,
+    )
+    load = provider_command.load_check(python, checkout.path)
+    if load.ok and load.available is False:
+        load.ok, load.message = False, (
+            f"it loads in {python} but reports itself unavailable (a dependency is missing there), so EchoPanel "
+            "falls back to faster_whisper"
+        )
+    if load.ok:
+        speed = 20.0 if fast else 1.0
+        for feed in ("vad", "stream"):
+            how = "VAD on, 2 s windows" if feed == "vad" else "VAD off"
+            say(f"running EchoPanel's {found.file} in {python} ({how})")
+            result.feeds.append(_run_feed(python, checkout.path, env, clip, feed, speed))
+        result.transcript = result.feeds[0].finals
+    else:
+        result.mode, result.fallback = "replay", load.message
+        say(f"EchoPanel's provider does not load ({load.message}): replaying its protocol")
+        result.transcript = _replay(result, found, env, clip)
+    if clip.reference is not None and result.transcript.strip():
+        result.score = wer(clip.reference, result.transcript)
+    if not result.passed:
+        result.server_works, result.server_detail = _server_works(result.url, clip, fast)
+    return result
+
+
+def _run_feed(python: Path, checkout: Path, env: dict[str, str], clip: audio.Clip, feed: str, speed: float) -> Feed:
+    out = Feed(feed)
+    with tempfile.NamedTemporaryFile(suffix=".pcm") as pcm:
+        pcm.write(clip.pcm)
+        pcm.flush()
+        cmd = [str(python), echopanel_harness.__file__, "--checkout", str(checkout), "--pcm", pcm.name, "--feed", feed]
+        try:
+            done = subprocess.run(
+                [*cmd, "--speed", str(speed)],
+                capture_output=True,
+                text=True,
+                timeout=RUN_TIMEOUT_S,
+                env=env,
+                cwd=checkout,
+            )
+        except subprocess.TimeoutExpired as exc:
+            stdout = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+            done = subprocess.CompletedProcess(cmd, 124, stdout, "")
+            out.error = f"EchoPanel's provider did not finish within {RUN_TIMEOUT_S:.0f} s"
+    for line in done.stdout.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        kind = event.pop("event", None)
+        if kind == "segment":
+            out.segments.append(event)
+        elif kind == "log":
+            out.log.append(event)
+        elif kind == "health":
+            out.health = event.get("value")
+        elif kind == "error":
+            out.error = f"{event.get('stage')}: {event.get('message')}"
+    if done.returncode not in (0, 124) and out.error is None:
+        out.error = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+    return out
+
+
+# --- the replay of a known variant's protocol ---------------------------------------------------------------------
+
+
+def _replay(result: EchoPanelSmoke, found: Any, env: dict[str, str], clip: audio.Clip) -> str:
+    if result.variant != "voxtral_official_chat_pcm":
+        result.notes.append(
+            f"{found.file} is not a variant whose protocol echopanel-setup can replay; make its Python load it "
+            f"({result.fallback}) so that its own code runs"
+        )
+        return ""
+    return _replay_chat_pcm(result, found, env, clip)
+
+
+def _replay_chat_pcm(result: EchoPanelSmoke, found: Any, env: dict[str, str], clip: audio.Clip) -> str:
+    """The published provider, per 2 s VAD window: GET /health, GET /v1/models, then one POST per delay chunk."""
+    import httpx
+
+    url = result.url  # joined by string formatting, as EchoPanel does: a trailing / or /v1 is not forgiven
+    try:
+        delay = max(240, min(2400, int(env.get("VOXTRAL_STREAMING_DELAY_MS", "480"))))
+    except ValueError:
+        result.notes.append("VOXTRAL_STREAMING_DELAY_MS is not a whole number: EchoPanel cannot load the provider")
+        return ""
+    chunk_bytes = int(16000 * delay / 1000 * 2)
+    texts: list[str] = []
+    window = 64000
+    windows = [clip.pcm[i : i + window] for i in range(0, len(clip.pcm), window)]
+    failures: dict[tuple[int | None, str], int] = {}
+    for n, pcm in enumerate(windows, 1):
+        status, detail = _get(f"{url}/health", 5)
+        if status != 200:
+            shown = f"[voxtral_official: vLLM not running at {url}. Start with: vllm serve {MODEL_ID}]"
+            result.steps.append(Step(f"GET /health (window {n})", status, detail, f"the line {shown!r}"))
+            continue
+        if n == 1:
+            result.steps.append(Step("GET /health", status, detail, "nothing (healthy)"))
+            status, detail = _get(f"{url}/v1/models", 5)
+            result.steps.append(Step("GET /v1/models", status, detail, "nothing (the answer is ignored)"))
+        chunks = [pcm[i : i + chunk_bytes] for i in range(0, len(pcm), chunk_bytes)]
+        for m, chunk in enumerate(chunks, 1):
+            body = {
+                "model": found.model or "voxtral-mini-transcribe-realtime-2602",
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {
+                                "type": "audio_url",
+                                "audio_url": {
+                                    "url": "data:audio/pcm;base64," + base64.b64encode(chunk).decode(),
+                                    "format": "pcm_s16le_16000",
+                                },
+                            }
+                        ],
+                    }
+                ],
+                "max_tokens": 256,
+                "temperature": 0.0,
+            }
+            what = f"POST /v1/chat/completions (window {n}, chunk {m} of {len(chunks)}, {len(chunk)} bytes)"
+            try:
+                with httpx.Client(trust_env=False, timeout=30) as client:  # aiohttp ignores proxy variables
+                    response = client.post(f"{url}/v1/chat/completions", json=body)
+                status, detail = response.status_code, _reason(response.text)
+            except httpx.HTTPError as exc:
+                status, detail = None, f"{type(exc).__name__}: {exc}"
+            if status == 200:
+                text = _content(response.text)
+                texts.append(text)
+                result.steps.append(Step(what, status, text, f"the final segment {text!r}" if text else "nothing"))
+                continue
+            key = (status, detail)
+            failures[key] = failures.get(key, 0) + 1
+            if failures[key] == 1:
+                shows = "no transcript, and logs nothing (it logs this at DEBUG only)"
+                result.steps.append(Step(what, status, detail, shows))
+    for (status, detail), count in failures.items():
+        if count > 1:
+            result.notes.append(f"{count - 1} more POSTs answered {status} {detail}")
+    return " ".join(t for t in texts if t)
+
+
+def _get(url: str, timeout: float) -> tuple[int | None, str]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="GET"), timeout=timeout) as response:
+            return response.status, ""
+    except urllib.error.HTTPError as exc:
+        return exc.code, _reason(exc.read().decode("utf-8", "replace"))
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return None, f"cannot connect: {getattr(reason, 'strerror', None) or reason}"
+
+
+def _reason(body: str) -> str:
+    """The server's error message, from vLLM's JSON error shapes, else the start of the body."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.strip()[:160]
+    if isinstance(data, dict):
+        err = data.get("error", data.get("detail", data.get("message")))
+        if isinstance(err, dict):
+            err = err.get("message", err)
+        return str(err)[:200]
+    return str(data)[:160]
+
+
+def _content(body: str) -> str:
+    try:
+        return str(json.loads(body)["choices"][0]["message"]["content"] or "").strip()
+    except (ValueError, KeyError, IndexError, TypeError):
+        return ""
+
+
+def _server_works(url: str, clip: audio.Clip, fast: bool) -> tuple[bool | None, str]:
+    """The plain realtime check (`--client realtime`) against the same server: does the server itself work?"""
+    from echopanel_setup.errors import SetupError
+    from echopanel_setup.smoke import client, server
+
+    try:
+        ep = server.endpoint(url.rstrip("/").removesuffix("/v1"))
+        info = server.discover(ep, None, "", client.Limits.defaults().connect_s)
+        model = server.choose_model(ep.http_base, info.models, None)
+        started = time.monotonic()
+        got = client.transcribe(ep.ws_url, model, clip.pcm, api_key=None, fast=True, limits=client.Limits.defaults())
+    except SetupError as exc:
+        return False, str(exc)
+    text = got.text.strip()
+    score = wer(clip.reference, text) if clip.reference else None
+    works = bool(text) and (score is None or score.wer <= 0.3)
+    took = time.monotonic() - started
+    return works, f"/v1/realtime with {model}: {text!r} ({took:.1f} s)" + (
+        f", WER {score.wer:.0%}" if score is not None else ""
+    )
+
+
+def default_client(echopanel: str | None) -> tuple[str, str]:
+    """(client, why): `echopanel` when a checkout is found (or named), else `realtime`."""
+    import os
+
+    from echopanel_setup.echopanel import discover
+
+    found = discover.find(echopanel, os.environ, Path.cwd(), Path.home())
+    if found is None:
+        return "realtime", "no EchoPanel checkout found"
+    return "echopanel", discover.describe(found)

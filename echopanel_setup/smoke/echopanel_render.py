@@ -1,0 +1,90 @@
+"""Output of `smoke --client echopanel`: each step, what EchoPanel would show, the verdict; or one JSON document."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+from echopanel_setup.report import header
+from echopanel_setup.smoke.echopanel import EchoPanelSmoke
+
+SCHEMA_VERSION = 1
+
+
+def to_document(r: EchoPanelSmoke) -> dict[str, Any]:
+    return {
+        **header("smoke", SCHEMA_VERSION),
+        "client": "echopanel",
+        "passed": r.passed,
+        "exit_code": r.exit_code,
+        "verdict": r.verdict,
+        "checkout": {"path": str(r.checkout), "found_by": r.how_found},
+        "provider": {"name": r.provider, "variant": r.variant, "title": r.variant_title},
+        "url": r.url,
+        "url_from": r.url_from,
+        "python": r.python,
+        "how": r.mode,
+        "fallback_reason": r.fallback,
+        "runs": [
+            {
+                "feed": f.feed,
+                "finals": f.finals,
+                "status_lines": f.status_lines,
+                "segments": f.segments,
+                "log": f.log,
+                "health": f.health,
+                "error": f.error,
+            }
+            for f in r.feeds
+        ],
+        "steps": [
+            {"what": s.what, "status": s.status, "detail": s.detail, "echopanel_shows": s.shows} for s in r.steps
+        ],
+        "transcript": r.transcript,
+        "reference": r.clip.reference,
+        "wer": None if r.score is None else round(r.score.wer, 4),
+        "max_wer": r.max_wer,
+        "server_works": r.server_works,
+        "server_detail": r.server_detail or None,
+        "notes": r.notes,
+        "error": None,
+    }
+
+
+def render_human(r: EchoPanelSmoke, out: TextIO | None = None) -> None:
+    w = out or sys.stdout
+
+    def line(text: str = "") -> None:
+        print(text, file=w)
+
+    line(f"Client:     echopanel (EchoPanel's own voxtral_official, {r.checkout})")
+    line(f"Provider:   {r.variant_title or 'a version echopanel-setup does not know'}")
+    line(f"Server:     {r.url} (VOXTRAL_VLLM_URL from {r.url_from})")
+    if r.mode == "run":
+        line(f"Ran:        its own code in {r.python}, EchoPanel's .env and environment applied")
+        for f in r.feeds:
+            how = "VAD on, 2 s windows" if f.feed == "vad" else "VAD off, one stream"
+            shown = f.finals or "(no transcript)"
+            line(f"  {how}: {shown}")
+            for status in f.status_lines:
+                line(f"    EchoPanel shows: {status}")
+            if f.error:
+                line(f"    x the pipeline would stop: {f.error}")
+            quiet = [e for e in f.log if e.get("level") == "DEBUG" and "error" in str(e.get("message", "")).lower()]
+            for entry in quiet[:2]:
+                line(f"    DEBUG (invisible in EchoPanel): {entry.get('message')}")
+    else:
+        line(f"Replayed:   its protocol step by step (its code does not load in {r.python}: {r.fallback})")
+        for s in r.steps:
+            code = "no answer" if s.status is None else str(s.status)
+            detail = f" {s.detail}" if s.detail else ""
+            line(f"  {s.what} → {code}{detail}: EchoPanel shows {s.shows}")
+    if r.clip.reference is not None:
+        line(f"Reference:  {r.clip.reference}")
+    if r.score is not None:
+        line(f"WER:        {r.score.wer:.1%} (limit {r.max_wer:.0%})")
+    if r.server_works is not None:
+        line(f"Server:     {'works' if r.server_works else 'does not work'} with a realtime client: {r.server_detail}")
+    for note in r.notes:
+        line(f"! {note}")
+    line(f"{'✓' if r.passed else '✗'} {r.verdict}")
