@@ -404,3 +404,72 @@ class ChatFront:
     def __exit__(self, *exc: object) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+# --- Mistral's hosted realtime transcription, with the same recogniser ---------------------------------------------
+
+
+class MistralModel:
+    """`/v1/audio/transcriptions/realtime` with the event shapes the mistralai SDK parses, releasing words like the
+    model (`delay_ms` after their end) and everything heard on `input_audio.flush`."""
+
+    def __init__(self, vocabulary: dict[str, float], api_key: str = "test-key", delay_ms: int = 480) -> None:
+        self.vocabulary, self.api_key, self.delay_ms = vocabulary, api_key, delay_ms
+        self.session_updates: list[dict[str, Any]] = []
+        self.auth: list[str | None] = []
+        self.samples = 0
+        self._loop = _LoopThread()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._loop.port}"
+
+    def __enter__(self) -> MistralModel:
+        self._loop.start(self._session, self._http)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.stop()
+
+    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+        self.auth.append(request.headers.get("Authorization"))
+        if urlsplit(request.path).path != "/v1/audio/transcriptions/realtime":
+            return _json_response(404, {"detail": "Not Found"})
+        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return _json_response(401, {"message": "Unauthorized", "request_id": "req-standin"})
+        return None
+
+    async def _session(self, ws: ServerConnection) -> None:
+        session: dict[str, Any] = {
+            "request_id": "req-standin",
+            "model": MODEL,
+            "audio_format": {"encoding": "pcm_s16le", "sample_rate": 16000},
+        }
+        await ws.send(json.dumps({"type": "session.created", "session": session}))
+        rec = _Recogniser(self.vocabulary, self.delay_ms * RATE // 1000)
+        parts: list[str] = []
+
+        async def text(delta: str) -> None:
+            if delta:
+                parts.append(delta)
+                await ws.send(json.dumps({"type": "transcription.text.delta", "text": delta}))
+
+        with contextlib.suppress(ConnectionClosed):
+            async for raw in ws:
+                event = json.loads(raw)
+                kind = event.get("type")
+                if kind == "session.update":
+                    self.session_updates.append(event["session"])
+                    session.update({k: v for k, v in event["session"].items() if v is not None})
+                    await ws.send(json.dumps({"type": "session.updated", "session": session}))
+                elif kind == "input_audio.append":
+                    chunk = base64.b64decode(event["audio"])
+                    self.samples += len(chunk) // 2
+                    rec.add(chunk)
+                    await text(rec.step(len(rec.samples) - len(rec.samples) % FRAME))
+                elif kind == "input_audio.flush":
+                    await text(rec.rest())
+                elif kind == "input_audio.end":
+                    await text(rec.rest())
+                    done = {"type": "transcription.done", "model": MODEL, "text": "".join(parts), "language": "en"}
+                    await ws.send(json.dumps({**done, "usage": {"prompt_audio_seconds": 1, "total_tokens": 1}}))

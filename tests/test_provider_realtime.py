@@ -314,3 +314,36 @@ def test_harness_runs_the_provider_with_websockets_14(checkout: Path, websockets
     assert words_of(segments) == clip.text.split()
     assert any(e["event"] == "log" and e["level"] == "DEBUG" for e in events), "DEBUG lines are collected"
     assert [e for e in events if e["event"] == "health"][0]["value"]["vllm_healthy"] is True
+
+
+def test_api_mode_streams_to_mistral_with_the_delay_as_target(checkout: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from realtime_kit import MistralModel
+
+    clip = speech(SCRIPT)
+    with MistralModel(clip.vocabulary, api_key="k-123") as api:
+        provider = load(
+            checkout,
+            monkeypatch,
+            "http://127.0.0.1:9/unused",
+            VOXTRAL_MODE="api",
+            MISTRAL_API_KEY="k-123",
+            VOXTRAL_MISTRAL_SERVER_URL=api.url,
+            VOXTRAL_STREAMING_DELAY_MS="720",
+        )
+        segments = run(vad(provider, clip))
+    assert words_of(segments) == clip.text.split()
+    assert api.session_updates[0]["target_streaming_delay_ms"] == 720
+    assert set(api.auth) == {"Bearer k-123"}
+
+
+def test_api_mode_without_the_sdk_says_so(
+    checkout: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sys
+
+    for name in [m for m in sys.modules if m.split(".")[0] == "mistralai"] + ["mistralai"]:
+        monkeypatch.setitem(sys.modules, name, None)  # `import mistralai…` now fails, as where it is not installed
+    provider = load(checkout, monkeypatch, "http://127.0.0.1:9", VOXTRAL_MODE="api", VOXTRAL_MISTRAL_API_KEY="k")
+    segments = run(vad(provider, speech("alpha bravo charlie.")))
+    _check_status(segments, caplog, "not available: mistralai[realtime] is not installed")
+    assert "pip install 'mistralai[realtime]'" in _status(segments)[0]["text"]

@@ -718,7 +718,8 @@ class VoxtralOfficialProvider(ASRProvider):
         """(failure kind, sentence) for an exception from opening a session."""
         from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 
-        url = _masked(self.settings.url)
+        url = _masked(self._where())
+        server = "Mistral's API" if self.settings.mode == "api" else "vLLM"
         cause: BaseException | None = exc
         while cause is not None and not isinstance(cause, (InvalidStatus, OSError, asyncio.TimeoutError)):
             cause = cause.__cause__ or cause.__context__
@@ -734,6 +735,8 @@ class VoxtralOfficialProvider(ASRProvider):
         if isinstance(cause, (asyncio.TimeoutError, TimeoutError)):
             return "unreachable", f"{url} did not answer within {self.connect_timeout_s:.0f} s"
         if isinstance(cause, OSError):
+            if self.settings.mode == "api":
+                return "unreachable", f"cannot reach {server} at {url} ({cause.strerror or cause})"
             return "unreachable", (
                 f"cannot reach vLLM at {url} ({cause.strerror or cause}): start it (echopanel-setup serve) or fix "
                 "VOXTRAL_VLLM_URL"
@@ -742,7 +745,7 @@ class VoxtralOfficialProvider(ASRProvider):
             return "bad_url", f"{url} is not a usable WebSocket URL"
         if isinstance(exc, InvalidHandshake):
             return "protocol", f"{url} did not complete a WebSocket handshake ({exc})"
-        return "unreachable", f"cannot open a session at {url}: {type(exc).__name__}: {exc}"
+        return "unreachable", f"cannot open a {server} session at {url}: {type(exc).__name__}: {exc}"
 
     # --- text out ---------------------------------------------------------------------------------------------
 
