@@ -775,7 +775,7 @@ def _smoke_echopanel(
         if not json_out:
             print(f"Client:     echopanel ({why}; --client realtime tests the server alone)")
         clip = runner.load_clip(runner.SmokeOptions(audio=audio, expect=expect))
-        limit = float(knowledge.load()["smoke"]["max_wer"]) if max_wer is None else max_wer
+        limit = knowledge.load().smoke.max_wer if max_wer is None else max_wer
         with render.progress(enabled=not json_out and sys.stderr.isatty()) as status:
             result = ep_smoke.run(
                 echopanel=echopanel,
