@@ -102,6 +102,9 @@ class ModelBehaviour:
     error_after_samples: tuple[int, str, str] | None = None  # (samples, code, message), once
     drop_after_samples: int | None = None  # once: the server process dies (no close frame)
     realtime_route: bool = True
+    # Real speech instead of tone words: (pcm, transcript). Its words are spread evenly over the clip's sound (runs
+    # of 80 ms or more of exact zeros, like the silence a client appends, are not sound) and released as above.
+    script: tuple[bytes, str] | None = None
 
 
 @dataclass
@@ -167,6 +170,64 @@ class _Recogniser:
         return "".join(" " + w for w in due)
 
 
+def _sound(pcm: bytes) -> int:
+    """Samples of `pcm` that are not in a run of 80 ms or more of exact zeros."""
+    return _ScriptClock().feed(pcm)
+
+
+class _ScriptClock:
+    """Counts sound samples as audio arrives (a zero run counts only once it ends short of 80 ms)."""
+
+    def __init__(self) -> None:
+        self.sound = 0
+        self.zeros = 0
+
+    def feed(self, pcm: bytes) -> int:
+        samples = array("h")
+        samples.frombytes(pcm)
+        for x in samples:
+            if x == 0:
+                self.zeros += 1
+                continue
+            if self.zeros < FRAME:
+                self.sound += self.zeros
+            self.zeros = 0
+            self.sound += 1
+        return self.sound
+
+
+class _ScriptRecogniser(_Recogniser):
+    """`_Recogniser` for real speech with a known transcript: word i ends at (i + 1) / n of the clip's sound."""
+
+    def __init__(self, pcm: bytes, transcript: str, delay_samples: int) -> None:
+        super().__init__({}, delay_samples)
+        words = transcript.split()
+        total = _sound(pcm)
+        self.ends = [(n + 1) * total // len(words) for n in range(len(words))]
+        self.script = words
+        self.clock = _ScriptClock()
+        self.reached: list[int] = []  # received-sample index where each word's end was heard
+
+    def add(self, pcm: bytes) -> None:
+        start = len(self.samples)
+        super().add(pcm)
+        for offset in range(0, len(pcm), 320):
+            self.clock.feed(pcm[offset : offset + 320])
+            while len(self.reached) < len(self.ends) and self.clock.sound >= self.ends[len(self.reached)]:
+                self.reached.append(start + offset // 2 + 160)
+
+    def step(self, upto: int) -> str:
+        heard = self.reached[self.released :]
+        due = [w for w, at in zip(self.script[self.released :], heard, strict=False) if at + self.delay <= upto]
+        self.released += len(due)
+        return "".join(" " + w for w in due)
+
+    def rest(self) -> str:
+        due = self.script[self.released :]
+        self.released = len(self.script)
+        return "".join(" " + w for w in due)
+
+
 class RealtimeModel:
     """vLLM serving Voxtral Realtime, as far as a realtime client can tell. Use as a context manager."""
 
@@ -219,7 +280,8 @@ class RealtimeModel:
 
     async def _events(self, ws: ServerConnection, log: SessionLog) -> None:
         b = self.b
-        rec = _Recogniser(self.vocabulary, b.delay_ms * RATE // 1000)
+        delay = b.delay_ms * RATE // 1000
+        rec = _ScriptRecogniser(*b.script, delay) if b.script else _Recogniser(self.vocabulary, delay)
         validated = generating = False
         steps = 0
 

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 from echopanel_kit import ASR_PROVIDERS, make_checkout
+from realtime_kit import ModelBehaviour, RealtimeModel
 from smoke_kit import run_main
 
 from echopanel_setup.provider import records, template_text
+from echopanel_setup.smoke import audio
 
 FILE = Path("server/services/provider_voxtral_official.py")
 
@@ -51,8 +53,23 @@ def test_fix_writes_ours_keeps_the_original_and_records_it(checkout: Path, monke
     assert record.sha256_after == records.sha256(template_text().encode())
     assert not Path(record.path).is_relative_to(Path(record.backup).parent), "backups live in our state dir"
     code, out, _ = cli(monkeypatch, capsys, "check", "--echopanel", str(checkout), "--echopanel-python", sys.executable)
+    assert code == 1 and "echopanel-setup's voxtral_official" in out, out
+    assert "cannot reach vLLM at http://127.0.0.1:8001" in out, "no server yet: what EchoPanel would show"
+
+
+@pytest.mark.slow
+def test_check_runs_echopanel_against_its_server(checkout: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    clip = audio.bundled()
+    assert fix(monkeypatch, capsys, checkout, "--yes")[0] == 0
+    with RealtimeModel({}, ModelBehaviour(script=(clip.pcm, clip.reference or ""))) as model:
+        (checkout / ".env").write_text(f"VOXTRAL_VLLM_URL={model.url}\n", encoding="utf-8")
+        code, out, _ = cli(
+            monkeypatch, capsys, "check", "--echopanel", str(checkout), "--echopanel-python", sys.executable, "--json"
+        )
+    doc = json.loads(out)
     assert code == 0, out
-    assert "echopanel-setup's voxtral_official" in out
+    assert doc["smoke"]["passed"] and doc["smoke"]["how"] == "run"
+    assert doc["smoke"]["transcript"] == clip.reference
 
 
 def test_dry_run_writes_nothing(checkout: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]

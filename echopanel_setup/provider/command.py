@@ -72,6 +72,7 @@ class ProviderResult:
     record: records.FixRecord | None = None
     load: LoadCheck | None = None
     facts: dict[str, Any] = field(default_factory=dict)  # check: keys, endpoints, model, deps as read
+    smoke: Any = None  # check: the smoke --client echopanel run against EchoPanel's server
     notes: list[str] = field(default_factory=list)
 
 
@@ -346,18 +347,66 @@ def _check(opts: ProviderOptions, result: ProviderResult) -> ProviderResult:
     result.load = load_check(_python(opts, result.checkout), result.checkout, result.file.stem)
     if result.variant is None:
         result.notes.append(
-            "not a version echopanel-setup knows: described as read; `smoke --client echopanel` runs it"
+            "not a version echopanel-setup knows: described as read; its own code runs against the server"
         )
-    if result.works is False:
-        result.exit_code = 1
-    elif result.load.ran and not result.load.ok:
+    if result.load.ran and not result.load.ok:
         result.exit_code, result.reason = 1, f"it does not load in EchoPanel's Python: {result.load.message}"
     elif result.load.ran and result.load.available is False:
         result.exit_code = 1
         result.reason = (
             "it loads but reports itself unavailable (a dependency is missing): EchoPanel falls back to faster_whisper"
         )
+    _api_sdk(result)
+    _against_server(opts, result)
+    if result.works is False:
+        result.exit_code = 1
     return result
+
+
+def _api_sdk(result: ProviderResult) -> None:
+    """In API mode the provider needs Mistral's SDK in EchoPanel's Python: say how to install it, and what it means."""
+    env = echopanel_env(result.checkout)
+    if env.get("VOXTRAL_MODE", "").strip().lower() != "api" or result.load is None or not result.load.ran:
+        return
+    info = contract.variant_info(result.variant) or {}
+    if not info.get("api_path"):
+        result.exit_code, result.reason = 1, "VOXTRAL_MODE=api is set, but this provider has no Mistral API path"
+        return
+    probe = "import mistralai.extra.realtime"
+    try:
+        done = subprocess.run([result.load.python, "-c", probe], capture_output=True, timeout=IMPORT_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired):
+        return
+    if done.returncode != 0:
+        result.exit_code = 1
+        result.reason = (
+            f"VOXTRAL_MODE=api needs Mistral's SDK in EchoPanel's Python: {result.load.python} -m pip install "
+            "'mistralai[realtime]' (in API mode the meeting's audio leaves this machine for Mistral's servers)"
+        )
+
+
+def _against_server(opts: ProviderOptions, result: ProviderResult) -> None:
+    """What EchoPanel gets from the server it is set to use: `smoke --client echopanel`, at full speed."""
+    from echopanel_setup import knowledge
+    from echopanel_setup.smoke import audio
+    from echopanel_setup.smoke import echopanel as ep_smoke
+
+    run = ep_smoke.run(
+        echopanel=str(result.checkout),
+        echopanel_python=opts.echopanel_python,
+        url=None,
+        clip=audio.bundled(),
+        max_wer=knowledge.load().smoke.max_wer,
+        fast=True,
+    )
+    result.smoke = run
+    if not run.passed:
+        result.exit_code = 1
+        if result.reason:
+            return
+        first = next((f"EchoPanel shows {line!r}" for f in run.feeds for line in f.status_lines), "")
+        step = next((f"{s.what} → {s.status} {s.detail}" for s in run.steps if s.status != 200), "")
+        result.reason = first or step or run.verdict
 
 
 def echopanel_env(checkout: Path) -> dict[str, str]:

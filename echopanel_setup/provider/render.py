@@ -45,8 +45,20 @@ def to_document(r: ProviderResult) -> dict[str, Any]:
             "seconds": round(load.seconds, 3),
             "message": load.message or None,
         },
+        "smoke": None if r.smoke is None else _smoke_summary(r.smoke),
         "notes": r.notes,
         "error": None,
+    }
+
+
+def _smoke_summary(run: Any) -> dict[str, Any]:
+    return {
+        "url": run.url,
+        "how": run.mode,
+        "passed": run.passed,
+        "verdict": run.verdict,
+        "transcript": run.transcript,
+        "server_works": run.server_works,
     }
 
 
@@ -95,6 +107,9 @@ def render_human(r: ProviderResult) -> None:
         print(f"  {note}", file=out)
     if r.reason:
         print(f"{'x' if r.exit_code else '!'} {r.reason}", file=out)
+    if r.smoke is not None:
+        how = "ran its own code" if r.smoke.mode == "run" else "replayed its protocol"
+        print(f"  against {r.smoke.url} ({how}, bundled clip): {r.smoke.verdict}", file=out)
     if r.action == "check":
         verdict = "can work" if r.exit_code == 0 else "cannot work"
         hint = (
