@@ -731,6 +731,7 @@ def _provider(
     yes: bool,
     force: bool,
 ) -> None:
+    from echopanel_setup import output
     from echopanel_setup.provider import command, render
 
     opts = command.ProviderOptions(action, provider, echopanel, echopanel_python, dry_run, yes, force)
@@ -743,14 +744,9 @@ def _provider(
         what = "Apply this change" if action == "fix" else "Put the original back"
         return typer.confirm(f"{what} to {preview.file}?", default=False, err=True)
 
-    try:
-        result = command.run(opts, ask=ask, show=None if json_out else render.show_diff)
-    except SetupError as exc:
-        if json_out:
-            render.write_json(render.error_document(str(exc), exc.exit_code))
-        raise
+    result = command.run(opts, ask=ask, show=None if json_out else render.show_diff)
     if json_out:
-        render.write_json(render.to_document(result))
+        output.write_json(render.to_document(result))
     else:
         render.render_human(result)
     raise typer.Exit(result.exit_code)
@@ -767,31 +763,26 @@ def _smoke_echopanel(
     fast: bool,
     json_out: bool,
 ) -> None:
-    from echopanel_setup import knowledge
+    from echopanel_setup import knowledge, output
     from echopanel_setup.smoke import echopanel as ep_smoke
     from echopanel_setup.smoke import echopanel_render, render, runner
 
-    try:
-        if not json_out:
-            print(f"Client:     echopanel ({why}; --client realtime tests the server alone)")
-        clip = runner.load_clip(runner.SmokeOptions(audio=audio, expect=expect))
-        limit = knowledge.load().smoke.max_wer if max_wer is None else max_wer
-        with render.progress(enabled=not json_out and sys.stderr.isatty()) as status:
-            result = ep_smoke.run(
-                echopanel=echopanel,
-                echopanel_python=echopanel_python,
-                url=url,
-                clip=clip,
-                max_wer=limit,
-                fast=fast,
-                say=status,
-            )
-    except SetupError as exc:
-        if json_out:
-            render.write_json(render.error_document(str(exc), exc.exit_code))
-        raise
+    if not json_out:
+        print(f"Client:     echopanel ({why}; --client realtime tests the server alone)")
+    clip = runner.load_clip(runner.SmokeOptions(audio=audio, expect=expect))
+    limit = knowledge.load().smoke.max_wer if max_wer is None else max_wer
+    with render.progress(enabled=not json_out and sys.stderr.isatty()) as status:
+        result = ep_smoke.run(
+            echopanel=echopanel,
+            echopanel_python=echopanel_python,
+            url=url,
+            clip=clip,
+            max_wer=limit,
+            fast=fast,
+            say=status,
+        )
     if json_out:
-        render.write_json(echopanel_render.to_document(result))
+        output.write_json(echopanel_render.to_document(result))
     else:
         echopanel_render.render_human(result)
     raise typer.Exit(result.exit_code)

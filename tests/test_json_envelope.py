@@ -208,3 +208,25 @@ def test_no_arguments_print_the_help_not_an_error_line(cli: Cli, argv: tuple[str
     assert run.code == 2 and run.out == ""  # Click's convention (8.2+): help on stderr, exit 2
     assert run.err.startswith("Usage: ") and "error:" not in run.err
     assert "Commands" in run.err and len(run.err.splitlines()) > 5
+
+
+@pytest.mark.parametrize("action", ["check", "fix", "revert"])
+def test_provider_results_and_errors_are_envelopes(cli: Cli, tmp_path: Path, action: str) -> None:
+    from echopanel_kit import make_checkout
+
+    checkout = make_checkout(tmp_path / "EchoPanel")
+    extra = ("--dry-run",) if action == "fix" else ()
+    doc = envelope(cli("provider", action, "--json", "--echopanel", str(checkout), *extra), f"provider {action}")
+    assert doc["error"] is None and doc["outcome"]
+    error = error_of(
+        cli("provider", action, "--json", "--echopanel", str(tmp_path / "nowhere")), f"provider {action}", 2, "usage"
+    )
+    assert "not an EchoPanel checkout" in error["message"]
+
+
+def test_smoke_client_echopanel_is_an_envelope(cli: Cli, tmp_path: Path) -> None:
+    from echopanel_kit import make_checkout
+
+    checkout = make_checkout(tmp_path / "EchoPanel", env=f"VOXTRAL_VLLM_URL=http://127.0.0.1:{closed_port()}\n")
+    doc = envelope(cli("smoke", "--json", "--fast", "--echopanel", str(checkout)), "smoke")
+    assert doc["client"] == "echopanel" and doc["exit_code"] == 1 and doc["error"] is None

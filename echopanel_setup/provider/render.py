@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
+from echopanel_setup import output
 from echopanel_setup.provider.command import ProviderResult
-from echopanel_setup.report import header
 
 SCHEMA_VERSION = 1
 _DONE = {
@@ -21,21 +20,21 @@ _DONE = {
 
 def to_document(r: ProviderResult) -> dict[str, Any]:
     load = r.load
-    return {
-        **header("provider", SCHEMA_VERSION),
-        "action": r.action,
-        "provider": r.provider,
-        "exit_code": r.exit_code,
-        "outcome": r.outcome,
-        "checkout": {"path": str(r.checkout), "found_by": r.how_found},
-        "file": str(r.file),
-        "variant": {"id": r.variant, "title": r.variant_title, "works": r.works},
-        "reason": r.reason or None,
-        "facts": r.facts,
-        "diff": r.diff or None,
-        "orig": None if r.orig is None else {"path": str(r.orig), "created": r.orig_created},
-        "record": None if r.record is None else r.record.__dict__,
-        "load": None
+    return output.document(
+        f"provider {r.action}",
+        SCHEMA_VERSION,
+        r.exit_code,
+        provider=r.provider,
+        outcome=r.outcome,
+        checkout={"path": str(r.checkout), "found_by": r.how_found},
+        file=str(r.file),
+        variant={"id": r.variant, "title": r.variant_title, "works": r.works},
+        reason=r.reason or None,
+        facts=r.facts,
+        diff=r.diff or None,
+        orig=None if r.orig is None else {"path": str(r.orig), "created": r.orig_created},
+        record=None if r.record is None else r.record.__dict__,
+        load=None
         if load is None
         else {
             "python": load.python,
@@ -45,10 +44,9 @@ def to_document(r: ProviderResult) -> dict[str, Any]:
             "seconds": round(load.seconds, 3),
             "message": load.message or None,
         },
-        "smoke": None if r.smoke is None else _smoke_summary(r.smoke),
-        "notes": r.notes,
-        "error": None,
-    }
+        smoke=None if r.smoke is None else _smoke_summary(r.smoke),
+        notes=r.notes,
+    )
 
 
 def _smoke_summary(run: Any) -> dict[str, Any]:
@@ -60,14 +58,6 @@ def _smoke_summary(run: Any) -> dict[str, Any]:
         "transcript": run.transcript,
         "server_works": run.server_works,
     }
-
-
-def error_document(message: str, exit_code: int) -> dict[str, Any]:
-    return {**header("provider", SCHEMA_VERSION), "exit_code": exit_code, "error": {"message": message}}
-
-
-def write_json(doc: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
 
 
 def show_diff(r: ProviderResult) -> None:

@@ -5,27 +5,28 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-from echopanel_setup.report import header
+from echopanel_setup import output
 from echopanel_setup.smoke.echopanel import EchoPanelSmoke
 
 SCHEMA_VERSION = 1
 
 
 def to_document(r: EchoPanelSmoke) -> dict[str, Any]:
-    return {
-        **header("smoke", SCHEMA_VERSION),
-        "client": "echopanel",
-        "passed": r.passed,
-        "exit_code": r.exit_code,
-        "verdict": r.verdict,
-        "checkout": {"path": str(r.checkout), "found_by": r.how_found},
-        "provider": {"name": r.provider, "variant": r.variant, "title": r.variant_title},
-        "url": r.url,
-        "url_from": r.url_from,
-        "python": r.python,
-        "how": r.mode,
-        "fallback_reason": r.fallback,
-        "runs": [
+    return output.document(
+        "smoke",
+        SCHEMA_VERSION,
+        r.exit_code,
+        client="echopanel",
+        passed=r.passed,
+        verdict=r.verdict,
+        checkout={"path": str(r.checkout), "found_by": r.how_found},
+        provider={"name": r.provider, "variant": r.variant, "title": r.variant_title},
+        url=r.url,
+        url_from=r.url_from,
+        python=r.python,
+        how=r.mode,
+        fallback_reason=r.fallback,
+        runs=[
             {
                 "feed": f.feed,
                 "finals": f.finals,
@@ -37,18 +38,15 @@ def to_document(r: EchoPanelSmoke) -> dict[str, Any]:
             }
             for f in r.feeds
         ],
-        "steps": [
-            {"what": s.what, "status": s.status, "detail": s.detail, "echopanel_shows": s.shows} for s in r.steps
-        ],
-        "transcript": r.transcript,
-        "reference": r.clip.reference,
-        "wer": None if r.score is None else round(r.score.wer, 4),
-        "max_wer": r.max_wer,
-        "server_works": r.server_works,
-        "server_detail": r.server_detail or None,
-        "notes": r.notes,
-        "error": None,
-    }
+        steps=[{"what": s.what, "status": s.status, "detail": s.detail, "echopanel_shows": s.shows} for s in r.steps],
+        transcript=r.transcript,
+        reference=r.clip.reference,
+        wer=None if r.score is None else round(r.score.wer, 4),
+        max_wer=r.max_wer,
+        server_works=r.server_works,
+        server_detail=r.server_detail or None,
+        notes=r.notes,
+    )
 
 
 def render_human(r: EchoPanelSmoke, out: TextIO | None = None) -> None:
