@@ -381,7 +381,7 @@ class ChatFront:
     0.30-0.34 does to EchoPanel's published provider (headerless PCM in a data: URL → 400; a name not served →
     404), and `/v1/realtime` spliced through to `model` (a RealtimeModel) so realtime clients meet the real thing."""
 
-    def __init__(self, model: RealtimeModel, served: list[str] | None = None) -> None:
+    def __init__(self, model: RealtimeModel, served: list[str] | None = None, port: int = 0) -> None:
         import socket
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -451,7 +451,7 @@ class ChatFront:
                 back.join(5)
                 self.close_connection = True
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 

@@ -45,7 +45,7 @@ def test_fix_writes_ours_keeps_the_original_and_records_it(checkout: Path, monke
     assert code == 0, out + err
     assert (checkout / FILE).read_text(encoding="utf-8") == template_text()
     assert (checkout / f"{FILE}.orig").read_bytes() == original
-    assert out.index("--- a/provider_voxtral_official.py") < out.index("replaced with echopanel-setup's realtime")
+    assert out.index("--- a/server/services/provider_voxtral_official.py") < out.index("replaced with echopanel-setup's realtime")
     assert "git status" in out and "loads in EchoPanel's Python" in out
     record = records.find(checkout / FILE)
     assert record is not None
@@ -75,7 +75,7 @@ def test_check_runs_echopanel_against_its_server(checkout: Path, monkeypatch, ca
 def test_dry_run_writes_nothing(checkout: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     before = (checkout / FILE).read_bytes()
     code, out, _ = fix(monkeypatch, capsys, checkout, "--dry-run")
-    assert code == 0 and "+++ b/provider_voxtral_official.py" in out
+    assert code == 0 and "+++ b/server/services/provider_voxtral_official.py" in out
     assert (checkout / FILE).read_bytes() == before
     assert not (checkout / f"{FILE}.orig").exists() and records.find(checkout / FILE) is None
 

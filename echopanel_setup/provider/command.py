@@ -118,7 +118,7 @@ def _describe(result: ProviderResult) -> None:
         "reads": {e.key: e.default for e in found.env},
         "endpoints": found.endpoints,
         "model": found.model,
-        "deps": found.deps,
+        "deps": list(info["deps"]) if "deps" in info else found.deps,  # a known variant's own list: API-only ones out
         "sends_auth": found.auth,
     }
 
@@ -177,7 +177,7 @@ def _fix(opts: ProviderOptions, result: ProviderResult, ask: Ask | None, show: S
         if refusal:
             result.outcome, result.exit_code, result.reason = "refused", 1, refusal
             return result
-    result.diff = _diff(old, new, result.file.name)
+    result.diff = _diff(old, new, str(result.file.relative_to(result.checkout)))
     if show is not None:
         show(result)
     if opts.dry_run:
@@ -301,7 +301,7 @@ def _revert(opts: ProviderOptions, result: ProviderResult, ask: Ask | None, show
             f"the original is gone: neither {record.orig} nor {record.backup} holds sha256 {record.sha256_before[:12]}…"
         )
         return result
-    result.diff = _diff(current, original, result.file.name)
+    result.diff = _diff(current, original, str(result.file.relative_to(result.checkout)))
     if show is not None:
         show(result)
     if opts.dry_run:

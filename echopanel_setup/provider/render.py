@@ -89,17 +89,19 @@ def render_human(r: ProviderResult) -> None:
             print(f"  loads in EchoPanel's Python ({load.python}, {load.seconds:.1f} s){avail}", file=out)
         else:
             print(f"  x does not load in EchoPanel's Python ({load.python}): {load.message}", file=out)
+    if r.smoke is not None:
+        how = "ran its own code" if r.smoke.mode == "run" else "replayed its protocol"
+        print(f"  against {r.smoke.url} ({how}, bundled clip): {r.smoke.verdict}", file=out)
     if r.outcome in _DONE:
         print(("ok " if r.exit_code == 0 else "x ") + _DONE[r.outcome], file=out)
     if r.orig is not None and r.outcome == "fixed":
         print(f"  original kept as {r.orig.name}" + ("" if r.orig_created else " (from the first fix)"), file=out)
     for note in r.notes:
         print(f"  {note}", file=out)
-    if r.reason:
+    if r.reason and (r.exit_code or r.action == "check"):
         print(f"{'x' if r.exit_code else '!'} {r.reason}", file=out)
-    if r.smoke is not None:
-        how = "ran its own code" if r.smoke.mode == "run" else "replayed its protocol"
-        print(f"  against {r.smoke.url} ({how}, bundled clip): {r.smoke.verdict}", file=out)
+    elif r.reason and r.outcome == "dry-run":
+        print(f"  why: {r.reason}", file=out)
     if r.action == "check":
         verdict = "can work" if r.exit_code == 0 else "cannot work"
         hint = (

@@ -55,7 +55,6 @@ def render_human(r: EchoPanelSmoke, out: TextIO | None = None) -> None:
     def line(text: str = "") -> None:
         print(text, file=w)
 
-    line(f"Client:     echopanel (EchoPanel's own voxtral_official, {r.checkout})")
     line(f"Provider:   {r.variant_title or 'a version echopanel-setup does not know'}")
     line(f"Server:     {r.url} (VOXTRAL_VLLM_URL from {r.url_from})")
     if r.mode == "run":
@@ -68,9 +67,8 @@ def render_human(r: EchoPanelSmoke, out: TextIO | None = None) -> None:
                 line(f"    EchoPanel shows: {status}")
             if f.error:
                 line(f"    x the pipeline would stop: {f.error}")
-            quiet = [e for e in f.log if e.get("level") == "DEBUG" and "error" in str(e.get("message", "")).lower()]
-            for entry in quiet[:2]:
-                line(f"    DEBUG (invisible in EchoPanel): {entry.get('message')}")
+            for message in _hidden_failures(f.log)[:2]:
+                line(f"    DEBUG, invisible in EchoPanel: {message}")
     else:
         line(f"Replayed:   its protocol step by step (its code does not load in {r.python}: {r.fallback})")
         for s in r.steps:
@@ -86,3 +84,14 @@ def render_human(r: EchoPanelSmoke, out: TextIO | None = None) -> None:
     for note in r.notes:
         line(f"! {note}")
     line(f"{'✓' if r.passed else '✗'} {r.verdict}")
+
+
+def _hidden_failures(log: list[dict[str, Any]]) -> list[str]:
+    """Distinct DEBUG lines that report a failure: what the published provider hides from EchoPanel's INFO log."""
+    seen: list[str] = []
+    for entry in log:
+        message = str(entry.get("message", ""))
+        failed = any(word in message.lower() for word in ("error", "fail", "timeout"))
+        if entry.get("level") == "DEBUG" and failed and message not in seen:
+            seen.append(message)
+    return seen
