@@ -22,6 +22,14 @@ def checkout(tmp_path: Path) -> Path:
     return make_checkout(tmp_path / "EchoPanel")
 
 
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return run_main(monkeypatch, capsys, "provider", *argv)
 
@@ -45,16 +53,20 @@ def test_fix_writes_ours_keeps_the_original_and_records_it(checkout: Path, monke
     assert code == 0, out + err
     assert (checkout / FILE).read_text(encoding="utf-8") == template_text()
     assert (checkout / f"{FILE}.orig").read_bytes() == original
-    assert out.index("--- a/server/services/provider_voxtral_official.py") < out.index("replaced with echopanel-setup's realtime")
+    assert out.index("--- a/server/services/provider_voxtral_official.py") < out.index(
+        "replaced with echopanel-setup's realtime"
+    )
     assert "git status" in out and "loads in EchoPanel's Python" in out
     record = records.find(checkout / FILE)
     assert record is not None
     assert record.sha256_before == records.sha256(original)
     assert record.sha256_after == records.sha256(template_text().encode())
     assert not Path(record.path).is_relative_to(Path(record.backup).parent), "backups live in our state dir"
+    port = closed_port()
+    (checkout / ".env").write_text(f"VOXTRAL_VLLM_URL=http://127.0.0.1:{port}\n", encoding="utf-8")
     code, out, _ = cli(monkeypatch, capsys, "check", "--echopanel", str(checkout), "--echopanel-python", sys.executable)
     assert code == 1 and "echopanel-setup's voxtral_official" in out, out
-    assert "cannot reach vLLM at http://127.0.0.1:8001" in out, "no server yet: what EchoPanel would show"
+    assert f"cannot reach vLLM at http://127.0.0.1:{port}" in out, "no server yet: what EchoPanel would show"
 
 
 @pytest.mark.slow
