@@ -108,17 +108,16 @@ def _describe(result: ProviderResult) -> None:
     if found is None:
         return
     result.variant = found.variant
-    info = contract.variant_info(found.variant) or {}
-    result.variant_title = str(info["title"]) if "title" in info else None
-    result.works = bool(info["works"]) if "works" in info else None
-    if info and not info.get("works"):
-        result.reason = str(info.get("reason", ""))
+    info = contract.variant_info(found.variant)
+    if info is not None:
+        result.variant_title, result.works = info.title, info.works
+        result.reason = "" if info.works else info.reason
     result.facts = {
         "sha256": found.sha256,
         "reads": {e.key: e.default for e in found.env},
         "endpoints": found.endpoints,
         "model": found.model,
-        "deps": list(info["deps"]) if "deps" in info else found.deps,  # a known variant's own list: API-only ones out
+        "deps": list(info.deps) if info is not None else found.deps,  # a known variant's own list: API-only ones out
         "sends_auth": found.auth,
     }
 
@@ -209,19 +208,19 @@ def _refusal(result: ProviderResult, old: bytes | None) -> str:
     rel = result.file.relative_to(result.checkout)
     if old is None:
         return f"{rel} does not exist in this checkout; --force adds ours"
-    info = contract.variant_info(result.variant) or {}
+    info = contract.variant_info(result.variant)
     if result.variant == OUR_VARIANT:
         return (
             f"{rel} is echopanel-setup's provider, but not as `provider fix` wrote it here (edited, or another "
             "version without a record): --force replaces it (the current file is kept as a backup)"
         )
-    if result.variant is None:
+    if info is None:
         return (
             f"{rel} is not a version echopanel-setup knows (sha256 {records.sha256(old)[:12]}…): it may hold your own "
             "changes; read it, then --force replaces it (it is kept as .orig)"
         )
-    if info.get("provider") != result.provider or str(info.get("fix", "")) != "echopanel-setup provider fix":
-        return f"{rel} is {info.get('title', result.variant)}, which `provider fix` does not replace; --force does"
+    if info.provider != result.provider or info.fix != "echopanel-setup provider fix":
+        return f"{rel} is {info.title}, which `provider fix` does not replace; --force does"
     return ""
 
 
@@ -368,8 +367,8 @@ def _api_sdk(result: ProviderResult) -> None:
     env = echopanel_env(result.checkout)
     if env.get("VOXTRAL_MODE", "").strip().lower() != "api" or result.load is None or not result.load.ran:
         return
-    info = contract.variant_info(result.variant) or {}
-    if not info.get("api_path"):
+    info = contract.variant_info(result.variant)
+    if info is not None and not info.api_path:
         result.exit_code, result.reason = 1, "VOXTRAL_MODE=api is set, but this provider has no Mistral API path"
         return
     probe = "import mistralai.extra.realtime"

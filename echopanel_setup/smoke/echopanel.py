@@ -134,7 +134,7 @@ def run(
     found = read.provider("voxtral_official")
     if found is None:
         raise UsageError(f"{checkout.path} has no voxtral_official provider to test (use --client realtime)")
-    info = contract.variant_info(found.variant) or {}
+    info = contract.variant_info(found.variant)
     env = provider_command.echopanel_env(checkout.path)
     default = next((e.default for e in found.env if e.key == "VOXTRAL_VLLM_URL"), None) or "http://localhost:8000"
     if url:
@@ -151,7 +151,7 @@ def run(
         checkout.how,
         "voxtral_official",
         found.variant,
-        str(info.get("title")) if info else None,
+        info.title if info is not None else None,
         env.get("VOXTRAL_VLLM_URL", default),
         url_from,
         str(python),
@@ -161,9 +161,12 @@ def run(
     )
     load = provider_command.load_check(python, checkout.path)
     if load.ok and load.available is False:
-        load.ok, load.message = False, (
-            f"it loads in {python} but reports itself unavailable (a dependency is missing there), so EchoPanel "
-            "falls back to faster_whisper"
+        load.ok, load.message = (
+            False,
+            (
+                f"it loads in {python} but reports itself unavailable (a dependency is missing there), so EchoPanel "
+                "falls back to faster_whisper"
+            ),
         )
     if load.ok:
         speed = 20.0 if fast else 1.0
