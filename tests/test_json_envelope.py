@@ -210,11 +210,12 @@ def test_no_arguments_print_the_help_not_an_error_line(cli: Cli, argv: tuple[str
     assert "Commands" in run.err and len(run.err.splitlines()) > 5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("action", ["check", "fix", "revert"])
 def test_provider_results_and_errors_are_envelopes(cli: Cli, tmp_path: Path, action: str) -> None:
     from echopanel_kit import make_checkout
 
-    checkout = make_checkout(tmp_path / "EchoPanel")
+    checkout = make_checkout(tmp_path / "EchoPanel", env=f"VOXTRAL_VLLM_URL=http://127.0.0.1:{closed_port()}\n")
     extra = ("--dry-run",) if action == "fix" else ()
     doc = envelope(cli("provider", action, "--json", "--echopanel", str(checkout), *extra), f"provider {action}")
     assert doc["error"] is None and doc["outcome"]
@@ -224,6 +225,7 @@ def test_provider_results_and_errors_are_envelopes(cli: Cli, tmp_path: Path, act
     assert "not an EchoPanel checkout" in error["message"]
 
 
+@pytest.mark.slow
 def test_smoke_client_echopanel_is_an_envelope(cli: Cli, tmp_path: Path) -> None:
     from echopanel_kit import make_checkout
 

@@ -38,6 +38,7 @@ def fix(monkeypatch, capsys, checkout: Path, *extra: str) -> tuple[int, str, str
     return cli(monkeypatch, capsys, "fix", "--echopanel", str(checkout), "--echopanel-python", sys.executable, *extra)
 
 
+@pytest.mark.slow
 def test_check_says_the_published_provider_cannot_work(checkout: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     code, out, _ = cli(monkeypatch, capsys, "check", "--echopanel", str(checkout), "--json")
     doc = json.loads(out)
@@ -47,6 +48,7 @@ def test_check_says_the_published_provider_cannot_work(checkout: Path, monkeypat
     assert doc["facts"]["deps"] == ["aiohttp"]
 
 
+@pytest.mark.slow
 def test_fix_writes_ours_keeps_the_original_and_records_it(checkout: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     original = (checkout / FILE).read_bytes()
     code, out, err = fix(monkeypatch, capsys, checkout, "--yes")
@@ -99,6 +101,7 @@ def test_fix_asks_and_refuses_without_a_terminal(checkout: Path, monkeypatch, ca
     assert (checkout / FILE).read_bytes() == before
 
 
+@pytest.mark.slow
 def test_revert_restores_byte_identical(checkout: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     original = (checkout / FILE).read_bytes()
     assert fix(monkeypatch, capsys, checkout, "--yes")[0] == 0
@@ -108,6 +111,7 @@ def test_revert_restores_byte_identical(checkout: Path, monkeypatch, capsys) -> 
     assert not (checkout / f"{FILE}.orig").exists() and records.find(checkout / FILE) is None
 
 
+@pytest.mark.slow
 def test_revert_refuses_when_changed_since_fix(checkout: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     original = (checkout / FILE).read_bytes()
     assert fix(monkeypatch, capsys, checkout, "--yes")[0] == 0
@@ -120,6 +124,7 @@ def test_revert_refuses_when_changed_since_fix(checkout: Path, monkeypatch, caps
     assert code == 0 and (checkout / FILE).read_bytes() == original
 
 
+@pytest.mark.slow
 def test_unknown_variant_is_refused_unless_forced(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     mine = '"""My own provider."""\nfrom .asr_providers import ASRProviderRegistry\n'
     checkout = make_checkout(tmp_path / "EchoPanel", providers={FILE.name: mine})
@@ -131,6 +136,7 @@ def test_unknown_variant_is_refused_unless_forced(tmp_path: Path, monkeypatch, c
     assert (checkout / f"{FILE}.orig").read_text(encoding="utf-8") == mine
 
 
+@pytest.mark.slow
 def test_a_second_fix_keeps_the_first_orig(checkout: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     original = (checkout / FILE).read_bytes()
     assert fix(monkeypatch, capsys, checkout, "--yes")[0] == 0
@@ -144,6 +150,7 @@ def test_a_second_fix_keeps_the_first_orig(checkout: Path, monkeypatch, capsys) 
     assert fix(monkeypatch, capsys, checkout, "--yes")[0] == 0  # ours already: nothing to do
 
 
+@pytest.mark.slow
 def test_a_failing_import_restores_the_original(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     # An EchoPanel whose provider interface has no AudioSource: our module cannot import there.
     interface = ASR_PROVIDERS.format(default="faster_whisper") + "\ndel AudioSource\n"

@@ -16,6 +16,7 @@ from realtime_kit import ModelBehaviour, RealtimeModel, Speech, speech, words_of
 
 from echopanel_setup.provider import TEMPLATE, echopanel_harness, template_text
 
+pytestmark = pytest.mark.slow  # each test streams seconds of (time-scaled) audio through a real WebSocket
 SCRIPT = "please call stella. ask her to bring these things with her from the store. six spoons of fresh snow peas."
 _packages = itertools.count()
 
@@ -267,7 +268,6 @@ def websockets_14(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("feed", ["vad", "stream"])
 def test_harness_runs_the_provider_with_websockets_14(checkout: Path, websockets_14: Path, feed: str) -> None:
     """EchoPanel pins websockets==14.1: the installed provider, run by the harness in another Python process as
