@@ -167,3 +167,18 @@ def test_a_failing_import_restores_the_original(tmp_path: Path, monkeypatch, cap
 def test_bad_provider_name_is_a_usage_error(checkout: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     code, _, err = cli(monkeypatch, capsys, "fix", "--echopanel", str(checkout), "--provider", "whisper", "--yes")
     assert code == 2 and "voxtral_official" in err
+
+
+@pytest.mark.slow
+def test_check_warns_when_the_served_delay_differs(checkout: Path, tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from echopanel_setup.serve import launcher
+
+    model = tmp_path / "Voxtral-delay720ms"
+    model.mkdir()
+    (model / "tekken.json").write_text('{"audio": {"transcription_delay_ms": 720}}', encoding="utf-8")
+    port = closed_port()
+    launcher.Record(0, 0.0, f"http://127.0.0.1:{port}", "x", ["vllm", "serve", str(model)], "log", "now", True).write()
+    (checkout / ".env").write_text(f"VOXTRAL_VLLM_URL=http://127.0.0.1:{port}\n", encoding="utf-8")
+    code, out, _ = cli(monkeypatch, capsys, "check", "--echopanel", str(checkout), "--json")
+    notes = " ".join(json.loads(out)["notes"])
+    assert "started with a 720 ms delay" in notes and "configure --delay-ms 720" in notes

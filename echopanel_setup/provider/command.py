@@ -356,6 +356,8 @@ def _check(opts: ProviderOptions, result: ProviderResult) -> ProviderResult:
             "it loads but reports itself unavailable (a dependency is missing): EchoPanel falls back to faster_whisper"
         )
     _api_sdk(result)
+    if note := _delay_mismatch(result.checkout):
+        result.notes.append(note)
     _against_server(opts, result)
     if result.works is False:
         result.exit_code = 1
@@ -382,6 +384,34 @@ def _api_sdk(result: ProviderResult) -> None:
             f"VOXTRAL_MODE=api needs Mistral's SDK in EchoPanel's Python: {result.load.python} -m pip install "
             "'mistralai[realtime]' (in API mode the meeting's audio leaves this machine for Mistral's servers)"
         )
+
+
+def _delay_mismatch(checkout: Path) -> str | None:
+    """vLLM's delay is fixed when it starts (tekken.json of the dir it serves); EchoPanel's VOXTRAL_STREAMING_DELAY_MS
+    should say the same, or our provider appends too little silence to flush the last words (or waits too long)."""
+    from urllib.parse import urlsplit
+
+    from echopanel_setup.facts.local import read_tekken_delay
+    from echopanel_setup.serve import launcher
+
+    record = launcher.Record.read()
+    env = echopanel_env(checkout)
+    try:
+        ours = urlsplit(env.get("VOXTRAL_VLLM_URL", "http://127.0.0.1:8001")).port
+        served_port = urlsplit(record.url).port if record else None
+        model = Path(record.argv[record.argv.index("serve") + 1]) if record else None
+    except (ValueError, IndexError):
+        return None
+    if record is None or model is None or served_port != ours:
+        return None
+    served = read_tekken_delay(model / "tekken.json")
+    raw = env.get("VOXTRAL_STREAMING_DELAY_MS", "480").strip()
+    if served is None or raw == str(served):
+        return None
+    return (
+        f"vLLM was started with a {served} ms delay (its serve record, {model}), but EchoPanel's "
+        f"VOXTRAL_STREAMING_DELAY_MS is {raw}: set it to {served} (`echopanel-setup configure --delay-ms {served}`)"
+    )
 
 
 def _against_server(opts: ProviderOptions, result: ProviderResult) -> None:
