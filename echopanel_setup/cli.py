@@ -736,13 +736,12 @@ def _provider(
 
     opts = command.ProviderOptions(action, provider, echopanel, echopanel_python, dry_run, yes, force)
 
-    def ask(preview: command.ProviderResult) -> bool:
+    def ask(question: str) -> bool:
         if json_out or not sys.stdin.isatty():
             raise UsageError(
                 f"`provider {action}` asks before writing: pass --yes to apply, or --dry-run to see the diff"
             )
-        what = "Apply this change" if action == "fix" else "Put the original back"
-        return typer.confirm(f"{what} to {preview.file}?", default=False, err=True)
+        return typer.confirm(question, default=False, err=True)
 
     result = command.run(opts, ask=ask, show=None if json_out else render.show_diff)
     if json_out:

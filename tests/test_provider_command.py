@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from echopanel_kit import ASR_PROVIDERS, make_checkout
+from echopanel_kit import ASR_PROVIDERS, make_backend_python, make_checkout
 from realtime_kit import ModelBehaviour, RealtimeModel
 from smoke_kit import run_main
 
@@ -182,3 +182,17 @@ def test_check_warns_when_the_served_delay_differs(checkout: Path, tmp_path: Pat
     code, out, _ = cli(monkeypatch, capsys, "check", "--echopanel", str(checkout), "--json")
     notes = " ".join(json.loads(out)["notes"])
     assert "started with a 720 ms delay" in notes and "configure --delay-ms 720" in notes
+
+
+@pytest.mark.slow
+def test_fix_in_api_mode_names_the_sdk_install_and_where_audio_goes(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    checkout = make_checkout(tmp_path / "EchoPanel", env="VOXTRAL_MODE=api\nVOXTRAL_MISTRAL_API_KEY=k\n")
+    python = make_backend_python(checkout)  # no mistralai in EchoPanel's Python
+    code, out, _ = cli(
+        monkeypatch, capsys, "fix", "--echopanel", str(checkout), "--echopanel-python", str(python), "--yes"
+    )
+    assert code == 1
+    assert f"{python} -m pip install 'mistralai[realtime]'" in out and "audio then leaves this machine" in out
+    assert (checkout / FILE).read_text(encoding="utf-8") == template_text(), "the fix itself stays"
+    code, out, _ = fix(monkeypatch, capsys, checkout, "--yes", "--force")  # this Python has the SDK
+    assert code == 0, out

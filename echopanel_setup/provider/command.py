@@ -76,13 +76,13 @@ class ProviderResult:
     notes: list[str] = field(default_factory=list)
 
 
-Ask = Callable[[ProviderResult], bool]
+Ask = Callable[[str], bool]  # a yes/no question to the user
 Show = Callable[[ProviderResult], None]
 
 
 def run(opts: ProviderOptions, ask: Ask | None = None, show: Show | None = None) -> ProviderResult:
-    """Run one action. `show(preview)` gets the diff before anything is written; `ask(preview)` is then asked
-    for consent (not with --yes or --dry-run)."""
+    """Run one action. `show(preview)` gets the diff before anything is written; `ask(question)` then asks for
+    consent (not with --yes or --dry-run)."""
     if opts.provider not in PROVIDERS:
         raise UsageError(f"--provider {opts.provider}: only {', '.join(PROVIDERS)} can be fixed")
     checkout = discover.find(opts.echopanel, os.environ, Path.cwd(), Path.home())
@@ -182,7 +182,7 @@ def _fix(opts: ProviderOptions, result: ProviderResult, ask: Ask | None, show: S
     if opts.dry_run:
         result.outcome = "dry-run"
         return result
-    if not opts.yes and (ask is None or not ask(result)):
+    if not opts.yes and (ask is None or not ask(f"Replace {result.file} with echopanel-setup's provider?")):
         result.outcome, result.exit_code, result.reason = "declined", 1, "not applied (nothing was written)"
         return result
     _apply(result, old, new, record)
@@ -200,7 +200,46 @@ def _fix(opts: ProviderOptions, result: ProviderResult, ask: Ask | None, show: S
         )
     elif not result.load.ran:
         result.notes.append(f"{result.load.message}: the new provider's import was not checked")
+    else:
+        _offer_api_sdk(opts, result, ask)
     return result
+
+
+def _offer_api_sdk(opts: ProviderOptions, result: ProviderResult, ask: Ask | None) -> None:
+    """VOXTRAL_MODE=api needs Mistral's SDK in EchoPanel's Python: offer to install it, only with consent."""
+    assert result.load is not None
+    if echopanel_env(result.checkout).get("VOXTRAL_MODE", "").strip().lower() != "api":
+        return
+    python = result.load.python
+    if _imports(python, "mistralai.extra.realtime"):
+        return
+    install = [python, "-m", "pip", "install", "mistralai[realtime]"]
+    shown = f"{python} -m pip install 'mistralai[realtime]'"
+    question = (
+        f"VOXTRAL_MODE=api: the provider sends the meeting's audio to Mistral's servers, and needs Mistral's SDK in "
+        f"EchoPanel's Python. Install it now ({shown})?"
+    )
+    if opts.yes or ask is None or not ask(question):  # --yes applies the fix; installing software needs a "yes" here
+        result.exit_code = 1
+        result.reason = f"API mode needs Mistral's SDK in EchoPanel's Python: {shown} (audio then leaves this machine)"
+        return
+    try:
+        done = subprocess.run(install, capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        done = subprocess.CompletedProcess(install, 1, "", str(exc))
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["pip failed"])[-1]
+        result.exit_code, result.reason = 1, f"{shown} failed: {last}"
+    else:
+        result.notes.append(f"installed mistralai[realtime] in {python}: in API mode the audio goes to Mistral")
+
+
+def _imports(python: str, module: str) -> bool:
+    try:
+        done = subprocess.run([python, "-c", f"import {module}"], capture_output=True, timeout=IMPORT_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
 
 
 def _refusal(result: ProviderResult, old: bytes | None) -> str:
@@ -306,7 +345,7 @@ def _revert(opts: ProviderOptions, result: ProviderResult, ask: Ask | None, show
     if opts.dry_run:
         result.outcome = "dry-run"
         return result
-    if not opts.yes and (ask is None or not ask(result)):
+    if not opts.yes and (ask is None or not ask(f"Put the original {result.file.name} back?")):
         result.outcome, result.exit_code, result.reason = "declined", 1, "not reverted (nothing was written)"
         return result
     mode = result.file.stat().st_mode & 0o7777 if result.file.exists() else 0o644
@@ -373,12 +412,7 @@ def _api_sdk(result: ProviderResult) -> None:
     if info is not None and not info.api_path:
         result.exit_code, result.reason = 1, "VOXTRAL_MODE=api is set, but this provider has no Mistral API path"
         return
-    probe = "import mistralai.extra.realtime"
-    try:
-        done = subprocess.run([result.load.python, "-c", probe], capture_output=True, timeout=IMPORT_TIMEOUT_S)
-    except (OSError, subprocess.TimeoutExpired):
-        return
-    if done.returncode != 0:
+    if not _imports(result.load.python, "mistralai.extra.realtime"):
         result.exit_code = 1
         result.reason = (
             f"VOXTRAL_MODE=api needs Mistral's SDK in EchoPanel's Python: {result.load.python} -m pip install "
