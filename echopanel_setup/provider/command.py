@@ -138,6 +138,7 @@ def load_check(python: Path, checkout: Path, module: str = "provider_voxtral_off
             text=True,
             timeout=IMPORT_TIMEOUT_S,
             cwd=checkout,
+            env=echopanel_env(checkout),  # is_available depends on EchoPanel's settings (VOXTRAL_MODE)
         )
     except subprocess.TimeoutExpired:
         return LoadCheck(str(python), False, seconds=IMPORT_TIMEOUT_S, message=f"no answer in {IMPORT_TIMEOUT_S:.0f} s")
