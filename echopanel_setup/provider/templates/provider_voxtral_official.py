@@ -190,6 +190,11 @@ class _Conn:
         raise NotImplementedError
 
     async def finish(self, timeout: float) -> None:
+        """End the audio, wait up to `timeout` for the last text, close."""
+        raise NotImplementedError
+
+    async def receive(self, provider: VoxtralOfficialProvider) -> None:
+        """Turn the server's events into the source's events until the session ends."""
         raise NotImplementedError
 
 
@@ -209,7 +214,6 @@ class _VllmConn(_Conn):
         return samples
 
     async def finish(self, timeout: float) -> None:
-        """End the audio, wait for transcription.done (the last text), close."""
         self.closing = True
         with contextlib.suppress(Exception):
             if self.alive:
@@ -598,7 +602,7 @@ class VoxtralOfficialProvider(ASRProvider):
             self._fail(src, kind, message)
             return False
         src.conn = conn
-        conn.receiver = asyncio.ensure_future(conn.receive(self))  # type: ignore[attr-defined]
+        conn.receiver = asyncio.ensure_future(conn.receive(self))
         self._stats["sessions_opened"] += 1
         self.log(f"opened realtime session {conn.ident} for {src.key}")
         return True
