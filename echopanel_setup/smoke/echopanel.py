@@ -342,13 +342,14 @@ def _server_works(url: str, clip: audio.Clip, fast: bool) -> tuple[bool | None, 
     """The plain realtime check (`--client realtime`) against the same server: does the server itself work?"""
     from echopanel_setup.errors import SetupError
     from echopanel_setup.smoke import client, server
+    from echopanel_setup.url import ServerURL
 
     try:
-        ep = server.endpoint(url.rstrip("/").removesuffix("/v1"))
+        ep = ServerURL.parse(url, what="VOXTRAL_VLLM_URL")
         info = server.discover(ep, None, "", client.Limits.defaults().connect_s)
         model = server.choose_model(ep.http_base, info.models, None)
         started = time.monotonic()
-        got = client.transcribe(ep.ws_url, model, clip.pcm, api_key=None, fast=True, limits=client.Limits.defaults())
+        got = client.transcribe(ep, model, clip.pcm, api_key=None, fast=True, limits=client.Limits.defaults())
     except SetupError as exc:
         return False, str(exc)
     text = got.text.strip()
