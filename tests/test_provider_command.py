@@ -7,14 +7,20 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import Cli
 from echopanel_kit import ASR_PROVIDERS, make_backend_python, make_checkout
 from realtime_kit import ModelBehaviour, RealtimeModel
-from smoke_kit import run_main
 
 from echopanel_setup.provider import records, template_text
 from echopanel_setup.smoke import audio
 
 FILE = Path("server/services/provider_voxtral_official.py")
+
+
+def run_main(monkeypatch, capsys, *argv: str) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
+    """`echopanel-setup ARGV` in this process (conftest's runner), as (exit code, stdout, stderr)."""
+    run = Cli(monkeypatch, capsys)(*argv)
+    return run.code, run.out, run.err
 
 
 @pytest.fixture

@@ -9,14 +9,20 @@ import wave
 from pathlib import Path
 
 import pytest
+from conftest import Cli
 from echopanel_kit import make_backend_python, make_checkout
 from realtime_kit import ChatFront, RealtimeModel, speech
-from smoke_kit import run_main
 
 from echopanel_setup.provider import TEMPLATE, template_text
 
 pytestmark = pytest.mark.slow
 SCRIPT = "please call stella. ask her to bring these things."
+
+
+def run_main(monkeypatch, capsys, *argv: str) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
+    """`echopanel-setup ARGV` in this process (conftest's runner), as (exit code, stdout, stderr)."""
+    run = Cli(monkeypatch, capsys)(*argv)
+    return run.code, run.out, run.err
 
 
 @pytest.fixture
