@@ -453,7 +453,7 @@ def serve(
     Exit codes: 0 ok · 1 nothing fits / the server failed to start · 2 bad input · 3 not ready in time · 130 Ctrl-C.
     """
     if ctx.invoked_subcommand is not None:
-        _refuse_serve_options(ctx)
+        _refuse_group_options(ctx)
         return
     from echopanel_setup.serve.context import ServeOptions
 
@@ -488,18 +488,20 @@ def serve(
     _serve(opts)
 
 
-def _refuse_serve_options(ctx: typer.Context) -> None:
-    """`serve --json status` must not drop --json silently: a subcommand's options come after its name."""
+def _refuse_group_options(ctx: typer.Context) -> None:
+    """`serve --json status` must not drop --json silently: a subcommand's options come after its name.
+
+    For every command group whose own callback takes options (`serve`, and later `tunnel`, `watch`)."""
     given = [
         p.opts[0]
         for p in ctx.command.params
         if p.name and getattr(ctx.get_parameter_source(p.name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
     ]
     if given:
-        sub = ctx.invoked_subcommand
+        sub = f"{ctx.info_name} {ctx.invoked_subcommand}"
         raise UsageError(
-            f"{', '.join(given)} before `{sub}`: give `serve {sub}` its options after its name "
-            f"(see `echopanel-setup serve {sub} --help`)"
+            f"{', '.join(given)} before `{ctx.invoked_subcommand}`: give `{sub}` its options after its name "
+            f"(see `echopanel-setup {sub} --help`)"
         )
 
 

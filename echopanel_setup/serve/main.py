@@ -10,42 +10,40 @@ from __future__ import annotations
 
 from echopanel_setup.serve import context, formats, prepare, render, supervise
 from echopanel_setup.serve.context import ServeOptions
-from echopanel_setup.serve.result import Planned, Refusal, ServeResult
+from echopanel_setup.serve.result import Launch, Part, Planned, Refusal, ServeResult
 
 __all__ = ["ServeOptions", "run"]
 
 
 def run(opts: ServeOptions) -> ServeResult:
     action = context.action(opts)
-    result = ServeResult(action, opts.json_out if action in context.ACTIONS else opts.as_json)
+    part: Part
     if action == "status":
-        result.status = supervise.status()
+        part = supervise.status()
     elif action == "logs":
-        result.logs = supervise.logs(opts.lines, opts.follow, render.log_writer(opts.json_out))
+        part = supervise.logs(opts.lines, opts.follow, render.log_writer(opts.json_out))
     elif action == "stop":
-        result.stopped = supervise.stop()
+        part = supervise.stop()
     else:
-        _plan_or_launch(opts, result)
-    return result
+        part = _plan_or_launch(opts)
+    return ServeResult(action, opts.json_out if action in context.ACTIONS else opts.as_json, part)
 
 
-def _plan_or_launch(opts: ServeOptions, result: ServeResult) -> None:
+def _plan_or_launch(opts: ServeOptions) -> Planned | Refusal | Launch:
     if opts.launching:
         supervise.refuse_if_running()  # before planning: our own server's memory would read as a busy GPU
     try:
         ctx = context.gather(opts)
         plan = context.plan(opts, ctx)
     except context.Refused as refused:
-        result.refused = Refusal(refused.refusal, _alternatives(refused))
-        return
+        return Refusal(refused.refusal, _alternatives(refused))
     built = prepare.build(opts, ctx, plan, render.reading_flags)
     if opts.launching:
-        result.launch = supervise.launch(opts, ctx, built)
-        return
+        return supervise.launch(opts, ctx, built)
     text = None
-    if not result.as_json:
+    if not opts.as_json:
         text = formats.render(opts.fmt, built.cmd, built.plan, built.settings, prepare.deployment(opts, ctx, built), {})
-    result.planned = Planned(ctx, built, opts.fmt, text)
+    return Planned(ctx, built, opts.fmt, text)
 
 
 def _alternatives(refused: context.Refused) -> list[str]:

@@ -39,19 +39,15 @@ def _esc(text: str) -> str:
 
 def emit(result: ServeResult) -> None:
     """Render what `main.run` returned (human text, or one JSON document with `--json`)."""
-    code = result.exit_code
-    if result.planned is not None:
-        _planned(result.planned, result.as_json, code)
-    elif result.refused is not None:
-        _refused(result.refused, result.as_json, code)
-    elif result.launch is not None:
-        _launched(result.launch, result.as_json, code)
-    elif result.status is not None:
-        _status(result.status, result.as_json, code)
-    elif result.logs is not None:
-        _logs(result.logs, result.as_json, code)
-    elif result.stopped is not None:
-        _stopped(result.stopped, result.as_json, code)
+    renderers: dict[type, Callable[[Any, bool, int], None]] = {
+        Planned: _planned,
+        Refusal: _refused,
+        Launch: _launched,
+        launcher.Status: _status,
+        Logs: _logs,
+        Stopped: _stopped,
+    }
+    renderers[type(result.part)](result.part, result.as_json, result.exit_code)
 
 
 def plan_document(p: Planned, exit_code: int) -> dict[str, Any]:

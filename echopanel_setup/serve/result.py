@@ -57,25 +57,24 @@ class Logs:
     followed: bool = False  # the lines went out live (`--follow`), nothing is left to print
 
 
+Part = Planned | Refusal | Launch | launcher.Status | Logs | Stopped
+
+
 @dataclass
 class ServeResult:
-    """Exactly one of the parts is set, according to `action` (plan, exec, detach, status, logs, stop)."""
+    """One run: its action (plan, exec, detach, status, logs, stop) and what that action produced."""
 
     action: str
     as_json: bool
-    planned: Planned | None = None
-    refused: Refusal | None = None
-    launch: Launch | None = None
-    status: launcher.Status | None = None
-    stopped: Stopped | None = None
-    logs: Logs | None = None
+    part: Part  # what the action produced
 
     @property
     def exit_code(self) -> int:
-        if self.refused is not None:
+        o = self.part
+        if isinstance(o, Refusal):
             return EXIT_FAILED
-        if self.launch is not None:
-            return EXIT_OK if self.launch.ok else EXIT_FAILED
-        if self.status is not None:
-            return EXIT_OK if self.status.running and self.status.health == 200 else EXIT_FAILED
+        if isinstance(o, Launch):
+            return EXIT_OK if o.ok else EXIT_FAILED
+        if isinstance(o, launcher.Status):
+            return EXIT_OK if o.running and o.health == 200 else EXIT_FAILED
         return EXIT_OK
