@@ -145,7 +145,10 @@ def assert_ndjson_follow(log: Path) -> None:
 
 @pytest.mark.slow
 def test_a_second_run_uses_the_recorded_flags_for_high_confidence(machine: Machine) -> None:
-    assert run_cli(*machine.args("--detach")).returncode == 0
+    detached = run_cli(*machine.args("--detach", "--json"))
+    doc = json.loads(detached.stdout)  # --detach is not live: one document when it is ready
+    assert detached.returncode == 0 and doc["action"] == "detach" and doc["ok"] and doc["exit_code"] == 0
+    assert doc["error"] is None and doc["url"] == f"http://127.0.0.1:{machine.port}" and doc["failure"] is None
     run_cli("serve", "--stop")
     again = run_cli(*machine.args("--json"))
     assert json.loads(again.stdout)["plan"]["confidence"] == "high"
@@ -177,6 +180,34 @@ def test_exec_in_the_foreground_stops_vllm_and_its_engine_on_ctrl_c(machine: Mac
     assert wait_gone(record.pid) and wait_gone(engine)
     assert launcher.Record.read() is None
     assert "Shutting down" in Path(record.log).read_text()  # vLLM got SIGINT: a clean shutdown
+
+
+@pytest.mark.slow
+def test_exec_json_is_live_ndjson_ready_then_exited(machine: Machine) -> None:
+    """A foreground server is a live command: under --json one NDJSON event when it is ready, one when it ends."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "echopanel_setup", *machine.args("--exec", "--json")],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=os.environ.copy(),
+    )
+    read_line = stdout_lines(proc)
+    try:
+        ready = json.loads(read_line())
+        record = launcher.Record.read()
+        assert record is not None and ready["pid"] == record.pid
+        os.kill(record.pid, signal.SIGTERM)  # vLLM ends on its own (as after an OOM kill or a `kill`)
+        exited = json.loads(read_line())
+    finally:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # the fixture stops the recorded vLLM
+    assert proc.returncode == 0, proc.stderr.read()  # type: ignore[union-attr]
+    assert ready["event"] == "ready" and ready["action"] == "exec" and ready["ok"] and ready["exit_code"] == 0
+    assert exited["event"] == "exited" and exited["vllm_exit_code"] == 0 and exited["exit_code"] == 0
+    assert all(e["command"] == "serve" and e["error"] is None for e in (ready, exited))
 
 
 @pytest.mark.slow

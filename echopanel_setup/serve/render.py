@@ -160,26 +160,32 @@ def explain_plan(ctx: Context, built: Built, fmt: str) -> None:
 
 
 def _launched(launch: Launch, as_json: bool, exit_code: int) -> None:
-    """The end of a launch; "ready" (and its JSON document) went out live, see `ready`."""
+    """The end of a launch: the document of a failed start or of `--detach`; after a foreground run, its last
+    NDJSON event (`exited`; `ready` went out live, see `ready`)."""
     outcome = launch.outcome
-    if not outcome.ok:
-        if as_json:
-            output.write_json(_launch_document(launch, exit_code))
-        elif outcome.failure:
-            con = _err()
-            for command in outcome.failure.commands:
-                con.print(f"         [cyan]{_esc(command)}[/]")
-    elif launch.vllm_exit_code is not None:
+    foreground_ran = outcome.ok and not launch.detached
+    if as_json and foreground_ran:
+        output.write_line(
+            output.document("serve", SCHEMA_VERSION, exit_code, event="exited", vllm_exit_code=launch.vllm_exit_code)
+        )
+    elif as_json:
+        output.write_json(_launch_document(launch, exit_code))
+    elif foreground_ran:
         _err().print(f"vLLM exited with code {launch.vllm_exit_code}.")
+    elif outcome.failure:
+        con = _err()
+        for command in outcome.failure.commands:
+            con.print(f"         [cyan]{_esc(command)}[/]")
 
 
-def _launch_document(launch: Launch, exit_code: int) -> dict[str, Any]:
+def _launch_document(launch: Launch, exit_code: int, **event: str) -> dict[str, Any]:
     record, outcome, built = launch.outcome.record, launch.outcome, launch.built
     failure = outcome.failure
     return output.document(
         "serve",
         SCHEMA_VERSION,
         exit_code,
+        **event,
         action="detach" if launch.detached else "exec",
         ok=outcome.ok,
         pid=record.pid,
@@ -343,11 +349,11 @@ def retrying(plan: planner.Plan) -> None:
 
 
 def ready(launch: Launch, as_json: bool) -> None:
-    """vLLM answers: its JSON document (under --json) and the human summary, before a foreground run goes on."""
+    """vLLM answers: the human summary, and for a foreground run under --json the NDJSON event `ready` (a
+    foreground run is live: `exited` follows when vLLM ends; `--detach` prints one document at its end)."""
     record, f, built = launch.outcome.record, launch.outcome.figures, launch.built
-    if as_json:
-        output.write_json(_launch_document(launch, 0))
-        sys.stdout.flush()  # a foreground run goes on: the document must reach a pipe now
+    if as_json and not launch.detached:
+        output.write_line(_launch_document(launch, 0, event="ready"))
     b = built.plan.breakdown
     planned_kv_gib = (b.kv + b.headroom) / 1024
     measured = f"vLLM: KV cache {f['kv_memory.gib']} GiB" if "kv_memory.gib" in f else "vLLM printed no KV figures"

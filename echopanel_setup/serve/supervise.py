@@ -7,8 +7,9 @@ the lifecycle is a set of subcommands, `X start|status|logs|stop` (for `serve`, 
 `--stop` stay as aliases of `serve status`, `serve logs` and `serve stop`). What a started process needs
 later (its pid and start time, argv with secrets redacted, URL, log path) is recorded in our state dir,
 never in EchoPanel's files, so `status`/`logs`/`stop` work from any shell and survive our own exit. A live
-output under `--json` (`serve logs --follow`, later `watch`) writes NDJSON: one JSON object per line and
-event, each with `report.header()`'s fields; every other run prints exactly one JSON document.
+output under `--json` (`serve logs --follow`, a foreground `serve --exec`, later `watch`) writes NDJSON: one
+envelope (`output.document`) per line and event, through `output.write_line`; every other run prints exactly
+one JSON document, and an error after NDJSON lines is one more line (`cli.main`).
 """
 
 from __future__ import annotations
