@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from echopanel_setup import envconfig, knowledge
 from echopanel_setup.checks import CheckResult, Fix, Status
@@ -85,6 +85,7 @@ class FlowUi(Protocol):
     """setup's live side (setup_render.SetupUi): each step line as it happens."""
 
     json_mode: bool
+    out: TextIO  # where the lines go (configure's output joins them)
     con: Console
 
     def begin(self) -> None: ...
@@ -355,10 +356,10 @@ class Flow:
         facts = run.facts
         if self.started_with_delay is not None:  # serve just started a variant with this delay
             facts = replace(facts, model=replace(facts.model, delay_ms=self.started_with_delay))
-        ui = configure_render.ConfigureUi(json_mode=self.ui.json_mode, out=self.ui.con.file)
+        ui = configure_render.ConfigureUi(json_mode=self.ui.json_mode, out=self.ui.out)
         result = configure.run(opts, ui, facts=facts)
         if not self.ui.json_mode:
-            configure_render.render(result, json_out=False, out=self.ui.con.file)
+            configure_render.render(result, json_out=False, out=self.ui.out)
         self.steps.append(Step("configure", "done", f"{result.action}: {result.plan.path}"))
 
 

@@ -29,7 +29,8 @@ class SetupUi:
 
     def __init__(self, json_mode: bool = False, out: TextIO | None = None) -> None:
         self.json_mode = json_mode
-        self.con = console(sys.stderr if json_mode else (out or sys.stdout))
+        self.out = sys.stderr if json_mode else (out or sys.stdout)
+        self.con = console(self.out)
 
     def begin(self) -> None:
         self.con.print(

@@ -134,6 +134,16 @@ def test_setup_documents_list_every_step(cli: Cli) -> None:
     assert "skip  install vllm" in run.err  # the live lines go to stderr
 
 
+def test_smoke_results_are_envelopes(cli: Cli) -> None:
+    from smoke_kit import VllmStandIn, exact
+
+    from echopanel_setup.smoke import audio
+
+    with VllmStandIn(exact(audio.bundled().pcm)) as server:
+        doc = envelope(cli("smoke", "--json", "--fast", "--url", server.url), "smoke")
+    assert doc["passed"] and doc["error"] is None
+
+
 def test_a_failure_raised_as_an_error_is_a_failed_document(cli: Cli, tmp_path: Path) -> None:
     error = error_of(
         cli("install", "voxtral", "--json", "--verify", "--dir", str(tmp_path)), "install voxtral", 1, "failed"

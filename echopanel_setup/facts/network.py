@@ -60,18 +60,20 @@ def probe(facts: NetworkFacts, server_url: ServerURL | None, external: bool) -> 
                 f"{str(exc).splitlines()[0]} (the proxy comes from {', '.join(facts.proxies) or 'the environment'})",
             )
         jobs = {}
-        if external:
-            jobs["hf"] = pool.submit(_probe, client, hf, deadline) if client else None
-            jobs["mistral"] = pool.submit(_probe, client, mistral, deadline) if client else None
+        if external and client:
+            jobs = {
+                name: pool.submit(_probe, client, url, deadline) for name, url in (("hf", hf), ("mistral", mistral))
+            }
+        server_job = None
         if server_url and (client or local_server):
-            jobs["server"] = pool.submit(_server, local_client if local_server else client, server_url, deadline)
-        results = {name: job.result() for name, job in jobs.items() if job is not None}
+            server_job = pool.submit(_server, local_client if local_server else client, server_url, deadline)
+        reached = {name: job.result() for name, job in jobs.items()}
+        server = server_job.result() if server_job else None
     if external and proxy_error:
-        results["hf"] = HttpProbe(url=hf, error=proxy_error)
-        results["mistral"] = HttpProbe(url=mistral, error=proxy_error)
-    if server_url and "server" not in results:
-        results["server"] = ServerFacts(url=str(server_url), error=proxy_error)
-    return replace(facts, hf=results.get("hf"), mistral=results.get("mistral"), server=results.get("server"))
+        reached = {name: HttpProbe(url=url, error=proxy_error) for name, url in (("hf", hf), ("mistral", mistral))}
+    if server_url and server is None:
+        server = ServerFacts(url=str(server_url), error=proxy_error)
+    return replace(facts, hf=reached.get("hf"), mistral=reached.get("mistral"), server=server)
 
 
 def _probe(client, url: str, deadline: float) -> HttpProbe:  # type: ignore[no-untyped-def]

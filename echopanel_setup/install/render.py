@@ -134,8 +134,8 @@ def vllm(r: VllmResult, json_out: bool, out: TextIO | None = None) -> None:
             f"{escape(f'{c.title:<22}')} {escape(c.summary)}"
         )
         if c.fix and c.is_problem:
-            for cmd in c.fix.commands:
-                con.print(f"      [cyan]{escape(cmd)}[/]")
+            for command in c.fix.commands:
+                con.print(f"      [cyan]{escape(command)}[/]")
     failed = [c for c in r.checks if c.counts_as_failure]
     if failed:
         con.print(
