@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import Cli, run_cli
 
 from echopanel_setup import knowledge
 from echopanel_setup.explain import explain
@@ -130,12 +130,12 @@ def test_quoted_line_is_right_with_progress_bars() -> None:
     assert "Free memory on device" in m.line
 
 
-def test_cli_line_number_is_the_files_line_number(tmp_path: Path) -> None:
+def test_cli_line_number_is_the_files_line_number(cli: Cli, tmp_path: Path) -> None:
     log = tmp_path / "vllm.log"
     data = _with_progress_bars()
     log.write_bytes(data)
-    res = run_cli("explain", "--json", str(log))
-    (m,) = json.loads(res.stdout)["matches"]
+    res = cli("explain", "--json", str(log))
+    (m,) = json.loads(res.out)["matches"]
     file_lines = data.decode().split("\n")
     assert "Free memory on device" in file_lines[m["line_no"] - 1]
 
@@ -155,27 +155,27 @@ def test_cli_explain_file() -> None:
 
 
 @pytest.mark.slow
-def test_cli_explain_shows_found_values_and_other_matches() -> None:
-    res = run_cli("explain", str(LOGS / "max-model-len-too-long.log"))
-    assert res.returncode == 0
-    assert "--max-model-len 21328" in res.stdout
-    res = run_cli("explain", str(LOGS / "driver-too-old.log"))
-    assert res.returncode == 0
-    assert "The NVIDIA driver is too old" in res.stdout.splitlines()[0]
-    assert "Also in the log: vLLM found no GPU (no-gpu" in res.stdout
+def test_cli_explain_shows_found_values_and_other_matches(cli: Cli) -> None:
+    res = cli("explain", str(LOGS / "max-model-len-too-long.log"))
+    assert res.code == 0
+    assert "--max-model-len 21328" in res.out
+    res = cli("explain", str(LOGS / "driver-too-old.log"))
+    assert res.code == 0
+    assert "The NVIDIA driver is too old" in res.out.splitlines()[0]
+    assert "Also in the log: vLLM found no GPU (no-gpu" in res.out
 
 
-def test_cli_explain_stdin() -> None:
-    res = run_cli("explain", "-", stdin=_read("free-memory-startup.log"))
-    assert res.returncode == 0
-    assert "Less free GPU memory than --gpu-memory-utilization asks for" in res.stdout
-    assert "free-memory-startup" in res.stdout
+def test_cli_explain_stdin(cli: Cli) -> None:
+    res = cli("explain", "-", stdin=_read("free-memory-startup.log"))
+    assert res.code == 0
+    assert "Less free GPU memory than --gpu-memory-utilization asks for" in res.out
+    assert "free-memory-startup" in res.out
 
 
-def test_cli_explain_json() -> None:
-    res = run_cli("explain", "--json", str(LOGS / "max-model-len-too-long.log"))
-    assert res.returncode == 0
-    doc = json.loads(res.stdout)
+def test_cli_explain_json(cli: Cli) -> None:
+    res = cli("explain", "--json", str(LOGS / "max-model-len-too-long.log"))
+    assert res.code == 0
+    doc = json.loads(res.out)
     assert doc["schema_version"] == 1 and doc["recognised"] is True
     (m,) = doc["matches"]
     assert m["id"] == "max-model-len-too-long"
@@ -184,42 +184,42 @@ def test_cli_explain_json() -> None:
     assert set(m) >= {"id", "title", "cause", "fix", "commands", "source", "line_no", "line", "groups"}
 
 
-def test_cli_explain_json_stdin_unrecognised() -> None:
-    res = run_cli("explain", "--json", "-", stdin=_read("unrelated.log"))
-    assert res.returncode == 1
-    doc = json.loads(res.stdout)
+def test_cli_explain_json_stdin_unrecognised(cli: Cli) -> None:
+    res = cli("explain", "--json", "-", stdin=_read("unrelated.log"))
+    assert res.code == 1
+    doc = json.loads(res.out)
     assert doc["recognised"] is False and doc["matches"] == [] and doc["exit_code"] == 1 and doc["error"] is None
 
 
-def test_cli_explain_unknown_log() -> None:
-    res = run_cli("explain", str(LOGS / "unrelated.log"))
-    assert res.returncode == 1
-    assert "Not recognised" in res.stdout
-    assert "Traceback" not in res.stdout + res.stderr
+def test_cli_explain_unknown_log(cli: Cli) -> None:
+    res = cli("explain", str(LOGS / "unrelated.log"))
+    assert res.code == 1
+    assert "Not recognised" in res.out
+    assert "Traceback" not in res.out + res.err
 
 
-def test_cli_explain_missing_file(tmp_path: Path) -> None:
-    res = run_cli("explain", str(tmp_path / "nope.log"))
-    assert res.returncode == 2
-    assert res.stdout == ""
-    lines = res.stderr.strip().splitlines()
+def test_cli_explain_missing_file(cli: Cli, tmp_path: Path) -> None:
+    res = cli("explain", str(tmp_path / "nope.log"))
+    assert res.code == 2
+    assert res.out == ""
+    lines = res.err.strip().splitlines()
     assert len(lines) == 1 and "nope.log" in lines[0] and "no such file" in lines[0]
-    assert "Traceback" not in res.stderr
+    assert "Traceback" not in res.err
 
 
-def test_cli_explain_directory_is_a_usage_error(tmp_path: Path) -> None:
-    res = run_cli("explain", str(tmp_path))
-    assert res.returncode == 2
-    assert len(res.stderr.strip().splitlines()) == 1 and "cannot read" in res.stderr
-    assert "Traceback" not in res.stderr
+def test_cli_explain_directory_is_a_usage_error(cli: Cli, tmp_path: Path) -> None:
+    res = cli("explain", str(tmp_path))
+    assert res.code == 2
+    assert len(res.err.strip().splitlines()) == 1 and "cannot read" in res.err
+    assert "Traceback" not in res.err
 
 
-def test_cli_explain_binary_garbage_is_not_a_crash(tmp_path: Path) -> None:
+def test_cli_explain_binary_garbage_is_not_a_crash(cli: Cli, tmp_path: Path) -> None:
     log = tmp_path / "core.bin"
     log.write_bytes(bytes(range(256)) * 4 + b"\nNo available memory for the cache blocks\n")
-    res = run_cli("explain", str(log))
-    assert res.returncode == 0
-    assert "No memory left for the KV cache" in res.stdout
+    res = cli("explain", str(log))
+    assert res.code == 0
+    assert "No memory left for the KV cache" in res.out
 
 
 def test_free_memory_message_suggests_a_utilisation() -> None:
