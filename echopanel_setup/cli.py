@@ -118,7 +118,7 @@ def doctor(
     offline: Annotated[bool, typer.Option(help="No network probes (a loopback vLLM server is still asked).")] = False,
     python: Annotated[str | None, typer.Option(help="The Python (or venv) that runs vLLM.")] = None,
     port: Annotated[
-        int | None, typer.Option(min=1, max=65535, help="The port vLLM listens on (default 8000 or the config's).")
+        int | None, typer.Option(min=1, max=65535, help="The port vLLM listens on (default 8001, or the config's).")
     ] = None,
     url: Annotated[
         ServerURL | None,
@@ -388,7 +388,10 @@ def serve(
         ),
     ] = None,
     port: Annotated[
-        int | None, typer.Option(min=1, max=65535, help="Port to listen on (default: the config's URL, else 8000).")
+        int | None,
+        typer.Option(
+            min=1, max=65535, help="Port to listen on (default: the config's URL unless it is EchoPanel's 8000, else 8001)."
+        ),
     ] = None,
     host: Annotated[
         str, typer.Option(help="Address to listen on; 0.0.0.0 serves other machines (add --api-key).")
@@ -804,7 +807,7 @@ def configure(
     url: Annotated[
         str | None,
         typer.Option(
-            metavar="URL", help="The vLLM server, http://HOST:PORT (default: http://localhost:8000 in local mode)."
+            metavar="URL", help="The vLLM server, http://HOST:PORT (default: http://localhost:8001 in local mode)."
         ),
     ] = None,
     delay_ms: Annotated[

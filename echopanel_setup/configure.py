@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TextIO
 
-from echopanel_setup import envconfig, knowledge, paths
+from echopanel_setup import envconfig, knowledge, paths, ports
 from echopanel_setup.errors import EXIT_OK, ExternalError, UsageError
 from echopanel_setup.facts.model import Facts
 from echopanel_setup.url import ServerURL, is_loopback
@@ -113,7 +113,6 @@ def make_plan(opts: ConfigureOptions, facts: Facts, environ: Mapping[str, str], 
     path = output_path(opts)
     old_text = _read_existing(path)
     existing = envconfig.parse(old_text).values
-    k = knowledge.load()
     reasons: dict[str, str] = {}
     advice: list[Advice] = []
 
@@ -128,7 +127,7 @@ def make_plan(opts: ConfigureOptions, facts: Facts, environ: Mapping[str, str], 
             _api_key(opts, existing, environ, stdin, updates, reasons, advice)
         else:
             updates[envconfig.MODE] = None
-            updates[envconfig.URL] = _url(opts, existing, mode, reasons, k.server.default_url)
+            updates[envconfig.URL] = _url(opts, existing, mode, reasons, ports.local_url())
             served = facts.model.delay_ms
             if mode == "local" and (why_not := _why_not_local(facts)):
                 advice.append(
@@ -136,7 +135,7 @@ def make_plan(opts: ConfigureOptions, facts: Facts, environ: Mapping[str, str], 
                         f"{why_not}; unless {updates[envconfig.URL]} is a tunnel to a GPU host, EchoPanel will find no server "
                         "there. Point it at a vLLM server elsewhere, or at Mistral's API:",
                         [
-                            "echopanel-setup configure --mode remote --url http://GPU-HOST:8000",
+                            f"echopanel-setup configure --mode remote --url {ports.example_url()}",
                             "echopanel-setup configure --mode api",
                         ],
                     )
@@ -184,11 +183,12 @@ def _provider_and_mode(
     if mode is None:
         if opts.provider == VOXTRAL:
             raise UsageError(
-                f"this machine cannot run vLLM ({why}): add --mode remote --url http://GPU-HOST:8000, or --mode api"
+                f"this machine cannot run vLLM ({why}): add --mode remote --url {ports.example_url()}, or --mode api"
             )
         alternative = _local_alternative(facts.platform.system)
         reasons["provider"] = (
-            f"{why}; {alternative.title} runs here (RTF ≈ {alternative.rtf}). For Voxtral instead: --mode remote --url http://GPU-HOST:8000, or --mode api"
+            f"{why}; {alternative.title} runs here (RTF ≈ {alternative.rtf}). "
+            f"For Voxtral instead: --mode remote --url {ports.example_url()}, or --mode api"
         )
         return alternative.id, None
     if opts.provider:
@@ -261,7 +261,7 @@ def _url(opts: ConfigureOptions, existing: dict[str, str], mode: str, reasons: d
         reasons[envconfig.URL] = "kept from the existing file"
         return current
     if mode == "remote":
-        raise UsageError("--mode remote needs --url http://GPU-HOST:8000 (the vLLM server EchoPanel should use)")
+        raise UsageError(f"--mode remote needs --url {ports.example_url()} (the vLLM server EchoPanel should use)")
     reasons[envconfig.URL] = "vLLM's default port on this machine"
     return default
 

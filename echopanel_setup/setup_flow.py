@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol, TextIO
 
-from echopanel_setup import envconfig, knowledge
+from echopanel_setup import envconfig, knowledge, ports
 from echopanel_setup.checks import CheckResult, Fix, Status
 from echopanel_setup.errors import EXIT_FAILED, EXIT_OK, ExternalError, SetupError, UsageError
 from echopanel_setup.report import DoctorRun
@@ -219,7 +219,10 @@ class Flow:
         if first.id == PLATFORM:
             self._fix(
                 "Or let setup take one of the other paths:",
-                ["echopanel-setup setup --mode remote --url http://GPU-HOST:8000", "echopanel-setup setup --mode api"],
+                [
+                    f"echopanel-setup setup --mode remote --url {ports.example_url()}",
+                    "echopanel-setup setup --mode api",
+                ],
             )
         for other in blocked[1:]:
             self._fix(f"Also: {other.title}: {other.summary}", [])
@@ -252,7 +255,7 @@ class Flow:
     def _server_url(self, run: DoctorRun) -> str:
         from echopanel_setup import envconfig
 
-        return self.opts.url or run.facts.config.values.get(envconfig.URL) or knowledge.load().server.default_url
+        return self.opts.url or run.facts.config.values.get(envconfig.URL) or ports.local_url()
 
     def _serve(self, run: DoctorRun) -> bool:
         server = next((r for r in run.results if r.id == "server"), None)

@@ -81,7 +81,7 @@ def test_linux_with_a_gpu_defaults_to_local_voxtral(cli: Cli, env_file: Path) ->
     assert values(env_file) == {
         envconfig.PROVIDER: "voxtral_official",
         envconfig.DELAY: "480",
-        envconfig.URL: "http://localhost:8000",
+        envconfig.URL: "http://localhost:8001",  # vLLM's port here: EchoPanel's backend owns 8000
     }
     assert str(env_file) in out and "doctor found Linux with an NVIDIA GPU" in out
 
@@ -417,8 +417,8 @@ def test_a_comment_after_a_rewritten_value_is_kept(cli: Cli, env_file: Path) -> 
 def test_local_mode_on_a_machine_without_a_gpu_warns(cli: Cli, env_file: Path) -> None:
     """Regression: `--mode local` on a machine that cannot run vLLM was written without a word."""
     code, out, _ = configure(cli, "--mode", "local", facts="linux-nogpu")
-    assert code == 0 and "without an NVIDIA GPU" in out and "--mode remote --url http://GPU-HOST:8000" in out
-    assert values(env_file)[envconfig.URL] == "http://localhost:8000"  # still written: it may be a tunnel
+    assert code == 0 and "without an NVIDIA GPU" in out and "--mode remote --url http://GPU-HOST:8001" in out
+    assert values(env_file)[envconfig.URL] == "http://localhost:8001"  # still written: it may be a tunnel
 
 
 def test_a_full_disk_is_an_external_failure_and_keeps_the_old_file(cli: Cli, monkeypatch, env_file: Path) -> None:

@@ -44,7 +44,7 @@ def test_a_replayed_t4_gets_float16_and_triton_attention_with_a_warning() -> Non
     ("snapshot", "reason", "alternative"),
     [
         ("linux-v100.json", "compute capability 7.0, below 7.5", "VOXTRAL_MODE=api"),
-        ("linux-3060-12gb.json", "1254 MiB are left for the KV cache", "VOXTRAL_VLLM_URL=http://GPU-HOST:8000"),
+        ("linux-3060-12gb.json", "1254 MiB are left for the KV cache", "VOXTRAL_VLLM_URL=http://GPU-HOST:8001"),
         ("linux-nogpu.json", "no NVIDIA GPU is visible", "ECHOPANEL_ASR_PROVIDER=whisper_cpp"),
         ("macos-arm64.json", "no Metal (Apple GPU) path", "ECHOPANEL_ASR_PROVIDER=mlx_whisper"),
     ],

@@ -52,7 +52,7 @@ def test_a_machine_without_a_gpu_is_pointed_to_remote_or_api(cli: Cli) -> None:
     assert code == 1
     assert "Linux without an NVIDIA GPU" in out
     assert (
-        "echopanel-setup setup --mode remote --url http://GPU-HOST:8000" in out
+        "echopanel-setup setup --mode remote --url http://GPU-HOST:8001" in out
         and "echopanel-setup setup --mode api" in out
     )
 

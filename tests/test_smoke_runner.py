@@ -31,9 +31,9 @@ def test_config_file_and_environment(tmp_path: Path) -> None:
     assert (t.mode, str(t.url)) == ("local", "http://localhost:9000")
 
 
-def test_local_mode_defaults_to_port_8000(tmp_path: Path) -> None:
+def test_local_mode_defaults_to_port_8001(tmp_path: Path) -> None:
     t = resolve(SmokeOptions(mode="local", config=str(tmp_path / "none")), {})
-    assert str(t.url) == "http://localhost:8000"
+    assert str(t.url) == "http://localhost:8001"
 
 
 def test_vllm_key_from_flag_or_environment(tmp_path: Path) -> None:

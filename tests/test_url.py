@@ -89,7 +89,7 @@ def test_credentials_are_used_never_shown() -> None:
         ServerURL.parse_echopanel("http://alice:hunter2@gpu")
     assert (
         str(caught.value)
-        == "VOXTRAL_VLLM_URL='http://***@gpu' has no port (vLLM's port here is 8000): use http://gpu:8000"
+        == "VOXTRAL_VLLM_URL='http://***@gpu' has no port (vLLM's port here is 8001): use http://gpu:8001"
     )
 
 
@@ -136,7 +136,7 @@ def test_echopanel_form_accepts(text: str) -> None:
         ),
         (
             "http://gpu-host",
-            "VOXTRAL_VLLM_URL='http://gpu-host' has no port (vLLM's port here is 8000): use http://gpu-host:8000",
+            "VOXTRAL_VLLM_URL='http://gpu-host' has no port (vLLM's port here is 8001): use http://gpu-host:8001",
         ),
         ("ws://gpu-host:8000", "VOXTRAL_VLLM_URL='ws://gpu-host:8000' must look like http://HOST:PORT"),
         (

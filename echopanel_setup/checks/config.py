@@ -7,7 +7,7 @@ on the server: vLLM reads the delay from tekken.json at start-up.
 
 from __future__ import annotations
 
-from echopanel_setup import envconfig, knowledge
+from echopanel_setup import envconfig, knowledge, ports
 from echopanel_setup.checks import REQUIRED, Fix, Outcome, Status, check
 from echopanel_setup.facts.model import Facts
 from echopanel_setup.url import is_loopback
@@ -22,7 +22,7 @@ def values(facts: Facts, mode: str) -> Outcome:
             fix = Fix(
                 "This machine cannot serve Voxtral itself; write the config for another way:",
                 [
-                    "echopanel-setup configure --mode remote --url http://GPU-HOST:8000",
+                    f"echopanel-setup configure --mode remote --url {ports.example_url()}",
                     "echopanel-setup configure --mode api",
                 ],
             )

@@ -6,7 +6,7 @@ values), and the client packages in echopanel-setup's own environment.
 
 from __future__ import annotations
 
-from echopanel_setup import knowledge
+from echopanel_setup import knowledge, ports
 from echopanel_setup.checks import ADVISORY, REQUIRED, Fix, Outcome, Status, check
 from echopanel_setup.checks.common import version
 from echopanel_setup.facts.model import Facts, HttpProbe
@@ -105,7 +105,7 @@ def server(facts: Facts, mode: str) -> Outcome:
         if mode == "local"
         else Fix(
             "Start vLLM on the GPU host (`echopanel-setup serve` there), and check the URL:",
-            ["echopanel-setup configure --mode remote --url http://GPU-HOST:8000"],
+            [f"echopanel-setup configure --mode remote --url {ports.example_url()}"],
         )
     )
     if s is None:

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from echopanel_setup import __version__, envconfig, knowledge, paths
+from echopanel_setup import __version__, envconfig, paths, ports
 from echopanel_setup.echopanel import probe as echopanel_probe
 from echopanel_setup.facts import gpu, local, network, platform, pyenv
 from echopanel_setup.facts.model import Facts, ProbeInfo
@@ -60,7 +60,7 @@ def collect(opts: Options, on_wait: Callable[[list[str]], None] | None = None) -
 
     facts.config = _timed(facts, "config", lambda: local.probe_config(config_path(opts)))
     configured = opts.url or envconfig.configured_url(facts.config.values)
-    port = opts.port or _local_port(configured) or knowledge.load().server.default_port
+    port = ports.vllm_port(opts.port, configured, echopanel_port=None).port
     facts.port = _timed(facts, "port", lambda: local.probe_port(port))
 
     state = paths.read_state()
@@ -114,10 +114,6 @@ def collect(opts: Options, on_wait: Callable[[list[str]], None] | None = None) -
         facts.echopanel.checkout, facts.echopanel.how = str(checkout.path), checkout.how
     _run_parallel(facts, probes, on_wait)
     return facts
-
-
-def _local_port(url: ServerURL | None) -> int | None:
-    return url.explicit_port if url and url.is_loopback else None
 
 
 def _server_url(configured: ServerURL | None, facts: Facts, offline: bool) -> ServerURL | None:

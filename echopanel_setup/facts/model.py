@@ -146,7 +146,7 @@ class NetworkFacts:
 
 @dataclass
 class PortFacts:
-    port: int = 8000
+    port: int = 8001
     free: bool | None = None
     holder_pid: int | None = None
     holder_name: str | None = None

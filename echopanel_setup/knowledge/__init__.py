@@ -207,8 +207,7 @@ class Disk(Section):
 
 @section
 class Server(Section):
-    default_port: int
-    default_url: str
+    default_port: int  # vLLM's port everywhere here: 8001, since EchoPanel's backend owns 8000
     source: str
 
 
@@ -239,11 +238,33 @@ class ProviderVariant(Section):
 
 
 @section
+class EchopanelDefaults(Section):
+    """What EchoPanel does when its checkout cannot be read: its backend port, VOXTRAL_VLLM_URL's default, the name
+    its provider sends."""
+
+    backend_port: int
+    vllm_url: str
+    model_name: str
+    source: str
+
+
+@section
+class EchopanelConcurrency(Section):
+    """How many streams one EchoPanel meeting opens (one per audio source)."""
+
+    env: str
+    default: int
+    source: str
+
+
+@section
 class Echopanel(Section):
     providers: tuple[str, ...]
     modes: tuple[str, ...]
     source: str
     variants: Mapping[str, ProviderVariant]  # id -> variant
+    defaults: EchopanelDefaults
+    concurrency: EchopanelConcurrency
 
 
 @section

@@ -7,8 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from echopanel_setup import envconfig, knowledge, paths
-from echopanel_setup.facts.model import Facts
+from echopanel_setup import envconfig, knowledge, paths, ports
 from echopanel_setup.serve import builder, flags, formats, planner, variant
 from echopanel_setup.serve.context import Context, ServeOptions
 
@@ -40,7 +39,7 @@ def build(opts: ServeOptions, ctx: Context, plan: planner.Plan, reading: Callabl
     served_dir, delay = _served_dir(opts, ctx, notes)
     executable = builder.resolve_executable(ctx.facts.pyenv) if ctx.version and not ctx.replayed else None
     flagset, why_builtin = flags.learn(executable, ctx.version, lambda timeout: reading(ctx.version, timeout))
-    port = opts.port or _config_port(ctx.facts) or knowledge.load().server.default_port
+    port = ports.vllm_port(opts.port, envconfig.configured_url(ctx.facts.config.values), echopanel_port=None).port
     settings = builder.ServeSettings(
         model=str(served_dir) if ctx.model_present else knowledge.load().model.repo,
         model_is_local=ctx.model_present,
@@ -86,11 +85,6 @@ def _replayed_executable(ctx: Context) -> list[str] | None:
     if ctx.replayed and py.prefix and py.is_venv:
         return [str(Path(py.prefix) / "bin" / "vllm")]
     return None
-
-
-def _config_port(facts: Facts) -> int | None:
-    url = envconfig.configured_url(facts.config.values)
-    return url.explicit_port if url and url.is_loopback else None
 
 
 def _served_dir(opts: ServeOptions, ctx: Context, notes: list[str]) -> tuple[Path, int | None]:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from echopanel_setup import envconfig, knowledge, paths
+from echopanel_setup import envconfig, knowledge, paths, ports
 from echopanel_setup.errors import UsageError
 from echopanel_setup.smoke import audio
 from echopanel_setup.smoke.result import Transcript
@@ -104,8 +104,9 @@ def resolve(opts: SmokeOptions, environ: dict[str, str] | None = None) -> Target
             reason = f"{envconfig.URL} in {config_path}"
         else:
             raise UsageError(
-                f"nothing to test: no --url and no EchoPanel config at {config_path}; pass --url http://HOST:8000, "
-                "--mode local (this machine, port 8000) or --mode api"
+                f"nothing to test: no --url and no EchoPanel config at {config_path}; "
+                f"pass --url {ports.example_url('HOST')}, "
+                f"--mode local (this machine, port {ports.default_port()}) or --mode api"
             )
     else:
         reason = "--mode"
@@ -115,9 +116,9 @@ def resolve(opts: SmokeOptions, environ: dict[str, str] | None = None) -> Target
         configured = values.get(envconfig.URL)
         if not configured and mode == "remote":
             raise UsageError(
-                f"--mode remote needs --url http://GPU-HOST:8000 (or {envconfig.URL} in the EchoPanel config)"
+                f"--mode remote needs --url {ports.example_url()} (or {envconfig.URL} in the EchoPanel config)"
             )
-        default = knowledge.load().server.default_url
+        default = ports.local_url()
         url = ServerURL.parse(configured, what=envconfig.URL) if configured else ServerURL.parse(default)
     key, source = (opts.api_key, "--api-key") if opts.api_key else (env.get("VLLM_API_KEY"), "VLLM_API_KEY")
     return Target(mode, url, key or None, source if key else None, None, reason)
