@@ -909,12 +909,14 @@ def setup(
         str | None,
         typer.Option(metavar="FILE", help="Take the machine's facts from a saved doctor snapshot instead of probing."),
     ] = None,
+    echopanel: _Checkout = None,
+    echopanel_python: _CheckoutPython = None,
     json_out: Annotated[
         bool,
         typer.Option("--json", help="Print one JSON document with every step; the steps' progress goes to stderr."),
     ] = False,
 ) -> None:
-    """The guided path: doctor → install vllm → install voxtral → serve → smoke → configure, skipping what is done.
+    """The guided path: doctor → install → serve → smoke → provider → configure → smoke echopanel; done steps skipped.
 
     Stops at the first blocker with its fix. On macOS or without an NVIDIA GPU it points to --mode remote or api.
     Exit codes: 0 set up · 1 stopped at a step (its fix is printed) · 2 bad input · 3 external failure.
@@ -932,6 +934,8 @@ def setup(
         dry_run=dry_run,
         facts=facts,
         python=python,
+        echopanel=echopanel,
+        echopanel_python=echopanel_python,
     )
     result = setup_flow.run(opts, setup_render.SetupUi(json_mode=json_out))
     setup_render.render(result, json_out=json_out)

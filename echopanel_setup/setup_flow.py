@@ -1,5 +1,9 @@
-"""`setup`: the guided path for a new user, doctor → install vllm → install voxtral → serve → smoke →
-configure, skipping what is already done and stopping at the first blocker with its fix.
+"""`setup`: the guided path for a new user, doctor → install vllm → install voxtral → serve → smoke → provider →
+configure → smoke echopanel, skipping what is already done and stopping at the first blocker with its fix.
+
+Where EchoPanel's checkout is on this machine, `provider` makes sure its voxtral_official can work (offering
+`provider fix`, applied only with consent or --yes) and the last step runs EchoPanel's own provider against the
+server: "set up" means EchoPanel transcribes, not only that the server does.
 
 doctor decides: a failed required check is either one that a later step fixes (vLLM missing → `install
 vllm`, model missing → `install voxtral`, no server → `serve`, no config → `configure`) or a blocker
@@ -20,6 +24,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 from echopanel_setup import envconfig, knowledge, ports
@@ -56,6 +61,8 @@ class SetupOptions:
     dry_run: bool = False
     facts: str | None = None
     python: str | None = None
+    echopanel: str | None = None
+    echopanel_python: str | None = None
 
 
 @dataclass
@@ -95,6 +102,8 @@ class FlowUi(Protocol):
     def fix(self, fix: Fix) -> None: ...
 
     def set_up(self, foreground: bool) -> None: ...
+
+    def confirm(self, question: str) -> bool: ...
 
 
 def run_command(argv: list[str], stdout: int | None = None) -> int:
@@ -169,11 +178,17 @@ class Flow:
                     return self._result("stopped")
             if self.opts.dry_run:
                 self._line("–", "smoke", "dry run: would transcribe the bundled clip through the server")
+                self._line("–", "provider", "dry run: would check EchoPanel's provider and offer `provider fix`")
                 self._line("–", "configure", "dry run: would write EchoPanel's config")
                 return self._result("dry-run")
             if not self._smoke(mode, doctor_run):
                 return self._result("stopped")
+            checkout = self._checkout()
+            if checkout is not None and not self._provider(checkout):
+                return self._result("stopped")
             self._configure(mode, doctor_run)
+            if checkout is not None and not self._echopanel_smoke(checkout):
+                return self._result("stopped")
             self.ui.set_up(foreground=self.server_proc is not None)
             if self.server_proc is not None:
                 self.server_proc.wait()
@@ -347,6 +362,61 @@ class Flow:
             return False
         self._line("✓", "smoke", f"{score}, model {result.model}: {result.transcript.text.strip()!r}")
         return True
+
+    def _checkout(self) -> Path | None:
+        """EchoPanel's checkout on this machine, if any: the provider and the last smoke need it."""
+        from echopanel_setup.echopanel import discover
+
+        found = discover.find(self.opts.echopanel, os.environ, Path.cwd(), Path.home())
+        if found is None:
+            self._line("–", "provider", "no EchoPanel checkout on this machine (--echopanel PATH names one)")
+        return found.path if found is not None else None
+
+    def _provider(self, checkout: Path) -> bool:
+        """EchoPanel's voxtral_official must be one that can work; if not, offer `provider fix` (consent or --yes)."""
+        from echopanel_setup.provider import command as pc
+
+        common = {"echopanel": str(checkout), "echopanel_python": self.opts.echopanel_python}
+        check = pc.run(pc.ProviderOptions(action="check", against_server=False, **common))
+        what = check.variant_title or "a voxtral_official echopanel-setup does not know"
+        if check.exit_code == 0:
+            self._line("✓", "provider", f"{what}: loads in EchoPanel's Python")
+            return True
+        self._line("!", "provider", f"{what}: {check.reason}")
+        fixed = pc.run(pc.ProviderOptions(action="fix", yes=self.opts.yes, **common), ask=self.ui.confirm)
+        if fixed.exit_code == 0:
+            self._line("✓", "provider", f"replaced by echopanel-setup's realtime provider (original: {fixed.orig})")
+            return True
+        self._line("✗", "provider", fixed.reason or fixed.outcome)
+        self._fix(
+            "EchoPanel cannot transcribe with its provider as it is; see the change, then apply it:",
+            [
+                "echopanel-setup provider fix --dry-run",
+                "echopanel-setup provider fix",
+            ],
+        )
+        return False
+
+    def _echopanel_smoke(self, checkout: Path) -> bool:
+        """The honest last step: EchoPanel's own provider, in its Python, with its settings, against its server."""
+        from echopanel_setup.smoke import audio
+        from echopanel_setup.smoke import echopanel as ep_smoke
+
+        self._line("→", "smoke echopanel", "running EchoPanel's own provider on the bundled clip")
+        result = ep_smoke.run(
+            echopanel=str(checkout),
+            echopanel_python=self.opts.echopanel_python,
+            url=None,
+            clip=audio.bundled(),
+            max_wer=knowledge.load().smoke.max_wer,
+            fast=True,
+        )
+        if result.passed:
+            self._line("✓", "smoke echopanel", f"{result.verdict}: {result.transcript.strip()!r}")
+            return True
+        self._line("✗", "smoke echopanel", result.verdict)
+        self._fix("What EchoPanel gets, step by step:", ["echopanel-setup smoke --client echopanel"])
+        return False
 
     def _configure(self, mode: str, run: DoctorRun) -> None:
         from echopanel_setup import configure, configure_render

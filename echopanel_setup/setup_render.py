@@ -34,7 +34,8 @@ class SetupUi:
 
     def begin(self) -> None:
         self.con.print(
-            "[bold]echopanel-setup setup[/]  ·  doctor → install vllm → install voxtral → serve → smoke → configure"
+            "[bold]echopanel-setup setup[/]  ·  doctor → install vllm → install voxtral → serve → smoke → provider → "
+            "configure → smoke echopanel"
         )
 
     def step(self, step: Step) -> None:
@@ -46,6 +47,14 @@ class SetupUi:
             self.con.print(f"          {escape(fix.text)}")
         for command in fix.commands:
             self.con.print(f"          [cyan]{escape(command)}[/]")
+
+    def confirm(self, question: str) -> bool:
+        """Ask on a terminal; under --json or without one, nobody can answer: no."""
+        if self.json_mode or not sys.stdin.isatty():
+            return False
+        from rich.prompt import Confirm
+
+        return Confirm.ask(escape(question), console=self.con, default=False)
 
     def set_up(self, foreground: bool) -> None:
         self.con.print(

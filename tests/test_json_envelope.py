@@ -129,6 +129,7 @@ def test_setup_documents_list_every_step(cli: Cli) -> None:
         "install voxtral",
         "serve",
         "smoke",
+        "provider",
         "configure",
     ]
     assert "skip  install vllm" in run.err  # the live lines go to stderr
