@@ -376,14 +376,17 @@ class Flow:
         """EchoPanel's voxtral_official must be one that can work; if not, offer `provider fix` (consent or --yes)."""
         from echopanel_setup.provider import command as pc
 
-        common = {"echopanel": str(checkout), "echopanel_python": self.opts.echopanel_python}
-        check = pc.run(pc.ProviderOptions(action="check", against_server=False, **common))
+        where, python = str(checkout), self.opts.echopanel_python
+        check = pc.run(
+            pc.ProviderOptions(action="check", echopanel=where, echopanel_python=python, against_server=False)
+        )
         what = check.variant_title or "a voxtral_official echopanel-setup does not know"
         if check.exit_code == 0:
             self._line("✓", "provider", f"{what}: loads in EchoPanel's Python")
             return True
         self._line("!", "provider", f"{what}: {check.reason}")
-        fixed = pc.run(pc.ProviderOptions(action="fix", yes=self.opts.yes, **common), ask=self.ui.confirm)
+        fix = pc.ProviderOptions(action="fix", echopanel=where, echopanel_python=python, yes=self.opts.yes)
+        fixed = pc.run(fix, ask=self.ui.confirm)
         if fixed.exit_code == 0:
             self._line("✓", "provider", f"replaced by echopanel-setup's realtime provider (original: {fixed.orig})")
             return True

@@ -647,7 +647,7 @@ class VoxtralOfficialProvider(ASRProvider):
             try:
                 from mistralai.client import Mistral
             except ImportError:
-                from mistralai import Mistral  # type: ignore[no-redef]
+                from mistralai import Mistral  # type: ignore[no-redef,attr-defined]
             from mistralai.extra.realtime import AudioFormat
         except ImportError:
             raise _Failure(
@@ -775,7 +775,7 @@ class VoxtralOfficialProvider(ASRProvider):
                     )
                 else:
                     self._fail(src, "server_error", f"the server sent error {event.code or '(no code)'}: {event.text}")
-            elif event.kind == "closed" and event.conn is src.conn:
+            elif event.kind == "closed" and event.conn is src.conn and event.conn is not None:
                 event.conn.alive = False
                 self._fail(
                     src,
