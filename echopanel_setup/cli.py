@@ -390,7 +390,9 @@ def serve(
     port: Annotated[
         int | None,
         typer.Option(
-            min=1, max=65535, help="Port to listen on (default: the config's URL unless it is EchoPanel's 8000, else 8001)."
+            min=1,
+            max=65535,
+            help="Port to listen on (default: the config's URL unless it is EchoPanel's 8000, else 8001).",
         ),
     ] = None,
     host: Annotated[
@@ -657,7 +659,8 @@ def smoke(
     else:
         chosen, why = (client.value if client else "realtime"), ("--client" if client else "--mode/--http")
     if chosen == "echopanel":
-        _smoke_echopanel(why, echopanel, echopanel_python, url, audio, expect, max_wer, fast, json_out)
+        base = url.http_base if url is not None else None
+        _smoke_echopanel(why, echopanel, echopanel_python, base, audio, expect, max_wer, fast, json_out)
     if not json_out:
         print(f"Client:     realtime ({why})")
     opts = runner.SmokeOptions(

@@ -92,3 +92,18 @@ def test_realtime_client_without_a_checkout(tmp_path: Path, monkeypatch, capsys)
     monkeypatch.setenv("HOME", str(tmp_path))
     code, _, err = run_main(monkeypatch, capsys, "smoke", "--client", "echopanel")
     assert code == 2 and "--echopanel PATH" in err
+
+
+def test_url_flag_is_what_echopanel_is_given_and_no_password_is_shown(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    checkout = make_checkout(tmp_path / "EchoPanel", providers={TEMPLATE: template_text()})
+    url = f"http://kit:s3cret-pw@127.0.0.1:{port}"
+    args = ["--echopanel", str(checkout), "--echopanel-python", sys.executable, "--url", url, "--fast", "--json"]
+    code, out, err = run_main(monkeypatch, capsys, "smoke", *args)
+    doc = json.loads(out)
+    assert code == 1 and doc["url"] == f"http://127.0.0.1:{port}" and doc["url_from"] == "--url"
+    assert "s3cret-pw" not in out + err

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
 import tempfile
 import time
@@ -83,6 +84,7 @@ class EchoPanelSmoke:
     server_works: bool | None = None  # the realtime check, when EchoPanel got nothing
     server_detail: str = ""
     notes: list[str] = field(default_factory=list)
+    target: str = field(default="", repr=False)  # the URL itself (`url` is for display: no password)
 
     @property
     def passed(self) -> bool:
@@ -105,6 +107,11 @@ class EchoPanelSmoke:
         if self.transcript.strip():
             return "EchoPanel gets a transcript, but the words are wrong"
         return "EchoPanel gets no transcript from this server"
+
+
+def _masked(url: str) -> str:
+    """The URL for display: a password in it becomes ***."""
+    return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)
 
 
 def _is_status(text: str) -> bool:
@@ -152,12 +159,13 @@ def run(
         "voxtral_official",
         found.variant,
         info.title if info is not None else None,
-        env.get("VOXTRAL_VLLM_URL", default),
+        _masked(env.get("VOXTRAL_VLLM_URL", default)),
         url_from,
         str(python),
         clip,
         "run",
         max_wer=max_wer,
+        target=env.get("VOXTRAL_VLLM_URL", default),
     )
     load = provider_command.load_check(python, checkout.path)
     if load.ok and load.available is False:
@@ -182,7 +190,7 @@ def run(
     if clip.reference is not None and result.transcript.strip():
         result.score = wer(clip.reference, result.transcript)
     if not result.passed:
-        result.server_works, result.server_detail = _server_works(result.url, clip, fast)
+        result.server_works, result.server_detail = _server_works(result.target, clip, fast)
     return result
 
 
@@ -241,7 +249,7 @@ def _replay_chat_pcm(result: EchoPanelSmoke, found: Any, env: dict[str, str], cl
     """The published provider, per 2 s VAD window: GET /health, GET /v1/models, then one POST per delay chunk."""
     import httpx
 
-    url = result.url  # joined by string formatting, as EchoPanel does: a trailing / or /v1 is not forgiven
+    url = result.target  # joined by string formatting, as EchoPanel does: a trailing / or /v1 is not forgiven
     try:
         delay = max(240, min(2400, int(env.get("VOXTRAL_STREAMING_DELAY_MS", "480"))))
     except ValueError:
@@ -255,7 +263,7 @@ def _replay_chat_pcm(result: EchoPanelSmoke, found: Any, env: dict[str, str], cl
     for n, pcm in enumerate(windows, 1):
         status, detail = _get(f"{url}/health", 5)
         if status != 200:
-            shown = f"[voxtral_official: vLLM not running at {url}. Start with: vllm serve {MODEL_ID}]"
+            shown = f"[voxtral_official: vLLM not running at {result.url}. Start with: vllm serve {MODEL_ID}]"
             result.steps.append(Step(f"GET /health (window {n})", status, detail, f"the line {shown!r}"))
             continue
         if n == 1:
