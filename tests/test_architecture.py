@@ -1,0 +1,125 @@
+"""The layer rules of docs/ARCHITECTURE.md, checked on every run so the document stays true.
+
+Imports are read with `ast` (also the lazy ones inside functions): a rule broken only at run time is still
+broken. A new module goes in a layer below; a new top-level module that is in no layer fails the test, so the
+author decides where it belongs.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "echopanel_setup"
+
+# Foundations: values, errors, paths, the knowledge file, output primitives. They import only each other.
+FOUNDATIONS = {
+    "__init__",
+    "errors",
+    "paths",
+    "output",
+    "url",
+    "ports",
+    "knowledge",
+    "envconfig",
+    "ui",
+    "versions",
+    "env",
+    "vllm_client",
+}
+# Readers: what is on this machine and in EchoPanel's checkout, collected once into a Facts snapshot.
+READERS = {"facts", "echopanel"}
+# Checks: pure functions of Facts.
+CHECKS = {"checks"}
+# Commands: each a `run(opts) -> Result` and its renderer. They may use everything below, and other commands' run().
+COMMANDS = {
+    "doctor",
+    "report",
+    "explain",
+    "explain_render",
+    "install",
+    "serve",
+    "smoke",
+    "provider",
+    "configure",
+    "configure_render",
+    "setup_flow",
+    "setup_render",
+    "watch",
+    "tunnel",
+}
+ENTRY = {"cli", "__main__"}
+
+ALLOWED = {
+    "foundations": FOUNDATIONS,
+    "readers": FOUNDATIONS | READERS,
+    "checks": FOUNDATIONS | READERS | CHECKS,
+    "commands": FOUNDATIONS | READERS | CHECKS | COMMANDS,
+    "entry": FOUNDATIONS | READERS | CHECKS | COMMANDS | ENTRY,
+}
+
+
+def layer(unit: str) -> str:
+    for name, members in (
+        ("foundations", FOUNDATIONS),
+        ("readers", READERS),
+        ("checks", CHECKS),
+        ("commands", COMMANDS),
+        ("entry", ENTRY),
+    ):
+        if unit in members:
+            return name
+    raise AssertionError(
+        f"echopanel_setup/{unit} is in no layer: add it to tests/test_architecture.py and docs/ARCHITECTURE.md"
+    )
+
+
+def unit_of(path: Path) -> str:
+    return path.relative_to(PACKAGE).with_suffix("").parts[0]
+
+
+def imported_units(path: Path) -> set[str]:
+    """Top-level units of echopanel_setup this file imports (module level or inside functions)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names: list[str] = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+            if node.module == "echopanel_setup":
+                names = [f"echopanel_setup.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        found |= {_unit(n.split(".")[1]) for n in names if n.startswith("echopanel_setup.")}
+    return found
+
+
+def _unit(name: str) -> str:
+    """`from echopanel_setup import __version__` names an attribute of the package, not a module."""
+    is_module = (PACKAGE / f"{name}.py").exists() or (PACKAGE / name).is_dir()
+    return name if is_module else "__init__"
+
+
+def sources() -> list[Path]:
+    # provider/templates/ is code we install into EchoPanel's checkout: it never imports us.
+    return [p for p in sorted(PACKAGE.rglob("*.py")) if "templates" not in p.parts]
+
+
+def test_every_module_imports_only_its_own_layer_and_below() -> None:
+    broken = []
+    for path in sources():
+        unit = unit_of(path)
+        allowed = ALLOWED[layer(unit)]
+        for target in imported_units(path) - {unit}:
+            if target not in allowed:
+                broken.append(f"{path.relative_to(PACKAGE.parent)} ({layer(unit)}) imports {target} ({layer(target)})")
+    assert not broken, "\n".join(broken)
+
+
+def test_templates_we_install_into_echopanel_import_nothing_of_ours() -> None:
+    for path in PACKAGE.rglob("templates/*.py"):
+        assert not imported_units(path), f"{path} imports echopanel_setup: EchoPanel's Python does not have it"
+
+
+def test_no_module_imports_the_cli() -> None:
+    offenders = [str(p) for p in sources() if unit_of(p) not in ENTRY and "cli" in imported_units(p)]
+    assert not offenders, offenders
