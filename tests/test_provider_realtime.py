@@ -95,6 +95,24 @@ def test_one_stream_with_vad_off(checkout: Path, monkeypatch: pytest.MonkeyPatch
     assert sum(1 for s in segments if s["is_final"]) == 3
 
 
+def test_chunks_that_split_samples(checkout: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clip = speech("alpha bravo charlie delta.")
+
+    async def odd_chunks(provider: Any) -> list[Any]:
+        async def audio() -> Any:
+            for offset in range(0, len(clip.pcm), 3201):  # an odd size: every other chunk starts mid-sample
+                yield clip.pcm[offset : offset + 3201]
+
+        segments = [s async for s in provider.transcribe_stream(audio(), 16000, provider.audio_source("mic"))]
+        await provider.unload()
+        return segments
+
+    with RealtimeModel(clip.vocabulary) as model:
+        segments = run(odd_chunks(load(checkout, monkeypatch, model.url, vad=False)))
+    assert words_of(segments) == clip.text.split()
+    assert model.sessions[0].pcm.startswith(clip.pcm[: len(clip.pcm) // 2 * 2]), "every sample, in order"
+
+
 def test_two_sources_at_once(checkout: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     vocabulary: dict[str, float] = {}
     system = speech("alpha bravo charlie delta echo.", vocabulary=vocabulary)

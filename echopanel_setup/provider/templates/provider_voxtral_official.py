@@ -333,6 +333,7 @@ class _Source:
         self.quiet_run = 0  # samples of quiet audio at the end of what was received
         self.tail_quiet = True
         self.preroll = b""
+        self.odd = b""  # the first byte of a sample split between two chunks
         self.utt_text = ""
         self.utt_t0 = 0
         self.utt_t1 = 0
@@ -471,6 +472,11 @@ class VoxtralOfficialProvider(ASRProvider):
 
     async def _feed(self, src: _Source, chunk: bytes) -> None:
         started = time.perf_counter()
+        chunk, src.odd = (src.odd + chunk, b"") if src.odd else (chunk, b"")
+        if len(chunk) % 2:  # a sample split between chunks: keep its first byte for the next one
+            chunk, src.odd = chunk[:-1], chunk[-1:]
+        if not chunk:
+            return
         loud, quiet_tail, samples = _quiet_profile(chunk, self.quiet_peak)
         self._stats["chunks_processed"] += 1
         self._stats["audio_s"] += samples / RATE
