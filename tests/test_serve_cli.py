@@ -33,6 +33,7 @@ def test_serve_help_names_the_subcommands() -> None:
         (["serve", "--port", "9000", "stop"], "--port before `stop`"),
         (["serve", "--status", "--logs"], "--status and --logs do not go together"),
         (["serve", "--stop", "--detach"], "--stop and --exec/--detach do not go together"),
+        (["serve", "--gpu", "H100", "--follow"], "--follow goes with the log: `echopanel-setup serve logs --follow`"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:

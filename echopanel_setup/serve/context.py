@@ -67,6 +67,8 @@ def action(opts: ServeOptions) -> str:
     if len(chosen) > 1 or (chosen and opts.launching):
         flags = [f"--{name}" for name in chosen] + (["--exec/--detach"] if opts.launching else [])
         raise UsageError(f"{' and '.join(flags)} do not go together: pick one")
+    if opts.follow and not opts.logs:
+        raise UsageError("--follow goes with the log: `echopanel-setup serve logs --follow`")
     if chosen:
         return chosen[0]
     validate(opts)
