@@ -796,6 +796,83 @@ def _smoke_echopanel(
 
 
 @app.command()
+def watch(
+    url: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="The vLLM server (default: the one `serve` started, else VOXTRAL_VLLM_URL, else localhost).",
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            metavar="KEY",
+            help="vLLM's --api-key for /v1/models (default: VLLM_API_KEY; '-' reads it from stdin). Never printed.",
+        ),
+    ] = None,
+    interval: Annotated[
+        float | None,
+        typer.Option(metavar="SECONDS", help="Seconds between samples (default 5; --once: 2, or 0 for one sample)."),
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Take what one verdict needs (two samples an interval apart), report, exit.")
+    ] = False,
+    duration: Annotated[
+        float | None, typer.Option("--for", metavar="SECONDS", help="Stop after this many seconds.")
+    ] = None,
+    config: Annotated[
+        str | None, typer.Option(metavar="FILE", help="EchoPanel's env file (default: the per-user echopanel.env).")
+    ] = None,
+    json_out: Annotated[
+        bool,
+        typer.Option("--json", help="--once: one JSON document; live: one JSON line per sample (NDJSON)."),
+    ] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show the formula behind each figure.")] = False,
+) -> None:
+    """Watch a running server: are EchoPanel's streams keeping up, is anything queued, when do sessions end.
+
+    Exit codes: 0 healthy (warnings allowed) · 1 a verdict failed at some sample · 2 bad input · 3 the server
+    was unreachable at the end.
+    """
+    from echopanel_setup import knowledge
+    from echopanel_setup.watch import render, runner
+
+    opts = runner.WatchOptions(url=url, api_key=api_key, interval=interval, once=once, duration=duration, config=config)
+    live = not once and not json_out and sys.stdout.isatty()
+    try:
+        if once:
+            result = runner.run(opts)
+        elif json_out:
+            result = runner.run(opts, lambda tick, r: print(render.tick_line(tick, r), flush=True))
+        elif live:
+            from rich.live import Live
+
+            from echopanel_setup.report import _symbols, console
+
+            ascii_only = _symbols(sys.stdout) is not render.SYMBOLS
+            points = int(knowledge.load()["watch"]["trend_points"])
+            with Live(console=console(sys.stdout), auto_refresh=False, transient=False) as view:
+                result = runner.run(
+                    opts,
+                    lambda tick, r: view.update(render.live_table(r, verbose, ascii_only, points), refresh=True),
+                )
+        else:
+            result = runner.run(opts, lambda tick, r: print(render.plain_line(tick, sys.stdout), flush=True))
+    except SetupError as exc:
+        if json_out:
+            render.write_json(render.error_document(str(exc), exc.exit_code))
+        raise
+    if once and json_out:
+        render.write_json(render.to_document(result))
+    elif once:
+        render.render_once(result, verbose)
+    elif json_out:
+        print(render.end_line(result), flush=True)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
 def configure(
     mode: Annotated[
         Mode | None,

@@ -1,0 +1,190 @@
+"""`watch` output: one document (`--once`), one line per sample (plain, or NDJSON under `--json`), or a
+live terminal view (rich Live: one row per signal with its trend). Every JSON line carries the shared header."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, TextIO
+
+from echopanel_setup.report import ASCII_SYMBOLS, SYMBOLS, _symbols, header
+from echopanel_setup.watch.derive import FAIL, OK, UNKNOWN, WARN, Signal
+from echopanel_setup.watch.runner import UNREACHABLE, Tick, WatchResult
+
+SCHEMA_VERSION = 1
+_STYLE = {OK: "green", WARN: "yellow", FAIL: "bold red", UNKNOWN: "dim", UNREACHABLE: "bold magenta"}
+_SPARKS = "▁▂▃▄▅▆▇█"
+_ASCII_SPARKS = "_.-=*#"
+_SYMBOL_OF = {OK: "ok", WARN: "warn", FAIL: "fail", UNKNOWN: "skip", UNREACHABLE: "crashed"}
+_SHORT = {"streams": "streams", "queue": "queue", "rate": "rate", "step": "step", "kv": "KV", "session": "session"}
+
+
+# --- JSON ---------------------------------------------------------------------------------------------------
+
+
+def _server(r: WatchResult) -> dict[str, Any]:
+    s = r.server
+    return {
+        "url": s.url,
+        "url_source": s.url_source,
+        "version": s.version,
+        "models": s.models,
+        "max_model_len": s.max_model_len,
+        "plan": {"streams": r.plan.streams, "max_model_len": r.plan.max_model_len, "source": r.plan.source},
+    }
+
+
+def _tick(t: Tick) -> dict[str, Any]:
+    return {
+        "index": t.index,
+        "taken_at": t.taken_at,
+        "status": t.status,
+        "error": t.error,
+        "metric_names": t.metric_names,
+        "signals": [s.to_dict() for s in t.derived.signals] if t.derived else [],
+    }
+
+
+def to_document(r: WatchResult) -> dict[str, Any]:
+    """The `--once --json` document (and the last line of a live `--json` run, as `event: "end"`)."""
+    return {
+        **header("watch", SCHEMA_VERSION),
+        "exit_code": r.exit_code,
+        "worst": r.worst,
+        "unreachable": r.unreachable_at_end,
+        "stopped": r.stopped,
+        "interval_s": r.interval_s,
+        "samples": len(r.ticks) if not r.once else 1,
+        "server": _server(r),
+        "sample": _tick(r.last) if r.last else None,
+        "error": None,
+    }
+
+
+def tick_line(t: Tick, r: WatchResult) -> str:
+    """One NDJSON line per live sample."""
+    return json.dumps({**header("watch", SCHEMA_VERSION), "event": "sample", "url": r.server.url, **_tick(t)})
+
+
+def end_line(r: WatchResult) -> str:
+    doc = to_document(r)
+    doc.pop("sample")
+    return json.dumps({**doc, "event": "end", "samples": len(r.ticks)})
+
+
+def error_document(message: str, exit_code: int) -> dict[str, Any]:
+    return {**header("watch", SCHEMA_VERSION), "exit_code": exit_code, "error": {"message": message}}
+
+
+def write_json(doc: dict[str, Any], out: TextIO | None = None) -> None:
+    (out or sys.stdout).write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+
+
+# --- human ---------------------------------------------------------------------------------------------------
+
+
+def title(r: WatchResult, dot: str) -> str:
+    s = r.server
+    parts = [f"vLLM {s.version}" if s.version else "vLLM ?"]
+    if s.models:
+        parts.append(", ".join(s.models))
+    if s.max_model_len:
+        parts.append(f"max-model-len {s.max_model_len}")
+    return f"echopanel-setup watch {dot} {s.url} ({'; '.join(parts)})"
+
+
+def plain_line(t: Tick, stream: TextIO) -> str:
+    """One greppable line per sample for logs and pipes; problems follow on indented lines."""
+    stamp = t.taken_at[11:19]
+    if t.derived is None:
+        return f"{stamp}  {UNREACHABLE}  {t.error}"
+    d = t.derived
+    cells = [f"{_SHORT[s.id]} {s.value}" for s in d.signals if s.id in _SHORT]
+    counts = [f"{s.id} {s.value}" for s in d.signals if s.id in ("preemptions", "errors")]
+    dot = " · " if _symbols(stream) is SYMBOLS else " | "
+    lines = [f"{stamp}  {d.worst:<7} {dot.join(cells + counts)}"]
+    for s in d.signals:
+        if s.status in (WARN, FAIL):
+            lines.append(f"          {s.status}: {s.summary}" + (f" -> {s.fix}" if s.fix else ""))
+    return "\n".join(lines)
+
+
+def render_once(r: WatchResult, verbose: bool = False, stream: TextIO | None = None) -> None:
+    """The `--once` report: one row per signal, then the fixes."""
+    from rich.markup import escape
+
+    from echopanel_setup.report import console
+
+    out = stream or sys.stdout
+    con = console(out)
+    sym = _symbols(out)
+    dot = "·" if sym is SYMBOLS else "-"
+    con.print(f"[bold]{escape(title(r, dot))}[/]")
+    t = r.last
+    if t is None or t.derived is None:
+        con.print(f"[{_STYLE[UNREACHABLE]}]{sym['crashed']} unreachable[/]  {escape(t.error if t else '')}")
+        return
+    span = f"over {r.interval_s:g} s" if r.interval_s > 0 else "one sample: counters since the server started"
+    con.print(f"[dim]{span}; plan: {escape(r.plan.source or 'none recorded (not started by `serve` here)')}[/]")
+    for s in t.derived.signals:
+        _print_signal(con, s, sym, verbose)
+    con.print(f"Verdict: [{_STYLE[t.derived.worst]}]{t.derived.worst}[/]")
+
+
+def _print_signal(con: Any, s: Signal, sym: dict[str, str], verbose: bool) -> None:
+    from rich.markup import escape
+
+    mark = sym[_SYMBOL_OF[s.status]]
+    est = " [dim](estimate)[/]" if s.estimate and s.status != OK else ""
+    con.print(f"  [{_STYLE[s.status]}]{mark}[/] {s.title:<14} {escape(s.value):<16} {escape(s.summary)}{est}")
+    if s.fix and s.status in (WARN, FAIL):
+        con.print(f"      [bold]fix:[/] {escape(s.fix)}")
+    if verbose and s.formula:
+        con.print(f"      [dim]{escape(s.formula)}[/]")
+
+
+def trend(values: list[float | None], ascii_only: bool) -> str:
+    """A sparkline of the last values (gaps as spaces), scaled between their min and max."""
+    marks = _ASCII_SPARKS if ascii_only else _SPARKS
+    nums = [v for v in values if v is not None]
+    if not nums:
+        return ""
+    lo, hi = min(nums), max(nums)
+    span = hi - lo or 1.0
+    return "".join(" " if v is None else marks[min(len(marks) - 1, int((v - lo) / span * len(marks)))] for v in values)
+
+
+def live_table(r: WatchResult, verbose: bool, ascii_only: bool, points: int) -> Any:
+    """The Live view's renderable: the title, one row per signal with its trend, the latest fixes."""
+    from rich.console import Group
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
+    sym = ASCII_SYMBOLS if ascii_only else SYMBOLS
+    t = r.last
+    head = Text.from_markup(f"[bold]{escape(title(r, '-' if ascii_only else '·'))}[/]")
+    if t is None:
+        return head
+    if t.derived is None:
+        return Group(head, Text.from_markup(f"[{_STYLE[UNREACHABLE]}]unreachable[/] {escape(t.error or '')}"))
+    table = Table(box=None, show_header=False, pad_edge=False)
+    for _ in range(5):
+        table.add_column()
+    history = [x.derived for x in r.ticks[-points:]]
+    for s in t.derived.signals:
+        past = [(d.get(s.id).number if d and d.get(s.id) else None) for d in history]  # type: ignore[union-attr]
+        table.add_row(
+            Text(sym[_SYMBOL_OF[s.status]], style=_STYLE[s.status]),
+            s.title,
+            escape(s.value),
+            trend(past, ascii_only),
+            escape(s.summary),
+        )
+    fixes = [
+        f"[bold]fix[/] ({s.title}): {escape(s.fix)}" for s in t.derived.signals if s.fix and s.status in (WARN, FAIL)
+    ]
+    if verbose:
+        fixes += [f"[dim]{s.title}: {escape(s.formula)}[/]" for s in t.derived.signals if s.formula]
+    foot = Text.from_markup(f"[dim]sample {t.index + 1} at {t.taken_at} · every {r.interval_s:g} s · Ctrl-C stops[/]")
+    return Group(head, table, *(Text.from_markup(f) for f in fixes), foot)

@@ -1,0 +1,307 @@
+"""`watch`: sample a running vLLM's `/metrics` and `/health`, derive the verdicts, repeat.
+
+`run(opts, emit)` is the whole command without its output: it calls `emit` once per sample in a live run
+and returns a `WatchResult` either way. `--once` takes what a verdict needs: two samples `--interval`
+apart (rates are differences), or one with `--interval 0` (counters then read as totals since the server
+started). `/metrics` and `/health` are not guarded by vLLM's `--api-key`; only `/v1/models` gets the key.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from echopanel_setup import knowledge
+from echopanel_setup.errors import UsageError
+from echopanel_setup.watch import derive
+from echopanel_setup.watch.sample import Sample, from_text
+
+UNREACHABLE = "unreachable"
+
+
+@dataclass
+class WatchOptions:
+    url: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # a key, or "-" to read one line from stdin
+    interval: float | None = None
+    once: bool = False
+    duration: float | None = None  # --for SECONDS
+    config: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What `serve` planned for the server it started (from its record), if it started this one."""
+
+    streams: int | None = None
+    max_model_len: int | None = None
+    source: str | None = None
+
+
+@dataclass
+class Server:
+    url: str
+    version: str | None = None
+    models: list[str] = field(default_factory=list)
+    max_model_len: int | None = None
+    url_source: str = ""
+
+
+@dataclass
+class Tick:
+    """One sample as reported: when, the derived signals, or why there was none."""
+
+    index: int
+    taken_at: str  # ISO 8601, UTC
+    derived: derive.Derived | None = None
+    error: str | None = None  # the server did not answer /metrics
+    metric_names: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return UNREACHABLE if self.derived is None else self.derived.worst
+
+
+@dataclass
+class WatchResult:
+    server: Server
+    plan: Plan
+    ticks: list[Tick]
+    interval_s: float
+    once: bool
+    wall_s: float
+    stopped: str = "done"  # done | for | interrupted
+
+    @property
+    def last(self) -> Tick | None:
+        return self.ticks[-1] if self.ticks else None
+
+    @property
+    def worst(self) -> str:
+        """The worst verdict any sample reached (an unreachable sample does not count here)."""
+        return derive.worst([t.derived.worst for t in self.ticks if t.derived is not None])
+
+    @property
+    def unreachable_at_end(self) -> bool:
+        return self.last is None or self.last.derived is None
+
+    @property
+    def exit_code(self) -> int:
+        if self.unreachable_at_end:
+            return 3
+        return 1 if self.worst == derive.FAIL else 0
+
+
+Emit = Callable[[Tick, WatchResult], None]
+
+
+def run(opts: WatchOptions, emit: Emit | None = None, *, sleep: Callable[[float], None] = time.sleep) -> WatchResult:
+    """Sample until --once has its verdict, --for runs out, or Ctrl-C; every sample goes to `emit`."""
+    w = knowledge.load()["watch"]
+    interval = (
+        opts.interval if opts.interval is not None else float(w["once_interval_s" if opts.once else "interval_s"])
+    )
+    _validate(opts, interval)
+    key = _api_key(opts.api_key)
+    url, url_source = resolve_url(opts)
+    import httpx
+
+    started = time.monotonic()
+    deadline = started + opts.duration if opts.duration else None
+    timeout = float(w["timeout_s"])
+    with httpx.Client(timeout=timeout, trust_env=not _is_local(url), follow_redirects=False) as client:
+        server = discover(client, url, key)
+        server.url_source = url_source
+        plan = serve_plan(url)
+        result = WatchResult(server, plan, [], interval, opts.once, 0.0)
+        ctx = derive.Context(plan.streams, plan.source, server.max_model_len or plan.max_model_len)
+        prev: Sample | None = None
+        last_idle: float | None = None  # when a sample last saw no session open
+        needed = 2 if opts.once and interval > 0 else 1
+        try:
+            while True:
+                cur, health, error = _sample(client, url)
+                if cur is None:
+                    tick = Tick(len(result.ticks), _now(), error=error)
+                else:
+                    if not server.version and not server.models:  # it was down when we started: ask again
+                        server = result.server = _rediscover(client, server, key)
+                    if (streams := _open(cur)) is not None and streams <= 0:
+                        last_idle = cur.wall
+                    ctx = replace(
+                        ctx,
+                        health=health,
+                        open_since=last_idle,
+                        max_model_len=server.max_model_len or plan.max_model_len,
+                    )
+                    tick = Tick(len(result.ticks), _now(), derive.derive(prev, cur, ctx), metric_names=cur.names)
+                    prev = cur
+                result.ticks.append(tick)
+                if opts.once:
+                    if tick.derived is None or sum(1 for t in result.ticks if t.derived) >= needed:
+                        break
+                elif emit is not None:
+                    emit(tick, result)
+                if deadline is not None and time.monotonic() + interval > deadline:
+                    result.stopped = "for"
+                    break
+                sleep(interval)
+        except KeyboardInterrupt:
+            result.stopped = "interrupted"
+    if opts.once:
+        result.ticks = result.ticks[-1:]  # the first of two samples only fed the rates
+    result.wall_s = time.monotonic() - started
+    return result
+
+
+def _validate(opts: WatchOptions, interval: float) -> None:
+    import math
+
+    if not math.isfinite(interval) or interval < 0:
+        raise UsageError(f"--interval {interval:g}: give seconds, 0 or more (e.g. 5)")
+    if interval == 0 and not opts.once:
+        raise UsageError("--interval 0 only goes with --once (one sample); a live watch needs seconds, e.g. 5")
+    if opts.duration is not None and not (math.isfinite(opts.duration) and opts.duration > 0):
+        raise UsageError(f"--for {opts.duration:g}: give seconds, more than 0 (e.g. 60)")
+
+
+def _api_key(value: str | None) -> str | None:
+    """--api-key, '-' for one line of stdin (out of `ps` and shell history), else VLLM_API_KEY."""
+    import os
+
+    if value == "-":
+        line = sys.stdin.readline().strip()
+        if not line:
+            raise UsageError("--api-key -: stdin gave no key (pipe one line, e.g. from your secret store)")
+        return line
+    return value or os.environ.get("VLLM_API_KEY") or None
+
+
+def resolve_url(opts: WatchOptions) -> tuple[str, str]:
+    """The server to watch, and where that came from: --url, the server `serve` started, EchoPanel's config,
+    else vLLM's default on this machine."""
+    if opts.url:
+        return _normalise(opts.url), "--url"
+    from echopanel_setup.serve import launcher
+
+    record = launcher.running()
+    if record is not None:
+        return _normalise(record.url), "the server `echopanel-setup serve` started"
+    import os
+    from pathlib import Path
+
+    from echopanel_setup import envconfig, paths
+
+    config_path = Path(opts.config).expanduser() if opts.config else paths.echopanel_config_path()
+    configured = envconfig.effective(config_path, dict(os.environ)).get(envconfig.URL)
+    if configured:
+        return _normalise(configured), f"{envconfig.URL} in {config_path}"
+    return _normalise(knowledge.load()["server"]["default_url"]), "the default"
+
+
+def _normalise(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    text = url.strip().rstrip("/")
+    if text.endswith("/v1"):
+        text = text[:-3]
+    text = text.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"--url {url!r}: give the server's base URL, e.g. http://127.0.0.1:8001")
+    return text
+
+
+def _is_local(url: str) -> bool:
+    from echopanel_setup import envconfig
+
+    return envconfig.is_local_url(url)
+
+
+def discover(client: Any, url: str, key: str | None) -> Server:
+    """/version and /v1/models, once: the vLLM version, the served names and their max_model_len."""
+    server = Server(url)
+    try:
+        response = client.get(f"{url}/version")
+        if response.status_code == 200:
+            server.version = str(response.json().get("version") or "") or None
+    except Exception:  # noqa: BLE001 - an unreachable server is reported by the samples, not here
+        return server
+    headers = {"Authorization": f"Bearer {key}"} if key else None
+    try:
+        response = client.get(f"{url}/v1/models", headers=headers)
+        if response.status_code == 200:
+            data = response.json().get("data") or []
+            server.models = [str(m.get("id")) for m in data if isinstance(m, dict)]
+            lens = [m.get("max_model_len") for m in data if isinstance(m, dict)]
+            server.max_model_len = next((int(n) for n in lens if isinstance(n, int) and n > 0), None)
+    except Exception:  # noqa: BLE001 - /v1/models is optional: the verdicts that need it say "unknown"
+        pass
+    return server
+
+
+def _open(s: Sample) -> float | None:
+    return s.sessions_active if s.sessions_active is not None else s.running
+
+
+def _rediscover(client: Any, server: Server, key: str | None) -> Server:
+    fresh = discover(client, server.url, key)
+    fresh.url_source = server.url_source
+    return fresh
+
+
+def serve_plan(url: str) -> Plan:
+    """The plan in the record of the server `serve` started, when that server is the one at `url`."""
+    from echopanel_setup.serve import launcher
+
+    record = launcher.running()
+    if record is None or _normalise(record.url) != url:
+        return Plan()
+
+    def flag(name: str) -> int | None:
+        argv = record.argv
+        if name in argv and argv.index(name) + 1 < len(argv):
+            try:
+                return int(argv[argv.index(name) + 1])
+            except ValueError:
+                return None
+        return None
+
+    streams = flag("--max-num-seqs")
+    return Plan(streams, flag("--max-model-len"), f"the serve record (--max-num-seqs {streams})" if streams else None)
+
+
+def _sample(client: Any, url: str) -> tuple[Sample | None, int | None, str | None]:
+    """One /metrics page and /health status, or why there was none."""
+    import httpx
+
+    wall, at = time.time(), time.monotonic()  # when the request left: the server counts from about then
+    try:
+        response = client.get(f"{url}/metrics")
+    except httpx.HTTPError as exc:
+        return None, None, f"{url}/metrics: {_reason(exc)}"
+    if response.status_code != 200:
+        return None, None, f"{url}/metrics answered HTTP {response.status_code}: not a vLLM server, or metrics disabled"
+    try:
+        health: int | None = client.get(f"{url}/health").status_code
+    except httpx.HTTPError:
+        health = None
+    return from_text(response.text, at, wall), health, None
+
+
+def _reason(exc: Exception) -> str:
+    import httpx
+
+    if isinstance(exc, httpx.TimeoutException):
+        return "no answer in time"
+    if isinstance(exc, httpx.ConnectError):
+        return "connection refused (is the server running?)"
+    return (str(exc) or type(exc).__name__).splitlines()[0][:200]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,74 @@
+"""The verdicts as pure functions of two samples: the cases the stand-in does not reach."""
+
+from __future__ import annotations
+
+from echopanel_setup.watch import derive, render
+from echopanel_setup.watch.sample import Hist, Sample
+
+NOW = 1_800_000_000.0
+
+
+def s(at: float = 0.0, **kw: object) -> Sample:
+    return Sample(at=at, wall=NOW + at, **kw)  # type: ignore[arg-type]
+
+
+def sig(prev: Sample | None, cur: Sample, ctx: derive.Context | None = None) -> dict[str, derive.Signal]:
+    return {x.id: x for x in derive.derive(prev, cur, ctx or derive.Context(health=200)).signals}
+
+
+def test_queue_estimate_on_0_18_and_0_19() -> None:
+    """WebSocket gauge, no reason split: queued = running + waiting - open sessions."""
+    got = sig(None, s(running=1.0, waiting=3.0, sessions_active=3.0))["queue"]
+    assert got.status == "fail" and got.value == "1" and got.estimate
+
+
+def test_counter_reset_means_a_restart_not_a_rate() -> None:
+    got = sig(s(0, generation_tokens=500.0, sessions_active=2.0), s(5, generation_tokens=10.0, sessions_active=2.0))
+    assert got["rate"].status == "unknown" and "restarted" in got["rate"].summary
+
+
+def test_a_stream_opening_mid_interval_is_not_a_shortfall() -> None:
+    prev = s(0, generation_tokens=0.0, sessions_active=1.0)
+    cur = s(10, generation_tokens=125.0, sessions_active=2.0)  # only one stream ran the whole interval
+    assert sig(prev, cur)["rate"].status == "ok"
+
+
+def test_no_stream_is_idle_not_behind() -> None:
+    got = sig(s(0, generation_tokens=0.0, sessions_active=0.0), s(5, generation_tokens=0.0, sessions_active=0.0))
+    assert got["rate"].status == "ok" and got["session"].summary == "no session open"
+
+
+def test_some_slow_steps_warn() -> None:
+    step = Hist(sum=20 * 0.05, count=20, buckets=((0.05, 16.0), (0.08, 16.0), (0.1, 20.0), (float("inf"), 20.0)))
+    got = sig(None, s(step=step))["step"]
+    assert got.status == "warn" and "20% of steps took over 80 ms" in got.summary
+
+
+def test_session_age_bounded_by_what_watch_saw() -> None:
+    """Uptime says 3 h, but watch saw no session 2 min ago: the oldest session is at most 2 min old."""
+    cur = s(sessions_active=2.0, process_start=NOW - 3 * 3600)
+    got = sig(None, cur, derive.Context(max_model_len=45000, health=200, open_since=NOW - 120))["session"]
+    assert got.status == "ok" and got.value == "≥58 min"
+
+
+def test_session_older_than_the_limit_cannot_be_estimated() -> None:
+    cur = s(sessions_active=2.0, process_start=NOW - 3 * 3600)
+    got = sig(None, cur, derive.Context(max_model_len=45000, health=200))["session"]
+    assert got.status == "unknown" and "longer than one may last" in got.summary
+
+
+def test_session_without_max_model_len() -> None:
+    got = sig(None, s(sessions_active=1.0, process_start=NOW - 60))["session"]
+    assert got.status == "unknown" and "max_model_len unknown" in got.summary
+
+
+def test_not_a_metrics_page() -> None:
+    got = sig(None, s())
+    assert got["streams"].status == "unknown" and got["kv"].status == "unknown"
+    assert derive.derive(None, s(), derive.Context(health=200)).worst == "ok"
+
+
+def test_trend_scales_and_keeps_gaps() -> None:
+    assert render.trend([0.0, 5.0, None, 10.0], ascii_only=False) == "▁▅ █"
+    assert render.trend([3.0, 3.0], ascii_only=True) == "__"
+    assert render.trend([None], ascii_only=True) == ""
