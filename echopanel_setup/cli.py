@@ -835,40 +835,25 @@ def watch(
     Exit codes: 0 healthy (warnings allowed) · 1 a verdict failed at some sample · 2 bad input · 3 the server
     was unreachable at the end.
     """
-    from echopanel_setup import knowledge
+    from echopanel_setup import output
     from echopanel_setup.watch import render, runner
 
     opts = runner.WatchOptions(url=url, api_key=api_key, interval=interval, once=once, duration=duration, config=config)
-    live = not once and not json_out and sys.stdout.isatty()
-    try:
-        if once:
-            result = runner.run(opts)
-        elif json_out:
-            result = runner.run(opts, lambda tick, r: print(render.tick_line(tick, r), flush=True))
-        elif live:
-            from rich.live import Live
-
-            from echopanel_setup.report import _symbols, console
-
-            ascii_only = _symbols(sys.stdout) is not render.SYMBOLS
-            points = int(knowledge.load()["watch"]["trend_points"])
-            with Live(console=console(sys.stdout), auto_refresh=False, transient=False) as view:
-                result = runner.run(
-                    opts,
-                    lambda tick, r: view.update(render.live_table(r, verbose, ascii_only, points), refresh=True),
-                )
-        else:
-            result = runner.run(opts, lambda tick, r: print(render.plain_line(tick, sys.stdout), flush=True))
-    except SetupError as exc:
-        if json_out:
-            render.write_json(render.error_document(str(exc), exc.exit_code))
-        raise
+    if once:
+        result = runner.run(opts)
+    elif json_out:
+        result = runner.run(opts, lambda tick, r: output.write_line(render.tick_line(tick, r)))
+    elif sys.stdout.isatty():
+        with render.live_view(verbose) as show:
+            result = runner.run(opts, show)
+    else:
+        result = runner.run(opts, lambda tick, r: print(render.plain_line(tick, sys.stdout), flush=True))
     if once and json_out:
-        render.write_json(render.to_document(result))
+        output.write_json(render.to_document(result))
     elif once:
         render.render_once(result, verbose)
     elif json_out:
-        print(render.end_line(result), flush=True)
+        output.write_line(render.end_line(result))
     raise typer.Exit(result.exit_code)
 
 

@@ -86,6 +86,7 @@ def test_results_are_envelopes(cli: Cli, argv: tuple[str, ...], command: str) ->
         (("configure", "--json", "--facts", str(FACTS), "--delay-ms", "500"), "configure", "nearest: 480"),
         (("configure", "--json", "--shell"), "configure", "exclude each other"),
         (("setup", "--json", "--exec"), "setup", "use --detach with --json"),
+        (("watch", "--json", "--interval", "-1", "--once"), "watch", "--interval"),
         (("setup", "--json", "--bogus"), "setup", "No such option"),
         (("bogus", "--json"), "bogus", "No such command"),
     ],

@@ -7,32 +7,40 @@ import io
 import json
 import os
 import re
+from pathlib import Path
 
+import jsonschema
 import pytest
+from conftest import Cli
 from metrics_kit import Behaviour, MetricsStandIn, Scenario
-from smoke_kit import run_main
 
+from echopanel_setup import output
 from echopanel_setup.watch import render, runner
 
 # Rates are measured over real time: 0.4 s keeps a loaded CI machine's scheduling jitter well inside the
 # 10 % tolerance of the rate verdict.
 FAST = ["--interval", "0.4"]
+ENVELOPE = jsonschema.Draft202012Validator(
+    json.loads((Path(output.__file__).parent / "schema" / "envelope.schema.json").read_text(encoding="utf-8"))
+)
 
 
-def watch(monkeypatch, capsys, url: str, *args: str) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
-    return run_main(monkeypatch, capsys, "watch", "--url", url, *args)
+def watch(cli: Cli, url: str, *args: str) -> tuple[int, str, str]:
+    run = cli("watch", "--url", url, *args)
+    return run.code, run.out, run.err
 
 
-def once_json(monkeypatch, capsys, scenario: Scenario, behaviour: Behaviour | None = None, *args: str):  # type: ignore[no-untyped-def]
+def once_json(cli: Cli, scenario: Scenario, behaviour: Behaviour | None = None, *args: str):  # type: ignore[no-untyped-def]
     with MetricsStandIn(scenario, behaviour) as server:
-        code, out, _ = watch(monkeypatch, capsys, server.url, "--once", "--json", *FAST, *args)
+        code, out, _ = watch(cli, server.url, "--once", "--json", *FAST, *args)
     doc = json.loads(out)
+    ENVELOPE.validate(doc)
     signals = {s["id"]: s for s in doc["sample"]["signals"]} if doc.get("sample") else {}
     return code, doc, signals
 
 
-def test_keeping_up(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
-    code, doc, s = once_json(monkeypatch, capsys, Scenario(streams=3))
+def test_keeping_up(cli: Cli) -> None:
+    code, doc, s = once_json(cli, Scenario(streams=3))
     assert code == 0 and doc["worst"] == "ok" and doc["exit_code"] == 0
     assert (
         s["rate"]["status"] == "ok" and "keeping up" in s["rate"]["summary"] and "input-bound" in s["rate"]["summary"]
@@ -44,8 +52,8 @@ def test_keeping_up(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def
     assert doc["command"] == "watch" and doc["schema_version"] == 1
 
 
-def test_falling_behind_at_120_ms_a_step(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
-    code, doc, s = once_json(monkeypatch, capsys, Scenario(streams=4, step_s=0.12, tokens_per_s=1 / 0.12))
+def test_falling_behind_at_120_ms_a_step(cli: Cli) -> None:
+    code, doc, s = once_json(cli, Scenario(streams=4, step_s=0.12, tokens_per_s=1 / 0.12))
     assert code == 1 and doc["worst"] == "fail"
     assert s["step"]["status"] == "fail" and s["step"]["value"] == "120 ms"
     assert s["rate"]["status"] == "fail"
@@ -54,12 +62,13 @@ def test_falling_behind_at_120_ms_a_step(monkeypatch, capsys) -> None:  # type: 
     assert "fewer streams" in s["rate"]["fix"]
 
 
-def test_falling_behind_over_the_serve_plan(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_falling_behind_over_the_serve_plan(cli: Cli) -> None:
     _record_serve(planned=3, max_model_len=45000)
     scenario = Scenario(streams=4, step_s=0.12, tokens_per_s=1 / 0.12)
     with MetricsStandIn(scenario) as server:
         _record_serve(planned=3, max_model_len=45000, url=server.url)
-        code, out, _ = run_main(monkeypatch, capsys, "watch", "--once", *FAST)  # the URL comes from the record
+        run = cli("watch", "--once", *FAST)  # the URL comes from the record
+        code, out = run.code, run.out
     assert code == 1
     assert "4/3" in out and "4 streams on a plan for 3" in out
     assert "echopanel-setup serve --streams 4" in out
@@ -83,14 +92,14 @@ def _record_serve(planned: int, max_model_len: int, url: str = "http://127.0.0.1
     ).write()
 
 
-def test_a_shortfall_with_fast_steps_is_input_bound_not_a_failure(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
-    code, _, s = once_json(monkeypatch, capsys, Scenario(streams=2, tokens_per_s=5.0, step_s=0.02))
+def test_a_shortfall_with_fast_steps_is_input_bound_not_a_failure(cli: Cli) -> None:
+    code, _, s = once_json(cli, Scenario(streams=2, tokens_per_s=5.0, step_s=0.02))
     assert code == 0
     assert s["rate"]["status"] == "warn" and "slower than real time" in s["rate"]["summary"]
 
 
-def test_a_session_approaching_max_model_len(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
-    code, _, s = once_json(monkeypatch, capsys, Scenario(streams=2, uptime_s=55 * 60))
+def test_a_session_approaching_max_model_len(cli: Cli) -> None:
+    code, _, s = once_json(cli, Scenario(streams=2, uptime_s=55 * 60))
     assert code == 0  # a warning: exit 0
     session = s["session"]
     assert session["status"] == "warn" and session["estimate"] is True
@@ -98,57 +107,57 @@ def test_a_session_approaching_max_model_len(monkeypatch, capsys) -> None:  # ty
     assert "--session-minutes 120" in session["fix"] and "roll sessions over" in session["fix"]
 
 
-def test_queueing(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
-    code, _, s = once_json(monkeypatch, capsys, Scenario(streams=2, queued=1))
+def test_queueing(cli: Cli) -> None:
+    code, _, s = once_json(cli, Scenario(streams=2, queued=1))
     assert code == 1
     assert s["queue"]["status"] == "fail" and "1 stream waiting: capacity full" in s["queue"]["summary"]
     assert "serve --streams 3" in s["queue"]["fix"]
 
 
-def test_queue_on_0_20_reads_the_capacity_reason_not_paused_sessions(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
-    code, _, s = once_json(monkeypatch, capsys, Scenario(streams=3), Behaviour(version="0.20.0"))
+def test_queue_on_0_20_reads_the_capacity_reason_not_paused_sessions(cli: Cli) -> None:
+    code, _, s = once_json(cli, Scenario(streams=3), Behaviour(version="0.20.0"))
     assert code == 0 and s["queue"]["status"] == "ok"  # two paused sessions are "deferred", not queued
 
 
-def test_queue_cannot_be_told_on_0_16(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
-    code, _, s = once_json(monkeypatch, capsys, Scenario(streams=2, queued=1), Behaviour(version="0.16.0"))
+def test_queue_cannot_be_told_on_0_16(cli: Cli) -> None:
+    code, _, s = once_json(cli, Scenario(streams=2, queued=1), Behaviour(version="0.16.0"))
     assert s["queue"]["status"] == "unknown" and "< 0.18" in s["queue"]["summary"]
     assert s["streams"]["estimate"] is True and s["streams"]["value"] == "3"  # running + waiting, queued included
 
 
-def test_a_preemption(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_a_preemption(cli: Cli) -> None:
     def preempt(n: int, scenario: Scenario) -> None:
         if n == 2:
             scenario.preemptions = 1
 
-    code, _, s = once_json(monkeypatch, capsys, Scenario(streams=2), Behaviour(on_scrape=preempt))
+    code, _, s = once_json(cli, Scenario(streams=2), Behaviour(on_scrape=preempt))
     assert code == 1
     assert s["preemptions"]["status"] == "fail" and s["preemptions"]["value"] == "+1"
     assert "gap in their transcripts" in s["preemptions"]["summary"]
 
 
-def test_request_errors(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_request_errors(cli: Cli) -> None:
     def fail(n: int, scenario: Scenario) -> None:
         if n == 2:
             scenario.errors = 2
 
-    code, _, s = once_json(monkeypatch, capsys, Scenario(streams=1), Behaviour(on_scrape=fail))
+    code, _, s = once_json(cli, Scenario(streams=1), Behaviour(on_scrape=fail))
     assert code == 1 and s["errors"]["status"] == "fail" and s["errors"]["value"] == "+2"
 
 
-def test_kv_cache_nearly_full_warns(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
-    code, _, s = once_json(monkeypatch, capsys, Scenario(streams=2, kv=0.95))
+def test_kv_cache_nearly_full_warns(cli: Cli) -> None:
+    code, _, s = once_json(cli, Scenario(streams=2, kv=0.95))
     assert code == 0 and s["kv"]["status"] == "warn" and "95% full" in s["kv"]["summary"]
 
 
-def test_unhealthy_engine_fails(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
-    code, _, s = once_json(monkeypatch, capsys, Scenario(streams=1), Behaviour(health=503))
+def test_unhealthy_engine_fails(cli: Cli) -> None:
+    code, _, s = once_json(cli, Scenario(streams=1), Behaviour(health=503))
     assert code == 1 and s["health"]["status"] == "fail" and "503" in s["health"]["summary"]
 
 
-def test_old_metric_names(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_old_metric_names(cli: Cli) -> None:
     scenario = Scenario(streams=2, kv=0.93, itl_s=0.05)
-    code, doc, s = once_json(monkeypatch, capsys, scenario, Behaviour(version="0.8.5"))
+    code, doc, s = once_json(cli, scenario, Behaviour(version="0.8.5"))
     names = doc["sample"]["metric_names"]
     assert names["kv_usage"] == "vllm:gpu_cache_usage_perc"
     assert names["inter_token_latency"] == "vllm:time_per_output_token_seconds"
@@ -157,8 +166,8 @@ def test_old_metric_names(monkeypatch, capsys) -> None:  # type: ignore[no-untyp
     assert s["streams"]["estimate"] is True  # no WebSocket gauge before 0.18
 
 
-def test_new_metric_names(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
-    _, doc, s = once_json(monkeypatch, capsys, Scenario(streams=2))
+def test_new_metric_names(cli: Cli) -> None:
+    _, doc, s = once_json(cli, Scenario(streams=2))
     names = doc["sample"]["metric_names"]
     assert names["kv_usage"] == "vllm:kv_cache_usage_perc"
     assert names["inter_token_latency"] == "vllm:inter_token_latency_seconds"
@@ -166,77 +175,81 @@ def test_new_metric_names(monkeypatch, capsys) -> None:  # type: ignore[no-untyp
     assert s["itl"]["status"] == "unknown" and "not recorded for realtime sessions" in s["itl"]["summary"]
 
 
-def test_the_server_going_away_mid_watch(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_the_server_going_away_mid_watch(cli: Cli) -> None:
     with MetricsStandIn(Scenario(streams=2), Behaviour(stop_after_scrapes=2)) as server:
-        code, out, _ = watch(monkeypatch, capsys, server.url, "--json", "--for", "2.5", *FAST)
+        code, out, _ = watch(cli, server.url, "--json", "--for", "2.5", *FAST)
     lines = [json.loads(line) for line in out.splitlines()]
+    for line in lines:
+        ENVELOPE.validate(line)
     samples = [x for x in lines if x["event"] == "sample"]
     assert all(x["command"] == "watch" and x["schema_version"] == 1 and "tool" in x for x in lines)
     assert [x["status"] for x in samples[:2]] == ["ok", "ok"]
-    assert samples[-1]["status"] == "unreachable" and "connection refused" in samples[-1]["error"]
+    assert samples[-1]["status"] == "unreachable" and "connection refused" in samples[-1]["error"]["message"]
+    assert samples[0]["exit_code"] == 0 and samples[-1]["exit_code"] == 3 and samples[0]["error"] is None
     assert lines[-1]["event"] == "end" and lines[-1]["unreachable"] is True and lines[-1]["exit_code"] == 3
     assert code == 3
 
 
-def test_unreachable_from_the_start(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
-    code, out, _ = watch(monkeypatch, capsys, "http://127.0.0.1:9", "--once", "--json", *FAST)
+def test_unreachable_from_the_start(cli: Cli) -> None:
+    code, out, _ = watch(cli, "http://127.0.0.1:9", "--once", "--json", *FAST)
     doc = json.loads(out)
+    ENVELOPE.validate(doc)
     assert code == 3 and doc["unreachable"] is True and doc["sample"]["status"] == "unreachable"
+    assert doc["error"]["kind"] == "external" and "connection refused" in doc["error"]["message"]
 
 
-def test_the_worst_verdict_seen_decides_the_exit_code(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_the_worst_verdict_seen_decides_the_exit_code(cli: Cli) -> None:
     def blip(n: int, scenario: Scenario) -> None:
         scenario.queued = 1 if n == 2 else 0
 
     with MetricsStandIn(Scenario(streams=2), Behaviour(on_scrape=blip)) as server:
-        code, out, _ = watch(monkeypatch, capsys, server.url, "--for", "2", *FAST)
+        code, out, _ = watch(cli, server.url, "--for", "2", *FAST)
     lines = out.splitlines()
     assert code == 1
     assert any("fail" in line and "capacity full" in line for line in lines)  # plain lines when not a terminal
     assert lines[-1].split()[1] == "ok"  # it recovered, yet the run failed
 
 
-def test_one_sample_reads_counters_since_the_server_started(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
-    code, doc, s = once_json(monkeypatch, capsys, Scenario(streams=2, preemptions=3), None, "--interval", "0")
+def test_one_sample_reads_counters_since_the_server_started(cli: Cli) -> None:
+    code, doc, s = once_json(cli, Scenario(streams=2, preemptions=3), None, "--interval", "0")
     assert code == 0 and s["rate"]["status"] == "unknown"
     assert (
         s["preemptions"]["status"] == "warn" and "3 preemptions since the server started" in s["preemptions"]["summary"]
     )
 
 
-def test_the_api_key_goes_to_v1_models_only_and_can_come_from_stdin(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr("sys.stdin", io.StringIO("s3cret\n"))
+def test_the_api_key_goes_to_v1_models_only_and_can_come_from_stdin(cli: Cli) -> None:
     with MetricsStandIn(Scenario(streams=1), Behaviour(api_key="s3cret")) as server:
-        code, out, _ = watch(monkeypatch, capsys, server.url, "--once", "--json", "--api-key", "-", *FAST)
+        run = cli("watch", "--url", server.url, "--once", "--json", "--api-key", "-", *FAST, stdin="s3cret\n")
         seen = server.seen.auth
-    assert code == 0 and "s3cret" not in out
+    assert run.code == 0 and "s3cret" not in run.out
     assert seen["/v1/models"] == ["Bearer s3cret"]
     assert set(seen["/metrics"]) == {None} and set(seen["/health"]) == {None}
-    assert json.loads(out)["server"]["max_model_len"] == 45000
+    assert run.json()["server"]["max_model_len"] == 45000
 
 
 @pytest.mark.parametrize(
     "args",
     [["--interval", "-1", "--once"], ["--interval", "0"], ["--for", "0"], ["--interval", "nan", "--once"]],
 )
-def test_bad_input_exits_2_with_a_json_document(monkeypatch, capsys, args: list[str]) -> None:  # type: ignore[no-untyped-def]
-    code, out, _ = watch(monkeypatch, capsys, "http://127.0.0.1:9", "--json", *args)
-    assert code == 2 and json.loads(out)["error"]["message"]
+def test_bad_input_exits_2_with_a_json_document(cli: Cli, args: list[str]) -> None:
+    code, out, _ = watch(cli, "http://127.0.0.1:9", "--json", *args)
+    assert code == 2 and json.loads(out)["error"]["kind"] == "usage"
 
 
-def test_a_url_that_is_not_one(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
-    code, _, err = watch(monkeypatch, capsys, "not a url", "--once")
+def test_a_url_that_is_not_one(cli: Cli) -> None:
+    code, _, err = watch(cli, "not a url", "--once")
     assert code == 2 and "base URL" in err
 
 
-def test_human_report_with_formulas(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_human_report_with_formulas(cli: Cli) -> None:
     with MetricsStandIn(Scenario(streams=3)) as server:
-        code, out, _ = watch(monkeypatch, capsys, server.url, "--once", "-v", *FAST)
+        code, out, _ = watch(cli, server.url, "--once", "-v", *FAST)
     assert code == 0 and "Verdict: ok" in out
     assert "rate = Δ vllm:generation_tokens / Δt" in out and "expected = 12.5 tok/s × 3 streams" in out
 
 
-def test_the_live_view_has_a_row_and_a_trend_per_signal(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_live_view_has_a_row_and_a_trend_per_signal() -> None:
     from rich.console import Console
 
     ticks = []

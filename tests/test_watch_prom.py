@@ -46,7 +46,7 @@ def test_escaped_label_values_timestamps_and_special_values() -> None:
         'm{path="C:\\\\dir",q="say \\"hi\\"",nl="a\\nb"} 1.5 1700000000000\n'
         "m2 +Inf\n"
         "m3 NaN\n"
-        "m4{le=\"0.1\",} 2\n"  # a trailing comma is allowed
+        'm4{le="0.1",} 2\n'  # a trailing comma is allowed
     )
     got = prom.parse(text, frozenset({"m", "m2", "m3", "m4"}))
     assert got["m"] == [({"path": "C:\\dir", "q": 'say "hi"', "nl": "a\nb"}, 1.5)]

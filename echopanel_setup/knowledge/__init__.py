@@ -455,6 +455,63 @@ class VllmInstall(Section):
 
 
 @section
+class WatchMetrics(Section):
+    """Where each `watch` signal lives: metric families tried in order (counters named without `_total`)."""
+
+    running: tuple[str, ...]
+    waiting: tuple[str, ...]
+    waiting_by_reason: tuple[str, ...]
+    kv_usage: tuple[str, ...]
+    generation_tokens: tuple[str, ...]
+    preemptions: tuple[str, ...]
+    finished: tuple[str, ...]
+    corrupted: tuple[str, ...]
+    step_latency: tuple[str, ...]
+    inter_token_latency: tuple[str, ...]
+    sessions_active: tuple[str, ...]
+    sessions_opened: tuple[str, ...]
+    process_start: tuple[str, ...]
+    source: str
+
+
+@section
+class WatchName(Section):
+    """A metric name and the vLLM versions that expose it (inclusive)."""
+
+    metric: str
+    source: str
+    since: str | None = None
+    until: str | None = None
+    replaced_by: str | None = None
+
+
+@section
+class PausedSession(Section):
+    """Where vLLM counts a realtime session waiting for its next 80 ms of audio ("" = nowhere)."""
+
+    since: str
+    counted_in: str
+    source: str
+    until: str | None = None
+
+
+@section
+class Watch(Section):
+    interval_s: float
+    once_interval_s: float
+    timeout_s: float
+    rate_tolerance: float
+    kv_warn: float
+    session_warn_minutes: float
+    streams_per_meeting: int
+    trend_points: int
+    source: str
+    metrics: WatchMetrics
+    names: tuple[WatchName, ...]
+    paused_session: tuple[PausedSession, ...]
+
+
+@section
 class Knowledge(Section):
     """The whole of compat.toml. Array-of-tables fields keep the TOML's singular names (`signature`)."""
 
@@ -477,6 +534,7 @@ class Knowledge(Section):
     setup: Setup
     serve: Serve
     vllm_install: VllmInstall
+    watch: Watch
 
 
 # --- building ------------------------------------------------------------------------------------------------------

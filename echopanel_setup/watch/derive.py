@@ -71,16 +71,9 @@ class _Limits:
 @lru_cache(maxsize=1)
 def limits() -> _Limits:
     k = knowledge.load()
-    ms = float(k["serve"]["model_arch"]["ms_per_token"])
-    w = k["watch"]
-    return _Limits(
-        1000.0 / ms,
-        ms / 1000.0,
-        float(w["rate_tolerance"]),
-        float(w["kv_warn"]),
-        float(w["session_warn_minutes"]),
-        int(w["streams_per_meeting"]),
-    )
+    ms = float(k.serve.model_arch.ms_per_token)
+    w = k.watch
+    return _Limits(1000.0 / ms, ms / 1000.0, w.rate_tolerance, w.kv_warn, w.session_warn_minutes, w.streams_per_meeting)
 
 
 def worst(statuses: list[str]) -> str:

@@ -3,11 +3,13 @@ live terminal view (rich Live: one row per signal with its trend). Every JSON li
 
 from __future__ import annotations
 
-import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TextIO
 
-from echopanel_setup.report import ASCII_SYMBOLS, SYMBOLS, _symbols, header
+from echopanel_setup import output
+from echopanel_setup.report import ASCII_SYMBOLS, SYMBOLS, _symbols
 from echopanel_setup.watch.derive import FAIL, OK, UNKNOWN, WARN, Signal
 from echopanel_setup.watch.runner import UNREACHABLE, Tick, WatchResult
 
@@ -45,39 +47,54 @@ def _tick(t: Tick) -> dict[str, Any]:
     }
 
 
+def _unreachable(r: WatchResult) -> dict[str, Any]:
+    """`error` for a run that ends with the server unreachable (exit 3): a result, and an external error."""
+    if not r.unreachable_at_end:
+        return {}
+    message = r.last.error if r.last and r.last.error else f"{r.server.url}: no sample taken"
+    return {"error": {"kind": output.ERROR_KINDS[r.exit_code], "message": message, "traceback": None}}
+
+
 def to_document(r: WatchResult) -> dict[str, Any]:
-    """The `--once --json` document (and the last line of a live `--json` run, as `event: "end"`)."""
-    return {
-        **header("watch", SCHEMA_VERSION),
-        "exit_code": r.exit_code,
-        "worst": r.worst,
-        "unreachable": r.unreachable_at_end,
-        "stopped": r.stopped,
-        "interval_s": r.interval_s,
-        "samples": len(r.ticks) if not r.once else 1,
-        "server": _server(r),
-        "sample": _tick(r.last) if r.last else None,
-        "error": None,
-    }
+    """The `--once --json` document."""
+    return output.document(
+        "watch",
+        SCHEMA_VERSION,
+        r.exit_code,
+        **_unreachable(r),
+        worst=r.worst,
+        unreachable=r.unreachable_at_end,
+        stopped=r.stopped,
+        interval_s=r.interval_s,
+        server=_server(r),
+        sample=_tick(r.last) if r.last else None,
+    )
 
 
-def tick_line(t: Tick, r: WatchResult) -> str:
-    """One NDJSON line per live sample."""
-    return json.dumps({**header("watch", SCHEMA_VERSION), "event": "sample", "url": r.server.url, **_tick(t)})
+def tick_line(t: Tick, r: WatchResult) -> dict[str, Any]:
+    """One NDJSON line per live sample; `exit_code` is what the run would exit with if it ended here."""
+    fields = _tick(t)
+    del fields["error"]  # an unreachable sample's reason is the envelope's `error` (exit code 3)
+    return output.document(
+        "watch", SCHEMA_VERSION, r.exit_code, **_unreachable(r), event="sample", url=r.server.url, **fields
+    )
 
 
-def end_line(r: WatchResult) -> str:
-    doc = to_document(r)
-    doc.pop("sample")
-    return json.dumps({**doc, "event": "end", "samples": len(r.ticks)})
-
-
-def error_document(message: str, exit_code: int) -> dict[str, Any]:
-    return {**header("watch", SCHEMA_VERSION), "exit_code": exit_code, "error": {"message": message}}
-
-
-def write_json(doc: dict[str, Any], out: TextIO | None = None) -> None:
-    (out or sys.stdout).write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+def end_line(r: WatchResult) -> dict[str, Any]:
+    """The last NDJSON line of a live run: how it ended, its worst verdict and its exit code."""
+    return output.document(
+        "watch",
+        SCHEMA_VERSION,
+        r.exit_code,
+        **_unreachable(r),
+        event="end",
+        worst=r.worst,
+        unreachable=r.unreachable_at_end,
+        stopped=r.stopped,
+        interval_s=r.interval_s,
+        samples=len(r.ticks),
+        server=_server(r),
+    )
 
 
 # --- human ---------------------------------------------------------------------------------------------------
@@ -188,3 +205,18 @@ def live_table(r: WatchResult, verbose: bool, ascii_only: bool, points: int) -> 
         fixes += [f"[dim]{s.title}: {escape(s.formula)}[/]" for s in t.derived.signals if s.formula]
     foot = Text.from_markup(f"[dim]sample {t.index + 1} at {t.taken_at} · every {r.interval_s:g} s · Ctrl-C stops[/]")
     return Group(head, table, *(Text.from_markup(f) for f in fixes), foot)
+
+
+@contextmanager
+def live_view(verbose: bool, stream: TextIO | None = None) -> Iterator[Callable[[Tick, WatchResult], None]]:
+    """A rich Live view on a terminal, redrawn at each sample; what it last showed stays on screen."""
+    from rich.live import Live
+
+    from echopanel_setup import knowledge
+    from echopanel_setup.report import console
+
+    out = stream or sys.stdout
+    ascii_only = _symbols(out) is not SYMBOLS
+    points = knowledge.load().watch.trend_points
+    with Live(console=console(out), auto_refresh=False, transient=False) as view:
+        yield lambda tick, r: view.update(live_table(r, verbose, ascii_only, points), refresh=True)

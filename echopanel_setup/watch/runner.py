@@ -101,10 +101,8 @@ Emit = Callable[[Tick, WatchResult], None]
 
 def run(opts: WatchOptions, emit: Emit | None = None, *, sleep: Callable[[float], None] = time.sleep) -> WatchResult:
     """Sample until --once has its verdict, --for runs out, or Ctrl-C; every sample goes to `emit`."""
-    w = knowledge.load()["watch"]
-    interval = (
-        opts.interval if opts.interval is not None else float(w["once_interval_s" if opts.once else "interval_s"])
-    )
+    w = knowledge.load().watch
+    interval = opts.interval if opts.interval is not None else (w.once_interval_s if opts.once else w.interval_s)
     _validate(opts, interval)
     key = _api_key(opts.api_key)
     url, url_source = resolve_url(opts)
@@ -112,8 +110,7 @@ def run(opts: WatchOptions, emit: Emit | None = None, *, sleep: Callable[[float]
 
     started = time.monotonic()
     deadline = started + opts.duration if opts.duration else None
-    timeout = float(w["timeout_s"])
-    with httpx.Client(timeout=timeout, trust_env=not _is_local(url), follow_redirects=False) as client:
+    with httpx.Client(timeout=w.timeout_s, trust_env=not _is_local(url), follow_redirects=False) as client:
         server = discover(client, url, key)
         server.url_source = url_source
         plan = serve_plan(url)
@@ -200,7 +197,7 @@ def resolve_url(opts: WatchOptions) -> tuple[str, str]:
     configured = envconfig.effective(config_path, dict(os.environ)).get(envconfig.URL)
     if configured:
         return _normalise(configured), f"{envconfig.URL} in {config_path}"
-    return _normalise(knowledge.load()["server"]["default_url"]), "the default"
+    return _normalise(knowledge.load().server.default_url), "the default"
 
 
 def _normalise(url: str) -> str:

@@ -51,8 +51,10 @@ class Sample:
 
 @lru_cache(maxsize=1)
 def _candidates() -> dict[str, tuple[str, ...]]:
-    table = knowledge.load()["watch"]["metrics"]
-    return {key: tuple(value) for key, value in table.items() if isinstance(value, list)}
+    from dataclasses import fields
+
+    table = knowledge.load().watch.metrics
+    return {f.name: getattr(table, f.name) for f in fields(table) if f.name != "source"}  # type: ignore[arg-type]
 
 
 @lru_cache(maxsize=1)
