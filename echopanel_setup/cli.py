@@ -798,9 +798,10 @@ def _smoke_echopanel(
 @app.command()
 def watch(
     url: Annotated[
-        str | None,
+        ServerURL | None,
         typer.Option(
             metavar="URL",
+            parser=ServerURL.parse,
             help="The vLLM server (default: the one `serve` started, else VOXTRAL_VLLM_URL, else localhost).",
         ),
     ] = None,

@@ -15,6 +15,7 @@ from conftest import Cli
 from metrics_kit import Behaviour, MetricsStandIn, Scenario
 
 from echopanel_setup import output
+from echopanel_setup.url import ServerURL
 from echopanel_setup.watch import render, runner
 
 # Rates are measured over real time: 0.4 s keeps a loaded CI machine's scheduling jitter well inside the
@@ -239,7 +240,7 @@ def test_bad_input_exits_2_with_a_json_document(cli: Cli, args: list[str]) -> No
 
 def test_a_url_that_is_not_one(cli: Cli) -> None:
     code, _, err = watch(cli, "not a url", "--once")
-    assert code == 2 and "base URL" in err
+    assert code == 2 and "must look like http://HOST:PORT" in err
 
 
 def test_human_report_with_formulas(cli: Cli) -> None:
@@ -255,7 +256,8 @@ def test_the_live_view_has_a_row_and_a_trend_per_signal() -> None:
     ticks = []
     with MetricsStandIn(Scenario(streams=2)) as server:
         result = runner.run(
-            runner.WatchOptions(url=server.url, interval=0.15, duration=1.2), lambda t, r: ticks.append(t)
+            runner.WatchOptions(url=ServerURL.parse(server.url), interval=0.15, duration=1.2),
+            lambda t, r: ticks.append(t),
         )
     assert len(ticks) >= 2 and result.exit_code == 0
     con = Console(record=True, width=160, file=io.StringIO())

@@ -27,7 +27,7 @@ _SHORT = {"streams": "streams", "queue": "queue", "rate": "rate", "step": "step"
 def _server(r: WatchResult) -> dict[str, Any]:
     s = r.server
     return {
-        "url": s.url,
+        "url": str(s.url),
         "url_source": s.url_source,
         "version": s.version,
         "models": s.models,
@@ -76,7 +76,7 @@ def tick_line(t: Tick, r: WatchResult) -> dict[str, Any]:
     fields = _tick(t)
     del fields["error"]  # an unreachable sample's reason is the envelope's `error` (exit code 3)
     return output.document(
-        "watch", SCHEMA_VERSION, r.exit_code, **_unreachable(r), event="sample", url=r.server.url, **fields
+        "watch", SCHEMA_VERSION, r.exit_code, **_unreachable(r), event="sample", url=str(r.server.url), **fields
     )
 
 

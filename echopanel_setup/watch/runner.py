@@ -17,15 +17,16 @@ from typing import Any
 
 from echopanel_setup import knowledge
 from echopanel_setup.errors import UsageError
+from echopanel_setup.url import ServerURL
 from echopanel_setup.watch import derive
 from echopanel_setup.watch.sample import Sample, from_text
 
 UNREACHABLE = "unreachable"
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class WatchOptions:
-    url: str | None = None
+    url: ServerURL | None = None
     api_key: str | None = field(default=None, repr=False)  # a key, or "-" to read one line from stdin
     interval: float | None = None
     once: bool = False
@@ -44,7 +45,7 @@ class Plan:
 
 @dataclass
 class Server:
-    url: str
+    url: ServerURL
     version: str | None = None
     models: list[str] = field(default_factory=list)
     max_model_len: int | None = None
@@ -110,7 +111,8 @@ def run(opts: WatchOptions, emit: Emit | None = None, *, sleep: Callable[[float]
 
     started = time.monotonic()
     deadline = started + opts.duration if opts.duration else None
-    with httpx.Client(timeout=w.timeout_s, trust_env=not _is_local(url), follow_redirects=False) as client:
+    auth: dict[str, Any] = {"auth": url.basic_auth} if url.basic_auth else {}
+    with httpx.Client(timeout=w.timeout_s, trust_env=not url.is_loopback, follow_redirects=False, **auth) as client:
         server = discover(client, url, key)
         server.url_source = url_source
         plan = serve_plan(url)
@@ -178,59 +180,40 @@ def _api_key(value: str | None) -> str | None:
     return value or os.environ.get("VLLM_API_KEY") or None
 
 
-def resolve_url(opts: WatchOptions) -> tuple[str, str]:
+def resolve_url(opts: WatchOptions) -> tuple[ServerURL, str]:
     """The server to watch, and where that came from: --url, the server `serve` started, EchoPanel's config,
     else vLLM's default on this machine."""
     if opts.url:
-        return _normalise(opts.url), "--url"
+        return opts.url, "--url"
     from echopanel_setup.serve import launcher
 
     record = launcher.running()
     if record is not None:
-        return _normalise(record.url), "the server `echopanel-setup serve` started"
+        return ServerURL.parse(record.url, what="the serve record's url"), "the server `echopanel-setup serve` started"
     import os
     from pathlib import Path
 
     from echopanel_setup import envconfig, paths
 
     config_path = Path(opts.config).expanduser() if opts.config else paths.echopanel_config_path()
-    configured = envconfig.effective(config_path, dict(os.environ)).get(envconfig.URL)
+    configured = envconfig.configured_url(envconfig.effective(config_path, dict(os.environ)))
     if configured:
-        return _normalise(configured), f"{envconfig.URL} in {config_path}"
-    return _normalise(knowledge.load().server.default_url), "the default"
+        return configured, f"{envconfig.URL} in {config_path}"
+    return ServerURL.parse(knowledge.load().server.default_url), "the default"
 
 
-def _normalise(url: str) -> str:
-    from urllib.parse import urlsplit
-
-    text = url.strip().rstrip("/")
-    if text.endswith("/v1"):
-        text = text[:-3]
-    text = text.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"--url {url!r}: give the server's base URL, e.g. http://127.0.0.1:8001")
-    return text
-
-
-def _is_local(url: str) -> bool:
-    from echopanel_setup import envconfig
-
-    return envconfig.is_local_url(url)
-
-
-def discover(client: Any, url: str, key: str | None) -> Server:
+def discover(client: Any, url: ServerURL, key: str | None) -> Server:
     """/version and /v1/models, once: the vLLM version, the served names and their max_model_len."""
     server = Server(url)
     try:
-        response = client.get(f"{url}/version")
+        response = client.get(url.url("/version"))
         if response.status_code == 200:
             server.version = str(response.json().get("version") or "") or None
     except Exception:  # noqa: BLE001 - an unreachable server is reported by the samples, not here
         return server
     headers = {"Authorization": f"Bearer {key}"} if key else None
     try:
-        response = client.get(f"{url}/v1/models", headers=headers)
+        response = client.get(url.url("/v1/models"), headers=headers)
         if response.status_code == 200:
             data = response.json().get("data") or []
             server.models = [str(m.get("id")) for m in data if isinstance(m, dict)]
@@ -251,12 +234,12 @@ def _rediscover(client: Any, server: Server, key: str | None) -> Server:
     return fresh
 
 
-def serve_plan(url: str) -> Plan:
+def serve_plan(url: ServerURL) -> Plan:
     """The plan in the record of the server `serve` started, when that server is the one at `url`."""
     from echopanel_setup.serve import launcher
 
     record = launcher.running()
-    if record is None or _normalise(record.url) != url:
+    if record is None or ServerURL.parse(record.url, what="the serve record's url").http_base != url.http_base:
         return Plan()
 
     def flag(name: str) -> int | None:
@@ -272,19 +255,19 @@ def serve_plan(url: str) -> Plan:
     return Plan(streams, flag("--max-model-len"), f"the serve record (--max-num-seqs {streams})" if streams else None)
 
 
-def _sample(client: Any, url: str) -> tuple[Sample | None, int | None, str | None]:
+def _sample(client: Any, url: ServerURL) -> tuple[Sample | None, int | None, str | None]:
     """One /metrics page and /health status, or why there was none."""
     import httpx
 
     wall, at = time.time(), time.monotonic()  # when the request left: the server counts from about then
     try:
-        response = client.get(f"{url}/metrics")
+        response = client.get(url.url("/metrics"))
     except httpx.HTTPError as exc:
-        return None, None, f"{url}/metrics: {_reason(exc)}"
+        return None, None, f"{url.url('/metrics')}: {_reason(exc)}"
     if response.status_code != 200:
-        return None, None, f"{url}/metrics answered HTTP {response.status_code}: not a vLLM server, or metrics disabled"
+        return None, None, f"{url.url('/metrics')} answered HTTP {response.status_code}: not vLLM, or metrics off"
     try:
-        health: int | None = client.get(f"{url}/health").status_code
+        health: int | None = client.get(url.url("/health")).status_code
     except httpx.HTTPError:
         health = None
     return from_text(response.text, at, wall), health, None
