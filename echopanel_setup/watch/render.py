@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from typing import Any, TextIO
 
 from echopanel_setup import output
-from echopanel_setup.report import ASCII_SYMBOLS, SYMBOLS, _symbols
 from echopanel_setup.watch.derive import FAIL, OK, UNKNOWN, WARN, Signal
 from echopanel_setup.watch.runner import UNREACHABLE, Tick, WatchResult
 
@@ -112,6 +111,8 @@ def title(r: WatchResult, dot: str) -> str:
 
 def plain_line(t: Tick, stream: TextIO) -> str:
     """One greppable line per sample for logs and pipes; problems follow on indented lines."""
+    from echopanel_setup.report import SYMBOLS, _symbols
+
     stamp = t.taken_at[11:19]
     if t.derived is None:
         return f"{stamp}  {UNREACHABLE}  {t.error}"
@@ -130,7 +131,7 @@ def render_once(r: WatchResult, verbose: bool = False, stream: TextIO | None = N
     """The `--once` report: one row per signal, then the fixes."""
     from rich.markup import escape
 
-    from echopanel_setup.report import console
+    from echopanel_setup.report import SYMBOLS, _symbols, console
 
     out = stream or sys.stdout
     con = console(out)
@@ -178,6 +179,8 @@ def live_table(r: WatchResult, verbose: bool, ascii_only: bool, points: int) -> 
     from rich.table import Table
     from rich.text import Text
 
+    from echopanel_setup.report import ASCII_SYMBOLS, SYMBOLS
+
     sym = ASCII_SYMBOLS if ascii_only else SYMBOLS
     t = r.last
     head = Text.from_markup(f"[bold]{escape(title(r, '-' if ascii_only else '·'))}[/]")
@@ -213,7 +216,7 @@ def live_view(verbose: bool, stream: TextIO | None = None) -> Iterator[Callable[
     from rich.live import Live
 
     from echopanel_setup import knowledge
-    from echopanel_setup.report import console
+    from echopanel_setup.report import SYMBOLS, _symbols, console
 
     out = stream or sys.stdout
     ascii_only = _symbols(out) is not SYMBOLS

@@ -236,6 +236,10 @@ def _rediscover(client: Any, server: Server, key: str | None) -> Server:
 
 def serve_plan(url: ServerURL) -> Plan:
     """The plan in the record of the server `serve` started, when that server is the one at `url`."""
+    from echopanel_setup import paths
+
+    if not (paths.state_dir() / "serve").is_dir():  # nothing was ever served here: skip importing serve (~0.1 s)
+        return Plan()
     from echopanel_setup.serve import launcher
 
     record = launcher.running()
