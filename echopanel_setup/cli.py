@@ -948,8 +948,12 @@ def setup(
         ),
     ] = None,
     url: Annotated[
-        str | None,
-        typer.Option(metavar="URL", help="The vLLM server (remote mode), or the API's base URL (api mode)."),
+        ServerURL | None,
+        typer.Option(
+            parser=ServerURL.parse,
+            metavar="URL",
+            help="The vLLM server (remote mode), or the API's base URL (api mode).",
+        ),
     ] = None,
     api_key: Annotated[
         str | None,

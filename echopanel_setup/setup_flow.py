@@ -31,6 +31,7 @@ from echopanel_setup import envconfig, knowledge, ports
 from echopanel_setup.checks import CheckResult, Fix, Status
 from echopanel_setup.errors import EXIT_FAILED, EXIT_OK, ExternalError, SetupError, UsageError
 from echopanel_setup.report import DoctorRun
+from echopanel_setup.url import ServerURL
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -52,7 +53,7 @@ _POLL_S = 2.0
 @dataclass(frozen=True, kw_only=True)
 class SetupOptions:
     mode: str | None = None
-    url: str | None = None
+    url: ServerURL | None = None
     api_key: str | None = None
     delay_ms: int | None = None
     yes: bool = False
@@ -201,10 +202,9 @@ class Flow:
     def _doctor(self) -> DoctorRun:
         from echopanel_setup import doctor
         from echopanel_setup.facts.collect import Options
-        from echopanel_setup.url import ServerURL
 
         skip = [MISTRAL_REACHABLE] if self.opts.mode == "api" and self.opts.url else []
-        url = ServerURL.parse(self.opts.url) if self.opts.url and self.opts.mode != "api" else None
+        url = self.opts.url if self.opts.mode != "api" else None
         with _vllm_key(self.opts.api_key if self.opts.mode != "api" else None):
             run = doctor.run(
                 Options(python=self.opts.python, url=url), mode=self.opts.mode, skip=skip, facts_file=self.opts.facts
@@ -267,10 +267,13 @@ class Flow:
         self._line("✓", step, "done")
         return run
 
-    def _server_url(self, run: DoctorRun) -> str:
-        from echopanel_setup import envconfig
-
-        return self.opts.url or run.facts.config.values.get(envconfig.URL) or ports.local_url()
+    def _server_url(self, run: DoctorRun) -> ServerURL:
+        """--url, else the server EchoPanel's config names, else vLLM's default address on this machine."""
+        return (
+            self.opts.url
+            or envconfig.configured_url(run.facts.config.values)
+            or ServerURL.parse(ports.local_url())
+        )
 
     def _serve(self, run: DoctorRun) -> bool:
         server = next((r for r in run.results if r.id == "server"), None)
@@ -306,14 +309,12 @@ class Flow:
             return False
         return True
 
-    def _wait_ready(self, url: str) -> bool:
+    def _wait_ready(self, ep: ServerURL) -> bool:
         """Poll /health and /v1/models until the model is served, the server process dies, or time runs out."""
         from echopanel_setup.smoke import server
-        from echopanel_setup.url import ServerURL
 
         limit = knowledge.load().setup.ready_timeout_s
         deadline = time.monotonic() + limit
-        ep = ServerURL.parse(url)
         with self.ui.con.status(f"waiting for {ep.http_base} to serve the model (up to {limit / 60:.0f} min)…"):
             while time.monotonic() < deadline:
                 if self.server_proc is not None and self.server_proc.poll() is not None:
@@ -341,13 +342,11 @@ class Flow:
 
     def _smoke(self, mode: str, run: DoctorRun) -> bool:
         from echopanel_setup.smoke import runner
-        from echopanel_setup.url import ServerURL
 
         url = self.opts.url if mode == "api" else self._server_url(run)
         self._line("→", "smoke", "transcribing the bundled clip")
         try:
-            server = ServerURL.parse(url) if url else None
-            result = runner.run(runner.SmokeOptions(mode=mode, url=server, api_key=self.opts.api_key, fast=True))
+            result = runner.run(runner.SmokeOptions(mode=mode, url=url, api_key=self.opts.api_key, fast=True))
         except SetupError as exc:
             self._line("✗", "smoke", str(exc))
             self._fix("Details and options:", ["echopanel-setup smoke --help"])
@@ -424,7 +423,8 @@ class Flow:
     def _configure(self, mode: str, run: DoctorRun) -> None:
         from echopanel_setup import configure, configure_render
 
-        url = self.opts.url if mode != "api" else None  # in api mode --url is the API's address, not EchoPanel's
+        # In api mode --url is the API's address, not EchoPanel's.
+        url = self.opts.url.http_base if self.opts.url and mode != "api" else None
         opts = configure.ConfigureOptions(
             mode=mode, url=url, delay_ms=self.opts.delay_ms, api_key=self.opts.api_key, yes=self.opts.yes
         )

@@ -87,6 +87,7 @@ def test_results_are_envelopes(cli: Cli, argv: tuple[str, ...], command: str) ->
         (("configure", "--json", "--shell"), "configure", "exclude each other"),
         (("setup", "--json", "--exec"), "setup", "use --detach with --json"),
         (("watch", "--json", "--interval", "-1", "--once"), "watch", "--interval"),
+        (("setup", "--json", "--url", "gpu:8000"), "setup", "must look like http://HOST:PORT"),
         (("setup", "--json", "--bogus"), "setup", "No such option"),
         (("bogus", "--json"), "bogus", "No such command"),
     ],

@@ -18,6 +18,7 @@ from echopanel_setup import envconfig
 from echopanel_setup.setup_flow import Flow, SetupOptions, SetupResult, run_command
 from echopanel_setup.setup_render import SetupUi
 from echopanel_setup.smoke import audio
+from echopanel_setup.url import ServerURL
 
 FACTS = Path(__file__).parent / "fixtures" / "facts"
 CLIP = audio.bundled()
@@ -89,7 +90,9 @@ def test_without_exec_or_detach_setup_prints_the_serve_command_and_stops(env_fil
 
 def test_local_flow_waits_for_the_detached_server_then_smokes_and_configures(env_file: Path) -> None:
     with VllmStandIn(exact(CLIP.pcm)) as server:
-        opts = SetupOptions(facts=str(FACTS / "linux-4090-desktop.json"), url=server.url, detach=True, yes=True)
+        opts = SetupOptions(
+            facts=str(FACTS / "linux-4090-desktop.json"), url=ServerURL.parse(server.url), detach=True, yes=True
+        )
         code, out, asked = flow(opts, "print('vLLM started in the background')")
     assert code == 0, out
     assert asked == [["serve", "--detach"]]
@@ -110,7 +113,11 @@ def test_exec_keeps_vllm_in_the_foreground_after_setup(env_file: Path) -> None:
 
     with VllmStandIn(exact(CLIP.pcm)) as server:
         opts = SetupOptions(
-            facts=str(FACTS / "linux-4090-desktop.json"), url=server.url, exec_=True, yes=True, delay_ms=960
+            facts=str(FACTS / "linux-4090-desktop.json"),
+            url=ServerURL.parse(server.url),
+            exec_=True,
+            yes=True,
+            delay_ms=960,
         )
         result, out = live(opts, spawn)
     assert result.exit_code == 0, out
@@ -122,7 +129,9 @@ def test_exec_keeps_vllm_in_the_foreground_after_setup(env_file: Path) -> None:
 
 def test_a_server_that_dies_while_starting_stops_the_flow(env_file: Path) -> None:
     opts = SetupOptions(
-        facts=str(FACTS / "linux-4090-desktop.json"), url=f"http://127.0.0.1:{_free_port()}", exec_=True
+        facts=str(FACTS / "linux-4090-desktop.json"),
+        url=ServerURL.parse(f"http://127.0.0.1:{_free_port()}"),
+        exec_=True,
     )
     result, out = live(opts, lambda argv: subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"]))
     assert result.exit_code == 1 and "vLLM exited with 3 before it was ready" in out
@@ -208,7 +217,9 @@ def test_an_unusable_proxy_stops_the_wait_at_once(monkeypatch, env_file: Path) -
         spawned.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]))
         return spawned[-1]
 
-    opts = SetupOptions(facts=str(FACTS / "linux-4090-desktop.json"), url="http://gpu.example:8000", exec_=True)
+    opts = SetupOptions(
+        facts=str(FACTS / "linux-4090-desktop.json"), url=ServerURL.parse("http://gpu.example:8000"), exec_=True
+    )
     with pytest.raises(UsageError, match="proxy"):
         live(opts, spawn)
     assert spawned and spawned[0].poll() is not None  # the vLLM it started is stopped
