@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from echopanel_setup import __version__
+from echopanel_setup import __version__, env
 from echopanel_setup.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, SetupError, UsageError
 from echopanel_setup.url import ServerURL
 
@@ -177,6 +177,7 @@ def doctor(
         use_cache=cache,
         echopanel=echopanel,
         echopanel_python=echopanel_python,
+        vllm_api_key=env.vllm_api_key(),
     )
     with _spinner(enabled=not (json_out or quiet or report) and sys.stderr.isatty()) as on_wait:
         run = doctor_mod.run(
@@ -489,6 +490,7 @@ def serve(
         timeout=timeout,
         image=image,
         verbose=verbose,
+        vllm_api_key=env.vllm_api_key(),
     )
     _serve(opts)
 
@@ -523,7 +525,7 @@ def serve_status(json_out: Annotated[bool, typer.Option("--json", help=_SERVE_JS
     """
     from echopanel_setup.serve.context import ServeOptions
 
-    _serve(ServeOptions(status=True, json_out=json_out))
+    _serve(ServeOptions(status=True, json_out=json_out, vllm_api_key=env.vllm_api_key()))
 
 
 @serve_app.command("logs")
@@ -667,6 +669,7 @@ def smoke(
         mode=mode.value if mode else None,
         url=url,
         api_key=api_key,
+        vllm_api_key=env.vllm_api_key(),
         model=model,
         audio=audio,
         expect=expect,
@@ -763,7 +766,7 @@ def _smoke_echopanel(
     why: str,
     echopanel: str | None,
     echopanel_python: str | None,
-    url: str | None,
+    url: ServerURL | None,
     audio: str | None,
     expect: str | None,
     max_wer: float | None,
@@ -782,7 +785,7 @@ def _smoke_echopanel(
         result = ep_smoke.run(
             echopanel=echopanel,
             echopanel_python=echopanel_python,
-            url=url,
+            url=str(url) if url else None,  # what EchoPanel would be given as VOXTRAL_VLLM_URL
             clip=clip,
             max_wer=limit,
             fast=fast,
@@ -997,6 +1000,7 @@ def setup(
         mode=mode.value if mode else None,
         url=url,
         api_key=api_key,
+        vllm_api_key=env.vllm_api_key(),
         delay_ms=delay_ms,
         yes=yes,
         exec_=exec_,

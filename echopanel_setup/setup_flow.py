@@ -22,7 +22,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TextIO
@@ -55,6 +55,7 @@ class SetupOptions:
     mode: str | None = None
     url: ServerURL | None = None
     api_key: str | None = None
+    vllm_api_key: str | None = field(default=None, repr=False)  # VLLM_API_KEY, read by cli.py
     delay_ms: int | None = None
     yes: bool = False
     exec_: bool = False
@@ -205,16 +206,18 @@ class Flow:
 
         skip = [MISTRAL_REACHABLE] if self.opts.mode == "api" and self.opts.url else []
         url = self.opts.url if self.opts.mode != "api" else None
-        with _vllm_key(self.opts.api_key if self.opts.mode != "api" else None):
-            run = doctor.run(
-                Options(python=self.opts.python, url=url), mode=self.opts.mode, skip=skip, facts_file=self.opts.facts
-            )
+        opts = Options(python=self.opts.python, url=url, vllm_api_key=self._server_key(self.opts.mode))
+        run = doctor.run(opts, mode=self.opts.mode, skip=skip, facts_file=self.opts.facts)
         failed = len(self._failures(run))
         verdict = (
             f"{failed} required check{'s' if failed != 1 else ''} failed" if failed else "every required check passes"
         )
         self._line("✓" if not failed else "!", "doctor", f"{run.mode} mode ({run.mode_reason}): {verdict}")
         return run
+
+    def _server_key(self, mode: str | None) -> str | None:
+        """The key for the vLLM server: `--api-key` (outside api mode, where it is Mistral's), else VLLM_API_KEY."""
+        return (self.opts.api_key if mode != "api" else None) or self.opts.vllm_api_key
 
     def _failures(self, run: DoctorRun) -> list[CheckResult]:
         failed = [r for r in run.results if r.counts_as_failure]
@@ -326,7 +329,7 @@ class Flow:
                     self.server_proc = None
                     return False
                 try:
-                    info = server.discover(ep, self.opts.api_key, "", _POLL_S)
+                    info = server.discover(ep, self._server_key(self.opts.mode), "", _POLL_S)
                 except ExternalError:  # not up yet; a UsageError (e.g. an unusable proxy) stops at once
                     if self.server_proc is None:
                         time.sleep(_POLL_S)
@@ -346,7 +349,11 @@ class Flow:
         url = self.opts.url if mode == "api" else self._server_url(run)
         self._line("→", "smoke", "transcribing the bundled clip")
         try:
-            result = runner.run(runner.SmokeOptions(mode=mode, url=url, api_key=self.opts.api_key, fast=True))
+            result = runner.run(
+                runner.SmokeOptions(
+                    mode=mode, url=url, api_key=self.opts.api_key, vllm_api_key=self.opts.vllm_api_key, fast=True
+                )
+            )
         except SetupError as exc:
             self._line("✗", "smoke", str(exc))
             self._fix("Details and options:", ["echopanel-setup smoke --help"])
@@ -437,23 +444,6 @@ class Flow:
         if not self.ui.json_mode:
             configure_render.render(result, json_out=False, out=self.ui.out)
         self.steps.append(Step("configure", "done", f"{result.action}: {result.plan.path}"))
-
-
-@contextlib.contextmanager
-def _vllm_key(key: str | None) -> Iterator[None]:
-    """Doctor asks the server with VLLM_API_KEY from the environment; `setup --api-key` must count too."""
-    if not key:
-        yield
-        return
-    before = os.environ.get("VLLM_API_KEY")
-    os.environ["VLLM_API_KEY"] = key
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["VLLM_API_KEY"]
-        else:
-            os.environ["VLLM_API_KEY"] = before
 
 
 def run(opts: SetupOptions, ui: FlowUi) -> SetupResult:

@@ -237,12 +237,11 @@ def test_not_a_model_list(vllm) -> None:
 
 def test_credentials_presence_only(monkeypatch: pytest.MonkeyPatch, isolated_home) -> None:
     monkeypatch.setenv("MISTRAL_API_KEY", "sk-m")
-    monkeypatch.setenv("VLLM_API_KEY", "v")
     monkeypatch.setenv("HTTPS_PROXY", "http://user:pass@proxy.corp:3128")
     monkeypatch.setenv("no_proxy", "localhost,127.0.0.1")
-    facts = network.credentials({})
+    facts = network.credentials({}, vllm_api_key="v")
     assert facts.mistral_api_key == "MISTRAL_API_KEY"
-    assert facts.vllm_api_key is True
+    assert facts.vllm_api_key is True and network.credentials({}).vllm_api_key is False
     assert facts.hf_token is False
     assert facts.proxies == {"HTTPS_PROXY": "http://***@proxy.corp:3128", "NO_PROXY": "localhost,127.0.0.1"}
     (isolated_home / "hf" / "token").write_text("hf_x")

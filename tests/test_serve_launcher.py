@@ -340,7 +340,7 @@ def test_a_phase_logged_just_before_health_answers_is_still_announced(tmp_path: 
     log = tmp_path / "vllm.log"
     log.write_text("INFO Starting vLLM API server on http://127.0.0.1:8001\n", encoding="utf-8")
 
-    def healthy_once_ready_is_logged(client: object, url: str) -> bool:
+    def healthy_once_ready_is_logged(client: object) -> bool:
         with log.open("a", encoding="utf-8") as fh:
             fh.write("INFO:     Application startup complete.\n")
         return True

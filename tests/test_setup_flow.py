@@ -184,14 +184,29 @@ def test_flag_conflicts_are_usage_errors(cli: Cli) -> None:
     assert code == 2 and "nearest: 480" in err
 
 
-def test_remote_with_a_server_key_given_to_setup(cli: Cli, env_file: Path) -> None:
+def test_remote_with_a_server_key_given_to_setup(cli: Cli, env_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Regression: `setup --api-key` reached smoke but not doctor, whose 401 stopped the flow."""
-    with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(api_key="server-key")) as server:
+    with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(api_key="server-key")) as server, monkeypatch.context() as m:
+        m.setattr(type(os.environ), "__setitem__", _no_writes)  # the key travels in options, not the environment
         code, out, err = cli("setup", "--mode", "remote", "--url", server.url, "--api-key", "server-key", "--yes")
         assert server.seen.auth and all(a == "Bearer server-key" for a in server.seen.auth)
     assert code == 0, out + err
     assert "every required check passes" in out and "server-key" not in out + err
-    assert "VLLM_API_KEY" not in os.environ  # lent to doctor for the run only
+    assert "VLLM_API_KEY" not in os.environ
+
+
+def test_remote_with_the_server_key_in_vllm_api_key(cli: Cli, env_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """VLLM_API_KEY, read once by cli.py, reaches doctor, the readiness wait and smoke."""
+    monkeypatch.setenv("VLLM_API_KEY", "env-key")
+    with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(api_key="env-key")) as server:
+        code, out, err = cli("setup", "--mode", "remote", "--url", server.url, "--yes")
+        assert server.seen.auth and all(a == "Bearer env-key" for a in server.seen.auth)
+    assert code == 0, out + err
+    assert "every required check passes" in out and "env-key" not in out + err
+
+
+def _no_writes(self: object, key: str, value: str) -> None:
+    raise AssertionError(f"os.environ[{key!r}] written")
 
 
 def test_the_doctor_line_counts_only_what_stops_setup(cli: Cli, env_file: Path) -> None:

@@ -57,6 +57,19 @@ def test_published_provider_runs_and_the_server_works_but_echopanel_cannot_use_i
     assert server.posts and server.posts[0]["body"]["model"] == "voxtral-mini-transcribe-realtime-2602"
 
 
+def test_url_overrides_the_checkouts_setting(tmp_path: Path, clip_file, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """`--url` (parsed once into a ServerURL) reaches the replay as the URL EchoPanel would be given."""
+    path, clip = clip_file
+    with RealtimeModel(clip.vocabulary) as model, ChatFront(model) as server:
+        checkout = make_checkout(tmp_path / "EchoPanel", env="VOXTRAL_VLLM_URL=http://127.0.0.1:9\n")
+        code, out, err = smoke(
+            monkeypatch, capsys, checkout, path, clip.text, "--echopanel-python", sys.executable, "--url", server.url
+        )
+    assert code == 1, out + err
+    assert "the server works, but EchoPanel cannot use it" in out
+    assert server.posts
+
+
 def test_replay_when_its_python_cannot_run_it(tmp_path: Path, clip_file, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     path, clip = clip_file
     with RealtimeModel(clip.vocabulary) as model, ChatFront(model) as server:

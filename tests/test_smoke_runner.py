@@ -38,10 +38,11 @@ def test_local_mode_defaults_to_port_8001(tmp_path: Path) -> None:
 
 def test_vllm_key_from_flag_or_environment(tmp_path: Path) -> None:
     none = str(tmp_path / "none")
-    assert (
-        resolve(SmokeOptions(url=ServerURL.parse("http://h:1"), config=none), {"VLLM_API_KEY": "env"}).api_key == "env"
-    )
-    t = resolve(SmokeOptions(url=ServerURL.parse("http://h:1"), api_key="flag", config=none), {"VLLM_API_KEY": "env"})
+    url = ServerURL.parse("http://h:1")
+    t = resolve(SmokeOptions(url=url, vllm_api_key="env", config=none), {})
+    assert (t.api_key, t.key_source) == ("env", "VLLM_API_KEY")
+    assert resolve(SmokeOptions(url=url, config=none), {"VLLM_API_KEY": "not read here"}).api_key is None
+    t = resolve(SmokeOptions(url=url, api_key="flag", vllm_api_key="env", config=none), {})
     assert (t.api_key, t.key_source) == ("flag", "--api-key")
     assert "flag" not in repr(t)
 

@@ -11,7 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ class Options:
     use_cache: bool = True
     echopanel: str | None = None  # --echopanel PATH
     echopanel_python: str | None = None  # --echopanel-python PATH
+    vllm_api_key: str | None = field(default=None, repr=False)  # sent to the server's /v1/* only
 
 
 @dataclass
@@ -66,7 +67,7 @@ def collect(opts: Options, on_wait: Callable[[list[str]], None] | None = None) -
     state = paths.read_state()
     model_dir = Path(opts.model_dir or state.get("model_dir") or paths.default_model_dir()).expanduser()
     server_url = _server_url(configured, facts, opts.offline)
-    creds = network.credentials(facts.config.values)
+    creds = network.credentials(facts.config.values, vllm_api_key=opts.vllm_api_key)
     creds.offline = opts.offline
     shown = configured or server_url
     creds.server_url = str(shown) if shown else None
@@ -102,7 +103,7 @@ def collect(opts: Options, on_wait: Callable[[list[str]], None] | None = None) -
             _Probe(
                 "network",
                 3.0,
-                lambda: network.probe(creds, server_url, external=not opts.offline),
+                lambda: network.probe(creds, server_url, external=not opts.offline, api_key=opts.vllm_api_key),
                 lambda f, v: setattr(f, "network", v),
             )
         )

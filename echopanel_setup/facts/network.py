@@ -11,11 +11,12 @@ from pathlib import Path
 from echopanel_setup import knowledge
 from echopanel_setup.facts.model import HttpProbe, NetworkFacts, ServerFacts
 from echopanel_setup.url import ServerURL, redact
+from echopanel_setup.vllm_client import VllmClient
 
 PROXY_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
 
 
-def credentials(config_values: dict[str, str]) -> NetworkFacts:
+def credentials(config_values: dict[str, str], *, vllm_api_key: str | None = None) -> NetworkFacts:
     """Presence of tokens and keys, and the proxies in effect; no request is made."""
     facts = NetworkFacts()
     for var in PROXY_VARS:
@@ -28,16 +29,17 @@ def credentials(config_values: dict[str, str]) -> NetworkFacts:
         if os.environ.get(var) or (var == "VOXTRAL_MISTRAL_API_KEY" and config_values.get(var) == "<set>"):
             facts.mistral_api_key = var
             break
-    facts.vllm_api_key = bool(os.environ.get("VLLM_API_KEY"))
+    facts.vllm_api_key = bool(vllm_api_key)
     return facts
 
 
-def probe(facts: NetworkFacts, server_url: ServerURL | None, external: bool) -> NetworkFacts:
+def probe(
+    facts: NetworkFacts, server_url: ServerURL | None, external: bool, api_key: str | None = None
+) -> NetworkFacts:
     """`facts` with the HTTP probes filled in, as a new value (`facts` is left as it was, so a probe that
     overruns its timeout cannot change what doctor already reported). `external=False` (offline) keeps only
-    a loopback server probe."""
+    the server probe."""
     from concurrent.futures import ThreadPoolExecutor
-    from contextlib import ExitStack
 
     import httpx  # imported here: ~0.1 s that offline runs never pay
 
@@ -46,58 +48,38 @@ def probe(facts: NetworkFacts, server_url: ServerURL | None, external: bool) -> 
     deadline = time.monotonic() + budget
     hf = f"{os.environ.get('HF_ENDPOINT', k.network.hf_endpoint).rstrip('/')}/api/models/{k.model.repo}"
     mistral = f"{k.network.mistral_endpoint}/v1/models"
-    # A loopback server is never reached through a proxy, whatever HTTP_PROXY says.
-    local_server = server_url is not None and server_url.is_loopback
-    with ExitStack() as stack:
-        pool = stack.enter_context(ThreadPoolExecutor(6))
-        local_client = stack.enter_context(httpx.Client(timeout=budget, follow_redirects=False, trust_env=False))
-        try:
-            client = stack.enter_context(httpx.Client(timeout=budget, follow_redirects=False, trust_env=True))
-            proxy_error = None
-        except ImportError as exc:  # e.g. ALL_PROXY=socks5://… without socksio: say so instead of crashing
-            client, proxy_error = (
-                None,
-                f"{str(exc).splitlines()[0]} (the proxy comes from {', '.join(facts.proxies) or 'the environment'})",
-            )
-        jobs = {}
-        if external and client:
-            jobs = {
-                name: pool.submit(_probe, client, url, deadline) for name, url in (("hf", hf), ("mistral", mistral))
-            }
-        server_job = None
-        if server_url and (client or local_server):
-            server_job = pool.submit(_server, local_client if local_server else client, server_url, deadline)
-        reached = {name: job.result() for name, job in jobs.items()}
-        server = server_job.result() if server_job else None
-    if external and proxy_error:
-        reached = {name: HttpProbe(url=url, error=proxy_error) for name, url in (("hf", hf), ("mistral", mistral))}
-    if server_url and server is None:
-        server = ServerFacts(url=str(server_url), error=proxy_error)
-    return replace(facts, hf=reached.get("hf"), mistral=reached.get("mistral"), server=server)
+    hf_probe: HttpProbe | None = None
+    mistral_probe: HttpProbe | None = None
+    with ThreadPoolExecutor(3) as pool:
+        server = pool.submit(_server, server_url, deadline, api_key) if server_url else None
+        if external:
+            try:
+                with httpx.Client(timeout=budget, follow_redirects=False, trust_env=True) as client:
+                    hf_job, mistral_job = (pool.submit(_probe, client, url, deadline) for url in (hf, mistral))
+                    hf_probe, mistral_probe = hf_job.result(), mistral_job.result()
+            except ImportError as exc:  # e.g. ALL_PROXY=socks5://… without socksio: say so instead of crashing
+                error = f"{_short(exc)} (the proxy comes from {', '.join(facts.proxies) or 'the environment'})"
+                hf_probe, mistral_probe = HttpProbe(url=hf, error=error), HttpProbe(url=mistral, error=error)
+        server_facts = server.result() if server else None
+    return replace(facts, hf=hf_probe, mistral=mistral_probe, server=server_facts)
 
 
 def _probe(client, url: str, deadline: float) -> HttpProbe:  # type: ignore[no-untyped-def]
-    return _get(client, url, deadline)[0]
-
-
-def _get(client, url: str, deadline: float, headers: dict[str, str] | None = None) -> tuple[HttpProbe, str]:  # type: ignore[no-untyped-def]
-    """One GET within the shared deadline: the probe record and (for parsing) the body."""
+    """One GET within the shared deadline: is it reachable, and what status."""
     import httpx
 
     result = HttpProbe(url=url)
-    body = ""
     start = time.monotonic()
     remaining = max(0.05, deadline - start)
     try:
-        response = client.get(url, headers=headers, timeout=remaining)
+        response = client.get(url, timeout=remaining)
         result.reachable, result.status = True, response.status_code
-        body = response.text[:100_000]
     except httpx.TimeoutException:
         result.error = f"no answer within {remaining:.1f} s"
     except httpx.HTTPError as exc:
         result.error = _short(exc)
     result.elapsed_ms = round((time.monotonic() - start) * 1000, 1)
-    return result, body
+    return result
 
 
 def _short(exc: Exception) -> str:
@@ -105,35 +87,13 @@ def _short(exc: Exception) -> str:
     return text.splitlines()[0][:200]
 
 
-def _server(client, url: ServerURL, deadline: float) -> ServerFacts:  # type: ignore[no-untyped-def]
-    """/health, /version and /v1/models of a vLLM server; the API key (if any) goes only to /v1/*."""
-    import json
-    from concurrent.futures import ThreadPoolExecutor
-
-    base = url.http_base
-    facts = ServerFacts(url=base)
-    key = os.environ.get("VLLM_API_KEY")
-    auth = {"Authorization": f"Bearer {key}"} if key else None
-    with ThreadPoolExecutor(3) as pool:
-        (health, _), (version, version_body), (models, models_body) = pool.map(
-            lambda args: _get(client, *args),
-            [(f"{base}/health", deadline), (f"{base}/version", deadline), (f"{base}/v1/models", deadline, auth)],
-        )
-    if not health.reachable:
-        facts.error = health.error
-        return facts
-    facts.health = health.status
-    try:
-        facts.version = json.loads(version_body).get("version") if version.status == 200 else None
-    except (ValueError, AttributeError):
-        facts.version = None
-    if models.status == 401:
-        facts.auth_required = True
-    elif models.status == 200:
-        try:
-            facts.models = [m["id"] for m in json.loads(models_body)["data"]]
-        except (ValueError, KeyError, TypeError):
-            facts.error = f"{base}/v1/models did not answer a model list: not a vLLM server?"
-    elif models.reachable:
-        facts.error = f"{base}/v1/models answered HTTP {models.status}: not a vLLM server?"
+def _server(url: ServerURL, deadline: float, api_key: str | None) -> ServerFacts:
+    """/health, /version and /v1/models of a vLLM server, within what is left of the shared budget."""
+    with VllmClient(url, api_key=api_key, timeout=max(0.05, deadline - time.monotonic())) as client:
+        survey = client.survey()
+    facts = ServerFacts(url=url.http_base, health=survey.health.status, version=survey.version)
+    facts.auth_required = survey.auth_required
+    facts.models = survey.served
+    if problem := survey.problem:
+        facts.error = problem[1]
     return facts

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from echopanel_setup import knowledge, paths
@@ -50,6 +50,7 @@ class ServeOptions:
     timeout: float | None = None
     image: str | None = None
     verbose: bool = False
+    vllm_api_key: str | None = field(default=None, repr=False)  # VLLM_API_KEY, read by cli.py: lists the models
 
     @property
     def launching(self) -> bool:

@@ -26,6 +26,8 @@ from echopanel_setup.errors import SetupError
 from echopanel_setup.explain import Match, explain
 from echopanel_setup.facts.local import probe_port
 from echopanel_setup.serve.builder import ServeCommand
+from echopanel_setup.url import ServerURL
+from echopanel_setup.vllm_client import VllmClient, parse_models
 
 Say = Callable[[str], None]
 _ERRORISH = re.compile(r"Error|ERROR|error:|Traceback|Exception")
@@ -281,8 +283,6 @@ def wait_ready(
     echo: Say | None,
 ) -> Outcome:
     """Follow the log until /health answers 200, then confirm /v1/models and the realtime WebSocket."""
-    import httpx
-
     watch = LogWatch(Path(record.log))
     started = time.monotonic()
     shown, last_note = 0, started
@@ -300,7 +300,7 @@ def wait_ready(
             say(f"[{duration(time.monotonic() - started)}] {phase_title(phase)}")
             shown, last_note = shown + 1, time.monotonic()
 
-    with httpx.Client(timeout=2.0, trust_env=False) as client:
+    with VllmClient(ServerURL.parse(record.url), api_key=api_key, timeout=2.0) as client:
         while True:
             catch_up()
             code = proc.poll()
@@ -308,9 +308,9 @@ def wait_ready(
             if failure or code is not None:
                 catch_up()
                 return Outcome(False, record, failure or watch.failure(exited=True), _exit_reason(code), watch.figures)
-            if _healthy(client, record.url):
+            if _healthy(client):
                 catch_up()
-                problem = confirm(client, record.url, served_name, api_key)
+                problem = confirm(client, served_name, api_key)
                 if problem:
                     return Outcome(False, record, None, problem, watch.figures)
                 return Outcome(True, record, None, "", watch.figures)
@@ -334,44 +334,33 @@ def _exit_reason(code: int | None) -> str:
     return f"vLLM exited with code {code} before it was ready"
 
 
-def _healthy(client: Any, url: str) -> bool:
-    import httpx
-
-    try:
-        return bool(client.get(f"{url}/health").status_code == 200)
-    except httpx.HTTPError:
-        return False
+def _healthy(client: VllmClient) -> bool:
+    return client.health().ok
 
 
-def confirm(client: Any, url: str, served_name: str, api_key: str | None) -> str | None:
+def confirm(client: VllmClient, served_name: str, api_key: str | None) -> str | None:
     """None when /v1/models lists the served name and /v1/realtime sends session.created; else the problem."""
-    import httpx
-
     timeout = _launch().confirm_timeout_s
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    try:
-        response = client.get(f"{url}/v1/models", headers=headers, timeout=timeout)
-    except httpx.HTTPError as exc:
-        return f"/v1/models did not answer: {exc}"
-    if response.status_code != 200:
-        return f"/v1/models answered HTTP {response.status_code}" + (
-            " (API key refused)" if response.status_code == 401 else ""
-        )
-    try:
-        ids = [m["id"] for m in response.json()["data"]]
-    except (ValueError, KeyError, TypeError):
+    models = client.models(timeout=timeout)
+    if not models.reachable:
+        return f"/v1/models did not answer: {models.error}"
+    if not models.ok:
+        return f"/v1/models answered HTTP {models.status}" + (" (API key refused)" if models.status == 401 else "")
+    ids = parse_models(models)
+    if ids is None:
         return "/v1/models did not answer a model list"
     if served_name not in ids:
         return f"/v1/models lists {ids}, not {served_name!r}: EchoPanel's session.update would be refused"
-    return realtime_session(url, headers, timeout)
+    return realtime_session(client.server, api_key, timeout)
 
 
-def realtime_session(url: str, headers: dict[str, str], timeout: float) -> str | None:
+def realtime_session(server: ServerURL, api_key: str | None, timeout: float) -> str | None:
     """Open the realtime WebSocket and expect `session.created` first."""
     from websockets.exceptions import WebSocketException
     from websockets.sync.client import connect
 
-    ws_url = "ws" + url[len("http") :] + "/v1/realtime"
+    ws_url = server.ws_url
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         with connect(ws_url, additional_headers=headers, open_timeout=timeout, close_timeout=2) as ws:
             first = json.loads(ws.recv(timeout=timeout))
@@ -474,9 +463,8 @@ class Status:
     error: str | None = None
 
 
-def status() -> Status:
-    import httpx
-
+def status(api_key: str | None = None) -> Status:
+    """Whether the server we started runs and answers; `api_key` (VLLM_API_KEY) lists its models."""
     record = Record.read()
     if record is None or not record.alive():
         return Status(False, record)
@@ -484,18 +472,14 @@ def status() -> Status:
     watch = LogWatch(Path(record.log))
     watch.poll()
     result.phase = watch.phase
-    key = os.environ.get("VLLM_API_KEY")
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    try:
-        with httpx.Client(timeout=2.0, trust_env=False) as client:
-            result.health = client.get(f"{record.url}/health").status_code
-            models = client.get(f"{record.url}/v1/models", headers=headers)
-            if models.status_code == 200:
-                result.models = [m["id"] for m in models.json()["data"]]
-            elif models.status_code == 401:
-                result.error = "/v1/models wants the API key: export VLLM_API_KEY=… to list the models"
-    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-        result.error = f"{record.url}: {exc}"
+    with VllmClient(ServerURL.parse(record.url), api_key=api_key, timeout=2.0) as client:
+        survey = client.survey()
+    result.health = survey.health.status
+    result.models = survey.served
+    if survey.auth_required:
+        result.error = "/v1/models wants the API key: export VLLM_API_KEY=… to list the models"
+    elif problem := survey.problem:
+        result.error = f"{record.url}: {problem[1]}"
     return result
 
 

@@ -19,7 +19,7 @@ def run(opts: ServeOptions) -> ServeResult:
     action = context.action(opts)
     part: Part
     if action == "status":
-        part = supervise.status()
+        part = supervise.status(opts.vllm_api_key)
     elif action == "logs":
         part = supervise.logs(opts.lines, opts.follow, render.log_writer(opts.json_out))
     elif action == "stop":

@@ -131,8 +131,8 @@ def logs(lines: int, follow: bool, write: Callable[[str, str], None]) -> Logs:
     return Logs(log, followed=True)
 
 
-def status() -> launcher.Status:
-    return launcher.status()
+def status(api_key: str | None) -> launcher.Status:
+    return launcher.status(api_key)
 
 
 def stop() -> Stopped:

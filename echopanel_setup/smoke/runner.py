@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from echopanel_setup import env as env_vars
 from echopanel_setup import envconfig, knowledge, paths, ports
 from echopanel_setup.errors import UsageError
 from echopanel_setup.smoke import audio
@@ -20,11 +21,14 @@ from echopanel_setup.smoke.scoring import WerResult, wer
 from echopanel_setup.url import ServerURL
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class SmokeOptions:
+    """smoke's flags, and VLLM_API_KEY as cli.py read it from the environment (keyword-only)."""
+
     mode: str | None = None
     url: ServerURL | None = None
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    vllm_api_key: str | None = field(default=None, repr=False)
     model: str | None = None
     audio: str | None = None
     expect: str | None = None
@@ -120,7 +124,7 @@ def resolve(opts: SmokeOptions, environ: dict[str, str] | None = None) -> Target
             )
         default = ports.local_url()
         url = ServerURL.parse(configured, what=envconfig.URL) if configured else ServerURL.parse(default)
-    key, source = (opts.api_key, "--api-key") if opts.api_key else (env.get("VLLM_API_KEY"), "VLLM_API_KEY")
+    key, source = (opts.api_key, "--api-key") if opts.api_key else (opts.vllm_api_key, env_vars.VLLM_API_KEY)
     return Target(mode, url, key or None, source if key else None, None, reason)
 
 

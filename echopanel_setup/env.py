@@ -1,0 +1,20 @@
+"""The environment variables echopanel-setup itself acts on, read in one place at the edge (`cli.py`) and
+passed on in options, so no module deep inside reads — or writes — `os.environ` to hand a value along.
+
+(EchoPanel's own settings are another matter: what EchoPanel will see comes from its environment and
+its `.env`, read by EchoPanel's rules in `envconfig`.)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+VLLM_API_KEY = "VLLM_API_KEY"
+
+
+def vllm_api_key(environ: Mapping[str, str] | None = None) -> str | None:
+    """vLLM's own variable for `--api-key` (`vllm serve` reads it too): the key a keyed server wants on
+    `/v1/*`. None when unset or empty."""
+    value = (os.environ if environ is None else environ).get(VLLM_API_KEY)
+    return value or None

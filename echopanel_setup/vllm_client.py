@@ -1,0 +1,213 @@
+"""One client for a vLLM server's plain-HTTP surface: `/health`, `/version`, `/v1/models` (and a POST for
+`smoke --http`), with their parsing and every failure classified.
+
+What vLLM answers (reference voxtral-vllm.md §2.6 and addendum 2): `/health` is an empty 200 (503 once the
+engine died) and never asks for a key; `/version` is `{"version": …}`; `/v1/models` is an OpenAI model list,
+guarded by `--api-key` like every `/v1/*` route. So the key goes to `/v1/*` only.
+
+A server on this machine is never asked through a proxy (HTTP_PROXY would send "localhost" to the
+proxy's own host); plain http:// skips loading the CA bundle, most of a client's start-up cost. Callers
+decide what a failure means for them (a doctor check, smoke's one sentence, serve's readiness loop): this
+module only says what happened.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from echopanel_setup.url import ServerURL
+
+
+class Problem(str, Enum):
+    """Why a request got no usable answer."""
+
+    UNREACHABLE = "unreachable"  # refused, DNS, reset: nothing listens there
+    TIMEOUT = "timeout"  # connected (or not) but no answer in time
+    TLS = "tls"  # the TLS handshake or certificate failed
+    PROXY = "proxy"  # the proxy settings in the environment cannot be used (SOCKS without socksio): a usage error
+    HTTP = "http"  # an answer, but not the status the route promises
+    NOT_VLLM = "not_vllm"  # an answer vLLM would not give (no /health, no model list)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One request's outcome: the status and body, or the problem and its one-line description."""
+
+    url: str
+    status: int | None = None
+    body: bytes = b""
+    elapsed_s: float = 0.0
+    problem: Problem | None = None  # set only when no HTTP answer came (see `Survey` for the others)
+    error: str = ""
+
+    @property
+    def reachable(self) -> bool:
+        return self.status is not None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+    def json(self) -> dict[str, Any]:
+        """The body as a JSON object; {} when it is not one."""
+        try:
+            value = json.loads(self.body)
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+
+def parse_version(answer: Answer) -> str | None:
+    """vLLM's version from `/version`, or None."""
+    version = answer.json().get("version") if answer.ok else None
+    return str(version) if version is not None else None
+
+
+def parse_models(answer: Answer) -> list[str] | None:
+    """The served model names from a 200 `/v1/models`, or None when the body is not an OpenAI model list."""
+    try:
+        return [str(m["id"]) for m in answer.json()["data"]]
+    except (KeyError, TypeError):
+        return None
+
+
+def error_message(answer: Answer) -> str | None:
+    """vLLM's error body: `{"error": {"message": …}}` in newer versions, `{"message": …}` in older ones."""
+    body = answer.json()
+    err = body.get("error")
+    if isinstance(err, dict):
+        return str(err.get("message")) if err.get("message") is not None else None
+    message = body.get("message") or (err if isinstance(err, str) else None)
+    return str(message) if message is not None else None
+
+
+@dataclass(frozen=True)
+class Survey:
+    """`/health`, `/version` and `/v1/models`, asked at once: what doctor and `serve status` record."""
+
+    health: Answer
+    version: str | None
+    models: Answer
+
+    @property
+    def served(self) -> list[str] | None:
+        return parse_models(self.models) if self.models.ok else None
+
+    @property
+    def auth_required(self) -> bool:
+        return self.models.status == 401
+
+    @property
+    def problem(self) -> tuple[Problem, str] | None:
+        """What is wrong, first thing first: unreachable, then a /v1/models that is not vLLM's."""
+        if not self.health.reachable:
+            return self.health.problem or Problem.UNREACHABLE, self.health.error
+        if self.models.ok and self.served is None:
+            return Problem.NOT_VLLM, f"{self.models.url} did not answer a model list: not a vLLM server?"
+        if self.models.reachable and not self.models.ok and not self.auth_required:
+            return Problem.NOT_VLLM, f"{self.models.url} answered HTTP {self.models.status}: not a vLLM server?"
+        return None
+
+
+class VllmClient:
+    """A client for one vLLM server. Use as a context manager; requests never raise for network failures."""
+
+    def __init__(self, server: ServerURL, *, api_key: str | None = None, timeout: float = 5.0) -> None:
+        import httpx  # here: commands that never ask a server never pay for it
+
+        self.server = server
+        self.timeout = timeout
+        self._bearer = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._unusable = ""
+        self._http: httpx.Client | None = None
+        try:
+            self._http = httpx.Client(
+                timeout=timeout,
+                follow_redirects=False,
+                trust_env=not server.is_loopback,
+                verify=server.scheme == "https",
+            )
+        except ImportError as exc:  # ALL_PROXY=socks5://… without httpx's socks extra
+            self._unusable = f"{_first_line(exc)} (or unset ALL_PROXY/HTTPS_PROXY)"
+
+    def __enter__(self) -> VllmClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+
+    def get(self, path: str, *, timeout: float | None = None) -> Answer:
+        """GET a route; the API key goes only to `/v1/*`."""
+        return self._send("GET", path, timeout)
+
+    def post(self, path: str, *, timeout: float | None = None, **kwargs: Any) -> Answer:
+        """POST to a route (`files=`, `data=`, `json=` as httpx takes them)."""
+        return self._send("POST", path, timeout, **kwargs)
+
+    def health(self, *, timeout: float | None = None) -> Answer:
+        return self.get("/health", timeout=timeout)
+
+    def version(self, *, timeout: float | None = None) -> str | None:
+        return parse_version(self.get("/version", timeout=timeout))
+
+    def models(self, *, timeout: float | None = None) -> Answer:
+        return self.get("/v1/models", timeout=timeout)
+
+    def survey(self, *, timeout: float | None = None) -> Survey:
+        """The three routes at once (three threads), each within `timeout`."""
+        with ThreadPoolExecutor(3) as pool:
+            health, version, models = pool.map(
+                lambda path: self.get(path, timeout=timeout), ("/health", "/version", "/v1/models")
+            )
+        return Survey(health, parse_version(version), models)
+
+    def _send(self, method: str, path: str, timeout: float | None, **kwargs: Any) -> Answer:
+        import httpx
+
+        url = self.server.url(path)
+        if self._http is None:
+            return Answer(url, problem=Problem.PROXY, error=self._unusable)
+        limit = self.timeout if timeout is None else timeout
+        # The key goes to /v1/* only; credentials in the URL (a reverse proxy's Basic auth) everywhere else.
+        bearer = self._bearer if path.startswith("/v1/") else {}
+        auth = None if bearer else self.server.basic_auth
+        started = time.monotonic()
+        try:
+            response = self._http.request(method, url, headers=bearer, auth=auth, timeout=limit, **kwargs)
+        except httpx.TimeoutException:
+            problem, error = Problem.TIMEOUT, f"no answer within {limit:.1f} s"
+        except httpx.ConnectError as exc:
+            problem, error = (Problem.TLS if _is_tls(exc) else Problem.UNREACHABLE), _first_line(exc)
+        except httpx.HTTPError as exc:
+            problem, error = Problem.UNREACHABLE, _first_line(exc)
+        else:
+            return Answer(url, response.status_code, response.content[:1_000_000], time.monotonic() - started)
+        return Answer(url, elapsed_s=time.monotonic() - started, problem=problem, error=error)
+
+
+def _is_tls(exc: BaseException) -> bool:
+    import ssl
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "SSL" in str(exc) or "CERTIFICATE" in str(exc).upper()
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc) or type(exc).__name__).splitlines()[0][:200]
