@@ -76,5 +76,6 @@ def write_error(doc: dict[str, Any], out: TextIO | None = None) -> None:
 
 
 def is_utf8(stream: TextIO) -> bool:
+    """Whether `stream` can take any character (else: \\u escapes in JSON, ASCII symbols in text)."""
     encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
     return encoding in ("utf8", "utf_8")

@@ -91,8 +91,7 @@ def write_json(run: DoctorRun, out: TextIO | None = None) -> None:
 
 
 def _symbols(stream: TextIO) -> dict[str, str]:
-    encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
-    return SYMBOLS if encoding in ("utf8", "utf_8") else ASCII_SYMBOLS
+    return SYMBOLS if output.is_utf8(stream) else ASCII_SYMBOLS
 
 
 def console(stream: TextIO = sys.stdout):  # type: ignore[no-untyped-def]
