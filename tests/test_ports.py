@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli
-from facts_kit import raw, write
+from facts_kit import FACTS_DIR, raw, write
 
 from echopanel_setup import envconfig, ports
 
@@ -84,3 +84,53 @@ def test_doctor_checks_port_8001_by_default() -> None:
     out = run_cli("doctor", "--only", "port", "--json", "--offline")
     port = next(c for c in json.loads(out.stdout)["checks"] if c["id"] == "port")
     assert "8001" in port["summary"]
+
+
+def _with_checkout(tmp_path: Path, url: str | None = "http://localhost:8000") -> str:
+    """A replayed machine running EchoPanel (its checkout found), whose config points at `url`."""
+    snapshot = raw("linux-4080.json")
+    if url is None:
+        del snapshot["config"]["values"]["VOXTRAL_VLLM_URL"]
+    else:
+        snapshot["config"]["values"]["VOXTRAL_VLLM_URL"] = url
+    snapshot["echopanel"] = {"checkout": "/home/alice/EchoPanel", "how": "usual place"}
+    return str(write(snapshot, tmp_path / "facts.json"))
+
+
+def test_serve_never_takes_echopanels_port_where_echopanel_runs(tmp_path: Path) -> None:
+    out = run_cli("serve", "--facts", _with_checkout(tmp_path))
+    assert out.returncode == 0, out.stderr
+    words = shlex.split(out.stdout.replace("\\\n", ""))
+    assert words[words.index("--port") + 1] == "8001"
+    assert "EchoPanel's own backend port" in out.stderr and "configure --url http://localhost:8001" in out.stderr
+    # Without EchoPanel on the machine, the config's 8000 is a port like any other.
+    assert "--port 8000" in run_cli("serve", "--facts", str(FACTS_DIR / "linux-4080.json")).stdout.replace("\\\n", "")
+
+
+def test_serve_answers_to_echopanels_name_first_then_the_hub_id(tmp_path: Path) -> None:
+    out = run_cli("serve", "--facts", _unconfigured(tmp_path))
+    words = shlex.split(out.stdout.replace("\\\n", ""))
+    at = words.index("--served-model-name")
+    assert words[at + 1 : at + 3] == [
+        "voxtral-mini-transcribe-realtime-2602",
+        "mistralai/Voxtral-Mini-4B-Realtime-2602",
+    ]
+    assert words[at + 3].startswith("--")
+
+
+def test_an_explicit_served_name_wins_with_a_warning_when_echopanels_is_missing(tmp_path: Path) -> None:
+    out = run_cli("serve", "--facts", _unconfigured(tmp_path), "--served-model-name", "my-voxtral")
+    words = shlex.split(out.stdout.replace("\\\n", ""))
+    at = words.index("--served-model-name")
+    assert words[at + 1] == "my-voxtral" and words[at + 2].startswith("--")
+    assert "EchoPanel asks for 'voxtral-mini-transcribe-realtime-2602'" in out.stderr and "404" in out.stderr
+    same = run_cli(
+        "serve", "--facts", _unconfigured(tmp_path), "--served-model-name", "voxtral-mini-transcribe-realtime-2602"
+    )
+    assert "404" not in same.stderr
+
+
+def test_an_api_key_is_served_but_warned_about(tmp_path: Path) -> None:
+    out = run_cli("serve", "--facts", _unconfigured(tmp_path), "--api-key", "k-1", "--json")
+    doc = json.loads(out.stdout)
+    assert any("EchoPanel sends no API key" in n and "tunnel start" in n for n in doc["notes"])

@@ -25,6 +25,8 @@ from serve_kit import LOGS_DIR, Machine, machine_fixture, venv_fixture  # noqa: 
 from echopanel_setup import paths
 from echopanel_setup.serve import launcher
 
+ECHOPANEL_NAME = "voxtral-mini-transcribe-realtime-2602"  # served first: the name EchoPanel sends
+
 
 def engine_pid(log: str) -> int:
     return int(re.search(r"\(EngineCore_DP0 pid=(\d+)\)", log).group(1))  # type: ignore[union-attr]
@@ -66,7 +68,7 @@ def test_detach_then_status_logs_and_stop(machine: Machine) -> None:
     status = run_cli("serve", "status", "--json")
     doc = json.loads(status.stdout)
     assert status.returncode == 0 and doc["ready"] and doc["phase"] == "ready" and doc["command"] == "serve status"
-    assert doc["models"] == ["mistralai/Voxtral-Mini-4B-Realtime-2602"] and doc["pid"] == record.pid
+    assert doc["models"] == [ECHOPANEL_NAME, "mistralai/Voxtral-Mini-4B-Realtime-2602"] and doc["pid"] == record.pid
     human = run_cli("serve", "status")
     assert human.stdout.startswith(f"running, ready: pid {record.pid}, http://127.0.0.1:{machine.port}")
     alias = run_cli("serve", "--status")  # today's flag, kept as an alias
@@ -288,7 +290,7 @@ def test_the_api_key_guards_v1_and_stays_out_of_argv_and_state(machine: Machine)
     status = json.loads(run_cli("serve", "--status", "--json").stdout)
     assert status["models"] is None and "API key" in status["warning"] and status["error"] is None
     keyed = json.loads(run_cli("serve", "--status", "--json", env={"VLLM_API_KEY": "k-secret-1"}).stdout)
-    assert keyed["models"] == ["mistralai/Voxtral-Mini-4B-Realtime-2602"]
+    assert keyed["models"] == [ECHOPANEL_NAME, "mistralai/Voxtral-Mini-4B-Realtime-2602"]
     second = run_cli(*machine.args("--detach"))
     assert second.returncode == 1 and "serve status" in second.stderr
 

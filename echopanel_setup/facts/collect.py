@@ -61,7 +61,8 @@ def collect(opts: Options, on_wait: Callable[[list[str]], None] | None = None) -
 
     facts.config = _timed(facts, "config", lambda: local.probe_config(config_path(opts)))
     configured = opts.url or envconfig.configured_url(facts.config.values)
-    port = ports.vllm_port(opts.port, configured, echopanel_port=None).port
+    here = ports.echopanel_backend_port() if checkout else None  # the checkout's own port is read in parallel
+    port = ports.vllm_port(opts.port, configured, echopanel_port=here).port
     facts.port = _timed(facts, "port", lambda: local.probe_port(port))
 
     state = paths.read_state()

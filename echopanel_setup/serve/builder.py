@@ -27,12 +27,13 @@ class ServeSettings:
 
     model: str  # a local dir, or the Hub repo id when the model is not installed here
     model_is_local: bool
-    served_model_name: str
+    served_model_name: str  # the first name: EchoPanel's, which vLLM echoes in its answers
     host: str
     port: int
     api_key: str | None = None
     revision: str | None = None
     visible_gpus: int = 0  # GPUs vLLM would see on this machine; more than planned pins the planned ones
+    also_served: tuple[str, ...] = ()  # more names vLLM answers to (`--served-model-name` takes several: nargs +)
 
 
 @dataclass
@@ -110,14 +111,14 @@ def build(plan: Plan, settings: ServeSettings, flags: FlagSet, executable: list[
         flags_source=flags.source,
     )
 
-    def emit(name: str, value: str | None = None, required: bool = False) -> None:
+    def emit(name: str, value: str | None = None, required: bool = False, more: tuple[str, ...] = ()) -> None:
         problem = flags.check(name, value)
         if problem is None:
-            cmd.args.extend([name] if value is None else [name, value])
+            cmd.args.extend([name] if value is None else [name, value, *more])
         else:
             cmd.skipped.append(problem + ("" if not required else " (vLLM's default is used; check the log)"))
 
-    emit("--served-model-name", settings.served_model_name, required=True)
+    emit("--served-model-name", settings.served_model_name, required=True, more=settings.also_served)
     for name in knowledge.load().serve.flags.mistral_format_flags:
         emit(name, "mistral")
     emit("--max-model-len", str(plan.max_model_len), required=True)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from echopanel_setup import envconfig, knowledge, paths, ports
+from echopanel_setup.facts.model import Facts
 from echopanel_setup.serve import builder, flags, formats, planner, variant
 from echopanel_setup.serve.context import Context, ServeOptions
 
@@ -39,13 +40,27 @@ def build(opts: ServeOptions, ctx: Context, plan: planner.Plan, reading: Callabl
     served_dir, delay = _served_dir(opts, ctx, notes)
     executable = builder.resolve_executable(ctx.facts.pyenv) if ctx.version and not ctx.replayed else None
     flagset, why_builtin = flags.learn(executable, ctx.version, lambda timeout: reading(ctx.version, timeout))
-    port = ports.vllm_port(opts.port, envconfig.configured_url(ctx.facts.config.values), echopanel_port=None).port
+    choice = ports.vllm_port(
+        opts.port,
+        envconfig.configured_url(ctx.facts.config.values),
+        echopanel_port=ports.echopanel_port_here(ctx.facts),
+    )
+    if choice.note:
+        notes.append(choice.note)
+    names = served_names(ctx.facts, opts.served_model_name, notes)
+    if opts.api_key:
+        notes.append(
+            "EchoPanel sends no API key: with --api-key every request it makes is refused (401). Leave the key out for "
+            "a server EchoPanel uses and keep it on 127.0.0.1; from another machine reach it through "
+            "`echopanel-setup tunnel start HOST`."
+        )
     settings = builder.ServeSettings(
         model=str(served_dir) if ctx.model_present else knowledge.load().model.repo,
         model_is_local=ctx.model_present,
-        served_model_name=opts.served_model_name or knowledge.load().model.repo,
+        served_model_name=names[0],
+        also_served=names[1:],
         host=opts.host,
-        port=port,
+        port=choice.port,
         api_key=opts.api_key,
         revision=ctx.facts.model.commit,
         visible_gpus=ctx.visible_gpus,
@@ -77,6 +92,29 @@ def connect_host(host: str) -> str:
 def good_key(plan: planner.Plan, version: str | None) -> str:
     """The key a good start is recorded under: these GPUs with this vLLM."""
     return f"{' + '.join(g.name for g in plan.gpus)} | vLLM {version or '?'}"
+
+
+def echopanel_model(facts: Facts) -> str:
+    """The model name EchoPanel's Voxtral provider sends: read from its checkout, else the knowledge default."""
+    contract = facts.echopanel.contract
+    provider = contract.provider("voxtral_official") if contract else None
+    return (provider.model if provider else None) or knowledge.load().echopanel.defaults.model_name
+
+
+def served_names(facts: Facts, explicit: str | None, notes: list[str]) -> tuple[str, ...]:
+    """`--served-model-name`: EchoPanel's name first (vLLM echoes the first in its answers), then the Hub id, so
+    EchoPanel and clients that ask for the repo id are both served. An explicit name wins, with a warning when
+    EchoPanel's is not among it."""
+    wanted = echopanel_model(facts)
+    if explicit:
+        if explicit != wanted:
+            notes.append(
+                f"--served-model-name {explicit}: EchoPanel asks for {wanted!r}, so every request it makes gets 404 "
+                f"(leave the option out to serve both {wanted} and {knowledge.load().model.repo})"
+            )
+        return (explicit,)
+    repo = knowledge.load().model.repo
+    return (wanted,) if wanted == repo else (wanted, repo)
 
 
 def _replayed_executable(ctx: Context) -> list[str] | None:
