@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 from echopanel_setup import knowledge
 
 if TYPE_CHECKING:
-    from echopanel_setup.facts.model import Facts
     from echopanel_setup.url import ServerURL
 
 
@@ -30,14 +29,6 @@ def default_port() -> int:
 def echopanel_backend_port() -> int:
     """EchoPanel's backend port when its checkout's `server/main.py` cannot tell us."""
     return knowledge.load().echopanel.defaults.backend_port
-
-
-def echopanel_port_here(facts: Facts) -> int | None:
-    """EchoPanel's backend port when its checkout is on this machine (found, or named by --echopanel), else None."""
-    if not facts.echopanel.checkout:
-        return None
-    contract = facts.echopanel.contract
-    return (contract.backend_port if contract else None) or echopanel_backend_port()
 
 
 def echopanel_default_url() -> str:

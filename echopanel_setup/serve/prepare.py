@@ -43,7 +43,7 @@ def build(opts: ServeOptions, ctx: Context, plan: planner.Plan, reading: Callabl
     choice = ports.vllm_port(
         opts.port,
         envconfig.configured_url(ctx.facts.config.values),
-        echopanel_port=ports.echopanel_port_here(ctx.facts),
+        echopanel_port=_echopanel_port(ctx.facts),
     )
     if choice.note:
         notes.append(choice.note)
@@ -92,6 +92,14 @@ def connect_host(host: str) -> str:
 def good_key(plan: planner.Plan, version: str | None) -> str:
     """The key a good start is recorded under: these GPUs with this vLLM."""
     return f"{' + '.join(g.name for g in plan.gpus)} | vLLM {version or '?'}"
+
+
+def _echopanel_port(facts: Facts) -> int | None:
+    """EchoPanel's backend port when its checkout is on this machine (found, or named by --echopanel), else None."""
+    if not facts.echopanel.checkout:
+        return None
+    contract = facts.echopanel.contract
+    return (contract.backend_port if contract else None) or ports.echopanel_backend_port()
 
 
 def echopanel_model(facts: Facts) -> str:
