@@ -1,24 +1,22 @@
 """`serve` as a command group: its lifecycle subcommands, today's flags as their aliases, and the edges of
-parsing (help, unknown options and commands, options given to the wrong level)."""
+parsing (help, unknown options and commands, options given to the wrong level). In process, through cli.main."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from conftest import Cli, run_cli
+from conftest import Cli
 
-from echopanel_setup import cli
+from echopanel_setup import cli as cli_module
 
 
 @pytest.mark.parametrize("args", [["serve", "--help"], ["serve", "status", "--help"], ["serve", "logs", "-h"]])
-def test_help_exits_0(args: list[str]) -> None:
-    out = run_cli(*args)
-    assert out.returncode == 0 and f"{' '.join(args[:-1])} [OPTIONS]" in out.stdout.splitlines()[0]
+def test_help_exits_0(cli: Cli, args: list[str]) -> None:
+    run = cli(*args)
+    assert run.code == 0 and f"{' '.join(args[:-1])} [OPTIONS]" in run.out.splitlines()[0]
 
 
-def test_serve_help_names_the_subcommands() -> None:
-    out = run_cli("serve", "--help").stdout
+def test_serve_help_names_the_subcommands(cli: Cli) -> None:
+    out = cli("serve", "--help").out
     assert "Commands:" in out and all(f"  {name} " in out for name in ("status", "logs", "stop"))
 
 
@@ -36,27 +34,30 @@ def test_serve_help_names_the_subcommands() -> None:
         (["serve", "--gpu", "H100", "--follow"], "--follow goes with the log: `echopanel-setup serve logs --follow`"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
-    out = run_cli(*args)
-    assert out.returncode == 2, out.stderr
-    assert out.stderr.count("\n") == 1 and message in out.stderr and "Traceback" not in out.stderr
+def test_bad_input_is_one_line_and_exit_2(cli: Cli, args: list[str], message: str) -> None:
+    run = cli(*args)
+    assert run.code == 2, run.err
+    assert run.err.count("\n") == 1 and message in run.err and "Traceback" not in run.err
+    if "--json" in args:  # the error document, and nothing else
+        assert run.json()["exit_code"] == 2 and run.json()["error"]["kind"] == "usage"
+    else:
+        assert run.out == ""
 
 
-def test_with_no_server_the_subcommands_and_their_aliases_answer_alike() -> None:
-    for sub, alias in ((["status"], ["--status"]), (["stop"], ["--stop"]), (["logs"], ["--logs"])):
-        new, old = run_cli("serve", *sub), run_cli("serve", *alias)
-        assert (new.returncode, new.stdout, new.stderr) == (old.returncode, old.stdout, old.stderr), sub
-    status = run_cli("serve", "status")
-    assert status.returncode == 1 and status.stdout.startswith("not running")
-    assert json.loads(run_cli("serve", "stop", "--json").stdout)["stopped"] is False
-    logs = run_cli("serve", "logs")
-    assert logs.returncode == 1 and "no vLLM log yet" in logs.stderr
+def test_with_no_server_the_subcommands_and_their_aliases_answer_alike(cli: Cli) -> None:
+    for sub, alias in (("status", "--status"), ("stop", "--stop"), ("logs", "--logs")):
+        assert cli("serve", sub) == cli("serve", alias), sub
+    status = cli("serve", "status")
+    assert status.code == 1 and status.out.startswith("not running")
+    assert cli("serve", "stop", "--json").json()["stopped"] is False
+    logs = cli("serve", "logs")
+    assert logs.code == 1 and "no vLLM log yet" in logs.err
 
 
 def test_only_the_serve_group_is_built_for_a_serve_run() -> None:
-    single = cli._app_for(["serve", "status", "--json"])
+    single = cli_module._app_for(["serve", "status", "--json"])
     assert [g.name for g in single.registered_groups] == ["serve"] and single.registered_commands == []
-    assert cli._app_for(["--help"]) is cli.app
+    assert cli_module._app_for(["--help"]) is cli_module.app
 
 
 def test_errors_under_json_are_one_error_document(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
