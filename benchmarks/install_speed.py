@@ -149,17 +149,19 @@ def main() -> None:
     ratio = ours / hf
     link = f"link {args.link / 2**20:.0f} MiB/s" if args.link else "unthrottled"
     print(
-        f"file: {mib:.0f} MiB consolidated.safetensors + params.json + tekken.json, loopback ({link}), {args.runs} runs each (medians)"
+        f"file: {mib:.0f} MiB consolidated.safetensors + params.json + tekken.json, loopback ({link}), {args.runs} "
+        "runs each (medians)"
     )
     print(f"install voxtral (download + sha256)  {ours:6.2f} s  {mib / ours:7.0f} MiB/s  peak RSS {rss['ours']:4d} MiB")
     print(f"hf download (no verification)        {hf:6.2f} s  {mib / hf:7.0f} MiB/s  peak RSS {rss['hf']:4d} MiB")
     print(f"ratio install/hf                     {ratio:6.2f}   (target ≤ 1.2) {'ok' if ratio <= 1.2 else 'OVER'}")
     print(
-        f"peak RSS                             {rss['ours']:6d} MiB (target < 200) {'ok' if rss['ours'] < 200 else 'OVER'}"
+        f"peak RSS                             {rss['ours']:6d} MiB (target < 200) "
+        f"{'ok' if rss['ours'] < 200 else 'OVER'}"
     )
     print(
-        f"rerun after kill -9 at 50 %: install voxtral {r_ours:.2f} s = {r_ours / ours:.2f} of a full run (target ≈ 0.5); "
-        f"hf download {r_hf:.2f} s = {r_hf / hf:.2f} of its full run"
+        f"rerun after kill -9 at 50 %: install voxtral {r_ours:.2f} s = {r_ours / ours:.2f} of a full run (target ≈ "
+        f"0.5); hf download {r_hf:.2f} s = {r_hf / hf:.2f} of its full run"
     )
     print(f"already installed (manifest, no network): install voxtral answers in {confirm * 1000:.0f} ms")
     failed = ratio > 1.2 or rss["ours"] >= 200 or r_ours / ours > 0.65

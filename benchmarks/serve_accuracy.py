@@ -92,11 +92,13 @@ def main() -> None:
         )
         return
     print(
-        f"{'GPU | vLLM':<44} {'KV pool GiB plan':>16} {'vLLM':>7} {'ratio':>6}   {'streams plan':>12} {'vLLM':>6} {'ratio':>6}"
+        f"{'GPU | vLLM':<44} {'KV pool GiB plan':>16} {'vLLM':>7} {'ratio':>6}   {'streams plan':>12} {'vLLM':>6} "
+        f"{'ratio':>6}"
     )
     for key, pool, got, streams, conc in data:
         print(
-            f"{key:<44} {pool:>16.2f} {got:>7.2f} {got / pool:>6.2f}   {streams:>12.2f} {conc:>6.2f} {conc / streams:>6.2f}"
+            f"{key:<44} {pool:>16.2f} {got:>7.2f} {got / pool:>6.2f}   {streams:>12.2f} {conc:>6.2f} "
+            f"{conc / streams:>6.2f}"
         )
 
 

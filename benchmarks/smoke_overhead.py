@@ -28,9 +28,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from smoke_kit import tone_pcm, write_wav
+from smoke_kit import tone_pcm, write_wav  # noqa: E402 (found through the sys.path entry above)
 
-from echopanel_setup.smoke import audio, runner
+from echopanel_setup.smoke import audio, runner  # noqa: E402
 
 TARGET_MS = 50.0
 CLIP_S = 10.0
@@ -116,19 +116,23 @@ def main() -> None:
         convert_ms = (time.perf_counter() - convert_start) * 1000
     ok = max(statistics.median(overhead), statistics.median(cpu)) < TARGET_MS
     print(
-        f"clip {CLIP_S:.0f} s, 16 kHz mono, {len(pcm) // 4096 + 1} chunks, --fast, {args.runs} warm runs against the loopback stand-in (own process)"
+        f"clip {CLIP_S:.0f} s, 16 kHz mono, {len(pcm) // 4096 + 1} chunks, --fast, {args.runs} warm runs against the "
+        "loopback stand-in (own process)"
     )
     print(
-        f"client overhead, reported  median {statistics.median(overhead):6.1f} ms   max {max(overhead):6.1f} ms   (target < {TARGET_MS:.0f} ms)"
+        f"client overhead, reported  median {statistics.median(overhead):6.1f} ms   max {max(overhead):6.1f} ms   "
+        f"(target < {TARGET_MS:.0f} ms)"
     )
     print(
-        f"client CPU time per smoke  median {statistics.median(cpu):6.1f} ms   max {max(cpu):6.1f} ms   (target < {TARGET_MS:.0f} ms)"
+        f"client CPU time per smoke  median {statistics.median(cpu):6.1f} ms   max {max(cpu):6.1f} ms   (target < "
+        f"{TARGET_MS:.0f} ms)"
     )
     print(f"waiting on server          median {statistics.median(waiting):6.1f} ms")
     print(f"wall per smoke             median {statistics.median(wall):6.1f} ms   -> {'ok' if ok else 'OVER'}")
     print(f"one CLI run, cold (interpreter start + imports included): {cli_ms:.0f} ms, exit {done.returncode}")
     print(
-        f"converting a {CLIP_S:.0f} s 44.1 kHz stereo WAV to 16 kHz mono (user --audio, pure Python): {convert_ms:.0f} ms"
+        f"converting a {CLIP_S:.0f} s 44.1 kHz stereo WAV to 16 kHz mono (user --audio, pure Python): {convert_ms:.0f} "
+        "ms"
     )
     sys.exit(0 if ok else 1)
 

@@ -132,8 +132,8 @@ def make_plan(opts: ConfigureOptions, facts: Facts, environ: Mapping[str, str], 
             if mode == "local" and (why_not := _why_not_local(facts)):
                 advice.append(
                     Advice(
-                        f"{why_not}; unless {updates[envconfig.URL]} is a tunnel to a GPU host, EchoPanel will find no server "
-                        "there. Point it at a vLLM server elsewhere, or at Mistral's API:",
+                        f"{why_not}; unless {updates[envconfig.URL]} is a tunnel to a GPU host, EchoPanel will find no "
+                        "server there. Point it at a vLLM server elsewhere, or at Mistral's API:",
                         [
                             f"echopanel-setup configure --mode remote --url {ports.example_url()}",
                             "echopanel-setup configure --mode api",
@@ -289,14 +289,16 @@ def _api_key(
         key = (stdin or sys.stdin).readline().strip()
         if not key:
             raise UsageError(
-                "--api-key -: standard input was empty; pipe the key in, e.g. `pass show mistral | echopanel-setup configure --mode api --api-key -`"
+                "--api-key -: standard input was empty; pipe the key in, e.g. `pass show mistral | echopanel-setup "
+                "configure --mode api --api-key -`"
             )
         reasons[envconfig.API_KEY] = "read from standard input (written; the file is made private, 0600)"
     elif key:
         reasons[envconfig.API_KEY] = "--api-key (written; the file is made private, 0600)"
         advice.append(
             Advice(
-                "A key on the command line stays in your shell history; `--api-key -` reads it from standard input instead."
+                "A key on the command line stays in your shell history; `--api-key -` reads it from standard input "
+                "instead."
             )
         )
     if key:
@@ -314,7 +316,8 @@ def _api_key(
         return
     advice.append(
         Advice(
-            "No Mistral API key: EchoPanel's API mode needs one (https://console.mistral.ai/api-keys). Export it, or store it here:",
+            "No Mistral API key: EchoPanel's API mode needs one (https://console.mistral.ai/api-keys). Export it, or "
+            "store it here:",
             [
                 "export MISTRAL_API_KEY=…",
                 "echopanel-setup configure --mode api --api-key -   # reads the key from standard input",
@@ -330,7 +333,8 @@ def apply(plan: Plan) -> Path | None:
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):  # the disk, not the user's input
             raise ExternalError(
-                f"{plan.path}: cannot write it: {exc.strerror or exc} (the previous file is untouched); free some space and run configure again"
+                f"{plan.path}: cannot write it: {exc.strerror or exc} (the previous file is untouched); free some "
+                "space and run configure again"
             ) from None
         raise UsageError(f"{plan.path}: cannot write it: {exc.strerror or exc}") from None
 

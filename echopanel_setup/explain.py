@@ -50,11 +50,17 @@ def _suggest(match: Match) -> str | None:
     """The flag value the numbers in the log call for, where the message carries them."""
     g = match.groups
     if "estimated" in g:
-        return f"--max-model-len {g['estimated']} (about {int(g['estimated']) * 0.08 / 60:.0f} minutes of audio per session)"
+        return (
+            f"--max-model-len {g['estimated']} (about {int(g['estimated']) * 0.08 / 60:.0f} minutes of audio per "
+            "session)"
+        )
     if "free_gib" in g and "total_gib" in g:
         margin = knowledge.load().gpu.cuda_context_mib / 1024
         util = (float(g["free_gib"]) - margin) / float(g["total_gib"])
-        return f"--gpu-memory-utilization {max(util, 0.0):.2f} (free {g['free_gib']} GiB minus {margin:.1f} GiB, over {g['total_gib']} GiB)"
+        return (
+            f"--gpu-memory-utilization {max(util, 0.0):.2f} (free {g['free_gib']} GiB minus {margin:.1f} GiB, over "
+            f"{g['total_gib']} GiB)"
+        )
     return None
 
 

@@ -213,7 +213,7 @@ TRANSFORMERS_MISTRAL_BROKEN = """class MistralCommonTokenizer(PushToHubMixin):
         # Handle kwargs and AutoTokenizer case
         if kwargs and not set(kwargs.keys()).issubset({"_from_auto", "trust_remote_code"}):
             raise ValueError(f"Kwargs {list(kwargs.keys())} are not supported by `MistralCommonTokenizer.from_pretrained`.")
-"""
+"""  # noqa: E501 (transformers' own lines, verbatim: the probe reads them)
 
 TRANSFORMERS_MISTRAL_FIXED = """class MistralCommonTokenizer(PushToHubMixin):
     @classmethod

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import json
 import math
@@ -48,7 +49,7 @@ def samples(pcm: bytes) -> array:
 def snr_db(expected: array, got: array) -> float:
     """Signal-to-noise ratio of `got` against `expected` (same length required)."""
     signal = sum(x * x for x in expected) or 1
-    noise = sum((x - y) ** 2 for x, y in zip(expected, got)) or 1e-9
+    noise = sum((x - y) ** 2 for x, y in zip(expected, got, strict=False)) or 1e-9
     return 10 * math.log10(signal / noise)
 
 
@@ -202,10 +203,8 @@ class VllmStandIn:
         seen = self.seen
         seen.pcm, seen.append_times = bytearray(), []
         await ws.send(json.dumps({"type": "session.created", "id": "sess-standin", "created": int(time.time())}))
-        try:
+        with contextlib.suppress(ConnectionClosed):  # the client went away: nothing to answer
             await self._events(ws)
-        except ConnectionClosed:
-            pass  # the client went away: nothing to answer
 
     async def _events(self, ws: ServerConnection) -> None:
         b, seen = self.b, self.seen
@@ -432,10 +431,8 @@ class MistralStandIn:
             "audio_format": {"encoding": "pcm_s16le", "sample_rate": 16000},
         }
         await ws.send(json.dumps({"type": "session.created", "session": session}))
-        try:
+        with contextlib.suppress(ConnectionClosed):  # the client goes away (it does right after an error event)
             await self._events(ws, session, model)
-        except ConnectionClosed:
-            pass  # the client went away (it does right after an error event)
 
     async def _events(self, ws: ServerConnection, session: dict[str, Any], model: str) -> None:
         async for raw in ws:

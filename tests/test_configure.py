@@ -296,7 +296,10 @@ def test_shell_exports_survive_eval_of_hostile_values(tmp_path: Path, value: str
     exports = envconfig.shell_exports(
         {"VOXTRAL_MISTRAL_API_KEY": value, "VOXTRAL_MODE": None, "VOXTRAL_VLLM_URL": "${SOURCE}"}
     )
-    script = 'export VOXTRAL_MODE=stale\neval "$EXPORTS"\nprintf "%s" "$VOXTRAL_MISTRAL_API_KEY" > got\nprintf "%s|%s" "${VOXTRAL_MODE-unset}" "$VOXTRAL_VLLM_URL" > rest\n'
+    script = (
+        'export VOXTRAL_MODE=stale\neval "$EXPORTS"\nprintf "%s" "$VOXTRAL_MISTRAL_API_KEY" > got\nprintf '
+        '"%s|%s" "${VOXTRAL_MODE-unset}" "$VOXTRAL_VLLM_URL" > rest\n'
+    )
     done = subprocess.run(
         [BASH, "-c", script],
         cwd=tmp_path,
@@ -328,7 +331,10 @@ def test_configure_shell_output_evals_with_a_hostile_key_from_stdin(env_file: Pa
     )
     assert done.returncode == 0, done.stderr
     assert not env_file.exists(), "--shell writes nothing"
-    script = f'eval "$(cat {tmp_path / "out.sh"})"; printf "%s" "$VOXTRAL_MISTRAL_API_KEY|$VOXTRAL_MODE|$ECHOPANEL_ASR_PROVIDER"'
+    script = (
+        f'eval "$(cat {tmp_path / "out.sh"})"; printf "%s" '
+        '"$VOXTRAL_MISTRAL_API_KEY|$VOXTRAL_MODE|$ECHOPANEL_ASR_PROVIDER"'
+    )
     (tmp_path / "out.sh").write_text(done.stdout)
     evaluated = subprocess.run(
         [BASH, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False

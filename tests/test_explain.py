@@ -65,8 +65,8 @@ def test_tokenizer_error_points_at_the_exception_not_the_source_line() -> None:
     text = _read("tokenizer-kwargs.log")
     (m,) = explain(text)
     assert (
-        m.line
-        == "ValueError: Kwargs ['max_loras', '_from_auto'] are not supported by `MistralCommonTokenizer.from_pretrained`."
+        m.line == "ValueError: Kwargs ['max_loras', '_from_auto'] are not supported by "
+        "`MistralCommonTokenizer.from_pretrained`."
     )
     assert m.line_no == len(text.splitlines())
     assert "echopanel-setup install vllm" in m.commands
@@ -80,7 +80,8 @@ def test_estimated_max_model_len_is_exposed() -> None:
 def test_older_max_seq_len_text_is_recognised() -> None:
     text = (
         "ValueError: The model's max seq len (131072) is larger than the maximum number of tokens that can be stored "
-        "in KV cache (21328). Try increasing `gpu_memory_utilization` or decreasing `max_model_len` when initializing the engine.\n"
+        "in KV cache (21328). Try increasing `gpu_memory_utilization` or decreasing `max_model_len` when initializing "
+        "the engine.\n"
     )
     assert [m.id for m in explain(text)] == ["max-model-len-too-long"]
 
@@ -224,7 +225,8 @@ def test_cli_explain_binary_garbage_is_not_a_crash(cli: Cli, tmp_path: Path) -> 
 
 def test_free_memory_message_suggests_a_utilisation() -> None:
     (m, *_) = explain(
-        "ValueError: Free memory on device (7.12/23.99 GiB) on startup is less than desired GPU memory utilization (0.92, 22.07 GiB).\n"
+        "ValueError: Free memory on device (7.12/23.99 GiB) on startup is less than desired GPU memory utilization "
+        "(0.92, 22.07 GiB).\n"
     )
     assert m.id == "free-memory-startup"
     assert m.groups == {"free_gib": "7.12", "total_gib": "23.99"}

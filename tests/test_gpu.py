@@ -236,7 +236,8 @@ def test_parse_query_gpu_fields() -> None:
 
 def test_parse_query_gpu_skips_short_and_blank_lines() -> None:
     facts, by_bus = gpu.parse_query_gpu(
-        "\n\n0, NVIDIA A100-SXM4-80GB, 81920\n1, NVIDIA A100-SXM4-80GB, 81920, 81000, 920, 8.0, 550.90.07, Enabled, 00000000:07:00.0\n"
+        "\n\n0, NVIDIA A100-SXM4-80GB, 81920\n1, NVIDIA A100-SXM4-80GB, 81920, 81000, 920, 8.0, 550.90.07, Enabled, "
+        "00000000:07:00.0\n"
     )
     assert [d.index for d in facts.devices] == [1]
     assert facts.devices[0].mig_mode == "Enabled"

@@ -73,7 +73,8 @@ def _vllm_files(version: str, old: bool) -> dict[str, str]:
     if old:  # the TokenizerGroup that forwards max_loras, as doctor's tokenizer check reads it
         k = knowledge.load().tokenizer_kwargs
         files[f"vllm/{k.vllm_file_marker}.py"] = (
-            f"class TokenizerGroup:\n    def __init__(self, tokenizer_id, enable_lora, {k.vllm_text_marker}, **tokenizer_config):\n        pass\n"
+            f"class TokenizerGroup:\n    def __init__(self, tokenizer_id, enable_lora, {k.vllm_text_marker}, "
+            "**tokenizer_config):\n        pass\n"
         )
     return files
 
@@ -224,7 +225,8 @@ def test_a_venv_path_that_cannot_be_written_is_refused_before_the_installer_runs
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert (
         proc.stderr.strip()
-        == f"echopanel-setup: error: cannot write to {venv} ({blocker} is not a writable folder): pass --venv a folder you can write to"
+        == f"echopanel-setup: error: cannot write to {venv} ({blocker} is not a writable folder): pass --venv a folder "
+        "you can write to"
     )
     assert "Would run" not in proc.stdout and "$ " not in proc.stdout
     assert blocker.read_text() == "mine"

@@ -247,7 +247,8 @@ def test_ctrl_c_while_checking_a_file_on_disk_says_how_to_finish(
         assert exc.exit_code == 130
         assert (
             str(exc)
-            == f"interrupted while checking {BIG}; nothing was changed: run `echopanel-setup install voxtral --dir {target}` again to finish"
+            == f"interrupted while checking {BIG}; nothing was changed: run `echopanel-setup install voxtral --dir "
+            f"{target}` again to finish"
         )
     else:
         pytest.fail("the interrupted check did not stop the install")
@@ -296,7 +297,7 @@ def test_orphan_of_a_killed_hf_download_is_continued_not_refetched(model_dir: Pa
         env={**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HUB_DISABLE_PROGRESS_BARS": "1"},
     )
     download = model_dir / ".cache" / "huggingface" / "download"
-    orphans = lambda: [p for p in download.glob("*.incomplete")] if download.exists() else []  # noqa: E731
+    orphans = lambda: list(download.glob("*.incomplete")) if download.exists() else []  # noqa: E731
     try:
         wait_for(lambda: bool(orphans()) and orphans()[0].stat().st_size >= 10 * MIB)
         proc.send_signal(signal.SIGKILL)
@@ -537,10 +538,11 @@ def test_disk_full_mid_download_leaves_a_clean_partial_that_resumes(hub: HubStan
     mnt, out = tmp_path / "mnt", tmp_path / "out"
     mnt.mkdir(), out.mkdir()
     part = mnt / ".echopanel-download" / f"{BIG}.part"
+    install = f"{sys.executable} -m echopanel_setup install voxtral --dir {mnt}"
     script = f"""
 set -u
 mount -t tmpfs -o size=3g tmpfs {mnt}
-{sys.executable} -m echopanel_setup install voxtral --dir {mnt} > {out}/first.out 2> {out}/first.err &
+{install} > {out}/first.out 2> {out}/first.err &
 pid=$!
 while [ ! -f {part} ] || [ $(stat -c %s {part}) -lt 1048576 ]; do sleep 0.02; done
 used=$(du -sk {mnt} | cut -f1)
@@ -548,7 +550,7 @@ mount -o remount,size=$((used + 256))k {mnt}
 wait $pid; echo $? > {out}/first.rc
 cp {part} {out}/partial.bin
 mount -o remount,size=3g {mnt}
-{sys.executable} -m echopanel_setup install voxtral --dir {mnt} > {out}/second.out 2> {out}/second.err; echo $? > {out}/second.rc
+{install} > {out}/second.out 2> {out}/second.err; echo $? > {out}/second.rc
 cp {mnt}/{BIG} {out}/final.bin
 """
     subprocess.run(
@@ -571,7 +573,10 @@ cp {mnt}/{BIG} {out}/final.bin
 def test_files_downloaded_by_hand_are_checked_and_adopted_without_a_download(hub: HubStandIn, tmp_path: Path) -> None:
     """The seed's way (`hf download … --local-dir`) left the files but no manifest: hash them, keep them."""
     target = tmp_path / "models" / "voxtral-mini"
-    script = f"import sys; from huggingface_hub import hf_hub_download\nfor n in {list(NEEDED)!r}: hf_hub_download({REPO!r}, n, local_dir=sys.argv[1])"
+    script = (
+        f"import sys; from huggingface_hub import hf_hub_download\nfor n in {list(NEEDED)!r}: "
+        f"hf_hub_download({REPO!r}, n, local_dir=sys.argv[1])"
+    )
     subprocess.run(
         [sys.executable, "-c", script, str(target)],
         env={**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HUB_DISABLE_PROGRESS_BARS": "1"},

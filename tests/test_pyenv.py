@@ -84,7 +84,7 @@ def test_seed_stack_facts(venvs: dict[str, Path]) -> None:
     assert facts.python == python and facts.source == "--python"
     assert facts.is_venv is True
     assert facts.prefix == str(venvs["seed"])
-    assert facts.version == "%d.%d.%d" % sys.version_info[:3]  # the venv is built from this Python
+    assert facts.version == ".".join(map(str, sys.version_info[:3]))  # the venv is built from this Python
     pk = facts.packages
     assert (pk["vllm"], pk["transformers"], pk["mistral_common"], pk["torch"]) == ("0.7.3", "4.55.4", "1.9.1", "2.5.1")
     assert pk["soxr"] is None and pk["soundfile"] is None and pk["flashinfer-python"] is None

@@ -91,7 +91,7 @@ def test_compose_is_yaml_with_a_gpu_reservation_and_a_healthcheck() -> None:
 
 
 def _exec_start(unit: str) -> list[str]:
-    line = next(l for l in unit.splitlines() if l.startswith("ExecStart="))
+    line = next(ln for ln in unit.splitlines() if ln.startswith("ExecStart="))
     return [w.replace("%%", "%").replace("$$", "$") for w in shlex.split(line[len("ExecStart=") :])]
 
 
@@ -180,7 +180,8 @@ def test_yaml_strings_round_trip(value: str) -> None:
 
 
 def test_systemd_names_an_absolute_vllm_when_vllm_is_not_installed_here(tmp_path: Path) -> None:
-    """`ExecStart=vllm …` failed: systemd never searches a venv (`systemd-analyze verify`: 'Command vllm is not executable')."""
+    """`ExecStart=vllm …` failed: systemd never searches a venv
+    (`systemd-analyze verify`: 'Command vllm is not executable')."""
     from echopanel_setup import paths
 
     cmd, plan, settings = setup(None)  # no vLLM here: the builder writes plain `vllm`

@@ -50,7 +50,8 @@ def fits(p: Plan) -> None:
     assert p.streams_fit >= p.streams
 
 
-# name, GPUs, expected flags: (max_model_len, util, max_num_seqs, batched, tp, graphs, dtype, attention), streams that fit
+# name, GPUs, expected flags: (max_model_len, util, max_num_seqs, batched, tp, graphs, dtype, attention),
+# streams that fit
 TABLE = [
     (
         "16 GB RTX 4080",
@@ -328,7 +329,8 @@ def test_more_streams_where_only_one_shorter_session_fits_suggest_one_stream() -
 
 
 def test_the_suggested_session_length_fits() -> None:
-    """--session-minutes N from the refusal used to ignore the 1.1 margin on --max-model-len, so it was refused again."""
+    """--session-minutes N from the refusal used to ignore the 1.1 margin on --max-model-len, so it was refused
+    again."""
     r = plan(request(TIGHT, session_fixed=True))
     assert isinstance(r, Refusal) and r.kind == "session"
     minutes = int(r.reason.split("--session-minutes ")[1].rstrip(")"))

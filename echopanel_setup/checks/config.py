@@ -77,7 +77,8 @@ def delay(facts: Facts, mode: str) -> Outcome:
             f"Source: {d.source}",
         ],
         Fix(
-            "Serve a variant with the delay EchoPanel uses (the verified files stay untouched), or set EchoPanel to the served one:",
+            "Serve a variant with the delay EchoPanel uses (the verified files stay untouched), or set EchoPanel to "
+            "the served one:",
             [f"echopanel-setup serve --delay-ms {wanted}", f"echopanel-setup configure --delay-ms {served}"],
         ),
     )

@@ -99,7 +99,8 @@ def memory(facts: Facts, mode: str) -> Outcome:
     if total is None:
         return Outcome(
             Status.WARN,
-            f"{dev.name}: total memory not reported (unified memory?); cannot check the {g.fail_below_total_mib} MiB floor",
+            f"{dev.name}: total memory not reported (unified memory?); cannot check the {g.fail_below_total_mib} MiB "
+            "floor",
             _describe(facts),
         )
     fail_below, comfortable = g.fail_below_total_mib, g.comfortable_total_mib
@@ -115,7 +116,8 @@ def memory(facts: Facts, mode: str) -> Outcome:
         left = int(total * knowledge.load().vllm.default_gpu_memory_utilization) - weights
         return Outcome(
             Status.WARN,
-            f"{dev.name}: {total} MiB total fits the model, but sessions are short (one stream, reduced --max-model-len)",
+            f"{dev.name}: {total} MiB total fits the model, but sessions are short (one stream, reduced "
+            "--max-model-len)",
             [
                 *_describe(facts),
                 f"After {weights} MiB of weights about {left} MiB remain for activations, CUDA graphs and the cache; "
@@ -155,7 +157,8 @@ def free(facts: Facts, mode: str) -> Outcome:
             return Outcome(Status.OK, f"{dev.name}: a vLLM server already holds {used} MiB", details)
         return Outcome(
             Status.FAIL,
-            f"{dev.name}: only {dev.memory_free_mib} MiB free of {dev.memory_total_mib}; vLLM needs about {need} MiB free to start",
+            f"{dev.name}: only {dev.memory_free_mib} MiB free of {dev.memory_total_mib}; vLLM needs about {need} MiB "
+            "free to start",
             details,
             Fix(
                 "Stop the processes holding GPU memory (see `nvidia-smi`), then check again:",
@@ -215,7 +218,8 @@ def driver(facts: Facts, mode: str) -> Outcome:
     if supports and version(supports) and version(torch_cuda) and version(supports) < version(torch_cuda):  # type: ignore[operator]
         return Outcome(
             Status.WARN,
-            f"{desc} is older than torch's CUDA {torch_cuda}: works through minor-version compatibility, except PTX JIT",
+            f"{desc} is older than torch's CUDA {torch_cuda}: works through minor-version compatibility, except PTX "
+            "JIT",
             [f"Source: {d.source}"],
         )
     return Outcome(Status.OK, f"{desc}; torch built with CUDA {torch_cuda}")

@@ -38,7 +38,8 @@ def verdict(facts: Facts, mode: str) -> Outcome:
             Status.FAIL,
             f"native Windows ({where}): vLLM does not run here; use WSL2 with the NVIDIA driver",
             [
-                "Install WSL2 with Ubuntu, then run echopanel-setup inside it: the Windows NVIDIA driver exposes the GPU to WSL."
+                "Install WSL2 with Ubuntu, then run echopanel-setup inside it: the Windows NVIDIA driver exposes the "
+                "GPU to WSL."
             ],
             Fix("Install WSL2, or pick an alternative:", ["wsl --install -d Ubuntu", *alternatives(p.system)]),
         )
@@ -69,9 +70,11 @@ def shm(facts: Facts, mode: str) -> Outcome:
     status = Status.FAIL if p.container else Status.WARN
     return Outcome(
         status,
-        f"/dev/shm is {p.shm_total_mib} MiB{' in ' + p.container if p.container else ''}; vLLM needs at least {minimum} MiB",
+        f"/dev/shm is {p.shm_total_mib} MiB{' in ' + p.container if p.container else ''}; vLLM needs at least "
+        f"{minimum} MiB",
         [
-            "vLLM's engine and PyTorch pass tensors between processes through /dev/shm; too little gives 'Bus error' crashes."
+            "vLLM's engine and PyTorch pass tensors between processes through /dev/shm; too little gives 'Bus error' "
+            "crashes."
         ],
         Fix(
             "Start the container with the host's IPC namespace or a larger /dev/shm:",

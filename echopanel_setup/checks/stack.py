@@ -48,7 +48,8 @@ def tokenizer(facts: Facts, mode: str) -> Outcome:
         )
     else:
         evidence.append(
-            f"vLLM {vllm_v}: TokenizerGroup {'forwards' if vllm_hit else 'does not forward'} max_loras (read from its files)"
+            f"vLLM {vllm_v}: TokenizerGroup {'forwards' if vllm_hit else 'does not forward'} max_loras (read from its "
+            "files)"
         )
     tf_hit = facts.pyenv.transformers_mistral_rejects_kwargs
     if tf_v is None:
@@ -56,23 +57,26 @@ def tokenizer(facts: Facts, mode: str) -> Outcome:
     elif tf_hit is None:
         tf_hit = bool(in_range(tf_v, k.transformers_affected))
         evidence.append(
-            f"transformers {tf_v}: {'in' if tf_hit else 'outside'} the affected range {k.transformers_affected} (version rule)"
+            f"transformers {tf_v}: {'in' if tf_hit else 'outside'} the affected range {k.transformers_affected} "
+            "(version rule)"
         )
     else:
         evidence.append(
-            f"transformers {tf_v}: MistralCommonTokenizer {'rejects' if tf_hit else 'accepts'} unknown kwargs (read from its files)"
+            f"transformers {tf_v}: MistralCommonTokenizer {'rejects' if tf_hit else 'accepts'} unknown kwargs (read "
+            "from its files)"
         )
     evidence.append(f"Source: {k.source}")
     if vllm_hit and tf_hit:
         fix = Fix(
-            "Upgrade vLLM (≥ 0.20, in its own venv) and serve with --tokenizer-mode mistral, which bypasses AutoTokenizer; "
-            "pinning an older transformers is not the fix (current vLLM needs a modern one):",
+            "Upgrade vLLM (≥ 0.20, in its own venv) and serve with --tokenizer-mode mistral, which bypasses "
+            "AutoTokenizer; pinning an older transformers is not the fix (current vLLM needs a modern one):",
             ["echopanel-setup install vllm", "echopanel-setup serve"],
         )
         if mc_v is None:
             return Outcome(
                 Status.WARN,
-                f"vLLM {vllm_v} + transformers {tf_v} will raise the tokenizer kwargs error once mistral_common is installed",
+                f"vLLM {vllm_v} + transformers {tf_v} will raise the tokenizer kwargs error once mistral_common is "
+                "installed",
                 [f"The error: {k.error_text}", *evidence],
                 fix,
             )
@@ -81,9 +85,9 @@ def tokenizer(facts: Facts, mode: str) -> Outcome:
             f"vLLM {vllm_v} + transformers {tf_v} + mistral_common {mc_v} raise the seed's tokenizer error",
             [
                 f"The error: {k.error_text}",
-                "Cause: this vLLM's TokenizerGroup passes max_loras on to AutoTokenizer, which adds _from_auto and routes "
-                "Voxtral to transformers' MistralCommonTokenizer, whose from_pretrained rejects both. This vLLM is also "
-                "older than 0.16, the first with Voxtral Realtime.",
+                "Cause: this vLLM's TokenizerGroup passes max_loras on to AutoTokenizer, which adds _from_auto and "
+                "routes Voxtral to transformers' MistralCommonTokenizer, whose from_pretrained rejects both. This vLLM "
+                "is also older than 0.16, the first with Voxtral Realtime.",
                 *evidence,
             ],
             fix,
@@ -148,7 +152,8 @@ def vllm(facts: Facts, mode: str) -> Outcome:
     if parsed < version(v.recommended_version):  # type: ignore[operator]
         return Outcome(
             Status.WARN,
-            f"vLLM {installed} serves Voxtral Realtime, but {v.recommended_version} is the first release the recipe supports",
+            f"vLLM {installed} serves Voxtral Realtime, but {v.recommended_version} is the first release the recipe "
+            "supports",
             [f"Source: {v.recommended_source}"],
             INSTALL,
         )

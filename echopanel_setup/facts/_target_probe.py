@@ -75,7 +75,7 @@ def _torch_cuda(dist):
 def main():
     markers = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
     out = {
-        "version": "%d.%d.%d" % sys.version_info[:3],
+        "version": ".".join(map(str, sys.version_info[:3])),
         "executable": sys.executable,
         "prefix": sys.prefix,
         "is_venv": sys.prefix != getattr(sys, "base_prefix", sys.prefix),

@@ -6,6 +6,7 @@ persistence mode, or hang on a wedged driver, so every call has a timeout and th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
@@ -79,10 +80,8 @@ def _nvml() -> tuple[GpuFacts | None, str | None]:
     except pynvml.NVMLError as exc:
         return None, str(exc)
     finally:
-        try:
+        with contextlib.suppress(pynvml.NVMLError):
             pynvml.nvmlShutdown()
-        except pynvml.NVMLError:
-            pass
 
 
 def _nvml_processes(pynvml, handle) -> list[GpuProcess]:  # type: ignore[no-untyped-def]

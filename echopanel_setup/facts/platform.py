@@ -67,7 +67,7 @@ def _container() -> str | None:
         return "docker"
     if Path("/run/.containerenv").exists():
         return "podman"
-    marker = os.environ.get("container")
+    marker = os.environ.get("container")  # noqa: SIM112 (lower case: systemd's and podman's name for it)
     if marker:
         return marker
     try:

@@ -227,7 +227,8 @@ def _attempt(
             state.restart(fd)
         elif state.offset and not response.headers.get("Content-Range", "").startswith(f"bytes {state.offset}-"):
             raise ExternalError(
-                f"{state.host} sent the wrong byte range ({response.headers.get('Content-Range')!r} for byte {state.offset})"
+                f"{state.host} sent the wrong byte range ({response.headers.get('Content-Range')!r} for byte "
+                f"{state.offset})"
             )
         os.lseek(fd, state.offset, os.SEEK_SET)
         for chunk in response.iter_bytes():
@@ -235,7 +236,8 @@ def _attempt(
             state.offset += len(chunk)
             if state.offset > size:
                 raise ExternalError(
-                    f"{state.host} sent more than the {size} bytes the Hub listed: the download was discarded, run again"
+                    f"{state.host} sent more than the {size} bytes the Hub listed: the download was discarded, run "
+                    "again"
                 )
             state.hasher.advance(state.offset)
             on_bytes(len(chunk))
@@ -262,7 +264,8 @@ def _retry_or_give_up(
     # The first retry after a break is immediate (a dropped connection is usually just that); then back off.
     wait = 0.0 if stalled or failures == 1 else min(policy.backoff_s * 2 ** (failures - 2), MAX_BACKOFF_S)
     note(
-        f"{what}: resuming at byte {state.offset:,} (retry {failures} of {policy.retries}{f', in {wait:g} s' if wait else ''})"
+        f"{what}: resuming at byte {state.offset:,} (retry {failures} of "
+        f"{policy.retries}{f', in {wait:g} s' if wait else ''})"
     )
     if wait:
         time.sleep(wait)

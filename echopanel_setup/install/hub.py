@@ -130,7 +130,8 @@ def resolve(repo: str, revision: str, names: list[str]) -> Remote:
     missing = [n for n in names if n not in files]
     if missing:
         raise ExternalError(
-            f"{repo} at {commit[:12]} has no {', '.join(missing)}: is this the Voxtral Realtime repo? (HF_ENDPOINT={where})"
+            f"{repo} at {commit[:12]} has no {', '.join(missing)}: is this the Voxtral Realtime repo? "
+            f"(HF_ENDPOINT={where})"
         )
     return Remote(repo, revision, commit, where, gated, files)
 
@@ -223,11 +224,13 @@ def error(exc: BaseException, *, repo: str, revision: str | None = None, name: s
         )
     if isinstance(exc, e.GatedRepoError):
         return ExternalError(
-            f"{repo} is gated: accept its licence at {page} with the account your token belongs to, then run again ({token})"
+            f"{repo} is gated: accept its licence at {page} with the account your token belongs to, then run again "
+            f"({token})"
         )
     if isinstance(exc, e.RevisionNotFoundError):
         return ExternalError(
-            f"revision {revision!r} not found in {repo}: pass a branch, a tag or a full 40-character commit to --revision"
+            f"revision {revision!r} not found in {repo}: pass a branch, a tag or a full 40-character commit to "
+            "--revision"
         )
     if isinstance(exc, e.RemoteEntryNotFoundError):
         return ExternalError(
@@ -256,7 +259,8 @@ def error(exc: BaseException, *, repo: str, revision: str | None = None, name: s
             )
         if status == 429:
             return ExternalError(
-                "the Hub is rate-limiting this address (429): wait a few minutes and run again (a token raises the limit)"
+                "the Hub is rate-limiting this address (429): wait a few minutes and run again (a token raises the "
+                "limit)"
             )
         return ExternalError(
             f"the Hub answered {status or 'an error'} for {repo}: try again later ({_first_line(exc)})"

@@ -3,8 +3,9 @@
 Since 1.18 huggingface_hub writes each download to a process-unique temp file and deletes it in a `finally`
 block, so a kill -9 or a power cut leaves it behind forever (huggingface_hub#4196), and the next run
 downloads the whole file again. Where they live (huggingface_hub 2.4.0, `_local_folder.py`, `file_download.py`):
-- `hf download --local-dir DIR`: `DIR/.cache/huggingface/download/<b64 sha1 of "<name>.metadata">.<etag>.<8 hex>.incomplete`,
-  guarded by the lock `…/download/<name>.lock`;
+- `hf download --local-dir DIR`:
+  `DIR/.cache/huggingface/download/<b64 sha1 of "<name>.metadata">.<etag>.<8 hex>.incomplete`, guarded by the
+  lock `…/download/<name>.lock`;
 - the cache: `$HF_HUB_CACHE/models--<org>--<name>/blobs/<etag>.<8 hex>.incomplete`, guarded by
   `$HF_HUB_CACHE/.locks/models--<org>--<name>/<etag>.lock`.
 The bytes are a clean prefix of the file (written from byte 0, in order), and for the files we need the etag

@@ -46,7 +46,7 @@ def inspect(venv: Path) -> str:
 def python_version(python: str) -> str | None:
     """`X.Y.Z` of an interpreter (ours without a subprocess)."""
     if python == sys.executable:
-        return "%d.%d.%d" % sys.version_info[:3]
+        return ".".join(map(str, sys.version_info[:3]))
     try:
         out = subprocess.run(
             [python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],

@@ -14,6 +14,7 @@ Order of work, cheapest first:
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from dataclasses import dataclass, field
@@ -196,10 +197,8 @@ def _tidy(job: Job, created: Path | None) -> None:
     if created is not None:
         folders += [p for p in job.target.parents if p == created or created in p.parents]
     for folder in folders:
-        try:
+        with contextlib.suppress(OSError):
             folder.rmdir()  # only succeeds when empty
-        except OSError:
-            pass
 
 
 def _record_dir(job: Job) -> None:
@@ -244,7 +243,8 @@ def offline(job: Job) -> VoxtralResult:
     bad = _recheck(job, job.old)
     if bad:
         raise ExternalError(
-            f"HF_HUB_OFFLINE=1 and {', '.join(bad)} cannot be used: unset HF_HUB_OFFLINE and run `{job.rerun}` to repair it"
+            f"HF_HUB_OFFLINE=1 and {', '.join(bad)} cannot be used: unset HF_HUB_OFFLINE and run `{job.rerun}` to "
+            "repair it"
         )
     manifest.write(job.manifest_path, job.old)
     return already_installed(job, job.old)
@@ -378,7 +378,8 @@ def _print_plan(job: Job, remote: Remote, revision: str, steps: list[Step], need
     ui = job.ui
     if remote.revision != revision:  # pinned to what is installed: the Hub was not asked what `revision` is now
         ui.line(
-            f"Commit {remote.commit[:12]} of {remote.repo} ({remote.endpoint}): the installed one; --revision {revision} looks for a newer one"
+            f"Commit {remote.commit[:12]} of {remote.repo} ({remote.endpoint}): the installed one; --revision "
+            f"{revision} looks for a newer one"
         )
     else:
         ui.line(f"Revision {revision} = commit {remote.commit[:12]} of {remote.repo} ({remote.endpoint})")
@@ -473,12 +474,13 @@ def _execute(job: Job, remote: Remote, steps: list[Step]) -> None:
                 except fetch.DiskFull as exc:
                     if exc.too_large:
                         raise ExternalError(
-                            f"{job.target} cannot hold a file of {size(s.expected.size)} ({exc}; a FAT32 disk or a file size limit?): "
-                            f"pass --dir on another filesystem"
+                            f"{job.target} cannot hold a file of {size(s.expected.size)} ({exc}; a FAT32 disk or a "
+                            "file size limit?): pass --dir on another filesystem"
                         ) from None
                     raise ExternalError(
-                        f"disk full in {job.target} at {size(exc.offset)} of {s.name}: free {size(s.expected.size - exc.offset)} "
-                        f"and run `{job.rerun}` again; the partial file is kept and continues from there"
+                        f"disk full in {job.target} at {size(exc.offset)} of {s.name}: free "
+                        f"{size(s.expected.size - exc.offset)} and run `{job.rerun}` again; the partial file is kept "
+                        "and continues from there"
                     ) from None
                 except fetch.TransferError as exc:
                     raise ExternalError(
@@ -531,8 +533,8 @@ def _fetch(job: Job, remote: Remote, s: Step) -> None:
         partial.discard()
         if attempt == 2 or offset == 0:
             raise ExternalError(
-                f"{s.name}: the downloaded bytes do not match the Hub ({s.expected.describe(digest)}); they were discarded: "
-                f"run `{job.rerun}` again (a proxy or a failing disk may be at fault)"
+                f"{s.name}: the downloaded bytes do not match the Hub ({s.expected.describe(digest)}); they were "
+                f"discarded: run `{job.rerun}` again (a proxy or a failing disk may be at fault)"
             )
         ui.note(
             f"the kept bytes of {s.name} were damaged ({s.expected.describe(digest)}): downloading it from the start"
@@ -574,10 +576,8 @@ def _clean_work(job: Job) -> None:
     """Remove our work dir once nothing in it is worth keeping."""
     for name in (INTERIM, "lock"):
         (job.work / name).unlink(missing_ok=True)
-    try:
+    with contextlib.suppress(OSError):
         job.work.rmdir()
-    except OSError:
-        pass
 
 
 # -- --verify ----------------------------------------------------------------------------------------------

@@ -197,7 +197,8 @@ def systemd(cmd: ServeCommand, settings: ServeSettings) -> str:
         # systemd looks a bare name up in /usr/bin and friends only, never in a venv: name the venv's vllm.
         executable = [str(paths.default_venv_dir() / "bin" / "vllm"), *executable[1:]]
         lines.append(
-            "# vLLM is not installed here yet: ExecStart names the venv `echopanel-setup install vllm` creates; edit it if yours is elsewhere."
+            "# vLLM is not installed here yet: ExecStart names the venv `echopanel-setup install vllm` creates; edit "
+            "it if yours is elsewhere."
         )
     args = cmd.args
     if settings.api_key:
@@ -232,9 +233,8 @@ def kubernetes(cmd: ServeCommand, plan: Plan, settings: ServeSettings, dep: Depl
     mounts = [{"name": "models", "mountPath": MOUNT, "readOnly": True}]
     probe = {"httpGet": {"path": "/health", "port": "http"}}
     preflight = (
-        f"pip install --quiet --no-cache-dir 'echopanel-setup=={__version__}' && "
-        f"echopanel-setup doctor --mode local --json --offline --model-dir {shlex.quote(str(PurePosixPath(MOUNT) / dep.model_dir_name))} "
-        "--skip config,port"
+        f"pip install --quiet --no-cache-dir 'echopanel-setup=={__version__}' && echopanel-setup doctor --mode local "
+        f"--json --offline --model-dir {shlex.quote(str(PurePosixPath(MOUNT) / dep.model_dir_name))} --skip config,port"
     )
     gpu_limits = {"nvidia.com/gpu": str(gpus)}  # a Kubernetes quantity is a string
     deployment = {

@@ -505,8 +505,8 @@ def _explain(req: PlanRequest, p: Plan, wanted: int, eager: bool) -> None:
         low = True
         reasons.append("float16 on compute capability 7.5: vLLM's own behaviour here is read from its code, not run")
         p.warnings.append(
-            "This GPU has no bfloat16: the model runs in float16 (--dtype half); accuracy in float16 is not validated for "
-            "this bfloat16-trained model. Check it with `echopanel-setup smoke`."
+            "This GPU has no bfloat16: the model runs in float16 (--dtype half); accuracy in float16 is not validated "
+            "for this bfloat16-trained model. Check it with `echopanel-setup smoke`."
         )
         if p.attention_backend:
             p.notes.append(
@@ -529,18 +529,20 @@ def _explain(req: PlanRequest, p: Plan, wanted: int, eager: bool) -> None:
         )
     if _tokens_for(req.session_minutes, req.arch) > req.arch.max_model_len:
         p.warnings.append(
-            f"Voxtral Realtime's context is {req.arch.max_model_len} tokens ({_minutes(req.arch.max_model_len, req.arch):.0f} min "
-            f"of audio): {req.session_minutes:g}-minute sessions cannot be served whatever the memory. EchoPanel must restart "
-            "sessions before that."
+            f"Voxtral Realtime's context is {req.arch.max_model_len} tokens "
+            f"({_minutes(req.arch.max_model_len, req.arch):.0f} min of audio): {req.session_minutes:g}-minute sessions "
+            "cannot be served whatever the memory. EchoPanel must restart sessions before that."
         )
     if p.max_model_len < wanted:
         p.warnings.append(
             f"Sessions are capped at {p.session_minutes:.0f} min (--max-model-len {p.max_model_len}; 1 token = "
-            f"{req.arch.ms_per_token} ms): {req.session_minutes:g} min does not fit. EchoPanel must restart sessions before that."
+            f"{req.arch.ms_per_token} ms): {req.session_minutes:g} min does not fit. EchoPanel must restart sessions "
+            "before that."
         )
     if p.streams_fit > p.streams:
         p.notes.append(
-            f"The cache has room for {p.streams_fit} streams at this batch budget: --streams {p.streams_fit} to allow them."
+            f"The cache has room for {p.streams_fit} streams at this batch budget: --streams {p.streams_fit} to allow "
+            "them."
         )
     p.confidence = "low" if low else "medium"
     p.confidence_reasons = reasons
@@ -561,14 +563,17 @@ def _refuse(
     names = " + ".join(g.name for g in gpus)
     numbers = [
         f"{names}: {total} MiB total, {free} MiB free; usable {usable} MiB = min(free - {margin} MiB for the CUDA "
-        f"context, total x {k.max_utilization}); vLLM's budget at --gpu-memory-utilization {budget / total:.2f}: {budget} MiB",
-        f"weights {fixed.weights} + activations {fixed.activations} + non-torch {fixed.non_torch} + safety {fixed.safety} "
-        f"(no CUDA graphs, --max-num-batched-tokens {small}) = {fixed.total} MiB, leaving {room} MiB for the KV cache",
+        f"context, total x {k.max_utilization}); vLLM's budget at --gpu-memory-utilization {budget / total:.2f}: "
+        f"{budget} MiB",
+        f"weights {fixed.weights} + activations {fixed.activations} + non-torch {fixed.non_torch} + safety "
+        f"{fixed.safety} (no CUDA graphs, --max-num-batched-tokens {small}) = {fixed.total} MiB, leaving {room} MiB "
+        "for the KV cache",
     ]
     held = total - free
     if held > margin:
         numbers.append(
-            f"other processes and the driver hold {held} MiB of it (`nvidia-smi` lists them); freeing memory leaves room for more"
+            f"other processes and the driver hold {held} MiB of it (`nvidia-smi` lists them); freeing memory leaves "
+            "room for more"
         )
     one = stream_mib(arch, batch_budget(small, 1), wanted, tp)
     if req.streams > 1:
@@ -576,7 +581,8 @@ def _refuse(
         if fit >= 1:
             return Refusal(
                 "streams",
-                f"{req.streams} streams of {req.session_minutes:g} min do not fit; at most {fit} do{'es' if fit == 1 else ''} (--streams {fit})",
+                f"{req.streams} streams of {req.session_minutes:g} min do not fit; at most {fit} "
+                f"do{'es' if fit == 1 else ''} (--streams {fit})",
                 [*numbers, f"one stream's KV cache needs {one} MiB"],
             )
         fit = max_streams(arch, small, shortest, tp, room) if not req.session_fixed else 0
@@ -584,11 +590,12 @@ def _refuse(
             minutes = _minutes(_longest(arch, batch_budget(small, fit), tp, fit, room), arch)
             return Refusal(
                 "streams",
-                f"{req.streams} streams do not fit, even with shorter sessions; at most {fit} do{'es' if fit == 1 else ''}, "
-                f"with sessions up to {minutes:.0f} min (--streams {fit})",
+                f"{req.streams} streams do not fit, even with shorter sessions; at most {fit} "
+                f"do{'es' if fit == 1 else ''}, with sessions up to {minutes:.0f} min (--streams {fit})",
                 [
                     *numbers,
-                    f"one {req.session_minutes:g}-minute stream's KV cache needs {one} MiB; a {_minutes(shortest, arch):.1f}-minute one {need} MiB",
+                    f"one {req.session_minutes:g}-minute stream's KV cache needs {one} MiB; a "
+                    f"{_minutes(shortest, arch):.1f}-minute one {need} MiB",
                 ],
             )
     longest = _longest(arch, small, tp, 1, room)
@@ -597,9 +604,9 @@ def _refuse(
         fewer = " --streams 1" if req.streams > 1 else ""
         return Refusal(
             "session",
-            f"{'a' if req.streams == 1 else f'{req.streams} streams of'} {req.session_minutes:g}-minute session"
-            f"{'s do' if req.streams > 1 else ' does'} not fit; the longest that does{' (one stream)' if fewer else ''} is {minutes} min "
-            f"(--session-minutes {minutes}{fewer})",
+            f"{'a' if req.streams == 1 else f'{req.streams} streams of'} {req.session_minutes:g}-minute "
+            f"session{'s do' if req.streams > 1 else ' does'} not fit; the longest that "
+            f"does{' (one stream)' if fewer else ''} is {minutes} min (--session-minutes {minutes}{fewer})",
             [*numbers, f"one {req.session_minutes:g}-minute stream's KV cache needs {one} MiB"],
         )
     idle_budget = math.floor(total * min(k.max_utilization, math.floor((total - margin) / total * 100 + 1e-9) / 100))
@@ -608,17 +615,19 @@ def _refuse(
         free_needed = margin + math.ceil(percent * total / 100)
         return Refusal(
             "busy",
-            f"only {free} of {names}'s {total} MiB are free (other processes and the driver hold {held} MiB); Voxtral Realtime "
-            f"needs at least {free_needed} MiB free on it (one stream of {_minutes(shortest, arch):.1f}-minute sessions)",
+            f"only {free} of {names}'s {total} MiB are free (other processes and the driver hold {held} MiB); Voxtral "
+            f"Realtime needs at least {free_needed} MiB free on it (one stream of "
+            f"{_minutes(shortest, arch):.1f}-minute sessions)",
             [
                 *numbers[:2],
-                "Stop the processes holding GPU memory (`nvidia-smi` lists them), then run `echopanel-setup serve` again.",
+                "Stop the processes holding GPU memory (`nvidia-smi` lists them), then run `echopanel-setup serve` "
+                "again.",
             ],
         )
     return Refusal(
         "memory",
-        f"{names} is too small for Voxtral Realtime: {room} MiB are left for the KV cache, and one stream of the shortest "
-        f"useful session ({_minutes(shortest, arch):.1f} min, --max-model-len {shortest}) needs {need} MiB",
+        f"{names} is too small for Voxtral Realtime: {room} MiB are left for the KV cache, and one stream of the "
+        f"shortest useful session ({_minutes(shortest, arch):.1f} min, --max-model-len {shortest}) needs {need} MiB",
         numbers,
     )
 

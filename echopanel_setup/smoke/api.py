@@ -163,7 +163,8 @@ def _sdk_error(exc: Exception, server_url: str, key_source: str, model: str) -> 
     if isinstance(cause, TimeoutError):  # an OSError too, but the server did answer the connection
         what = str(exc).splitlines()[0].rstrip(".") if str(exc) else "timed out"
         return ExternalError(
-            f"{server_url}: {what}: the server accepted the connection but does not answer (a proxy or firewall in the way, or an overloaded service)"
+            f"{server_url}: {what}: the server accepted the connection but does not answer (a proxy or firewall in the "
+            "way, or an overloaded service)"
         )
     if isinstance(cause, OSError):
         return ExternalError(f"cannot reach {server_url}: {cause.strerror or cause}")

@@ -139,14 +139,11 @@ def convert(frames: bytes, rate: int, channels: int) -> bytes:
     if channels == 1:
         mono: list[float] | array = samples
     elif channels == 2:
-        mono = [a + b for a, b in zip(samples[0::2], samples[1::2])]
+        mono = [a + b for a, b in zip(samples[0::2], samples[1::2], strict=False)]
     else:
         mono = [sum(samples[i : i + channels]) for i in range(0, len(samples), channels)]
     gain = 1.0 / channels
-    if rate == RATE:
-        out = [s * gain for s in mono]
-    else:
-        out = resample(mono, rate, RATE, gain)
+    out = [s * gain for s in mono] if rate == RATE else resample(mono, rate, RATE, gain)
     return _le(array("h", (max(-32768, min(32767, round(s))) for s in out)))
 
 
@@ -244,6 +241,7 @@ def _decode_external(path: Path, what: str) -> bytes:
     if done.returncode != 0:
         why = done.stderr.decode(errors="replace").strip().splitlines()
         raise UsageError(
-            f"--audio {path}: {Path(cmd[0]).name} could not decode it: {why[-1] if why else 'exit ' + str(done.returncode)}"
+            f"--audio {path}: {Path(cmd[0]).name} could not decode it: "
+            f"{why[-1] if why else 'exit ' + str(done.returncode)}"
         )
     return done.stdout
