@@ -948,3 +948,19 @@ def test_missing_config_on_a_machine_without_a_gpu_points_to_remote_or_api() -> 
     (result,) = registry.run(facts, "local", [c for c in registry.all_checks() if c.id == "config.values"])
     assert result.status is registry.Status.WARN
     assert result.fix is not None and any("--mode api" in cmd for cmd in result.fix.commands)
+
+
+def test_print_order_does_not_depend_on_which_check_module_was_imported_first() -> None:
+    """install vllm imports checks.gpu before anything asks for all checks; doctor's order must not change."""
+    import subprocess
+    import sys
+
+    order = "from echopanel_setup.checks import all_checks; print([c.id for c in all_checks()])"
+    plain = subprocess.run([sys.executable, "-c", order], capture_output=True, text=True, check=True).stdout
+    gpu_first = subprocess.run(
+        [sys.executable, "-c", "import echopanel_setup.checks.gpu; " + order],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert plain == gpu_first and plain.startswith("['platform.")

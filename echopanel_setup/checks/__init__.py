@@ -108,11 +108,20 @@ def check(
     return register
 
 
+# Print order, by module: what the machine is, then what runs on it, then how it connects.
+_MODULE_ORDER = ("platform", "gpu", "stack", "storage", "network", "config")
+
+
 def all_checks() -> list[Check]:
-    """Every registered check, in print order (importing the modules registers them)."""
-    # Import order is print order: what the machine is, then what runs on it, then how it connects.
+    """Every registered check, in print order (importing the modules registers them).
+
+    Sorted rather than left in import order: a command that imported one module early (install vllm's gate
+    imports gpu) would otherwise register its checks first. Checks registered elsewhere (tests) come last.
+    """
     from echopanel_setup.checks import platform, gpu, stack, storage, network, config  # noqa: F401, I001
 
+    rank = {module: i for i, module in enumerate(_MODULE_ORDER)}
+    REGISTRY.sort(key=lambda c: rank.get(c.fn.__module__.rsplit(".", 1)[-1], len(rank)))  # stable; others last
     return REGISTRY
 
 
