@@ -37,6 +37,11 @@ def default_model_dir() -> Path:
     return data_dir() / "models" / MODEL_DIR_NAME
 
 
+def venv_python(venv: Path) -> Path:
+    """The interpreter inside a venv: `bin/python`, or `Scripts/python.exe` on Windows."""
+    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
 def default_venv_dir() -> Path:
     return data_dir() / "vllm-venv"
 

@@ -196,7 +196,7 @@ def test_t4_with_vllm_033_needs_no_attention_flag() -> None:
 def test_t4_attention_flag_follows_the_flashinfer_range(installed: str) -> None:
     """The flag is advised exactly for the vLLM versions compat.toml says pick FlashInfer on 7.5."""
     from echopanel_setup import knowledge
-    from echopanel_setup.checks.common import in_range
+    from echopanel_setup.versions import in_range
 
     facts = load("linux-t4.json")
     facts.pyenv.packages["vllm"] = installed

@@ -1,37 +1,11 @@
-"""Helpers shared by the check modules: versions, the GPU vLLM would use, alternatives, mode choice."""
+"""Helpers shared by the check modules: the GPU vLLM would use, alternatives, mode choice (versions: `versions`)."""
 
 from __future__ import annotations
-
-from packaging.version import InvalidVersion, Version
 
 from echopanel_setup import envconfig, knowledge
 from echopanel_setup.facts.model import Facts, GpuDevice
 from echopanel_setup.url import is_loopback
-
-
-def version(text: str | None) -> Version | None:
-    if not text:
-        return None
-    try:
-        return Version(text)
-    except InvalidVersion:
-        return None
-
-
-def in_range(text: str | None, spec: str) -> bool | None:
-    """Whether a version falls in a specifier range; None when the version is unknown or unparsable."""
-    from packaging.specifiers import SpecifierSet  # only a few checks need ranges: keep it off start-up
-
-    v = version(text)
-    return None if v is None else SpecifierSet(spec).contains(v, prereleases=True)
-
-
-def cc_tuple(cc: str | None) -> tuple[int, int] | None:
-    try:
-        major, minor = (cc or "").split(".")
-        return int(major), int(minor)
-    except ValueError:
-        return None
+from echopanel_setup.versions import compute_capability
 
 
 def visible_devices(facts: Facts) -> list[GpuDevice]:
@@ -53,7 +27,7 @@ def best_gpu(facts: Facts) -> GpuDevice | None:
     devices = visible_devices(facts)
     if not devices:
         return None
-    return max(devices, key=lambda d: (cc_tuple(d.compute_capability) or (0, 0), d.memory_total_mib or 0))
+    return max(devices, key=lambda d: (compute_capability(d.compute_capability) or (0, 0), d.memory_total_mib or 0))
 
 
 def gib(mib: float | int | None) -> str:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from echopanel_setup import knowledge
 from echopanel_setup.checks import REQUIRED, Fix, Outcome, Status, check
-from echopanel_setup.checks.common import alternatives, best_gpu, cc_tuple, gib, in_range, version, visible_devices
+from echopanel_setup.checks.common import alternatives, best_gpu, gib, visible_devices
 from echopanel_setup.facts.model import Facts
+from echopanel_setup.versions import compute_capability, in_range, known_compute_capability, older
 
 NO_GPU = Outcome(Status.SKIP, "no NVIDIA GPU visible")
 
@@ -30,8 +31,11 @@ def compute(facts: Facts, mode: str) -> Outcome:
     dev = best_gpu(facts)
     if dev is None:
         return NO_GPU
-    cc = cc_tuple(dev.compute_capability)
-    full, floor = cc_tuple(g.full_compute_capability), cc_tuple(g.min_compute_capability)
+    cc = compute_capability(dev.compute_capability)
+    full, floor = (
+        known_compute_capability(g.full_compute_capability),
+        known_compute_capability(g.min_compute_capability),
+    )
     name = f"{dev.name} (compute capability {dev.compute_capability})"
     if cc is None:
         return Outcome(
@@ -195,7 +199,7 @@ def driver(facts: Facts, mode: str) -> Outcome:
     mins = d.min_for_cuda_major
     if torch_cuda is None:
         floor = mins["12"]
-        if version(installed) and version(installed) < version(floor):  # type: ignore[operator]
+        if older(installed, floor):
             return Outcome(
                 Status.FAIL,
                 f"{desc}: older than {floor}, the minimum for CUDA 12 builds of PyTorch that current vLLM uses",
@@ -205,7 +209,7 @@ def driver(facts: Facts, mode: str) -> Outcome:
         return Outcome(Status.OK, f"{desc}; torch is not installed yet to compare with")
     major = torch_cuda.split(".")[0]
     needed = mins.get(major)
-    if needed and version(installed) and version(installed) < version(needed):  # type: ignore[operator]
+    if needed and older(installed, needed):
         return Outcome(
             Status.FAIL,
             f"{desc} is too old for torch built with CUDA {torch_cuda} (needs driver {needed} or newer)",
@@ -215,7 +219,7 @@ def driver(facts: Facts, mode: str) -> Outcome:
                 ["nvidia-smi"],
             ),
         )
-    if supports and version(supports) and version(torch_cuda) and version(supports) < version(torch_cuda):  # type: ignore[operator]
+    if older(supports, torch_cuda):
         return Outcome(
             Status.WARN,
             f"{desc} is older than torch's CUDA {torch_cuda}: works through minor-version compatibility, except PTX "

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from echopanel_setup import knowledge, ports
 from echopanel_setup.checks import ADVISORY, REQUIRED, Fix, Outcome, Status, check
-from echopanel_setup.checks.common import version
 from echopanel_setup.facts.model import Facts, HttpProbe
+from echopanel_setup.versions import older
 
 OFFLINE = Outcome(Status.SKIP, "skipped (--offline)")
 
@@ -73,8 +73,8 @@ def api_sdk(facts: Facts, mode: str) -> Outcome:
     fix = Fix("Install the optional extra:", ["pip install 'echopanel-setup[api]'"])
     if pk.get("mistralai") is None:
         return Outcome(Status.FAIL, "mistralai is not installed", [], fix)
-    ws = version(pk.get("websockets"))
-    if ws is None or ws < version("13"):  # type: ignore[operator]
+    ws = pk.get("websockets")
+    if ws is None or older(ws, "13"):
         return Outcome(
             Status.FAIL, f"mistralai {pk['mistralai']} without its realtime extra (websockets ≥ 13)", [], fix
         )

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from echopanel_setup import knowledge
 from echopanel_setup.checks import REQUIRED, Fix, Outcome, Status, check
-from echopanel_setup.checks.common import in_range, target_python, version
+from echopanel_setup.checks.common import target_python
 from echopanel_setup.facts.model import Facts
+from echopanel_setup.versions import in_range, older, parse
 
 INSTALL = Fix(
     "Install vLLM in its own venv (kept away from other transformers versions); doctor finds it afterwards:",
@@ -119,7 +120,7 @@ def python(facts: Facts, mode: str) -> Outcome:
         )
     venv = "venv" if e.is_venv else "not a venv"
     v = knowledge.load().vllm
-    if version(e.version) and version(e.version) < version(v.min_python):  # type: ignore[operator]
+    if older(e.version, v.min_python):
         return Outcome(
             Status.FAIL,
             f"Python {e.version} at {e.python}: vLLM with Voxtral Realtime needs Python {v.min_python} or newer",
@@ -139,17 +140,16 @@ def vllm(facts: Facts, mode: str) -> Outcome:
     where = target_python(facts)
     if installed is None:
         return Outcome(Status.FAIL, f"vLLM is not installed for {where}", [], INSTALL)
-    parsed = version(installed)
-    if parsed is None:
+    if parse(installed) is None:
         return Outcome(Status.WARN, f"vLLM {installed}: version not understood")
-    if parsed < version(v.min_version):  # type: ignore[operator]
+    if older(installed, v.min_version):
         return Outcome(
             Status.FAIL,
             f"vLLM {installed} is older than {v.min_version}: it has no Voxtral Realtime",
             [f"Source: {v.min_source}"],
             INSTALL,
         )
-    if parsed < version(v.recommended_version):  # type: ignore[operator]
+    if older(installed, v.recommended_version):
         return Outcome(
             Status.WARN,
             f"vLLM {installed} serves Voxtral Realtime, but {v.recommended_version} is the first release the recipe "
@@ -194,7 +194,7 @@ def mistral_common(facts: Facts, mode: str) -> Outcome:
     fix = Fix("Install it into the Python that runs vLLM:", [cmd])
     if installed is None:
         return Outcome(Status.FAIL, "mistral_common is not installed", [f"Source: {m.source}"], fix)
-    if version(installed) and version(installed) < version(m.min_version):  # type: ignore[operator]
+    if older(installed, m.min_version):
         return Outcome(
             Status.FAIL, f"mistral_common {installed} is older than {m.min_version}", [f"Source: {m.source}"], fix
         )

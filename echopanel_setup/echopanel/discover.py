@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from echopanel_setup import paths
 from echopanel_setup.errors import UsageError
 
 if sys.version_info >= (3, 11):
@@ -115,15 +116,9 @@ def backend_python(checkout: Path, explicit: str | None) -> tuple[Path, str]:
     if explicit:
         path = Path(explicit).expanduser()
         if path.is_dir():
-            path = _venv_python(path)
+            path = paths.venv_python(path)
         return path, "--echopanel-python"
-    return _venv_python(checkout / ".venv"), "<checkout>/.venv"
-
-
-def _venv_python(venv: Path) -> Path:
-    if sys.platform == "win32":
-        return venv / "Scripts" / "python.exe"
-    return venv / "bin" / "python"
+    return paths.venv_python(checkout / ".venv"), "<checkout>/.venv"
 
 
 def describe(checkout: Checkout) -> str:

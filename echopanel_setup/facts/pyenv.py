@@ -48,7 +48,7 @@ def discover(explicit: str | None) -> tuple[str, str]:
         return resolve_explicit(explicit), "--python"
     venv = paths.read_state().get("vllm_venv")
     if venv:
-        py = Path(venv) / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+        py = paths.venv_python(Path(venv))
         if py.exists():
             return str(py), "recorded"
     vllm = shutil.which("vllm")

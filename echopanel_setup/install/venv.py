@@ -16,11 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from echopanel_setup import paths
+
 PROBE_TIMEOUT_S = 15.0
-
-
-def python_in(venv: Path) -> Path:
-    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
 def inspect(venv: Path) -> str:
@@ -34,7 +32,7 @@ def inspect(venv: Path) -> str:
     try:
         ok = (
             subprocess.run(
-                [str(python_in(venv)), "-c", "pass"], capture_output=True, timeout=PROBE_TIMEOUT_S
+                [str(paths.venv_python(venv)), "-c", "pass"], capture_output=True, timeout=PROBE_TIMEOUT_S
             ).returncode
             == 0
         )
@@ -95,7 +93,7 @@ def plan(
     `--upgrade` is what repairs a broken stack in place: named packages move to versions the specs allow and
     their dependencies follow only as far as they must.
     """
-    py = str(python_in(venv))
+    py = str(paths.venv_python(venv))
     sources = [arg for d in find_links for arg in ("--find-links", d)] + (["--no-index"] if no_index else [])
     commands: list[list[str]] = []
     if uv:
@@ -105,7 +103,7 @@ def plan(
         return Plan("uv", commands)
     if state in ("absent", "empty"):
         commands.append([base_python, "-m", "venv", str(venv)])
-    elif not has_pip(python_in(venv)):  # made by `uv venv`, which seeds no pip
+    elif not has_pip(paths.venv_python(venv)):  # made by `uv venv`, which seeds no pip
         commands.append([py, "-m", "ensurepip", "--upgrade"])
     commands.append([py, "-m", "pip", "install", "--upgrade", *sources, *specs])
     return Plan("pip", commands)

@@ -55,7 +55,7 @@ class VllmResult:
 
     @property
     def python(self) -> Path:
-        return venvs.python_in(self.venv)
+        return paths.venv_python(self.venv)
 
     @property
     def exit_code(self) -> int:
@@ -212,7 +212,7 @@ def _base_python(ui: Ui, given: str | None, target: Path, state: str) -> str:
     from packaging.specifiers import SpecifierSet
 
     if state == "venv":
-        python = str(venvs.python_in(target))
+        python = str(paths.venv_python(target))
     elif given:
         found = shutil.which(given) or given
         if not Path(found).exists():
@@ -243,7 +243,7 @@ def _describe_existing(ui: Ui, target: Path) -> None:
 def _versions(target: Path) -> str:
     from echopanel_setup.facts import pyenv
 
-    e = pyenv.probe(str(venvs.python_in(target)), "--python", use_cache=False)
+    e = pyenv.probe(str(paths.venv_python(target)), "--python", use_cache=False)
     if not e.ok:
         return e.error or "unreadable"
     pk = e.packages
@@ -307,7 +307,7 @@ def _stack_results(target: Path) -> list[CheckResult]:
     from echopanel_setup.facts import pyenv
 
     facts = Facts()
-    facts.pyenv = pyenv.probe(str(venvs.python_in(target)), "recorded", use_cache=False)
+    facts.pyenv = pyenv.probe(str(paths.venv_python(target)), "recorded", use_cache=False)
     selected = checks.select(checks.all_checks(), ["stack"], [])
     return checks.run(facts, "local", selected)
 

@@ -16,6 +16,7 @@ from echopanel_setup import knowledge, paths
 from echopanel_setup.errors import UsageError
 from echopanel_setup.facts.model import Facts
 from echopanel_setup.serve import formats, planner, variant
+from echopanel_setup.versions import older
 
 MIB = 1024 * 1024
 # The lifecycle actions, as the subcommand names (`serve status`) their alias flags (`serve --status`) map to.
@@ -211,10 +212,8 @@ def _platform_refusal(facts: Facts) -> None:
 
 
 def _version_refusal(version: str) -> None:
-    from echopanel_setup.checks.common import version as parse
-
     v = knowledge.load().vllm
-    if parse(version) and parse(version) < parse(v.min_version):  # type: ignore[operator]
+    if older(version, v.min_version):
         raise Refused(
             planner.Refusal(
                 "vllm-version",

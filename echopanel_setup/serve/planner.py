@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from echopanel_setup import knowledge
+from echopanel_setup.versions import compute_capability, in_range, known_compute_capability
 
 MIB = 1024 * 1024
 
@@ -47,11 +48,7 @@ class Gpu:
 
     @property
     def cc(self) -> tuple[int, int] | None:
-        try:
-            major, minor = (self.compute_capability or "").split(".")
-            return int(major), int(minor)
-        except ValueError:
-            return None
+        return compute_capability(self.compute_capability)
 
 
 @dataclass(frozen=True)
@@ -288,8 +285,6 @@ def capture_sizes(max_num_seqs: int, batched_tokens: int) -> int:
 def _graph_mode(version: str | None, eager: bool) -> GraphMode:
     if eager:
         return "eager"
-    from echopanel_setup.checks.common import in_range
-
     needs = in_range(version, knowledge.load().serve.flags.piecewise_flag_for)
     return "PIECEWISE" if needs in (True, None) else "FULL_AND_PIECEWISE"
 
@@ -373,7 +368,7 @@ def plan(req: PlanRequest) -> Plan | Refusal:
             "no NVIDIA GPU is visible: vLLM serves Voxtral Realtime on NVIDIA GPUs only (its CPU backend "
             "is far slower than real time)",
         )
-    floor = _cc(knowledge.load().gpu.min_compute_capability)
+    floor = known_compute_capability(knowledge.load().gpu.min_compute_capability)
     if gpus[0].cc is not None and gpus[0].cc < floor:
         g = gpus[0]
         return Refusal(
@@ -413,11 +408,6 @@ def plan(req: PlanRequest) -> Plan | Refusal:
 def tensor_parallel_sizes(arch: ModelArch) -> list[int]:
     """GPU counts that split both attention stacks evenly: powers of two dividing every KV-head count."""
     return [n for n in (1, 2, 4, 8, 16) if arch.decoder_kv_heads % n == 0 and arch.encoder_kv_heads % n == 0]
-
-
-def _cc(text: str) -> tuple[int, int]:
-    major, minor = text.split(".")
-    return int(major), int(minor)
 
 
 def _plan_group(req: PlanRequest, gpus: tuple[Gpu, ...]) -> Plan | Refusal:
@@ -466,7 +456,9 @@ def _plan_group(req: PlanRequest, gpus: tuple[Gpu, ...]) -> Plan | Refusal:
         headroom=budget - fixed.weights - fixed.activations - fixed.non_torch - fixed.graphs - kv,
         safety=fixed.safety,
     )
-    fp16 = any(g.cc is not None and g.cc < _cc(knowledge.load().gpu.full_compute_capability) for g in gpus)
+    fp16 = any(
+        g.cc is not None and g.cc < known_compute_capability(knowledge.load().gpu.full_compute_capability) for g in gpus
+    )
     result = Plan(
         max_model_len=tokens,
         gpu_memory_utilization=util,
@@ -490,8 +482,6 @@ def _plan_group(req: PlanRequest, gpus: tuple[Gpu, ...]) -> Plan | Refusal:
 
 
 def _attention_backend(version: str | None) -> str | None:
-    from echopanel_setup.checks.common import in_range
-
     s = knowledge.load().vllm.sm75
     picks = in_range(version, s.flashinfer_picked)
     return s.attention_flag.split()[-1] if picks in (True, None) else None
