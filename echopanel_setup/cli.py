@@ -212,9 +212,9 @@ class _spinner:
 
     def update(self, pending: list[str]) -> None:
         if self.status is None:
-            from rich.console import Console
+            from echopanel_setup import ui
 
-            self.status = Console(stderr=True).status("")
+            self.status = ui.spinner()
             self.status.start()
         self.status.update(f"probing: {', '.join(pending)}")
 

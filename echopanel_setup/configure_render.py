@@ -4,13 +4,13 @@ export lines of `--shell`; or one JSON document. Secrets are masked everywhere."
 from __future__ import annotations
 
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.markup import escape
-
-from echopanel_setup import envconfig, output
+from echopanel_setup import envconfig, output, ui
 from echopanel_setup.configure import VOXTRAL, ConfigureResult, Plan, diff, is_literal_secret, masked, shell
-from echopanel_setup.report import console
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 SCHEMA_VERSION = 1
 
@@ -22,7 +22,7 @@ class ConfigureUi:
     def __init__(self, json_mode: bool = False, out: TextIO | None = None) -> None:
         self.json_mode = json_mode
         self.out = out or sys.stdout
-        self.con = console(self.out)
+        self.con = ui.console(self.out)
 
     def show(self, plan: Plan) -> None:
         if not self.json_mode:
@@ -68,8 +68,7 @@ def render(r: ConfigureResult, json_out: bool, out: TextIO | None = None, err: T
             print(f"echopanel-setup: warning: {item.text} {' / '.join(item.commands)}".rstrip(), file=err or sys.stderr)
         stream.write(shell(r.plan))
         return
-    con = console(stream)
-    path = escape(str(r.plan.path))
+    con = ui.console(stream)
     if r.action == "dry-run":
         con.print(diff(r.plan) if r.plan.changed else "No change.\n", markup=False, end="")
         con.print("Dry run: nothing written.")
@@ -78,31 +77,30 @@ def render(r: ConfigureResult, json_out: bool, out: TextIO | None = None, err: T
         con.print("Nothing written.")
         return
     if r.action == "unchanged":
-        con.print(f"[green]✓ ok[/]     {path} is already up to date")
+        ui.outcome(con, "ok", f"{r.plan.path} is already up to date", word_width=6)
     else:
         kept = f"previous file kept as {r.backup}" if r.backup else "new file"
-        con.print(f"[green]✓ ok[/]     wrote {path} ({'0600, ' if r.plan.secret else ''}{escape(kept)})")
+        ui.outcome(con, "ok", f"wrote {r.plan.path} ({'0600, ' if r.plan.secret else ''}{kept})", word_width=6)
     if r.plan.provider == VOXTRAL:
         con.print(
             'Next:     [cyan]echopanel-setup smoke[/]   ·   in a shell: [cyan]eval "$(echopanel-setup configure --shell)"[/]'
         )
 
 
-def _plan(plan: Plan, con: Any) -> None:
+def _plan(plan: Plan, con: Console) -> None:
     """The values and why each was chosen, then the warnings with their fixes."""
-    con.print(f"[bold]echopanel-setup configure[/]  ·  {escape(str(plan.path))}")
+    con.print(f"[bold]echopanel-setup configure[/]  ·  {ui.esc(plan.path)}")
     why = plan.reasons.get("provider")
-    con.print(f"Provider: {plan.provider}" + (f" ({escape(why)})" if why else ""))
+    con.print(f"Provider: {plan.provider}" + (f" ({ui.esc(why)})" if why else ""))
     if plan.mode:
-        con.print(f"Mode:     {plan.mode} ({escape(plan.reasons.get('mode', ''))})")
+        con.print(f"Mode:     {plan.mode} ({ui.esc(plan.reasons.get('mode', ''))})")
     for line in masked("".join(f"{k}={v}\n" for k, v in plan.values.items())).splitlines():
-        con.print(f"  {escape(line):<44} [dim]{escape(plan.reasons.get(line.split('=', 1)[0], ''))}[/]")
+        con.print(f"  {ui.esc(line):<44} [dim]{ui.esc(plan.reasons.get(line.split('=', 1)[0], ''))}[/]")
     for key, why in plan.reasons.items():
         if key in envconfig.KEYS and key not in plan.values:  # decided, but nothing to write (e.g. in the environment)
-            con.print(f"  {key} not written {'':<19} [dim]{escape(why)}[/]")
+            con.print(f"  {key} not written {'':<19} [dim]{ui.esc(why)}[/]")
     for key in plan.removed:
         con.print(f"  {key} removed {'':<25} [dim](absent = the vLLM server at {envconfig.URL})[/]")
     for item in plan.advice:
-        con.print(f"[yellow]! warn[/]   {escape(item.text)}")
-        for command in item.commands:
-            con.print(f"         [cyan]{escape(command)}[/]")
+        ui.outcome(con, "warn", item.text, word_width=6)
+        ui.advise(con, "", item.commands, indent=7)

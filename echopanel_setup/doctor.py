@@ -5,14 +5,29 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from echopanel_setup import checks
+from echopanel_setup.checks import CheckResult
 from echopanel_setup.checks.common import pick_mode
 from echopanel_setup.errors import UsageError
 from echopanel_setup.facts.collect import Options, collect
 from echopanel_setup.facts.model import Facts
-from echopanel_setup.report import DoctorRun
+
+
+@dataclass
+class DoctorRun:
+    """Everything one doctor run produced; `report` renders it."""
+
+    facts: Facts
+    mode: str
+    mode_reason: str
+    results: list[CheckResult]
+    exit_code: int
+    strict: bool
+    duration_ms: float
+    replayed: bool = False
 
 
 def load_facts(path: str) -> Facts:

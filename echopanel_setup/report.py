@@ -1,22 +1,24 @@
-"""Doctor output: rich human text, the versioned JSON document, the mode × check matrix, and the
-redacted paste-ready report. Symbols always come with a word, so NO_COLOR and pipes stay readable."""
+"""Doctor's output: rich human text, the versioned JSON document, the mode × check matrix, and the
+redacted paste-ready report. Symbols, escaping and the outcome layout come from `ui`."""
 
 from __future__ import annotations
 
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from echopanel_setup import __version__, output
+from echopanel_setup import __version__, output, ui
 from echopanel_setup.checks import MODES, Check, CheckResult, Status
-from echopanel_setup.facts.model import Facts
 from echopanel_setup.output import document
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from echopanel_setup.doctor import DoctorRun
+
 REPORT_SCHEMA_VERSION = 1
-SYMBOLS = {"ok": "✓", "warn": "!", "fail": "✗", "crashed": "☠", "timeout": "☠", "skip": "–"}
-ASCII_SYMBOLS = {"ok": "+", "warn": "!", "fail": "x", "crashed": "#", "timeout": "#", "skip": "-"}
 CATEGORY_TITLES = {
     "platform": "Platform",
     "gpu": "GPU",
@@ -25,28 +27,6 @@ CATEGORY_TITLES = {
     "network": "Network",
     "config": "EchoPanel config",
 }
-STYLES = {
-    "ok": "green",
-    "warn": "yellow",
-    "fail": "bold red",
-    "crashed": "bold magenta",
-    "timeout": "bold magenta",
-    "skip": "dim",
-}
-
-
-@dataclass
-class DoctorRun:
-    """Everything one doctor run produced; the CLI renders it."""
-
-    facts: Facts
-    mode: str
-    mode_reason: str
-    results: list[CheckResult]
-    exit_code: int
-    strict: bool
-    duration_ms: float
-    replayed: bool = False
 
 
 def counts(results: list[CheckResult]) -> dict[str, int]:
@@ -90,27 +70,15 @@ def write_json(run: DoctorRun, out: TextIO | None = None) -> None:
     output.write_json(to_document(run), out)
 
 
-def _symbols(stream: TextIO) -> dict[str, str]:
-    return SYMBOLS if output.is_utf8(stream) else ASCII_SYMBOLS
-
-
-def console(stream: TextIO = sys.stdout):  # type: ignore[no-untyped-def]
-    """A rich console that wraps to the terminal, and never wraps when piped (logs stay greppable)."""
-    from rich.console import Console
-
-    return Console(file=stream, highlight=False, emoji=False, soft_wrap=not stream.isatty())
-
-
 def render_human(run: DoctorRun, verbose: bool = False, quiet: bool = False, stream: TextIO = sys.stdout) -> None:
-    from rich.markup import escape
-
-    con = console(stream)
-    sym = _symbols(stream)
+    con = ui.console(stream)
+    sym = ui.symbols(con)
     if not quiet:
         source = "replayed facts" if run.replayed else f"{run.facts.platform.system or '?'} {run.facts.platform.arch}"
-        dot = " · " if sym is SYMBOLS else " - "
+        dot = f" {sym['dot']} "
         con.print(
-            f"[bold]echopanel-setup doctor[/] {dot} mode [bold]{run.mode}[/] ({escape(run.mode_reason)}) {dot} {escape(source)}"
+            f"[bold]echopanel-setup doctor[/] {dot} mode [bold]{run.mode}[/] ({ui.esc(run.mode_reason)}) {dot} "
+            f"{ui.esc(source)}"
         )
     category = None
     for r in run.results:
@@ -121,27 +89,35 @@ def render_human(run: DoctorRun, verbose: bool = False, quiet: bool = False, str
         if r.category != category and not quiet:
             category = r.category
             con.print(f"\n[bold]{CATEGORY_TITLES.get(category, category)}[/]")
-        advisory = " [dim](advisory)[/]" if r.is_problem and not r.required else ""
-        timing = f" [dim][{r.duration_ms:.1f} ms][/]" if verbose else ""
-        con.print(
-            f"  [{STYLES[r.status.value]}]{sym[r.status.value]} {r.status.value:<7}[/] {escape(f'{r.title:<24}')} {escape(r.summary)}{advisory}{timing}"
-        )
-        if r.is_problem or verbose:
-            for line in r.details:
-                if verbose or not line.startswith("Source: "):  # sources are for -v and the JSON
-                    con.print(f"      [dim]{escape(line)}[/]")
-        if r.fix and r.is_problem:
-            if r.fix.text:
-                con.print(f"      {'→' if sym is SYMBOLS else '->'} {escape(r.fix.text)}")
-            for cmd in r.fix.commands:
-                con.print(f"        [cyan]{escape(cmd)}[/]")
+        render_check(con, r, verbose)
     if verbose:
         con.print("\n[bold]Probes[/]")
         for p in run.facts.probes:
             extra = f" ({p.error})" if p.error else ""
-            con.print(f"  {p.name:<10} {p.status:<8} {p.duration_ms:>8.1f} ms{escape(extra)}")
+            con.print(f"  {p.name:<10} {p.status:<8} {p.duration_ms:>8.1f} ms{ui.esc(extra)}")
     con.print()
     con.print(summary_line(run, sym))
+
+
+def render_check(con: Console, r: CheckResult, verbose: bool = False) -> None:
+    """One check's outcome as doctor shows it (`install vllm` shows its checks of the new venv the same way):
+    details and the fix only for a problem, or with -v; sources only with -v (and in the JSON)."""
+    advisory = " [dim](advisory)[/]" if r.is_problem and not r.required else ""
+    timing = f" [dim][{r.duration_ms:.1f} ms][/]" if verbose else ""
+    shown = r.is_problem or verbose
+    ui.outcome(
+        con,
+        r.status.value,
+        r.summary,
+        label=r.title,
+        label_width=24,
+        word_width=7,
+        indent=2,
+        suffix=advisory + timing,
+        details=[line for line in r.details if verbose or not line.startswith("Source: ")] if shown else [],
+        fix=r.fix.text if r.fix and r.is_problem else "",
+        commands=r.fix.commands if r.fix and r.is_problem else [],
+    )
 
 
 def summary_line(run: DoctorRun, sym: dict[str, str]) -> str:
@@ -158,21 +134,31 @@ def summary_line(run: DoctorRun, sym: dict[str, str]) -> str:
 
 
 def render_matrix(checks: list[Check], stream: TextIO = sys.stdout) -> None:
-    """`doctor --list`: which checks run in which mode, and whether they are required there."""
-    from rich.markup import escape
+    """`doctor --list`: which checks run in which mode, and whether they are required there. Check ids are what
+    users type (`--only`, `--skip`): they are never wrapped or shortened. A terminal too narrow for the table
+    (ids, titles, three modes) gets one block per check instead."""
+    con = ui.console(stream)
+    if not stream.isatty():
+        con.width = 120
+    id_width = max(len(c.id) for c in checks)
+    if con.width < id_width + _MIN_TITLE + len(MODES) * len("required") + 2 * (len(MODES) + 1):
+        for c in checks:
+            con.print(f"[bold]{c.id}[/]  {ui.esc(c.title)}")
+            con.print("    " + "  ".join(f"{m}: {c.modes.get(m, '-')}" for m in MODES))
+        return
     from rich.table import Table
 
     table = Table(show_edge=False, box=None, pad_edge=False)
-    table.add_column("check")
-    table.add_column("title")
+    table.add_column("check", no_wrap=True, min_width=id_width)
+    table.add_column("title", overflow="fold", ratio=1)
     for mode in MODES:
-        table.add_column(mode)
+        table.add_column(mode, no_wrap=True)
     for c in checks:
-        table.add_row(c.id, escape(c.title), *(c.modes.get(m, "-") for m in MODES))
-    con = console(stream)
-    if not stream.isatty():
-        con.width = 120
+        table.add_row(c.id, ui.esc(c.title), *(c.modes.get(m, "-") for m in MODES))
     con.print(table)
+
+
+_MIN_TITLE = 12  # narrower than this, titles fold into unreadable slivers
 
 
 def _redact(text: str) -> str:

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Protocol, TextIO
 
 from echopanel_setup import envconfig, knowledge, ports
 from echopanel_setup.checks import CheckResult, Fix, Status
+from echopanel_setup.doctor import DoctorRun
 from echopanel_setup.errors import EXIT_FAILED, EXIT_OK, ExternalError, SetupError, UsageError
-from echopanel_setup.report import DoctorRun
 from echopanel_setup.url import ServerURL
 
 if TYPE_CHECKING:

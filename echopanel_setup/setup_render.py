@@ -7,21 +7,12 @@ import sys
 from dataclasses import asdict
 from typing import Any, TextIO
 
-from rich.markup import escape
-
-from echopanel_setup import output
+from echopanel_setup import output, ui
 from echopanel_setup.checks import Fix
-from echopanel_setup.report import console
 from echopanel_setup.setup_flow import SetupResult, Step
 
 SCHEMA_VERSION = 1
-_LOOK = {
-    "done": ("✓", "green"),
-    "skip": ("–", "dim"),
-    "stop": ("✗", "bold red"),
-    "warn": ("!", "yellow"),
-    "run": ("→", "cyan"),
-}
+_STATUS = {"done": "ok", "skip": "skip", "stop": "fail", "warn": "warn", "run": "run"}  # a step's state: its ui status
 
 
 class SetupUi:
@@ -30,7 +21,7 @@ class SetupUi:
     def __init__(self, json_mode: bool = False, out: TextIO | None = None) -> None:
         self.json_mode = json_mode
         self.out = sys.stderr if json_mode else (out or sys.stdout)
-        self.con = console(self.out)
+        self.con = ui.console(self.out)
 
     def begin(self) -> None:
         self.con.print(
@@ -39,14 +30,12 @@ class SetupUi:
         )
 
     def step(self, step: Step) -> None:
-        symbol, style = _LOOK[step.state]
-        self.con.print(f"[{style}]{symbol} {step.state:<4}[/]  {step.step:<16} {escape(step.text)}")
+        ui.outcome(
+            self.con, _STATUS[step.state], step.text, word=step.state, word_width=5, label=step.step, label_width=16
+        )
 
     def fix(self, fix: Fix) -> None:
-        if fix.text:
-            self.con.print(f"          {escape(fix.text)}")
-        for command in fix.commands:
-            self.con.print(f"          [cyan]{escape(command)}[/]")
+        ui.advise(self.con, fix.text, fix.commands, indent=8)
 
     def confirm(self, question: str) -> bool:
         """Ask on a terminal; under --json or without one, nobody can answer: no."""
@@ -54,7 +43,7 @@ class SetupUi:
             return False
         from rich.prompt import Confirm
 
-        return Confirm.ask(escape(question), console=self.con, default=False)
+        return Confirm.ask(ui.esc(question), console=self.con, default=False)
 
     def set_up(self, foreground: bool) -> None:
         self.con.print(

@@ -10,18 +10,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from echopanel_setup import report
+from echopanel_setup import ui
 
 
 class Ui:
     def __init__(self, json_mode: bool = False) -> None:
-        from rich.console import Console
-
         self.json_mode = json_mode
-        self.out = report.console(sys.stderr if json_mode else sys.stdout)
-        self.err = Console(stderr=True, highlight=False, emoji=False)
+        self.out = ui.console(sys.stderr if json_mode else sys.stdout)
+        self.err = ui.console(sys.stderr)
         self.live = not json_mode and self.err.is_terminal
-        self.sym = report._symbols(sys.stdout)
+        self.sym = ui.symbols(self.out)
         self._progress: Any = None
         self._task: Any = None
 
@@ -33,9 +31,12 @@ class Ui:
 
     def note(self, text: str) -> None:
         """Something the user should see even with --json: a stall, a retry, a clean-up."""
-        from rich.markup import escape
+        self._console().print(f"[yellow]{self.sym['warn']}[/] {ui.esc(text)}")
 
-        self._console().print(f"[yellow]{self.sym['warn']}[/] {escape(text)}")
+    def outcome(self, status: str, summary: str, **layout: Any) -> None:
+        """A check's outcome, laid out as `ui.outcome` does (human output only, like `line`)."""
+        if not self.json_mode:
+            ui.outcome(self._console(), status, summary, **layout)
 
     def _console(self) -> Any:
         return self._progress.console if self._progress is not None else self.out

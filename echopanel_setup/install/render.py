@@ -10,9 +10,7 @@ import sys
 from dataclasses import asdict
 from typing import Any, TextIO
 
-from rich.markup import escape
-
-from echopanel_setup import output, report
+from echopanel_setup import output, report, ui
 from echopanel_setup.install.progress import duration, size
 from echopanel_setup.install.vllm import VllmResult
 from echopanel_setup.install.voxtral import VoxtralResult
@@ -50,10 +48,11 @@ def voxtral(r: VoxtralResult, json_out: bool, out: TextIO | None = None) -> None
         output.write_json(voxtral_document(r), out)
         return
     stream = out or sys.stdout
-    con, sym = report.console(stream), report._symbols(stream)
+    con = ui.console(stream)
+    sym = ui.symbols(con)
     if r.status == "already-installed":
         con.print(
-            f"[green]{sym['ok']}[/] Voxtral is installed and verified in {escape(str(r.dir))}: {len(r.files)} files, "
+            f"[green]{sym['ok']}[/] Voxtral is installed and verified in {ui.esc(str(r.dir))}: {len(r.files)} files, "
             f"{size(r.reused_bytes)}, commit {r.commit[:12]} (verified {r.verified_at})."
         )
         con.print("  Re-check every byte with --verify; --revision main looks for a newer commit.")
@@ -67,11 +66,11 @@ def voxtral(r: VoxtralResult, json_out: bool, out: TextIO | None = None) -> None
         )
         kept = f"; reused {size(r.reused_bytes)} ({r.reused_bytes:,} bytes) already on disk" if r.reused_bytes else ""
         con.print(
-            f"[green]{sym['ok']}[/] Voxtral installed and verified in {escape(str(r.dir))}: {len(r.files)} files, "
+            f"[green]{sym['ok']}[/] Voxtral installed and verified in {ui.esc(str(r.dir))}: {len(r.files)} files, "
             f"{size(sum(f.size for f in r.files))}, commit {r.commit[:12]}."
         )
         con.print(f"  Downloaded {size(r.downloaded_bytes)} in {duration(r.duration_s)}{rate}{kept}.")
-        con.print(f"  Manifest: {escape(str(r.manifest))}")
+        con.print(f"  Manifest: {ui.esc(str(r.manifest))}")
     else:
         _verify_table(r, con, sym)
 
@@ -80,12 +79,12 @@ def _verify_table(r: VoxtralResult, con: Any, sym: dict[str, str]) -> None:
     width = max(len(n) for n in r.checked)
     for name, state in r.checked.items():
         mark, style, word = (sym["ok"], "green", "ok") if state == "ok" else (sym["fail"], "bold red", "fail")
-        con.print(f"  [{style}]{mark} {word:<4}[/]  {name:<{width}}  {'' if state == 'ok' else escape(state)}".rstrip())
+        con.print(f"  [{style}]{mark} {word:<4}[/]  {name:<{width}}  {'' if state == 'ok' else ui.esc(state)}".rstrip())
     bad = [n for n, state in r.checked.items() if state != "ok"]
     if bad:
         those = "that file" if len(bad) == 1 else "those files"
         con.print(
-            f"[bold red]{sym['fail']} Damaged: {', '.join(bad)}.[/] Run `{escape(r.rerun)}` to download only {those} again."
+            f"[bold red]{sym['fail']} Damaged: {', '.join(bad)}.[/] Run `{ui.esc(r.rerun)}` to download only {those} again."
         )
     else:
         con.print(f"[green]{sym['ok']}[/] All {len(r.checked)} files match their sha256 (commit {r.commit[:12]}).")
@@ -115,27 +114,22 @@ def vllm(r: VllmResult, json_out: bool, out: TextIO | None = None) -> None:
         output.write_json(vllm_document(r), out)
         return
     stream = out or sys.stdout
-    con, sym = report.console(stream), report._symbols(stream)
+    con = ui.console(stream)
+    sym = ui.symbols(con)
     if r.status == "planned":
         con.print("Would run:")
         for cmd in r.commands:
-            con.print(f"  {escape(shlex.join(cmd))}")
+            con.print(f"  {ui.esc(shlex.join(cmd))}")
         con.print("Dry run: nothing was created or installed.")
         return
     if r.status == "cancelled":
         con.print("Cancelled: nothing was installed.")
         return
     recorded = "; recorded for doctor, serve and smoke" if r.recorded else ""
-    con.print(f"[green]{sym['ok']}[/] Installed into {escape(str(r.venv))}{recorded}.")
+    con.print(f"[green]{sym['ok']}[/] Installed into {ui.esc(str(r.venv))}{recorded}.")
     con.print("doctor's checks of the venv:")
     for c in r.checks:
-        con.print(
-            f"  [{report.STYLES[c.status.value]}]{sym[c.status.value]} {c.status.value:<4}[/] "
-            f"{escape(f'{c.title:<22}')} {escape(c.summary)}"
-        )
-        if c.fix and c.is_problem:
-            for command in c.fix.commands:
-                con.print(f"      [cyan]{escape(command)}[/]")
+        report.render_check(con, c)
     failed = [c for c in r.checks if c.counts_as_failure]
     if failed:
         con.print(
@@ -144,5 +138,5 @@ def vllm(r: VllmResult, json_out: bool, out: TextIO | None = None) -> None:
         )
     else:
         con.print(
-            f"[green]{sym['ok']}[/] Ready: `echopanel-setup doctor` and `serve` will use {escape(str(r.python))}."
+            f"[green]{sym['ok']}[/] Ready: `echopanel-setup doctor` and `serve` will use {ui.esc(str(r.python))}."
         )

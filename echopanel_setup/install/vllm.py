@@ -25,6 +25,7 @@ from echopanel_setup.facts.model import Facts
 from echopanel_setup.install import venv as venvs
 from echopanel_setup.install.progress import Ui, size
 from echopanel_setup.install.writable import ensure_writable
+from echopanel_setup.ui import esc
 
 MIB = 1024 * 1024
 
@@ -198,13 +199,13 @@ def _gate(ui: Ui, facts: Facts) -> None:
 
 
 def _show(ui: Ui, outcome: Outcome) -> None:
-    ui.line(f"[bold red]{ui.sym['fail']} {_escape(outcome.summary)}[/]")
-    for line in outcome.details:
-        ui.line(f"  {_escape(line)}")
-    if outcome.fix:
-        ui.line(f"  {_escape(outcome.fix.text)}")
-        for cmd in outcome.fix.commands:
-            ui.line(f"    {_escape(cmd)}")
+    ui.outcome(
+        "fail",
+        outcome.summary,
+        details=outcome.details,
+        fix=outcome.fix.text if outcome.fix else "",
+        commands=outcome.fix.commands if outcome.fix else (),
+    )
 
 
 def _base_python(ui: Ui, given: str | None, target: Path, state: str) -> str:
@@ -235,9 +236,9 @@ def _describe_existing(ui: Ui, target: Path) -> None:
     """What the venv holds now, and whether doctor thinks the stack is broken (then it is upgraded in place)."""
     results = _stack_results(target)
     facts_line = ", ".join(f"{r.title} {r.status.value}" for r in results if r.status in (Status.FAIL, Status.WARN))
-    ui.line(f"Existing venv: {_escape(_versions(target))}")
+    ui.line(f"Existing venv: {esc(_versions(target))}")
     if facts_line:
-        ui.line(f"  doctor: {_escape(facts_line)}; upgrading in place (nothing is deleted)")
+        ui.line(f"  doctor: {esc(facts_line)}; upgrading in place (nothing is deleted)")
 
 
 def _versions(target: Path) -> str:
@@ -264,9 +265,9 @@ def _confirm(ui: Ui, opts: VllmOptions, target: Path) -> bool:
 
 
 def _run(ui: Ui, cmd: list[str], target: Path) -> None:
-    ui.line(f"$ {_escape(shlex.join(cmd))}")
+    ui.line(f"$ {esc(shlex.join(cmd))}")
     try:
-        result = venvs.stream(cmd, lambda line: ui.line(f"  [dim]{_escape(line)}[/]"))
+        result = venvs.stream(cmd, lambda line: ui.line(f"  [dim]{esc(line)}[/]"))
     except KeyboardInterrupt:
         raise Interrupted(
             f"interrupted; {target} is left as it was at that point: run the same command again to finish"
@@ -310,9 +311,3 @@ def _stack_results(target: Path) -> list[CheckResult]:
     facts.pyenv = pyenv.probe(str(paths.venv_python(target)), "recorded", use_cache=False)
     selected = checks.select(checks.all_checks(), ["stack"], [])
     return checks.run(facts, "local", selected)
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)

@@ -11,27 +11,22 @@ from __future__ import annotations
 import shlex
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from echopanel_setup import envconfig, output
+from echopanel_setup import envconfig, output, ui
 from echopanel_setup.serve import launcher, planner
 from echopanel_setup.serve.context import Context
 from echopanel_setup.serve.prepare import Built
 from echopanel_setup.serve.result import Launch, Logs, Planned, Refusal, ServeResult, Stopped
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 SCHEMA_VERSION = 1
 
 
-def _err():  # type: ignore[no-untyped-def]
-    from echopanel_setup.report import console
-
-    return console(sys.stderr)
-
-
-def _esc(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
+def _err() -> Console:
+    return ui.console(sys.stderr)
 
 
 # --- finished results -------------------------------------------------------------------------------------------
@@ -103,16 +98,14 @@ def _refused(r: Refusal, as_json: bool, exit_code: int) -> None:
         )
         return
     con = _err()
-    con.print(f"[bold red]✗ fail[/] no command: {_esc(refusal.reason)}")
-    for line in refusal.details:
-        con.print(f"    [dim]{_esc(line)}[/]")
+    ui.outcome(con, "fail", f"no command: {refusal.reason}", details=refusal.details)
     if r.alternatives:
         con.print(
             "Run Voxtral another way (each with the lines for EchoPanel's config, "
             "`echopanel-setup configure` writes them):"
         )
     for line in r.alternatives:
-        con.print(f"  • {_esc(line)}")
+        con.print(f"  • {ui.esc(line)}")
 
 
 def explain_plan(ctx: Context, built: Built, fmt: str) -> None:
@@ -127,7 +120,7 @@ def explain_plan(ctx: Context, built: Built, fmt: str) -> None:
     )
     source = " (replayed facts)" if ctx.replayed else " (planned for another machine)" if ctx.hypothetical else ""
     con.print(
-        f"[bold]Plan[/] for {_esc(gpus)}{source} · vLLM {ctx.version or 'not installed'} · "
+        f"[bold]Plan[/] for {ui.esc(gpus)}{source} · vLLM {ctx.version or 'not installed'} · "
         f"confidence [bold]{p.confidence}[/]"
     )
     streams = f"{p.streams} stream{'s' if p.streams > 1 else ''}"
@@ -138,7 +131,7 @@ def explain_plan(ctx: Context, built: Built, fmt: str) -> None:
     per_gpu = " per GPU" if p.tensor_parallel_size > 1 else ""
     parts = " + ".join(f"{name} {mib}" for name, mib in b.parts())
     con.print(
-        f"  memory{per_gpu} (MiB): {_esc(parts)} = {b.budget} of {b.usable} usable "
+        f"  memory{per_gpu} (MiB): {ui.esc(parts)} = {b.budget} of {b.usable} usable "
         f"(--gpu-memory-utilization {p.gpu_memory_utilization:.2f})"
     )
     con.print(
@@ -146,15 +139,15 @@ def explain_plan(ctx: Context, built: Built, fmt: str) -> None:
         "for its CUDA context[/]"
     )
     for w in p.warnings:
-        con.print(f"[yellow]! warn[/] {_esc(w)}")
+        con.print(f"[yellow]! warn[/] {ui.esc(w)}")
     for n in [*p.notes, *built.notes]:
-        con.print(f"  {_esc(n)}")
-    con.print(f"  [dim]confidence {p.confidence}: {_esc('; '.join(p.confidence_reasons))}[/]")
+        con.print(f"  {ui.esc(n)}")
+    con.print(f"  [dim]confidence {p.confidence}: {ui.esc('; '.join(p.confidence_reasons))}[/]")
     con.print(
-        f"  [dim]flags: {_esc(built.cmd.flags_source)}{_esc(f' ({built.flags_note})') if built.flags_note else ''}[/]"
+        f"  [dim]flags: {ui.esc(built.cmd.flags_source)}{ui.esc(f' ({built.flags_note})') if built.flags_note else ''}[/]"
     )
     for s in built.cmd.skipped:
-        con.print(f"[yellow]! warn[/] not emitted: {_esc(s)}")
+        con.print(f"[yellow]! warn[/] not emitted: {ui.esc(s)}")
     if fmt == "shell" and not ctx.hypothetical and not ctx.replayed:
         con.print("  Run it with `echopanel-setup serve --exec` (or --detach), which also checks the server answers.")
 
@@ -172,10 +165,6 @@ def _launched(launch: Launch, as_json: bool, exit_code: int) -> None:
         output.write_json(_launch_document(launch, exit_code))
     elif foreground_ran:
         _err().print(f"vLLM exited with code {launch.vllm_exit_code}.")
-    elif outcome.failure:
-        con = _err()
-        for command in outcome.failure.commands:
-            con.print(f"         [cyan]{_esc(command)}[/]")
 
 
 def _launch_document(launch: Launch, exit_code: int, **event: str) -> dict[str, Any]:
@@ -251,7 +240,7 @@ def _status(st: launcher.Status, as_json: bool, exit_code: int) -> None:
         print(f"models: {', '.join(st.models)}")
     print(f"log: {r.log}")
     if st.error:
-        _err().print(f"[yellow]! warn[/] {_esc(st.error)}")
+        _err().print(f"[yellow]! warn[/] {ui.esc(st.error)}")
 
 
 def log_writer(as_json: bool) -> Callable[[str, str], None]:
@@ -303,37 +292,33 @@ def reading_flags(version: str | None, timeout: float) -> None:
 
 def starting(built: Built) -> None:
     cmd = built.cmd
-    _err().print(f"Starting: [cyan]{_esc(shlex.join([*cmd.executable, 'serve', cmd.model, *cmd.redacted_args()]))}[/]")
+    _err().print(
+        f"Starting: [cyan]{ui.esc(shlex.join([*cmd.executable, 'serve', cmd.model, *cmd.redacted_args()]))}[/]"
+    )
 
 
 def progress(message: str) -> None:
     """A start-up phase or a wait note."""
-    _err().print(f"  {_esc(message)}")
+    _err().print(f"  {ui.esc(message)}")
 
 
 def vllm_line(line: str) -> None:
     """A line of vLLM's own log, relayed."""
-    _err().print(f"  [dim]{_esc(line)}[/]")
+    _err().print(f"  [dim]{ui.esc(line)}[/]")
 
 
 def start_failed(outcome: launcher.Outcome) -> None:
     con = _err()
     m = outcome.failure
     if m is None:
-        con.print(f"[bold red]✗ fail[/] {_esc(outcome.reason)}")
-        con.print(f"  Log:   {_esc(outcome.record.log)} (`echopanel-setup serve logs`)")
+        ui.outcome(con, "fail", outcome.reason)
+        con.print(f"  Log:   {ui.esc(outcome.record.log)} (`echopanel-setup serve logs`)")
         return
-    con.print(f"[bold red]✗ fail[/] {_esc(m.title)} ({m.id}, log line {m.line_no})")
-    con.print(f"  [dim]{_esc(m.line)}[/]")
-    con.print(f"  Cause: {_esc(m.cause)}")
-    con.print(f"  Fix:   {_esc(m.fix)}")
-    if m.suggestion:
-        con.print(f"  Try:   {_esc(m.suggestion)}")
-    con.print(f"  Log:   {_esc(outcome.record.log)}")
+    ui.explained(con, m, log=outcome.record.log)
 
 
 def no_smaller_plan(reason: str) -> None:
-    _err().print(f"  no smaller plan fits: {_esc(reason)}")
+    _err().print(f"  no smaller plan fits: {ui.esc(reason)}")
 
 
 def retrying(plan: planner.Plan) -> None:
@@ -344,7 +329,7 @@ def retrying(plan: planner.Plan) -> None:
     )
     _err().print(
         f"Retrying once with the adjusted plan (the failed attempt's log is kept as {launcher.log_path().name}.1): "
-        f"{_esc(line)}"
+        f"{ui.esc(line)}"
     )
 
 
@@ -362,11 +347,13 @@ def ready(launch: Launch, as_json: bool) -> None:
     if "concurrency.times" in f:
         measured += f", {f['concurrency.times']}x concurrency at {f['concurrency.tokens']} tokens"
     con = _err()
-    con.print(
-        f"[green]✓ ok[/] vLLM is ready at {record.url} (pid {record.pid}): /health 200, /v1/models lists "
-        f"{_esc(record.served_model_name)}, /v1/realtime sent session.created"
+    ui.outcome(
+        con,
+        "ok",
+        f"vLLM is ready at {record.url} (pid {record.pid}): /health 200, /v1/models lists "
+        f"{record.served_model_name}, /v1/realtime sent session.created",
     )
-    con.print(f"  {_esc(measured)} · planned: {planned_kv_gib:.2f} GiB, room for {built.plan.streams_fit} streams")
+    con.print(f"  {ui.esc(measured)} · planned: {planned_kv_gib:.2f} GiB, room for {built.plan.streams_fit} streams")
     con.print(
         f"  EchoPanel: {envconfig.URL}={record.url} (`echopanel-setup configure` writes it); "
         "the flags that worked are recorded."
@@ -374,7 +361,7 @@ def ready(launch: Launch, as_json: bool) -> None:
     if launch.detached:
         con.print(
             "  Running in the background: `echopanel-setup serve status`, `serve logs`, `serve stop`. "
-            f"Log: {_esc(record.log)}"
+            f"Log: {ui.esc(record.log)}"
         )
     else:
         con.print("Serving in the foreground; Ctrl-C stops vLLM.")

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
+from echopanel_setup import ui
 from echopanel_setup.output import document
 from echopanel_setup.smoke.runner import SmokeResult
 
@@ -65,17 +66,13 @@ def to_document(r: SmokeResult) -> dict[str, Any]:
 
 
 def render_human(r: SmokeResult, out: TextIO | None = None) -> None:
-    from rich.markup import escape
-
-    from echopanel_setup.report import console
-
-    con = console(out or sys.stdout)
+    con = ui.console(out or sys.stdout)
     t = r.transcript.timings
     server = f"vLLM {r.server_version}" if r.server_version else ("vLLM ?" if r.route != "api" else "hosted")
     con.print(
-        f"[bold]echopanel-setup smoke[/]  ·  {_WHERE[r.target.mode]} at {escape(str(r.target.url))} ({escape(server)})  ·  model {escape(r.model)}"
+        f"[bold]echopanel-setup smoke[/]  ·  {_WHERE[r.target.mode]} at {ui.esc(r.target.url)} ({ui.esc(server)})  ·  model {ui.esc(r.model)}"
     )
-    kind = f"bundled clip, {escape(r.clip.description)}" if r.clip.source == "bundled" else escape(r.clip.source)
+    kind = f"bundled clip, {ui.esc(r.clip.description)}" if r.clip.source == "bundled" else ui.esc(r.clip.source)
     con.print(f"Audio:      {kind}, {r.clip.duration_s:.1f} s")
     route = {
         "realtime": "realtime WebSocket /v1/realtime",
@@ -87,12 +84,12 @@ def render_human(r: SmokeResult, out: TextIO | None = None) -> None:
     if r.target.delay_ms:
         route += f", target_streaming_delay_ms={r.target.delay_ms}"
     con.print(f"Route:      {route}")
-    con.print(f"Transcript: {escape(r.transcript.text.strip()) or '[dim](empty)[/]'}")
+    con.print(f"Transcript: {ui.esc(r.transcript.text.strip()) or '[dim](empty)[/]'}")
     if r.clip.reference is not None:
-        con.print(f"Reference:  {escape(r.clip.reference)}")
+        con.print(f"Reference:  {ui.esc(r.clip.reference)}")
     if r.score is not None:
         s = r.score
-        verdict = "[green]✓ pass[/]" if r.passed else "[bold red]✗ fail[/]"
+        verdict = ui.mark(con, "ok", "pass") if r.passed else ui.mark(con, "fail")
         con.print(
             f"WER:        {s.wer:.1%} ({s.errors} error{'s' if s.errors != 1 else ''} in {s.reference_words} words; "
             f"limit {r.max_wer:.0%})  {verdict}"
@@ -100,7 +97,7 @@ def render_human(r: SmokeResult, out: TextIO | None = None) -> None:
     else:
         con.print(
             "WER:        – not measured (no reference text)  "
-            + ("[green]✓ transcribed[/]" if r.passed else "[bold red]✗ empty transcript[/]")
+            + (ui.mark(con, "ok", "transcribed") if r.passed else ui.mark(con, "fail", "empty transcript"))
         )
     parts = []
     if t.first_delta_s is not None:
@@ -111,7 +108,7 @@ def render_human(r: SmokeResult, out: TextIO | None = None) -> None:
         parts.append(f"RTF {r.rtf:.2f}")
     con.print(f"Latency:    {' · '.join(parts)}")
     for note in r.notes:
-        con.print(f"[yellow]! note[/]      {escape(note)}")
+        ui.outcome(con, "warn", note, word="note", word_width=9)
     if not r.passed:
         con.print(
             "Fix:        the server answered but the words are wrong: check that it serves Voxtral Realtime "
@@ -125,7 +122,5 @@ def progress(enabled: bool) -> Iterator[Callable[[str], None] | None]:
     if not enabled:
         yield None
         return
-    from rich.console import Console
-
-    with Console(stderr=True).status("") as status:
+    with ui.spinner() as status:
         yield lambda message: status.update(message)
