@@ -111,7 +111,7 @@ def title(r: WatchResult, dot: str) -> str:
 
 def plain_line(t: Tick, stream: TextIO) -> str:
     """One greppable line per sample for logs and pipes; problems follow on indented lines."""
-    from echopanel_setup.report import SYMBOLS, _symbols
+    from echopanel_setup import ui
 
     stamp = t.taken_at[11:19]
     if t.derived is None:
@@ -119,7 +119,7 @@ def plain_line(t: Tick, stream: TextIO) -> str:
     d = t.derived
     cells = [f"{_SHORT[s.id]} {s.value}" for s in d.signals if s.id in _SHORT]
     counts = [f"{s.id} {s.value}" for s in d.signals if s.id in ("preemptions", "errors")]
-    dot = " · " if _symbols(stream) is SYMBOLS else " | "
+    dot = " · " if ui.unicode_ok(stream) else " | "
     lines = [f"{stamp}  {d.worst:<7} {dot.join(cells + counts)}"]
     for s in d.signals:
         if s.status in (WARN, FAIL):
@@ -129,36 +129,34 @@ def plain_line(t: Tick, stream: TextIO) -> str:
 
 def render_once(r: WatchResult, verbose: bool = False, stream: TextIO | None = None) -> None:
     """The `--once` report: one row per signal, then the fixes."""
-    from rich.markup import escape
-
-    from echopanel_setup.report import SYMBOLS, _symbols, console
+    from echopanel_setup import ui
 
     out = stream or sys.stdout
-    con = console(out)
-    sym = _symbols(out)
-    dot = "·" if sym is SYMBOLS else "-"
-    con.print(f"[bold]{escape(title(r, dot))}[/]")
+    con = ui.console(out)
+    sym = ui.symbols(con)
+    dot = sym["dot"]
+    con.print(f"[bold]{ui.esc(title(r, dot))}[/]")
     t = r.last
     if t is None or t.derived is None:
-        con.print(f"[{_STYLE[UNREACHABLE]}]{sym['crashed']} unreachable[/]  {escape(t.error if t else '')}")
+        con.print(f"[{_STYLE[UNREACHABLE]}]{sym['crashed']} unreachable[/]  {ui.esc(t.error if t else '')}")
         return
     span = f"over {r.interval_s:g} s" if r.interval_s > 0 else "one sample: counters since the server started"
-    con.print(f"[dim]{span}; plan: {escape(r.plan.source or 'none recorded (not started by `serve` here)')}[/]")
+    con.print(f"[dim]{span}; plan: {ui.esc(r.plan.source or 'none recorded (not started by `serve` here)')}[/]")
     for s in t.derived.signals:
         _print_signal(con, s, sym, verbose)
     con.print(f"Verdict: [{_STYLE[t.derived.worst]}]{t.derived.worst}[/]")
 
 
 def _print_signal(con: Any, s: Signal, sym: dict[str, str], verbose: bool) -> None:
-    from rich.markup import escape
+    from echopanel_setup import ui
 
     mark = sym[_SYMBOL_OF[s.status]]
     est = " [dim](estimate)[/]" if s.estimate and s.status != OK else ""
-    con.print(f"  [{_STYLE[s.status]}]{mark}[/] {s.title:<14} {escape(s.value):<16} {escape(s.summary)}{est}")
+    con.print(f"  [{_STYLE[s.status]}]{mark}[/] {s.title:<14} {ui.esc(s.value):<16} {ui.esc(s.summary)}{est}")
     if s.fix and s.status in (WARN, FAIL):
-        con.print(f"      [bold]fix:[/] {escape(s.fix)}")
+        con.print(f"      [bold]fix:[/] {ui.esc(s.fix)}")
     if verbose and s.formula:
-        con.print(f"      [dim]{escape(s.formula)}[/]")
+        con.print(f"      [dim]{ui.esc(s.formula)}[/]")
 
 
 def trend(values: list[float | None], ascii_only: bool) -> str:
@@ -175,19 +173,18 @@ def trend(values: list[float | None], ascii_only: bool) -> str:
 def live_table(r: WatchResult, verbose: bool, ascii_only: bool, points: int) -> Any:
     """The Live view's renderable: the title, one row per signal with its trend, the latest fixes."""
     from rich.console import Group
-    from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
-    from echopanel_setup.report import ASCII_SYMBOLS, SYMBOLS
+    from echopanel_setup import ui
 
-    sym = ASCII_SYMBOLS if ascii_only else SYMBOLS
+    sym = ui.ASCII_SYMBOLS if ascii_only else ui.SYMBOLS
     t = r.last
-    head = Text.from_markup(f"[bold]{escape(title(r, '-' if ascii_only else '·'))}[/]")
+    head = Text.from_markup(f"[bold]{ui.esc(title(r, '-' if ascii_only else '·'))}[/]")
     if t is None:
         return head
     if t.derived is None:
-        return Group(head, Text.from_markup(f"[{_STYLE[UNREACHABLE]}]unreachable[/] {escape(t.error or '')}"))
+        return Group(head, Text.from_markup(f"[{_STYLE[UNREACHABLE]}]unreachable[/] {ui.esc(t.error or '')}"))
     table = Table(box=None, show_header=False, pad_edge=False)
     for _ in range(5):
         table.add_column()
@@ -197,15 +194,15 @@ def live_table(r: WatchResult, verbose: bool, ascii_only: bool, points: int) -> 
         table.add_row(
             Text(sym[_SYMBOL_OF[s.status]], style=_STYLE[s.status]),
             s.title,
-            escape(s.value),
+            ui.esc(s.value),
             trend(past, ascii_only),
-            escape(s.summary),
+            ui.esc(s.summary),
         )
     fixes = [
-        f"[bold]fix[/] ({s.title}): {escape(s.fix)}" for s in t.derived.signals if s.fix and s.status in (WARN, FAIL)
+        f"[bold]fix[/] ({s.title}): {ui.esc(s.fix)}" for s in t.derived.signals if s.fix and s.status in (WARN, FAIL)
     ]
     if verbose:
-        fixes += [f"[dim]{s.title}: {escape(s.formula)}[/]" for s in t.derived.signals if s.formula]
+        fixes += [f"[dim]{s.title}: {ui.esc(s.formula)}[/]" for s in t.derived.signals if s.formula]
     foot = Text.from_markup(f"[dim]sample {t.index + 1} at {t.taken_at} · every {r.interval_s:g} s · Ctrl-C stops[/]")
     return Group(head, table, *(Text.from_markup(f) for f in fixes), foot)
 
@@ -215,11 +212,10 @@ def live_view(verbose: bool, stream: TextIO | None = None) -> Iterator[Callable[
     """A rich Live view on a terminal, redrawn at each sample; what it last showed stays on screen."""
     from rich.live import Live
 
-    from echopanel_setup import knowledge
-    from echopanel_setup.report import SYMBOLS, _symbols, console
+    from echopanel_setup import knowledge, ui
 
     out = stream or sys.stdout
-    ascii_only = _symbols(out) is not SYMBOLS
+    ascii_only = not ui.unicode_ok(out)
     points = knowledge.load().watch.trend_points
-    with Live(console=console(out), auto_refresh=False, transient=False) as view:
+    with Live(console=ui.console(out), auto_refresh=False, transient=False) as view:
         yield lambda tick, r: view.update(live_table(r, verbose, ascii_only, points), refresh=True)
