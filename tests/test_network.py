@@ -72,8 +72,9 @@ def test_server_ok(vllm) -> None:
         "models": [VOXTRAL],
         "error": None,
         "auth_required": False,
+        "metrics": None,  # this stand-in has no /metrics
     }
-    assert {path for path, _ in behaviour.requests} == {"/health", "/version", "/v1/models"}
+    assert {path for path, _ in behaviour.requests} == {"/health", "/version", "/v1/models", "/metrics"}
     # the external probes ran and failed, without holding up the run
     assert doc["facts"]["network"]["hf"]["reachable"] is False
     assert {c["id"]: c for c in doc["checks"]}["network.hf"]["status"] == "skip"  # not checked in remote mode

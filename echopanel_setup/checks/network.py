@@ -150,3 +150,29 @@ def server(facts: Facts, mode: str) -> Outcome:
             start,
         )
     return Outcome(Status.OK, f"{s.url}: vLLM {s.version or '?'} serving {', '.join(served)}")
+
+
+@check("server.live", "Live streams", "network", ("network",), local=ADVISORY, remote=ADVISORY, after=("server",))
+def server_live(facts: Facts, mode: str) -> Outcome:
+    """One /metrics sample judged as `watch` judges it: queued streams, KV cache, preemptions, errors since start."""
+    from echopanel_setup.watch import derive, sample
+
+    s = facts.network.server
+    if s is None or s.health is None:
+        return Outcome(Status.SKIP, "no server answered")
+    if s.metrics is None:
+        return Outcome(Status.SKIP, f"{s.url}/metrics did not answer: nothing to judge")
+    judged = derive.derive(None, sample.from_facts(s.metrics), derive.Context(health=s.health))
+    problems = [x for x in judged.signals if x.status in (derive.WARN, derive.FAIL)]
+    status = {derive.FAIL: Status.FAIL, derive.WARN: Status.WARN}.get(judged.worst, Status.OK)
+    shown = [x for x in judged.signals if x.id in ("streams", "queue", "step", "kv") and x.value not in ("?", "–")]
+    summary = " · ".join(f"{x.title.lower()} {x.value}" for x in shown) or "no realtime figures on this page"
+    if problems:
+        summary = problems[0].summary
+    fixes = [x for x in problems if x.fix]
+    return Outcome(
+        status,
+        summary,
+        [x.summary for x in problems[1:]] + ["one sample: run `echopanel-setup watch` for rates and trends"],
+        Fix(fixes[0].fix) if fixes else None,  # type: ignore[arg-type]
+    )

@@ -129,6 +129,7 @@ class ServerFacts:
     models: list[str] | None = None
     error: str | None = None
     auth_required: bool = False
+    metrics: dict[str, Any] | None = None  # one /metrics sample as `watch` reads it (watch.sample.to_facts)
 
 
 @dataclass

@@ -88,12 +88,17 @@ def _short(exc: Exception) -> str:
 
 
 def _server(url: ServerURL, deadline: float, api_key: str | None) -> ServerFacts:
-    """/health, /version and /v1/models of a vLLM server, within what is left of the shared budget."""
+    """/health, /version, /v1/models and /metrics of a vLLM server, within what is left of the shared budget."""
     with VllmClient(url, api_key=api_key, timeout=max(0.05, deadline - time.monotonic())) as client:
         survey = client.survey()
+        page = client.get("/metrics", timeout=max(0.05, deadline - time.monotonic())) if survey.health.ok else None
     facts = ServerFacts(url=url.http_base, health=survey.health.status, version=survey.version)
     facts.auth_required = survey.auth_required
     facts.models = survey.served
     if problem := survey.problem:
         facts.error = problem[1]
+    if page is not None and page.ok:  # one sample for `server.live` (not guarded by --api-key)
+        from echopanel_setup.watch import sample
+
+        facts.metrics = sample.to_facts(sample.from_text(page.text, 0.0, time.time()))
     return facts

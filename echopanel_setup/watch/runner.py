@@ -199,7 +199,9 @@ def resolve_url(opts: WatchOptions) -> tuple[ServerURL, str]:
     configured = envconfig.configured_url(envconfig.effective(config_path, dict(os.environ)))
     if configured:
         return configured, f"{envconfig.URL} in {config_path}"
-    return ServerURL.parse(knowledge.load().server.default_url), "the default"
+    from echopanel_setup import ports
+
+    return ServerURL.parse(ports.local_url()), "vLLM's port on this machine"
 
 
 def discover(client: Any, url: ServerURL, key: str | None) -> Server:

@@ -7,8 +7,9 @@ Series of several engines (data parallel) or labels are added up; the KV cache t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
+from typing import Any
 
 from echopanel_setup import knowledge
 from echopanel_setup.watch import prom
@@ -60,6 +61,26 @@ def _candidates() -> dict[str, tuple[str, ...]]:
 @lru_cache(maxsize=1)
 def wanted() -> frozenset[str]:
     return prom.sample_names(name for names in _candidates().values() for name in names)
+
+
+def to_facts(s: Sample) -> dict[str, Any]:
+    """The sample as plain JSON for a facts snapshot (doctor's `server.live` judges it, and replays it)."""
+    out = {k: v for k, v in s.__dict__.items() if k not in ("at", "step", "inter_token")}
+    for name in ("step", "inter_token"):
+        h: Hist | None = getattr(s, name)
+        out[name] = None if h is None else {"sum": h.sum, "count": h.count, "buckets": [list(b) for b in h.buckets]}
+    return out
+
+
+def from_facts(data: dict[str, Any]) -> Sample:
+    """A sample back from `to_facts` (older or hand-written snapshots may lack any field)."""
+    known = {f.name for f in fields(Sample)} - {"at", "step", "inter_token"}
+    values = {k: v for k, v in data.items() if k in known}
+    hists = {}
+    for name in ("step", "inter_token"):
+        h = data.get(name)
+        hists[name] = None if not h else Hist(h["sum"], h["count"], tuple((le, c) for le, c in h["buckets"]))
+    return Sample(at=0.0, **values, **hists)
 
 
 def from_text(text: str, at: float, wall: float) -> Sample:
