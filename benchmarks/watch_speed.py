@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from metrics_kit import Scenario, page, render, values_for  # noqa: E402
 
-from echopanel_setup.watch import derive, sample  # noqa: E402
+from echopanel_setup.metrics import derive, sample  # noqa: E402
 
 _STANDIN = """
 import sys, time

@@ -28,7 +28,7 @@ FOUNDATIONS = {
     "vllm_client",
 }
 # Readers: what is on this machine and in EchoPanel's checkout, collected once into a Facts snapshot.
-READERS = {"facts", "echopanel"}
+READERS = {"facts", "echopanel", "metrics"}
 # Checks: pure functions of Facts.
 CHECKS = {"checks"}
 # Commands: each a `run(opts) -> Result` and its renderer. They may use everything below, and other commands' run().

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from echopanel_setup.watch import derive, render
-from echopanel_setup.watch.sample import Hist, Sample
+from echopanel_setup.metrics import derive
+from echopanel_setup.metrics.sample import Hist, Sample
+from echopanel_setup.watch import render
 
 NOW = 1_800_000_000.0
 

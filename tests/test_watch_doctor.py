@@ -9,7 +9,7 @@ from facts_kit import evaluate, load
 from metrics_kit import VOXTRAL, MetricsStandIn, Scenario, page, render, values_for
 
 from echopanel_setup.facts.model import ServerFacts
-from echopanel_setup.watch import sample
+from echopanel_setup.metrics import sample
 
 
 def _live(cli: Cli, scenario: Scenario) -> tuple[dict, dict]:  # type: ignore[type-arg]

@@ -7,7 +7,7 @@ import math
 import pytest
 from metrics_kit import FIXTURES, histogram, render
 
-from echopanel_setup.watch import prom, sample
+from echopanel_setup.metrics import prom, sample
 
 VERSIONS = ["0.8.5", "0.16.0", "0.20.0", "0.33.0"]
 

@@ -155,7 +155,7 @@ def server(facts: Facts, mode: str) -> Outcome:
 @check("server.live", "Live streams", "network", ("network",), local=ADVISORY, remote=ADVISORY, after=("server",))
 def server_live(facts: Facts, mode: str) -> Outcome:
     """One /metrics sample judged as `watch` judges it: queued streams, KV cache, preemptions, errors since start."""
-    from echopanel_setup.watch import derive, sample
+    from echopanel_setup.metrics import derive, sample
 
     s = facts.network.server
     if s is None or s.health is None:

@@ -98,7 +98,7 @@ def _server(url: ServerURL, deadline: float, api_key: str | None) -> ServerFacts
     if problem := survey.problem:
         facts.error = problem[1]
     if page is not None and page.ok:  # one sample for `server.live` (not guarded by --api-key)
-        from echopanel_setup.watch import sample
+        from echopanel_setup.metrics import sample
 
         facts.metrics = sample.to_facts(sample.from_text(page.text, 0.0, time.time()))
     return facts

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from typing import Any, TextIO
 
 from echopanel_setup import output
-from echopanel_setup.watch.derive import FAIL, OK, UNKNOWN, WARN, Signal
+from echopanel_setup.metrics.derive import FAIL, OK, UNKNOWN, WARN, Signal
 from echopanel_setup.watch.runner import UNREACHABLE, Tick, WatchResult
 
 SCHEMA_VERSION = 1

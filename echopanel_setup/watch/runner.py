@@ -17,9 +17,9 @@ from typing import Any
 
 from echopanel_setup import knowledge
 from echopanel_setup.errors import UsageError
+from echopanel_setup.metrics import derive
+from echopanel_setup.metrics.sample import Sample, from_text
 from echopanel_setup.url import ServerURL
-from echopanel_setup.watch import derive
-from echopanel_setup.watch.sample import Sample, from_text
 
 UNREACHABLE = "unreachable"
 

@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 from echopanel_setup import knowledge
-from echopanel_setup.watch import prom
+from echopanel_setup.metrics import prom
 
 
 @dataclass(frozen=True)

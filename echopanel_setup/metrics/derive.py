@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from echopanel_setup import knowledge
-from echopanel_setup.watch.sample import Hist, Sample
+from echopanel_setup.metrics.sample import Hist, Sample
 
 OK, WARN, FAIL, UNKNOWN = "ok", "warn", "fail", "unknown"
 _RANK = {UNKNOWN: 0, OK: 0, WARN: 1, FAIL: 2}
