@@ -22,13 +22,11 @@ import re
 import sys
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.status import Status as Spinner
-
-    from echopanel_setup.explain import Match
 
 SYMBOLS = {
     "ok": "✓",
@@ -232,7 +230,21 @@ def advise(con: Console, fix: str, commands: Sequence[str] = (), *, indent: int 
         con.print(f"{' ' * (indent + 2)}[cyan]{esc(command)}[/]")
 
 
-def explained(con: Console, match: Match, *, log: str | None = None) -> None:
+class Explained(Protocol):
+    """What `explained()` shows of a known failure: `explain.Match` has these fields. A protocol, not an import:
+    ui is a foundation and must not depend on a command (docs/ARCHITECTURE.md)."""
+
+    id: str
+    title: str
+    cause: str
+    fix: str
+    commands: list[str]
+    line_no: int
+    line: str
+    suggestion: str | None
+
+
+def explained(con: Console, match: Explained, *, log: str | None = None) -> None:
     """A known failure found in a log: what, where, the line, its cause, the fix and the commands to run."""
     con.print(f"{mark(con, 'fail')} [bold]{esc(match.title)}[/] ({match.id}, log line {match.line_no})")
     con.print(f"  [dim]{esc(match.line)}[/]")
