@@ -26,6 +26,7 @@ CATEGORY_TITLES = {
     "storage": "Storage",
     "network": "Network",
     "config": "EchoPanel config",
+    "echopanel": "EchoPanel",
 }
 
 

@@ -109,7 +109,7 @@ def check(
 
 
 # Print order, by module: what the machine is, then what runs on it, then how it connects.
-_MODULE_ORDER = ("platform", "gpu", "stack", "storage", "network", "config")
+_MODULE_ORDER = ("platform", "gpu", "stack", "storage", "network", "config", "echopanel")
 
 
 def all_checks() -> list[Check]:
@@ -118,7 +118,7 @@ def all_checks() -> list[Check]:
     Sorted rather than left in import order: a command that imported one module early (install vllm's gate
     imports gpu) would otherwise register its checks first. Checks registered elsewhere (tests) come last.
     """
-    from echopanel_setup.checks import platform, gpu, stack, storage, network, config  # noqa: F401, I001
+    from echopanel_setup.checks import platform, gpu, stack, storage, network, config, echopanel  # noqa: F401, I001
 
     rank = {module: i for i, module in enumerate(_MODULE_ORDER)}
     REGISTRY.sort(key=lambda c: rank.get(c.fn.__module__.rsplit(".", 1)[-1], len(rank)))  # stable; others last

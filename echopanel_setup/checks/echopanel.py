@@ -1,0 +1,235 @@
+"""The "EchoPanel" category: the user's EchoPanel as it really is — its checkout, the Python its backend runs on,
+the provider it will select and where that comes from, the URL it will call, and the model name it will send.
+
+Signals: `facts.echopanel` (the checkout, the contract read from its files, its `.env` read by its own parser, the
+environment that overrides it, the backend Python's answers) and the vLLM server's `/v1/models`. Required only where
+a checkout is found or `--echopanel` is given; elsewhere (a GPU host, a CI runner) each check is skipped with the
+reason, which `--strict` does not count.
+"""
+
+from __future__ import annotations
+
+from echopanel_setup.checks import REQUIRED, Fix, Outcome, Status, check
+from echopanel_setup.echopanel import settings
+from echopanel_setup.errors import UsageError
+from echopanel_setup.facts.model import EchoPanelFacts, Facts, ProviderContract
+from echopanel_setup.url import normalise_echopanel
+
+CATEGORY = "echopanel"
+NO_CHECKOUT = Outcome(
+    Status.SKIP,
+    "no EchoPanel checkout on this machine (pass --echopanel PATH or set ECHOPANEL_HOME to check one)",
+)
+
+
+def _selected(ep: EchoPanelFacts) -> tuple[str | None, str]:
+    """(ECHOPANEL_ASR_PROVIDER as the backend will see it, where it comes from)."""
+    if settings.SELECTOR in ep.env.environment:
+        return ep.env.environment[settings.SELECTOR], "the environment (it wins over .env)"
+    if settings.SELECTOR in ep.env.values:
+        return ep.env.values[settings.SELECTOR], ep.env.path or ".env"
+    return None, "unset"
+
+
+def _voxtral(ep: EchoPanelFacts) -> ProviderContract | None:
+    selected, _ = _selected(ep)
+    contract = ep.contract
+    return contract.provider(selected or settings.VOXTRAL) if contract else None
+
+
+@check(
+    "echopanel.checkout", "EchoPanel checkout", CATEGORY, ("echopanel",), local=REQUIRED, remote=REQUIRED, api=REQUIRED
+)
+def checkout(facts: Facts, mode: str) -> Outcome:
+    """Found, read without importing it; its git state, backend port and `.env` loader."""
+    ep = facts.echopanel
+    if ep.checkout is None:
+        return NO_CHECKOUT
+    details = []
+    if ep.git.commit:
+        dirty = f", changed: {', '.join(ep.git.changed)}" if ep.git.dirty else ", clean"
+        details.append(f"git {ep.git.commit[:12]}{dirty}")
+    contract = ep.contract
+    if contract is not None:
+        details.append(
+            f"backend port {contract.backend_port or 'unknown'}; providers: {', '.join(contract.registered)}"
+        )
+        details.extend(f"could not read {e}" for e in contract.errors)
+        if contract.dotenv is None or not contract.dotenv.known:
+            details.append("its .env loader is not the one this tool knows: what it reads from .env is unverified")
+    return Outcome(Status.OK, f"{ep.checkout} ({ep.how})", details)
+
+
+@check(
+    "echopanel.python",
+    "EchoPanel backend Python",
+    CATEGORY,
+    ("echopanel",),
+    local=REQUIRED,
+    remote=REQUIRED,
+    api=REQUIRED,
+)
+def python(facts: Facts, mode: str) -> Outcome:
+    """The backend's interpreter exists and imports the selected Voxtral provider's dependencies (asked in a
+    subprocess; EchoPanel is never imported here)."""
+    ep = facts.echopanel
+    if ep.checkout is None:
+        return NO_CHECKOUT
+    where = f"{ep.python} ({ep.python_source})"
+    if ep.python_error:
+        return Outcome(
+            Status.FAIL,
+            f"{where}: {ep.python_error}",
+            ["EchoPanel's dev launch and scripts run the backend with <checkout>/.venv/bin/python."],
+            Fix(
+                "Name the interpreter that runs EchoPanel's backend:",
+                ["echopanel-setup doctor --echopanel-python PATH"],
+            ),
+        )
+    provider = _voxtral(ep)
+    missing = [m for m, v in ep.modules.items() if v is None and provider is not None and m in provider.deps]
+    if missing and provider is not None:
+        fallback = settings.fallback_note(ep.contract)
+        return Outcome(
+            Status.FAIL,
+            f"{', '.join(missing)} not importable in {ep.python}: {provider.name} will not load",
+            [f"Without it the provider is 'not available'; {fallback}."],
+            Fix("Install it into the backend's Python:", [f"{ep.python} -m pip install {' '.join(missing)}"]),
+        )
+    found = ", ".join(f"{m} {v or '(version unknown)'}" for m, v in ep.modules.items() if v is not None)
+    return Outcome(Status.OK, f"Python {ep.python_version} at {where}" + (f"; {found}" if found else ""))
+
+
+@check(
+    "echopanel.provider",
+    "EchoPanel ASR provider",
+    CATEGORY,
+    ("echopanel",),
+    local=REQUIRED,
+    remote=REQUIRED,
+    api=REQUIRED,
+)
+def provider(facts: Facts, mode: str) -> Outcome:
+    """ECHOPANEL_ASR_PROVIDER as the backend will see it and where it comes from; the variant found and whether it
+    can work; EchoPanel's silent fallback named."""
+    ep = facts.echopanel
+    if ep.checkout is None:
+        return NO_CHECKOUT
+    selected, source = _selected(ep)
+    fallback = settings.fallback_note(ep.contract)
+    details = [*ep.env.notes, f"EchoPanel reads it from its environment or {ep.env.path}; {fallback}."]
+    configure = Fix("Select Voxtral:", ["echopanel-setup configure"])
+    if selected is None:
+        return Outcome(
+            Status.WARN,
+            f"{settings.SELECTOR} is unset: EchoPanel picks a provider by hardware, never {settings.VOXTRAL}",
+            details,
+            configure,
+        )
+    if ep.contract is not None and selected not in ep.contract.registered:
+        return Outcome(
+            Status.FAIL,
+            f"{settings.SELECTOR}={selected} (from {source}) names no provider this EchoPanel registers",
+            [f"It registers: {', '.join(ep.contract.registered)}", *details],
+            configure,
+        )
+    if selected not in settings.VOXTRAL_PROVIDERS:
+        return Outcome(
+            Status.WARN,
+            f"{settings.SELECTOR}={selected} (from {source}): EchoPanel will not use Voxtral",
+            details,
+            configure,
+        )
+    chosen = settings.provider(selected, ep.contract)
+    variant = chosen.variant
+    if variant is not None and not variant.works:
+        fix = Fix("Install a provider that works, then check again:", [variant.fix]) if variant.fix else None
+        return Outcome(
+            Status.FAIL,
+            f"{settings.SELECTOR}={selected} (from {source}), but this variant cannot transcribe: {variant.reason}",
+            [f"Variant: {variant.title} (source: {variant.source})", *details],
+            fix,
+        )
+    summary = f"{settings.SELECTOR}={selected} (from {source}); {chosen.describe()}"
+    if variant is None:
+        details.insert(0, "An unknown variant: `echopanel-setup smoke --client echopanel` shows what it really does.")
+        return Outcome(Status.WARN, summary, details)
+    return Outcome(Status.OK, summary, details)
+
+
+def _configured_url(ep: EchoPanelFacts, provider: ProviderContract) -> tuple[str, str]:
+    """(VOXTRAL_VLLM_URL as the backend will see it, where it comes from)."""
+    if settings.URL in ep.env.environment:
+        return ep.env.environment[settings.URL], "the environment"
+    if settings.URL in ep.env.values:
+        return ep.env.values[settings.URL], ep.env.path or ".env"
+    return provider.default(settings.URL) or "", "the provider's default"
+
+
+@check("echopanel.url", "EchoPanel's vLLM URL", CATEGORY, ("echopanel",), local=REQUIRED, remote=REQUIRED, api=REQUIRED)
+def url(facts: Facts, mode: str) -> Outcome:
+    """VOXTRAL_VLLM_URL as EchoPanel will use it: a base EchoPanel can append /v1/... to, and not its own backend."""
+    ep = facts.echopanel
+    if ep.checkout is None:
+        return NO_CHECKOUT
+    provider = _voxtral(ep)
+    if provider is None or not provider.reads(settings.URL):
+        return Outcome(Status.SKIP, f"the selected provider reads no {settings.URL}")
+    value, source = _configured_url(ep, provider)
+    fix = Fix("Point EchoPanel at the vLLM server:", ["echopanel-setup configure --url http://HOST:8001"])
+    try:
+        parsed, note = normalise_echopanel(value, what=settings.URL)
+    except UsageError as exc:
+        return Outcome(Status.FAIL, f"{value!r} (from {source}): {exc}", [], fix)
+    if note:
+        return Outcome(
+            Status.FAIL,
+            f"{settings.URL}={value} (from {source}): EchoPanel joins paths by string, so every call is a 404",
+            [note],
+            fix,
+        )
+    port = ep.contract.backend_port if ep.contract else None
+    if parsed.is_loopback and port is not None and parsed.port == port:
+        return Outcome(
+            Status.FAIL,
+            f"{settings.URL}={value} (from {source}) is EchoPanel's own backend (port {port})",
+            [
+                "EchoPanel would talk to itself: its /health answers 200 (or 401 with the app's token) and every "
+                "transcription request fails, silently."
+            ],
+            fix,
+        )
+    return Outcome(Status.OK, f"{value} (from {source})")
+
+
+@check(
+    "echopanel.served_name",
+    "Model name EchoPanel sends",
+    CATEGORY,
+    ("echopanel", "network"),
+    local=REQUIRED,
+    remote=REQUIRED,
+    api=REQUIRED,
+)
+def served_name(facts: Facts, mode: str) -> Outcome:
+    """The server's /v1/models lists the name the provider sends (else every request is a 404)."""
+    ep = facts.echopanel
+    if ep.checkout is None:
+        return NO_CHECKOUT
+    provider = _voxtral(ep)
+    if provider is None or provider.model is None:
+        return Outcome(Status.SKIP, "the selected provider sends no model name this tool could read")
+    server = facts.network.server
+    if server is None or server.models is None:
+        return Outcome(Status.SKIP, f"no vLLM server answered /v1/models; EchoPanel sends {provider.model!r}")
+    if provider.model in server.models:
+        return Outcome(Status.OK, f"{server.url} serves {provider.model!r}")
+    return Outcome(
+        Status.FAIL,
+        f"{server.url} serves {', '.join(server.models) or 'nothing'}, not {provider.model!r}: every request is a 404",
+        [],
+        Fix(
+            "Serve it under EchoPanel's name too (several names are allowed):",
+            [f"echopanel-setup serve  # adds --served-model-name {provider.model} …"],
+        ),
+    )
