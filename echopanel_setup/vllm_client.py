@@ -32,6 +32,29 @@ class Problem(str, Enum):
     PROXY = "proxy"  # the proxy settings in the environment cannot be used (SOCKS without socksio): a usage error
     HTTP = "http"  # an answer, but not the status the route promises
     NOT_VLLM = "not_vllm"  # an answer vLLM would not give (no /health, no model list)
+    ECHOPANEL = "echopanel"  # EchoPanel's own backend answered: the URL points EchoPanel at itself
+
+
+class ServerKind(str, Enum):
+    """Who answered `/health`: told apart by that route alone, so EchoPanel's backend is never asked for more."""
+
+    VLLM = "vllm"  # an empty body (200 ready, 503 engine dead)
+    ECHOPANEL = "echopanel"  # JSON naming "service": "echopanel" (top level or under "detail"), or a JSON 401
+    OTHER = "other"  # something else listens there
+
+
+def server_kind(health: Answer) -> ServerKind | None:
+    """vLLM's `/health` is an empty 200; EchoPanel's is JSON with `"service": "echopanel"`, or a JSON 401 when it
+    wants its token (vLLM's --api-key never guards /health). None when nothing answered (echopanel-contract.md §5)."""
+    if not health.reachable:
+        return None
+    body = health.json()
+    detail = body.get("detail")
+    if body.get("service") == "echopanel" or (isinstance(detail, dict) and detail.get("service") == "echopanel"):
+        return ServerKind.ECHOPANEL
+    if health.status == 401 and (body or health.text.strip().startswith(("{", "["))):
+        return ServerKind.ECHOPANEL
+    return ServerKind.VLLM if not health.body.strip() else ServerKind.OTHER
 
 
 @dataclass(frozen=True)
@@ -96,7 +119,11 @@ class Survey:
 
     health: Answer
     version: str | None
-    models: Answer
+    models: Answer  # not asked (an unreachable Answer) when /health showed EchoPanel's backend
+
+    @property
+    def kind(self) -> ServerKind | None:
+        return server_kind(self.health)
 
     @property
     def served(self) -> list[str] | None:
@@ -111,6 +138,8 @@ class Survey:
         """What is wrong, first thing first: unreachable, then a /v1/models that is not vLLM's."""
         if not self.health.reachable:
             return self.health.problem or Problem.UNREACHABLE, self.health.error
+        if self.kind is ServerKind.ECHOPANEL:
+            return Problem.ECHOPANEL, f"{self.health.url} is EchoPanel's own backend, not vLLM"
         if self.models.ok and self.served is None:
             return Problem.NOT_VLLM, f"{self.models.url} did not answer a model list: not a vLLM server?"
         if self.models.reachable and not self.models.ok and not self.auth_required:
@@ -167,11 +196,13 @@ class VllmClient:
         return self.get("/v1/models", timeout=timeout)
 
     def survey(self, *, timeout: float | None = None) -> Survey:
-        """The three routes at once (three threads), each within `timeout`."""
-        with ThreadPoolExecutor(3) as pool:
-            health, version, models = pool.map(
-                lambda path: self.get(path, timeout=timeout), ("/health", "/version", "/v1/models")
-            )
+        """`/health` first, then `/version` and `/v1/models` at once, each within `timeout`. Nothing more is asked
+        of EchoPanel's own backend (its other routes answer 500 or 401, and log it)."""
+        health = self.get("/health", timeout=timeout)
+        if server_kind(health) is ServerKind.ECHOPANEL:
+            return Survey(health, None, Answer(self.server.url("/v1/models"), error="not asked: EchoPanel's backend"))
+        with ThreadPoolExecutor(2) as pool:
+            version, models = pool.map(lambda path: self.get(path, timeout=timeout), ("/version", "/v1/models"))
         return Survey(health, parse_version(version), models)
 
     def _send(self, method: str, path: str, timeout: float | None, **kwargs: Any) -> Answer:

@@ -73,6 +73,7 @@ def test_server_ok(vllm) -> None:
         "error": None,
         "auth_required": False,
         "metrics": None,  # this stand-in has no /metrics
+        "kind": "vllm",
     }
     assert {path for path, _ in behaviour.requests} == {"/health", "/version", "/v1/models", "/metrics"}
     # the external probes ran and failed, without holding up the run

@@ -116,6 +116,17 @@ def server(facts: Facts, mode: str) -> Outcome:
         return Outcome(Status.WARN, f"no vLLM server running on port {facts.port.port} yet", [], start)
     if s.health is None:
         return Outcome(Status.FAIL if mode == "remote" else Status.WARN, f"{s.url} unreachable: {s.error}", [], start)
+    if s.kind == "echopanel":
+        return Outcome(
+            Status.FAIL,
+            f"{s.url} is EchoPanel's own backend, not vLLM: EchoPanel would send its audio to itself and show no "
+            "transcript",
+            ["Told apart on /health alone: vLLM answers an empty 200, EchoPanel JSON naming itself (or a JSON 401)."],
+            Fix(
+                f"Serve vLLM on its own port ({ports.default_port()}) and point EchoPanel at it:",
+                ["echopanel-setup serve", f"echopanel-setup configure --url {ports.local_url()}"],
+            ),
+        )
     if s.health != 200:
         return Outcome(
             Status.FAIL,

@@ -6,7 +6,7 @@ free disk at the model dir, a bind test on the port and the process that holds i
 
 from __future__ import annotations
 
-from echopanel_setup import knowledge
+from echopanel_setup import knowledge, ports
 from echopanel_setup.checks import REQUIRED, Fix, Outcome, Status, check
 from echopanel_setup.checks.common import gib
 from echopanel_setup.facts.model import Facts
@@ -87,6 +87,21 @@ def disk_space(facts: Facts, mode: str) -> Outcome:
 def port(facts: Facts, mode: str) -> Outcome:
     """The port vLLM will listen on: free, or already held by a vLLM server (fine), or by something else."""
     p = facts.port
+    if p.echopanel_port_kind == "vllm":
+        return Outcome(
+            Status.FAIL,
+            f"a vLLM server holds port {p.echopanel_port}, EchoPanel's own backend port: EchoPanel cannot start "
+            f'("Port {p.echopanel_port} is already in use"), or talks to vLLM where it expects itself',
+            [f"vLLM's port here is {ports.default_port()}; EchoPanel's backend owns {p.echopanel_port}."],
+            Fix(
+                "Stop that server and serve on vLLM's port instead:",
+                [
+                    "echopanel-setup serve stop",
+                    "echopanel-setup serve",
+                    f"echopanel-setup configure --url {ports.local_url()}",
+                ],
+            ),
+        )
     if p.free:
         return Outcome(Status.OK, f"port {p.port} is free")
     holder = f"{p.holder_name or 'an unknown process'}" + (f" (pid {p.holder_pid})" if p.holder_pid else "")

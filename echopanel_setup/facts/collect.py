@@ -64,6 +64,11 @@ def collect(opts: Options, on_wait: Callable[[list[str]], None] | None = None) -
     here = ports.echopanel_backend_port() if checkout else None  # the checkout's own port is read in parallel
     port = ports.vllm_port(opts.port, configured, echopanel_port=here).port
     facts.port = _timed(facts, "port", lambda: local.probe_port(port))
+    if here is not None:
+        facts.port.echopanel_port, facts.port.echopanel_port_kind = (
+            here,
+            _timed(facts, "echopanel port", lambda: _kind(here)),
+        )
 
     state = paths.read_state()
     model_dir = Path(opts.model_dir or state.get("model_dir") or paths.default_model_dir()).expanduser()
@@ -116,6 +121,17 @@ def collect(opts: Options, on_wait: Callable[[list[str]], None] | None = None) -
         facts.echopanel.checkout, facts.echopanel.how = str(checkout.path), checkout.how
     _run_parallel(facts, probes, on_wait)
     return facts
+
+
+def _kind(port: int) -> str | None:
+    """Who answers /health on this machine's `port` (asked only when something listens there)."""
+    if not local.port_accepts("127.0.0.1", port):
+        return None
+    from echopanel_setup.vllm_client import VllmClient, server_kind
+
+    with VllmClient(ServerURL.parse(f"http://127.0.0.1:{port}"), timeout=1.0) as client:
+        kind = server_kind(client.health())
+    return kind.value if kind else None
 
 
 def _server_url(configured: ServerURL | None, facts: Facts, offline: bool) -> ServerURL | None:

@@ -130,6 +130,7 @@ class ServerFacts:
     error: str | None = None
     auth_required: bool = False
     metrics: dict[str, Any] | None = None  # one /metrics sample as `watch` reads it (watch.sample.to_facts)
+    kind: str | None = None  # who answered /health: "vllm", "echopanel" (EchoPanel's own backend), "other"
 
 
 @dataclass
@@ -152,6 +153,9 @@ class PortFacts:
     holder_pid: int | None = None
     holder_name: str | None = None
     holder_cmdline: str | None = None
+    # Where EchoPanel runs here: its backend's port, and who answers /health there (vllm, echopanel, other; None: no one).
+    echopanel_port: int | None = None
+    echopanel_port_kind: str | None = None
 
 
 @dataclass

@@ -94,6 +94,7 @@ def _server(url: ServerURL, deadline: float, api_key: str | None) -> ServerFacts
         page = client.get("/metrics", timeout=max(0.05, deadline - time.monotonic())) if survey.health.ok else None
     facts = ServerFacts(url=url.http_base, health=survey.health.status, version=survey.version)
     facts.auth_required = survey.auth_required
+    facts.kind = survey.kind.value if survey.kind else None
     facts.models = survey.served
     if problem := survey.problem:
         facts.error = problem[1]
