@@ -11,7 +11,7 @@ from pathlib import Path
 from echopanel_setup import knowledge
 from echopanel_setup.facts.model import HttpProbe, NetworkFacts, ServerFacts
 from echopanel_setup.url import ServerURL, redact
-from echopanel_setup.vllm_client import VllmClient
+from echopanel_setup.vllm_client import ServerKind, VllmClient
 
 PROXY_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
 
@@ -91,7 +91,11 @@ def _server(url: ServerURL, deadline: float, api_key: str | None) -> ServerFacts
     """/health, /version, /v1/models and /metrics of a vLLM server, within what is left of the shared budget."""
     with VllmClient(url, api_key=api_key, timeout=max(0.05, deadline - time.monotonic())) as client:
         survey = client.survey()
-        page = client.get("/metrics", timeout=max(0.05, deadline - time.monotonic())) if survey.health.ok else None
+        page = (
+            client.get("/metrics", timeout=max(0.05, deadline - time.monotonic()))
+            if survey.health.ok and survey.kind is not ServerKind.ECHOPANEL
+            else None
+        )
     facts = ServerFacts(url=url.http_base, health=survey.health.status, version=survey.version)
     facts.auth_required = survey.auth_required
     facts.kind = survey.kind.value if survey.kind else None
