@@ -16,17 +16,20 @@ from echopanel_setup.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, 
 from echopanel_setup.url import ServerURL
 
 if TYPE_CHECKING:
-    from echopanel_setup.serve.context import ServeOptions
+    from collections.abc import Callable
 
-_APP_SETTINGS = dict(
-    name="echopanel-setup",
-    help="Get EchoPanel transcribing live with Voxtral Realtime: check, install, serve, smoke-test, configure.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+    from echopanel_setup.serve.context import ServeOptions
+    from echopanel_setup.ui import Spinner
+
+_APP_SETTINGS = {
+    "name": "echopanel-setup",
+    "help": "Get EchoPanel transcribing live with Voxtral Realtime: check, install, serve, smoke-test, configure.",
+    "no_args_is_help": True,
+    "add_completion": False,
+    "pretty_exceptions_enable": False,
+    "rich_markup_mode": None,
+    "context_settings": {"help_option_names": ["-h", "--help"]},
+}
 app = typer.Typer(**_APP_SETTINGS)  # type: ignore[arg-type]
 install_app = typer.Typer(
     help="Install the Voxtral model or the vLLM runtime.", no_args_is_help=True, rich_markup_mode=None
@@ -205,9 +208,9 @@ class _spinner:
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
-        self.status = None
+        self.status: Spinner | None = None
 
-    def __enter__(self):  # type: ignore[no-untyped-def]
+    def __enter__(self) -> Callable[[list[str]], None] | None:
         return self.update if self.enabled else None
 
     def update(self, pending: list[str]) -> None:
@@ -385,7 +388,8 @@ def serve(
         int | None,
         typer.Option(
             metavar="MS",
-            help="Streaming delay in ms (default: EchoPanel's config, else the model's 480); served from a variant dir.",
+            help="Streaming delay in ms (default: EchoPanel's config, else the model's 480); served from a variant "
+            "dir.",
         ),
     ] = None,
     port: Annotated[
@@ -414,7 +418,8 @@ def serve(
         bool,
         typer.Option(
             "--exec",
-            help="Run it here in the foreground: port check, start-up phases, /health, /v1/models, realtime session; Ctrl-C stops it.",
+            help="Run it here in the foreground: port check, start-up phases, /health, /v1/models, realtime session; "
+            "Ctrl-C stops it.",
         ),
     ] = False,
     detach: Annotated[
@@ -583,7 +588,8 @@ def smoke(
         typer.Option(
             parser=ServerURL.parse,
             metavar="URL",
-            help="The vLLM server (http(s):// or ws(s)://); alone, no config is needed. In api mode: the API's base URL.",
+            help="The vLLM server (http(s):// or ws(s)://); alone, no config is needed. In api mode: the API's base "
+            "URL.",
         ),
     ] = None,
     api_key: Annotated[
@@ -766,7 +772,7 @@ def _smoke_echopanel(
     why: str,
     echopanel: str | None,
     echopanel_python: str | None,
-    url: ServerURL | None,
+    url: str | None,  # the server's http(s) base
     audio: str | None,
     expect: str | None,
     max_wer: float | None,
@@ -785,7 +791,7 @@ def _smoke_echopanel(
         result = ep_smoke.run(
             echopanel=echopanel,
             echopanel_python=echopanel_python,
-            url=str(url) if url else None,  # what EchoPanel would be given as VOXTRAL_VLLM_URL
+            url=url,  # what EchoPanel would be given as VOXTRAL_VLLM_URL
             clip=clip,
             max_wer=limit,
             fast=fast,
@@ -866,7 +872,8 @@ def configure(
     mode: Annotated[
         Mode | None,
         typer.Option(
-            help="local/remote: a vLLM server; api: Mistral's hosted API (default: from the existing file, else the hardware)."
+            help="local/remote: a vLLM server; api: Mistral's hosted API (default: from the existing file, else the "
+            "hardware)."
         ),
     ] = None,
     provider: Annotated[
@@ -890,7 +897,8 @@ def configure(
         str | None,
         typer.Option(
             metavar="KEY",
-            help="API mode: the Mistral key to store (- reads it from standard input). Default: a reference to MISTRAL_API_KEY.",
+            help="API mode: the Mistral key to store (- reads it from standard input). Default: a reference to "
+            "MISTRAL_API_KEY.",
         ),
     ] = None,
     output: Annotated[
@@ -947,7 +955,8 @@ def setup(
     mode: Annotated[
         Mode | None,
         typer.Option(
-            help="local (vLLM here), remote (a vLLM server elsewhere) or api (Mistral). Default: from the config, else the hardware."
+            help="local (vLLM here), remote (a vLLM server elsewhere) or api (Mistral). Default: from the config, else "
+            "the hardware."
         ),
     ] = None,
     url: Annotated[

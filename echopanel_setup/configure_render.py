@@ -83,7 +83,8 @@ def render(r: ConfigureResult, json_out: bool, out: TextIO | None = None, err: T
         ui.outcome(con, "ok", f"wrote {r.plan.path} ({'0600, ' if r.plan.secret else ''}{kept})", word_width=6)
     if r.plan.provider == VOXTRAL:
         con.print(
-            'Next:     [cyan]echopanel-setup smoke[/]   ·   in a shell: [cyan]eval "$(echopanel-setup configure --shell)"[/]'
+            'Next:     [cyan]echopanel-setup smoke[/]   ·   in a shell: [cyan]eval "$(echopanel-setup configure '
+            '--shell)"[/]'
         )
 
 

@@ -128,7 +128,10 @@ def summary_line(run: DoctorRun, sym: dict[str, str]) -> str:
     parts = [f"{c['fail'] + c['crashed'] + c['timeout']} failed", warnings, f"{c['ok']} ok", f"{c['skip']} skipped"]
     took = f"{run.duration_ms / 1000:.2f} s"
     if failed:
-        return f"[bold red]{sym['fail']} Not ready for {run.mode} mode[/]: {', '.join(parts)} ({took}). Start with [bold]{failed[0].id}[/]."
+        return (
+            f"[bold red]{sym['fail']} Not ready for {run.mode} mode[/]: {', '.join(parts)} ({took}). Start with "
+            f"[bold]{failed[0].id}[/]."
+        )
     if run.exit_code:
         return f"[bold yellow]{sym['warn']} Warnings fail with --strict[/]: {', '.join(parts)} ({took})."
     return f"[bold green]{sym['ok']} Ready for {run.mode} mode[/]: {', '.join(parts)} ({took})."
@@ -188,14 +191,16 @@ def render_report(run: DoctorRun, stream: TextIO = sys.stdout) -> None:
     if f.gpu.devices:
         lines.append(f"- NVIDIA driver {f.gpu.driver_version} (CUDA {f.gpu.cuda_driver_version}), via {f.gpu.source}")
         lines += [
-            f"  - GPU {d.index}: {d.name}, {d.memory_total_mib} MiB total, {d.memory_free_mib} MiB free, CC {d.compute_capability}, MIG {d.mig_mode}"
+            f"  - GPU {d.index}: {d.name}, {d.memory_total_mib} MiB total, {d.memory_free_mib} MiB free, CC "
+            f"{d.compute_capability}, MIG {d.mig_mode}"
             for d in f.gpu.devices
         ]
     else:
         lines.append(f"- GPU: {f.gpu.source} ({f.gpu.error or f.gpu.apple_gpu or 'none'})")
     pk = ", ".join(f"{k} {v}" for k, v in f.pyenv.packages.items() if v)
     lines.append(
-        f"- Target Python {f.pyenv.version} ({f.pyenv.source}): {pk or 'no relevant packages'}; torch CUDA {f.pyenv.torch_cuda}"
+        f"- Target Python {f.pyenv.version} ({f.pyenv.source}): {pk or 'no relevant packages'}; torch CUDA "
+        f"{f.pyenv.torch_cuda}"
     )
     lines.append(f"- Mode: {run.mode} ({run.mode_reason}); exit code {run.exit_code}")
     lines += ["", "| check | status | summary |", "|---|---|---|"]

@@ -130,7 +130,7 @@ class Flow:
         opts: SetupOptions,
         ui: FlowUi,
         runner: Callable[[list[str]], int] | None = None,
-        spawn: Callable[[list[str]], subprocess.Popen] | None = None,  # type: ignore[type-arg]
+        spawn: Callable[[list[str]], subprocess.Popen] | None = None,
     ) -> None:
         """`runner` runs a step to completion, `spawn` starts `serve --exec` alongside the flow; under --json
         both send the commands' output to stderr, so stdout holds only setup's document."""
@@ -140,7 +140,7 @@ class Flow:
         self.spawn = spawn or (lambda argv: subprocess.Popen(argv, stdout=stdout))
         self.steps: list[Step] = []
         self.mode: str | None = None
-        self.server_proc: subprocess.Popen | None = None  # type: ignore[type-arg]
+        self.server_proc: subprocess.Popen | None = None
         self.started_with_delay: int | None = None  # the delay `serve` was started with in this run
 
     # --- output ---
@@ -272,11 +272,7 @@ class Flow:
 
     def _server_url(self, run: DoctorRun) -> ServerURL:
         """--url, else the server EchoPanel's config names, else vLLM's default address on this machine."""
-        return (
-            self.opts.url
-            or envconfig.configured_url(run.facts.config.values)
-            or ServerURL.parse(ports.local_url())
-        )
+        return self.opts.url or envconfig.configured_url(run.facts.config.values) or ServerURL.parse(ports.local_url())
 
     def _serve(self, run: DoctorRun) -> bool:
         server = next((r for r in run.results if r.id == "server"), None)
@@ -291,7 +287,8 @@ class Flow:
             self._line("→", "serve", "no server yet; the command that starts one:")
             if self._run_ours("serve", ["serve", *delay]):
                 self._fix(
-                    "Start it (or rerun setup with --detach to run it in the background, --exec in the foreground), then run setup again:",
+                    "Start it (or rerun setup with --detach to run it in the background, --exec in the foreground), "
+                    "then run setup again:",
                     ["echopanel-setup setup --detach"],
                 )
             return False

@@ -12,7 +12,7 @@ import sys
 try:
     from importlib import metadata
 except ImportError:  # Python < 3.8
-    metadata = None
+    metadata = None  # type: ignore[assignment]  # None: this old Python has no importlib.metadata
 
 PACKAGES = [
     "vllm",

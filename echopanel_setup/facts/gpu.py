@@ -84,7 +84,7 @@ def _nvml() -> tuple[GpuFacts | None, str | None]:
             pynvml.nvmlShutdown()
 
 
-def _nvml_processes(pynvml, handle) -> list[GpuProcess]:  # type: ignore[no-untyped-def]
+def _nvml_processes(pynvml, handle) -> list[GpuProcess]:
     seen: dict[int, GpuProcess] = {}
     for getter in (pynvml.nvmlDeviceGetComputeRunningProcesses, pynvml.nvmlDeviceGetGraphicsRunningProcesses):
         try:

@@ -153,7 +153,8 @@ class PortFacts:
     holder_pid: int | None = None
     holder_name: str | None = None
     holder_cmdline: str | None = None
-    # Where EchoPanel runs here: its backend's port, and who answers /health there (vllm, echopanel, other; None: no one).
+    # Where EchoPanel runs here: its backend's port, and who answers /health there
+    # (vllm, echopanel, other; None: no one).
     echopanel_port: int | None = None
     echopanel_port_kind: str | None = None
 
@@ -319,7 +320,7 @@ def _build(tp: Any, value: Any) -> Any:
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         return None if value is None else _build(args[0], value)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ValueError(f"expected an object for {tp.__name__}, got {type(value).__name__}")
         hints = typing.get_type_hints(tp)

@@ -64,7 +64,7 @@ def probe(
     return replace(facts, hf=hf_probe, mistral=mistral_probe, server=server_facts)
 
 
-def _probe(client, url: str, deadline: float) -> HttpProbe:  # type: ignore[no-untyped-def]
+def _probe(client, url: str, deadline: float) -> HttpProbe:
     """One GET within the shared deadline: is it reachable, and what status."""
     import httpx
 

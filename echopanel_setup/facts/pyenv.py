@@ -53,9 +53,9 @@ def discover(explicit: str | None) -> tuple[str, str]:
             return str(py), "recorded"
     vllm = shutil.which("vllm")
     if vllm:
-        py = _shebang_python(Path(vllm))
-        if py:
-            return py, "vllm-on-path"
+        shebang = _shebang_python(Path(vllm))
+        if shebang:
+            return shebang, "vllm-on-path"
     return sys.executable, "current"
 
 
@@ -164,7 +164,7 @@ def probe(python: str, source: str, use_cache: bool = True) -> PyEnvFacts:
     return _fill(facts, data)
 
 
-def _fill(facts: PyEnvFacts, data: dict) -> PyEnvFacts:  # type: ignore[type-arg]
+def _fill(facts: PyEnvFacts, data: dict) -> PyEnvFacts:
     facts.ok = True
     facts.version = data.get("version")
     facts.prefix = data.get("prefix")

@@ -84,7 +84,8 @@ def _verify_table(r: VoxtralResult, con: Any, sym: dict[str, str]) -> None:
     if bad:
         those = "that file" if len(bad) == 1 else "those files"
         con.print(
-            f"[bold red]{sym['fail']} Damaged: {', '.join(bad)}.[/] Run `{ui.esc(r.rerun)}` to download only {those} again."
+            f"[bold red]{sym['fail']} Damaged: {', '.join(bad)}.[/] Run `{ui.esc(r.rerun)}` to download only {those} "
+            "again."
         )
     else:
         con.print(f"[green]{sym['ok']}[/] All {len(r.checked)} files match their sha256 (commit {r.commit[:12]}).")

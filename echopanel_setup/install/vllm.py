@@ -108,7 +108,8 @@ def run(opts: VllmOptions, ui: Ui) -> VllmResult:
         return planned
     if free < need and state != "venv":
         raise SetupError(
-            f"not enough disk space at {disk.checked_path}: about {size(need)} needed, {size(free)} free; free some space or pass --venv on another disk"
+            f"not enough disk space at {disk.checked_path}: about {size(need)} needed, {size(free)} free; free some "
+            "space or pass --venv on another disk"
         )
     if not _confirm(ui, opts, target):
         return replace(planned, status="cancelled")
@@ -120,7 +121,8 @@ def run(opts: VllmOptions, ui: Ui) -> VllmResult:
     except OSError as exc:  # installed all the same: say how to find it without the record
         recorded = False
         ui.note(
-            f"could not record the venv in {paths.state_file()} ({exc.strerror or exc}): pass --python {target} to doctor and serve"
+            f"could not record the venv in {paths.state_file()} ({exc.strerror or exc}): pass --python {target} to "
+            "doctor and serve"
         )
     return replace(planned, status="installed", recorded=recorded, checks=_stack_results(target))
 
@@ -156,7 +158,8 @@ def requirement_specs(version: str | None) -> list[str]:
                 s.operator in ("==", "===", "<=", "~=") and bound < minimum
             ):
                 raise UsageError(
-                    f"--version {version!r}: vLLM before {minimum} has no Voxtral Realtime; ask for {minimum} or newer (default {spec})"
+                    f"--version {version!r}: vLLM before {minimum} has no Voxtral Realtime; ask for {minimum} or newer "
+                    f"(default {spec})"
                 )
         spec = str(req)
     return [spec, k.mistral_common.install_spec]
@@ -227,7 +230,8 @@ def _base_python(ui: Ui, given: str | None, target: Path, state: str) -> str:
     wanted = knowledge.load().vllm_install.python
     if version not in SpecifierSet(wanted):
         ui.note(
-            f"Python {version} at {python} is outside {wanted}, the versions vLLM publishes wheels for: if the install fails, use --python python3.12"
+            f"Python {version} at {python} is outside {wanted}, the versions vLLM publishes wheels for: if the install "
+            "fails, use --python python3.12"
         )
     return python
 

@@ -124,7 +124,7 @@ def _health(ctx: Context) -> Signal:
 def _streams(cur: Sample, ctx: Context) -> tuple[int | None, Signal]:
     lim = limits()
     if cur.sessions_active is not None:
-        streams: int | None = round(cur.sessions_active)
+        streams = round(cur.sessions_active)
         formula, estimate = "open /v1/realtime WebSockets (vllm:websocket_connections_active)", False
     elif cur.running is not None and cur.waiting is not None:
         streams = round(cur.running + cur.waiting)

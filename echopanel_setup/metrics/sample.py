@@ -55,7 +55,7 @@ def _candidates() -> dict[str, tuple[str, ...]]:
     from dataclasses import fields
 
     table = knowledge.load().watch.metrics
-    return {f.name: getattr(table, f.name) for f in fields(table) if f.name != "source"}  # type: ignore[arg-type]
+    return {f.name: getattr(table, f.name) for f in fields(table) if f.name != "source"}
 
 
 @lru_cache(maxsize=1)
@@ -76,11 +76,11 @@ def from_facts(data: dict[str, Any]) -> Sample:
     """A sample back from `to_facts` (older or hand-written snapshots may lack any field)."""
     known = {f.name for f in fields(Sample)} - {"at", "step", "inter_token"}
     values = {k: v for k, v in data.items() if k in known}
-    hists = {}
-    for name in ("step", "inter_token"):
-        h = data.get(name)
-        hists[name] = None if not h else Hist(h["sum"], h["count"], tuple((le, c) for le, c in h["buckets"]))
-    return Sample(at=0.0, **values, **hists)
+
+    def hist(h: dict[str, Any] | None) -> Hist | None:
+        return None if not h else Hist(h["sum"], h["count"], tuple((le, c) for le, c in h["buckets"]))
+
+    return Sample(at=0.0, **values, step=hist(data.get("step")), inter_token=hist(data.get("inter_token")))
 
 
 def from_text(text: str, at: float, wall: float) -> Sample:

@@ -52,9 +52,9 @@ class _JsonLog(logging.Handler):
 def load_provider(checkout: Path, package: str = "server", module: str = "provider_voxtral_official") -> Any:
     """The provider module, loaded alone from `checkout` under the package name `package`."""
     server = types.ModuleType(package)
-    server.__path__ = [str(checkout / "server")]  # type: ignore[attr-defined]
+    server.__path__ = [str(checkout / "server")]
     services = types.ModuleType(f"{package}.services")
-    services.__path__ = [str(checkout / "server" / "services")]  # type: ignore[attr-defined]
+    services.__path__ = [str(checkout / "server" / "services")]
     sys.modules[package] = server
     sys.modules[f"{package}.services"] = services
     importlib.import_module(f"{package}.services.asr_providers")

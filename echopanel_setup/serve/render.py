@@ -144,7 +144,8 @@ def explain_plan(ctx: Context, built: Built, fmt: str) -> None:
         con.print(f"  {ui.esc(n)}")
     con.print(f"  [dim]confidence {p.confidence}: {ui.esc('; '.join(p.confidence_reasons))}[/]")
     con.print(
-        f"  [dim]flags: {ui.esc(built.cmd.flags_source)}{ui.esc(f' ({built.flags_note})') if built.flags_note else ''}[/]"
+        "  [dim]flags: "
+        f"{ui.esc(built.cmd.flags_source)}{ui.esc(f' ({built.flags_note})') if built.flags_note else ''}[/]"
     )
     for s in built.cmd.skipped:
         con.print(f"[yellow]! warn[/] not emitted: {ui.esc(s)}")

@@ -73,7 +73,7 @@ def load_sdk() -> tuple[Any, Any]:
 
 async def _stream(
     client, audio_format, pcm: bytes, model: str, delay_ms: int, server_url: str, fast: bool, limits: Limits
-) -> Transcript:  # type: ignore[no-untyped-def]
+) -> Transcript:
     t = Timings()
     marks: dict[str, float] = {}
     start = time.monotonic()

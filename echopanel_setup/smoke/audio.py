@@ -100,7 +100,7 @@ class _UnsupportedWav(Exception):
     """A WAV encoding Python's `wave` cannot read (float, WAVE_FORMAT_EXTENSIBLE, compressed)."""
 
 
-def _read_wav(fh, name: str) -> tuple[bytes, int, int]:  # type: ignore[no-untyped-def]
+def _read_wav(fh, name: str) -> tuple[bytes, int, int]:
     """(16-bit little-endian interleaved frames, rate, channels); other integer widths become 16-bit."""
     try:
         with wave.open(fh, "rb") as w:
@@ -147,7 +147,7 @@ def convert(frames: bytes, rate: int, channels: int) -> bytes:
     return _le(array("h", (max(-32768, min(32767, round(s))) for s in out)))
 
 
-def resample(x, src: int, dst: int, gain: float = 1.0) -> list[float]:  # type: ignore[no-untyped-def]
+def resample(x, src: int, dst: int, gain: float = 1.0) -> list[float]:
     """Band-limited resampling by a windowed-sinc polyphase filter (anti-aliased when going down).
 
     Output sample n sits at input time n·src/dst; its taps are the filter phase for that fractional

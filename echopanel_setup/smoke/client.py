@@ -140,7 +140,7 @@ class _Received:
     audio_started: float | None = None
 
 
-async def _send_audio(ws, pcm: bytes, fast: bool, receiver: asyncio.Task, state: _Received, t: Timings) -> None:  # type: ignore[no-untyped-def]
+async def _send_audio(ws, pcm: bytes, fast: bool, receiver: asyncio.Task, state: _Received, t: Timings) -> None:
     """Append chunks (on a microphone's schedule unless `fast`), then the final commit."""
     from websockets.exceptions import ConnectionClosed
 
@@ -166,7 +166,7 @@ async def _send_audio(ws, pcm: bytes, fast: bool, receiver: asyncio.Task, state:
         raise ExternalError("the server ended the transcription before the audio was sent")
 
 
-async def _receive(ws, state: _Received) -> None:  # type: ignore[no-untyped-def]
+async def _receive(ws, state: _Received) -> None:
     from websockets.exceptions import ConnectionClosed
 
     try:
@@ -205,7 +205,7 @@ def _deltas(n: int) -> str:
     return f"{n} delta{'s' if n != 1 else ''}"
 
 
-async def _recv(ws, timeout: float, waiting_for: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+async def _recv(ws, timeout: float, waiting_for: str) -> dict[str, Any]:
     from websockets.exceptions import ConnectionClosed
 
     try:

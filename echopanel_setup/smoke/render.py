@@ -70,7 +70,8 @@ def render_human(r: SmokeResult, out: TextIO | None = None) -> None:
     t = r.transcript.timings
     server = f"vLLM {r.server_version}" if r.server_version else ("vLLM ?" if r.route != "api" else "hosted")
     con.print(
-        f"[bold]echopanel-setup smoke[/]  ·  {_WHERE[r.target.mode]} at {ui.esc(r.target.url)} ({ui.esc(server)})  ·  model {ui.esc(r.model)}"
+        f"[bold]echopanel-setup smoke[/]  ·  {_WHERE[r.target.mode]} at {ui.esc(r.target.url)} ({ui.esc(server)})  ·  "
+        f"model {ui.esc(r.model)}"
     )
     kind = f"bundled clip, {ui.esc(r.clip.description)}" if r.clip.source == "bundled" else ui.esc(r.clip.source)
     con.print(f"Audio:      {kind}, {r.clip.duration_s:.1f} s")

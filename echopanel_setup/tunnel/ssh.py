@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from echopanel_setup.errors import UsageError
 
 # ssh destinations: [user@]host or ssh://[user@]host[:port]; never an option ("-oProxyCommand=...").
-_DESTINATION = re.compile(r"^(?:ssh://)?(?:[A-Za-z0-9._%+-]+@)?(?:[A-Za-z0-9_](?:[A-Za-z0-9._-]*)|\[[0-9A-Fa-f:.]+\])(?::\d+)?$")
+_DESTINATION = re.compile(
+    r"^(?:ssh://)?(?:[A-Za-z0-9._%+-]+@)?(?:[A-Za-z0-9_](?:[A-Za-z0-9._-]*)|\[[0-9A-Fa-f:.]+\])(?::\d+)?$"
+)
 _KEEPALIVE = ("-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=3")
 
 
