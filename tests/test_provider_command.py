@@ -202,3 +202,18 @@ def test_fix_in_api_mode_names_the_sdk_install_and_where_audio_goes(tmp_path: Pa
     assert (checkout / FILE).read_text(encoding="utf-8") == template_text(), "the fix itself stays"
     code, out, _ = fix(monkeypatch, capsys, checkout, "--yes", "--force")  # this Python has the SDK
     assert code == 0, out
+
+
+@pytest.mark.slow
+def test_doctor_says_the_provider_changed_since_fix(checkout: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    (checkout / ".env").write_text("ECHOPANEL_ASR_PROVIDER=voxtral_official\n", encoding="utf-8")
+    assert fix(monkeypatch, capsys, checkout, "--yes")[0] == 0
+
+    def provider_check() -> dict:  # type: ignore[type-arg]
+        _, out, _ = run_main(monkeypatch, capsys, "doctor", "--echopanel", str(checkout), "--offline", "--json")
+        return next(c for c in json.loads(out)["checks"] if c["id"] == "echopanel.provider")
+
+    assert "changed since fix" not in json.dumps(provider_check())
+    (checkout / FILE).write_text(template_text() + "# edited by an EchoPanel update\n", encoding="utf-8")
+    check = provider_check()
+    assert check["status"] == "warn" and "EchoPanel's provider changed since fix" in check["summary"]

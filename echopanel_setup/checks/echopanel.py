@@ -151,6 +151,8 @@ def provider(facts: Facts, mode: str) -> Outcome:
             fix,
         )
     summary = f"{settings.SELECTOR}={selected} (from {source}); {chosen.describe()}"
+    if ep.provider_drift and selected == settings.VOXTRAL:
+        return Outcome(Status.WARN, ep.provider_drift, [summary, *details], Fix("", ["echopanel-setup provider check"]))
     if variant is None:
         details.insert(0, "An unknown variant: `echopanel-setup smoke --client echopanel` shows what it really does.")
         return Outcome(Status.WARN, summary, details)

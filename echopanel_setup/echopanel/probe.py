@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from echopanel_setup.echopanel import contract as contract_mod
-from echopanel_setup.echopanel import discover, dotenv
+from echopanel_setup.echopanel import discover, dotenv, fixes
 from echopanel_setup.facts.model import Contract, EchoPanelEnvFacts, EchoPanelFacts
 
 SELECTOR = contract_mod.SELECTOR
@@ -100,6 +100,7 @@ def probe(
     selected = environ.get(SELECTOR) or dotenv.read(path).values.get(SELECTOR)
     wanted = [*contract_mod.VOXTRAL_PROVIDERS, *([selected] if selected else [])]
     facts.contract = contract_mod.read(checkout.path, wanted)
+    facts.provider_drift = fixes.drift(checkout.path / contract_mod.PROVIDERS_DIR / "provider_voxtral_official.py")
     facts.env = env_facts(path, managed_keys(facts.contract), environ)
     facts.git = contract_mod.git_state(checkout.path)
     interpreter, facts.python_source = discover.backend_python(checkout.path, python)

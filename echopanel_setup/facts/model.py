@@ -276,6 +276,7 @@ class EchoPanelFacts:
     modules: dict[str, str | None] = field(default_factory=dict)  # dependency -> version ("" unknown) or None
     contract: Contract | None = None
     env: EchoPanelEnvFacts = field(default_factory=EchoPanelEnvFacts)
+    provider_drift: str | None = None  # voxtral_official no longer what `provider fix` wrote (echopanel/fixes.py)
 
 
 @dataclass
