@@ -240,6 +240,8 @@ def write_atomic(path: Path, text: str, secret: bool) -> Path | None:
     0600 when `secret`, else it keeps the old file's mode. A symlinked config is written through the
     link. Returns the backup's path, or None when there was no previous file.
     """
+    from echopanel_setup.fileio import replace_file  # only configure writes; keep it off doctor's start-up
+
     target = Path(os.path.realpath(path))
     target.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale_temps(target)
@@ -250,40 +252,10 @@ def write_atomic(path: Path, text: str, secret: bool) -> Path | None:
         old = target.read_bytes()
         old_secret = has_secret(parse(old.decode("utf-8", errors="replace")).values)
         backup = target.with_name(target.name + ".bak")
-        _replace_with(backup, old, 0o600 if old_secret else old_mode)
-    if secret:
-        mode = 0o600
-    elif old_mode is not None:
-        mode = old_mode
-    else:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    _replace_with(target, text.encode("utf-8"), mode)
+        replace_file(backup, old, 0o600 if old_secret else old_mode)
+    mode = 0o600 if secret else old_mode  # None: a new file's mode under the umask
+    replace_file(target, text.encode("utf-8"), mode)
     return backup
-
-
-def _replace_with(target: Path, data: bytes, mode: int) -> None:
-    import tempfile  # only configure writes; keep it off doctor's start-up
-
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
-        dir_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def _clean_stale_temps(target: Path) -> None:

@@ -26,6 +26,7 @@ FOUNDATIONS = {
     "versions",
     "env",
     "vllm_client",
+    "fileio",
 }
 # Readers: what is on this machine and in EchoPanel's checkout, collected once into a Facts snapshot.
 READERS = {"facts", "echopanel", "metrics"}

@@ -23,13 +23,13 @@ import contextlib
 import hashlib
 import os
 import stat
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from echopanel_setup.errors import ExternalError, UsageError
+from echopanel_setup.fileio import replace_file
 
 BOM = "\ufeff"
 _QUOTES = ("'", '"')
@@ -286,7 +286,7 @@ def write_atomic(path: Path, text: str) -> Path | None:
     if target.exists():
         mode = stat.S_IMODE(target.stat().st_mode)
         backup = _backup(target)
-    _replace_with(target, text.encode("utf-8"), mode)
+    replace_file(target, text.encode("utf-8"), mode)
     return backup
 
 
@@ -296,30 +296,9 @@ def _backup(target: Path) -> Path:
     os.chmod(folder, 0o700)
     stamp = time.strftime("%Y%m%dT%H%M%S") + f"-{time.time_ns() % 1_000_000_000:09d}"
     backup = folder / f"{_slug(target)}.{stamp}"
-    _replace_with(backup, target.read_bytes(), 0o600)
+    replace_file(backup, target.read_bytes(), 0o600)
     olds = sorted(folder.glob(f"{_slug(target)}.*"))
     for old in olds[:-_BACKUPS_KEPT]:
         with contextlib.suppress(OSError):
             old.unlink()
     return backup
-
-
-def _replace_with(target: Path, data: bytes, mode: int) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
-        dir_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)

@@ -23,6 +23,7 @@ from typing import Any
 from echopanel_setup import __version__
 from echopanel_setup.echopanel import contract, discover
 from echopanel_setup.errors import UsageError
+from echopanel_setup.fileio import replace_file
 from echopanel_setup.provider import TEMPLATE, echopanel_harness, records, template_text
 
 PROVIDERS = {"voxtral_official": TEMPLATE}
@@ -279,11 +280,11 @@ def _apply(result: ProviderResult, old: bytes | None, new: bytes, record: record
     mode = result.file.stat().st_mode & 0o7777 if result.file.exists() else 0o644
     backup = records.keep_backup(old) if old is not None else None
     if old is not None and not result.orig.exists():
-        records.atomic_write(result.orig, old, mode)
+        replace_file(result.orig, old, mode)
         result.orig_created = True
     elif result.orig.exists():
         result.notes.append(f"{result.orig.name} already holds the original from an earlier fix: kept as it is")
-    records.atomic_write(result.file, new, mode)
+    replace_file(result.file, new, mode)
     first = record if record is not None and result.orig.exists() and not result.orig_created else None
     before = first.sha256_before if first else records.sha256(old or b"")
     result.record = records.FixRecord(
@@ -311,7 +312,7 @@ def _undo(result: ProviderResult, old: bytes | None) -> None:
     if old is None:
         result.file.unlink(missing_ok=True)
     else:
-        records.atomic_write(result.file, old, result.file.stat().st_mode & 0o7777)
+        replace_file(result.file, old, result.file.stat().st_mode & 0o7777)
     if result.orig_created:
         result.orig.unlink(missing_ok=True)
     records.forget(result.file)
@@ -353,7 +354,7 @@ def _revert(opts: ProviderOptions, result: ProviderResult, ask: Ask | None, show
         result.outcome, result.exit_code, result.reason = "declined", 1, "not reverted (nothing was written)"
         return result
     mode = result.file.stat().st_mode & 0o7777 if result.file.exists() else 0o644
-    records.atomic_write(result.file, original, mode)
+    replace_file(result.file, original, mode)
     Path(record.orig).unlink(missing_ok=True)
     records.forget(result.file)
     result.outcome = "reverted"

@@ -13,8 +13,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from echopanel_setup.echopanel.fixes import FixRecord, drift, find, index, read_all, sha256
+from echopanel_setup.fileio import replace_file
 
-__all__ = ["FixRecord", "atomic_write", "drift", "find", "forget", "keep_backup", "save", "sha256"]
+__all__ = ["FixRecord", "drift", "find", "forget", "keep_backup", "save", "sha256"]
 
 
 def _dir() -> Path:
@@ -45,21 +46,5 @@ def keep_backup(data: bytes) -> Path:
     target = _dir() / "originals" / f"{sha256(data)}.py"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, data)
+        replace_file(target, data)
     return target
-
-
-def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
-    """Write `data` to `path` through a temporary file in the same directory: a crash leaves the old file or the new."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
