@@ -181,14 +181,8 @@ def _fix(opts: ProviderOptions, result: ProviderResult, ask: Ask | None, show: S
         if refusal:
             result.outcome, result.exit_code, result.reason = "refused", 1, refusal
             return result
-    result.diff = _diff(old, new, str(result.file.relative_to(result.checkout)))
-    if show is not None:
-        show(result)
-    if opts.dry_run:
-        result.outcome = "dry-run"
-        return result
-    if not opts.yes and (ask is None or not ask(f"Replace {result.file} with echopanel-setup's provider?")):
-        result.outcome, result.exit_code, result.reason = "declined", 1, "not applied (nothing was written)"
+    question = f"Replace {result.file} with echopanel-setup's provider?"
+    if not _shown_and_agreed(result, opts, old, new, show, ask, question, "not applied (nothing was written)"):
         return result
     _apply(result, old, new, record)
     result.outcome = "fixed"
@@ -268,6 +262,33 @@ def _refusal(result: ProviderResult, old: bytes | None) -> str:
     return ""
 
 
+def _shown_and_agreed(
+    result: ProviderResult,
+    opts: ProviderOptions,
+    before: bytes | None,
+    after: bytes,
+    show: Show | None,
+    ask: Ask | None,
+    question: str,
+    declined: str,
+) -> bool:
+    """Show the change, then go on only past --dry-run and with consent (--yes or a yes); else say why on `result`.
+
+    fix and revert both write into the user's checkout, so both follow this one order: diff first, never a write
+    without it being seen or agreed to.
+    """
+    result.diff = _diff(before, after, str(result.file.relative_to(result.checkout)))
+    if show is not None:
+        show(result)
+    if opts.dry_run:
+        result.outcome = "dry-run"
+        return False
+    if not opts.yes and (ask is None or not ask(question)):
+        result.outcome, result.exit_code, result.reason = "declined", 1, declined
+        return False
+    return True
+
+
 def _diff(old: bytes | None, new: bytes, name: str) -> str:
     a = (old or b"").decode("utf-8", "replace").splitlines(keepends=True)
     b = new.decode("utf-8").splitlines(keepends=True)
@@ -344,14 +365,10 @@ def _revert(opts: ProviderOptions, result: ProviderResult, ask: Ask | None, show
             f"the original is gone: neither {record.orig} nor {record.backup} holds sha256 {record.sha256_before[:12]}…"
         )
         return result
-    result.diff = _diff(current, original, str(result.file.relative_to(result.checkout)))
-    if show is not None:
-        show(result)
-    if opts.dry_run:
-        result.outcome = "dry-run"
-        return result
-    if not opts.yes and (ask is None or not ask(f"Put the original {result.file.name} back?")):
-        result.outcome, result.exit_code, result.reason = "declined", 1, "not reverted (nothing was written)"
+    question = f"Put the original {result.file.name} back?"
+    if not _shown_and_agreed(
+        result, opts, current, original, show, ask, question, "not reverted (nothing was written)"
+    ):
         return result
     mode = result.file.stat().st_mode & 0o7777 if result.file.exists() else 0o644
     replace_file(result.file, original, mode)
