@@ -62,13 +62,18 @@ _ProviderName = Annotated[
 _Checkout = Annotated[
     str | None,
     typer.Option(
-        "--echopanel", metavar="PATH", help="EchoPanel's checkout (default: ECHOPANEL_HOME, here, usual places)."
+        "--echopanel",
+        metavar="PATH",
+        help="EchoPanel's checkout (default: ECHOPANEL_HOME, the current directory or a parent, ~/EchoPanel, "
+        "~/Projects/EchoPanel, ~/src/EchoPanel, ~/code/EchoPanel).",
     ),
 ]
 _CheckoutPython = Annotated[
     str | None,
     typer.Option(
-        "--echopanel-python", metavar="PYTHON", help="The Python EchoPanel's backend runs (default <checkout>/.venv)."
+        "--echopanel-python",
+        metavar="PYTHON",
+        help="The Python (or venv) EchoPanel's backend runs on (default: <checkout>/.venv).",
     ),
 ]
 _Json = Annotated[bool, typer.Option("--json", help="Print one JSON document and nothing else on stdout.")]
@@ -95,13 +100,6 @@ def _main(
 def _echopanel_url(text: str) -> ServerURL:
     """`--url` where it stands for EchoPanel's VOXTRAL_VLLM_URL: http(s)://HOST:PORT, parsed once here."""
     return ServerURL.parse_echopanel(text, what="--url")
-
-
-_ECHOPANEL_HELP = (
-    "EchoPanel's checkout (default: ECHOPANEL_HOME, the current directory or a parent, ~/EchoPanel, "
-    "~/Projects/EchoPanel, ~/src/EchoPanel, ~/code/EchoPanel)."
-)
-_ECHOPANEL_PYTHON_HELP = "The Python (or venv) EchoPanel's backend runs on (default: <checkout>/.venv)."
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -144,8 +142,8 @@ def doctor(
         list[str] | None, typer.Option(help="Skip these checks (ids or prefixes, comma-separated).")
     ] = None,
     list_checks: Annotated[bool, typer.Option("--list", help="Print the mode × check matrix and exit.")] = False,
-    echopanel: Annotated[str | None, typer.Option(metavar="PATH", help=_ECHOPANEL_HELP)] = None,
-    echopanel_python: Annotated[str | None, typer.Option(metavar="PATH", help=_ECHOPANEL_PYTHON_HELP)] = None,
+    echopanel: _Checkout = None,
+    echopanel_python: _CheckoutPython = None,
     facts: Annotated[str | None, typer.Option(help="Replay a saved facts snapshot instead of probing.")] = None,
     cache: Annotated[
         bool,
