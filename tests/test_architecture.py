@@ -124,3 +124,18 @@ def test_templates_we_install_into_echopanel_import_nothing_of_ours() -> None:
 def test_no_module_imports_the_cli() -> None:
     offenders = [str(p) for p in sources() if unit_of(p) not in ENTRY and "cli" in imported_units(p)]
     assert not offenders, offenders
+
+
+def test_checks_helpers_stay_inside_doctor() -> None:
+    """`checks/common.py` holds the checks' own helpers; other commands use facts' and knowledge's methods instead
+    (serve reached into it for the visible GPUs and the alternatives, which are now `GpuFacts.visible()` and
+    `Knowledge.alternatives()`)."""
+    offenders = []
+    for path in sources():
+        if unit_of(path) in {"checks", "doctor"}:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        if "echopanel_setup.checks.common" in modules:
+            offenders.append(str(path.relative_to(PACKAGE.parent)))
+    assert not offenders, offenders

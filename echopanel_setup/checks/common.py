@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-from echopanel_setup import envconfig, knowledge
+from echopanel_setup import envconfig
 from echopanel_setup.facts.model import Facts, GpuDevice
 from echopanel_setup.url import is_loopback
 from echopanel_setup.versions import compute_capability
 
 
-def visible_devices(facts: Facts) -> list[GpuDevice]:
-    """The GPUs vLLM would see, honouring CUDA_VISIBLE_DEVICES given as indices (UUIDs keep all)."""
-    cvd = facts.gpu.cuda_visible_devices
-    devices = facts.gpu.devices
-    if cvd is None:
-        return devices
-    wanted = [p.strip() for p in cvd.split(",") if p.strip()]
-    if not wanted or wanted == ["-1"]:
-        return []
-    if all(p.isdigit() for p in wanted):
-        return [d for d in devices if str(d.index) in wanted]
-    return devices
-
-
 def best_gpu(facts: Facts) -> GpuDevice | None:
     """The visible GPU with the most memory among those of the highest compute capability."""
-    devices = visible_devices(facts)
+    devices = facts.gpu.visible()
     if not devices:
         return None
     return max(devices, key=lambda d: (compute_capability(d.compute_capability) or (0, 0), d.memory_total_mib or 0))
@@ -36,18 +22,6 @@ def gib(mib: float | int | None) -> str:
 
 def target_python(facts: Facts) -> str:
     return facts.pyenv.python or "python"
-
-
-def alternatives(system: str) -> list[str]:
-    """One line per alternative with its EchoPanel env lines, for platforms that cannot run vLLM."""
-    key = {"Darwin": "darwin", "Windows": "windows"}.get(system, "linux")
-    lines = []
-    for alt in knowledge.load().alternative:
-        if key not in alt.platforms:
-            continue
-        rtf = f" (RTF ≈ {alt.rtf})" if alt.rtf is not None else ""
-        lines.append(f"{alt.title}{rtf}: {'  '.join(alt.env)}")
-    return lines
 
 
 def pick_mode(facts: Facts, explicit: str | None) -> tuple[str, str]:

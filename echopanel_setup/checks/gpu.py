@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from echopanel_setup import knowledge
 from echopanel_setup.checks import REQUIRED, Fix, Outcome, Status, check
-from echopanel_setup.checks.common import alternatives, best_gpu, gib, visible_devices
+from echopanel_setup.checks.common import best_gpu, gib
 from echopanel_setup.facts.model import Facts
 from echopanel_setup.versions import compute_capability, in_range, known_compute_capability, older
 
@@ -20,7 +20,7 @@ def _describe(facts: Facts) -> list[str]:
     return [
         f"GPU {d.index}: {d.name}, {d.memory_total_mib} MiB total, {d.memory_free_mib} MiB free, "
         f"compute capability {d.compute_capability or '?'}"
-        for d in visible_devices(facts)
+        for d in facts.gpu.visible()
     ]
 
 
@@ -50,7 +50,7 @@ def compute(facts: Facts, mode: str) -> Outcome:
             [*_describe(facts), f"Source: {g.sm_source}"],
             Fix(
                 "Use a newer GPU (compute capability 8.0+), a remote vLLM server, or the Mistral API:",
-                alternatives("Linux"),
+                knowledge.load().alternatives("Linux"),
             ),
         )
     return Outcome(
@@ -114,7 +114,10 @@ def memory(facts: Facts, mode: str) -> Outcome:
             f"{dev.name}: {total} MiB total; the model needs at least {fail_below} MiB ({weights} MiB of weights "
             f"plus activations and cache)",
             _describe(facts),
-            Fix("Use a GPU with 16 GB or more, a remote vLLM server, or the Mistral API:", alternatives("Linux")),
+            Fix(
+                "Use a GPU with 16 GB or more, a remote vLLM server, or the Mistral API:",
+                knowledge.load().alternatives("Linux"),
+            ),
         )
     if total < comfortable:
         left = int(total * knowledge.load().vllm.default_gpu_memory_utilization) - weights

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from echopanel_setup import knowledge
 from echopanel_setup.checks import REQUIRED, Fix, Outcome, Status, check
-from echopanel_setup.checks.common import alternatives, visible_devices
 from echopanel_setup.facts.model import Facts
 
 
@@ -21,7 +20,7 @@ def verdict(facts: Facts, mode: str) -> Outcome:
     )
     alt_fix = Fix(
         "Pick one of these for EchoPanel (`echopanel-setup configure --mode remote|api` writes it):",
-        alternatives(p.system),
+        knowledge.load().alternatives(p.system),
     )
     if p.system == "Darwin":
         details = [
@@ -41,14 +40,17 @@ def verdict(facts: Facts, mode: str) -> Outcome:
                 "Install WSL2 with Ubuntu, then run echopanel-setup inside it: the Windows NVIDIA driver exposes the "
                 "GPU to WSL."
             ],
-            Fix("Install WSL2, or pick an alternative:", ["wsl --install -d Ubuntu", *alternatives(p.system)]),
+            Fix(
+                "Install WSL2, or pick an alternative:",
+                ["wsl --install -d Ubuntu", *knowledge.load().alternatives(p.system)],
+            ),
         )
     if p.system != "Linux":
         return Outcome(Status.FAIL, f"{p.system} is not supported by vLLM's CUDA builds", [], alt_fix)
     if not facts.gpu.devices:
         details = [f"GPU probe: {facts.gpu.error}"] if facts.gpu.error else []
         return Outcome(Status.FAIL, f"Linux without an NVIDIA GPU ({where}): run Voxtral elsewhere", details, alt_fix)
-    if not visible_devices(facts):
+    if not facts.gpu.visible():
         return Outcome(
             Status.FAIL,
             f"CUDA_VISIBLE_DEVICES={facts.gpu.cuda_visible_devices!r} hides every GPU from vLLM",

@@ -73,6 +73,19 @@ class GpuFacts:
     metal: bool | None = None  # Apple GPU with Metal
     apple_gpu: str | None = None
 
+    def visible(self) -> list[GpuDevice]:
+        """The GPUs vLLM would see, honouring CUDA_VISIBLE_DEVICES given as indices (UUIDs keep all).
+
+        A method on the facts (not in `checks/`) because doctor's checks and serve's planner both need it."""
+        if self.cuda_visible_devices is None:
+            return self.devices
+        wanted = [p.strip() for p in self.cuda_visible_devices.split(",") if p.strip()]
+        if not wanted or wanted == ["-1"]:
+            return []
+        if all(p.isdigit() for p in wanted):
+            return [d for d in self.devices if str(d.index) in wanted]
+        return self.devices
+
 
 @dataclass
 class PyEnvFacts:

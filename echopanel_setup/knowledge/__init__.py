@@ -536,6 +536,18 @@ class Knowledge(Section):
     vllm_install: VllmInstall
     watch: Watch
 
+    def alternatives(self, system: str) -> list[str]:
+        """One line per alternative for `system` (platform.system()) with its EchoPanel env lines.
+
+        Lives with the knowledge because doctor's checks and serve's refusal print the same lines."""
+        key = {"Darwin": "darwin", "Windows": "windows"}.get(system, "linux")
+        lines = []
+        for alt in self.alternative:
+            if key in alt.platforms:
+                rtf = f" (RTF ≈ {alt.rtf})" if alt.rtf is not None else ""
+                lines.append(f"{alt.title}{rtf}: {'  '.join(alt.env)}")
+        return lines
+
 
 # --- building ------------------------------------------------------------------------------------------------------
 

@@ -238,9 +238,7 @@ def _gpus(opts: ServeOptions, facts: Facts, hypothetical: bool) -> tuple[tuple[p
         # A GPU known only by its memory is assumed to be a current one (compute capability 8.0+).
         cc = base.compute_capability if base else knowledge.load().gpu.full_compute_capability
         return tuple(planner.Gpu(name, total, total, cc) for _ in range(count)), 0
-    from echopanel_setup.checks.common import visible_devices
-
-    devices = visible_devices(facts)
+    devices = facts.gpu.visible()
     gpus = [
         planner.Gpu(d.name, d.memory_total_mib, d.memory_free_mib, d.compute_capability, d.index)
         for d in devices

@@ -8,6 +8,7 @@ failed start is a result with exit code 1.
 
 from __future__ import annotations
 
+from echopanel_setup import knowledge
 from echopanel_setup.serve import context, formats, prepare, render, supervise
 from echopanel_setup.serve.context import ServeOptions
 from echopanel_setup.serve.result import Launch, Part, Planned, Refusal, ServeResult
@@ -49,7 +50,5 @@ def _plan_or_launch(opts: ServeOptions) -> Planned | Refusal | Launch:
 def _alternatives(refused: context.Refused) -> list[str]:
     """Other ways to run Voxtral where this machine cannot serve at all; a fix of its own (fewer streams, a newer
     vLLM) is in the refusal's details otherwise."""
-    from echopanel_setup.checks.common import alternatives
-
     kinds = ("platform", "no-gpu", "compute-capability", "memory", "busy")
-    return alternatives(refused.system) if refused.refusal.kind in kinds else []
+    return knowledge.load().alternatives(refused.system) if refused.refusal.kind in kinds else []
