@@ -1,11 +1,11 @@
 """How close the serve planner comes to vLLM: its KV-cache pool and stream count against what vLLM itself
 prints at start-up ("Available KV cache memory: X GiB", "Maximum concurrency for L tokens per request: Kx").
 
-Status: no GPU was lent to the task that wrote the planner, so there are no measurements yet; the ratios
-below await a GPU. The planner's figures are an upper-bound reading of vLLM's code (download-and-memory.md
-B4: the encoder's sliding window counted in decoder-token slots), so expect measured / planned >= 1 for
-concurrency if that reading is conservative, and about 1 for the KV pool if the activation, non-torch and
-graph estimates in compat.toml [serve.planner] are right.
+Status: no GPU was lent to the task that wrote the planner, so there are no measurements yet; the ratios below await a
+GPU. The planner's figures are an upper-bound reading of vLLM's code (vLLM `v1/worker/gpu_worker.py`,
+`whisper_utils.py`: the encoder's sliding window counted in decoder-token slots), so expect measured / planned >= 1 for
+concurrency if that reading is conservative, and about 1 for the KV pool if the activation, non-torch and graph
+estimates in compat.toml [serve.planner] are right.
 
 Every successful `echopanel-setup serve --exec/--detach` records vLLM's figures beside the plan in the state
 file ("serve_good"), so each start on a GPU is a data point. On a machine with an NVIDIA GPU, after

@@ -19,7 +19,7 @@ MODEL_DIR_NAME = "Voxtral-Mini-4B-Realtime-2602"
 
 
 def echopanel_config_path() -> Path:
-    """EchoPanel's env file, as DEVELOPERS.md defines it."""
+    """The per-user env file older releases of this tool wrote (EchoPanel never read it; kept to migrate it)."""
     return Path(platformdirs.user_config_dir(ECHOPANEL_APP)) / ECHOPANEL_ENV_NAME
 
 

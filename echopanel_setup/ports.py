@@ -1,10 +1,10 @@
 """Which port vLLM listens on, and the URLs that follow from it.
 
-vLLM's own default port is 8000, and so is EchoPanel's backend's (echopanel-contract.md §5): on one machine
-they collide, or EchoPanel's provider ends up talking to EchoPanel itself. So every command here (serve and
-its container formats, the URL configure writes, doctor's port check, `tunnel --remote-port`) uses one
-default, `default_port()` (8001, from the knowledge file), and a port taken from EchoPanel's config is used
-only when it is not EchoPanel's own backend port.
+vLLM's own default port is 8000, and so is EchoPanel's backend's (pranaysuyash/EchoPanel 3845da5 server/main.py:461): on
+one machine they collide, or EchoPanel's provider ends up talking to EchoPanel itself. So every command here (serve and
+its container formats, the URL configure writes, doctor's port check, `tunnel --remote-port`) uses one default,
+`default_port()` (8001, from the knowledge file), and a port taken from EchoPanel's config is used only when it is not
+EchoPanel's own backend port.
 
 The EchoPanel-port rule applies only where EchoPanel runs: a GPU host or a CI runner without an EchoPanel
 checkout may serve on 8000 as it likes. Callers say so by passing `echopanel_port=None`.

@@ -6,9 +6,9 @@ Two readings of the same text:
   a route (`/v1/realtime`, `/v1/audio/transcriptions`, `/v1`) reduced to the server's base, and a
   reverse-proxy prefix kept (`https://asr.example.com/vllm`).
 - `ServerURL.parse_echopanel` — what EchoPanel's `voxtral_official` provider can use as `VOXTRAL_VLLM_URL`:
-  it joins `{URL}/health` and `{URL}/v1/…` by string formatting, so only http(s)://HOST:PORT with no path
-  works (reference echopanel-contract.md §3). `normalise_echopanel` turns a near miss (a trailing `/`, a
-  `/v1` suffix) into that form and says what it dropped.
+  it joins `{URL}/health` and `{URL}/v1/…` by string formatting, so only http(s)://HOST:PORT with no path works
+  (pranaysuyash/EchoPanel 3845da5 server/services/provider_voxtral_official.py). `normalise_echopanel` turns a near miss
+  (a trailing `/`, a `/v1` suffix) into that form and says what it dropped.
 
 Credentials in a URL (`http://user:password@host`) are kept for the requests (`basic_auth`) and never appear
 in `str()`, `display`, `repr()` or an error message; a query string is refused (it is where signed URLs keep

@@ -1,7 +1,7 @@
 """One client for a vLLM server's plain-HTTP surface: `/health`, `/version`, `/v1/models` (and a POST for
 `smoke --http`), with their parsing and every failure classified.
 
-What vLLM answers (reference voxtral-vllm.md §2.6 and addendum 2): `/health` is an empty 200 (503 once the
+What vLLM answers (vLLM 0.16-0.33 `entrypoints/openai/api_server.py`): `/health` is an empty 200 (503 once the
 engine died) and never asks for a key; `/version` is `{"version": …}`; `/v1/models` is an OpenAI model list,
 guarded by `--api-key` like every `/v1/*` route. So the key goes to `/v1/*` only.
 
@@ -44,8 +44,9 @@ class ServerKind(str, Enum):
 
 
 def server_kind(health: Answer) -> ServerKind | None:
-    """vLLM's `/health` is an empty 200; EchoPanel's is JSON with `"service": "echopanel"`, or a JSON 401 when it
-    wants its token (vLLM's --api-key never guards /health). None when nothing answered (echopanel-contract.md §5)."""
+    """vLLM's `/health` is an empty 200; EchoPanel's is JSON with `"service": "echopanel"`, or a JSON 401 when it wants
+    its token (vLLM's --api-key never guards /health). None when nothing answered (pranaysuyash/EchoPanel 3845da5
+    server/main.py `/health`)."""
     if not health.reachable:
         return None
     body = health.json()

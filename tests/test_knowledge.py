@@ -55,6 +55,21 @@ def test_every_table_names_its_source() -> None:
         assert sources and all(s.strip() for s in sources), path
 
 
+def test_sources_are_public_or_in_this_repository() -> None:
+    """A source is a URL, an upstream file at a version, or a file in this repository: never a note that only the
+    team that wrote it can read (the research notes it was distilled from cite their own public sources)."""
+    private = re.compile(r"seed guide|\breference\b|addendum|DEVELOPERS\.md|shared/|[\w-]+\.md §")
+    repo = Path(__file__).resolve().parents[1]
+    for path, section in sections(knowledge.load()):
+        for f in dataclasses.fields(section):  # type: ignore[arg-type]
+            if not f.name.endswith("source"):
+                continue
+            text = getattr(section, f.name) or ""
+            assert not private.search(text), f"{path}.{f.name}: {text}"
+            for doc in re.findall(r"(?<!EchoPanel )(?<!vLLM )(?<![\w/.])((?:docs|tests)/[\w./-]+)", text):
+                assert (repo / doc.rstrip(".")).exists(), f"{path}.{f.name} cites {doc}: not in this repo"
+
+
 def test_every_pattern_compiles() -> None:
     k = knowledge.load()
     patterns = [p for sig in k.signature for p in sig.patterns]

@@ -191,7 +191,7 @@ def test_the_json_document_names_where_the_model_shape_came_from(machine: Machin
     doc = json.loads(run_cli(*machine.args("--json")).stdout)
     assert doc["model_arch_source"] == str(machine.model / "params.json")
     assert json.loads(replay("linux-4080.json", "--json").stdout)["model_arch_source"].startswith(
-        "built-in: download-and-memory.md B4"
+        "built-in: vLLM model_executor/models/voxtral_realtime.py"
     )
 
 

@@ -83,7 +83,7 @@ def tokenizer(facts: Facts, mode: str) -> Outcome:
             )
         return Outcome(
             Status.FAIL,
-            f"vLLM {vllm_v} + transformers {tf_v} + mistral_common {mc_v} raise the seed's tokenizer error",
+            f"vLLM {vllm_v} + transformers {tf_v} + mistral_common {mc_v} raise the known tokenizer error",
             [
                 f"The error: {k.error_text}",
                 "Cause: this vLLM's TokenizerGroup passes max_loras on to AutoTokenizer, which adds _from_auto and "

@@ -1,7 +1,7 @@
 """EchoPanel's `.env`: read it exactly as EchoPanel's backend does, and write it so EchoPanel reads what we meant.
 
-EchoPanel has its own loader (`server/main.py`, reference echopanel-contract.md §1), not python-dotenv. Its rules,
-which `parse` reproduces line for line:
+EchoPanel has its own loader (`server/main.py` `_read_dotenv_file` at pranaysuyash/EchoPanel 3845da5), not
+python-dotenv. Its rules, which `parse` reproduces line for line:
 
 - the text is split with `str.splitlines()` and each line stripped; blank lines and lines starting with `#` are
   skipped; one leading `export ` (with a space, not a tab) is removed; a line without `=` is skipped;

@@ -28,7 +28,8 @@ URL = "VOXTRAL_VLLM_URL"
 DELAY = "VOXTRAL_STREAMING_DELAY_MS"
 MODE = "VOXTRAL_MODE"
 API_KEY = "VOXTRAL_MISTRAL_API_KEY"
-# Today's published voxtral_official reads these (reference §2); used only when no checkout tells us otherwise.
+# Today's published voxtral_official reads these (pranaysuyash/EchoPanel 3845da5
+# server/services/provider_voxtral_official.py); used only when no checkout tells us otherwise.
 PUBLISHED_READS = (URL, DELAY)
 FALLBACK_NOTE = (
     "if the provider cannot load at start-up (e.g. its dependencies are missing), EchoPanel silently falls back to "

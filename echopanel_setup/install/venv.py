@@ -1,8 +1,8 @@
 """A dedicated venv for vLLM: what is at the path, the installer to use (uv when it is on PATH, else pip),
 the exact commands, and running them with their output streamed line by line.
 
-The venv keeps vLLM away from whatever else the user has installed (the seed's `pip install vllm` lands in
-the active environment, often next to a transformers that breaks it).
+The venv keeps vLLM away from whatever else the user has installed (EchoPanel's setup guide's `pip install vllm` lands
+in the active environment, often next to a transformers that breaks it).
 """
 
 from __future__ import annotations

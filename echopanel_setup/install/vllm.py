@@ -4,7 +4,7 @@
    on macOS, native Windows, without an NVIDIA GPU or below compute capability 7.5, and names the
    alternatives, using doctor's own platform and GPU checks.
 2. The disk space the venv needs is named before anything happens; --dry-run prints the exact commands.
-3. An existing venv is reused: a broken stack (the seed's tokenizer error) is repaired by upgrading in
+3. An existing venv is reused: a broken stack (the `max_loras`/`_from_auto` tokenizer error) is repaired by upgrading in
    place. The venv is recorded in the state file so doctor, serve and smoke find its Python.
 4. doctor's target-Python checks (stack.*) run on the venv and their verdict is the exit code.
 """

@@ -163,7 +163,8 @@ class MistralCommon(Section):
 
 @section
 class TokenizerKwargs(Section):
-    """The seed guide's tokenizer error: version ranges (fallback) and the markers read in installed files."""
+    """The `max_loras`/`_from_auto` tokenizer error (EchoPanel's setup guide quotes it): version ranges (fallback) and
+    the markers read in installed files."""
 
     vllm_affected: str
     transformers_affected: str

@@ -5,12 +5,13 @@ standard library only and never imports echopanel_setup. It loads the provider m
 `server.services` would import every provider (and their heavy dependencies), so `server` and `server.services`
 are stood up as bare packages pointing at the checkout and only `asr_providers` and the provider module load.
 
-Feeding follows EchoPanel (reference echopanel-contract.md §7, and its `vad_asr_wrapper.py`): with VAD on, the audio
-is cut into `chunk_seconds` windows, windows without speech are skipped (an energy gate stands in for EchoPanel's
-FireRedVAD/Silero) and `transcribe_stream` is called afresh with each speech window as a one-chunk stream, the
-window's start added to the segments' times; with VAD off, one call gets the whole stream in small chunks. Audio is
-paced like a live source, `--speed` times faster. Output: one JSON document per line on stdout (`loaded`, `segment`,
-`log`, `health`, `done`, `error`); the caller's environment is EchoPanel's (its `.env` already applied).
+Feeding follows EchoPanel (pranaysuyash/EchoPanel 3845da5 `server/services/vad_asr_wrapper.py` and
+`server/api/ws_live_listener.py`): with VAD on, the audio is cut into `chunk_seconds` windows, windows without speech
+are skipped (an energy gate stands in for EchoPanel's FireRedVAD/Silero) and `transcribe_stream` is called afresh with
+each speech window as a one-chunk stream, the window's start added to the segments' times; with VAD off, one call gets
+the whole stream in small chunks. Audio is paced like a live source, `--speed` times faster. Output: one JSON document
+per line on stdout (`loaded`, `segment`, `log`, `health`, `done`, `error`); the caller's environment is EchoPanel's (its
+`.env` already applied).
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """The memory planner: which `vllm serve` memory flags fit Voxtral Realtime on these GPUs.
 
-A pure function of data (`plan(PlanRequest) -> Plan | Refusal`): no probing, no I/O. It models what vLLM
-does at start-up (download-and-memory.md B2-B4): vLLM checks `utilisation x total` against the memory free
-*after* it created its CUDA context, then fills `utilisation x total` with weights, the activation peak of
-a dummy batch of `--max-num-batched-tokens`, non-torch memory, CUDA graphs and, last, the KV cache. This
-model's KV cache has two sliding-window groups, and the audio encoder's (1 MiB per decoder token of the
-batch budget) dwarfs the decoder's (104 KiB per token), so the batch budget, not the session length,
-decides how many streams fit. All figures are MiB per GPU.
+A pure function of data (`plan(PlanRequest) -> Plan | Refusal`): no probing, no I/O. It models what vLLM does at
+start-up (vLLM `v1/worker/gpu_worker.py` `determine_available_memory`, `v1/kv_cache_interface.py`): vLLM checks
+`utilisation x total` against the memory free *after* it created its CUDA context, then fills `utilisation x total` with
+weights, the activation peak of a dummy batch of `--max-num-batched-tokens`, non-torch memory, CUDA graphs and, last,
+the KV cache. This model's KV cache has two sliding-window groups, and the audio encoder's (1 MiB per decoder token of
+the batch budget) dwarfs the decoder's (104 KiB per token), so the batch budget, not the session length, decides how
+many streams fit. All figures are MiB per GPU.
 """
 
 from __future__ import annotations
@@ -489,7 +489,7 @@ def _attention_backend(version: str | None) -> str | None:
 
 def _explain(req: PlanRequest, p: Plan, wanted: int, eager: bool) -> None:
     """Warnings, notes and the confidence label, all in words a user can act on."""
-    reasons = ["the KV formula is read from vLLM's code (download-and-memory.md B4), not yet measured on a GPU"]
+    reasons = ["the KV formula is read from vLLM's code (voxtral_realtime.py), not yet measured on a GPU"]
     low = False
     if p.dtype == "half":
         low = True

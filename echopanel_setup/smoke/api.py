@@ -1,7 +1,7 @@
 """API mode: the same clip through Mistral's hosted realtime transcription, with the official SDK.
 
 The SDK (`mistralai[realtime]`, an optional extra) is imported only here and only when API mode runs.
-Mistral's realtime protocol is not vLLM's (reference voxtral-vllm.md §5), so it gets its own adapter;
+Mistral's realtime protocol is not vLLM's (mistralai 1.12 `extra/realtime`), so it gets its own adapter;
 unlike vLLM, the delay is a per-session setting, sent as `target_streaming_delay_ms`. The SDK takes
 `server_url`, which `--url` sets (a regional endpoint, a proxy, or a test stand-in).
 """

@@ -1,10 +1,10 @@
 """Audio for `smoke`: the bundled clip, and a user's WAV/FLAC turned into what vLLM expects.
 
-vLLM's realtime endpoint takes PCM16 little-endian, 16 kHz, mono, and does not resample (reference
-voxtral-vllm.md §2.1), so a 44.1 kHz stereo file sent as-is would be heard at the wrong speed. WAV is
-read with the standard library (`wave`), downmixed and resampled here in pure Python (a windowed-sinc
-polyphase filter, so no numpy); FLAC, and WAV encodings `wave` cannot read (float, extensible), go
-through ffmpeg or sox when one of them is installed.
+vLLM's realtime endpoint takes PCM16 little-endian, 16 kHz, mono, and does not resample (vLLM
+`entrypoints/speech_to_text/realtime/`), so a 44.1 kHz stereo file sent as-is would be heard at the wrong speed. WAV is
+read with the standard library (`wave`), downmixed and resampled here in pure Python (a windowed-sinc polyphase filter,
+so no numpy); FLAC, and WAV encodings `wave` cannot read (float, extensible), go through ffmpeg or sox when one of them
+is installed.
 """
 
 from __future__ import annotations

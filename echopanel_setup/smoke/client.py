@@ -1,10 +1,11 @@
 """A client for vLLM's realtime transcription WebSocket (`/v1/realtime`), as EchoPanel uses it.
 
-The sequence is vLLM's (reference voxtral-vllm.md §2 and addendum 2, read in 0.33.0): wait for
-`session.created`; `session.update` with the served model; a non-final `input_audio_buffer.commit`,
-which starts generation; `input_audio_buffer.append` chunks of base64 PCM16 (paced like a live
-microphone unless `fast`); a final commit; then `transcription.delta`s until `transcription.done`.
-vLLM answers a final commit without a started generation with silence, so every wait has a timeout.
+The sequence is vLLM's (read in vLLM 0.33.0 `entrypoints/speech_to_text/realtime/connection.py` and
+`examples/speech_to_text/realtime/openai_realtime_client.py`): wait for `session.created`; `session.update` with the
+served model; a non-final `input_audio_buffer.commit`, which starts generation; `input_audio_buffer.append` chunks of
+base64 PCM16 (paced like a live microphone unless `fast`); a final commit; then `transcription.delta`s until
+`transcription.done`. vLLM answers a final commit without a started generation with silence, so every wait has a
+timeout.
 """
 
 from __future__ import annotations

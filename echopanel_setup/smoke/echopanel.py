@@ -1,12 +1,12 @@
 """`smoke --client echopanel`: what EchoPanel itself will get from the server, not what a good client gets.
 
 When the checkout's Python can load its `voxtral_official`, EchoPanel's own provider code runs in that Python (a
-subprocess: `provider/echopanel_harness.py`), with EchoPanel's environment and `.env` applied by its rules and the
-clip fed as its pipeline does: 2 s windows with VAD on (its default), then one stream with VAD off. Its segments
-and its log (DEBUG included: the published provider logs its failures only there) are collected and the final
-segments scored. When it cannot load, the reason is shown and the provider's protocol is replayed instead, step by
-step, exactly as the known variant does it (reference echopanel-contract.md §3): requests, order, chunk size from
-its delay, timeouts, headers and body, each step with what EchoPanel would show.
+subprocess: `provider/echopanel_harness.py`), with EchoPanel's environment and `.env` applied by its rules and the clip
+fed as its pipeline does: 2 s windows with VAD on (its default), then one stream with VAD off. Its segments and its log
+(DEBUG included: the published provider logs its failures only there) are collected and the final segments scored. When
+it cannot load, the reason is shown and the provider's protocol is replayed instead, step by step, exactly as the known
+variant does it (pranaysuyash/EchoPanel 3845da5 server/services/provider_voxtral_official.py): requests, order, chunk
+size from its delay, timeouts, headers and body, each step with what EchoPanel would show.
 
 When EchoPanel gets no transcript, the plain realtime check (`--client realtime`) runs against the same server, to
 tell "the server does not work" from "the server works but EchoPanel cannot use it" (exit 1 either way).

@@ -1,8 +1,8 @@
 """smoke's view of a vLLM server's plain-HTTP side: is it up, what does it serve (one sentence with the next
 step for anything wrong), and the one-shot `/v1/audio/transcriptions` route (`smoke --http`).
 
-The requests and their parsing are `vllm_client`'s; this module words the failures for smoke and setup.
-`--api-key` guards every `/v1/*` route, the realtime WebSocket included (reference voxtral-vllm.md §2.6).
+The requests and their parsing are `vllm_client`'s; this module words the failures for smoke and setup. `--api-key`
+guards every `/v1/*` route, the realtime WebSocket included (vLLM `entrypoints/openai/api_server.py`, 0.16-0.33).
 """
 
 from __future__ import annotations
