@@ -1029,6 +1029,7 @@ def main() -> None:
     Under `--json` every error also prints one error document on stdout (output.error_document), so the
     commands themselves only ever write their results.
     """
+    _open_closed_std_streams()
     for stream in (sys.stdout, sys.stderr):
         if (getattr(stream, "encoding", "") or "").lower().replace("-", "") not in ("utf8", "utf_8"):
             stream.reconfigure(errors="replace")  # type: ignore[union-attr]  # a C/ASCII locale must not crash us
@@ -1036,6 +1037,12 @@ def main() -> None:
     json_command = _json_command(args)
     try:
         code = _app_for(args)(args, prog_name="echopanel-setup", standalone_mode=False)
+    except SystemExit as exc:  # Click turns a write to a closed pipe into exit 1 ("a check failed"): not ours
+        _exit_quietly_if_stdout_gone()
+        raise exc
+    except BrokenPipeError:
+        _exit_quietly_if_stdout_gone()
+        raise
     except SetupError as exc:
         _fail(str(exc), exc.exit_code, json_command)
     except KeyboardInterrupt:
@@ -1052,7 +1059,58 @@ def main() -> None:
         _internal_error(exc, json_command)
     if code == EXIT_INTERRUPTED:  # Typer turns Ctrl-C inside a command into a silent Exit(130)
         _fail("interrupted", EXIT_INTERRUPTED, json_command)
+    if code:
+        _exit_quietly_if_stdout_gone()
     sys.exit(code if isinstance(code, int) else 0)
+
+
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process that SIGPIPE ended: `git log | head -1` is 141 too
+
+
+def _open_closed_std_streams() -> None:
+    """Put /dev/null where the caller closed stdin, stdout or stderr (`>&-`): the run goes on, its output unread.
+
+    Python leaves sys.stdout None then (every print would crash), and the lowest free descriptor would be
+    handed to the next file we open: a log or a record would receive our output. Occupying 0-2 first, as
+    daemons do, keeps both from happening; the exit code still says how the run went.
+    """
+    import os
+
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", encoding="utf-8", closefd=False))  # noqa: SIM115
+
+
+def _exit_quietly_if_stdout_gone() -> None:
+    """Exit 141 without a word when whoever read stdout has gone (`doctor | head -1`).
+
+    A reader that stops early is a normal end, not a failed check (1) nor a crash (4): the best tools end as
+    SIGPIPE would end them, quietly with 141. We do not let SIGPIPE kill us instead, because `serve --exec`
+    must stop its vLLM first (that runs in the `finally` blocks this exit passes through). Whether the
+    reader has gone is asked of the descriptor (poll: POLLERR on a pipe with no reader), so a broken pipe
+    to a server never passes for this.
+    """
+    import os
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(1, select.POLLOUT)
+        gone = any(event & select.POLLERR for _fd, event in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no poll() on Windows: keep the code the run had
+        return
+    if gone:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)  # the interpreter's last flush of stdout must not complain on stderr
+        os.close(null)
+        sys.exit(EXIT_BROKEN_PIPE)
 
 
 def _json_command(args: list[str]) -> str | None:

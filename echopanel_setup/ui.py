@@ -107,12 +107,20 @@ def console(stream: TextIO | None = None) -> Console:
     from rich.console import Console
 
     stream = stream or sys.stdout
-    return Console(
+    con = Console(
         file=stream if unicode_ok(stream) else AsciiStream(stream),  # type: ignore[arg-type]
         highlight=False,
         emoji=False,
         soft_wrap=not stream.isatty(),
     )
+    con.on_broken_pipe = _broken_pipe  # type: ignore[method-assign]
+    return con
+
+
+def _broken_pipe() -> None:
+    """Rich's own answer to a reader gone away puts /dev/null on stdout and exits 1 ("a check failed"); raise
+    instead, so `cli.main` sees the closed pipe and ends the run as every other write to it does."""
+    raise BrokenPipeError
 
 
 _ASCII = str.maketrans(

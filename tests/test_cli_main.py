@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -85,3 +87,47 @@ def test_spinner_names_slow_probes_only_on_a_terminal(tmp_path):
     os.waitpid(pid, 0)
     screen = b"".join(chunks).decode("utf-8", "replace")
     assert "probing: gpu" in screen
+
+
+def _doctor_replay(fixtures: Path, **kwargs) -> subprocess.CompletedProcess[str]:
+    """doctor replaying a snapshot (a known exit code, ~40 lines of output) in a real process."""
+    snapshot = fixtures / "facts" / "linux-4090-desktop.json"
+    cmd = [sys.executable, "-m", "echopanel_setup", "doctor", "--facts", str(snapshot)]
+    return subprocess.run(cmd, text=True, stderr=subprocess.PIPE, timeout=60, **kwargs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("json_out", [False, True])
+def test_a_reader_gone_away_ends_the_run_quietly_with_141(fixtures: Path, json_out: bool):
+    """`doctor | head -1`: a pipe with no reader is not a failed check (1) nor a crash (4); it is what SIGPIPE
+    would give (141), with nothing on stderr."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        cmd = [
+            sys.executable, "-m", "echopanel_setup", "doctor",
+            "--facts", str(fixtures / "facts" / "linux-4090-desktop.json"), *(["--json"] if json_out else []),
+        ]  # fmt: skip
+        run = subprocess.run(cmd, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert (run.returncode, run.stderr) == (141, "")
+
+
+@pytest.mark.slow
+def test_closed_stdout_runs_with_its_output_discarded(fixtures: Path):
+    """`doctor >&-`: no traceback; the exit code is the one the run has with its output thrown away."""
+    discarded = _doctor_replay(fixtures, stdout=subprocess.DEVNULL)
+    closed = _doctor_replay(fixtures, stdout=None, preexec_fn=lambda: os.close(1))
+    assert "Traceback" not in closed.stderr and closed.stderr == discarded.stderr
+    assert closed.returncode == discarded.returncode == 0
+
+
+@pytest.mark.parametrize("group", [[], ["install"], ["provider"]])
+def test_a_bare_group_prints_its_whole_help(cli: Cli, group: list[str]):
+    """Click >= 8.2 squashes a bare group's help into one "Error:" line; ours is the help as --help shows it,
+    on stderr with exit 2 (it is still a command line that did not say what to do)."""
+    bare = cli(*group)
+    helped = cli(*group, "--help")
+    assert (bare.code, bare.out) == (2, "")
+    assert bare.err.strip() == helped.out.strip() and "error" not in bare.err.lower().split("options:")[0]

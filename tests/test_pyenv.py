@@ -407,3 +407,47 @@ def test_doctor_cache_and_no_cache(venvs: dict[str, Path], gpu_path: str) -> Non
     fresh = _doctor(python, gpu_path, "--no-cache")
     assert fresh["facts"]["pyenv"]["cached"] is False
     assert _checks(fresh)["stack.tokenizer"]["status"] == "fail"
+
+
+# --- what --python names must be a Python ------------------------------------------------------------------------
+
+# What Python 2.7 prints for the probes we run in it: the version when asked with -c, and (before the probe read
+# st_mtime_ns defensively) the AttributeError of its stat results. A stand-in where no real 2.7 is installed.
+FAKE_PYTHON27 = """#!/bin/sh
+if [ "$1" = "-E" ]; then printf '2.7.18'; exit 0; fi
+cat >&2 <<'TRACE'
+Traceback (most recent call last):
+  File "_target_probe.py", line 107, in _path_stamps
+AttributeError: 'posix.stat_result' object has no attribute 'st_mtime_ns'
+TRACE
+exit 1
+"""
+
+
+@pytest.mark.parametrize("named", ["/bin/ls", "script", ""])
+def test_what_is_not_a_python_is_a_usage_error(cli, tmp_path: Path, named: str) -> None:
+    """`--python /bin/ls`, a shell script or "" exit 2 with one line (the help promises it); "" never means our
+    own interpreter, and nothing is handed our probe script."""
+    if named == "script":
+        named = str(_script(tmp_path / "script", "echo hello\n"))
+    run = cli("doctor", "--python", named, "--offline", "--json")
+    assert run.code == 2 and run.json()["error"]["kind"] == "usage"
+    expected = "is empty" if not named else f"--python {named}: not a Python interpreter"
+    assert expected in run.err and len(run.err.strip().splitlines()) == 1
+
+
+def test_an_old_python_answers_as_a_python(tmp_path: Path) -> None:
+    """Python 2.7 is a Python: --python accepts it, and doctor's verdict (not a usage error) says it is too old."""
+    fake = str(_script(tmp_path / "python2.7", FAKE_PYTHON27.split("\n", 1)[1]))
+    assert pyenv.resolve_explicit(fake) == fake
+    facts = pyenv.probe(fake, "--python")
+    assert not facts.ok and "st_mtime_ns" in (facts.error or "")
+
+
+@pytest.mark.skipif(not (PYENV_ROOT / "2.7.18" / "bin" / "python2.7").exists(), reason="no Python 2.7 here")
+def test_probe_reports_the_version_of_python_27(gpu_path: str) -> None:
+    """The real 2.7 runs the whole probe (no st_mtime_ns there): doctor names its version as too old."""
+    doc = _doctor(str(PYENV_ROOT / "2.7.18" / "bin" / "python2.7"), gpu_path)
+    assert doc["facts"]["pyenv"]["version"] == "2.7.18" and doc["facts"]["pyenv"]["error"] is None
+    check = _checks(doc)["stack.python"]
+    assert check["status"] == "fail" and "Python 2.7.18" in check["summary"], check

@@ -98,13 +98,19 @@ def main():
     sys.stdout.write(json.dumps(out))
 
 
+def _mtime_ns(st):
+    """st_mtime_ns, which Python 2.7 lacks: there the probe must still report the version it found."""
+    ns = getattr(st, "st_mtime_ns", None)
+    return ns if ns is not None else int(st.st_mtime * 1e9)
+
+
 def _path_stamps():
     """(dir, mtime_ns) of every import directory: installing or removing a package changes one of them."""
     stamps = []
     for entry in sys.path[1:]:  # sys.path[0] is this script's own directory
         try:
             if entry and os.path.isdir(entry):
-                stamps.append([entry, os.stat(entry).st_mtime_ns])
+                stamps.append([entry, _mtime_ns(os.stat(entry))])
         except OSError:
             continue
     return stamps

@@ -27,8 +27,51 @@ class BadPythonError(UsageError):
     """`--python` names something that is not a runnable interpreter."""
 
 
+# Asked of an explicit --python before anything else runs in it: no file argument (a `--python /bin/rm` must not
+# be handed our probe script), no site or environment (fast, and a broken site-packages still answers), and
+# valid in every Python ever shipped, 2.7 included.
+_VERSION_CODE = "import sys; sys.stdout.write('%d.%d.%d' % tuple(sys.version_info[:3]))"
+
+
 def resolve_explicit(path: str) -> str:
-    """Accept an interpreter or a venv directory; raise BadPythonError with what to do otherwise."""
+    """Accept an interpreter or a venv directory; raise BadPythonError with what to do otherwise.
+
+    What is named must answer as a Python (any version: an old one gets doctor's verdict on its version, not
+    a usage error), so `--python /bin/ls` or a shell script is refused here, as usage, before any probe.
+    """
+    if not path.strip():
+        raise BadPythonError("--python is empty; pass the python of the venv that runs vLLM, or leave --python out")
+    python = _existing(path)
+    if _interpreter_version(python, path) == "":
+        raise BadPythonError(
+            f"--python {path}: not a Python interpreter (it did not print its version when asked); "
+            "pass the python of the venv that runs vLLM"
+        )
+    return python
+
+
+def _interpreter_version(python: str, named: str) -> str | None:
+    """ "X.Y.Z" as `python` reports it, "" when it answers as something else, None when it does not answer in
+    time (the probe then reports the hang as a finding: a Python on a stalled network disk is still a Python)."""
+    try:
+        out = subprocess.run(
+            [python, "-E", "-S", "-c", _VERSION_CODE],
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            timeout=PROBE_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    except OSError as exc:
+        message = f"--python {named}: cannot be run ({exc.strerror or exc}); pass a Python interpreter"
+        raise BadPythonError(message) from None
+    text = out.stdout.decode("ascii", "replace").strip()
+    return text if out.returncode == 0 and re.fullmatch(r"\d+\.\d+\.\d+", text) else ""
+
+
+def _existing(path: str) -> str:
+    """The interpreter `path` names (a venv root gives its bin/python), or BadPythonError."""
     p = Path(path).expanduser()
     if p.is_dir():
         for candidate in (p / "bin" / "python", p / "Scripts" / "python.exe"):
@@ -44,7 +87,7 @@ def resolve_explicit(path: str) -> str:
 
 def discover(explicit: str | None) -> tuple[str, str]:
     """(interpreter, how it was chosen)."""
-    if explicit:
+    if explicit is not None:  # `--python ""` is a mistake to report, not a request for our own interpreter
         return resolve_explicit(explicit), "--python"
     venv = paths.read_state().get("vllm_venv")
     if venv:
