@@ -204,6 +204,21 @@ def redact(text: str) -> str:
     return _QUERY.sub("?…", _USERINFO.sub(r"\1***@", text.strip()))
 
 
+_URL_IN_TEXT = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)([^\s'\"<>]*)")
+
+
+def scrub(text: str) -> str:
+    """Free text (an exception's message) with every URL in it cut to scheme://host/path: a signed CDN URL
+    keeps `X-Amz-Signature`, `Expires` and its other secrets in the query, a proxy URL its password in the
+    userinfo. Used wherever a library's error text reaches the user."""
+
+    def cut(m: re.Match[str]) -> str:
+        authority, slash, path = _QUERY.sub("", m.group(2)).partition("/")
+        return m.group(1) + authority.rpartition("@")[2] + slash + path
+
+    return _URL_IN_TEXT.sub(cut, text)
+
+
 def _hint(text: str) -> str:
     """A scheme-less `HOST:PORT` is the common slip: offer the http:// form."""
     return f"; did you mean http://{redact(text)}?" if "://" not in text and text.strip() else ""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -11,10 +13,10 @@ from test_install_hub import point_at
 
 from echopanel_setup.install import fetch
 from echopanel_setup.install import hub as hub_mod
-from echopanel_setup.install.digest import Expected
+from echopanel_setup.install.digest import Expected, Follower
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "hub"))
-from hub_server import MIB, REPO, HubStandIn  # noqa: E402
+from hub_server import MIB, REPO, Answer, HubStandIn  # noqa: E402
 
 BIG = "consolidated.safetensors"
 
@@ -153,3 +155,93 @@ def test_a_throttled_transfer_arrives_in_one_piece(
     run = Run(hub, tmp_path)
     assert run.expected.matches(run())
     assert run.cdn_ranges() == [None] and run.notes == []
+
+
+class _HeldHasher(Follower):
+    """The real hasher, held back until `release` is set: a resumed file's kept prefix that is still being re-read."""
+
+    def __init__(self, path: Path, expected: Expected) -> None:
+        super().__init__(path, expected)
+        self.release = threading.Event()
+
+    def run(self) -> None:
+        self.release.wait(30)
+        super().run()
+
+
+def test_progress_never_shows_done_while_the_hash_is_behind(hub: HubStandIn, tmp_path: Path) -> None:
+    """The bar once reached 100 % with the last byte while the kept prefix was still being hashed."""
+    run = Run(hub, tmp_path)
+    offset = run.partial.begin(run.content.sha256, run.content.size)
+    prefix = MIB + 17
+    run.partial.path.write_bytes(run.content.read()[:prefix])
+    hasher = _HeldHasher(run.partial.path, run.expected)
+    hasher.advance(prefix)
+    hasher.start()
+    waited: list[int] = []
+    seen_at_release: list[int] = []
+
+    def hashing() -> None:
+        waited.append(run.progress)
+
+    def release_when_all_bytes_are_in() -> None:
+        deadline = time.monotonic() + 20
+        while hub.bytes_sent(BIG) < run.content.size - prefix and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)
+        seen_at_release.append(run.progress)
+        hasher.release.set()
+
+    releaser = threading.Thread(target=release_when_all_bytes_are_in)
+    releaser.start()
+    run.progress = prefix
+    digest = fetch.transfer(
+        run.partial,
+        prefix,
+        run.expected,
+        lambda: hub_mod.locate(REPO, hub.commit, BIG),
+        on_bytes=run._count,
+        note=run.notes.append,
+        policy=run.policy,
+        hasher=hasher,
+        hashing=hashing,
+    )
+    releaser.join()
+    assert offset == 0 and run.expected.matches(digest)
+    assert seen_at_release == [prefix]  # every byte received, none of the new ones hashed: nothing more shown
+    assert waited == [prefix]  # told "verifying" while the hash caught up
+    assert run.progress == run.content.size  # and complete once it did
+
+
+def test_a_complete_partial_is_hashed_without_a_request(hub: HubStandIn, tmp_path: Path) -> None:
+    run = Run(hub, tmp_path)
+    run.partial.begin(run.content.sha256, run.content.size)
+    run.partial.path.write_bytes(run.content.read())
+    assert run.expected.matches(run())
+    assert run.cdn_ranges() == [] and run.progress == run.content.size
+
+
+def test_a_429_from_the_cdn_waits_as_asked_and_never_shows_the_signed_url(hub: HubStandIn, tmp_path: Path) -> None:
+    """Retry notes used to quote the CDN URL with its X-Amz-Signature, and ignore Retry-After."""
+    hub.faults.answers = [Answer("cdn", "/blobs/", 429, {"Retry-After": "0"})]
+    run = Run(hub, tmp_path)
+    assert run.expected.matches(run())
+    assert run.notes == [
+        f"{hub.cdn[7:]} answered 429 Too Many Requests, asking to wait 0 s: resuming at byte 0 (retry 1 of 3, in 1 s)"
+    ]
+    hub.faults.answers = [Answer("cdn", "/blobs/", 503)]
+    run = Run(hub, tmp_path / "again", retries=0)
+    with pytest.raises(fetch.TransferError) as info:
+        run()
+    assert str(info.value) == f"{hub.cdn[7:]} answered 503 Service Unavailable"
+
+
+def test_an_error_from_the_cdn_is_shown_without_the_query(hub: HubStandIn, tmp_path: Path) -> None:
+    hub.faults.answers = [Answer("cdn", "/blobs/", 410)]
+    run = Run(hub, tmp_path)
+    with pytest.raises(Exception) as info:
+        run()
+    assert "X-Amz-Signature" in str(info.value)  # what huggingface_hub's error says
+    line = str(hub_mod.error(info.value, repo=REPO, revision=hub.commit, name=BIG))
+    assert "answered 410" in line and f"{hub.cdn}/blobs/" in line, line
+    assert "X-Amz-Signature" not in line and "stand-in" not in line

@@ -18,7 +18,7 @@ from echopanel_setup.errors import ExternalError
 from echopanel_setup.install import hub as hub_mod
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "hub"))
-from hub_server import REPO, HubStandIn  # noqa: E402
+from hub_server import REPO, Answer, HubStandIn  # noqa: E402
 
 NEEDED = ["consolidated.safetensors", "params.json", "tekken.json"]
 
@@ -39,7 +39,7 @@ def hub(monkeypatch: pytest.MonkeyPatch):
 
 def _error(**kw: object) -> str:
     with pytest.raises(ExternalError) as info:
-        hub_mod.resolve(REPO, str(kw.get("revision", "main")), NEEDED)
+        hub_mod.resolve(REPO, str(kw.get("revision", "main")), NEEDED, backoff=hub_mod.Backoff(retries=0))
     return str(info.value)
 
 
@@ -149,3 +149,47 @@ def test_transient_errors_are_the_retryable_ones(hub: HubStandIn) -> None:
     with pytest.raises(GatedRepoError) as info:
         hub_mod.locate(REPO, hub.commit, "tekken.json")
     assert not hub_mod.transient(info.value)
+
+
+def test_metadata_calls_retry_as_huggingface_hub_does(hub: HubStandIn) -> None:
+    """model_info and paths-info had no retry: one 503 or 429 from the Hub ended the install."""
+    hub.faults.answers = [
+        Answer("hub", "/revision/main", 503),
+        Answer("hub", "/paths-info/", 429, {"Retry-After": "0"}),
+    ]
+    notes: list[str] = []
+    fast = hub_mod.Backoff(retries=2, base_s=0.01)
+    remote = hub_mod.resolve(REPO, "main", NEEDED, backoff=fast, note=notes.append)
+    assert remote.commit == hub.commit and hub.faults.answers == []
+    assert notes[0] == (
+        f"asking the Hub for the commit: {hub.endpoint[7:]} answered 503 Service Unavailable; retry 1 of 2 in 0.01 s"
+    )
+    # The 429's Retry-After is kept, plus huggingface_hub's extra second, instead of the 0.01 s backoff.
+    assert notes[1] == (
+        f"asking the Hub for the file sizes: {hub.endpoint[7:]} answered 429 Too Many Requests, asking to wait 0 s; "
+        "retry 1 of 2 in 1 s"
+    )
+
+
+def test_metadata_retries_give_up_with_the_hubs_answer(hub: HubStandIn) -> None:
+    hub.faults.answers = [Answer("hub", "/revision/main", 503), Answer("hub", "/revision/main", 503)]
+    with pytest.raises(ExternalError, match="the Hub answered 503"):
+        hub_mod.resolve(REPO, "main", NEEDED, backoff=hub_mod.Backoff(retries=1, base_s=0.01))
+
+
+def test_the_wait_a_server_asks_for_is_read_as_huggingface_hub_reads_it() -> None:
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError
+
+    def answer(status: int, **headers: str) -> HfHubHTTPError:
+        request = httpx2.Request("GET", "https://cdn.example/blob?X-Amz-Signature=s3cr3t&Expires=1")
+        return HfHubHTTPError("failed", response=httpx2.Response(status, headers=headers, request=request))
+
+    backoff = hub_mod.Backoff()
+    assert backoff.wait(answer(429, **{"Retry-After": "30"}), 1) == 31
+    assert backoff.wait(answer(429, ratelimit='"api";r=0;t=55'), 1) == 56
+    assert backoff.wait(answer(503, **{"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}), 3) == 4  # a date: backoff
+    assert backoff.wait(answer(502), 5) == 8  # capped as huggingface_hub caps it
+    assert hub_mod.transient(answer(429)) and hub_mod.transient(answer(408)) and not hub_mod.transient(answer(501))
+    words = hub_mod.failure(answer(429, **{"Retry-After": "30"}))
+    assert words == "cdn.example answered 429 Too Many Requests, asking to wait 30 s"

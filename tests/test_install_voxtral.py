@@ -208,6 +208,46 @@ def test_kill_9_mid_file_then_rerun_resumes_at_the_byte(hub: HubStandIn, model_d
     assert_installed(hub, model_dir)
 
 
+def _killed_before_the_rename(hub: HubStandIn, model_dir: Path, content: bytes) -> Path:
+    """What a kill between the last byte and the rename leaves: a full partial file and its version record."""
+    work = model_dir / ".echopanel-download"
+    work.mkdir(parents=True)
+    part = work / f"{BIG}.part"
+    part.write_bytes(content)
+    sha = hub.files[BIG].content.sha256
+    (work / f"{BIG}.part.json").write_text(json.dumps({"etag": sha, "size": hub.files[BIG].content.size}))
+    return part
+
+
+@pytest.mark.slow
+def test_a_kill_after_the_last_byte_is_finished_by_the_next_run(hub: HubStandIn, model_dir: Path) -> None:
+    """Every later run used to die with "AssertionError: every step ends with a digest" (exit 4)."""
+    content = hub.files[BIG].content.read()
+    _killed_before_the_rename(hub, model_dir, content)
+    proc = install(hub, "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    big = next(f for f in doc["files"] if f["name"] == BIG)
+    assert big["action"] == "resume" and big["outcome"] == "resumed" and big["reused_bytes"] == len(content)
+    assert downloads(hub).count(BIG) == 0  # hashed and moved into place, not fetched again
+    assert_installed(hub, model_dir)
+
+
+@pytest.mark.slow
+def test_a_complete_but_wrong_partial_is_discarded_and_fetched_again(hub: HubStandIn, model_dir: Path) -> None:
+    content = bytearray(hub.files[BIG].content.read())
+    content[12345] ^= 0xFF
+    _killed_before_the_rename(hub, model_dir, bytes(content))
+    plan = install(hub, "--dry-run")
+    assert "every byte kept from the last run: will be checked" in plan.stdout
+    proc = install(hub)
+    assert proc.returncode == 0, proc.stderr
+    assert f"Checking {BIG}: all {len(content):,} bytes were downloaded by the last run" in proc.stdout
+    assert "were damaged" in proc.stdout and "downloading it from the start" in proc.stdout
+    assert downloads(hub).count(BIG) == 1
+    assert_installed(hub, model_dir)
+
+
 @pytest.mark.slow
 def test_ctrl_c_exits_130_with_a_one_line_resume_hint(hub: HubStandIn, model_dir: Path) -> None:
     hub.faults.throttle_bps = MIB // 4  # ~10 s left after the 512 KiB mark: Ctrl-C lands mid-transfer even under load
@@ -428,6 +468,29 @@ def test_offline_rerun_rechecks_a_touched_file_locally_and_refuses_a_damaged_one
     damaged = install(hub, env={"HF_HUB_OFFLINE": "1"})
     assert damaged.returncode == 3
     assert f"HF_HUB_OFFLINE=1 and {BIG} cannot be used" in one_error_line(damaged)
+
+
+def _namespaces() -> bool:
+    return (
+        shutil.which("unshare") is not None
+        and subprocess.run(["unshare", "-Urm", "true"], capture_output=True).returncode == 0
+    )
+
+
+@pytest.mark.slow
+def test_verify_on_a_read_only_model_dir_only_reads(hub: HubStandIn, model_dir: Path) -> None:
+    """--verify crashed (exit 4) writing its manifest into a read-only dir, even with every file intact."""
+    if not _namespaces():
+        pytest.skip("needs unshare -Urm (user and mount namespaces) for a read-only bind mount")
+    assert install(hub).returncode == 0
+    hub.stop()
+    verify = f"{sys.executable} -m echopanel_setup install voxtral --verify"
+    script = f"mount --bind {model_dir} {model_dir} && mount -o remount,ro,bind {model_dir} && {verify}"
+    proc = subprocess.run(["unshare", "-Urm", "bash", "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert f"All {len(NEEDED)} files match their sha256" in proc.stdout, proc.stdout
+    assert "the result is not recorded" in proc.stdout and "Read-only file system" in proc.stdout
+    assert "Traceback" not in proc.stderr and not proc.stderr.strip()
 
 
 def test_verify_without_an_install_says_what_to_run(hub: HubStandIn) -> None:

@@ -189,3 +189,17 @@ def test_normalise_echopanel_refuses_other_paths_and_schemes(text: str) -> None:
 def test_values_compare_and_hash() -> None:
     assert ServerURL.parse("ws://gpu:1/v1/realtime") == ServerURL.parse("http://gpu:1/")
     assert len({ServerURL.parse("http://gpu:1"), ServerURL.parse("http://gpu:1/v1")}) == 1
+
+
+def test_scrub_cuts_every_url_in_free_text_to_host_and_path() -> None:
+    from echopanel_setup.url import scrub
+
+    text = (
+        "429 Client Error: Too Many Requests for url: https://cdn-lfs.hf.co/repos/ab/cd?X-Amz-Signature=s3cr3t&"
+        "Expires=1767225600 (via socks5://alice:pw@proxy:1080)"
+    )
+    assert (
+        scrub(text)
+        == "429 Client Error: Too Many Requests for url: https://cdn-lfs.hf.co/repos/ab/cd (via socks5://proxy:1080)"
+    )
+    assert scrub("no url, just words?") == "no url, just words?"

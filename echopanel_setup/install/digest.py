@@ -86,6 +86,8 @@ class Follower(threading.Thread):
         self._path = path
         self._hashes = _Hashes(expected.size, git=expected.sha256 is None)
         self._limit = 0
+        self._pos = 0
+        self._listener: Callable[[int], None] | None = None
         self._closed = False
         self._aborted = False
         self._cv = threading.Condition()
@@ -95,6 +97,15 @@ class Follower(threading.Thread):
         with self._cv:
             self._limit = written
             self._cv.notify()
+
+    @property
+    def hashed(self) -> int:
+        """Bytes hashed so far: a download is only as far along as this (the file is usable once it matches)."""
+        return self._pos
+
+    def listen(self, listener: Callable[[int], None] | None) -> None:
+        """Call `listener(hashed)` from the hashing thread after each block (a progress display follows it)."""
+        self._listener = listener
 
     def run(self) -> None:
         buf = bytearray(BLOCK)
@@ -115,6 +126,9 @@ class Follower(threading.Thread):
                             raise OSError(f"{self._path} is shorter than the {limit} bytes written to it")
                         self._hashes.update(view[:n])
                         pos += n
+                        self._pos = pos
+                        if self._listener is not None:
+                            self._listener(pos)
         except BaseException as exc:  # noqa: BLE001 - handed to finish() in the writer's thread
             self._error = exc
 

@@ -4,6 +4,8 @@ Bytes go into `<dir>/.echopanel-download/<name>.part`, described by `<name>.part
 file version). A later run continues that file from its last byte with `Range: bytes=N-`, but only while the
 etag and size still match; anything else starts over. A `digest.Follower` thread hashes the file as it grows
 (re-reading the kept prefix first after a resume), so the sha256 is ready the moment the last byte lands.
+Progress is reported as bytes both received and hashed: a resumed file whose kept prefix is still being
+re-read never shows as done while its hash is behind.
 
 Failures: a read that gets no byte for `stall_s` is a stall; a stall or a broken connection is retried
 from the current byte, up to `retries` times in a row without progress (the count resets whenever bytes
@@ -15,6 +17,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +29,7 @@ from echopanel_setup.install import hub
 from echopanel_setup.install.digest import Digest, Expected, Follower
 
 WORK_DIR = ".echopanel-download"
-MAX_BACKOFF_S = 30.0
+MAX_BACKOFF_S = 8.0  # huggingface_hub's cap (`http_backoff` max_wait_time)
 _FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}  # the filesystem takes no more bytes
 
 
@@ -142,18 +145,21 @@ def transfer(
     note: Callable[[str], None],
     policy: Policy,
     hasher: Follower | None = None,
+    hashing: Callable[[], None] | None = None,
 ) -> Digest:
     """Fetch the rest of the file from `offset` into the partial; returns the digest of the whole file.
 
-    `hasher` may already be hashing the kept bytes (Partial.prehash); otherwise one starts here."""
-    state = _State(partial.path, expected, offset, hasher)
+    `hasher` may already be hashing the kept bytes (Partial.prehash); otherwise one starts here. `on_bytes`
+    gets the growth of "received and hashed" (the first `offset` bytes count as shown already); `hashing`
+    is called when every byte is in but the hash is still behind (a display says "verifying")."""
+    state = _State(partial.path, expected, offset, hasher, on_bytes)
     fd = os.open(partial.path, os.O_WRONLY | getattr(os, "O_BINARY", 0))
     failures = 0
     try:
         while state.offset < expected.size:
             reached = state.offset
             try:
-                _attempt(fd, state, locate, on_bytes, note, policy)
+                _attempt(fd, state, locate, note, policy)
             except Exception as exc:  # noqa: BLE001 - transient network errors are retried, the rest re-raised
                 if isinstance(exc, OSError) and exc.errno in _FULL:
                     raise DiskFull(
@@ -164,6 +170,8 @@ def transfer(
                 failures = _retry_or_give_up(exc, state, reached, failures, note, policy)
             else:
                 failures = 0
+        if hashing is not None and state.hasher.hashed < expected.size:
+            hashing()
         return state.finish()
     except BaseException:
         state.hasher.abort()
@@ -173,10 +181,17 @@ def transfer(
 
 
 class _State:
-    def __init__(self, path: Path, expected: Expected, offset: int, hasher: Follower | None) -> None:
+    """One file's transfer: bytes received (`offset`), the hasher following them, and what was reported."""
+
+    def __init__(
+        self, path: Path, expected: Expected, offset: int, hasher: Follower | None, on_bytes: Callable[[int], None]
+    ) -> None:
         self.path, self.expected, self.offset = path, expected, offset
         self.host = ""
-        self.hasher = hasher or self._new_hasher()
+        self._on_bytes = on_bytes
+        self._shown = offset  # the caller's display already counts the kept bytes
+        self._lock = threading.Lock()
+        self.hasher = self._follow(hasher or self._new_hasher())
 
     def _new_hasher(self) -> Follower:
         hasher = Follower(self.path, self.expected)
@@ -184,22 +199,42 @@ class _State:
         hasher.start()
         return hasher
 
+    def _follow(self, hasher: Follower) -> Follower:
+        hasher.listen(lambda _: self.report())
+        return hasher
+
+    def received(self, n: int) -> None:
+        self.offset += n
+        self.hasher.advance(self.offset)
+        self.report()
+
+    def report(self) -> None:
+        """Move the display to min(received, hashed): called from this thread and from the hasher's."""
+        with self._lock:
+            done = min(self.offset, self.hasher.hashed)
+            if done > self._shown:
+                self._on_bytes(done - self._shown)
+                self._shown = done
+
     def restart(self, fd: int) -> None:
         """The server ignored our Range: forget the kept bytes and start the file over."""
         self.hasher.abort()
         os.ftruncate(fd, 0)
-        self.offset = 0
-        self.hasher = self._new_hasher()
+        with self._lock:
+            self._on_bytes(-self._shown)
+            self._shown = self.offset = 0
+        self.hasher = self._follow(self._new_hasher())
 
     def finish(self) -> Digest:
-        return self.hasher.finish()
+        digest = self.hasher.finish()
+        self.report()
+        return digest
 
 
 def _attempt(
     fd: int,
     state: _State,
     locate: Callable[[], hub.Source],
-    on_bytes: Callable[[int], None],
     note: Callable[[str], None],
     policy: Policy,
 ) -> None:
@@ -223,7 +258,6 @@ def _attempt(
         hf_raise_for_status(response)
         if state.offset and response.status_code != 206:
             note(f"{state.host} ignored the byte range: starting this file over")
-            on_bytes(-state.offset)
             state.restart(fd)
         elif state.offset and not response.headers.get("Content-Range", "").startswith(f"bytes {state.offset}-"):
             raise ExternalError(
@@ -233,14 +267,12 @@ def _attempt(
         os.lseek(fd, state.offset, os.SEEK_SET)
         for chunk in response.iter_bytes():
             _write_all(fd, chunk)
-            state.offset += len(chunk)
-            if state.offset > size:
+            if state.offset + len(chunk) > size:
                 raise ExternalError(
                     f"{state.host} sent more than the {size} bytes the Hub listed: the download was discarded, run "
                     "again"
                 )
-            state.hasher.advance(state.offset)
-            on_bytes(len(chunk))
+            state.received(len(chunk))
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -261,8 +293,13 @@ def _retry_or_give_up(
     what = f"no data from {host} for {policy.stall_s:g} s" if stalled else _reason(exc, host)
     if failures > policy.retries:
         raise TransferError(what, state.offset) from exc
-    # The first retry after a break is immediate (a dropped connection is usually just that); then back off.
-    wait = 0.0 if stalled or failures == 1 else min(policy.backoff_s * 2 ** (failures - 2), MAX_BACKOFF_S)
+    # A wait the server asks for (429, Retry-After) is kept, as huggingface_hub keeps it. Otherwise the first
+    # retry after a break is immediate (a dropped connection is usually just that); then back off.
+    asked = hub.asked_wait(exc)
+    if asked is not None:
+        wait = asked
+    else:
+        wait = 0.0 if stalled or failures == 1 else min(policy.backoff_s * 2 ** (failures - 2), MAX_BACKOFF_S)
     note(
         f"{what}: resuming at byte {state.offset:,} (retry {failures} of "
         f"{policy.retries}{f', in {wait:g} s' if wait else ''})"
@@ -273,11 +310,9 @@ def _retry_or_give_up(
 
 
 def _reason(exc: BaseException, host: str) -> str:
+    """What went wrong, naming the host only: the URL of a CDN request is signed, its query is a secret."""
     import httpx2
 
     if isinstance(exc, (httpx2.RemoteProtocolError, httpx2.ReadError)):
         return f"the connection to {host} broke"
-    if isinstance(exc, httpx2.TransportError):
-        return hub.describe_network(exc, f"http://{host}")
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return f"{host} failed: {first}"
+    return hub.failure(exc)

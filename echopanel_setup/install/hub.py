@@ -9,11 +9,17 @@ maps through the same classes.
 
 from __future__ import annotations
 
+import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from echopanel_setup.errors import ExternalError, SetupError, UsageError
+from echopanel_setup.url import scrub
+
+T = TypeVar("T")
 
 CONNECT_TIMEOUT_S = 10.0
 API_TIMEOUT_S = 30.0
@@ -24,6 +30,21 @@ _DNS_MARKERS = (
     "getaddrinfo failed",
     "no address associated",
 )
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """huggingface_hub's retry rules for its own calls (2.4.0 `utils/_http.py`, `http_backoff`): up to
+    `retries` retries of a timeout, a network or protocol error, or a 408/429/500/502/503/504 answer; the wait
+    is what a 429 or `Retry-After` asks for (plus 1 s), else `base_s` doubled after each try, at most `max_s`."""
+
+    retries: int = 5
+    base_s: float = 1.0
+    max_s: float = 8.0
+
+    def wait(self, exc: BaseException, tries: int) -> float:
+        asked = asked_wait(exc)
+        return asked if asked is not None else min(self.max_s, self.base_s * 2 ** (tries - 1))
 
 
 @dataclass(frozen=True)
@@ -99,7 +120,30 @@ def _session_defaults() -> None:
     set_client_factory(factory)
 
 
-def resolve(repo: str, revision: str, names: list[str]) -> Remote:
+def retrying(call: Callable[[], T], *, what: str, backoff: Backoff, note: Callable[[str], None]) -> T:
+    """`call()`, retried as huggingface_hub retries its own requests (HfApi's metadata calls have no retry of
+    their own); each wait is announced, so a rate limit reads as one and not as a hang."""
+    tries = 0
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            tries += 1
+            if tries > backoff.retries or not transient(exc):
+                raise
+            wait = backoff.wait(exc, tries)
+            note(f"{what}: {failure(exc)}; retry {tries} of {backoff.retries} in {wait:g} s")
+            time.sleep(wait)
+
+
+def resolve(
+    repo: str,
+    revision: str,
+    names: list[str],
+    *,
+    backoff: Backoff | None = None,
+    note: Callable[[str], None] = lambda _: None,
+) -> Remote:
     """Revision → commit, then size and hash of each wanted file at that commit (two API calls)."""
     from huggingface_hub import HfApi
     from huggingface_hub.hf_api import RepoFile as HubFile
@@ -112,13 +156,20 @@ def resolve(repo: str, revision: str, names: list[str]) -> Remote:
         )
     _session_defaults()
     api = HfApi()
+    policy = backoff or Backoff()
+
+    def call(what: str, fn: Callable[[], T]) -> T:
+        return retrying(fn, what=what, backoff=policy, note=note)
+
     try:
-        info = api.model_info(repo, revision=revision, timeout=API_TIMEOUT_S)
+        info = call(
+            "asking the Hub for the commit", lambda: api.model_info(repo, revision=revision, timeout=API_TIMEOUT_S)
+        )
         commit = info.sha or ""
         gated = bool(info.gated)
         if gated:
-            api.auth_check(repo)  # GatedRepoError now, not after planning 9 GB
-        entries = api.get_paths_info(repo, names, revision=commit)
+            call("checking access", lambda: api.auth_check(repo))  # GatedRepoError now, not after planning 9 GB
+        entries = call("asking the Hub for the file sizes", lambda: api.get_paths_info(repo, names, revision=commit))
     except Exception as exc:  # noqa: BLE001 - mapped to one line, or re-raised
         raise error(exc, repo=repo, revision=revision) from None
     files: dict[str, RemoteFile] = {}
@@ -173,28 +224,84 @@ def proxy_for(url: str) -> str | None:
 
 
 def _host(url: str) -> str:
-    parts = urlsplit(url)
-    return parts.netloc or url
+    """host[:port] of a URL, never its userinfo."""
+    return urlsplit(url).netloc.rpartition("@")[2] or scrub(url)
 
 
 def transient(exc: BaseException) -> bool:
-    """Worth a resumed retry: the connection broke, stalled or the server had a passing failure."""
+    """Worth a retry by huggingface_hub's rules: a timeout, a network or protocol error (the connection broke,
+    stalled, was refused), or one of the statuses it retries (408, 429, 500, 502, 503, 504)."""
     import httpx2
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+    from huggingface_hub.errors import OfflineModeIsEnabled
+    from huggingface_hub.utils._http import _DEFAULT_RETRY_ON_STATUS_CODES
 
     if isinstance(exc, OfflineModeIsEnabled):
         return False
-    if isinstance(exc, HfHubHTTPError):
-        status = exc.response.status_code if exc.response is not None else None
-        return status is not None and (status >= 500 or status in (408, 429))
-    return isinstance(exc, (httpx2.TransportError, ConnectionError, TimeoutError))
+    status = _status(exc)
+    if status is not None:
+        return status in _DEFAULT_RETRY_ON_STATUS_CODES
+    return isinstance(
+        exc, (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError, ConnectionError, TimeoutError)
+    )
+
+
+def _status(exc: BaseException) -> int | None:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if isinstance(exc, HfHubHTTPError) and exc.response is not None:
+        return exc.response.status_code
+    return None
+
+
+def asked_wait(exc: BaseException) -> float | None:
+    """Seconds the server asked us to wait, read as huggingface_hub reads them: a 429's `RateLimit` header
+    with nothing remaining, else `Retry-After` in seconds; plus 1 s, as it adds "to avoid rounding issues"."""
+    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.utils import parse_ratelimit_headers
+    from huggingface_hub.utils._http import _parse_retry_after
+
+    if not isinstance(exc, HfHubHTTPError) or exc.response is None:
+        return None
+    headers = exc.response.headers
+    limit = parse_ratelimit_headers(headers) if exc.response.status_code == 429 else None
+    seconds = limit.reset_in_seconds if limit is not None and limit.remaining == 0 else _parse_retry_after(headers)
+    return None if seconds is None else float(seconds) + 1
+
+
+def failure(exc: BaseException) -> str:
+    """A retryable failure in a few words: the host and the status, or what the network did. Never the URL's
+    query: a signed CDN URL keeps its secrets there."""
+    import http
+
+    status = _status(exc)
+    if status is None:
+        return describe_network(exc, _request_url(exc) or endpoint())
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "error"
+    asked = asked_wait(exc)
+    wait = f", asking to wait {asked - 1:g} s" if asked is not None else ""
+    return f"{_host(_request_url(exc) or endpoint())} answered {status} {phrase}{wait}"
+
+
+def _request_url(exc: BaseException) -> str | None:
+    """The URL a failed request went to (httpx2 errors carry it; its `.request` raises when they don't)."""
+    for holder in (exc, getattr(exc, "response", None)):
+        try:
+            request = getattr(holder, "request", None)
+        except RuntimeError:
+            continue
+        if request is not None:
+            return str(request.url)
+    return None
 
 
 def describe_network(exc: BaseException, url: str) -> str:
     """A network failure in words: DNS, proxy, refused, timed out."""
     import httpx2
 
-    text = str(exc) or type(exc).__name__
+    text = scrub(str(exc)) or type(exc).__name__
     host = _host(url)
     proxy = proxy_for(url)
     if isinstance(exc, httpx2.ProxyError) or (proxy and isinstance(exc, httpx2.ConnectError)):
@@ -271,5 +378,5 @@ def error(exc: BaseException, *, repo: str, revision: str | None = None, name: s
 
 
 def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in scrub(str(exc)).splitlines() if ln.strip()]
     return lines[0] if lines else type(exc).__name__

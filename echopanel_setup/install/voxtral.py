@@ -105,8 +105,14 @@ class Step:
     digest: Digest | None = None
 
     @property
+    def transfers(self) -> bool:
+        """Goes through fetch.transfer: also a resume whose bytes are all kept (killed after the last byte,
+        before the rename), which is hashed there and moved into place, or discarded and fetched again."""
+        return self.action in ("resume", "download", "repair")
+
+    @property
     def to_fetch(self) -> int:
-        return self.expected.size - self.offset if self.action in ("resume", "download", "repair") else 0
+        return self.expected.size - self.offset if self.transfers else 0
 
 
 @dataclass
@@ -130,6 +136,11 @@ class Job:
         if self.opts.revision:
             cmd += f" --revision {self.opts.revision}"
         return cmd
+
+    @property
+    def backoff(self) -> hub.Backoff:
+        """The metadata calls retry as huggingface_hub does, as many times as --retries allows."""
+        return hub.Backoff(retries=self.opts.retries)
 
     @property
     def work(self) -> Path:
@@ -169,7 +180,7 @@ def run(opts: VoxtralOptions, ui: Ui) -> VoxtralResult:
         if hub.offline():
             return offline(job)
         revision = opts.revision or (old.commit if old else "main")
-        remote = hub.resolve(job.repo, revision, job.names)
+        remote = hub.resolve(job.repo, revision, job.names, backoff=job.backoff, note=job.ui.note)
         return install(job, remote, opts.revision or (old.revision if old else "main"))
     except BaseException:
         _tidy(job, created)
@@ -385,7 +396,9 @@ def _print_plan(job: Job, remote: Remote, revision: str, steps: list[Step], need
         ui.line(f"Revision {revision} = commit {remote.commit[:12]} of {remote.repo} ({remote.endpoint})")
     width = max(len(s.name) for s in steps)
     for s in steps:
-        if s.action == "resume":
+        if s.action == "resume" and s.offset == s.expected.size:
+            what = "every byte kept from the last run: will be checked"
+        elif s.action == "resume":
             source = "huggingface_hub's partial file" if s.orphan is not None else "kept from the last run"
             what = f"resume at {size(s.offset)} ({s.offset:,} bytes {source})"
         else:
@@ -447,8 +460,8 @@ class _lock:
 
 def _execute(job: Job, remote: Remote, steps: list[Step]) -> None:
     ui = job.ui
-    total = sum(s.expected.size for s in steps if s.to_fetch)
-    done = sum(s.offset for s in steps if s.to_fetch)
+    total = sum(s.expected.size for s in steps if s.transfers)
+    done = sum(s.offset for s in steps if s.transfers)
     with ui.transfer(total, done):
         for s in steps:
             if s.action == "check":
@@ -466,7 +479,7 @@ def _execute(job: Job, remote: Remote, steps: list[Step]) -> None:
                 ui.note(f"{s.name} on disk differs from the Hub ({s.expected.describe(digest)}): downloading it again")
                 s.action = "repair"
                 ui.grow(s.expected.size)
-            if s.to_fetch:
+            if s.transfers:
                 try:
                     _fetch(job, remote, s)
                 except KeyboardInterrupt:
@@ -503,7 +516,9 @@ def _fetch(job: Job, remote: Remote, s: Step) -> None:
         partial.adopt(s.orphan.path, s.etag, s.expected.size)
         ui.note(f"continuing huggingface_hub's partial {s.name}: {size(s.offset)} ({s.offset:,} bytes) reused")
     offset = partial.begin(s.etag, s.expected.size)
-    if offset and s.orphan is None:
+    if offset == s.expected.size:
+        ui.line(f"Checking {s.name}: all {offset:,} bytes were downloaded by the last run")
+    elif offset and s.orphan is None:
         ui.line(f"Resuming {s.name} at {size(offset)}: {offset:,} bytes reused from the last run")
     policy = fetch.Policy(stall_s=job.opts.stall_s, retries=job.opts.retries)
     repaired = s.action == "repair"
@@ -515,7 +530,7 @@ def _fetch(job: Job, remote: Remote, s: Step) -> None:
         ph.follower.abort()
     for attempt in (1, 2):
         ui.current(s.name)
-        if not ui.live:
+        if not ui.live and offset < s.expected.size:
             ui.line(f"Downloading {s.name} ({size(s.expected.size - offset)}{' more' if offset else ''})")
         digest = fetch.transfer(
             partial,
@@ -526,6 +541,7 @@ def _fetch(job: Job, remote: Remote, s: Step) -> None:
             note=ui.note,
             policy=policy,
             hasher=hasher,
+            hashing=lambda: ui.current(f"verifying {s.name}"),
         )
         hasher = None  # a second attempt starts from byte 0 with a new one
         if s.expected.matches(digest):
@@ -591,7 +607,7 @@ def verify(job: Job) -> VoxtralResult:
         present = [n for n in job.names if (job.target / n).is_file()]
         if not present:
             raise SetupError(f"nothing installed in {job.target}: run `{job.rerun}`")
-        remote = hub.resolve(job.repo, job.opts.revision or "main", job.names)
+        remote = hub.resolve(job.repo, job.opts.revision or "main", job.names, backoff=job.backoff, note=ui.note)
         m = Manifest(job.repo, remote.revision, remote.commit, remote.endpoint)
         expectations = {n: Expected(f.size, f.sha256, f.git_sha1) for n, f in remote.files.items()}
         ui.line(f"No manifest in {job.target}: checking against the Hub ({remote.commit[:12]})")
@@ -623,8 +639,17 @@ def verify(job: Job) -> VoxtralResult:
                     m.files[name].damaged = True
     bad = [n for n, r in results.items() if r != "ok"]
     if job.old is not None or not bad:
-        manifest.write(job.manifest_path, m)
+        _save_verdict(job, m)
     return job.result("damaged" if bad else "verified", m.commit, revision=m.revision, checked=results)
+
+
+def _save_verdict(job: Job, m: Manifest) -> None:
+    """Record what --verify found (doctor reads damage from the manifest; later runs skip re-hashing). Verifying
+    only needs to read: a read-only model dir (a shared or mounted copy) gets the verdict without the record."""
+    try:
+        manifest.write(job.manifest_path, m)
+    except OSError as exc:
+        job.ui.note(f"the result is not recorded in {job.manifest_path}: {exc.strerror or exc}")
 
 
 # -- the result ------------------------------------------------------------------------------------------------
