@@ -302,37 +302,125 @@ class VoxtralOfficialStandIn(ASRProvider):
 ASRProviderRegistry.register("voxtral_official", VoxtralOfficialStandIn)
 '''
 
-PROVIDER_VOXTRAL_C = '''"""Stand-in voxtral_realtime: voxtral.c started with --stdin --silent, awaiting a banner."""
+# The published voxtral_realtime (reference §6): our own code with its observable behaviour — voxtral.c started with
+# `--stdin -I DELAY --silent`, a load banner awaited (that --silent suppresses) for READY_TIMEOUT_S, then killed and
+# raised; text read by line (voxtral.c ends no line before end of input); the process stopped after every call.
+PROVIDER_VOXTRAL_C = '''"""Stand-in voxtral_realtime as published: a banner awaited, lines read."""
 
+import asyncio
 import os
 from pathlib import Path
 
-from .asr_providers import ASRProvider, ASRProviderRegistry
+from .asr_providers import ASRProvider, ASRProviderRegistry, ASRSegment
 
 _ROOT = Path(__file__).resolve().parents[2]
-READY_MARKERS = (b"Model loaded.", b"Metal:")
+READY_MARKERS = (b"Model loaded.", b"Metal:", b"BLAS", b"Ready")
+READY_TIMEOUT_S = 120.0
 
 
 class VoxtralCStandIn(ASRProvider):
-    name = "voxtral_realtime"
+    def __init__(self, config):
+        super().__init__(config)
+        self.binary = Path(os.getenv("ECHOPANEL_VOXTRAL_BIN", str(_ROOT.parent / "voxtral.c" / "voxtral")))
+        self.model = Path(os.getenv("ECHOPANEL_VOXTRAL_MODEL", str(_ROOT.parent / "voxtral.c" / "voxtral-model")))
+        self.delay = float(os.getenv("ECHOPANEL_VOXTRAL_STREAMING_DELAY", "0.5"))
+        self.process = None
 
-    def command(self) -> list:
-        binary = os.getenv("ECHOPANEL_VOXTRAL_BIN", str(_ROOT.parent / "voxtral.c" / "voxtral"))
-        model = os.getenv("ECHOPANEL_VOXTRAL_MODEL", str(_ROOT.parent / "voxtral.c" / "voxtral-model"))
-        delay = float(os.getenv("ECHOPANEL_VOXTRAL_STREAMING_DELAY", "0.5"))
-        return [binary, "-d", model, "--stdin", "-I", str(delay), "--silent"]
+    @property
+    def name(self) -> str:
+        return "voxtral_realtime"
 
     @property
     def is_available(self) -> bool:
-        return Path(self.command()[0]).exists()
+        return self.binary.is_file() and (self.model / "consolidated.safetensors").is_file()
+
+    async def _start(self):
+        pipe = asyncio.subprocess.PIPE
+        cmd = [str(self.binary), "-d", str(self.model), "--stdin", "-I", str(self.delay), "--silent"]
+        process = await asyncio.create_subprocess_exec(*cmd, stdin=pipe, stdout=pipe, stderr=pipe)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + READY_TIMEOUT_S
+        seen = b""
+        while loop.time() < deadline and process.returncode is None:
+            for stream in (process.stdout, process.stderr):
+                try:
+                    seen += await asyncio.wait_for(stream.read(1024), 0.5)
+                except asyncio.TimeoutError:
+                    pass
+            if any(marker in seen for marker in READY_MARKERS):
+                return process
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+        raise RuntimeError(f"voxtral.c failed to become ready after {{READY_TIMEOUT_S:.1f}}s")
+
+    async def _stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.returncode is not None:
+            return
+        process.stdin.close()
+        try:
+            await asyncio.wait_for(process.wait(), 5.0)
+        except asyncio.TimeoutError:
+            process.kill()
+            await process.wait()
 
     async def transcribe_stream(self, pcm_stream, sample_rate=16000, source=None):
-        raise RuntimeError("voxtral.c never printed a ready banner")
-        yield
+        if not self.is_available:
+            yield ASRSegment("[Voxtral ASR unavailable]", 0, 0, 0, True, source)
+            async for _ in pcm_stream:
+                pass
+            return
+        chunk_bytes = int(sample_rate * self.config.chunk_seconds * 2)
+        pending = bytearray()
+        lines = asyncio.Queue()
+        try:
+            if self.process is None or self.process.returncode is not None:
+                self.process = await self._start()
+            process = self.process
+
+            async def read_lines():
+                while process.returncode is None:
+                    try:
+                        line = await asyncio.wait_for(process.stdout.readline(), 0.5)
+                    except asyncio.TimeoutError:
+                        continue
+                    if not line:
+                        break
+                    if line.strip():
+                        await lines.put(line.decode("utf-8", "replace").strip())
+
+            reader = asyncio.create_task(read_lines())
+            t0 = 0.0
+            async for piece in pcm_stream:
+                pending.extend(piece)
+                while len(pending) >= chunk_bytes:
+                    chunk, pending = bytes(pending[:chunk_bytes]), pending[chunk_bytes:]
+                    process.stdin.write(chunk)
+                    await process.stdin.drain()
+                    t1 = t0 + len(chunk) / (2 * sample_rate)
+                    while not lines.empty():
+                        yield ASRSegment(lines.get_nowait(), t0, t1, 0.9, True, source)
+                    t0 = t1
+            if pending:
+                process.stdin.write(bytes(pending))
+                await process.stdin.drain()
+            await asyncio.sleep(self.delay + 0.5)
+            reader.cancel()
+            while not lines.empty():
+                yield ASRSegment(lines.get_nowait(), 0, 0, 0.9, True, source)
+        finally:
+            await self._stop()
 
 
 ASRProviderRegistry.register("voxtral_realtime", VoxtralCStandIn)
 '''
+
+
+def voxtral_c_provider(ready_timeout_s: float = 120.0) -> str:
+    """PROVIDER_VOXTRAL_C, waiting `ready_timeout_s` for its banner instead of the published 120 s (fast tests)."""
+    return PROVIDER_VOXTRAL_C.format().replace("READY_TIMEOUT_S = 120.0", f"READY_TIMEOUT_S = {ready_timeout_s!r}")
+
 
 PROVIDER_FASTER_WHISPER = '''"""Stand-in faster_whisper provider: available when the faster_whisper package imports."""
 

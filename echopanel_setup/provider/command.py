@@ -1,4 +1,8 @@
-"""`provider check|fix|revert`: what EchoPanel's `voxtral_official` is, replacing it with ours, putting it back.
+"""`provider check|fix|revert`: what EchoPanel's Voxtral provider is, replacing it with ours, putting it back.
+
+Two providers: `voxtral_official` (ours speaks vLLM's `/v1/realtime`) and `voxtral_realtime` (ours runs voxtral.c,
+one resident process per source). Both go through the same steps below; what differs per provider is data
+(`PROVIDERS`, `OUR_VARIANTS`, `_AFTER_LOAD`).
 
 `fix` writes only over a known variant (recognised by content against the knowledge file) unless `--force`, shows
 the diff first, keeps the original beside it as `.orig` (never overwritten by a later fix) and a copy in our state
@@ -24,10 +28,22 @@ from echopanel_setup import __version__
 from echopanel_setup.echopanel import contract, discover
 from echopanel_setup.errors import UsageError
 from echopanel_setup.fileio import replace_file
-from echopanel_setup.provider import TEMPLATE, echopanel_harness, records, template_text
+from echopanel_setup.provider import TEMPLATES, echopanel_harness, records, template_text
 
-PROVIDERS = {"voxtral_official": TEMPLATE}
-OUR_VARIANT = "voxtral_official_realtime_setup"
+PROVIDERS = TEMPLATES
+OUR_VARIANTS = {"voxtral_official": "voxtral_official_realtime_setup", "voxtral_realtime": "voxtral_realtime_setup"}
+# What "it loads but reports itself unavailable" means for each of our providers, right after `fix`.
+_UNAVAILABLE = {
+    "voxtral_official": (
+        "websockets is missing in EchoPanel's Python: {python} -m pip install 'websockets==14.1' (EchoPanel pins "
+        "that version); until then EchoPanel falls back to faster_whisper"
+    ),
+    "voxtral_realtime": (
+        "installed, but EchoPanel falls back to faster_whisper until it finds voxtral.c and the weights: "
+        "`echopanel-setup install voxtral-c`, `echopanel-setup install voxtral`, then "
+        "`echopanel-setup configure --provider voxtral_realtime` (ECHOPANEL_VOXTRAL_BIN, ECHOPANEL_VOXTRAL_MODEL)"
+    ),
+}
 IMPORT_TIMEOUT_S = 60.0
 
 
@@ -167,12 +183,12 @@ def load_check(python: Path, checkout: Path, module: str = "provider_voxtral_off
 
 
 def _fix(opts: ProviderOptions, result: ProviderResult, ask: Ask | None, show: Show | None) -> ProviderResult:
-    new = template_text().encode("utf-8")
+    new = template_text(opts.provider).encode("utf-8")
     old = result.file.read_bytes() if result.file.is_file() else None
     result.orig = result.file.with_name(result.file.name + ".orig")
     if old == new:
         result.outcome, result.record = "already", records.find(result.file)
-        result.notes.append("already echopanel-setup's realtime provider (this version): nothing to do")
+        result.notes.append(f"already echopanel-setup's {opts.provider} provider (this version): nothing to do")
         return result
     record = records.find(result.file)
     ours_unchanged = record is not None and old is not None and records.sha256(old) == record.sha256_after
@@ -186,20 +202,19 @@ def _fix(opts: ProviderOptions, result: ProviderResult, ask: Ask | None, show: S
         return result
     _apply(result, old, new, record)
     result.outcome = "fixed"
-    result.load = load_check(_python(opts, result.checkout), result.checkout)
+    result.load = load_check(_python(opts, result.checkout), result.checkout, result.file.stem)
     if result.load.ran and not result.load.ok:
         _undo(result, old)
         result.outcome, result.exit_code = "restored", 1
         result.reason = f"the new provider does not load in EchoPanel's Python: {result.load.message}"
+    elif result.load.ran and result.load.available is False and opts.provider == "voxtral_realtime":
+        result.notes.append(_UNAVAILABLE[opts.provider])  # a setting to make, not a broken install: fix succeeded
     elif result.load.ran and result.load.available is False:
         result.exit_code = 1
-        result.reason = (
-            f"websockets is missing in EchoPanel's Python: {result.load.python} -m pip install 'websockets==14.1' "
-            "(EchoPanel pins that version); until then EchoPanel falls back to faster_whisper"
-        )
+        result.reason = _UNAVAILABLE[opts.provider].format(python=result.load.python)
     elif not result.load.ran:
         result.notes.append(f"{result.load.message}: the new provider's import was not checked")
-    else:
+    elif opts.provider == "voxtral_official":
         _offer_api_sdk(opts, result, ask)
     return result
 
@@ -247,7 +262,7 @@ def _refusal(result: ProviderResult, old: bytes | None) -> str:
     if old is None:
         return f"{rel} does not exist in this checkout; --force adds ours"
     info = contract.variant_info(result.variant)
-    if result.variant == OUR_VARIANT:
+    if result.variant == OUR_VARIANTS[result.provider]:
         return (
             f"{rel} is echopanel-setup's provider, but not as `provider fix` wrote it here (edited, or another "
             "version without a record): --force replaces it (the current file is kept as a backup)"
@@ -257,7 +272,7 @@ def _refusal(result: ProviderResult, old: bytes | None) -> str:
             f"{rel} is not a version echopanel-setup knows (sha256 {records.sha256(old)[:12]}…): it may hold your own "
             "changes; read it, then --force replaces it (it is kept as .orig)"
         )
-    if info.provider != result.provider or info.fix != "echopanel-setup provider fix":
+    if info.provider != result.provider or not info.fix.startswith("echopanel-setup provider fix"):
         return f"{rel} is {info.title}, which `provider fix` does not replace; --force does"
     return ""
 
@@ -416,14 +431,27 @@ def _check(opts: ProviderOptions, result: ProviderResult) -> ProviderResult:
         result.reason = (
             "it loads but reports itself unavailable (a dependency is missing): EchoPanel falls back to faster_whisper"
         )
-    _api_sdk(result)
-    if note := _delay_mismatch(result.checkout):
-        result.notes.append(note)
-    if opts.against_server:
+    if result.provider == "voxtral_official":
+        _api_sdk(result)
+        if note := _delay_mismatch(result.checkout):
+            result.notes.append(note)
+    if opts.against_server and not _known_to_hang(result):
         _against_server(opts, result)
     if result.works is False:
         result.exit_code = 1
     return result
+
+
+def _known_to_hang(result: ProviderResult) -> bool:
+    """A voxtral_realtime known not to work is not run: the published one waits 120 s per window for a banner that
+    `--silent` suppresses, so running it would only prove, minutes later, what the knowledge file already says."""
+    if result.provider != "voxtral_realtime" or result.works is not False:
+        return False
+    result.notes.append(
+        "not run against voxtral.c: it would wait 120 s for a banner --silent suppresses "
+        "(`echopanel-setup smoke --client echopanel` runs it anyway)"
+    )
+    return True
 
 
 def _api_sdk(result: ProviderResult) -> None:
@@ -472,7 +500,8 @@ def _delay_mismatch(checkout: Path) -> str | None:
 
 
 def _against_server(opts: ProviderOptions, result: ProviderResult) -> None:
-    """What EchoPanel gets from the server it is set to use: `smoke --client echopanel`, at full speed."""
+    """What EchoPanel gets from the server (or voxtral.c) it is set to use: `smoke --client echopanel`, at full
+    speed, with this provider."""
     from echopanel_setup import knowledge
     from echopanel_setup.smoke import audio
     from echopanel_setup.smoke import echopanel as ep_smoke
@@ -480,6 +509,7 @@ def _against_server(opts: ProviderOptions, result: ProviderResult) -> None:
     run = ep_smoke.run(
         echopanel=str(result.checkout),
         echopanel_python=opts.echopanel_python,
+        provider=result.provider,
         url=None,
         clip=audio.bundled(),
         max_wer=knowledge.load().smoke.max_wer,

@@ -1,4 +1,4 @@
-"""Run EchoPanel's own `voxtral_official` provider the way EchoPanel's pipeline drives it, outside EchoPanel.
+"""Run one of EchoPanel's own providers the way EchoPanel's pipeline drives it, outside EchoPanel.
 
 This file runs in EchoPanel's Python (`<checkout>/.venv/bin/python echopanel_harness.py ...`), so it uses the
 standard library only and never imports echopanel_setup. It loads the provider module on its own: importing
@@ -62,8 +62,9 @@ def load_provider(checkout: Path, package: str = "server", module: str = "provid
     return importlib.import_module(f"{package}.services.{module}")
 
 
-def make_provider(mod: Any, package: str = "server", *, vad: bool) -> Any:
-    """An instance built with the config EchoPanel builds (`asr_stream._get_default_config`'s variables)."""
+def make_provider(mod: Any, package: str = "server", *, vad: bool, name: str = "voxtral_official") -> Any:
+    """An instance of the provider registered as `name`, built with the config EchoPanel builds
+    (`asr_stream._get_default_config`'s variables)."""
     asr = sys.modules[f"{package}.services.asr_providers"]
     config = asr.ASRConfig(
         language=os.getenv("ECHOPANEL_WHISPER_LANGUAGE", "en"),
@@ -71,7 +72,9 @@ def make_provider(mod: Any, package: str = "server", *, vad: bool) -> Any:
         vad_enabled=vad,
     )
     registry = getattr(asr.ASRProviderRegistry, "_providers", {})
-    cls = registry.get("voxtral_official") or mod.VoxtralOfficialProvider
+    cls = registry.get(name)
+    if cls is None:
+        raise LookupError(f"{mod.__name__} registers no provider named {name!r} (it registers {sorted(registry)})")
     return cls(config)
 
 
@@ -142,7 +145,7 @@ async def _run(args: argparse.Namespace) -> int:
     checkout = Path(args.checkout)
     try:
         mod = load_provider(checkout, module=args.module)
-        provider = make_provider(mod, vad=args.feed == "vad")
+        provider = make_provider(mod, vad=args.feed == "vad", name=args.module.removeprefix("provider_"))
     except BaseException as exc:  # noqa: BLE001 - the load failure is the result
         emit("error", stage="load", message=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
         return 3
