@@ -38,7 +38,8 @@ app.add_typer(install_app, name="install")
 serve_app = typer.Typer(rich_markup_mode=None)
 app.add_typer(serve_app, name="serve")
 provider_app = typer.Typer(
-    help="EchoPanel's voxtral_official provider: check it, replace it with one that works (fix), put it back (revert).",
+    help="EchoPanel's Voxtral providers (voxtral_official, voxtral_realtime): check one, replace it with one that "
+    "works (fix), put it back (revert).",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -57,7 +58,12 @@ class Client(str, Enum):
 
 
 _ProviderName = Annotated[
-    str, typer.Option("--provider", metavar="NAME", help="The EchoPanel provider (default voxtral_official).")
+    str,
+    typer.Option(
+        "--provider",
+        metavar="NAME",
+        help="The EchoPanel provider: voxtral_official (vLLM, the default) or voxtral_realtime (voxtral.c).",
+    ),
 ]
 _Checkout = Annotated[
     str | None,

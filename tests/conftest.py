@@ -19,6 +19,9 @@ REPO = Path(__file__).parent.parent
 # Variables that change what doctor finds; tests start without any of them.
 _CLEARED = (
     "ECHOPANEL_ASR_PROVIDER",
+    "ECHOPANEL_VOXTRAL_BIN",
+    "ECHOPANEL_VOXTRAL_MODEL",
+    "ECHOPANEL_VOXTRAL_STREAMING_DELAY",
     "VOXTRAL_VLLM_URL",
     "VOXTRAL_STREAMING_DELAY_MS",
     "VOXTRAL_MODE",

@@ -236,3 +236,75 @@ def test_an_idle_process_is_closed_and_a_new_one_started_later(
     segments = asyncio.run(scenario())
     assert len(kit.runs(model)) == 2
     assert finals(segments)
+
+
+# --- `provider check|fix|revert --provider voxtral_realtime` and `smoke --client echopanel` on it -------------------
+
+
+def provider(cli: Any, *argv: str) -> Any:
+    return cli("provider", *argv, "--provider", "voxtral_realtime", "--echopanel-python", sys.executable)
+
+
+@pytest.mark.slow
+def test_check_fix_check_revert(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: Any, binary: Path) -> None:
+    from echopanel_setup.provider import records
+    from echopanel_setup.smoke import audio
+
+    reference = audio.bundled().reference or ""
+    model = kit.make_model(tmp_path / "voxtral-model", reference)
+    monkeypatch.setenv("VOXTRAL_STANDIN_SECONDS_PER_WORD", "0.1")  # the stand-in's pace: every word within 1.4 s
+    checkout = make_checkout(tmp_path / "EchoPanel")
+    file = checkout / "server/services" / FILE
+    original = file.read_bytes()
+
+    doc = provider(cli, "check", "--echopanel", str(checkout), "--json").json()
+    assert doc["exit_code"] == 1 and doc["variant"]["id"] == "voxtral_realtime_voxtral_c"
+    assert "--silent" in doc["reason"] and any("not run against voxtral.c" in n for n in doc["notes"])
+
+    run = provider(cli, "fix", "--echopanel", str(checkout), "--yes")
+    assert run.code == 0, run.out
+    assert "replaced with echopanel-setup's voxtral_realtime" in run.out
+    assert "install voxtral-c" in run.out, "no ECHOPANEL_VOXTRAL_BIN yet: EchoPanel would fall back; say what to do"
+    assert file.read_text(encoding="utf-8") == template_text("voxtral_realtime")
+    assert file.with_name(FILE + ".orig").read_bytes() == original
+    assert records.find(file) is not None
+
+    (checkout / ".env").write_text(
+        f"ECHOPANEL_VOXTRAL_BIN={binary}\nECHOPANEL_VOXTRAL_MODEL={model}\nECHOPANEL_VOXTRAL_STREAMING_DELAY=0.5\n",
+        encoding="utf-8",
+    )
+    doc = provider(cli, "check", "--echopanel", str(checkout), "--json").json()
+    assert doc["exit_code"] == 0, doc["error"]
+    assert doc["variant"]["id"] == "voxtral_realtime_setup" and doc["load"]["available"] is True
+    assert doc["smoke"]["passed"] and doc["smoke"]["how"] == "run"
+    assert doc["smoke"]["transcript"] == reference
+    assert len(kit.runs(model)) == 2, "one process per feed (VAD windows, then one stream), not one per window"
+
+    run = provider(cli, "revert", "--echopanel", str(checkout), "--yes")
+    assert run.code == 0 and file.read_bytes() == original
+
+
+@pytest.mark.slow
+def test_smoke_echopanel_runs_the_configured_voxtral_realtime(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: Any, binary: Path
+) -> None:
+    """The published variant through EchoPanel's own code: no transcript, while voxtral.c alone works."""
+    from echopanel_setup.smoke import audio
+
+    model = kit.make_model(tmp_path / "voxtral-model", audio.bundled().reference or "")
+    monkeypatch.setenv("VOXTRAL_STANDIN_SECONDS_PER_WORD", "0.1")
+    checkout = make_checkout(
+        tmp_path / "EchoPanel",
+        env=f"ECHOPANEL_ASR_PROVIDER=voxtral_realtime\nECHOPANEL_VOXTRAL_BIN={binary}\nECHOPANEL_VOXTRAL_MODEL={model}\n",
+        providers={FILE: voxtral_c_provider(ready_timeout_s=0.5)},
+    )
+    run = cli(
+        "smoke", "--client", "echopanel", "--echopanel", str(checkout), "--echopanel-python", sys.executable, "--fast"
+    )
+    assert run.code == 1, run.out
+    assert "voxtral.c:  works alone" in run.out
+    assert (
+        "voxtral.c works, but EchoPanel cannot use it: `echopanel-setup provider fix --provider voxtral_realtime`"
+        in run.out
+    )
+    assert "failed to become ready" in run.out

@@ -428,9 +428,17 @@ def _check(opts: ProviderOptions, result: ProviderResult) -> ProviderResult:
         result.exit_code, result.reason = 1, f"it does not load in EchoPanel's Python: {result.load.message}"
     elif result.load.ran and result.load.available is False:
         result.exit_code = 1
-        result.reason = (
-            "it loads but reports itself unavailable (a dependency is missing): EchoPanel falls back to faster_whisper"
+        missing = (
+            "no voxtral.c binary or weights where ECHOPANEL_VOXTRAL_BIN and ECHOPANEL_VOXTRAL_MODEL point "
+            "(`echopanel-setup configure --provider voxtral_realtime`)"
+            if result.provider == "voxtral_realtime"
+            else "a dependency is missing"
         )
+        unavailable = f"it loads but reports itself unavailable ({missing}): EchoPanel falls back to faster_whisper"
+        if result.reason:  # a known variant's own reason comes first: it needs `fix` either way
+            result.notes.append(unavailable)
+        else:
+            result.reason = unavailable
     if result.provider == "voxtral_official":
         _api_sdk(result)
         if note := _delay_mismatch(result.checkout):

@@ -6,12 +6,16 @@ import sys
 from typing import Any
 
 from echopanel_setup import output
-from echopanel_setup.provider.command import ProviderResult
+from echopanel_setup.provider.command import OUR_VARIANTS, ProviderResult
 
 SCHEMA_VERSION = 1
+_OURS = {
+    "voxtral_official": "echopanel-setup's realtime provider (vLLM /v1/realtime)",
+    "voxtral_realtime": "echopanel-setup's voxtral_realtime (voxtral.c, one resident process per source)",
+}
 _DONE = {
-    "fixed": "replaced with echopanel-setup's realtime provider (vLLM /v1/realtime)",
-    "already": "already echopanel-setup's realtime provider",
+    "fixed": "replaced with {ours}",
+    "already": "already {ours}",
     "dry-run": "dry run: nothing written",
     "reverted": "the original provider is back",
     "restored": "the original was put back",
@@ -93,7 +97,7 @@ def render_human(r: ProviderResult) -> None:
         how = "ran its own code" if r.smoke.mode == "run" else "replayed its protocol"
         print(f"  against {r.smoke.url} ({how}, bundled clip): {r.smoke.verdict}", file=out)
     if r.outcome in _DONE:
-        print(("ok " if r.exit_code == 0 else "x ") + _DONE[r.outcome], file=out)
+        print(("ok " if r.exit_code == 0 else "x ") + _DONE[r.outcome].format(ours=_OURS[r.provider]), file=out)
     if r.orig is not None and r.outcome == "fixed":
         print(f"  original kept as {r.orig.name}" + ("" if r.orig_created else " (from the first fix)"), file=out)
     for note in r.notes:
@@ -104,9 +108,10 @@ def render_human(r: ProviderResult) -> None:
         print(f"  why: {r.reason}", file=out)
     if r.action == "check":
         verdict = "can work" if r.exit_code == 0 else "cannot work"
+        flag = "" if r.provider == "voxtral_official" else f" --provider {r.provider}"
         hint = (
             ""
-            if r.exit_code == 0 or r.variant == "voxtral_official_realtime_setup"
-            else ": `echopanel-setup provider fix` replaces it"
+            if r.exit_code == 0 or r.variant == OUR_VARIANTS[r.provider]
+            else f": `echopanel-setup provider fix{flag}` replaces it"
         )
         print(f"{'ok' if r.exit_code == 0 else 'x'} EchoPanel's {r.provider} {verdict}{hint}", file=out)

@@ -1,5 +1,10 @@
 """`smoke --client echopanel`: what EchoPanel itself will get from the server, not what a good client gets.
 
+The provider is the one EchoPanel is set to (ECHOPANEL_ASR_PROVIDER as EchoPanel reads it) when that is a Voxtral
+provider, else `voxtral_official` (the one `configure` selects). `voxtral_realtime` runs voxtral.c in that
+provider's own code; when it gets no transcript, voxtral.c alone (`--client voxtral-c`) tells "voxtral.c does not
+work here" from "voxtral.c works but EchoPanel cannot use it".
+
 When the checkout's Python can load its `voxtral_official`, EchoPanel's own provider code runs in that Python (a
 subprocess: `provider/echopanel_harness.py`), with EchoPanel's environment and `.env` applied by its rules and the clip
 fed as its pipeline does: 2 s windows with VAD on (its default), then one stream with VAD off. Its segments and its log
@@ -81,7 +86,7 @@ class EchoPanelSmoke:
     transcript: str = ""
     score: WerResult | None = None
     max_wer: float = 0.3
-    server_works: bool | None = None  # the realtime check, when EchoPanel got nothing
+    server_works: bool | None = None  # when EchoPanel got nothing: the realtime check, or voxtral.c alone
     server_detail: str = ""
     notes: list[str] = field(default_factory=list)
     target: str = field(default="", repr=False)  # the URL itself (`url` is for display: no password)
@@ -98,15 +103,21 @@ class EchoPanelSmoke:
 
     @property
     def verdict(self) -> str:
+        local = self.provider == "voxtral_realtime"
+        server = "voxtral.c" if local else "this server"
         if self.passed:
-            return "EchoPanel transcribes with this server"
+            return f"EchoPanel transcribes with {server}"
         if self.server_works:
-            return "the server works, but EchoPanel cannot use it" + (
-                ": `echopanel-setup provider fix`" if self.variant != provider_command.OUR_VARIANT else ""
+            fix = "echopanel-setup provider fix" + (" --provider voxtral_realtime" if local else "")
+            ours = self.variant == provider_command.OUR_VARIANTS.get(self.provider)
+            return (
+                ("voxtral.c works" if local else "the server works")
+                + ", but EchoPanel cannot use it"
+                + ("" if ours else f": `{fix}`")
             )
         if self.transcript.strip():
             return "EchoPanel gets a transcript, but the words are wrong"
-        return "EchoPanel gets no transcript from this server"
+        return f"EchoPanel gets no transcript from {server}"
 
 
 def _masked(url: str) -> str:
@@ -127,8 +138,9 @@ def run(
     max_wer: float,
     fast: bool,
     say: Any = None,
+    provider: str | None = None,
 ) -> EchoPanelSmoke:
-    """Run (or replay) EchoPanel's provider against the server it is set to use, with `clip`."""
+    """Run (or replay) EchoPanel's provider (`provider`, else the one it is set to) against what it is set to use."""
     import os
 
     from echopanel_setup.echopanel import contract, discover
@@ -137,12 +149,13 @@ def run(
     checkout = discover.find(echopanel, os.environ, Path.cwd(), Path.home())
     if checkout is None:
         raise UsageError("--client echopanel needs an EchoPanel checkout: pass --echopanel PATH (or --client realtime)")
-    read = contract.read(checkout.path, wanted=["voxtral_official"])
-    found = read.provider("voxtral_official")
-    if found is None:
-        raise UsageError(f"{checkout.path} has no voxtral_official provider to test (use --client realtime)")
-    info = contract.variant_info(found.variant)
     env = provider_command.echopanel_env(checkout.path)
+    name, note = _which_provider(provider, env)
+    read = contract.read(checkout.path, wanted=[name])
+    found = read.provider(name)
+    if found is None:
+        raise UsageError(f"{checkout.path} has no {name} provider to test (use --client realtime or voxtral-c)")
+    info = contract.variant_info(found.variant)
     default = next((e.default for e in found.env if e.key == "VOXTRAL_VLLM_URL"), None) or "http://localhost:8000"
     if url:
         env["VOXTRAL_VLLM_URL"], url_from = url, "--url"
@@ -153,35 +166,40 @@ def run(
     else:
         url_from = "the provider's default"
     python = discover.backend_python(checkout.path, echopanel_python)[0]
+    local = name == "voxtral_realtime"
     result = EchoPanelSmoke(
         checkout.path,
         checkout.how,
-        "voxtral_official",
+        name,
         found.variant,
         info.title if info is not None else None,
-        _masked(env.get("VOXTRAL_VLLM_URL", default)),
-        url_from,
+        "" if local else _masked(env.get("VOXTRAL_VLLM_URL", default)),
+        "" if local else url_from,
         str(python),
         clip,
         "run",
         max_wer=max_wer,
-        target=env.get("VOXTRAL_VLLM_URL", default),
+        target="" if local else env.get("VOXTRAL_VLLM_URL", default),
+        notes=[note] if note else [],
     )
-    load = provider_command.load_check(python, checkout.path)
+    module = Path(found.file).stem
+    load = provider_command.load_check(python, checkout.path, module)
     if load.ok and load.available is False:
-        load.ok, load.message = (
-            False,
-            (
-                f"it loads in {python} but reports itself unavailable (a dependency is missing there), so EchoPanel "
-                "falls back to faster_whisper"
-            ),
+        why = (
+            "voxtral.c or its weights are not where ECHOPANEL_VOXTRAL_BIN and ECHOPANEL_VOXTRAL_MODEL point"
+            if local
+            else "a dependency is missing there"
+        )
+        load.ok = False
+        load.message = (
+            f"it loads in {python} but reports itself unavailable ({why}), so EchoPanel falls back to faster_whisper"
         )
     if load.ok:
         speed = 20.0 if fast else 1.0
         for feed in ("vad", "stream"):
             how = "VAD on, 2 s windows" if feed == "vad" else "VAD off"
             say(f"running EchoPanel's {found.file} in {python} ({how})")
-            result.feeds.append(_run_feed(python, checkout.path, env, clip, feed, speed))
+            result.feeds.append(_run_feed(python, checkout.path, env, clip, feed, speed, module))
         result.transcript = result.feeds[0].finals
     else:
         result.mode, result.fallback = "replay", load.message
@@ -190,16 +208,43 @@ def run(
     if clip.reference is not None and result.transcript.strip():
         result.score = wer(clip.reference, result.transcript)
     if not result.passed:
-        result.server_works, result.server_detail = _server_works(result.target, clip, fast)
+        if local:
+            result.server_works, result.server_detail = _voxtral_c_works(checkout.path, clip)
+        else:
+            result.server_works, result.server_detail = _server_works(result.target, clip, fast)
     return result
 
 
-def _run_feed(python: Path, checkout: Path, env: dict[str, str], clip: audio.Clip, feed: str, speed: float) -> Feed:
+def _which_provider(explicit: str | None, env: dict[str, str]) -> tuple[str, str]:
+    """(provider to run, a note): --provider, else EchoPanel's selection when it is a Voxtral one, else ours."""
+    from echopanel_setup.echopanel import contract
+
+    if explicit:
+        return explicit, ""
+    chosen = env.get("ECHOPANEL_ASR_PROVIDER", "").strip()
+    if chosen in contract.VOXTRAL_PROVIDERS:
+        return chosen, ""
+    shown = f"set to {chosen}" if chosen else "not set to a Voxtral provider (ECHOPANEL_ASR_PROVIDER unset)"
+    return "voxtral_official", (
+        f"EchoPanel is {shown}: testing voxtral_official, the provider `echopanel-setup configure` selects"
+    )
+
+
+def _run_feed(
+    python: Path,
+    checkout: Path,
+    env: dict[str, str],
+    clip: audio.Clip,
+    feed: str,
+    speed: float,
+    module: str = "provider_voxtral_official",
+) -> Feed:
     out = Feed(feed)
     with tempfile.NamedTemporaryFile(suffix=".pcm") as pcm:
         pcm.write(clip.pcm)
         pcm.flush()
-        cmd = [str(python), echopanel_harness.__file__, "--checkout", str(checkout), "--pcm", pcm.name, "--feed", feed]
+        cmd = [str(python), echopanel_harness.__file__, "--checkout", str(checkout), "--module", module]
+        cmd += ["--pcm", pcm.name, "--feed", feed]
         try:
             done = subprocess.run(
                 [*cmd, "--speed", str(speed)],
@@ -236,7 +281,7 @@ def _run_feed(python: Path, checkout: Path, env: dict[str, str], clip: audio.Cli
 
 
 def _replay(result: EchoPanelSmoke, found: Any, env: dict[str, str], clip: audio.Clip) -> str:
-    if result.variant != "voxtral_official_chat_pcm":
+    if result.provider != "voxtral_official" or result.variant != "voxtral_official_chat_pcm":
         result.notes.append(
             f"{found.file} is not a variant whose protocol echopanel-setup can replay; make its Python load it "
             f"({result.fallback}) so that its own code runs"
@@ -367,6 +412,23 @@ def _server_works(url: str, clip: audio.Clip, fast: bool) -> tuple[bool | None, 
     return works, f"/v1/realtime with {model}: {text!r} ({took:.1f} s)" + (
         f", WER {score.wer:.0%}" if score is not None else ""
     )
+
+
+def _voxtral_c_works(checkout: Path, clip: audio.Clip) -> tuple[bool | None, str]:
+    """voxtral.c alone (`--client voxtral-c`) with EchoPanel's settings: does voxtral.c itself work here?"""
+    from echopanel_setup.errors import SetupError
+    from echopanel_setup.smoke import voxtralc
+
+    try:
+        alone = voxtralc.run(
+            voxtralc.target(binary=None, model=None, interval=None, echopanel=str(checkout)), clip, max_wer=0.3
+        )
+    except SetupError as exc:
+        return False, str(exc)
+    detail = f"{alone.target.binary}: {alone.transcript!r}" + (
+        f", WER {alone.score.wer:.0%}" if alone.score is not None else ""
+    )
+    return alone.passed, detail if not alone.error else f"{detail} ({alone.error})"
 
 
 def default_client(echopanel: str | None) -> tuple[str, str]:

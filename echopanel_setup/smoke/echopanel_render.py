@@ -56,7 +56,12 @@ def render_human(r: EchoPanelSmoke, out: TextIO | None = None) -> None:
         print(text, file=w)
 
     line(f"Provider:   {r.variant_title or 'a version echopanel-setup does not know'}")
-    line(f"Server:     {r.url} (VOXTRAL_VLLM_URL from {r.url_from})")
+    if r.provider == "voxtral_realtime":
+        ran = next((f.health for f in r.feeds if f.health and f.health.get("binary")), None)
+        shown = f"{ran['binary']} -d {ran['model']} -I {ran['interval_s']}" if ran else "as EchoPanel's settings say"
+        line(f"voxtral.c:  {shown} (ECHOPANEL_VOXTRAL_BIN, ECHOPANEL_VOXTRAL_MODEL, ECHOPANEL_VOXTRAL_STREAMING_DELAY)")
+    else:
+        line(f"Server:     {r.url} (VOXTRAL_VLLM_URL from {r.url_from})")
     if r.mode == "run":
         line(f"Ran:        its own code in {r.python}, EchoPanel's .env and environment applied")
         for f in r.feeds:
@@ -80,7 +85,11 @@ def render_human(r: EchoPanelSmoke, out: TextIO | None = None) -> None:
     if r.score is not None:
         line(f"WER:        {r.score.wer:.1%} (limit {r.max_wer:.0%})")
     if r.server_works is not None:
-        line(f"Server:     {'works' if r.server_works else 'does not work'} with a realtime client: {r.server_detail}")
+        works = "works" if r.server_works else "does not work"
+        if r.provider == "voxtral_realtime":
+            line(f"voxtral.c:  {works} alone (--client voxtral-c): {r.server_detail}")
+        else:
+            line(f"Server:     {works} with a realtime client: {r.server_detail}")
     for note in r.notes:
         line(f"! {note}")
     line(f"{'✓' if r.passed else '✗'} {r.verdict}")

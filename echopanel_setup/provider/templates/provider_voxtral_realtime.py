@@ -727,4 +727,4 @@ class VoxtralRealtimeProvider(ASRProvider):
         }
 
 
-ASRProviderRegistry.register(NAME, VoxtralRealtimeProvider)
+ASRProviderRegistry.register("voxtral_realtime", VoxtralRealtimeProvider)
