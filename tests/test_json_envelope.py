@@ -62,6 +62,8 @@ def test_schema_itself_is_valid() -> None:
         (("serve", "--json", "--facts", str(FIXTURES / "facts" / "linux-v100.json")), "serve"),  # a refusal: exit 1
         (("serve", "status", "--json"), "serve status"),
         (("serve", "stop", "--json"), "serve stop"),
+        (("tunnel", "status", "--json"), "tunnel status"),  # no tunnel: exit 1
+        (("tunnel", "stop", "--json"), "tunnel stop"),
     ],
 )
 def test_results_are_envelopes(cli: Cli, argv: tuple[str, ...], command: str) -> None:
@@ -90,6 +92,8 @@ def test_results_are_envelopes(cli: Cli, argv: tuple[str, ...], command: str) ->
         (("setup", "--json", "--url", "gpu:8000"), "setup", "must look like http://HOST:PORT"),
         (("setup", "--json", "--bogus"), "setup", "No such option"),
         (("bogus", "--json"), "bogus", "No such command"),
+        (("tunnel", "start", "--json", "--", "-oProxyCommand=x"), "tunnel start", "is not an ssh destination"),
+        (("tunnel", "start", "gpu", "--json", "--local-port", "0"), "tunnel start", "--local-port"),
     ],
 )
 def test_usage_errors_are_error_documents(cli: Cli, argv: tuple[str, ...], command: str, needle: str) -> None:

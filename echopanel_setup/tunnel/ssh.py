@@ -5,6 +5,11 @@ the GPU host stays bound to its own 127.0.0.1 and nothing here listens beyond th
 is ssh's own and is never changed: an unknown or changed host key stops the tunnel and says how to accept it
 (`ssh HOST` once, where the user sees the fingerprint). ssh's own config (`~/.ssh/config`, or `--ssh-config`)
 supplies the user, port and key.
+
+The messages matched here are OpenSSH's own (recorded from OpenSSH 9.2 against a loopback sshd; the tests run
+the real client and server): "Host key verification failed.", "@@@ WARNING: REMOTE HOST IDENTIFICATION HAS
+CHANGED! @@@", "Permission denied (publickey).", "Could not request local forwarding.", "channel N: open failed:
+connect failed: Connection refused", "Connection to HOST closed by remote host.".
 """
 
 from __future__ import annotations
@@ -19,6 +24,10 @@ _DESTINATION = re.compile(
     r"^(?:ssh://)?(?:[A-Za-z0-9._%+-]+@)?(?:[A-Za-z0-9_](?:[A-Za-z0-9._-]*)|\[[0-9A-Fa-f:.]+\])(?::\d+)?$"
 )
 _KEEPALIVE = ("-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=3")
+# A host that never answers must not hold `tunnel start` for the kernel's TCP timeout (minutes).
+CONNECT_TIMEOUT_S = 15
+# What ssh prints when the forward works but nothing listens on the far end's port (one line per connection).
+_REMOTE_CLOSED = re.compile(r"channel \d+: open failed: connect failed: (.*)")
 
 
 def check_destination(host: str) -> str:
@@ -35,7 +44,7 @@ def forward_argv(
     """`ssh -N -L 127.0.0.1:LOCAL:127.0.0.1:REMOTE` that exits when the forward cannot be set up, notices a dead
     link within 45 s (3 keep-alives 15 s apart), and, in `batch` (detached) mode, never waits for a prompt."""
     argv = [ssh, "-N", "-L", f"127.0.0.1:{local_port}:127.0.0.1:{remote_port}", "-o", "ExitOnForwardFailure=yes"]
-    argv += _KEEPALIVE
+    argv += [*_KEEPALIVE, "-o", f"ConnectTimeout={CONNECT_TIMEOUT_S}"]
     if batch:
         argv += ["-o", "BatchMode=yes"]
     if config:
@@ -105,3 +114,9 @@ def classify(stderr: str, host: str, local_port: int, exit_code: int | None) -> 
     detail = last or (f"ssh exited with code {exit_code}" if exit_code is not None else "ssh stopped")
     # ssh's own exit 255 is a connection error; anything else (a bad option, a config error) will not fix itself.
     return Failure("ssh", f"ssh to {host} failed: {detail}", exit_code not in (None, 255))
+
+
+def remote_refused(line: str) -> str | None:
+    """ssh's reason when a connection through the tunnel found nothing on the far end's port, else None."""
+    m = _REMOTE_CLOSED.search(line)
+    return m.group(1).strip() if m else None
