@@ -1114,8 +1114,9 @@ def main() -> None:
     """
     _open_closed_std_streams()
     for stream in (sys.stdout, sys.stderr):
-        if (getattr(stream, "encoding", "") or "").lower().replace("-", "") not in ("utf8", "utf_8"):
-            stream.reconfigure(errors="replace")  # type: ignore[union-attr]  # a C/ASCII locale must not crash us
+        # A C/ASCII locale must not crash us, nor a lone surrogate (a non-UTF-8 path decoded by Python, or one in a
+        # replayed --facts file) on a UTF-8 stream: such characters print as "?".
+        stream.reconfigure(errors="replace")  # type: ignore[union-attr]
     args = sys.argv[1:]
     json_command = _json_command(args)
     try:

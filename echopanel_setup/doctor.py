@@ -43,6 +43,8 @@ def load_facts(path: str) -> Facts:
         raise UsageError(f"--facts {path}: cannot read it: {exc}") from None
     except ValueError as exc:
         raise UsageError(f"--facts {path}: not JSON ({exc})") from None
+    except RecursionError:  # json's C decoder recurses once per nesting level
+        raise UsageError(f"--facts {path}: nested too deeply to be a facts snapshot") from None
     if isinstance(data, dict) and isinstance(data.get("facts"), dict):
         data = data["facts"]
     try:

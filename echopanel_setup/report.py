@@ -71,8 +71,8 @@ def write_json(run: DoctorRun, out: TextIO | None = None) -> None:
     output.write_json(to_document(run), out)
 
 
-def render_human(run: DoctorRun, verbose: bool = False, quiet: bool = False, stream: TextIO = sys.stdout) -> None:
-    con = ui.console(stream)
+def render_human(run: DoctorRun, verbose: bool = False, quiet: bool = False, stream: TextIO | None = None) -> None:
+    con = ui.console(stream)  # stdout as it is now (a default bound at import would outlive a redirected stdout)
     sym = ui.symbols(con)
     if not quiet:
         source = "replayed facts" if run.replayed else f"{run.facts.platform.system or '?'} {run.facts.platform.arch}"
@@ -137,10 +137,11 @@ def summary_line(run: DoctorRun, sym: dict[str, str]) -> str:
     return f"[bold green]{sym['ok']} Ready for {run.mode} mode[/]: {', '.join(parts)} ({took})."
 
 
-def render_matrix(checks: list[Check], stream: TextIO = sys.stdout) -> None:
+def render_matrix(checks: list[Check], stream: TextIO | None = None) -> None:
     """`doctor --list`: which checks run in which mode, and whether they are required there. Check ids are what
     users type (`--only`, `--skip`): they are never wrapped or shortened. A terminal too narrow for the table
     (ids, titles, three modes) gets one block per check instead."""
+    stream = stream or sys.stdout
     con = ui.console(stream)
     if not stream.isatty():
         con.width = 120
@@ -175,7 +176,7 @@ def _redact(text: str) -> str:
     return text
 
 
-def render_report(run: DoctorRun, stream: TextIO = sys.stdout) -> None:
+def render_report(run: DoctorRun, stream: TextIO | None = None) -> None:
     """A redacted Markdown report for bug reports: versions and verdicts, no secrets, no home path."""
     f = run.facts
     p = f.platform
@@ -205,4 +206,4 @@ def render_report(run: DoctorRun, stream: TextIO = sys.stdout) -> None:
     lines.append(f"- Mode: {run.mode} ({run.mode_reason}); exit code {run.exit_code}")
     lines += ["", "| check | status | summary |", "|---|---|---|"]
     lines += [f"| {r.id} | {r.status.value} | {r.summary.replace('|', '/')} |" for r in run.results]
-    stream.write(_redact("\n".join(lines)) + "\n")
+    (stream or sys.stdout).write(_redact("\n".join(lines)) + "\n")

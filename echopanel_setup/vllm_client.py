@@ -166,8 +166,8 @@ class VllmClient:
                 trust_env=not server.is_loopback,
                 verify=server.scheme == "https",
             )
-        except ImportError as exc:  # ALL_PROXY=socks5://… without httpx's socks extra
-            self._unusable = f"{_first_line(exc)} (or unset ALL_PROXY/HTTPS_PROXY)"
+        except (ImportError, ValueError, httpx.InvalidURL) as exc:
+            self._unusable = unusable_proxy(exc)
 
     def __enter__(self) -> VllmClient:
         return self
@@ -228,6 +228,34 @@ class VllmClient:
         else:
             return Answer(url, response.status_code, response.content[:1_000_000], time.monotonic() - started)
         return Answer(url, elapsed_s=time.monotonic() - started, problem=problem, error=error)
+
+
+PROXY_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")
+
+
+def unusable_proxy(exc: BaseException) -> str:
+    """One sentence for proxy settings httpx refuses when a client is made (`httpx.Client(trust_env=True)`):
+    which variable, why, and what to do. Catch `(ImportError, ValueError, httpx.InvalidURL)` around the client.
+
+    httpx raises ImportError for a SOCKS proxy without its socks extra (and names `pip install httpx[socks]`,
+    which is only right where pip runs in our environment), InvalidURL for a port that is not a number
+    (`HTTPS_PROXY=http://proxy:abc`), ValueError for a scheme it has no transport for.
+    """
+    import os
+
+    from echopanel_setup.url import redact
+
+    values = {var: os.environ.get(var) or os.environ.get(var.lower()) for var in PROXY_VARS}
+    named = [(var, value) for var, value in values.items() if value]
+    if isinstance(exc, ImportError):
+        socks = [f"{var}={redact(value)}" for var, value in named if value.lower().startswith("socks")]
+        return (
+            f"{', '.join(socks) or 'a SOCKS proxy'} needs SOCKS support, which is not installed: add it to "
+            "echopanel-setup's environment (`pip install socksio`, or `pipx inject echopanel-setup socksio`), "
+            f"or unset {', '.join(v.split('=')[0] for v in socks) or 'the proxy variables'}"
+        )
+    shown = ", ".join(f"{var}={redact(value)}" for var, value in named) or "the proxy settings"
+    return f"{shown}: not a usable proxy URL ({_first_line(exc)}); fix it (http://HOST:PORT) or unset it"
 
 
 def _is_tls(exc: BaseException) -> bool:

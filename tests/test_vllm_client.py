@@ -125,3 +125,13 @@ def test_an_unusable_proxy_is_classified_not_raised(monkeypatch: pytest.MonkeyPa
     with VllmClient(ServerURL.parse("http://gpu.example:8001"), timeout=1) as client:
         answer = client.health()
     assert answer.problem is Problem.PROXY and "socksio" in answer.error
+
+
+def test_a_proxy_port_that_is_not_a_number_is_classified_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`HTTPS_PROXY=http://proxy:abc` made httpx raise InvalidURL when the client was built: exit 4 in smoke."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:pw@proxy:abc")
+    with VllmClient(ServerURL.parse("https://gpu.example:8001"), timeout=1) as client:
+        answer = client.health()
+    assert answer.problem is Problem.PROXY
+    assert answer.error.startswith("HTTPS_PROXY=http://***@proxy:abc: not a usable proxy URL")
+    assert "pw" not in answer.error

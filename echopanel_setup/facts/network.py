@@ -11,7 +11,7 @@ from pathlib import Path
 from echopanel_setup import knowledge
 from echopanel_setup.facts.model import HttpProbe, NetworkFacts, ServerFacts
 from echopanel_setup.url import ServerURL, redact
-from echopanel_setup.vllm_client import ServerKind, VllmClient
+from echopanel_setup.vllm_client import ServerKind, VllmClient, unusable_proxy
 
 PROXY_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
 
@@ -57,8 +57,8 @@ def probe(
                 with httpx.Client(timeout=budget, follow_redirects=False, trust_env=True) as client:
                     hf_job, mistral_job = (pool.submit(_probe, client, url, deadline) for url in (hf, mistral))
                     hf_probe, mistral_probe = hf_job.result(), mistral_job.result()
-            except ImportError as exc:  # e.g. ALL_PROXY=socks5://… without socksio: say so instead of crashing
-                error = f"{_short(exc)} (the proxy comes from {', '.join(facts.proxies) or 'the environment'})"
+            except (ImportError, ValueError, httpx.InvalidURL) as exc:  # ALL_PROXY=socks5://…, HTTPS_PROXY=…:abc
+                error = unusable_proxy(exc)
                 hf_probe, mistral_probe = HttpProbe(url=hf, error=error), HttpProbe(url=mistral, error=error)
         server_facts = server.result() if server else None
     return replace(facts, hf=hf_probe, mistral=mistral_probe, server=server_facts)
