@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from facts_kit import FACTS_DIR, evaluate, fixture_names, load, raw, text_of, write
 
-from echopanel_setup import checks, doctor, envconfig
+from echopanel_setup import checks, doctor, envconfig, knowledge
 from echopanel_setup.checks import REQUIRED, Check, Outcome, Status
 from echopanel_setup.checks.common import pick_mode
 from echopanel_setup.errors import UsageError
@@ -577,6 +577,19 @@ def test_too_little_disk_for_the_download_fails() -> None:
     disk = evaluate(facts, "local")[0]["disk.space"]
     assert disk.status is FAIL
     assert disk.fix is not None and any("--dir" in c for c in disk.fix.commands)
+
+
+def test_disk_check_wants_what_install_voxtral_wants() -> None:
+    """doctor asked for the download plus a fixed 2 GiB margin for temp files the install never writes."""
+    k = knowledge.load()
+    facts = load("linux-nogpu.json")
+    h100 = load("linux-h100-vllm020.json")
+    facts.platform, facts.gpu, facts.pyenv = h100.platform, h100.gpu, h100.pyenv
+    want_mib = -(-(k.model.download_bytes + k.disk.margin(k.model.download_bytes)) // (1024 * 1024))
+    facts.disk.free_mib = want_mib + 1
+    assert evaluate(facts, "local")[0]["disk.space"].status is OK
+    facts.disk.free_mib = want_mib - 2
+    assert evaluate(facts, "local")[0]["disk.space"].status is FAIL
 
 
 def test_port_held_by_nginx_fails() -> None:

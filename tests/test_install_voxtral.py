@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -566,6 +567,20 @@ def test_unwritable_dir_is_a_usage_error(hub: HubStandIn, tmp_path: Path) -> Non
     assert hub.hits == []
 
 
+def test_a_socks_proxy_without_socksio_names_the_package_huggingface_hub_needs(hub: HubStandIn) -> None:
+    """ALL_PROXY=socks5://… crashed (exit 4) with httpx2's hint `pip install httpx[socks]`: not what it uses."""
+    import importlib.util
+
+    if importlib.util.find_spec("socksio") is not None:
+        pytest.skip("socksio is installed: the SOCKS proxy would be used")
+    proc = install(hub, env={"ALL_PROXY": "socks5://alice:pw@127.0.0.1:1080"})
+    assert proc.returncode == 2, proc.stderr
+    line = one_error_line(proc)
+    assert "ALL_PROXY=socks5://127.0.0.1:1080 is a SOCKS proxy" in line and "httpx2" in line
+    assert "socksio" in line and "echopanel-setup[socks]" in line and "httpx[socks]" not in line
+    assert "pw" not in line and hub.hits == []
+
+
 def test_an_hf_endpoint_that_is_not_a_url_is_a_usage_error(hub: HubStandIn, model_dir: Path) -> None:
     proc = install(hub, env={"HF_ENDPOINT": f"127.0.0.1:{hub.hub_port}"})
     assert proc.returncode == 2
@@ -612,6 +627,7 @@ used=$(du -sk {mnt} | cut -f1)
 mount -o remount,size=$((used + 256))k {mnt}
 wait $pid; echo $? > {out}/first.rc
 cp {part} {out}/partial.bin
+{install} --dry-run > {out}/plan.out 2> {out}/plan.err; echo $? > {out}/plan.rc
 mount -o remount,size=3g {mnt}
 {install} > {out}/second.out 2> {out}/second.err; echo $? > {out}/second.rc
 cp {mnt}/{BIG} {out}/final.bin
@@ -625,6 +641,13 @@ cp {mnt}/{BIG} {out}/final.bin
     first_err = (out / "first.err").read_text()
     assert (out / "first.rc").read_text().strip() == "3", first_err
     assert "disk full" in first_err and "partial file is kept" in first_err and len(first_err.strip().splitlines()) == 1
+    # What the message asks to free is what the next run's disk check wants (it asked for the file's rest,
+    # then refused unless a fixed 2 GiB margin more was free).
+    plan_err = (out / "plan.err").read_text()
+    assert (out / "plan.rc").read_text().strip() == "1" and "not enough disk space" in plan_err, plan_err
+    asked = re.search(r"free (\S+ \S+) more and run", first_err)
+    wanted = re.search(r"free (\S+ \S+) more or pass --dir", plan_err)
+    assert asked and wanted and asked.group(1) == wanted.group(1), (first_err, plan_err)
     content = hub.files[BIG].content.read()
     partial = (out / "partial.bin").read_bytes()
     assert 0 < len(partial) < len(content) and content.startswith(partial)

@@ -71,8 +71,8 @@ def disk_space(facts: Facts, mode: str) -> Outcome:
         return Outcome(Status.WARN, f"free space unknown at {d.checked_path}")
     if _complete(facts):
         return Outcome(Status.OK, f"model present; {gib(d.free_mib)} free at {d.checked_path}")
-    have = sum(size or 0 for size in facts.model.files.values()) // MIB
-    need = k.model.download_bytes // MIB + k.disk.margin_mib - have
+    left = max(0, k.model.download_bytes - sum(size or 0 for size in facts.model.files.values()))
+    need = (left + k.disk.margin(left)) // MIB
     if d.free_mib < need:
         return Outcome(
             Status.FAIL,

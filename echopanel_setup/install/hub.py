@@ -136,6 +136,27 @@ def retrying(call: Callable[[], T], *, what: str, backoff: Backoff, note: Callab
             time.sleep(wait)
 
 
+def _usable_proxy() -> None:
+    """Make huggingface_hub's client now: with ALL_PROXY=socks5://… and no SOCKS support installed it raises an
+    ImportError whose hint (`pip install httpx[socks]`) names a package huggingface_hub does not use."""
+    from huggingface_hub import get_session
+
+    try:
+        get_session()
+    except ImportError as exc:
+        if "socks" not in str(exc).lower():
+            raise
+        import huggingface_hub
+
+        proxies = urllib.request.getproxies_environment()
+        named = next((f"{k.upper()}_PROXY={scrub(v)}" for k, v in proxies.items() if v.startswith("socks")), "a proxy")
+        raise UsageError(
+            f"{named} is a SOCKS proxy, and huggingface_hub {huggingface_hub.__version__} reaches the Hub through "
+            "httpx2, whose SOCKS support needs the socksio package: `pip install 'echopanel-setup[socks]'` (or "
+            "`pip install socksio` where echopanel-setup is installed), or use an http:// proxy"
+        ) from None
+
+
 def resolve(
     repo: str,
     revision: str,
@@ -155,6 +176,7 @@ def resolve(
             f"HF_ENDPOINT={where!r} is not an http(s) URL: set it like https://huggingface.co, or unset it"
         )
     _session_defaults()
+    _usable_proxy()
     api = HfApi()
     policy = backoff or Backoff()
 

@@ -285,13 +285,13 @@ def _recheck(job: Job, m: Manifest) -> list[str]:
 
 
 def install(job: Job, remote: Remote, revision: str) -> VoxtralResult:
-    found = orphans.find(job.target, job.repo, job.names)
+    found = orphans.find(job.target, job.repo, {n: remote.files[n].etag for n in job.names})
     known = _known_entries(job)
     steps = [_plan(job, remote.files[name], known.get(name), found) for name in job.names]
     adopted = {id(s.orphan) for s in steps if s.orphan is not None}
     leftovers = [o for o in found if id(o) not in adopted]
     need = sum(s.to_fetch for s in steps)
-    margin = knowledge.load().disk.margin_mib * MIB
+    margin = knowledge.load().disk.margin(need)
     free = _free_bytes(job.target) + orphans.reclaimable(leftovers, job.target)
     _print_plan(job, remote, revision, steps, need, free, margin)
     if need and free < need + margin:
@@ -303,9 +303,10 @@ def install(job: Job, remote: Remote, revision: str) -> VoxtralResult:
     if need and not _confirm(job, need):
         return job.result("cancelled", remote.commit, revision=revision, files=_rows(steps))
     with _lock(job):
-        freed = orphans.remove(leftovers)
-        if leftovers:
-            job.ui.note(f"removed {len(leftovers)} orphaned huggingface_hub temp file(s), {size(freed)} freed")
+        ours = [o for o in leftovers if not o.shared]
+        freed = orphans.remove(ours)
+        if ours:
+            job.ui.note(f"removed {len(ours)} orphaned huggingface_hub temp file(s), {size(freed)} freed")
         _execute(job, remote, steps)
         m = Manifest(job.repo, revision, remote.commit, remote.endpoint, {s.name: _entry(job, s) for s in steps})
         manifest.write(job.manifest_path, m)
@@ -373,7 +374,19 @@ def _free_bytes(target: Path) -> int:
 def _no_space(job: Job, need: int, free: int, margin: int) -> str:
     return (
         f"not enough disk space for {job.target}: {size(need)} to download plus a {size(margin)} margin, "
-        f"{size(free)} free; free some space or pass --dir on another disk"
+        f"{size(free)} free; free {size(need + margin - free)} more or pass --dir on another disk"
+    )
+
+
+def _disk_full(job: Job, s: Step, offset: int, later: list[Step]) -> str:
+    """The disk filled mid-file: ask for exactly what the next run's disk check will want."""
+    left = s.expected.size - offset + sum(t.to_fetch for t in later)
+    want = left + knowledge.load().disk.margin(left)
+    free = _free_bytes(job.target)
+    return (
+        f"disk full in {job.target} at {size(offset)} of {s.name}: {size(left)} still to download needs "
+        f"{size(want)} free (with margin), {size(free)} is: free {size(max(want - free, 0))} more and run "
+        f"`{job.rerun}` again; the partial file is kept and continues from there"
     )
 
 
@@ -490,11 +503,7 @@ def _execute(job: Job, remote: Remote, steps: list[Step]) -> None:
                             f"{job.target} cannot hold a file of {size(s.expected.size)} ({exc}; a FAT32 disk or a "
                             "file size limit?): pass --dir on another filesystem"
                         ) from None
-                    raise ExternalError(
-                        f"disk full in {job.target} at {size(exc.offset)} of {s.name}: free "
-                        f"{size(s.expected.size - exc.offset)} and run `{job.rerun}` again; the partial file is kept "
-                        "and continues from there"
-                    ) from None
+                    raise ExternalError(_disk_full(job, s, exc.offset, steps[steps.index(s) + 1 :])) from None
                 except fetch.TransferError as exc:
                     raise ExternalError(
                         f"{exc}; gave up at {size(exc.offset)} of {s.name} ({100 * exc.offset // s.expected.size}%): "

@@ -202,8 +202,14 @@ class Container(Section):
 
 @section
 class Disk(Section):
-    margin_mib: int
+    margin_percent: float
+    margin_fixed_mib: int
     source: str
+
+    def margin(self, written: int) -> int:
+        """Bytes of headroom beside `written` bytes of downloads: install voxtral's disk check, the figure its
+        disk-full message asks for, and doctor's disk.space all use this one rule."""
+        return int(written * self.margin_percent / 100) + self.margin_fixed_mib * 1024 * 1024
 
 
 @section
