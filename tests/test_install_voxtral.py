@@ -576,9 +576,15 @@ def test_a_socks_proxy_without_socksio_names_the_package_huggingface_hub_needs(h
     proc = install(hub, env={"ALL_PROXY": "socks5://alice:pw@127.0.0.1:1080"})
     assert proc.returncode == 2, proc.stderr
     line = one_error_line(proc)
-    assert "ALL_PROXY=socks5://127.0.0.1:1080 is a SOCKS proxy" in line and "httpx2" in line
-    assert "socksio" in line and "echopanel-setup[socks]" in line and "httpx[socks]" not in line
-    assert "pw" not in line and hub.hits == []
+    assert "ALL_PROXY=socks5://***@127.0.0.1:1080 needs SOCKS support" in line
+    assert "pip install socksio" in line and "httpx[socks]" not in line
+    assert ":pw@" not in line and hub.hits == []
+
+
+def test_a_proxy_port_that_is_not_a_number_is_a_usage_error(hub: HubStandIn) -> None:
+    proc = install(hub, env={"HTTPS_PROXY": "http://proxy:abc", "HTTP_PROXY": "http://proxy:abc"})
+    assert proc.returncode == 2, proc.stderr
+    assert "not a usable proxy URL" in one_error_line(proc) and hub.hits == []
 
 
 def test_an_hf_endpoint_that_is_not_a_url_is_a_usage_error(hub: HubStandIn, model_dir: Path) -> None:

@@ -137,24 +137,18 @@ def retrying(call: Callable[[], T], *, what: str, backoff: Backoff, note: Callab
 
 
 def _usable_proxy() -> None:
-    """Make huggingface_hub's client now: with ALL_PROXY=socks5://… and no SOCKS support installed it raises an
-    ImportError whose hint (`pip install httpx[socks]`) names a package huggingface_hub does not use."""
+    """Make huggingface_hub's client now, so proxy settings its httpx2 refuses (ALL_PROXY=socks5://… without
+    socksio, whose hint `pip install httpx[socks]` names a package huggingface_hub does not use; a port that is
+    not a number) are one usage line, not a crash inside the first request."""
+    import httpx2
     from huggingface_hub import get_session
+
+    from echopanel_setup.vllm_client import unusable_proxy
 
     try:
         get_session()
-    except ImportError as exc:
-        if "socks" not in str(exc).lower():
-            raise
-        import huggingface_hub
-
-        proxies = urllib.request.getproxies_environment()
-        named = next((f"{k.upper()}_PROXY={scrub(v)}" for k, v in proxies.items() if v.startswith("socks")), "a proxy")
-        raise UsageError(
-            f"{named} is a SOCKS proxy, and huggingface_hub {huggingface_hub.__version__} reaches the Hub through "
-            "httpx2, whose SOCKS support needs the socksio package: `pip install 'echopanel-setup[socks]'` (or "
-            "`pip install socksio` where echopanel-setup is installed), or use an http:// proxy"
-        ) from None
+    except (ImportError, ValueError, httpx2.InvalidURL) as exc:
+        raise UsageError(unusable_proxy(exc)) from None
 
 
 def resolve(
