@@ -304,6 +304,66 @@ def install_voxtral(
     raise typer.Exit(result.exit_code)
 
 
+class VoxtralCBackend(str, Enum):
+    mps = "mps"
+    blas = "blas"
+
+
+@install_app.command("voxtral-c")
+def install_voxtral_c(
+    dir: Annotated[
+        str | None,
+        typer.Option(
+            "--dir", metavar="DIR", help="Where to clone voxtral.c (default: the per-user data dir, or the recorded)."
+        ),
+    ] = None,
+    repo: Annotated[
+        str | None,
+        typer.Option(metavar="URL", help="Clone from here: a mirror or a local clone (default: the GitHub URL)."),
+    ] = None,
+    ref: Annotated[
+        str | None,
+        typer.Option(metavar="COMMIT", help="Commit, tag or branch (default: the known-good commit pinned here)."),
+    ] = None,
+    backend: Annotated[
+        VoxtralCBackend | None,
+        typer.Option(help="mps (Metal, Apple Silicon) or blas (default: mps on Apple Silicon, else blas)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check the preconditions, print the commands, change nothing.")
+    ] = False,
+    facts: Annotated[
+        str | None,
+        typer.Option(metavar="FILE", help="Decide from a saved doctor facts snapshot instead of probing this machine."),
+    ] = None,
+    echopanel: _Checkout = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document on stdout (progress and notes go to stderr).")
+    ] = False,
+) -> None:
+    """Clone antirez/voxtral.c at a known-good commit, build it (make mps|blas) and check that it runs.
+
+    Exit codes: 0 built (or already) · 1 a precondition is not met (Rosetta, no compiler, make, OpenBLAS, git, disk)
+    or the folder is not ours · 2 bad input · 3 clone, fetch or build failed (the first error line and the log
+    named) · 130 interrupted.
+    """
+    from echopanel_setup.install import render, voxtral_c
+    from echopanel_setup.install.progress import Ui
+
+    opts = voxtral_c.VoxtralCOptions(
+        dir=dir,
+        repo=repo,
+        ref=ref,
+        backend=backend.value if backend else None,
+        dry_run=dry_run,
+        facts=facts,
+        echopanel=echopanel,
+    )
+    result = voxtral_c.run(opts, Ui(json_mode=json_out))
+    render.voxtral_c(result, json_out=json_out)
+    raise typer.Exit(result.exit_code)
+
+
 @install_app.command("vllm")
 def install_vllm(
     venv: Annotated[

@@ -53,6 +53,14 @@ def load_facts(path: str) -> Facts:
         raise UsageError(f"--facts {path}: not a facts snapshot: {exc}") from None
 
 
+def provider_axis(facts: Facts) -> Callable[[checks.Check], str | None] | None:
+    """The checks that do not apply to the provider EchoPanel selects (voxtral_realtime runs no vLLM), or None."""
+    from echopanel_setup.checks import voxtral_c
+
+    why = voxtral_c.moot_for_voxtral_c(facts)
+    return None if why is None else (lambda c: why if voxtral_c.is_vllm_only(c) else None)
+
+
 def save_facts(facts: Facts, path: str) -> None:
     try:
         Path(path).write_text(json.dumps(facts.to_dict(), indent=2) + "\n", encoding="utf-8")
@@ -77,7 +85,7 @@ def run(
     # A bad --python raises its UsageError (pyenv.BadPythonError) before any probe.
     facts = load_facts(facts_file) if facts_file else collect(opts, on_wait=on_wait)
     chosen, reason = pick_mode(facts, mode)
-    results = checks.run(facts, chosen, selected)
+    results = checks.run(facts, chosen, selected, moot=None if mode else provider_axis(facts))
     return DoctorRun(
         facts=facts,
         mode=chosen,

@@ -27,6 +27,7 @@ CATEGORY_TITLES = {
     "network": "Network",
     "config": "EchoPanel config",
     "echopanel": "EchoPanel",
+    "voxtral_c": "voxtral.c (EchoPanel's voxtral_realtime)",
 }
 
 

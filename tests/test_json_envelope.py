@@ -80,6 +80,7 @@ def test_results_are_envelopes(cli: Cli, argv: tuple[str, ...], command: str) ->
         (("explain", "--json"), "explain", "Missing argument"),
         (("install", "voxtral", "--json", "--stall-timeout", "0"), "install voxtral", "--stall-timeout"),
         (("install", "vllm", "--json", "--bogus"), "install vllm", "No such option"),
+        (("install", "voxtral-c", "--json", "--backend", "cuda"), "install voxtral-c", "--backend"),
         (("serve", "--json", "--gpus", "0"), "serve", "--gpus"),
         (("serve", "status", "--json", "--bogus"), "serve status", "No such option"),
         (("serve", "logs", "--json", "--lines", "-1"), "serve logs", "--lines"),
@@ -113,6 +114,21 @@ def test_install_plans_are_envelopes(cli: Cli, monkeypatch: pytest.MonkeyPatch, 
     run = cli("install", "vllm", "--json", "--dry-run", "--facts", str(FACTS), "--venv", str(tmp_path / "venv"))
     doc = envelope(run, "install vllm")
     assert doc["status"] == "planned" and doc["commands"] and doc["checks"] == [] and not (tmp_path / "venv").exists()
+
+
+def test_install_voxtral_c_plans_and_failures_are_envelopes(cli: Cli, tmp_path: Path) -> None:
+    import voxtralc_kit
+
+    repo = voxtralc_kit.make_repo(tmp_path / "voxtral.c")
+    doc = envelope(cli("install", "voxtral-c", "--json", "--dry-run", "--repo", str(repo)), "install voxtral-c")
+    assert doc["status"] == "planned" and doc["commands"] and all(c["ok"] for c in doc["preconditions"])
+    failed = cli("install", "voxtral-c", "--json", "--repo", str(tmp_path / "none"))
+    error_of(failed, "install voxtral-c", 3, "external")
+    mac = json.loads((FIXTURES / "facts" / "macos-arm64.json").read_text())
+    mac["platform"]["rosetta"] = True
+    (tmp_path / "rosetta.json").write_text(json.dumps(mac))
+    run = cli("install", "voxtral-c", "--json", "--facts", str(tmp_path / "rosetta.json"), "--repo", str(repo))
+    assert "Rosetta" in error_of(run, "install voxtral-c", 1, "failed")["message"]
 
 
 def test_configure_documents_mask_the_key(cli: Cli, tmp_path: Path) -> None:

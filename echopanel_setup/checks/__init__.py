@@ -109,7 +109,7 @@ def check(
 
 
 # Print order, by module: what the machine is, then what runs on it, then how it connects.
-_MODULE_ORDER = ("platform", "gpu", "stack", "storage", "network", "config", "echopanel")
+_MODULE_ORDER = ("platform", "gpu", "stack", "storage", "network", "config", "echopanel", "voxtral_c")
 
 
 def all_checks() -> list[Check]:
@@ -118,15 +118,20 @@ def all_checks() -> list[Check]:
     Sorted rather than left in import order: a command that imported one module early (install vllm's gate
     imports gpu) would otherwise register its checks first. Checks registered elsewhere (tests) come last.
     """
-    from echopanel_setup.checks import platform, gpu, stack, storage, network, config, echopanel  # noqa: F401, I001
+    from echopanel_setup.checks import platform, gpu, stack, storage, network, config, echopanel, voxtral_c  # noqa: F401, I001
 
     rank = {module: i for i, module in enumerate(_MODULE_ORDER)}
     REGISTRY.sort(key=lambda c: rank.get(c.fn.__module__.rsplit(".", 1)[-1], len(rank)))  # stable; others last
     return REGISTRY
 
 
-def run(facts: Facts, mode: str, checks: list[Check]) -> list[CheckResult]:
-    """Evaluate `checks` for `mode`. A check never aborts the run: exceptions become `crashed` results."""
+def run(
+    facts: Facts, mode: str, checks: list[Check], moot: Callable[[Check], str | None] | None = None
+) -> list[CheckResult]:
+    """Evaluate `checks` for `mode`. A check never aborts the run: exceptions become `crashed` results.
+
+    `moot(check)` gives a reason to skip a check that does not apply to the provider EchoPanel uses (the provider
+    axis beside the modes: voxtral.c needs none of vLLM's checks)."""
     probe_status = {p.name: p for p in facts.probes}
     results: list[CheckResult] = []
     failed: set[str] = set()
@@ -136,6 +141,8 @@ def run(facts: Facts, mode: str, checks: list[Check]) -> list[CheckResult]:
         blocked = [a for a in c.after if a in failed]
         if level is None:
             outcome = Outcome(Status.SKIP, f"not needed in {mode} mode")
+        elif moot is not None and (why := moot(c)):
+            outcome = Outcome(Status.SKIP, why)
         elif blocked:
             outcome = Outcome(Status.SKIP, f"moot until {blocked[0]} passes")
         elif stuck := [probe_status[p] for p in c.probes if p in probe_status and probe_status[p].status != "ok"]:

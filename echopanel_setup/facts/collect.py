@@ -18,7 +18,7 @@ from typing import Any
 
 from echopanel_setup import __version__, envconfig, paths, ports
 from echopanel_setup.echopanel import probe as echopanel_probe
-from echopanel_setup.facts import gpu, local, network, platform, pyenv
+from echopanel_setup.facts import gpu, local, network, platform, pyenv, voxtral_c
 from echopanel_setup.facts.model import Facts, ProbeInfo
 from echopanel_setup.url import ServerURL
 
@@ -120,6 +120,8 @@ def collect(opts: Options, on_wait: Callable[[list[str]], None] | None = None) -
     if checkout is not None:
         facts.echopanel.checkout, facts.echopanel.how = str(checkout.path), checkout.how
     _run_parallel(facts, probes, on_wait)
+    # After EchoPanel's probe: the binary and weights to check are the ones its settings name.
+    facts.voxtral_c = _timed(facts, "voxtral_c", lambda: voxtral_c.probe(facts.platform.system, facts.echopanel))
     return facts
 
 

@@ -292,6 +292,54 @@ class EchoPanelFacts:
     provider_drift: str | None = None  # voxtral_official no longer what `provider fix` wrote (echopanel/fixes.py)
 
 
+# voxtral.c (echopanel_setup/facts/voxtral_c.py): the toolchain `install voxtral-c` needs, what it built, and the binary
+# and weights EchoPanel's `voxtral_realtime` provider will use. Probed only where EchoPanel selects that provider or
+# `install voxtral-c` ran (`probed` False otherwise: the checks skip).
+
+
+@dataclass
+class VoxtralCBuild:
+    """What `install voxtral-c` built, from its record in our state dir."""
+
+    checkout: str
+    commit: str
+    backend: str  # mps | blas
+    binary: str
+    repo_url: str = ""
+    log: str | None = None
+    built_at: str | None = None
+
+
+@dataclass
+class VoxtralCBinary:
+    """A voxtral.c binary and whether it runs: `--help` exits 0 with usage on stderr."""
+
+    path: str
+    source: str  # the environment | <checkout>/.env | EchoPanel's default | install voxtral-c
+    exists: bool = False
+    runs: bool | None = None
+    error: str | None = None  # why it does not run, in one line
+
+
+@dataclass
+class VoxtralCFacts:
+    probed: bool = False
+    compiler: str | None = None  # the Makefile's compiler (gcc) on PATH
+    make: str | None = None
+    git: str | None = None
+    xcode_clt: bool | None = None  # macOS: `xcode-select -p` names the command-line tools
+    blas: bool | None = None  # Linux: cblas.h compiles and -lopenblas links (None elsewhere)
+    blas_error: str | None = None
+    build: VoxtralCBuild | None = None
+    binary: VoxtralCBinary | None = None  # the one EchoPanel will run (ECHOPANEL_VOXTRAL_BIN as it sees it)
+    model: str | None = None  # ECHOPANEL_VOXTRAL_MODEL as EchoPanel will see it
+    model_source: str | None = None
+    model_files: dict[str, int | None] = field(default_factory=dict)  # name -> size, None if absent
+    model_verified: bool | None = None  # `install voxtral`'s manifest vouches for the files (None: no manifest)
+    user_clone: str | None = None  # <checkout>/../voxtral.c, a clone we did not create (left alone)
+    user_clone_commit: str | None = None
+
+
 @dataclass
 class Facts:
     schema_version: int = FACTS_SCHEMA_VERSION
@@ -307,6 +355,7 @@ class Facts:
     config: ConfigFacts = field(default_factory=ConfigFacts)
     client: ClientFacts = field(default_factory=ClientFacts)
     echopanel: EchoPanelFacts = field(default_factory=EchoPanelFacts)
+    voxtral_c: VoxtralCFacts = field(default_factory=VoxtralCFacts)
     probes: list[ProbeInfo] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:

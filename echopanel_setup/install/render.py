@@ -14,6 +14,7 @@ from echopanel_setup import output, report, ui
 from echopanel_setup.install.progress import duration, size
 from echopanel_setup.install.vllm import VllmResult
 from echopanel_setup.install.voxtral import VoxtralResult
+from echopanel_setup.install.voxtral_c import VoxtralCResult
 
 SCHEMA_VERSION = 1
 
@@ -141,3 +142,63 @@ def vllm(r: VllmResult, json_out: bool, out: TextIO | None = None) -> None:
         con.print(
             f"[green]{sym['ok']}[/] Ready: `echopanel-setup doctor` and `serve` will use {ui.esc(str(r.python))}."
         )
+
+
+# -- install voxtral-c ---------------------------------------------------------------------------------------------
+
+
+def voxtral_c_document(r: VoxtralCResult) -> dict[str, Any]:
+    return output.document(
+        "install voxtral-c",
+        SCHEMA_VERSION,
+        r.exit_code,
+        status=r.status,
+        checkout=str(r.checkout),
+        repo_url=r.repo_url,
+        ref=r.ref,
+        commit=r.commit,
+        backend=r.backend,
+        binary=str(r.binary),
+        log=str(r.log),
+        commands=r.commands,
+        preconditions=[asdict(c) for c in r.preconditions],
+        model=str(r.model) if r.model else None,
+        model_verified=r.model_verified,
+        user_clone={"path": r.user_clone, "commit": r.user_clone_commit} if r.user_clone else None,
+        recorded=r.recorded,
+        echopanel_env=r.echopanel_env,
+        duration_s=r.duration_s,
+    )
+
+
+def voxtral_c(r: VoxtralCResult, json_out: bool, out: TextIO | None = None) -> None:
+    if json_out:
+        output.write_json(voxtral_c_document(r), out)
+        return
+    con = ui.console(out or sys.stdout)
+    sym = ui.symbols(con)
+    if r.status == "planned":
+        con.print("Dry run: nothing was cloned or built.")
+        return
+    commit = (r.commit or "")[:12]
+    if r.status == "already-built":
+        con.print(
+            f"[green]{sym['ok']}[/] voxtral.c is built ({r.backend}, commit {commit}) and runs: {ui.esc(str(r.binary))}"
+        )
+    else:
+        con.print(
+            f"[green]{sym['ok']}[/] voxtral.c built ({r.backend}, commit {commit}) in {duration(r.duration_s)}: "
+            f"{ui.esc(str(r.binary))}"
+        )
+        con.print(f"  Build log: {ui.esc(str(r.log))}")
+    if r.model is None:
+        con.print(
+            f"[yellow]{sym['warn']}[/] No weights yet: `echopanel-setup install voxtral` downloads them (~8.9 GB); "
+            "voxtral.c reads them where they are."
+        )
+    else:
+        verified = "verified" if r.model_verified else "present, not verified (`install voxtral --verify`)"
+        con.print(f"  Weights: {ui.esc(str(r.model))} ({verified}; install voxtral's dir, used in place)")
+    con.print("  For EchoPanel (`echopanel-setup configure --provider voxtral_realtime` writes them):")
+    for key, value in r.echopanel_env.items():
+        con.print(f"    {key}={ui.esc(value)}")

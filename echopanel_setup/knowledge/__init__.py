@@ -462,6 +462,36 @@ class VllmInstall(Section):
 
 
 @section
+class VoxtralC(Section):
+    """antirez/voxtral.c: the pinned commit `install voxtral-c` builds, its toolchain, speed and memory."""
+
+    repo_url: str
+    commit: str
+    commit_date: str
+    binary: str
+    model_files: tuple[str, ...]  # what voxtral.c reads from its model directory (`install voxtral` fetches both)
+    help_marker: str
+    compiler: str
+    blas_package: str
+    blas_cflags: tuple[str, ...]
+    blas_libs: tuple[str, ...]
+    disk_mib: int
+    mps_ms_per_token: float
+    blas_ms_per_token: int
+    token_budget_ms: int
+    mps_resident_mib: int
+    min_ram_mib: int
+    comfortable_ram_mib: int
+    interval_default_s: float
+    interval_live_min_s: float
+    interval_live_max_s: float
+    interval_waste_below_s: float
+    echopanel_default_bin: str  # relative to EchoPanel's checkout
+    echopanel_default_model: str
+    source: str
+
+
+@section
 class WatchMetrics(Section):
     """Where each `watch` signal lives: metric families tried in order (counters named without `_total`)."""
 
@@ -542,6 +572,7 @@ class Knowledge(Section):
     serve: Serve
     vllm_install: VllmInstall
     watch: Watch
+    voxtral_c: VoxtralC
 
     def alternatives(self, system: str) -> list[str]:
         """One line per alternative for `system` (platform.system()) with its EchoPanel env lines.
