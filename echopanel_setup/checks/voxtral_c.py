@@ -118,7 +118,7 @@ def speed(facts: Facts, mode: str) -> Outcome:
     )
 
 
-@_check("voxtral_c.memory", "Memory for voxtral.c (Metal)", ("platform",), after=("voxtral_c.speed",))
+@_check("voxtral_c.memory", "voxtral.c memory (Metal)", ("platform",), after=("voxtral_c.speed",))
 def memory(facts: Facts, mode: str) -> Outcome:
     """Under MPS the weights are converted to f16 on the GPU at load: ~8.9 GB resident in unified memory."""
     if (skipped := _skip(facts)) is not None:
