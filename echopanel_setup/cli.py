@@ -304,6 +304,11 @@ def install_voxtral(
     raise typer.Exit(result.exit_code)
 
 
+class SetupProvider(str, Enum):
+    voxtral_official = "voxtral_official"
+    voxtral_realtime = "voxtral_realtime"
+
+
 class VoxtralCBackend(str, Enum):
     mps = "mps"
     blas = "blas"
@@ -1064,6 +1069,13 @@ def setup(
     ] = None,
     echopanel: _Checkout = None,
     echopanel_python: _CheckoutPython = None,
+    provider: Annotated[
+        SetupProvider | None,
+        typer.Option(
+            help="voxtral_realtime: Voxtral on this machine with voxtral.c (install voxtral-c, install voxtral, "
+            "provider, configure, smoke); default: the provider EchoPanel selects.",
+        ),
+    ] = None,
     json_out: Annotated[
         bool,
         typer.Option("--json", help="Print one JSON document with every step; the steps' progress goes to stderr."),
@@ -1071,7 +1083,8 @@ def setup(
 ) -> None:
     """The guided path: doctor → install → serve → smoke → provider → configure → smoke echopanel; done steps skipped.
 
-    Stops at the first blocker with its fix. On macOS or without an NVIDIA GPU it points to --mode remote or api.
+    Stops at the first blocker with its fix. On an Apple Silicon Mac it offers voxtral.c first (--provider
+    voxtral_realtime), then --mode remote or api; without an NVIDIA GPU it points to --mode remote or api.
     Exit codes: 0 set up · 1 stopped at a step (its fix is printed) · 2 bad input · 3 external failure.
     """
     from echopanel_setup import setup_flow, setup_render
@@ -1090,6 +1103,7 @@ def setup(
         python=python,
         echopanel=echopanel,
         echopanel_python=echopanel_python,
+        provider=provider.value if provider else None,
     )
     result = setup_flow.run(opts, setup_render.SetupUi(json_mode=json_out))
     setup_render.render(result, json_out=json_out)

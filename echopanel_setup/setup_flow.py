@@ -27,10 +27,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TextIO
 
-from echopanel_setup import envconfig, knowledge, ports
+from echopanel_setup import envconfig, knowledge, ports, setup_voxtral_c
 from echopanel_setup.checks import CheckResult, Fix, Status
 from echopanel_setup.doctor import DoctorRun
 from echopanel_setup.errors import EXIT_FAILED, EXIT_OK, ExternalError, SetupError, UsageError
+from echopanel_setup.facts.model import Facts
 from echopanel_setup.url import ServerURL
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ class SetupOptions:
     python: str | None = None
     echopanel: str | None = None
     echopanel_python: str | None = None
+    provider: str | None = None  # voxtral_realtime: the voxtral.c path (setup_voxtral_c); None: what EchoPanel selects
 
 
 @dataclass
@@ -142,6 +144,7 @@ class Flow:
         self.mode: str | None = None
         self.server_proc: subprocess.Popen | None = None
         self.started_with_delay: int | None = None  # the delay `serve` was started with in this run
+        self.facts: Facts | None = None  # doctor's, once it ran
 
     # --- output ---
 
@@ -165,6 +168,9 @@ class Flow:
         try:
             doctor_run = self._doctor()
             mode = self.mode = doctor_run.mode
+            self.facts = doctor_run.facts
+            if setup_voxtral_c.wanted(self.opts.provider, doctor_run.facts):
+                return setup_voxtral_c.run(self, doctor_run)
             if blocked := self._blockers(doctor_run):
                 return self._stop_on(blocked)
             if mode == "local":
@@ -206,7 +212,13 @@ class Flow:
 
         skip = [MISTRAL_REACHABLE] if self.opts.mode == "api" and self.opts.url else []
         url = self.opts.url if self.opts.mode != "api" else None
-        opts = Options(python=self.opts.python, url=url, vllm_api_key=self._server_key(self.opts.mode))
+        opts = Options(
+            python=self.opts.python,
+            url=url,
+            vllm_api_key=self._server_key(self.opts.mode),
+            echopanel=self.opts.echopanel,
+            echopanel_python=self.opts.echopanel_python,
+        )
         run = doctor.run(opts, mode=self.opts.mode, skip=skip, facts_file=self.opts.facts)
         failed = len(self._failures(run))
         verdict = (
@@ -232,6 +244,11 @@ class Flow:
     def _stop_on(self, blocked: list[CheckResult]) -> SetupResult:
         first = blocked[0]
         self._line("✗", "doctor", f"{first.title}: {first.summary}")
+        if first.id == PLATFORM and self.facts is not None and setup_voxtral_c.offer(self.facts):
+            self._fix(
+                "First choice on this Mac: Voxtral on the Apple GPU with voxtral.c (Metal, real time):",
+                [setup_voxtral_c.COMMAND],
+            )
         if first.fix:
             self._fix(first.fix.text, first.fix.commands)
         if first.id == PLATFORM:

@@ -46,6 +46,7 @@ COMMANDS = {
     "configure_render",
     "setup_flow",
     "setup_render",
+    "setup_voxtral_c",
     "watch",
     "tunnel",
 }
