@@ -120,8 +120,15 @@ def collect(opts: Options, on_wait: Callable[[list[str]], None] | None = None) -
     if checkout is not None:
         facts.echopanel.checkout, facts.echopanel.how = str(checkout.path), checkout.how
     _run_parallel(facts, probes, on_wait)
-    # After EchoPanel's probe: the binary and weights to check are the ones its settings name.
-    facts.voxtral_c = _timed(facts, "voxtral_c", lambda: voxtral_c.probe(facts.platform.system, facts.echopanel))
+    # After EchoPanel's probe: the binary and weights to check are the ones its settings name (timed and guarded
+    # like the others: a binary that hangs on --help must not hang doctor).
+    vc = _Probe(
+        "voxtral_c",
+        voxtral_c.TIMEOUT_S * 4,
+        lambda: voxtral_c.probe(facts.platform.system, facts.echopanel),
+        lambda f, v: setattr(f, "voxtral_c", v),
+    )
+    _run_parallel(facts, [vc], on_wait)
     return facts
 
 
