@@ -62,6 +62,7 @@ class Mode(str, Enum):
 class Client(str, Enum):
     echopanel = "echopanel"
     realtime = "realtime"
+    voxtral_c = "voxtral-c"
 
 
 _ProviderName = Annotated[
@@ -716,12 +717,37 @@ def smoke(
     client: Annotated[
         Client | None,
         typer.Option(
-            help="echopanel: run (or replay) EchoPanel's own provider against its server; realtime: a good "
-            "/v1/realtime client (default: echopanel when an EchoPanel checkout is found)."
+            help="echopanel: run (or replay) the provider EchoPanel is set to, in its own code; realtime: a good "
+            "/v1/realtime client; voxtral-c: voxtral.c alone (default: echopanel when an EchoPanel checkout is "
+            "found)."
         ),
     ] = None,
     echopanel: _Checkout = None,
     echopanel_python: _CheckoutPython = None,
+    voxtral_bin: Annotated[
+        str | None,
+        typer.Option(
+            metavar="PATH",
+            help="voxtral-c: the voxtral binary (default: EchoPanel's ECHOPANEL_VOXTRAL_BIN, else install "
+            "voxtral-c's).",
+        ),
+    ] = None,
+    voxtral_model: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DIR",
+            help="voxtral-c: the weights dir (default: EchoPanel's ECHOPANEL_VOXTRAL_MODEL, else install voxtral's).",
+        ),
+    ] = None,
+    interval: Annotated[
+        float | None,
+        typer.Option(
+            min=0.01,
+            metavar="SECONDS",
+            help="voxtral-c: voxtral.c's -I, the encoder interval (default: EchoPanel's "
+            "ECHOPANEL_VOXTRAL_STREAMING_DELAY, else 1.0).",
+        ),
+    ] = None,
     json_out: Annotated[
         bool,
         typer.Option(
@@ -745,6 +771,8 @@ def smoke(
     if chosen == "echopanel":
         base = url.http_base if url is not None else None
         _smoke_echopanel(why, echopanel, echopanel_python, base, audio, expect, max_wer, fast, json_out)
+    if chosen == "voxtral-c":
+        _smoke_voxtral_c(echopanel, voxtral_bin, voxtral_model, interval, audio, expect, max_wer, json_out)
     if not json_out:
         print(f"Client:     realtime ({why})")
     opts = runner.SmokeOptions(
@@ -841,6 +869,33 @@ def _provider(
         output.write_json(render.to_document(result))
     else:
         render.render_human(result)
+    raise typer.Exit(result.exit_code)
+
+
+def _smoke_voxtral_c(
+    echopanel: str | None,
+    binary: str | None,
+    model: str | None,
+    interval: float | None,
+    audio: str | None,
+    expect: str | None,
+    max_wer: float | None,
+    json_out: bool,
+) -> None:
+    from echopanel_setup import knowledge, output
+    from echopanel_setup.smoke import render, runner, voxtralc, voxtralc_render
+
+    clip = runner.load_clip(runner.SmokeOptions(audio=audio, expect=expect))
+    limit = knowledge.load().smoke.max_wer if max_wer is None else max_wer
+    target = voxtralc.target(binary=binary, model=model, interval=interval, echopanel=echopanel)
+    with render.progress(enabled=not json_out and sys.stderr.isatty()) as status:
+        if status is not None:
+            status(f"running {target.binary} on the clip (the model loads first)")
+        result = voxtralc.run(target, clip, max_wer=limit)
+    if json_out:
+        output.write_json(voxtralc_render.to_document(result))
+    else:
+        voxtralc_render.render_human(result)
     raise typer.Exit(result.exit_code)
 
 

@@ -265,3 +265,16 @@ def test_smoke_client_echopanel_is_an_envelope(cli: Cli, tmp_path: Path) -> None
     checkout = make_checkout(tmp_path / "EchoPanel", env=f"VOXTRAL_VLLM_URL=http://127.0.0.1:{closed_port()}\n")
     doc = envelope(cli("smoke", "--json", "--fast", "--echopanel", str(checkout)), "smoke")
     assert doc["client"] == "echopanel" and doc["exit_code"] == 1 and doc["error"] is None
+
+
+def test_smoke_client_voxtral_c_is_an_envelope_and_a_missing_binary_a_failed_document(cli: Cli, tmp_path: Path) -> None:
+    import voxtralc_kit as kit
+
+    model = kit.make_model(tmp_path / "model", "one two")
+    argv = ("smoke", "--json", "--client", "voxtral-c", "--voxtral-model", str(model))
+    error = error_of(cli(*argv, "--voxtral-bin", str(tmp_path / "nowhere")), "smoke", 1, "failed")
+    assert "install voxtral-c" in error["message"]
+    if kit.compiler_available():
+        binary = kit.build(kit.make_repo(tmp_path / "voxtral.c"))
+        doc = envelope(cli(*argv, "--voxtral-bin", str(binary), "--expect", "one two"), "smoke")
+        assert doc["client"] == "voxtral-c" and doc["exit_code"] == 0 and doc["wer"] == 0.0

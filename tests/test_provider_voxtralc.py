@@ -308,3 +308,48 @@ def test_smoke_echopanel_runs_the_configured_voxtral_realtime(
         in run.out
     )
     assert "failed to become ready" in run.out
+
+
+# --- `smoke --client voxtral-c`: the binary alone ----------------------------------------------------------------
+
+
+def test_smoke_voxtral_c_reports_wer_load_first_text_and_rtf(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: Any, binary: Path
+) -> None:
+    from echopanel_setup.smoke import audio
+
+    reference = audio.bundled().reference or ""
+    model = kit.make_model(tmp_path / "model", reference)
+    monkeypatch.setenv("VOXTRAL_STANDIN_SECONDS_PER_WORD", "0.1")
+    monkeypatch.setenv("VOXTRAL_STANDIN_LOAD_MS", "400")  # the bundled clip (150 KiB) overfills the pipe meanwhile
+    run = cli("smoke", "--client", "voxtral-c", "--voxtral-bin", str(binary), "--voxtral-model", str(model), "--json")
+    doc = run.json()
+    assert run.code == 0, doc
+    assert doc["argv"][1:] == ["-d", str(model), "--stdin", "-I", "1", "--silent"]
+    assert doc["interval_s"]["from"].startswith("default")
+    assert doc["transcript"] == reference and doc["wer"] == 0.0
+    assert 0.35 <= doc["load_s"] < 5, "the load is when voxtral.c first drained the full pipe"
+    assert doc["first_text_s"] is not None and doc["rtf"] is not None and doc["rtf"] < 1
+
+
+def test_smoke_voxtral_c_takes_echopanel_s_settings(tmp_path: Path, cli: Any, binary: Path) -> None:
+    model = kit.make_model(tmp_path / "model", "alpha beta")
+    checkout = make_checkout(
+        tmp_path / "EchoPanel",
+        env=f"ECHOPANEL_VOXTRAL_BIN={binary}\nECHOPANEL_VOXTRAL_MODEL={model}\nECHOPANEL_VOXTRAL_STREAMING_DELAY=0.5\n",
+    )
+    run = cli("smoke", "--client", "voxtral-c", "--echopanel", str(checkout), "--expect", "alpha beta")
+    assert run.code == 0, run.out
+    assert f"{binary} -d {model} --stdin -I 0.5 --silent" in run.out
+    assert "ECHOPANEL_VOXTRAL_STREAMING_DELAY" in run.out and "WER:        0.0%" in run.out
+
+
+def test_smoke_voxtral_c_says_why_it_failed(tmp_path: Path, cli: Any) -> None:
+    """A binary that cannot load its model: exit 1, its last stderr line in the verdict."""
+    fake = tmp_path / "voxtral"
+    fake.write_text("#!/bin/sh\necho 'vox_load: bad header' >&2\necho \"Failed to load model from $2\" >&2\nexit 1\n")
+    fake.chmod(0o755)
+    model = kit.make_model(tmp_path / "model", "x")
+    run = cli("smoke", "--client", "voxtral-c", "--voxtral-bin", str(fake), "--voxtral-model", str(model))
+    assert run.code == 1
+    assert f"voxtral.c failed: exit 1: Failed to load model from {model}" in run.out
