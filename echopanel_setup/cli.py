@@ -129,7 +129,7 @@ def doctor(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON document (schema_version 1) and nothing else.")
     ] = False,
-    strict: Annotated[bool, typer.Option(help="Warnings fail too (exit 1).")] = False,
+    strict: Annotated[bool, typer.Option(help="Warnings of required checks fail too (exit 1).")] = False,
     offline: Annotated[bool, typer.Option(help="No network probes (a loopback vLLM server is still asked).")] = False,
     python: Annotated[str | None, typer.Option(help="The Python (or venv) that runs vLLM.")] = None,
     port: Annotated[
@@ -140,7 +140,7 @@ def doctor(
         typer.Option(
             parser=_echopanel_url,
             metavar="URL",
-            help="A vLLM server to check (default: VOXTRAL_VLLM_URL from the config).",
+            help="A vLLM server to check; without --mode, checks it in remote mode (default: VOXTRAL_VLLM_URL).",
         ),
     ] = None,
     model_dir: Annotated[
@@ -172,7 +172,8 @@ def doctor(
 ) -> None:
     """Check this machine for Voxtral Realtime and say what to do next. Also the CI preflight (--json --strict).
 
-    Exit codes: 0 ready · 1 a required check failed (or any warning with --strict) · 2 bad input · 4 internal error.
+    Exit codes: 0 ready · 1 a required check failed or could not look (or warned, with --strict) · 2 bad input ·
+    4 internal error.
     """
     from echopanel_setup import doctor as doctor_mod
     from echopanel_setup import report as report_mod

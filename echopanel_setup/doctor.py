@@ -76,7 +76,10 @@ def run(
     strict: bool = False,
     facts_file: str | None = None,
     on_wait: Callable[[list[str]], None] | None = None,
+    url_sets_mode: bool = True,
 ) -> DoctorRun:
+    """One doctor run. `url_sets_mode`: a --url without --mode checks that server in remote mode (where it is
+    required); `setup` turns it off, its --url names the server it may start itself."""
     start = time.perf_counter()
     try:
         selected = checks.select(checks.all_checks(), only or [], skip or [])
@@ -84,7 +87,11 @@ def run(
         raise UsageError(str(exc)) from None
     # A bad --python raises its UsageError (pyenv.BadPythonError) before any probe.
     facts = load_facts(facts_file) if facts_file else collect(opts, on_wait=on_wait)
-    chosen, reason = pick_mode(facts, mode)
+    chosen, reason = pick_mode(facts, mode, url=opts.url if url_sets_mode else None)
+    try:
+        checks.applicable(selected, chosen)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     axis = None if mode else provider_axis(facts)
     if axis is not None:
         reason = "EchoPanel runs voxtral.c here (voxtral_realtime): vLLM's checks skipped"

@@ -133,8 +133,19 @@ def summary_line(run: DoctorRun, sym: dict[str, str]) -> str:
             f"[bold red]{sym['fail']} Not ready for {run.mode} mode[/]: {', '.join(parts)} ({took}). Start with "
             f"[bold]{failed[0].id}[/]."
         )
+    unverified = [r for r in run.results if r.unverified]
+    if unverified:
+        return (
+            f"[bold red]{sym['fail']} Not verified for {run.mode} mode[/]: {', '.join(parts)} ({took}). "
+            f"[bold]{unverified[0].id}[/] is required and was {ui.esc(unverified[0].summary)}."
+        )
+    if not any(r.gave_verdict for r in run.results):
+        return (
+            f"[bold red]{sym['fail']} Nothing required for {run.mode} mode was checked[/]: {', '.join(parts)} "
+            f"({took}); this is no readiness verdict."
+        )
     if run.exit_code:
-        return f"[bold yellow]{sym['warn']} Warnings fail with --strict[/]: {', '.join(parts)} ({took})."
+        return f"[bold yellow]{sym['warn']} Required checks warned (--strict)[/]: {', '.join(parts)} ({took})."
     return f"[bold green]{sym['ok']} Ready for {run.mode} mode[/]: {', '.join(parts)} ({took})."
 
 

@@ -219,7 +219,7 @@ class Flow:
             echopanel=self.opts.echopanel,
             echopanel_python=self.opts.echopanel_python,
         )
-        run = doctor.run(opts, mode=self.opts.mode, skip=skip, facts_file=self.opts.facts)
+        run = doctor.run(opts, mode=self.opts.mode, skip=skip, facts_file=self.opts.facts, url_sets_mode=False)
         failed = len(self._failures(run))
         verdict = (
             f"{failed} required check{'s' if failed != 1 else ''} failed" if failed else "every required check passes"

@@ -105,10 +105,11 @@ def test_h100_with_vllm_020_is_ready_for_local_mode() -> None:
     assert "vLLM 0.20.0" in results["stack.vllm"].summary
 
 
-def test_h100_strict_fails_on_the_advisory_server_warning() -> None:
+def test_h100_strict_passes_despite_the_advisory_server_warning() -> None:
+    """Regression: --strict failed a ready machine on "no server yet", so the README's CI recipe always exited 1."""
     run = replay("linux-h100-vllm020.json", "local", strict=True)
     assert any(r.status is WARN and not r.required for r in run.results)
-    assert run.exit_code == 1
+    assert run.exit_code == 0
     assert run.strict
 
 
@@ -809,7 +810,7 @@ def test_pick_mode_from_a_gpu_without_config() -> None:
 @pytest.mark.parametrize(
     ("name", "mode", "plain", "strict"),
     [
-        ("linux-h100-vllm020.json", "local", 0, 1),  # advisory server warning
+        ("linux-h100-vllm020.json", "local", 0, 0),  # only the advisory server warning
         ("linux-t4.json", "local", 0, 1),
         ("linux-4080.json", "local", 0, 1),
         ("linux-v100.json", "local", 1, 1),
@@ -897,13 +898,13 @@ def test_the_temporary_check_is_gone_afterwards() -> None:
     assert not any(c.id.startswith("zz_test.") for c in checks.all_checks())
 
 
-def test_an_advisory_crash_only_fails_with_strict(temporary_check) -> None:  # type: ignore[no-untyped-def]
+def test_an_advisory_crash_never_fails_a_ready_machine(temporary_check) -> None:  # type: ignore[no-untyped-def]
     def boom(facts: Facts, mode: str) -> Outcome:
         raise RuntimeError("oops")
 
     temporary_check(Check("zz_test.soft", "Soft crash", "config", {"local": "advisory"}, (), boom))
-    assert replay("linux-t4.json", "local", only=["zz_test"]).exit_code == 0
-    assert replay("linux-t4.json", "local", only=["zz_test"], strict=True).exit_code == 1
+    assert replay("linux-h100-vllm020.json", "local", only=["zz_test", "gpu"]).exit_code == 0
+    assert replay("linux-h100-vllm020.json", "local", only=["zz_test", "gpu"], strict=True).exit_code == 0
 
 
 def test_a_timed_out_probe_makes_its_checks_report_timeout() -> None:

@@ -285,3 +285,18 @@ def test_attach_processes_ignores_noise() -> None:
 def test_empty_facts_when_nothing_parses() -> None:
     facts, by_bus = gpu.parse_query_gpu("")
     assert isinstance(facts, GpuFacts) and facts.devices == [] and by_bus == {}
+
+
+def test_gb10_unknown_memory_keeps_the_json_schema(smi, cli) -> None:  # type: ignore[no-untyped-def]
+    """Regression: a GPU printing [N/A] for memory (DGX Spark's GB10, unified memory) broke the published schema."""
+    import jsonschema
+    from facts_kit import schema
+
+    smi("gb10")
+    run = cli("doctor", "--offline", "--json", "--mode", "local", "--only", "platform,gpu")
+    doc = run.json()
+    jsonschema.validate(doc, schema())
+    (dev,) = doc["facts"]["gpu"]["devices"]
+    assert dev["name"] == "NVIDIA GB10" and dev["memory_total_mib"] is None
+    memory = next(c for c in doc["checks"] if c["id"] == "gpu.memory")
+    assert memory["status"] == "warn" and "not reported" in memory["summary"]

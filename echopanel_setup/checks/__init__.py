@@ -44,6 +44,11 @@ class Outcome:
     summary: str
     details: list[str] = field(default_factory=list)
     fix: Fix | None = None
+    # The check could not look (e.g. --offline): a required check skipped this way is not a pass.
+    unchecked: bool = False
+    # A step not taken yet rather than a fault of the machine (no EchoPanel config on a CI runner): the result
+    # counts as advisory, so --strict does not fail on it.
+    advisory: bool = False
 
 
 @dataclass
@@ -57,10 +62,21 @@ class CheckResult:
     details: list[str] = field(default_factory=list)
     fix: Fix | None = None
     duration_ms: float = 0.0
+    unchecked: bool = False
 
     @property
     def counts_as_failure(self) -> bool:
         return self.required and self.status in (Status.FAIL, Status.CRASHED, Status.TIMEOUT)
+
+    @property
+    def unverified(self) -> bool:
+        """A required check that was skipped because it could not look: doctor cannot call the machine ready."""
+        return self.required and self.status is Status.SKIP and self.unchecked
+
+    @property
+    def gave_verdict(self) -> bool:
+        """A required check that looked and judged (anything but a skip)."""
+        return self.required and self.status is not Status.SKIP
 
     @property
     def is_problem(self) -> bool:
@@ -160,11 +176,12 @@ def run(
                 title=c.title,
                 category=c.category,
                 status=outcome.status,
-                required=level == REQUIRED,
+                required=level == REQUIRED and not outcome.advisory,
                 summary=outcome.summary,
                 details=outcome.details,
                 fix=outcome.fix,
                 duration_ms=round((time.perf_counter() - start) * 1000, 2),
+                unchecked=outcome.unchecked,
             )
         )
         if results[-1].status in (Status.FAIL, Status.CRASHED, Status.TIMEOUT):
@@ -173,7 +190,8 @@ def run(
 
 
 def select(checks: list[Check], only: list[str], skip: list[str]) -> list[Check]:
-    """Filter by id or id prefix (`gpu` selects every `gpu.*`). Unknown names raise ValueError."""
+    """Filter by id or id prefix (`gpu` selects every `gpu.*`). Unknown names, or a filter that leaves nothing,
+    raise ValueError: an empty run would otherwise report "ready" having checked nothing."""
 
     def matches(c: Check, name: str) -> bool:
         return c.id == name or c.id.startswith(name + ".")
@@ -182,13 +200,31 @@ def select(checks: list[Check], only: list[str], skip: list[str]) -> list[Check]
         if not any(matches(c, name) for c in checks):
             raise ValueError(f"unknown check {name!r}; `echopanel-setup doctor --list` shows them")
     chosen = [c for c in checks if not only or any(matches(c, n) for n in only)]
-    return [c for c in chosen if not any(matches(c, n) for n in skip)]
+    kept = [c for c in chosen if not any(matches(c, n) for n in skip)]
+    if not kept:
+        said = " ".join([*(f"--only {n}" for n in only), *(f"--skip {n}" for n in skip)])
+        raise ValueError(f"{said} leaves no check to run; `echopanel-setup doctor --list` shows them")
+    return kept
+
+
+def applicable(checks: list[Check], mode: str) -> None:
+    """Raise ValueError when none of `checks` runs in `mode` (e.g. `--mode api --only gpu`)."""
+    if not any(mode in c.modes for c in checks):
+        names = ", ".join(c.id for c in checks[:4]) + (", …" if len(checks) > 4 else "")
+        raise ValueError(f"none of the selected checks ({names}) runs in {mode} mode; `doctor --list` shows the matrix")
 
 
 def exit_code(results: list[CheckResult], strict: bool) -> int:
-    """0 ok; 1 when a required check failed, or with --strict when anything is a warning or failure."""
-    if any(r.counts_as_failure for r in results):
+    """0 ready; 1 when a required check failed or could not look (--offline), when no required check judged
+    anything, or with --strict when a required check warned.
+
+    --strict counts required checks' warnings only: advisory ones (no server started yet) are next steps, and
+    the CI recipe must pass on a ready machine.
+    """
+    if any(r.counts_as_failure or r.unverified for r in results):
         return 1
-    if strict and any(r.is_problem for r in results):
+    if not any(r.gave_verdict for r in results):
+        return 1
+    if strict and any(r.required and r.status is Status.WARN for r in results):
         return 1
     return 0

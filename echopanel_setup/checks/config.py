@@ -28,7 +28,7 @@ def values(facts: Facts, mode: str) -> Outcome:
             )
         else:
             fix = Fix("Write it once the server works:", [f"echopanel-setup configure --mode {mode}"])
-        return Outcome(Status.WARN, f"no EchoPanel config at {c.path}", [], fix)
+        return Outcome(Status.WARN, f"no EchoPanel config at {c.path}", [], fix, advisory=True)
     problems = [*c.errors, *envconfig.validate(c.values)]
     env_note = (
         [f"From the environment (overrides the file): {', '.join(c.from_environment)}"] if c.from_environment else []

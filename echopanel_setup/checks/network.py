@@ -11,7 +11,7 @@ from echopanel_setup.checks import ADVISORY, REQUIRED, Fix, Outcome, Status, che
 from echopanel_setup.facts.model import Facts, HttpProbe
 from echopanel_setup.versions import older
 
-OFFLINE = Outcome(Status.SKIP, "skipped (--offline)")
+OFFLINE = Outcome(Status.SKIP, "skipped (--offline)", unchecked=True)
 
 
 def _proxy_details(facts: Facts) -> list[str]:
@@ -112,7 +112,12 @@ def server(facts: Facts, mode: str) -> Outcome:
         if mode == "remote" and not facts.network.server_url:
             return Outcome(Status.FAIL, "no server URL: set VOXTRAL_VLLM_URL or pass --url", [], start)
         if facts.network.offline and mode == "remote":
-            return Outcome(Status.SKIP, f"skipped (--offline): {facts.network.server_url} not asked")
+            return Outcome(
+                Status.SKIP,
+                f"skipped (--offline): {facts.network.server_url} not asked",
+                fix=Fix("Run without --offline to check the server:", ["echopanel-setup doctor --mode remote"]),
+                unchecked=True,
+            )
         return Outcome(Status.WARN, f"no vLLM server running on port {facts.port.port} yet", [], start)
     if s.health is None:
         return Outcome(Status.FAIL if mode == "remote" else Status.WARN, f"{s.url} unreachable: {s.error}", [], start)
