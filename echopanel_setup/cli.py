@@ -407,11 +407,17 @@ def install_vllm(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON document on stdout (progress and notes go to stderr).")
     ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Install even on a GPU with too little memory for the model.")
+    ] = False,
 ) -> None:
     """Install vLLM and mistral_common[audio] in a dedicated venv (uv when on PATH, else pip), then check it.
 
+    --python naming another interpreter than an existing venv's rebuilds the venv (with consent, or --yes).
+
     Exit codes: 0 installed and doctor's checks pass · 1 refused (macOS, no NVIDIA GPU, compute capability < 7.5,
-    not enough disk) or a check fails afterwards · 2 bad input · 3 the installer failed · 130 interrupted.
+    too little GPU memory without --force, not enough disk, a rebuild not agreed to) or a check fails afterwards ·
+    2 bad input (a Python older than vLLM supports) · 3 the installer failed · 130 interrupted.
     """
     from echopanel_setup.install import render, vllm
     from echopanel_setup.install.progress import Ui
@@ -425,6 +431,7 @@ def install_vllm(
         python=python,
         find_links=tuple(find_links or ()),
         no_index=no_index,
+        force=force,
     )
     result = vllm.run(opts, Ui(json_mode=json_out))
     render.vllm(result, json_out=json_out)

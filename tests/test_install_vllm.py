@@ -232,6 +232,91 @@ def test_a_venv_path_that_cannot_be_written_is_refused_before_the_installer_runs
     assert blocker.read_text() == "mine"
 
 
+def test_a_gpu_too_small_for_the_model_is_refused_with_doctors_verdict_unless_forced(tmp_path: Path) -> None:
+    """install vllm put ~13 GB on a 12 GB card that doctor and serve already call too small."""
+    from echopanel_setup.checks import gpu
+    from echopanel_setup.doctor import load_facts
+
+    verdict = gpu.memory(load_facts(str(FACTS / "linux-3060-12gb.json")), "local")
+    venv = tmp_path / "venv"
+    proc = install("--venv", str(venv), "--dry-run", path=path_without_uv(tmp_path), facts="linux-3060-12gb.json")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stderr.strip() == (
+        f"echopanel-setup: error: not installing vLLM: {verdict.summary}; --force installs anyway"
+    )
+    assert "Would run" not in proc.stdout and not venv.exists()
+    forced = install(
+        "--venv", str(venv), "--dry-run", "--force", path=path_without_uv(tmp_path), facts="linux-3060-12gb.json"
+    )
+    assert forced.returncode == 0, forced.stderr
+    assert f"{verdict.summary}; installing anyway (--force)" in forced.stdout and "Would run" in forced.stdout
+
+
+PYENV = Path.home() / ".pyenv" / "versions"
+
+
+def _pyenv(version: str) -> str:
+    found = sorted(PYENV.glob(f"{version}.*/bin/python{version}"))
+    if not found:
+        pytest.skip(f"no Python {version} here")
+    return str(found[-1])
+
+
+def test_a_python_older_than_vllm_supports_is_refused_before_a_venv_is_made(tmp_path: Path) -> None:
+    old = _pyenv("3.9")
+    venv = tmp_path / "venv"
+    proc = install("--venv", str(venv), "--python", old, path=path_without_uv(tmp_path))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    line = proc.stderr.strip()
+    assert line.startswith("echopanel-setup: error: Python 3.9.") and "older than vLLM supports" in line
+    assert "--python python3.12" in line and len(line.splitlines()) == 1
+    assert not venv.exists()
+
+
+def _venv_from(python: str, venv: Path) -> None:
+    subprocess.run([python, "-m", "venv", "--without-pip", str(venv)], check=True)
+
+
+def test_python_naming_another_interpreter_than_the_venvs_is_a_rebuild_with_consent(tmp_path: Path) -> None:
+    """--python was ignored once the venv existed, so its own advice ("use --python python3.12") looped."""
+    other = _pyenv("3.12")
+    venv = tmp_path / "venv"
+    _venv_from(sys.executable, venv)
+    plan = install("--venv", str(venv), "--python", other, "--dry-run", path=path_without_uv(tmp_path))
+    assert plan.returncode == 0, plan.stderr
+    assert f"Rebuild: {venv} has Python {'.'.join(map(str, sys.version_info[:3]))}" in plan.stdout
+    assert f"--python {other} is Python 3.12." in plan.stdout
+    assert f"{other} -m venv --clear {venv}" in plan.stdout
+    # No terminal to ask on and no --yes: refused, the venv untouched.
+    asked = run_cli(
+        "install", "vllm", "--facts", str(FACTS / "linux-4090-desktop.json"), "--venv", str(venv), "--python", other,
+        env={"PATH": path_without_uv(tmp_path)}, timeout=60,
+    )  # fmt: skip
+    assert asked.returncode == 1, asked.stdout + asked.stderr
+    assert "pass --yes to rebuild it" in asked.stderr and "--venv DIR for a new one" in asked.stderr
+    assert (venv / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}").exists()
+    # The same interpreter is no rebuild: the venv is upgraded in place, as before.
+    same = install(
+        "--venv", str(venv), "--python", str(venv / "bin" / "python"), "--dry-run", path=path_without_uv(tmp_path)
+    )
+    assert same.returncode == 0 and "Rebuild" not in same.stdout and "--clear" not in same.stdout
+
+
+@pytest.mark.slow
+def test_a_rebuild_with_yes_makes_the_venv_from_the_new_python(wheels: Path, tmp_path: Path) -> None:
+    other = _pyenv("3.12")
+    venv = tmp_path / "venv"
+    _venv_from(sys.executable, venv)
+    proc = install(
+        "--venv", str(venv), "--python", other, "--find-links", str(wheels), "--no-index", path=fastest_path(tmp_path)
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    version = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True
+    )
+    assert version.stdout.strip() == "(3, 12)"
+
+
 # --- installs ---------------------------------------------------------------------------------------------------
 
 

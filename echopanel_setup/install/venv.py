@@ -41,20 +41,30 @@ def inspect(venv: Path) -> str:
     return "venv" if ok else "broken"
 
 
-def python_version(python: str) -> str | None:
-    """`X.Y.Z` of an interpreter (ours without a subprocess)."""
+@dataclass(frozen=True)
+class Interpreter:
+    """Which Python an interpreter is: its version and the installation it belongs to (a venv's python reports
+    the installation the venv was made from), so "the venv's Python" and "--python X" can be compared."""
+
+    version: str  # X.Y.Z
+    base: str  # sys.base_prefix, resolved
+
+
+_WHO = "import os, sys; print('%d.%d.%d' % sys.version_info[:3]); print(os.path.realpath(sys.base_prefix))"
+
+
+def interpreter(python: str) -> Interpreter | None:
+    """Version and installation of an interpreter (ours without a subprocess); None if it does not run."""
     if python == sys.executable:
-        return ".".join(map(str, sys.version_info[:3]))
+        return Interpreter(".".join(map(str, sys.version_info[:3])), os.path.realpath(sys.base_prefix))
     try:
-        out = subprocess.run(
-            [python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
-            capture_output=True,
-            text=True,
-            timeout=PROBE_TIMEOUT_S,
-        )
+        out = subprocess.run([python, "-c", _WHO], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() if out.returncode == 0 else None
+    lines = out.stdout.split("\n")
+    if out.returncode != 0 or len(lines) < 2 or not lines[0].strip():
+        return None
+    return Interpreter(lines[0].strip(), lines[1].strip())
 
 
 def has_pip(python: Path) -> bool:
@@ -87,22 +97,26 @@ def plan(
     uv_args: list[str],
     find_links: list[str],
     no_index: bool,
+    rebuild: bool = False,
 ) -> Plan:
     """Create the venv if needed (uv venv / python -m venv), then one upgrade-install of every spec.
 
     `--upgrade` is what repairs a broken stack in place: named packages move to versions the specs allow and
-    their dependencies follow only as far as they must.
+    their dependencies follow only as far as they must. `rebuild` makes the venv again from `base_python`
+    (`--clear`: another interpreter was asked for, the user agreed).
     """
     py = str(paths.venv_python(venv))
     sources = [arg for d in find_links for arg in ("--find-links", d)] + (["--no-index"] if no_index else [])
     commands: list[list[str]] = []
+    create = rebuild or state in ("absent", "empty")
+    clear = ["--clear"] if rebuild else []
     if uv:
-        if state in ("absent", "empty"):
-            commands.append([uv, "venv", "--python", base_python, str(venv)])
+        if create:
+            commands.append([uv, "venv", *clear, "--python", base_python, str(venv)])
         commands.append([uv, "pip", "install", "--python", py, "--upgrade", *uv_args, *sources, *specs])
         return Plan("uv", commands)
-    if state in ("absent", "empty"):
-        commands.append([base_python, "-m", "venv", str(venv)])
+    if create:
+        commands.append([base_python, "-m", "venv", *clear, str(venv)])
     elif not has_pip(paths.venv_python(venv)):  # made by `uv venv`, which seeds no pip
         commands.append([py, "-m", "ensurepip", "--upgrade"])
     commands.append([py, "-m", "pip", "install", "--upgrade", *sources, *specs])

@@ -40,6 +40,7 @@ class VllmOptions:
     python: str | None = None
     find_links: tuple[str, ...] = ()
     no_index: bool = False
+    force: bool = False  # install even on a GPU doctor and serve call too small
 
 
 @dataclass(kw_only=True)
@@ -71,23 +72,24 @@ def run(opts: VllmOptions, ui: Ui) -> VllmResult:
     specs = requirement_specs(opts.version)
     facts = _facts(opts.facts)
     ui.line(f"vLLM venv: {target} ({chosen_by})")
-    _gate(ui, facts)
+    _gate(ui, facts, opts.force)
     state = venvs.inspect(target)
     if state == "other":
         raise UsageError(f"{target} exists and is not a virtual environment: pass --venv a new or existing venv folder")
-    if state == "broken":
+    if state == "broken" and not opts.python:
         raise SetupError(
-            f"the venv at {target} is broken (its python does not run): remove it and run again, or pass another --venv"
+            f"the venv at {target} is broken (its python does not run): pass --python python3.12 to rebuild it, or "
+            "another --venv"
         )
     ensure_writable(target, create=False, flag="--venv")
-    base = _base_python(ui, opts.python, target, state)
+    base, rebuild = _base_python(ui, opts.python, target, state)
     need = k.vllm_install.disk_mib * MIB
     disk = probe_disk(target)
     free = (disk.free_mib or 0) * MIB
     ui.line(
         f"Disk: about {size(need)} needed for vLLM with its CUDA PyTorch; {size(free)} free at {disk.checked_path}."
     )
-    if state == "venv":
+    if state == "venv" and not rebuild:
         _describe_existing(ui, target)
     uv = venvs.find_uv()
     plan = venvs.plan(
@@ -99,6 +101,7 @@ def run(opts: VllmOptions, ui: Ui) -> VllmResult:
         uv_args=list(k.vllm_install.uv_args),
         find_links=list(opts.find_links),
         no_index=opts.no_index,
+        rebuild=rebuild,
     )
     ui.line(f"Installer: {'uv (found on PATH)' if uv else 'pip (uv is not on PATH; it would be much faster)'}")
     planned = VllmResult(
@@ -106,12 +109,12 @@ def run(opts: VllmOptions, ui: Ui) -> VllmResult:
     )
     if opts.dry_run:
         return planned
-    if free < need and state != "venv":
+    if free < need and state not in ("venv", "broken"):  # a rebuild frees the old venv's space first
         raise SetupError(
             f"not enough disk space at {disk.checked_path}: about {size(need)} needed, {size(free)} free; free some "
             "space or pass --venv on another disk"
         )
-    if not _confirm(ui, opts, target):
+    if not (_confirm_rebuild(ui, opts, target) if rebuild else _confirm(ui, opts, target)):
         return replace(planned, status="cancelled")
     for cmd in plan.commands:
         _run(ui, cmd, target)
@@ -186,16 +189,21 @@ def _facts(path: str | None) -> Facts:
     return collect(CollectOptions(offline=True, use_cache=True))
 
 
-def _gate(ui: Ui, facts: Facts) -> None:
-    """Refuse where vLLM cannot serve this model, with doctor's own verdict and alternatives."""
+def _gate(ui: Ui, facts: Facts, force: bool) -> None:
+    """Refuse where vLLM cannot serve this model, with doctor's own verdicts and alternatives: the platform, the
+    compute capability, and the GPU's memory (~13 GB of vLLM on a card doctor and serve call too small is
+    wasted; --force installs anyway, e.g. to serve from another card later)."""
     from echopanel_setup.checks import gpu, platform
 
-    for check in (platform.verdict, gpu.compute):
+    for check in (platform.verdict, gpu.compute, gpu.memory):
         outcome = check(facts, "local")
-        if outcome.status is Status.FAIL:
+        if outcome.status is Status.FAIL and force and check is gpu.memory:
+            ui.note(f"{outcome.summary}; installing anyway (--force)")
+        elif outcome.status is Status.FAIL:
             _show(ui, outcome)
-            raise SetupError(f"not installing vLLM: {outcome.summary}")
-        if outcome.status is Status.WARN:
+            hint = "; --force installs anyway" if check is gpu.memory else ""
+            raise SetupError(f"not installing vLLM: {outcome.summary}{hint}")
+        elif outcome.status is Status.WARN:
             ui.note(outcome.summary)
         elif outcome.status is Status.OK:
             ui.line(f"[green]{ui.sym['ok']}[/] {outcome.summary}")
@@ -211,29 +219,70 @@ def _show(ui: Ui, outcome: Outcome) -> None:
     )
 
 
-def _base_python(ui: Ui, given: str | None, target: Path, state: str) -> str:
-    """The interpreter a new venv is made from (--python, else this one); warn outside vLLM's wheel range."""
-    from packaging.specifiers import SpecifierSet
+def _base_python(ui: Ui, given: str | None, target: Path, state: str) -> tuple[str, bool]:
+    """The interpreter the venv is (or is made) from, and whether the venv must be rebuilt for it.
 
-    if state == "venv":
-        python = str(paths.venv_python(target))
-    elif given:
-        found = shutil.which(given) or given
-        if not Path(found).exists():
+    --python naming another interpreter than an existing venv's is a choice to rebuild it (the advice "use
+    --python python3.12" would otherwise loop); a Python older than vLLM's wheels is refused before anything is
+    made; a newer one gets a warning (it may build from source)."""
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    current = venvs.interpreter(str(paths.venv_python(target))) if state == "venv" else None
+    if given:
+        python = shutil.which(given) or given
+        if not Path(python).exists():
             raise UsageError(f"--python {given}: no such interpreter")
-        python = found
+    elif state == "venv":
+        python = str(paths.venv_python(target))
     else:
         python = sys.executable
-    version = venvs.python_version(python)
-    if version is None:
+    chosen = current if python == str(paths.venv_python(target)) else venvs.interpreter(python)
+    if chosen is None:
         raise UsageError(f"{python} does not run: pass --python an interpreter for the venv")
-    wanted = knowledge.load().vllm_install.python
-    if version not in SpecifierSet(wanted):
-        ui.note(
-            f"Python {version} at {python} is outside {wanted}, the versions vLLM publishes wheels for: if the install "
-            "fails, use --python python3.12"
+    spec = knowledge.load().vllm_install.python
+    wanted = SpecifierSet(spec)
+    try:
+        too_old = any(s.operator in (">=", ">") and Version(chosen.version) < Version(s.version) for s in wanted)
+    except InvalidVersion:
+        too_old = False
+    if too_old:
+        again = f"pass --python python3.12 (it rebuilds {target})" if state == "venv" else "pass --python python3.12"
+        raise UsageError(
+            f"Python {chosen.version} at {python} is older than vLLM supports ({spec}, the versions it publishes "
+            f"wheels for): {again}"
         )
-    return python
+    if chosen.version not in wanted:
+        ui.note(
+            f"Python {chosen.version} at {python} is outside {spec}, the versions vLLM publishes wheels for: if the "
+            "install fails, use --python python3.12"
+        )
+    rebuild = bool(given) and (state == "broken" or (current is not None and current != chosen))
+    if rebuild:
+        had = f"Python {current.version} ({current.base})" if current else "a python that does not run"
+        ui.line(f"Rebuild: {target} has {had}; --python {given} is Python {chosen.version} ({chosen.base}).")
+    return python, rebuild
+
+
+def _confirm_rebuild(ui: Ui, opts: VllmOptions, target: Path) -> bool:
+    """Making the venv again deletes what is in it: ask, and without a terminal to ask on, want --yes."""
+    if opts.yes:
+        return True
+    if ui.json_mode or not sys.stdin.isatty():
+        raise SetupError(
+            f"--python names another interpreter than the venv at {target} was made with: pass --yes to rebuild it "
+            "(its packages are installed again), or --venv DIR for a new one"
+        )
+    from rich.prompt import Confirm
+
+    try:
+        return Confirm.ask(
+            f"Rebuild {target} with {opts.python}? Everything installed in it is replaced.",
+            default=False,
+            console=ui.out,
+        )
+    except EOFError:
+        return False
 
 
 def _describe_existing(ui: Ui, target: Path) -> None:
