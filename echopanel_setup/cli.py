@@ -1042,16 +1042,30 @@ def configure(
     ] = None,
     output: Annotated[
         str | None,
-        typer.Option(metavar="FILE", help="Write this file instead of EchoPanel's per-user echopanel.env."),
+        typer.Option(metavar="FILE", help="Write this file (by EchoPanel's .env rules) instead of <checkout>/.env."),
     ] = None,
     shell: Annotated[
         bool,
         typer.Option(
-            "--shell", help='Print export lines for eval "$(echopanel-setup configure --shell)"; writes nothing.'
+            "--shell",
+            help="Print export lines for the shell that starts EchoPanel's backend (a key only as "
+            "${MISTRAL_API_KEY}); writes nothing.",
         ),
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the values and the diff; write nothing.")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before writing.")] = False,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", "-y", help="Do not ask: write into the checkout found, migrate the old echopanel.env."),
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Select a provider variant known not to work, or a URL at EchoPanel's own port, anyway.",
+        ),
+    ] = False,
+    echopanel: _Checkout = None,
+    echopanel_python: _CheckoutPython = None,
     facts: Annotated[
         str | None,
         typer.Option(metavar="FILE", help="Take the machine's facts from a saved doctor snapshot instead of probing."),
@@ -1063,9 +1077,13 @@ def configure(
         ),
     ] = False,
 ) -> None:
-    """Write EchoPanel's env config: merged into the existing file (unknown lines kept), atomically, with a backup.
+    """Write EchoPanel's settings into <checkout>/.env, where its backend reads them, by its own .env rules.
 
-    Exit codes: 0 written or already up to date · 2 bad value (e.g. a delay off the grid) or unwritable file.
+    Only the keys the checkout's provider reads; every other line kept; atomic, locked, the previous version backed up
+    in echopanel-setup's state dir; then read back: what EchoPanel will see, and which environment variables win.
+
+    Exit codes: 0 written or already up to date · 1 refused (a provider variant that cannot work, --mode api without an
+    API path) · 2 bad value, no checkout, or a target that is not a regular file.
     """
     from echopanel_setup import configure as configure_mod
     from echopanel_setup import configure_render
@@ -1083,6 +1101,9 @@ def configure(
         shell=shell,
         dry_run=dry_run,
         yes=yes,
+        force=force,
+        echopanel=echopanel,
+        echopanel_python=echopanel_python,
     )
     result = configure_mod.run(opts, configure_render.ConfigureUi(json_mode=json_out))
     configure_render.render(result, json_out=json_out)

@@ -1,4 +1,4 @@
-"""Where things live: EchoPanel's config, and our own data and state (never mixed with EchoPanel's).
+"""Where things live: our own data and state (never mixed with EchoPanel's).
 
 Locations follow platformdirs, so XDG_CONFIG_HOME / XDG_DATA_HOME / XDG_STATE_HOME move them on Linux.
 """
@@ -18,8 +18,9 @@ ECHOPANEL_ENV_NAME = "echopanel.env"
 MODEL_DIR_NAME = "Voxtral-Mini-4B-Realtime-2602"
 
 
-def echopanel_config_path() -> Path:
-    """The per-user env file older releases of this tool wrote (EchoPanel never read it; kept to migrate it)."""
+def legacy_echopanel_env() -> Path:
+    """The per-user `echopanel.env` earlier versions of this tool wrote. EchoPanel never read it (its backend reads
+    only its environment and `<checkout>/.env`): configure offers to migrate it, nothing else reads it."""
     return Path(platformdirs.user_config_dir(ECHOPANEL_APP)) / ECHOPANEL_ENV_NAME
 
 

@@ -194,7 +194,7 @@ class Flow:
             checkout = self._checkout()
             if checkout is not None and not self._provider(checkout):
                 return self._result("stopped")
-            self._configure(mode, doctor_run)
+            self._configure(mode, doctor_run, checkout)
             if checkout is not None and not self._echopanel_smoke(checkout):
                 return self._result("stopped")
             self.ui.set_up(foreground=self.server_proc is not None)
@@ -441,13 +441,28 @@ class Flow:
         self._fix("What EchoPanel gets, step by step:", ["echopanel-setup smoke --client echopanel"])
         return False
 
-    def _configure(self, mode: str, run: DoctorRun) -> None:
+    def _configure(self, mode: str, run: DoctorRun, checkout: Path | None) -> None:
+        """Write EchoPanel's `.env` in the checkout found (the provider step showed it); without one, say how to
+        bring the settings to the machine that runs EchoPanel."""
         from echopanel_setup import configure, configure_render
 
+        if checkout is None:
+            self._line("–", "configure", "no EchoPanel checkout here: nothing to write")
+            self._fix(
+                "On the machine that runs EchoPanel's backend, write its .env (or print the exports for its shell):",
+                ["echopanel-setup configure --echopanel PATH", "echopanel-setup configure --shell"],
+            )
+            return
         # In api mode --url is the API's address, not EchoPanel's.
         url = self.opts.url.http_base if self.opts.url and mode != "api" else None
         opts = configure.ConfigureOptions(
-            mode=mode, url=url, delay_ms=self.opts.delay_ms, api_key=self.opts.api_key, yes=self.opts.yes
+            mode=mode,
+            url=url,
+            delay_ms=self.opts.delay_ms,
+            api_key=self.opts.api_key,
+            yes=self.opts.yes,
+            echopanel=str(checkout),
+            echopanel_python=self.opts.echopanel_python,
         )
         self._line("→", "configure", "writing EchoPanel's config")
         facts = run.facts

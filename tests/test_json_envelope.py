@@ -132,13 +132,22 @@ def test_install_voxtral_c_plans_and_failures_are_envelopes(cli: Cli, tmp_path: 
 
 
 def test_configure_documents_mask_the_key(cli: Cli, tmp_path: Path) -> None:
+    from echopanel_kit import make_checkout
+
+    from echopanel_setup.provider import template_text
+
+    ep = make_checkout(tmp_path / "ep", providers={"provider_voxtral_official.py": template_text()})  # has an API path
     env = tmp_path / "echopanel.env"
-    run = cli("configure", "--json", "--facts", str(FACTS), "--output", str(env), "--mode", "api", "--api-key", "sk-x1")
+    args = ("configure", "--json", "--facts", str(FACTS), "--echopanel", str(ep), "--output", str(env))
+    run = cli(*args, "--mode", "api", "--api-key", "sk-x1")
     doc = envelope(run, "configure")
     assert doc["action"] == "written" and doc["values"]["VOXTRAL_MISTRAL_API_KEY"] == "****" and doc["private"]
+    assert doc["echopanel_sees"]["VOXTRAL_MISTRAL_API_KEY"]["value"] == "<set>"
     assert "sk-x1" not in run.out + run.err and "sk-x1" in env.read_text()
-    doc = envelope(cli("configure", "--json", "--facts", str(FACTS), "--output", str(env), "--dry-run"), "configure")
+    doc = envelope(cli(*args, "--dry-run"), "configure")
     assert doc["action"] == "dry-run" and "sk-x1" not in json.dumps(doc)
+    refused = cli("configure", "--json", "--facts", str(FACTS), "--output", str(env), "--mode", "api")
+    assert "no Mistral API path" in error_of(refused, "configure", 1, "failed")["message"]  # a document too
 
 
 def test_setup_documents_list_every_step(cli: Cli) -> None:

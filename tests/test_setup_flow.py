@@ -14,7 +14,6 @@ import pytest
 from conftest import Cli, without_socks_extra
 from smoke_kit import VllmBehaviour, VllmStandIn, exact
 
-from echopanel_setup import envconfig
 from echopanel_setup.setup_flow import Flow, SetupOptions, SetupResult, run_command
 from echopanel_setup.setup_render import SetupUi
 from echopanel_setup.smoke import audio
@@ -97,11 +96,8 @@ def test_local_flow_waits_for_the_detached_server_then_smokes_and_configures(env
     assert code == 0, out
     assert asked == [["serve", "--detach"]]
     assert "serves mistralai/Voxtral-Mini-4B-Realtime-2602" in out and "WER 0%" in out
-    assert envconfig.read(env_file).values == {
-        envconfig.PROVIDER: "voxtral_official",
-        envconfig.DELAY: "480",
-        envconfig.URL: server.url,
-    }
+    assert "skip  configure        no EchoPanel checkout here" in out and "configure --shell" in out
+    assert not env_file.exists(), "EchoPanel never read the per-user file: nothing is written there"
 
 
 def test_exec_keeps_vllm_in_the_foreground_after_setup(env_file: Path) -> None:
@@ -124,7 +120,7 @@ def test_exec_keeps_vllm_in_the_foreground_after_setup(env_file: Path) -> None:
     assert started == [["serve", "--exec", "--delay-ms", "960"]]
     assert "keeps running in the foreground" in out
     assert "serve --delay-ms" not in out  # the server was just started with that delay
-    assert envconfig.read(env_file).values[envconfig.DELAY] == "960"
+    assert "no EchoPanel checkout here" in out
 
 
 def test_a_server_that_dies_while_starting_stops_the_flow(env_file: Path) -> None:
@@ -150,7 +146,7 @@ def test_remote_flow_end_to_end(cli: Cli, env_file: Path) -> None:
         code, out, err = cli("setup", "--mode", "remote", "--url", server.url, "--yes")
     assert code == 0, out + err
     assert "✓ done  smoke" in out and "Voxtral is set up for EchoPanel." in out
-    assert envconfig.read(env_file).values[envconfig.URL] == server.url
+    assert "no EchoPanel checkout here" in out and not env_file.exists()
 
 
 def test_a_failing_smoke_stops_before_configure(cli: Cli, env_file: Path) -> None:
@@ -168,10 +164,7 @@ def test_api_flow_end_to_end(cli: Cli, env_file: Path) -> None:
     with MistralStandIn(exact(CLIP.pcm)) as api:
         code, out, err = cli("setup", "--mode", "api", "--url", api.url, "--api-key", "test-key", "--yes")
     assert code == 0, out + err
-    written = envconfig.read(env_file).values
-    assert written[envconfig.MODE] == "api" and written[envconfig.API_KEY] == "test-key"
-    assert envconfig.URL not in written
-    assert env_file.stat().st_mode & 0o077 == 0
+    assert "no EchoPanel checkout here" in out and not env_file.exists() and "test-key" not in out + err
 
 
 def test_run_command_returns_the_exit_code() -> None:

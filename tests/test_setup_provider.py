@@ -11,6 +11,7 @@ from conftest import Cli
 from echopanel_kit import make_checkout
 from realtime_kit import ChatFront, ModelBehaviour, RealtimeModel
 
+from echopanel_setup.echopanel import dotenv
 from echopanel_setup.provider import template_text
 from echopanel_setup.smoke import audio
 
@@ -50,6 +51,8 @@ def test_setup_fixes_the_provider_with_yes_and_ends_with_echopanel_transcribing(
     assert "smoke echopanel  EchoPanel transcribes with this server" in run.out, run.out
     assert run.out.rstrip().splitlines()[-1].startswith("Voxtral is set up for EchoPanel.")
     assert (checkout / FILE).read_text(encoding="utf-8") == template_text()
+    settings = dotenv.read(checkout / ".env").values  # configure wrote EchoPanel's .env, which the last smoke read
+    assert settings["ECHOPANEL_ASR_PROVIDER"] == "voxtral_official" and settings["VOXTRAL_VLLM_URL"] == front.url
 
 
 def test_declining_the_provider_fix_never_ends_in_set_up(cli: Cli, tmp_path: Path) -> None:

@@ -27,17 +27,18 @@ from echopanel_setup.smoke import audio
 CLIP = audio.bundled()
 
 
-def _config(home: Path, text: str) -> None:
-    path = home / "config" / "echopanel" / "echopanel.env"
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _config(home: Path, text: str) -> str:
+    """An EchoPanel `.env` for `--config`."""
+    path = home / "EchoPanel.env"
     path.write_text(text)
+    return str(path)
 
 
 def test_api_mode_sends_the_clip_and_the_configured_delay(cli: Cli, monkeypatch, isolated_home: Path) -> None:
-    _config(isolated_home, "VOXTRAL_MODE=api\nVOXTRAL_STREAMING_DELAY_MS=720\n")
+    config = _config(isolated_home, "VOXTRAL_MODE=api\nVOXTRAL_STREAMING_DELAY_MS=720\n")
     monkeypatch.setenv("MISTRAL_API_KEY", "test-key")
     with MistralStandIn(exact(CLIP.pcm)) as standin:
-        rc, out, err = cli("smoke", "--mode", "api", "--url", standin.url, "--fast", "--json")
+        rc, out, err = cli("smoke", "--mode", "api", "--url", standin.url, "--fast", "--json", "--config", config)
         update = standin.seen.session_updates[0]
         query = standin.query
     assert rc == 0, err
@@ -99,9 +100,11 @@ def test_no_key_is_a_usage_error(cli: Cli) -> None:
 
 
 def test_an_off_grid_configured_delay_is_refused(cli: Cli, monkeypatch, isolated_home: Path) -> None:
-    _config(isolated_home, "VOXTRAL_MODE=api\nVOXTRAL_STREAMING_DELAY_MS=500\nVOXTRAL_MISTRAL_API_KEY=${MY_KEY}\n")
+    config = _config(
+        isolated_home, "VOXTRAL_MODE=api\nVOXTRAL_STREAMING_DELAY_MS=500\nVOXTRAL_MISTRAL_API_KEY=${MY_KEY}\n"
+    )
     monkeypatch.setenv("MY_KEY", "test-key")
-    rc, _, err = cli("smoke", "--mode", "api", "--fast")
+    rc, _, err = cli("smoke", "--mode", "api", "--fast", "--config", config)
     assert rc == 2 and "nearest: 480" in err
 
 

@@ -227,10 +227,9 @@ def test_bad_transcript_fails_on_max_wer(cli: Cli) -> None:
 
 def test_url_comes_from_the_echopanel_config(cli: Cli, isolated_home: Path) -> None:
     with VllmStandIn(exact(CLIP.pcm)) as server:
-        config = isolated_home / "config" / "echopanel" / "echopanel.env"
-        config.parent.mkdir(parents=True)
+        config = isolated_home / "EchoPanel.env"  # an EchoPanel .env named by --config
         config.write_text(f"ECHOPANEL_ASR_PROVIDER=voxtral_official\nVOXTRAL_VLLM_URL={server.url}\n")
-        rc, out, err = cli("smoke", "--fast", "--json")
+        rc, out, err = cli("smoke", "--fast", "--json", "--config", str(config))
     assert rc == 0, err
     assert json.loads(out)["mode_reason"].startswith("VOXTRAL_VLLM_URL in ")
 

@@ -47,14 +47,15 @@ def test_vllm_key_from_flag_or_environment(tmp_path: Path) -> None:
     assert "flag" not in repr(t)
 
 
-def test_api_key_order_and_references(tmp_path: Path) -> None:
+def test_api_key_order_and_no_expansion(tmp_path: Path) -> None:
+    """EchoPanel expands nothing: a `${VAR}` in its .env is the key it would send, so smoke sends that too."""
     config = _config(
         tmp_path, "VOXTRAL_MODE=api\nVOXTRAL_MISTRAL_API_KEY=${VAULT_KEY}\nVOXTRAL_STREAMING_DELAY_MS=960\n"
     )
     t = resolve(SmokeOptions(config=config), {"VAULT_KEY": "from-ref", "MISTRAL_API_KEY": "generic"})
-    assert (t.mode, t.api_key, t.delay_ms) == ("api", "from-ref", 960)
+    assert (t.mode, t.api_key, t.delay_ms) == ("api", "${VAULT_KEY}", 960)
     assert t.key_source == "VOXTRAL_MISTRAL_API_KEY in the EchoPanel config"
-    t = resolve(SmokeOptions(config=config), {"MISTRAL_API_KEY": "generic"})  # the reference is unset
+    t = resolve(SmokeOptions(config=_config(tmp_path, "VOXTRAL_MODE=api\n")), {"MISTRAL_API_KEY": "generic"})
     assert (t.api_key, t.key_source) == ("generic", "MISTRAL_API_KEY")
     t = resolve(SmokeOptions(config=config), {"VOXTRAL_MISTRAL_API_KEY": "env", "MISTRAL_API_KEY": "generic"})
     assert t.key_source == "VOXTRAL_MISTRAL_API_KEY"

@@ -149,7 +149,10 @@ def notes(env: DotEnv, keys: list[str] | tuple[str, ...]) -> list[str]:
         stripped = line.text.strip().lstrip(BOM)
         bare = stripped[len("export") :].lstrip() if stripped.startswith(("export\t", "export  ")) else stripped
         name = bare.split("=", 1)[0].strip() if "=" in bare else ""
-        if line.key is not None and line.key.startswith(BOM) and line.key[1:] in wanted:
+        head = bare.split(None, 1)[0].rstrip(":") if bare and "=" not in bare else ""
+        if line.key is None and head in wanted:
+            found.append(f"line {number}: no `=`, so EchoPanel skips this line: it does not set {head}")
+        elif line.key is not None and line.key.startswith(BOM) and line.key[1:] in wanted:
             found.append(
                 f"line {number}: the file starts with a byte-order mark, so EchoPanel reads this key as "
                 f"'\\ufeff{line.key[1:]}', not {line.key[1:]}"
@@ -273,21 +276,32 @@ def locked(path: Path, timeout_s: float = _LOCK_TIMEOUT_S) -> Iterator[None]:
         ) from None
 
 
-def write_atomic(path: Path, text: str) -> Path | None:
+def write_atomic(path: Path, text: str, *, private: bool = False) -> Path | None:
     """Replace `path` with `text` so that a crash leaves the old file or the new one, never half of one.
 
     The previous version is copied to our backup dir (0600) first; the new file keeps the old one's mode (a new one is
-    0600: a `.env` tends to collect tokens). A symlinked `.env` is written through its link. Returns the backup's path,
-    or None for a new file. Call it under `locked(path)`.
+    0600: a `.env` tends to collect tokens), without the group and other bits when `private` (it now holds a secret).
+    A symlinked `.env` is written through its link. Returns the backup's path, or None for a new file. Call it under
+    `locked(path)`.
     """
     target = Path(os.path.realpath(path))
+    _sweep_temps(target)
     backup = None
     mode = 0o600
     if target.exists():
-        mode = stat.S_IMODE(target.stat().st_mode)
+        mode = stat.S_IMODE(target.stat().st_mode) & (0o700 if private else 0o7777)
         backup = _backup(target)
     replace_file(target, text.encode("utf-8"), mode)
     return backup
+
+
+def _sweep_temps(target: Path) -> None:
+    """Remove what a writer killed before its rename left beside `target` or its backups (`.NAME.XXXX.tmp`, see
+    fileio): under the lock no other configure writes them, and a stray copy of `.env` must not linger in the checkout
+    (git would show it, and it may hold a key)."""
+    for tmp in [*target.parent.glob(f".{target.name}.*.tmp"), *backup_dir().glob(f".{_slug(target)}.*.tmp")]:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def _backup(target: Path) -> Path:

@@ -18,6 +18,7 @@ from typing import Any
 
 from echopanel_setup import __version__, envconfig, paths, ports
 from echopanel_setup.echopanel import probe as echopanel_probe
+from echopanel_setup.echopanel import settings
 from echopanel_setup.facts import gpu, local, network, platform, pyenv, voxtral_c
 from echopanel_setup.facts.model import Facts, ProbeInfo
 from echopanel_setup.url import ServerURL
@@ -49,17 +50,14 @@ class _Probe:
     assign: Callable[[Facts, Any], None]
 
 
-def config_path(opts: Options) -> Path:
-    return Path(opts.config).expanduser() if opts.config else paths.echopanel_config_path()
-
-
 def collect(opts: Options, on_wait: Callable[[list[str]], None] | None = None) -> Facts:
     """Probe this machine. `on_wait(pending)` is called while slow probes are still running."""
     facts = Facts(tool_version=__version__, collected_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     python, source = pyenv.discover(opts.python)  # BadPythonError surfaces before any work
     checkout = echopanel_probe.locate(opts.echopanel, os.environ, Path.cwd(), Path.home())  # so does a bad --echopanel
 
-    facts.config = _timed(facts, "config", lambda: local.probe_config(config_path(opts)))
+    env_file = settings.env_path(opts.config, checkout)
+    facts.config = _timed(facts, "config", lambda: local.probe_config(env_file))
     configured = opts.url or envconfig.configured_url(facts.config.values)
     here = ports.echopanel_backend_port() if checkout else None  # the checkout's own port is read in parallel
     port = ports.vllm_port(opts.port, configured, echopanel_port=here).port

@@ -135,28 +135,26 @@ def redact_cmdline(argv: list[str]) -> str:
     return " ".join(out)
 
 
-def probe_config(path: Path) -> ConfigFacts:
-    """EchoPanel's env file merged with the process environment (which EchoPanel also reads)."""
-    facts = ConfigFacts(path=str(path), exists=path.is_file())
+def probe_config(path: Path | None) -> ConfigFacts:
+    """EchoPanel's `.env` (None: no checkout and no --config) read by EchoPanel's own rules, merged with the process
+    environment, which wins over the file as it does in EchoPanel's backend. Secrets are kept as "<set>" only."""
+    from echopanel_setup.echopanel import dotenv, settings
+
+    facts = ConfigFacts(path=str(path) if path else "", exists=path is not None and path.is_file())
     values: dict[str, str] = {}
-    if facts.exists:
+    if path is not None and facts.exists:
         try:
-            parsed = envconfig.read(path)
-            values, facts.errors = parsed.values, parsed.errors
-        except (OSError, UnicodeDecodeError) as exc:
-            facts.errors = [f"cannot read: {exc}"]
-    for key in envconfig.KEYS:
+            env = dotenv.read(path)
+            values = {k: v for k, v in env.values.items() if k in settings.KEYS}
+            facts.errors = dotenv.notes(env, settings.KEYS)  # lines that do not set what they look like
+        except OSError as exc:
+            facts.errors = [f"cannot read: {exc.strerror or exc}"]
+    for key in settings.KEYS:
         if key in os.environ:
             values[key] = os.environ[key]
             facts.from_environment.append(key)
-    facts.values = {k: (_secret_state(v) if envconfig.is_secret(k) else v) for k, v in values.items()}
+    facts.values = {k: ("<set>" if v else "") if envconfig.is_secret(k) else v for k, v in values.items()}
     return facts
-
-
-def _secret_state(value: str) -> str:
-    """ "<set>" for a literal key or a `${NAME}` reference to a variable that is set; "" otherwise."""
-    name = envconfig.reference(value)
-    return "<set>" if (os.environ.get(name) if name else value) else ""
 
 
 def probe_client() -> ClientFacts:

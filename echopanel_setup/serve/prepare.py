@@ -151,7 +151,9 @@ def _served_dir(opts: ServeOptions, ctx: Context, notes: list[str]) -> tuple[Pat
         if ctx.local_model
         else (ctx.facts.model.delay_ms if not ctx.facts.model.serve_dir else None)
     )
-    record = ctx.local_model and not ctx.hypothetical
+    # Only a server started here (--exec/--detach) is recorded: a printed command may never run, and doctor and
+    # configure must keep judging by what really serves.
+    record = ctx.local_model and not ctx.hypothetical and opts.launching
     if requested is None or requested == own:
         if record and paths.read_state().get("serve_dir"):
             paths.write_state({"serve_dir": None})

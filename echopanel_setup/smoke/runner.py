@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from echopanel_setup import env as env_vars
-from echopanel_setup import envconfig, knowledge, paths, ports
+from echopanel_setup import envconfig, knowledge, ports
+from echopanel_setup.echopanel import discover, settings
 from echopanel_setup.errors import UsageError
 from echopanel_setup.smoke import audio
 from echopanel_setup.smoke.result import Transcript
@@ -91,11 +92,17 @@ class SmokeResult:
         return (t.stream_s + (t.final_to_done_s or 0.0)) / self.clip.duration_s
 
 
+def _env_file(opts: SmokeOptions, environ: dict[str, str]) -> Path | None:
+    """`--config FILE`, else the `.env` of the EchoPanel checkout found here (ECHOPANEL_HOME, cwd, usual places)."""
+    checkout = None if opts.config else discover.find(None, environ, Path.cwd(), Path.home())
+    return settings.env_path(opts.config, checkout)
+
+
 def resolve(opts: SmokeOptions, environ: dict[str, str] | None = None) -> Target:
     """The mode, URL, key and delay to test with, from the flags, then EchoPanel's config."""
     env = dict(os.environ if environ is None else environ)
-    config_path = Path(opts.config).expanduser() if opts.config else paths.echopanel_config_path()
-    values = envconfig.effective(config_path, env)
+    config_path = _env_file(opts, env)
+    values = settings.values_seen(config_path, env)
     mode, url, reason = opts.mode, opts.url, ""
     if mode is None:
         if url:
@@ -108,7 +115,8 @@ def resolve(opts: SmokeOptions, environ: dict[str, str] | None = None) -> Target
             reason = f"{envconfig.URL} in {config_path}"
         else:
             raise UsageError(
-                f"nothing to test: no --url and no EchoPanel config at {config_path}; "
+                f"nothing to test: no --url, and {config_path or 'no EchoPanel checkout here'} sets no "
+                f"{envconfig.URL}; "
                 f"pass --url {ports.example_url('HOST')}, "
                 f"--mode local (this machine, port {ports.default_port()}) or --mode api"
             )

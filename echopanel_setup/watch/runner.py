@@ -198,10 +198,12 @@ def resolve_url(opts: WatchOptions) -> tuple[ServerURL, str]:
     import os
     from pathlib import Path
 
-    from echopanel_setup import envconfig, paths
+    from echopanel_setup import envconfig
+    from echopanel_setup.echopanel import discover, settings
 
-    config_path = Path(opts.config).expanduser() if opts.config else paths.echopanel_config_path()
-    configured = envconfig.configured_url(envconfig.effective(config_path, dict(os.environ)))
+    checkout = None if opts.config else discover.find(None, os.environ, Path.cwd(), Path.home())
+    config_path = settings.env_path(opts.config, checkout)
+    configured = envconfig.configured_url(settings.values_seen(config_path, os.environ))
     if configured:
         return configured, f"{envconfig.URL} in {config_path}"
     from echopanel_setup import ports
