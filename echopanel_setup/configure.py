@@ -1,7 +1,7 @@
 """`configure`: write EchoPanel's settings where EchoPanel reads them — `<checkout>/.env` — by EchoPanel's own rules.
 
-EchoPanel's backend reads only its process environment and `<checkout>/.env`, with its own parser (reference
-echopanel-contract.md §1; `echopanel/dotenv.py`). So configure finds the checkout (`echopanel/discover.py`), reads
+EchoPanel's backend reads only its process environment and `<checkout>/.env`, with its own parser (EchoPanel's
+`server/main.py`, reproduced in `echopanel/dotenv.py`). So configure finds the checkout (`echopanel/discover.py`), reads
 the provider it will select from the checkout's files (`echopanel/contract.py`), writes only the keys that provider
 reads, refuses a selection known not to work (`echopanel/settings.py`), merges into the user's `.env` keeping every
 other line, and reads the result back with EchoPanel's parser to show what the backend will really see — including
