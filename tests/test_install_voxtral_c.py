@@ -73,6 +73,28 @@ def test_builds_records_and_is_idempotent(cli: Any, repo: Path, tmp_path: Path) 
     third = cli("install", "voxtral-c", "--ref", newer, "--json")
     assert third.code == 0 and third.json()["status"] == "built" and third.json()["commit"] == newer
 
+    newest = kit.add_commit(repo, "a branch moves on")  # --ref main follows the branch: fetched, then rebuilt
+    fourth = cli("install", "voxtral-c", "--ref", "main", "--json")
+    assert fourth.code == 0 and (fourth.json()["status"], fourth.json()["commit"]) == ("built", newest)
+    assert cli("install", "voxtral-c", "--ref", "main", "--json").json()["status"] == "already-built"
+
+
+@pytest.mark.slow
+def test_a_failed_rebuild_keeps_the_place_and_the_next_run_repairs(cli: Any, repo: Path, tmp_path: Path) -> None:
+    custom = tmp_path / "elsewhere" / "voxtral.c"
+    assert cli("install", "voxtral-c", "--repo", str(repo), "--ref", "main", "--dir", str(custom)).code == 0
+    (repo / "main.c").write_text(kit.BROKEN)
+    broken = kit.add_commit(repo, "break the build")
+    assert cli("install", "voxtral-c", "--ref", broken).code == 3  # same folder: the record remembers it
+    assert not (custom / "voxtral").exists()
+    from echopanel_setup.facts import voxtral_c
+
+    assert voxtral_c.for_echopanel() is None  # nothing to point EchoPanel at
+    (repo / "main.c").write_text(kit.SOURCE)
+    fixed = kit.add_commit(repo, "fix the build")
+    again = cli("install", "voxtral-c", "--ref", fixed, "--json")
+    assert again.code == 0 and Path(again.json()["checkout"]) == custom
+
 
 @pytest.mark.slow
 def test_rebuilds_when_the_backend_changes(cli: Any, repo: Path, tmp_path: Path) -> None:
@@ -146,7 +168,7 @@ def test_build_failure_names_its_first_error_and_keeps_the_log_exit_3(cli: Any, 
     assert "`make blas` failed (exit 2)" in message and "error: ‘undefined_symbol_here’ undeclared" in message
     log = Path(message.rsplit("build log: ", 1)[1])
     assert "undefined_symbol_here" in log.read_text()
-    assert "voxtral_c" not in paths.read_state() or paths.read_state()["voxtral_c"] is None
+    assert "voxtral_c" not in paths.read_state()  # nothing recorded as built
 
 
 def test_git_failure_exit_3(cli: Any, tmp_path: Path) -> None:

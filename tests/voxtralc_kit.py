@@ -250,10 +250,11 @@ def head(repo: Path) -> str:
 
 
 def add_commit(repo: Path, note: str = "another commit") -> str:
-    """Commit a harmless change (a README line) and return the new commit id: for "rebuild when the commit changed"."""
+    """Commit a README line plus whatever else changed in the work tree (e.g. a `main.c` the test rewrote); return
+    the new commit id: for "rebuild when the commit changed"."""
     readme = repo / "README.md"
     readme.write_text((readme.read_text() if readme.exists() else "") + note + "\n")
-    _git(repo, "add", "README.md")
+    _git(repo, "add", "-A")
     _git(repo, "commit", "-q", "-m", note)
     return head(repo)
 

@@ -16,7 +16,6 @@ Order of work, cheapest first:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
@@ -128,6 +127,8 @@ def run(opts: VoxtralCOptions, ui: Ui) -> VoxtralCResult:
             f"{target} exists and was not cloned by echopanel-setup: it is left alone; pass --dir to a new folder"
         )
     _model(result)
+    if ours and target.exists() and not opts.dry_run and not _is_commit_id(ref):
+        _update(ui, target, repo_url)  # a branch or tag moves: ask the repository where it is now
     if ours and build is not None and _current(build, target, ref, backend):
         result.status, result.commit, result.recorded = "already-built", build.commit, True
         result.log = Path(build.log) if build.log else result.log
@@ -426,14 +427,25 @@ def _fetch(ui: Ui, target: Path, url: str, ref: str, *, fresh: bool) -> bool:
         (target / ".git" / MARKER).write_text("cloned by echopanel-setup install voxtral-c\n", encoding="utf-8")
         return not existed
     if _resolve(target, ref) is None:
-        ui.line(f"$ git -C {esc(str(target))} fetch {esc(url)}")
-        _git(["-C", str(target), "fetch", "--quiet", url, "+refs/heads/*:refs/remotes/origin/*"], f"cannot fetch {url}")
+        _update(ui, target, url)
     return False
+
+
+def _update(ui: Ui, target: Path, url: str) -> None:
+    """Fetch every branch and tag of `url` into our clone (exit 3 when the network or repository refuses)."""
+    ui.line(f"$ git -C {esc(str(target))} fetch {esc(url)}")
+    refs = ["+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"]
+    _git(["-C", str(target), "fetch", "--quiet", url, *refs], f"cannot fetch {url}")
+
+
+def _is_commit_id(ref: str) -> bool:
+    """A full 40-hex commit id names the same code forever: no fetch needed to know it is built."""
+    return len(ref) == 40 and all(c in "0123456789abcdef" for c in ref.lower())
 
 
 def _resolve(target: Path, ref: str) -> str | None:
     """The full commit id `ref` names in our clone (a sha, a tag, a branch of origin), or None."""
-    for name in (ref, f"origin/{ref}"):
+    for name in (f"origin/{ref}", ref):  # a branch as fetched last, before a local branch the clone left behind
         try:
             done = subprocess.run(
                 ["git", "-C", str(target), "rev-parse", "--verify", "--quiet", f"{name}^{{commit}}"],
@@ -478,7 +490,5 @@ def _build(ui: Ui, target: Path, backend: str, log: Path) -> None:
         except OSError as exc:
             raise ExternalError(f"cannot run make: {exc.strerror or exc}") from None
     if done.returncode != 0:
-        with contextlib.suppress(OSError):
-            paths.write_state({probe.STATE_KEY: None})  # `make` cleaned first: the old binary is gone
         cause = probe.first_error(lines) or (lines[-1] if lines else "no output")
         raise ExternalError(f"`make {backend}` failed (exit {done.returncode}): {cause}; build log: {log}")
