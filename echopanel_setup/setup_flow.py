@@ -169,7 +169,7 @@ class Flow:
             doctor_run = self._doctor()
             mode = self.mode = doctor_run.mode
             self.facts = doctor_run.facts
-            if setup_voxtral_c.wanted(self.opts.provider, doctor_run.facts):
+            if setup_voxtral_c.wanted(self.opts.provider, self.opts.mode, doctor_run.facts):
                 return setup_voxtral_c.run(self, doctor_run)
             if blocked := self._blockers(doctor_run):
                 return self._stop_on(blocked)

@@ -26,9 +26,10 @@ PROVIDER = probe.PROVIDER
 COMMAND = "echopanel-setup setup --provider voxtral_realtime"
 
 
-def wanted(provider: str | None, facts: Facts) -> bool:
-    """--provider voxtral_realtime, or EchoPanel already selects it (and no other --provider was given)."""
-    return provider == PROVIDER or (provider is None and checks.in_use(facts))
+def wanted(provider: str | None, mode: str | None, facts: Facts) -> bool:
+    """--provider voxtral_realtime, or EchoPanel already selects it (and neither --provider nor --mode asks for the
+    vLLM path)."""
+    return provider == PROVIDER or (provider is None and mode is None and checks.in_use(facts))
 
 
 def offer(facts: Facts) -> bool:

@@ -76,6 +76,13 @@ def test_echopanel_on_voxtral_realtime_takes_the_voxtral_c_path(tmp_path: Path) 
     assert not any(a[:2] == ["install", "vllm"] or a[:1] == ["serve"] for a in asked)  # no vLLM on this path
 
 
+def test_an_explicit_mode_takes_the_vllm_path(tmp_path: Path) -> None:
+    opts = SetupOptions(facts=str(facts_kit.FACTS_DIR / "macos-arm64-voxtral-c.json"), mode="remote")
+    _, out, asked = flow(opts)
+    assert "install voxtral-c" not in out and "Apple Silicon + Metal" not in out
+    assert not any(a[:1] == ["provider"] for a in asked)
+
+
 def test_provider_voxtral_realtime_builds_fixes_and_configures(tmp_path: Path) -> None:
     checkout = make_checkout(tmp_path / "EchoPanel")
     facts = snapshot(tmp_path, "macos-arm64.json", model__verified=True, model__manifest="present")
