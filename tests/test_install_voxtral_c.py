@@ -177,6 +177,13 @@ def test_git_failure_exit_3(cli: Any, tmp_path: Path) -> None:
     assert not (paths.data_dir() / "voxtral.c").exists()  # nothing half-cloned left behind
 
 
+def test_a_folder_that_cannot_be_written_exit_2(cli: Any, repo: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    run = cli("install", "voxtral-c", "--repo", str(repo), "--dir", str(blocker))
+    assert run.code == 2 and "is a file, not a folder" in run.err and blocker.read_text() == "not a folder\n"
+
+
 def test_unknown_ref_exit_2(cli: Any, repo: Path) -> None:
     run = cli("install", "voxtral-c", "--repo", str(repo), "--ref", "no-such-branch")
     assert run.code == 2 and "--ref no-such-branch: no such commit" in run.err

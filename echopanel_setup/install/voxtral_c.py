@@ -29,6 +29,7 @@ from echopanel_setup.errors import EXIT_OK, ExternalError, Interrupted, SetupErr
 from echopanel_setup.facts import voxtral_c as probe
 from echopanel_setup.facts.model import Facts, VoxtralCBuild
 from echopanel_setup.install.progress import Ui
+from echopanel_setup.install.writable import ensure_writable
 from echopanel_setup.ui import esc
 
 BACKENDS = ("mps", "blas")
@@ -122,6 +123,8 @@ def run(opts: VoxtralCOptions, ui: Ui) -> VoxtralCResult:
         )
     result.preconditions = preconditions(facts, backend, target)
     _refuse_unmet(ui, result.preconditions)
+    if not target.exists() or target.is_file():
+        ensure_writable(target, create=False, flag="--dir")  # exit 2 before any clone, like the other installs
     if target.exists() and not ours and any(target.iterdir()):
         raise SetupError(
             f"{target} exists and was not cloned by echopanel-setup: it is left alone; pass --dir to a new folder"
