@@ -687,3 +687,16 @@ def test_files_downloaded_by_hand_are_checked_and_adopted_without_a_download(hub
     assert {f["name"]: f["reused_bytes"] for f in doc["files"]} == {n: hub.files[n].content.size for n in NEEDED}
     assert downloads(hub, mark) == []
     assert_installed(hub, target)
+
+
+@pytest.mark.slow
+def test_a_password_in_hf_endpoint_reaches_no_output_nor_the_manifest(hub: HubStandIn, model_dir: Path) -> None:
+    """A mirror behind Basic auth (`HF_ENDPOINT=http://user:pw@host`): huggingface_hub still sends it, but what we
+    print (also under --json) and the manifest we record show `***`."""
+    with_password = hub.endpoint.replace("http://", "http://mirror:HUB-PW-9@")
+    for args in ((), ("--json",)):
+        proc = install(hub, *args, env={"HF_ENDPOINT": with_password})
+        assert proc.returncode == 0, proc.stderr
+        assert "HUB-PW-9" not in proc.stdout + proc.stderr
+    recorded = [p.read_text() for p in model_dir.rglob("*") if p.is_file() and p.stat().st_size < 1_000_000]
+    assert recorded and not [text for text in recorded if "HUB-PW-9" in text]

@@ -82,3 +82,19 @@ def test_errors_under_json_are_one_error_document(cli: Cli, monkeypatch: pytest.
     doc = crash.json()
     assert crash.code == 4 and doc["command"] == "serve status" and doc["error"]["kind"] == "internal"
     assert doc["error"]["message"] == "RuntimeError: planner exploded" and doc["error"]["traceback"]
+
+
+@pytest.mark.parametrize("exported", [None, "another-key"])
+def test_docker_with_a_key_the_shell_does_not_hold_is_refused(
+    cli: Cli, fixtures, monkeypatch: pytest.MonkeyPatch, exported: str | None
+) -> None:
+    """`serve --format docker --api-key K` prints `-e VLLM_API_KEY`: docker copies the shell's, so where that is
+    unset (or another key) the container would not get K. Refused, with how to pass it; K is never echoed."""
+    if exported:
+        monkeypatch.setenv("VLLM_API_KEY", exported)
+    facts = str(fixtures / "facts" / "linux-4090-desktop.json")
+    run = cli("serve", "--facts", facts, "--format", "docker", "--api-key", "k-1")
+    assert run.code == 2 and run.out == "" and "k-1" not in run.err
+    assert "export VLLM_API_KEY" in run.err and len(run.err.strip().splitlines()) == 1
+    monkeypatch.setenv("VLLM_API_KEY", "k-1")
+    assert cli("serve", "--facts", facts, "--format", "docker", "--api-key", "k-1").code == 0

@@ -62,6 +62,8 @@ def test_shell_and_json() -> None:
 
 def test_docker_run_mounts_the_models_dir_and_takes_the_key_from_the_environment() -> None:
     words = shlex.split(render("docker", api_key="k-1").replace("\\\n", ""))
+    assert words[:3] == [":", "${VLLM_API_KEY:?export VLLM_API_KEY first}", "&&"]
+    words = words[3:]
     assert words[:3] == ["docker", "run", "--rm"] and "--ipc=host" in words
     assert words[words.index("--gpus") + 1] == '"device=0"'
     assert words[words.index("-p") + 1] == "127.0.0.1:8001:8000"
@@ -198,3 +200,23 @@ def test_systemd_names_an_absolute_vllm_when_vllm_is_not_installed_here(tmp_path
             ["systemd-analyze", "verify", str(unit)], check=False, capture_output=True, text=True, timeout=30
         )
         assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("key", [None, "k-1"])
+def test_the_docker_command_never_starts_a_keyless_server(tmp_path: Path, key: str | None) -> None:
+    """Run as printed, with a `docker` that records its arguments: a shell with no VLLM_API_KEY stops before
+    docker (vLLM would start with no key); with one, docker gets it from the environment, not its argv."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    seen = tmp_path / "seen"
+    docker = bin_dir / "docker"
+    docker.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {seen}\nprintf "%s" "$VLLM_API_KEY" >> {seen}\n')
+    docker.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", **({"VLLM_API_KEY": key} if key else {})}
+    run = subprocess.run(["sh", "-c", render("docker", api_key="k-1")], env=env, capture_output=True, text=True)
+    if key is None:
+        assert run.returncode != 0 and "export VLLM_API_KEY first" in run.stderr and not seen.exists()
+    else:
+        assert run.returncode == 0, run.stderr
+        argv = seen.read_text().splitlines()
+        assert argv[-1] == "k-1" and "VLLM_API_KEY" in argv[:-1] and "k-1" not in argv[:-1]

@@ -17,6 +17,7 @@ from pathlib import Path
 from echopanel_setup.echopanel import contract as contract_mod
 from echopanel_setup.echopanel import discover, dotenv, fixes
 from echopanel_setup.facts.model import Contract, EchoPanelEnvFacts, EchoPanelFacts
+from echopanel_setup.url import redact
 
 SELECTOR = contract_mod.SELECTOR
 PYTHON_TIMEOUT_S = 8.0
@@ -78,7 +79,10 @@ def env_facts(path: Path, keys: list[str], environ: Mapping[str, str]) -> EchoPa
 
 
 def _shown(key: str, value: str) -> str:
-    return MASK if is_secret(key) and value else value
+    """What a snapshot keeps of a managed key: secrets masked, a URL without its password or query."""
+    if is_secret(key) and value:
+        return MASK
+    return redact(value) if "://" in value else value
 
 
 def probe(

@@ -21,7 +21,7 @@ from echopanel_setup.echopanel import probe as echopanel_probe
 from echopanel_setup.echopanel import settings
 from echopanel_setup.facts import gpu, local, network, platform, pyenv, voxtral_c
 from echopanel_setup.facts.model import Facts, ProbeInfo
-from echopanel_setup.url import ServerURL
+from echopanel_setup.url import ServerURL, redact
 
 GLOBAL_DEADLINE_S = 10.0
 
@@ -59,6 +59,8 @@ def collect(opts: Options, on_wait: Callable[[list[str]], None] | None = None) -
     env_file = settings.env_path(opts.config, checkout)
     facts.config = _timed(facts, "config", lambda: local.probe_config(env_file))
     configured = opts.url or envconfig.configured_url(facts.config.values)
+    # The URL above keeps its credentials (a reverse proxy's Basic auth); what the snapshot keeps never does.
+    facts.config.values = {k: redact(v) if "://" in v else v for k, v in facts.config.values.items()}
     here = ports.echopanel_backend_port() if checkout else None  # the checkout's own port is read in parallel
     port = ports.vllm_port(opts.port, configured, echopanel_port=here).port
     facts.port = _timed(facts, "port", lambda: local.probe_port(port))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from echopanel_setup import knowledge
 from echopanel_setup.facts.model import HttpProbe, NetworkFacts, ServerFacts
-from echopanel_setup.url import ServerURL, redact
+from echopanel_setup.url import ServerURL, redact, scrub
 from echopanel_setup.vllm_client import ServerKind, VllmClient, unusable_proxy
 
 PROXY_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
@@ -59,7 +59,7 @@ def probe(
                     hf_probe, mistral_probe = hf_job.result(), mistral_job.result()
             except (ImportError, ValueError, httpx.InvalidURL) as exc:  # ALL_PROXY=socks5://…, HTTPS_PROXY=…:abc
                 error = unusable_proxy(exc)
-                hf_probe, mistral_probe = HttpProbe(url=hf, error=error), HttpProbe(url=mistral, error=error)
+                hf_probe, mistral_probe = (HttpProbe(url=redact(u), error=error) for u in (hf, mistral))
         server_facts = server.result() if server else None
     return replace(facts, hf=hf_probe, mistral=mistral_probe, server=server_facts)
 
@@ -68,7 +68,7 @@ def _probe(client, url: str, deadline: float) -> HttpProbe:
     """One GET within the shared deadline: is it reachable, and what status."""
     import httpx
 
-    result = HttpProbe(url=url)
+    result = HttpProbe(url=redact(url))  # HF_ENDPOINT may carry a password (a mirror's Basic auth): never kept
     start = time.monotonic()
     remaining = max(0.05, deadline - start)
     try:
@@ -83,7 +83,7 @@ def _probe(client, url: str, deadline: float) -> HttpProbe:
 
 
 def _short(exc: Exception) -> str:
-    text = str(exc) or type(exc).__name__
+    text = scrub(str(exc)) or type(exc).__name__
     return text.splitlines()[0][:200]
 
 

@@ -17,7 +17,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from echopanel_setup.errors import ExternalError, SetupError, UsageError
-from echopanel_setup.url import scrub
+from echopanel_setup.url import redact, scrub
 
 T = TypeVar("T")
 
@@ -82,9 +82,11 @@ class Source:
 
 
 def endpoint() -> str:
+    """The Hub huggingface_hub talks to, as shown and recorded: a mirror's password (`HF_ENDPOINT=https://u:pw@…`)
+    stays with huggingface_hub's requests, never in a message or the manifest."""
     from huggingface_hub import constants
 
-    return constants.ENDPOINT.rstrip("/")
+    return redact(constants.ENDPOINT.rstrip("/"))
 
 
 def offline() -> bool:

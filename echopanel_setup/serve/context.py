@@ -77,6 +77,20 @@ def action(opts: ServeOptions) -> str:
     return "detach" if opts.detach else "exec" if opts.exec_ else "plan"
 
 
+def _check_docker_key(opts: ServeOptions) -> None:
+    """`docker run -e VLLM_API_KEY` copies the key from the shell that runs docker, never from the command line
+    (where `ps` shows it). Where that shell has none, the container would start vLLM with no key, perhaps on every
+    interface: refuse to print such a command, and say how to pass the key."""
+    if opts.fmt != "docker" or not opts.api_key or opts.vllm_api_key == opts.api_key:
+        return
+    problem = "is not exported here" if not opts.vllm_api_key else "in this shell is another key"
+    raise UsageError(
+        f"--format docker passes the key as `-e VLLM_API_KEY` from your shell, and VLLM_API_KEY {problem}: the "
+        "container would not get the key you gave. Run `read -rs VLLM_API_KEY && export VLLM_API_KEY` (your key), "
+        'then `echopanel-setup serve --format docker --api-key "$VLLM_API_KEY"`, and docker in that shell'
+    )
+
+
 def validate(opts: ServeOptions) -> None:
     """The planning options, checked before anything is probed."""
     if opts.fmt not in formats.FORMATS:
@@ -104,6 +118,7 @@ def validate(opts: ServeOptions) -> None:
             raise UsageError(f"{flag} is empty: give a value, or leave the option out")
     if opts.port is not None and not 1 <= opts.port <= 65535:
         raise UsageError(f"--port {opts.port}: use 1-65535")
+    _check_docker_key(opts)
     if opts.delay_ms is not None:
         variant.check_delay(opts.delay_ms)
 

@@ -104,10 +104,13 @@ def docker(cmd: ServeCommand, plan: Plan, settings: ServeSettings, dep: Deployme
         "-v",
         f"{dep.models_root}:{MOUNT}:ro",
     ]
-    lines = [" ".join(shlex.quote(p) for p in head)]
+    # With a key, the command stops before docker when the shell that runs it has none (docker would start
+    # vLLM keyless): `${VAR:?}` fails the `&&` list, in a script and typed alike.
+    guard = [': "${VLLM_API_KEY:?export VLLM_API_KEY first}" &&'] if settings.api_key else []
+    lines = [*guard, " ".join(shlex.quote(p) for p in head)]
     lines += [f"  -e {shlex.quote(f'{k}={v}')}" for k, v in _container_env(cmd).items()]
     if settings.api_key:
-        lines.append("  -e VLLM_API_KEY")  # passed from your shell: export VLLM_API_KEY=… first
+        lines.append("  -e VLLM_API_KEY")  # copied from the shell, so never in docker's argv (`ps`)
     lines.append(f"  {shlex.quote(dep.image)} {shlex.quote(_in_container(dep))}")
     lines += ["  " + " ".join(shlex.quote(p) for p in group) for group in pairs(container_args(cmd))]
     return " \\\n".join(lines)
