@@ -40,6 +40,12 @@ def offer(facts: Facts) -> bool:
 
 def run(flow: Flow, doctor_run: DoctorRun) -> SetupResult:
     facts = doctor_run.facts
+    why = "--provider" if flow.opts.provider == PROVIDER else "EchoPanel selects voxtral_realtime"
+    flow._line(
+        "→",
+        "path",
+        f"voxtral.c, no vLLM ({why}): install voxtral-c → install voxtral → provider → configure → smoke voxtral-c",
+    )
     if not facts.voxtral_c.probed:  # EchoPanel does not select it yet: look at the toolchain and any build now
         facts.voxtral_c = probe.probe(facts.platform.system, facts.echopanel, force=True)
     if not _machine(flow, facts):
