@@ -118,3 +118,15 @@ def test_on_linux_it_says_not_real_time_and_goes_on(tmp_path: Path) -> None:
     opts = SetupOptions(facts=str(facts_kit.FACTS_DIR / "linux-4090-desktop.json"), provider="voxtral_realtime")
     code, out, asked = flow(opts)
     assert "not in real time on Linux" in out and asked[0] == ["install", "voxtral-c"]
+
+
+def test_the_json_document_lists_the_voxtral_c_steps(cli: Any, tmp_path: Path) -> None:
+    from test_json_envelope import envelope
+
+    checkout = make_checkout(tmp_path / "EchoPanel")
+    facts = str(facts_kit.FACTS_DIR / "macos-arm64-voxtral-c.json")
+    run = cli("setup", "--json", "--dry-run", "--facts", facts, "--echopanel", str(checkout))
+    doc = envelope(run, "setup")
+    assert doc["status"] == "dry-run"
+    assert [s["step"] for s in doc["steps"]][1:4] == ["path", "voxtral.c", "voxtral.c"]
+    assert doc["steps"][-1]["text"] == "dry run: would run `echopanel-setup smoke --client voxtral-c`"
