@@ -468,7 +468,15 @@ def serve(
             metavar="MINUTES", help="Longest session to allow, minutes [default: 60, shortened if it does not fit]."
         ),
     ] = None,
-    streams: Annotated[int, typer.Option(min=1, metavar="N", help="Concurrent transcription streams to plan for.")] = 1,
+    streams: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Concurrent transcription streams to plan for [default: EchoPanel's sources per meeting, 2, or "
+            "ECHOPANEL_MAX_ACTIVE_SOURCES_PER_SESSION from its config].",
+        ),
+    ] = None,
     delay_ms: Annotated[
         int | None,
         typer.Option(

@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+from echopanel_setup import knowledge
 from echopanel_setup.echopanel import contract as contract_mod
 from echopanel_setup.echopanel import discover, dotenv, fixes
 from echopanel_setup.facts.model import Contract, EchoPanelEnvFacts, EchoPanelFacts
@@ -60,7 +61,7 @@ def managed_keys(contract: Contract | None) -> list[str]:
     keys = [SELECTOR]
     for provider in contract.providers if contract else []:
         keys.extend(e.key for e in provider.env if e.key not in keys)
-    return keys
+    return [*keys, knowledge.load().echopanel.concurrency.env]  # how many streams serve plans for
 
 
 def env_facts(path: Path, keys: list[str], environ: Mapping[str, str]) -> EchoPanelEnvFacts:

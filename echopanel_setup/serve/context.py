@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from echopanel_setup import knowledge, paths
+from echopanel_setup.echopanel import concurrency
 from echopanel_setup.errors import UsageError
 from echopanel_setup.facts.model import Facts
 from echopanel_setup.serve import formats, planner, variant
@@ -29,7 +30,7 @@ class ServeOptions:
     gpus: int | None = None
     gpu: str | None = None
     session_minutes: float | None = None  # None: 60, shortened if it does not fit
-    streams: int = 1
+    streams: int | None = None  # None: EchoPanel's concurrency (echopanel/concurrency.py)
     delay_ms: int | None = None
     port: int | None = None
     host: str = "127.0.0.1"
@@ -105,7 +106,7 @@ def validate(opts: ServeOptions) -> None:
         raise UsageError(
             "--exec/--detach run on this machine: drop --facts, --gpu NAME and --gpu-memory (they plan for another)"
         )
-    if opts.streams < 1:
+    if opts.streams is not None and opts.streams < 1:
         raise UsageError("--streams must be 1 or more")
     if opts.session_minutes is not None and not (math.isfinite(opts.session_minutes) and opts.session_minutes > 0):
         raise UsageError(f"--session-minutes {opts.session_minutes:g}: give a number of minutes more than 0, e.g. 60")
@@ -143,6 +144,8 @@ class Context:
     model_present: bool
     local_model: bool  # the model dir is on this machine (not a replayed snapshot)
     request: planner.PlanRequest
+    concurrency: concurrency.Concurrency | None = None  # EchoPanel's streams, when --streams did not say
+    notes: list[str] = field(default_factory=list)  # why the plan has the streams it has
 
 
 def gather(opts: ServeOptions) -> Context:
@@ -160,19 +163,20 @@ def gather(opts: ServeOptions) -> Context:
     present = all(facts.model.files.get(n) is not None for n in files)
     weights = facts.model.files.get(knowledge.load().model.weights_file)
     arch = planner.read_arch(model_dir / "params.json") if present and not replayed else planner.builtin_arch()
+    figure = None if opts.streams else concurrency.of(facts.echopanel)
     request = planner.PlanRequest(
         gpus=gpus,
         arch=arch,
         # A half-downloaded file must not make the plan optimistic: never below the known weights size.
         weights_mib=max(math.ceil((weights or 0) / MIB), knowledge.load().model.weights_mib),
         session_minutes=opts.session_minutes or 60.0,
-        streams=opts.streams,
+        streams=figure.streams if figure else opts.streams or 1,
         vllm_version=version,
         tensor_parallel=opts.gpus,
         session_fixed=opts.session_minutes is not None,
         hypothetical=hypothetical,
     )
-    return Context(facts, replayed, hypothetical, visible, version, model_dir, present, not replayed, request)
+    return Context(facts, replayed, hypothetical, visible, version, model_dir, present, not replayed, request, figure)
 
 
 def plan(opts: ServeOptions, ctx: Context) -> planner.Plan:
@@ -180,6 +184,13 @@ def plan(opts: ServeOptions, ctx: Context) -> planner.Plan:
     if ctx.version and not ctx.hypothetical:
         _version_refusal(ctx.version)
     result = planner.plan(ctx.request)
+    if ctx.concurrency is not None:
+        figure = ctx.concurrency
+        if isinstance(result, planner.Refusal):
+            result = _fewer_streams(ctx, result)
+        if isinstance(result, planner.Plan) and result.streams == figure.streams:
+            ctx.notes.append(f"{figure.streams} streams planned (--streams N to change): {figure.why}")
+        ctx.notes.extend(filter(None, [figure.note]))
     if isinstance(result, planner.Refusal):
         if result.kind == "tensor-parallel":
             raise UsageError(f"--gpus {opts.gpus}: {result.reason.split(': ', 1)[-1]}")
@@ -189,6 +200,29 @@ def plan(opts: ServeOptions, ctx: Context) -> planner.Plan:
             result.details[-1:-1] = _holders(ctx.facts, ctx.request.gpus)
         raise Refused(result, ctx.facts.platform.system or "Linux")
     return result
+
+
+def _fewer_streams(ctx: Context, refusal: planner.Refusal) -> planner.Plan | planner.Refusal:
+    """EchoPanel's streams do not fit, but fewer may: plan for the most that do, and say what that costs (a source
+    waits behind another). An explicit --streams is never lowered."""
+    wanted = ctx.request.streams
+    for streams in range(wanted - 1, 0, -1):
+        request = replace(ctx.request, streams=streams)
+        result = planner.plan(request)
+        if isinstance(result, planner.Plan):
+            ctx.request = request
+            ctx.notes.append(
+                f"only {streams} of EchoPanel's {wanted} streams fit{_on(ctx)}: {streams} planned, so a meeting's "
+                f"other sources wait behind it and their words arrive late (a GPU with more memory serves them all). "
+                f"{ctx.concurrency.why if ctx.concurrency else ''}"
+            )
+            return result
+    return refusal
+
+
+def _on(ctx: Context) -> str:
+    names = sorted({g.name for g in ctx.request.gpus})
+    return f" on {', '.join(names)}" if names else ""
 
 
 def _facts(opts: ServeOptions) -> tuple[Facts, bool]:

@@ -36,7 +36,7 @@ class Built:
 
 def build(opts: ServeOptions, ctx: Context, plan: planner.Plan, reading: Callable[[str | None, float], None]) -> Built:
     """`reading(version, timeout)` is told before the slow `vllm serve --help=all` runs."""
-    notes: list[str] = []
+    notes: list[str] = list(ctx.notes)
     served_dir, delay = _served_dir(opts, ctx, notes)
     executable = builder.resolve_executable(ctx.facts.pyenv) if ctx.version and not ctx.replayed else None
     flagset, why_builtin = flags.learn(executable, ctx.version, lambda timeout: reading(ctx.version, timeout))
