@@ -13,8 +13,10 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import Cli, CliRun
+from conftest import Cli, CliRun, run_cli
+from echopanel_kit import make_checkout
 from metrics_kit import MetricsStandIn
+from serve_kit import Machine, machine_fixture, venv_fixture  # noqa: F401 - fixtures
 from sshd_kit import HOST, SshdStandIn, free_port, needs_sshd
 
 from echopanel_setup.tunnel import main, records, ssh
@@ -223,3 +225,16 @@ def test_opensshs_own_messages_are_classified(stderr: str, kind: str, fatal: boo
 def test_a_closed_far_port_is_not_a_reason_ssh_ended() -> None:
     assert ssh.remote_refused("channel 2: open failed: connect failed: Connection refused") == "Connection refused"
     assert ssh.remote_refused("Connection to 127.0.0.1 closed by remote host.") is None
+
+
+@pytest.mark.slow
+def test_serve_on_a_host_without_echopanel_prints_the_matching_tunnel_command(machine: Machine, tmp_path: Path) -> None:
+    import getpass
+    import socket
+
+    doc = json.loads(run_cli(*machine.args("--json")).stdout)
+    wanted = f"echopanel-setup tunnel start {getpass.getuser()}@{socket.gethostname()} --remote-port {machine.port}"
+    assert any(wanted in n for n in doc["notes"]), doc["notes"]
+    checkout = make_checkout(tmp_path / "EchoPanel")  # EchoPanel runs here: no tunnel needed
+    doc = json.loads(run_cli(*machine.args("--json"), env={"ECHOPANEL_HOME": str(checkout)}).stdout)
+    assert not any("tunnel start" in n for n in doc["notes"])

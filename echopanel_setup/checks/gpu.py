@@ -10,6 +10,7 @@ from __future__ import annotations
 from echopanel_setup import knowledge
 from echopanel_setup.checks import REQUIRED, Fix, Outcome, Status, check
 from echopanel_setup.checks.common import best_gpu, gib
+from echopanel_setup.echopanel import concurrency
 from echopanel_setup.facts.model import Facts
 from echopanel_setup.versions import compute_capability, in_range, known_compute_capability, older
 
@@ -119,23 +120,35 @@ def memory(facts: Facts, mode: str) -> Outcome:
                 knowledge.load().alternatives("Linux"),
             ),
         )
+    streams = concurrency.of(facts.echopanel)  # the streams `serve` plans for: the same figure
     if total < comfortable:
         left = int(total * knowledge.load().vllm.default_gpu_memory_utilization) - weights
         return Outcome(
             Status.WARN,
-            f"{dev.name}: {total} MiB total fits the model, but sessions are short (one stream, reduced "
-            "--max-model-len)",
+            f"{dev.name}: {total} MiB total fits the model, but EchoPanel's {streams.streams} streams get short "
+            "sessions (reduced --max-model-len) or fewer streams",
             [
                 *_describe(facts),
+                f"{streams.why}.",
                 f"After {weights} MiB of weights about {left} MiB remain for activations, CUDA graphs and the cache; "
-                f"cards of {comfortable} MiB or more (24 GB class) have room for hour-long sessions.",
+                f"cards of {comfortable} MiB or more (24 GB class) have room for {_default_streams()} hour-long "
+                "sessions.",
             ],
             Fix(
-                "`echopanel-setup serve` sizes --max-model-len and --gpu-memory-utilization for this card.",
+                "`echopanel-setup serve` sizes --max-model-len, the streams and the memory share for this card.",
                 ["echopanel-setup serve"],
             ),
         )
-    return Outcome(Status.OK, f"{dev.name}: {total} MiB total ({gib(total)})", _describe(facts))
+    if streams.streams <= _default_streams():
+        room = f"room for EchoPanel's {streams.streams} streams of hour-long sessions ({streams.why})."
+    else:  # the threshold is known to hold for EchoPanel's default; for more, the planner says
+        room = f"{streams.why}: `echopanel-setup serve` says whether {streams.streams} hour-long sessions fit here."
+    return Outcome(Status.OK, f"{dev.name}: {total} MiB total ({gib(total)})", [*_describe(facts), room])
+
+
+def _default_streams() -> int:
+    """The streams `comfortable_total_mib` is known to hold hour-long sessions for (tests/test_checks.py plans it)."""
+    return knowledge.load().echopanel.concurrency.default
 
 
 @check("gpu.free", "Free GPU memory", "gpu", ("gpu",), local=REQUIRED, after=("platform.verdict",))

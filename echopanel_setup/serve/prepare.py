@@ -65,6 +65,8 @@ def build(opts: ServeOptions, ctx: Context, plan: planner.Plan, reading: Callabl
         revision=ctx.facts.model.commit,
         visible_gpus=ctx.visible_gpus,
     )
+    if not (ctx.hypothetical or ctx.replayed or ctx.facts.echopanel.checkout):
+        notes.append(tunnel_note(choice.port))
     cmd = builder.build(plan, settings, flagset, executable or _replayed_executable(ctx))
     plan = _known_good(ctx, plan, cmd)
     if not ctx.model_present:
@@ -73,6 +75,22 @@ def build(opts: ServeOptions, ctx: Context, plan: planner.Plan, reading: Callabl
             "second copy). `echopanel-setup install voxtral` fetches only the 8.9 GB vLLM needs, verified."
         )
     return Built(plan, cmd, settings, served_dir, delay, flagset, why_builtin, notes)
+
+
+def tunnel_note(port: int) -> str:
+    """No EchoPanel checkout here (a GPU host): how the machine that runs EchoPanel reaches this server safely."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container)
+        user = "USER"
+    return (
+        "EchoPanel is not on this machine: on the machine that runs it, "
+        f"`echopanel-setup tunnel start {user}@{socket.gethostname() or 'THIS-HOST'} --remote-port {port}` brings this "
+        f"server to its 127.0.0.1:{ports.default_port()} over ssh (this server stays on its loopback, no API key)"
+    )
 
 
 def deployment(opts: ServeOptions, ctx: Context, built: Built) -> formats.Deployment:
