@@ -126,7 +126,7 @@ def _readback(rb: ReadBack, written: dict[str, str | None], con: Console) -> Non
     wrote or removed: the value and where it comes from."""
     con.print("EchoPanel will see (read back with its own .env rules):")
     for key, seen in rb.seen.items():
-        if seen.value is None and key not in written:
+        if seen.value is None and written.get(key) is None:  # unset, and configure did not set it
             continue
         value = "(unset: the provider's default)" if seen.value is None else repr(seen.value)
         where = {"environment": "from the environment: it wins over .env", "file": "from .env"}.get(seen.source, "")

@@ -49,6 +49,7 @@ MISTRAL_KEY = "api.key"
 # Failed required checks that a later step repairs (install and serve run in local mode only); any other stops.
 _REPAIRED = {"local": (STACK, MODEL_FILES, SERVER, CONFIG), "remote": (CONFIG,), "api": (CONFIG,)}
 _POLL_S = 2.0
+PROVIDER_FIX = ["echopanel-setup provider fix --dry-run", "echopanel-setup provider fix"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -194,7 +195,8 @@ class Flow:
             checkout = self._checkout()
             if checkout is not None and not self._provider(checkout):
                 return self._result("stopped")
-            self._configure(mode, doctor_run, checkout)
+            if not self._configure(mode, doctor_run, checkout):
+                return self._result("stopped")
             if checkout is not None and not self._echopanel_smoke(checkout):
                 return self._result("stopped")
             self.ui.set_up(foreground=self.server_proc is not None)
@@ -412,11 +414,7 @@ class Flow:
             return True
         self._line("✗", "provider", fixed.reason or fixed.outcome)
         self._fix(
-            "EchoPanel cannot transcribe with its provider as it is; see the change, then apply it:",
-            [
-                "echopanel-setup provider fix --dry-run",
-                "echopanel-setup provider fix",
-            ],
+            "EchoPanel cannot transcribe with its provider as it is; see the change, then apply it:", PROVIDER_FIX
         )
         return False
 
@@ -441,10 +439,12 @@ class Flow:
         self._fix("What EchoPanel gets, step by step:", ["echopanel-setup smoke --client echopanel"])
         return False
 
-    def _configure(self, mode: str, run: DoctorRun, checkout: Path | None) -> None:
+    def _configure(self, mode: str, run: DoctorRun, checkout: Path | None) -> bool:
         """Write EchoPanel's `.env` in the checkout found (the provider step showed it); without one, say how to
-        bring the settings to the machine that runs EchoPanel."""
+        bring the settings to the machine that runs EchoPanel. False (stop) when configure refuses the selection
+        (e.g. --mode api for a provider without an API path) or the write was declined."""
         from echopanel_setup import configure, configure_render
+        from echopanel_setup.echopanel.settings import Refused
 
         if checkout is None:
             self._line("–", "configure", "no EchoPanel checkout here: nothing to write")
@@ -452,7 +452,7 @@ class Flow:
                 "On the machine that runs EchoPanel's backend, write its .env (or print the exports for its shell):",
                 ["echopanel-setup configure --echopanel PATH", "echopanel-setup configure --shell"],
             )
-            return
+            return True
         # In api mode --url is the API's address, not EchoPanel's.
         url = self.opts.url.http_base if self.opts.url and mode != "api" else None
         opts = configure.ConfigureOptions(
@@ -469,10 +469,19 @@ class Flow:
         if self.started_with_delay is not None:  # serve just started a variant with this delay
             facts = replace(facts, model=replace(facts.model, delay_ms=self.started_with_delay))
         ui = configure_render.ConfigureUi(json_mode=self.ui.json_mode, out=self.ui.out)
-        result = configure.run(opts, ui, facts=facts)
+        try:
+            result = configure.run(opts, ui, facts=facts)
+        except Refused as refused:
+            self._line("✗", "configure", str(refused))
+            self._fix("See what EchoPanel's provider is, and replace it with one that works:", PROVIDER_FIX)
+            return False
         if not self.ui.json_mode:
             configure_render.render(result, json_out=False, out=self.ui.out)
+        if result.action == "declined":
+            self._line("✗", "configure", f"not written: {result.plan.path} (EchoPanel keeps its old settings)")
+            return False
         self.steps.append(Step("configure", "done", f"{result.action}: {result.plan.path}"))
+        return True
 
 
 def run(opts: SetupOptions, ui: FlowUi) -> SetupResult:

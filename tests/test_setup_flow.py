@@ -231,3 +231,23 @@ def test_an_unusable_proxy_stops_the_wait_at_once(monkeypatch, env_file: Path) -
     with pytest.raises(UsageError, match="proxy"):
         live(opts, spawn)
     assert spawned and spawned[0].poll() is not None  # the vLLM it started is stopped
+
+
+def test_setup_stops_when_configure_refuses_api_mode_for_a_provider_without_one(tmp_path: Path) -> None:
+    """Issue 15: setup applies configure's refusals (here --mode api where the provider has no API path): a stop step
+    with the way out, never "set up", and EchoPanel's .env untouched."""
+    from echopanel_kit import make_checkout
+    from test_configure import URL_ONLY
+
+    from echopanel_setup import doctor
+
+    checkout = make_checkout(tmp_path / "ep", providers={"provider_voxtral_official.py": URL_ONLY})
+    facts = doctor.load_facts(str(FACTS / "linux-4090-desktop.json"))
+    out = io.StringIO()
+    flow = Flow(SetupOptions(mode="api", yes=True), SetupUi(out=out), runner=lambda argv: 1)
+    run = doctor.DoctorRun(
+        facts=facts, mode="api", mode_reason="--mode", results=[], exit_code=0, strict=False, duration_ms=0
+    )
+    assert flow._configure("api", run, checkout) is False
+    assert flow.steps[-1].state == "stop" and "has no Mistral API path" in flow.steps[-1].text
+    assert "echopanel-setup provider fix" in out.getvalue() and not (checkout / ".env").exists()

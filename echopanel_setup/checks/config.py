@@ -1,6 +1,6 @@
-"""EchoPanel's env config: present, well-formed, valid values, and a delay the server really serves.
+"""EchoPanel's settings: present, read as EchoPanel reads them, valid values, and a delay the server really serves.
 
-Signals: the dotenv file (merged with the process environment, which EchoPanel also reads) and
+Signals: EchoPanel's `.env` (the checkout's, or --config; merged with the process environment, which wins) and
 `audio.transcription_delay_ms` in the tekken.json vLLM will load. The env variable alone changes nothing
 on the server: vLLM reads the delay from tekken.json at start-up.
 """
@@ -28,7 +28,16 @@ def values(facts: Facts, mode: str) -> Outcome:
             )
         else:
             fix = Fix("Write it once the server works:", [f"echopanel-setup configure --mode {mode}"])
-        return Outcome(Status.WARN, f"no EchoPanel config at {c.path}", [], fix, advisory=True)
+        if not c.path:  # no checkout here and no --config: nothing EchoPanel reads on this machine
+            fix.commands = [*(f"{cmd} --echopanel PATH" for cmd in fix.commands), "echopanel-setup configure --shell"]
+            return Outcome(
+                Status.WARN,
+                "no EchoPanel checkout here, so no .env to read (--echopanel PATH, or --config FILE for another)",
+                [],
+                fix,
+                advisory=True,
+            )
+        return Outcome(Status.WARN, f"no EchoPanel settings in {c.path}", [], fix, advisory=True)
     problems = [*c.errors, *envconfig.validate(c.values)]
     env_note = (
         [f"From the environment (overrides the file): {', '.join(c.from_environment)}"] if c.from_environment else []
