@@ -274,6 +274,11 @@ def make_plan(
             url = _url(opts, existing, mode, reasons, notes, contract)
             updates[URL] = url
             _local_advice(facts, mode, url, int(updates[DELAY] or 0), advice)
+    if migration is not None and migration.accepted:
+        own = dotenv.parse(old_text).values
+        for key, value in migration.values.items():
+            if key not in own and updates.get(key) == value and reasons.get(key, "").startswith("kept from"):
+                reasons[key] = f"carried from the retired {migration.source.name}"
     kept, dropped = settings.restrict(updates, chosen)
     shell_refs = {k: v for k, v in shell_refs.items() if k in kept}
     for key in dropped:

@@ -412,7 +412,7 @@ def test_the_retired_echopanel_env_is_migrated_with_consent(cli: Cli, checkout: 
     assert code == 0, err
     assert values(checkout / ".env") == {SELECTOR: "voxtral_official", URL: "http://gpu.lan:8001", DELAY: "720"}
     assert not legacy.exists() and legacy.with_name("echopanel.env.migrated").is_file()
-    assert "echopanel.env.migrated" in out
+    assert "echopanel.env.migrated" in out and "carried from the retired echopanel.env" in out
 
 
 # --- provider fix, offered --------------------------------------------------------------------------------------------
