@@ -206,10 +206,26 @@ def render_report(run: DoctorRun, stream: TextIO | None = None) -> None:
         lines += [
             f"  - GPU {d.index}: {d.name}, {d.memory_total_mib} MiB total, {d.memory_free_mib} MiB free, CC "
             f"{d.compute_capability}, MIG {d.mig_mode}"
+            + "".join(f"; MIG {m.profile} {m.memory_total_mib} MiB" for m in d.mig_devices or [])
             for d in f.gpu.devices
         ]
     else:
         lines.append(f"- GPU: {f.gpu.source} ({f.gpu.error or f.gpu.apple_gpu or 'none'})")
+    if f.gpu.pci_gpus is not None or f.gpu.jetson:
+        lines.append(
+            f"- PCI display devices: {', '.join(f.gpu.pci_gpus or []) or 'none'}; NVIDIA driver loaded: "
+            f"{f.gpu.driver_loaded}" + (f"; Jetson: {f.gpu.jetson}" if f.gpu.jetson else "")
+        )
+    if f.gpu.smi_raw is not None:  # what nvidia-smi printed when it could not be read: the clue a bug report needs
+        fence = "`" * 3
+        raw = f.gpu.smi_raw.replace(fence, "'" * 3).encode("ascii", "backslashreplace").decode("ascii")
+        lines += [
+            "",
+            "nvidia-smi printed (non-ASCII as escapes; \\ufffd: bytes that were not UTF-8):",
+            fence,
+            raw,
+            fence,
+        ]
     pk = ", ".join(f"{k} {v}" for k, v in f.pyenv.packages.items() if v)
     lines.append(
         f"- Target Python {f.pyenv.version} ({f.pyenv.source}): {pk or 'no relevant packages'}; torch CUDA "

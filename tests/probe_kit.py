@@ -77,6 +77,9 @@ args = sys.argv[1:]
 if MODE == "hang":
     time.sleep(60)
     sys.exit(0)
+if MODE == "garbage":  # a damaged install or a wrong binary: bytes that are not UTF-8, exit 0
+    sys.stdout.buffer.write(b"\\x89PNG\\r\\n\\x1a\\n\\xff\\xfe\\x00\\xc3(nvidia\\x80\\x81, 0, ?\\n")
+    sys.exit(0)
 if MODE == "fail":
     out("stdout.txt")
     sys.exit(9)
@@ -92,6 +95,8 @@ elif query and query[0].startswith("--query-compute-apps="):
     out("compute-apps.csv")
 elif not args:
     out("banner.txt")
+elif args == ["-L"]:
+    out("list.txt")
 else:
     sys.stdout.write("Invalid combination of input arguments. Please run 'nvidia-smi -h' for help.\\n")
     sys.exit(2)
@@ -101,7 +106,8 @@ else:
 def install_smi(bin_dir: Path, machine: str, mode: str = "replay") -> Path:
     """Write an executable `nvidia-smi` into `bin_dir` that replays tests/fixtures/nvidia-smi/<machine>/.
 
-    mode: "replay" (the recorded output), "fail" (no-driver message, exit 9) or "hang" (sleeps 60 s).
+    mode: "replay" (the recorded output), "fail" (no-driver message, exit 9), "hang" (sleeps 60 s) or "garbage"
+    (bytes that are not UTF-8).
     """
     bin_dir.mkdir(parents=True, exist_ok=True)
     here = SMI_FIXTURES / (machine if mode != "fail" else "no-driver")

@@ -143,7 +143,8 @@ def memory(facts: Facts, mode: str) -> Outcome:
         room = f"room for EchoPanel's {streams.streams} streams of hour-long sessions ({streams.why})."
     else:  # the threshold is known to hold for EchoPanel's default; for more, the planner says
         room = f"{streams.why}: `echopanel-setup serve` says whether {streams.streams} hour-long sessions fit here."
-    return Outcome(Status.OK, f"{dev.name}: {total} MiB total ({gib(total)})", [*_describe(facts), room])
+    mig = "; a MIG instance: vLLM gets this slice, not the whole GPU" if dev.mig_profile else ""
+    return Outcome(Status.OK, f"{dev.name}: {total} MiB total ({gib(total)}){mig}", [*_describe(facts), room])
 
 
 def _default_streams() -> int:

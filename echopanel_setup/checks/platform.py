@@ -47,9 +47,26 @@ def verdict(facts: Facts, mode: str) -> Outcome:
         )
     if p.system != "Linux":
         return Outcome(Status.FAIL, f"{p.system} is not supported by vLLM's CUDA builds", [], alt_fix)
+    if facts.gpu.jetson:
+        return _jetson(facts, alt_fix)
     if not facts.gpu.devices:
-        details = [f"GPU probe: {facts.gpu.error}"] if facts.gpu.error else []
-        return Outcome(Status.FAIL, f"Linux without an NVIDIA GPU ({where}): run Voxtral elsewhere", details, alt_fix)
+        return _no_device(facts, where, alt_fix)
+    bare = [d for d in facts.gpu.devices if d.mig_mode == "Enabled" and d.mig_devices == []]
+    if bare and not facts.gpu.visible():
+        d = bare[0]
+        return Outcome(
+            Status.FAIL,
+            f"MIG is enabled on GPU {d.index} ({d.name}) but it has no MIG instance: CUDA sees no device",
+            ["With MIG on, CUDA runs only on a MIG instance; Voxtral needs one of 16 GB or more (e.g. 3g.40gb)."],
+            Fix(
+                "Create an instance (list the profiles first), or turn MIG off (needs a GPU reset):",
+                [
+                    "sudo nvidia-smi mig -lgip",
+                    "sudo nvidia-smi mig -cgi 3g.40gb -C",
+                    f"sudo nvidia-smi -i {d.index} -mig 0",
+                ],
+            ),
+        )
     if not facts.gpu.visible():
         return Outcome(
             Status.FAIL,
@@ -58,6 +75,92 @@ def verdict(facts: Facts, mode: str) -> Outcome:
             Fix("Unset it or name a GPU index:", ["unset CUDA_VISIBLE_DEVICES", "export CUDA_VISIBLE_DEVICES=0"]),
         )
     return Outcome(Status.OK, f"Linux + NVIDIA ({where}): local vLLM is the right path")
+
+
+def _no_device(facts: Facts, where: str, alt_fix: Fix) -> Outcome:
+    """No GPU from NVML or nvidia-smi: tell "no NVIDIA GPU" from "an NVIDIA GPU the driver cannot reach" (the PCI
+    bus and /proc/driver/nvidia say which), and recognise an AMD GPU."""
+    g, hw = facts.gpu, knowledge.load().hardware
+    probe = [f"GPU probe: {g.error}"] if g.error else []
+    nvidia = [x for x in g.pci_gpus or [] if x.startswith(hw.nvidia_vendor + ":")]
+    amd = [x for x in g.pci_gpus or [] if x.startswith(hw.amd_vendor + ":")]
+    if nvidia:
+        ids = ", ".join(nvidia)
+        if not g.driver_loaded and facts.platform.container:
+            return Outcome(
+                Status.FAIL,
+                f"an NVIDIA GPU ({ids}) but this {facts.platform.container} container was started without GPU access",
+                [*probe, f"Source: {hw.container_source}"],
+                Fix(
+                    "Start the container with the GPU (NVIDIA Container Toolkit on the host):", [*hw.container_commands]
+                ),
+            )
+        if not g.driver_loaded:
+            return Outcome(
+                Status.FAIL,
+                f"an NVIDIA GPU ({ids}) but the NVIDIA driver is not loaded ({where})",
+                [
+                    *probe,
+                    "/proc/driver/nvidia is missing: no NVIDIA kernel module is running.",
+                    f"Source: {hw.driver_source}",
+                ],
+                Fix("Install (or load) the NVIDIA driver, reboot, then check again:", [*hw.driver_commands]),
+            )
+        if g.smi_raw is not None:
+            return Outcome(
+                Status.FAIL,
+                f"an NVIDIA GPU ({ids}) and its driver, but nvidia-smi printed output this tool cannot read",
+                [*probe, "Its output is kept in `echopanel-setup doctor --report`."],
+                Fix(
+                    "Reinstall the driver's utilities (nvidia-utils) or reboot, then check again:",
+                    [*hw.mismatch_commands],
+                ),
+            )
+        return Outcome(
+            Status.FAIL,
+            f"an NVIDIA GPU ({ids}) and a loaded driver that does not answer ({where}): a broken or mismatched driver",
+            [
+                *probe,
+                "The kernel module and the user-space library usually disagree after a driver upgrade without a "
+                "reboot.",
+                f"Source: {hw.mismatch_source}",
+            ],
+            Fix(
+                "Reboot; if it persists, the kernel log names the cause (reinstall the driver):",
+                [*hw.mismatch_commands],
+            ),
+        )
+    if amd:
+        return Outcome(
+            Status.FAIL,
+            f"an AMD GPU ({', '.join(amd)}), no NVIDIA GPU ({where}): echopanel-setup installs and serves CUDA "
+            "builds only",
+            [
+                *probe,
+                f"vLLM's ROCm builds support {hw.rocm_gpus}; Voxtral's audio encoder has a ROCm attention path, but "
+                "this tool has not verified Voxtral on ROCm: run vLLM's ROCm image yourself, or use an alternative.",
+                f"ROCm image and steps: {hw.rocm_image}",
+                f"Source: {hw.rocm_source}",
+            ],
+            alt_fix,
+        )
+    return Outcome(Status.FAIL, f"Linux without an NVIDIA GPU ({where}): run Voxtral elsewhere", probe, alt_fix)
+
+
+def _jetson(facts: Facts, alt_fix: Fix) -> Outcome:
+    """A Jetson (L4T) has an integrated GPU sharing memory with the CPU: this tool's install and serve target vLLM's
+    PyPI wheels for discrete GPUs, which do not cover it."""
+    hw = knowledge.load().hardware
+    return Outcome(
+        Status.FAIL,
+        f"NVIDIA Jetson ({facts.gpu.jetson}): echopanel-setup's install and serve do not cover Jetson",
+        [
+            f"vLLM on Jetson: {hw.jetson_route}. Voxtral needs 16 GB or more of the shared memory (Orin 32/64 GB); "
+            "untested here.",
+            f"Source: {hw.jetson_source}",
+        ],
+        alt_fix,
+    )
 
 
 @check("platform.shm", "Shared memory", "platform", ("platform",), local=REQUIRED, after=("platform.verdict",))

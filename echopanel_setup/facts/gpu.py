@@ -12,12 +12,16 @@ import platform
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
-from echopanel_setup.facts.model import GpuDevice, GpuFacts, GpuProcess
+from echopanel_setup.facts.model import GpuDevice, GpuFacts, GpuProcess, MigDevice
 from echopanel_setup.facts.platform import sysctl
 
 MIB = 1024 * 1024
 SMI_TIMEOUT_S = 4.0
+# Where /sys, /proc and /etc are read from: tests point it at a written tree (a GPU the driver cannot reach).
+ROOT = Path("/")
+RAW_KEPT = 4000  # characters of unreadable nvidia-smi output kept for --report
 QUERY_FIELDS = "index,name,memory.total,memory.free,memory.used,compute_cap,driver_version,mig.mode.current,pci.bus_id"
 APPS_FIELDS = "gpu_bus_id,pid,process_name,used_memory"
 
@@ -31,12 +35,44 @@ def probe() -> GpuFacts:
         facts = _nvidia_smi()
         if facts.source == "none" and nvml_error:
             facts.error = f"NVML: {nvml_error}; nvidia-smi: {facts.error}"
+    if any(d.mig_mode == "Enabled" for d in facts.devices):
+        _attach_mig(facts)
     facts.cuda_visible_devices = cvd
+    if platform.system() == "Linux":
+        facts.pci_gpus, facts.driver_loaded, facts.jetson = hardware(ROOT)
     return facts
 
 
+# PCI class 0x03xxxx is a display controller (VGA 0x0300, 3D 0x0302); a GPU's HDMI audio function (0x0403) is not.
+_DISPLAY_CLASS = "0x03"
+
+
+def hardware(root: Path) -> tuple[list[str] | None, bool, str | None]:
+    """(display-class PCI devices as "vendor:device", NVIDIA kernel module loaded, Jetson release line).
+
+    Read from sysfs and procfs, not from the driver: they say whether a GPU is there when the driver cannot answer.
+    """
+    pci: list[str] | None = None
+    with contextlib.suppress(OSError):
+        pci = []
+        for dev in sorted((root / "sys/bus/pci/devices").iterdir()):
+            try:
+                if not (dev / "class").read_text().strip().startswith(_DISPLAY_CLASS):
+                    continue
+                vendor = (dev / "vendor").read_text().strip().removeprefix("0x")
+                device = (dev / "device").read_text().strip().removeprefix("0x")
+            except OSError:
+                continue
+            pci.append(f"{vendor}:{device}")
+    jetson = None
+    with contextlib.suppress(OSError):
+        lines = (root / "etc/nv_tegra_release").read_text(errors="replace").splitlines()
+        jetson = lines[0].strip() if lines else "L4T"
+    return pci, (root / "proc/driver/nvidia").exists(), jetson
+
+
 def _nvml() -> tuple[GpuFacts | None, str | None]:
-    if platform.system() == "Linux" and not os.path.exists("/proc/driver/nvidia") and not os.path.exists("/dev/dxg"):
+    if platform.system() == "Linux" and not (ROOT / "proc/driver/nvidia").exists() and not os.path.exists("/dev/dxg"):
         # No NVIDIA kernel driver (and not WSL2, whose GPU is /dev/dxg): NVML cannot answer; skip its import.
         return None, "no NVIDIA kernel driver loaded (/proc/driver/nvidia is missing)"
     try:
@@ -111,17 +147,19 @@ def _s(value: object) -> str:
 
 
 def _run_smi(args: list[str], exe: str) -> tuple[str | None, str | None]:
+    """(stdout, None) or (None, why). Bytes that are not UTF-8 are replaced, never a crash: a damaged driver or a
+    wrong binary prints anything."""
     try:
-        out = subprocess.run([exe, *args], capture_output=True, text=True, timeout=SMI_TIMEOUT_S)
+        out = subprocess.run([exe, *args], capture_output=True, timeout=SMI_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         return None, f"nvidia-smi did not answer within {SMI_TIMEOUT_S:.0f} s (driver busy or wedged)"
     except OSError as exc:
         return None, str(exc)
+    stdout = out.stdout.decode("utf-8", errors="replace")
+    said = (stdout + out.stderr.decode("utf-8", errors="replace")).strip()
     if out.returncode != 0:
-        return None, (out.stdout + out.stderr).strip().splitlines()[0] if (
-            out.stdout + out.stderr
-        ).strip() else f"exit {out.returncode}"
-    return out.stdout, None
+        return None, f"{said.splitlines()[0]} (exit {out.returncode})" if said else f"exit {out.returncode}"
+    return stdout, None
 
 
 def _nvidia_smi() -> GpuFacts:
@@ -142,6 +180,11 @@ def _nvidia_smi() -> GpuFacts:
     if text is None:
         return GpuFacts(source="none", error=error)
     facts, by_bus = parse_query_gpu(text)
+    if not facts.devices and text.strip():
+        # Output, but no GPU line in it: keep what it said for --report instead of calling it "no GPU".
+        facts.source, facts.smi_raw = "none", text[:RAW_KEPT]
+        facts.error = "nvidia-smi printed output this tool cannot read (kept in `doctor --report`)"
+        return facts
     apps, _ = results["apps"]
     if apps:
         attach_processes(facts, by_bus, apps)
@@ -169,6 +212,51 @@ def attach_banner_processes(facts: GpuFacts, banner: str) -> None:
             dev.processes.append(GpuProcess(pid=int(pid), name=name.strip(), used_mib=int(used)))
 
 
+# `nvidia-smi -L`: "GPU 0: NAME (UUID: GPU-…)" then, with MIG, "  MIG 3g.40gb     Device  0: (UUID: MIG-…)".
+_LIST_GPU = re.compile(r"^GPU\s+(\d+):")
+_LIST_MIG = re.compile(r"^\s+MIG\s+(\S+)\s+Device\s+(\d+):\s+\(UUID:\s*(MIG-[^)\s]+)\)")
+# The banner's "MIG devices" table: | GPU GI CI MIG-dev | used MiB / total MiB | …
+_BANNER_MIG = re.compile(r"^\|\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+\|\s+(\d+)MiB\s*/\s*(\d+)MiB", re.M)
+_PROFILE_GB = re.compile(r"\.(\d+)gb$")
+
+
+def _attach_mig(facts: GpuFacts) -> None:
+    """List the MIG instances of MIG-enabled GPUs (`nvidia-smi -L`) with their memory (the banner's table)."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return
+    listing, _ = _run_smi(["-L"], exe)
+    if listing is not None:
+        banner, _ = _run_smi([], exe)
+        attach_mig(facts, listing, banner or "")
+
+
+def attach_mig(facts: GpuFacts, listing: str, banner: str) -> None:
+    """Fill `mig_devices` of each MIG-enabled GPU from `nvidia-smi -L` and the banner (pure, for tests)."""
+    by_index = {d.index: d for d in facts.devices}
+    current: GpuDevice | None = None
+    for line in listing.splitlines():
+        if gpu := _LIST_GPU.match(line):
+            current = by_index.get(int(gpu.group(1)))
+            if current is not None and current.mig_mode == "Enabled":
+                current.mig_devices = []
+        elif (mig := _LIST_MIG.match(line)) and current is not None and current.mig_devices is not None:
+            nominal = _PROFILE_GB.search(mig.group(1))  # "3g.40gb": 40 GB, until the banner gives the real figure
+            current.mig_devices.append(
+                MigDevice(
+                    index=int(mig.group(2)),
+                    profile=mig.group(1),
+                    uuid=mig.group(3),
+                    memory_total_mib=int(int(nominal.group(1)) * 1000**3 / MIB) if nominal else None,
+                )
+            )
+    for gpu_index, _gi, _ci, mig_index, used, total in _BANNER_MIG.findall(banner):
+        dev = by_index.get(int(gpu_index))
+        for m in (dev.mig_devices or []) if dev else []:
+            if m.index == int(mig_index):
+                m.memory_total_mib, m.memory_used_mib = int(total), int(used)
+
+
 def _value(raw: str) -> str | None:
     raw = raw.strip()
     return None if raw.startswith("[") or raw in ("", "N/A") else raw
@@ -183,6 +271,8 @@ def parse_query_gpu(text: str) -> tuple[GpuFacts, dict[str, GpuDevice]]:
         if len(cols) < 9:
             continue
         index, name, total, free, used, cc, driver, mig, bus = cols[:9]
+        if not index.isdigit():
+            continue  # not a GPU line (garbage, or a message)
         facts.driver_version = _value(driver) or facts.driver_version
         dev = GpuDevice(
             index=int(index),

@@ -51,6 +51,17 @@ class GpuProcess:
 
 
 @dataclass
+class MigDevice:
+    """One MIG instance of a GPU, as `nvidia-smi -L` lists it (memory from the banner's "MIG devices" table)."""
+
+    index: int  # the MIG device's number on its GPU ("Device  0")
+    profile: str  # "3g.40gb"
+    uuid: str = ""
+    memory_total_mib: int | None = None
+    memory_used_mib: int | None = None
+
+
+@dataclass
 class GpuDevice:
     index: int
     name: str
@@ -60,6 +71,10 @@ class GpuDevice:
     compute_capability: str | None = None  # "8.9"
     mig_mode: str | None = None  # Enabled | Disabled | None when not supported
     processes: list[GpuProcess] = field(default_factory=list)
+    # With MIG enabled: the instances (None: not listed, e.g. an older snapshot). CUDA uses one of them, never the
+    # whole GPU, so memory is planned and judged by the instance.
+    mig_devices: list[MigDevice] | None = None
+    mig_profile: str | None = None  # set on the stand-in `GpuFacts.visible()` returns for a MIG instance
 
 
 @dataclass
@@ -72,19 +87,50 @@ class GpuFacts:
     devices: list[GpuDevice] = field(default_factory=list)
     metal: bool | None = None  # Apple GPU with Metal
     apple_gpu: str | None = None
+    # What the machine has, apart from what the driver answers: tells "no GPU" from "a GPU the driver cannot reach".
+    pci_gpus: list[str] | None = None  # display-class PCI devices as "vendor:device" ("10de:2684"); None: unreadable
+    driver_loaded: bool | None = None  # /proc/driver/nvidia exists (the NVIDIA kernel module is loaded)
+    jetson: str | None = None  # the first line of /etc/nv_tegra_release on an NVIDIA Jetson (L4T)
+    smi_raw: str | None = None  # nvidia-smi's output when it could not be read as expected (for --report)
 
     def visible(self) -> list[GpuDevice]:
-        """The GPUs vLLM would see, honouring CUDA_VISIBLE_DEVICES given as indices (UUIDs keep all).
+        """The GPUs vLLM would see, honouring CUDA_VISIBLE_DEVICES given as indices (UUIDs keep all), with a
+        MIG-enabled GPU replaced by the one instance CUDA uses (the named MIG-<uuid>, else the first).
 
         A method on the facts (not in `checks/`) because doctor's checks and serve's planner both need it."""
-        if self.cuda_visible_devices is None:
-            return self.devices
-        wanted = [p.strip() for p in self.cuda_visible_devices.split(",") if p.strip()]
-        if not wanted or wanted == ["-1"]:
+        wanted = [p.strip() for p in (self.cuda_visible_devices or "").split(",") if p.strip()]
+        if self.cuda_visible_devices is not None and (not wanted or wanted == ["-1"]):
             return []
-        if all(p.isdigit() for p in wanted):
-            return [d for d in self.devices if str(d.index) in wanted]
-        return self.devices
+        if wanted and all(p.isdigit() for p in wanted):
+            devices = [d for d in self.devices if str(d.index) in wanted]
+        else:
+            devices = self.devices
+        out: list[GpuDevice] = []
+        for d in devices:
+            if d.mig_mode != "Enabled" or d.mig_devices is None:
+                out.append(d)
+                continue
+            named = [m for m in d.mig_devices if m.uuid and m.uuid in wanted]
+            chosen = (named or d.mig_devices)[:1]  # CUDA uses a single MIG instance per process: the first visible
+            out += [_mig_view(d, m) for m in chosen]
+        return out[:1] if any(d.mig_profile for d in out) else out
+
+
+def _mig_view(gpu: GpuDevice, mig: MigDevice) -> GpuDevice:
+    """The MIG instance as the device vLLM gets: its own memory, its parent's compute capability."""
+    free = None
+    if mig.memory_total_mib is not None and mig.memory_used_mib is not None:
+        free = mig.memory_total_mib - mig.memory_used_mib
+    return GpuDevice(
+        index=gpu.index,
+        name=f"{gpu.name} MIG {mig.profile}",
+        memory_total_mib=mig.memory_total_mib,
+        memory_free_mib=free,
+        memory_used_mib=mig.memory_used_mib,
+        compute_capability=gpu.compute_capability,
+        mig_mode="Enabled",
+        mig_profile=mig.profile,
+    )
 
 
 @dataclass

@@ -195,6 +195,26 @@ class Driver(Section):
 
 
 @section
+class Hardware(Section):
+    """What doctor says about a GPU the NVIDIA driver does not show: vendors, driver fixes, AMD and Jetson routes."""
+
+    nvidia_vendor: str
+    amd_vendor: str
+    source: str
+    driver_commands: tuple[str, ...]
+    driver_source: str
+    mismatch_commands: tuple[str, ...]
+    mismatch_source: str
+    container_commands: tuple[str, ...]
+    container_source: str
+    rocm_gpus: str
+    rocm_source: str
+    rocm_image: str
+    jetson_route: str
+    jetson_source: str
+
+
+@section
 class Container(Section):
     min_shm_mib: int
     source: str
@@ -560,6 +580,7 @@ class Knowledge(Section):
     tokenizer_kwargs: TokenizerKwargs
     gpu: Gpu
     driver: Driver
+    hardware: Hardware
     container: Container
     disk: Disk
     server: Server
