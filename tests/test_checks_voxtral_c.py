@@ -103,6 +103,16 @@ def test_binary_missing_or_broken_fails_with_the_install_command() -> None:
     assert "cannot execute" in results(facts)["voxtral_c.binary"].summary
 
 
+def test_a_missing_binary_names_what_the_build_lacks_first() -> None:
+    facts = linux()
+    assert facts.voxtral_c.binary is not None
+    facts.voxtral_c.binary.exists = False
+    facts.voxtral_c.blas, facts.voxtral_c.blas_error = False, "cblas.h: No such file or directory"
+    r = results(facts)["voxtral_c.binary"]
+    assert r.status is Status.FAIL and any("libopenblas-dev" in d for d in r.details)
+    assert r.fix is not None and r.fix.commands[0] == "sudo apt install libopenblas-dev"
+
+
 @pytest.mark.parametrize(
     ("verified", "missing", "status", "needle"),
     [

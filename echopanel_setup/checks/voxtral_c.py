@@ -14,6 +14,7 @@ Thresholds and speeds come from [voxtral_c] in the knowledge file (voxtral.c REA
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from echopanel_setup import knowledge
 from echopanel_setup.checks import REQUIRED, Check, CheckFn, Fix, Outcome, Status, check
@@ -27,9 +28,107 @@ CONFIGURE = "echopanel-setup configure --provider voxtral_realtime"
 VLLM_ONLY = ("platform", "gpu", "stack", "config", "server", "client", "api", "network.mistral", "port")
 
 
+@dataclass(frozen=True)
+class Precondition:
+    """One thing the build needs: met or not, and what to do when it is not."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: tuple[str, ...] = ()
+
+
+def build_needs(facts: Facts, backend: str) -> list[Precondition]:
+    """What building voxtral.c with `backend` needs here, each met or not with its fix (pure: facts in). `install
+    voxtral-c` refuses on any unmet one (and adds the disk); doctor names them beside a missing binary."""
+    k = knowledge.load().voxtral_c
+    p, vc = facts.platform, facts.voxtral_c
+    mac, linux = p.system == "Darwin", p.system == "Linux"
+    out: list[Precondition] = []
+    if not (mac or linux):
+        out.append(
+            Precondition(
+                "platform",
+                False,
+                f"voxtral.c builds on macOS and Linux, not {p.system or 'this system'}",
+                ("Run it in WSL2 (Ubuntu) on Windows: wsl --install -d Ubuntu",),
+            )
+        )
+    if backend == "mps":
+        if not (mac and p.apple_silicon):
+            out.append(
+                Precondition(
+                    "apple-silicon",
+                    False,
+                    f"`make mps` needs Apple Silicon (Metal); this is {p.system} {p.arch}",
+                    ("Build the BLAS backend instead (slower than real time): --backend blas",),
+                )
+            )
+        elif p.rosetta:
+            out.append(
+                Precondition(
+                    "rosetta",
+                    False,
+                    "this shell runs under Rosetta (x86_64 on Apple Silicon): the build would be x86_64, without Metal",
+                    (
+                        "Open a native terminal (Get Info > untick 'Open using Rosetta'), or run: arch -arm64 /bin/zsh",
+                        "then run `echopanel-setup install voxtral-c` again",
+                    ),
+                )
+            )
+        else:
+            out.append(Precondition("apple-silicon", True, f"Apple Silicon, native arm64 ({p.cpu or p.arch})"))
+    if mac and vc.xcode_clt is False:
+        out.append(
+            Precondition(
+                "compiler",
+                False,
+                "Xcode's command-line tools are not installed (no compiler)",
+                ("xcode-select --install",),
+            )
+        )
+    elif vc.compiler is None:
+        fix = ("xcode-select --install",) if mac else ("sudo apt install build-essential", "sudo dnf install gcc make")
+        missing = f"{k.compiler} (the compiler voxtral.c's Makefile uses) not found"
+        out.append(Precondition("compiler", False, missing, fix))
+    else:
+        out.append(Precondition("compiler", True, vc.compiler))
+    if vc.make is None:
+        fix = ("xcode-select --install",) if mac else ("sudo apt install make",)
+        out.append(Precondition("make", False, "make not found", fix))
+    else:
+        out.append(Precondition("make", True, vc.make))
+    if backend == "blas" and linux and vc.compiler is not None:
+        if vc.blas:
+            out.append(Precondition("blas", True, "OpenBLAS: cblas.h compiles and -lopenblas links"))
+        else:
+            out.append(
+                Precondition(
+                    "blas",
+                    False,
+                    f"OpenBLAS not found ({vc.blas_error or 'cblas.h / -lopenblas'}): the Debian package "
+                    f"{k.blas_package} provides it",
+                    (f"sudo apt install {k.blas_package}", "sudo dnf install openblas-devel"),
+                )
+            )
+    if vc.git is None:
+        fix = ("xcode-select --install",) if mac else ("sudo apt install git",)
+        out.append(Precondition("git", False, "git not found", fix))
+    else:
+        out.append(Precondition("git", True, vc.git))
+    return out
+
+
 def _check(id: str, title: str, probes: tuple[str, ...], after: tuple[str, ...] = ()) -> Callable[[CheckFn], CheckFn]:
     """Required in every mode: the provider, not the mode, decides whether these apply (`_skip`)."""
     return check(id, title, CATEGORY, probes, local=REQUIRED, remote=REQUIRED, api=REQUIRED, after=after)
+
+
+def default_backend(facts: Facts) -> str:
+    """What `install voxtral-c` builds here by default: mps on Apple Silicon (even under Rosetta: `build_needs`
+    then says why not), blas elsewhere."""
+    p = facts.platform
+    return "mps" if p.system == "Darwin" and p.apple_silicon else "blas"
 
 
 def in_use(facts: Facts) -> bool:
@@ -161,7 +260,9 @@ def binary(facts: Facts, mode: str) -> Outcome:
         details.append(f"install voxtral-c built {vc.build.binary} ({vc.build.backend}, commit {vc.build.commit[:12]})")
     if vc.user_clone:
         details.append(f"A clone not made by echopanel-setup is at {vc.user_clone} (left alone)")
-    fix = Fix("Build it and point EchoPanel at it:", [INSTALL, CONFIGURE])
+    unmet = [n for n in build_needs(facts, default_backend(facts)) if not n.ok]
+    details.extend(f"To build it: {n.detail}" for n in unmet)
+    fix = Fix("Build it and point EchoPanel at it:", [*(n.fix[0] for n in unmet if n.fix), INSTALL, CONFIGURE])
     found = vc.binary
     if found is None:
         summary = "no voxtral.c binary: ECHOPANEL_VOXTRAL_BIN is unset and nothing built"

@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from echopanel_setup import knowledge, paths
+from echopanel_setup.checks.voxtral_c import Precondition, build_needs, default_backend
 from echopanel_setup.errors import EXIT_OK, ExternalError, Interrupted, SetupError, UsageError
 from echopanel_setup.facts import voxtral_c as probe
 from echopanel_setup.facts.model import Facts, VoxtralCBuild
@@ -46,16 +47,6 @@ class VoxtralCOptions:
     dry_run: bool = False
     facts: str | None = None
     echopanel: str | None = None
-
-
-@dataclass(frozen=True)
-class Precondition:
-    """One thing the build needs: met or not, and what to do when it is not."""
-
-    name: str
-    ok: bool
-    detail: str
-    fix: tuple[str, ...] = ()
 
 
 @dataclass(kw_only=True)
@@ -209,94 +200,18 @@ def _echopanel_checkout(explicit: str | None) -> Path | None:
 
 
 def _backend(given: str | None, facts: Facts) -> str:
-    """--backend, else `mps` on Apple Silicon (even under Rosetta: the precondition then says why not), else `blas`."""
+    """--backend, else doctor's default for this machine (mps on Apple Silicon, blas elsewhere)."""
     if given is not None:
         if given not in BACKENDS:
             raise UsageError(f"--backend {given!r}: choose mps (Apple Silicon) or blas")
         return given
-    p = facts.platform
-    return "mps" if p.system == "Darwin" and p.apple_silicon else "blas"
+    return default_backend(facts)
 
 
 def preconditions(facts: Facts, backend: str, target: Path) -> list[Precondition]:
-    """Everything the build needs, each with its fix (pure: facts in, verdicts out; disk is measured at `target`)."""
-    k = knowledge.load().voxtral_c
-    p, vc = facts.platform, facts.voxtral_c
-    mac, linux = p.system == "Darwin", p.system == "Linux"
-    out: list[Precondition] = []
-    if not (mac or linux):
-        out.append(
-            Precondition(
-                "platform",
-                False,
-                f"voxtral.c builds on macOS and Linux, not {p.system or 'this system'}",
-                ("Run it in WSL2 (Ubuntu) on Windows: wsl --install -d Ubuntu",),
-            )
-        )
-    if backend == "mps":
-        if not (mac and p.apple_silicon):
-            out.append(
-                Precondition(
-                    "apple-silicon",
-                    False,
-                    f"`make mps` needs Apple Silicon (Metal); this is {p.system} {p.arch}",
-                    ("Build the BLAS backend instead (slower than real time): --backend blas",),
-                )
-            )
-        elif p.rosetta:
-            out.append(
-                Precondition(
-                    "rosetta",
-                    False,
-                    "this shell runs under Rosetta (x86_64 on Apple Silicon): the build would be x86_64, without Metal",
-                    (
-                        "Open a native terminal (Get Info > untick 'Open using Rosetta'), or run: arch -arm64 /bin/zsh",
-                        "then run `echopanel-setup install voxtral-c` again",
-                    ),
-                )
-            )
-        else:
-            out.append(Precondition("apple-silicon", True, f"Apple Silicon, native arm64 ({p.cpu or p.arch})"))
-    if mac and vc.xcode_clt is False:
-        out.append(
-            Precondition(
-                "compiler",
-                False,
-                "Xcode's command-line tools are not installed (no compiler)",
-                ("xcode-select --install",),
-            )
-        )
-    elif vc.compiler is None:
-        fix = ("xcode-select --install",) if mac else ("sudo apt install build-essential", "sudo dnf install gcc make")
-        missing = f"{k.compiler} (the compiler voxtral.c's Makefile uses) not found"
-        out.append(Precondition("compiler", False, missing, fix))
-    else:
-        out.append(Precondition("compiler", True, vc.compiler))
-    if vc.make is None:
-        fix = ("xcode-select --install",) if mac else ("sudo apt install make",)
-        out.append(Precondition("make", False, "make not found", fix))
-    else:
-        out.append(Precondition("make", True, vc.make))
-    if backend == "blas" and linux and vc.compiler is not None:
-        if vc.blas:
-            out.append(Precondition("blas", True, "OpenBLAS: cblas.h compiles and -lopenblas links"))
-        else:
-            out.append(
-                Precondition(
-                    "blas",
-                    False,
-                    f"OpenBLAS not found ({vc.blas_error or 'cblas.h / -lopenblas'}): the Debian package "
-                    f"{k.blas_package} provides it",
-                    (f"sudo apt install {k.blas_package}", "sudo dnf install openblas-devel"),
-                )
-            )
-    if vc.git is None:
-        fix = ("xcode-select --install",) if mac else ("sudo apt install git",)
-        out.append(Precondition("git", False, "git not found", fix))
-    else:
-        out.append(Precondition("git", True, vc.git))
-    out.append(_disk(target, k.disk_mib))
-    return out
+    """Everything the build needs, each with its fix: doctor's own list (checks/voxtral_c.build_needs), plus the
+    disk at `target`."""
+    return [*build_needs(facts, backend), _disk(target, knowledge.load().voxtral_c.disk_mib)]
 
 
 def _disk(target: Path, need_mib: int) -> Precondition:
