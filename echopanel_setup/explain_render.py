@@ -19,6 +19,7 @@ def to_document(result: ExplainResult) -> dict[str, Any]:
         result.exit_code,
         recognised=bool(result.matches),
         matches=[asdict(m) for m in result.matches],
+        searched={"bytes": result.searched_bytes, "log_bytes": result.log_bytes, "tail_only": result.tail_only},
     )
 
 
@@ -35,3 +36,8 @@ def render(result: ExplainResult, json_out: bool, out: TextIO | None = None) -> 
     ui.explained(con, first)
     for m in others:
         con.print(f"Also in the log: {ui.esc(m.title)} ({m.id}, line {m.line_no})")
+    if result.tail_only and result.log_bytes:
+        con.print(
+            f"[dim]Searched the last {result.searched_bytes / 1e6:.1f} MB of this {result.log_bytes / 1e6:.1f} MB log, "
+            "where it ends; --full searches all of it.[/]"
+        )

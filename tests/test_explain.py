@@ -231,3 +231,117 @@ def test_free_memory_message_suggests_a_utilisation() -> None:
     assert m.id == "free-memory-startup"
     assert m.groups == {"free_gib": "7.12", "total_gib": "23.99"}
     assert m.suggestion and m.suggestion.startswith("--gpu-memory-utilization 0.28")
+
+
+# --- big, gzipped and messy logs ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks and tail window of a few KiB, so the fixture logs cross every boundary the streaming scan has."""
+    from echopanel_setup import explain as explain_mod
+
+    monkeypatch.setattr(explain_mod, "CHUNK_BYTES", 1024)
+    monkeypatch.setattr(explain_mod, "TAIL_BYTES", 2048)
+
+
+def _run(path: Path, full: bool = False):  # type: ignore[no-untyped-def]
+    from echopanel_setup.explain import ExplainOptions, run
+
+    return run(ExplainOptions(log=str(path), full=full))
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_streaming_in_chunks_finds_what_the_whole_text_does(name: str, small_chunks: None, tmp_path: Path) -> None:
+    padded = tmp_path / name
+    filler = "".join(f"(APIServer pid=1) INFO 11-25 10:00:00 [loggers.py:123] line {i}\n" for i in range(200))
+    padded.write_text(filler + _read(name) + filler, encoding="utf-8")
+    whole = explain(padded.read_text(encoding="utf-8"))
+    streamed = _run(padded, full=True)
+    assert [(m.id, m.line_no, m.line) for m in streamed.matches] == [(m.id, m.line_no, m.line) for m in whole]
+    assert streamed.matches and not streamed.tail_only
+
+
+def test_the_end_of_a_big_log_is_read_first_and_its_line_numbers_stay_right(small_chunks: None, tmp_path: Path) -> None:
+    """A recovered OOM early on, a long healthy run, then the failure that ended the log."""
+    log = tmp_path / "vllm.log"
+    filler = "".join(f"(APIServer pid=1) INFO 11-25 10:00:00 [loggers.py:123] step {i}\n" for i in range(500))
+    log.write_text(_read("cuda-oom.log") + filler + _read("free-memory-startup.log"), encoding="utf-8")
+    lines = log.read_text(encoding="utf-8").split("\n")
+    tail = _run(log)
+    assert tail.tail_only and [m.id for m in tail.matches] == ["free-memory-startup"]
+    (m,) = tail.matches
+    assert "Free memory on device" in lines[m.line_no - 1] and m.line_no > 500
+    assert tail.searched_bytes < tail.log_bytes  # type: ignore[operator]
+    full = _run(log, full=True)
+    assert not full.tail_only and [m.id for m in full.matches] == ["free-memory-startup", "cuda-oom"]
+    assert full.matches[0].line_no == m.line_no
+
+
+def test_cli_says_when_only_the_end_was_searched(cli: Cli, small_chunks: None, tmp_path: Path) -> None:
+    log = tmp_path / "vllm.log"
+    log.write_text("x\n" * 5000 + _read("port-in-use.log"), encoding="utf-8")
+    res = cli("explain", str(log))
+    assert res.code == 0 and "port-in-use" in res.out
+    assert "where it ends; --full searches all of it." in res.out
+    doc = cli("explain", "--json", str(log)).json()
+    assert doc["searched"]["tail_only"] is True and doc["searched"]["log_bytes"] == log.stat().st_size
+
+
+def test_a_gzipped_log_is_read_as_a_stream(cli: Cli, tmp_path: Path) -> None:
+    import gzip
+
+    log = tmp_path / "vllm.log.gz"
+    log.write_bytes(gzip.compress((LOGS / "driver-too-old.log").read_bytes()))
+    res = cli("explain", "--json", str(log))
+    assert res.code == 0, res.err
+    assert [m["id"] for m in res.json()["matches"]] == ["driver-too-old", "no-gpu"]
+    truncated = tmp_path / "cut.log.gz"
+    truncated.write_bytes(log.read_bytes()[:40])
+    bad = cli("explain", str(truncated))
+    assert bad.code == 2 and "cannot read" in bad.err and len(bad.err.strip().splitlines()) == 1
+
+
+def test_colour_codes_and_progress_bars_stay_out_of_the_excerpt() -> None:
+    text = (
+        "\x1b[1;31mERROR\x1b[0m 11-25 10:00:12 [core.py:708] ValueError: No available memory for the cache blocks. "
+        "Try increasing `gpu_memory_utilization`\rProcessed prompts:  10%|#  | 1/10\rProcessed prompts: 100%|##| "
+        "10/10\n"
+    )
+    (m,) = explain(text)
+    assert m.line == (
+        "ERROR 11-25 10:00:12 [core.py:708] ValueError: No available memory for the cache blocks. Try increasing "
+        "`gpu_memory_utilization`"
+    )
+
+
+@pytest.mark.slow
+def test_explain_dash_on_a_terminal_says_it_reads_standard_input() -> None:
+    """`explain -` on a terminal waited in silence."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "echopanel_setup", "explain", "-"],
+        stdin=slave,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    )
+    os.close(slave)
+    try:
+        ready, _, _ = select.select([proc.stderr], [], [], 20)
+        assert ready, "nothing said while waiting for standard input"
+        assert b"Reading the log from standard input" in os.read(proc.stderr.fileno(), 4096)  # type: ignore[union-attr]
+        os.write(master, b"\x04")  # Ctrl-D: end of input
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+        os.close(master)
+    assert proc.returncode == 1 and b"Not recognised" in out

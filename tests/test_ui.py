@@ -25,6 +25,7 @@ from echopanel_setup.serve import launcher, render
 
 HOSTILE = "\x1b[2J\x1b]0;pwned\x07\x9b31m[bold]x[/]\u202eevil\rover\x08"  # clear screen, set title, C1 CSI, markup…
 SAFE = "[bold]x[/]evilover"  # …what is left of it, shown literally
+SAFE_LOG_LINE = "[bold]x[/]evil"  # in a log, a `\r` after the match starts a later redraw: not part of the excerpt
 
 
 def run_locale(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -69,7 +70,7 @@ def test_explain_on_an_ascii_stdout_neither_crashes_nor_passes_escapes(tmp_path:
     proc = run_locale({"PYTHONIOENCODING": "ascii"}, "explain", str(log))
     assert proc.returncode == 0, proc.stderr
     assert "x fail CUDA out of memory (cuda-oom, log line 2)" in proc.stdout
-    assert "\x1b" not in proc.stdout and "\x9b" not in proc.stdout and SAFE in proc.stdout
+    assert "\x1b" not in proc.stdout and "\x9b" not in proc.stdout and SAFE_LOG_LINE in proc.stdout
 
 
 # --- text from outside ----------------------------------------------------------------------------------------------
@@ -126,7 +127,7 @@ def test_serve_start_failure_is_an_explained_failure(capsys: pytest.CaptureFixtu
     render.start_failed(launcher.Outcome(ok=False, record=record, reason="exited", failure=match))
     err = capsys.readouterr().err
     assert "✗ fail CUDA out of memory (cuda-oom, log line 1)" in err
-    assert "\x1b" not in err and SAFE in err and "  Cause: " in err and "  Log:   " in err
+    assert "\x1b" not in err and SAFE_LOG_LINE in err and "  Cause: " in err and "  Log:   " in err
 
 
 # --- layouts ---------------------------------------------------------------------------------------------------------
