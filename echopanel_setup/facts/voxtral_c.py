@@ -61,43 +61,32 @@ def selected_provider(ep: EchoPanelFacts) -> str | None:
     return ep.env.environment.get(SELECTOR) or ep.env.values.get(SELECTOR)
 
 
-def _setting(ep: EchoPanelFacts | None, key: str) -> tuple[str | None, str]:
-    if ep is None:
-        return None, "unset"
-    if key in ep.env.environment:
-        return ep.env.environment[key], "the environment"
-    if key in ep.env.values:
-        return ep.env.values[key], ep.env.path or ".env"
-    return None, "unset"
+def _as_echopanel_sees(
+    ep: EchoPanelFacts | None, key: str, default: str, ours: tuple[str | None, str]
+) -> tuple[Path | None, str]:
+    """(path, where it comes from) for `key` as EchoPanel resolves it: its environment, then `.env`, then its default
+    relative to the checkout; without a checkout, `ours` (what our installs recorded)."""
+    if ep is not None and key in ep.env.environment:
+        return Path(ep.env.environment[key]).expanduser(), "the environment"
+    if ep is not None and ep.env.values.get(key):
+        return Path(ep.env.values[key]).expanduser(), ep.env.path or ".env"
+    if ep is not None and ep.checkout:
+        return (Path(ep.checkout) / default).resolve(), "EchoPanel's default"
+    recorded, source = ours
+    return (Path(recorded), source) if recorded else (None, "unset")
 
 
 def binary_for_echopanel(ep: EchoPanelFacts | None, build: VoxtralCBuild | None) -> tuple[Path | None, str]:
-    """The binary EchoPanel will start: ECHOPANEL_VOXTRAL_BIN, else its default beside the checkout; without a
-    checkout, the one `install voxtral-c` built."""
-    value, source = _setting(ep, BIN)
-    if value:
-        return Path(value).expanduser(), source
-    if ep is not None and ep.checkout:
-        default = knowledge.load().voxtral_c.echopanel_default_bin
-        return (Path(ep.checkout) / default).resolve(), "EchoPanel's default"
-    if build is not None:
-        return Path(build.binary), "install voxtral-c"
-    return None, "unset"
+    """The binary EchoPanel will start (ECHOPANEL_VOXTRAL_BIN); without a checkout, the one install voxtral-c built."""
+    default = knowledge.load().voxtral_c.echopanel_default_bin
+    return _as_echopanel_sees(ep, BIN, default, (build.binary if build else None, "install voxtral-c"))
 
 
 def model_for_echopanel(ep: EchoPanelFacts | None) -> tuple[Path | None, str]:
-    """The weights EchoPanel will hand voxtral.c: ECHOPANEL_VOXTRAL_MODEL, else its default beside the checkout;
-    without a checkout, the dir `install voxtral` recorded."""
-    value, source = _setting(ep, MODEL)
-    if value:
-        return Path(value).expanduser(), source
-    if ep is not None and ep.checkout:
-        default = knowledge.load().voxtral_c.echopanel_default_model
-        return (Path(ep.checkout) / default).resolve(), "EchoPanel's default"
+    """The weights EchoPanel hands voxtral.c (ECHOPANEL_VOXTRAL_MODEL); without a checkout, install voxtral's dir."""
     recorded = paths.read_state().get("model_dir")
-    if isinstance(recorded, str) and recorded:
-        return Path(recorded), "install voxtral"
-    return None, "unset"
+    default = knowledge.load().voxtral_c.echopanel_default_model
+    return _as_echopanel_sees(ep, MODEL, default, (recorded if isinstance(recorded, str) else None, "install voxtral"))
 
 
 def toolchain(facts: VoxtralCFacts, system: str) -> None:
