@@ -433,7 +433,7 @@ class VoxtralRealtimeProvider(ASRProvider):
             return
         proc = src.proc
         assert proc is not None
-        if proc.backlog_s > self.max_backlog_s * max(1.0, self.settings.interval_s):
+        if proc.backlog_s > self.max_backlog_s:
             self._fail(
                 src,
                 "backlog",
