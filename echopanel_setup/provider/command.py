@@ -336,9 +336,10 @@ def _apply(result: ProviderResult, old: bytes | None, new: bytes, record: record
         tool_version=__version__,
     )
     records.save(result.record)
+    flag = "" if result.provider == "voxtral_official" else f" --provider {result.provider}"
     result.notes.append(
         f"`git status` will show {result.file.name} modified and {result.orig.name} untracked; "
-        "`echopanel-setup provider revert` puts the original back"
+        f"`echopanel-setup provider revert{flag}` puts the original back"
     )
 
 

@@ -82,8 +82,9 @@ def render_human(r: ProviderResult) -> None:
         reads = ", ".join(f"{k}" + (f"={v}" if v else "") for k, v in f.get("reads", {}).items()) or "nothing"
         print(f"  reads {reads}", file=out)
         needs = ", ".join(f.get("deps", [])) or "the standard library"
-        calls = ", ".join(f.get("endpoints", [])) or "nothing"
-        print(f"  calls {calls}; model {f.get('model')}; needs {needs}", file=out)
+        calls = [f"calls {', '.join(f['endpoints'])}"] if f.get("endpoints") else []
+        model = [f"model {f['model']}"] if f.get("model") else []
+        print(f"  {'; '.join([*calls, *model, f'needs {needs}'])}", file=out)
     if r.load is not None:
         load = r.load
         if not load.ran:
