@@ -353,3 +353,21 @@ def test_smoke_voxtral_c_says_why_it_failed(tmp_path: Path, cli: Any) -> None:
     run = cli("smoke", "--client", "voxtral-c", "--voxtral-bin", str(fake), "--voxtral-model", str(model))
     assert run.code == 1
     assert f"voxtral.c failed: exit 1: Failed to load model from {model}" in run.out
+
+
+def test_smoke_voxtral_c_defaults_to_what_install_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: Any, binary: Path
+) -> None:
+    from echopanel_setup import paths
+    from echopanel_setup.facts import voxtral_c
+    from echopanel_setup.facts.model import VoxtralCBuild
+
+    model = kit.make_model(tmp_path / "model", "alpha beta")
+    voxtral_c.write_build(
+        VoxtralCBuild(checkout=str(binary.parent), commit="0" * 40, backend="blas", binary=str(binary))
+    )
+    paths.write_state({"model_dir": str(model)})
+    monkeypatch.chdir(tmp_path)  # no EchoPanel checkout here
+    run = cli("smoke", "--client", "voxtral-c", "--expect", "alpha beta")
+    assert run.code == 0, run.out
+    assert "recorded by install voxtral-c" in run.out and f"-d {model}" in run.out

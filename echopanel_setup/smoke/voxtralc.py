@@ -125,10 +125,11 @@ def target(
 def installed_binary() -> tuple[Path, str]:
     """The binary `install voxtral-c` built (its record in our state), else where it builds by default."""
     from echopanel_setup import paths
+    from echopanel_setup.facts import voxtral_c
 
-    recorded = paths.read_state().get("voxtral_c")
-    if isinstance(recorded, dict) and isinstance(recorded.get("binary"), str) and recorded["binary"]:
-        return Path(recorded["binary"]), "recorded by install voxtral-c"
+    build = voxtral_c.read_build()
+    if build is not None and build.binary:
+        return Path(build.binary), "recorded by install voxtral-c"
     return paths.data_dir() / "voxtral.c" / "voxtral", "install voxtral-c's default place"
 
 
