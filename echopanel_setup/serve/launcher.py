@@ -15,7 +15,8 @@ import shlex
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -67,13 +68,29 @@ class Record:
 
     @classmethod
     def read(cls) -> Record | None:
+        """The record, or None when there is none or it is not one (see `set_aside_unusable`)."""
         try:
-            return cls(**json.loads(record_path().read_text(encoding="utf-8")))
+            return cls.parse(record_path().read_text(encoding="utf-8"))
         except (OSError, ValueError, TypeError):
             return None
 
+    @classmethod
+    def parse(cls, text: str) -> Record:
+        """A record from its JSON; ValueError/TypeError for anything else (a pid of -1 or "1" is not a process we
+        could have started, and psutil would raise on it)."""
+        record = cls(**json.loads(text))
+        numbers = (record.pid, record.create_time)
+        if any(isinstance(n, bool) or not isinstance(n, (int, float)) for n in numbers) or not (
+            isinstance(record.pid, int) and record.pid > 1
+        ):
+            raise ValueError(f"pid {record.pid!r}, create_time {record.create_time!r}")
+        if not all(isinstance(v, str) for v in (record.url, record.log, record.served_model_name)):
+            raise ValueError("url, log and served_model_name must be text")
+        return record
+
     def write(self) -> None:
         run_dir().mkdir(parents=True, exist_ok=True)
+        set_aside_unusable()  # a directory (or garbage) where the record goes must not make the start crash
         tmp = record_path().with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(json.dumps(self.__dict__, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, record_path())
@@ -92,6 +109,83 @@ class Record:
 def running() -> Record | None:
     record = Record.read()
     return record if record and record.alive() else None
+
+
+def set_aside_unusable() -> str | None:
+    """Move a server record we cannot read (garbage, a pid of -1, a directory) out of the way, and say so.
+
+    Such a record names no server we can reach: treating it as "no record" (status: not running; a start goes on)
+    is right, and moving it aside, never deleting it, keeps it for whoever wants to look. None when there was
+    nothing to set aside; SetupError when it cannot be moved (the sentence says to remove it).
+    """
+    path = record_path()
+    if not (path.exists() or path.is_symlink()) or Record.read() is not None:
+        return None
+    try:
+        why = "a directory" if path.is_dir() else f"not a server record ({_why_unusable(path)})"
+    except OSError as exc:
+        why = f"unreadable ({exc.strerror or exc})"
+    aside = path.with_name(f"{path.name}.unusable-{datetime.now():%Y%m%d-%H%M%S-%f}")
+    try:
+        os.rename(path, aside)  # a new name each time: an earlier one set aside is never replaced
+    except OSError as exc:
+        raise SetupError(f"{path} is {why} and could not be moved aside ({exc.strerror or exc}): remove it") from None
+    return f"{path} was {why}: treated as no record, moved to {aside.name}"
+
+
+def _why_unusable(path: Path) -> str:
+    try:
+        Record.parse(path.read_text(encoding="utf-8"))
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        return str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+    return "unknown"
+
+
+@contextmanager
+def start_lock() -> Iterator[None]:
+    """Only one `serve --exec/--detach` starts at a time: two at once both became ready, the second record
+    overwrote the first and the live server was orphaned (`status`: not running, `stop`: nothing to stop).
+
+    A lock file in our state dir (flock, so a killed holder releases it with its last descriptor; nothing to
+    clean up by hand) is held from the running-server check until the launch returns (ready in the background,
+    or the foreground run over); who holds it is written beside it so the loser can say so.
+    """
+    from filelock import FileLock, Timeout
+
+    run_dir().mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(run_dir() / "start.lock"))
+    holder = run_dir() / "start.holder"
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise SetupError(_held_by(holder)) from None
+    try:
+        holder.write_text(
+            json.dumps({"pid": os.getpid(), "since": datetime.now().astimezone().isoformat(timespec="seconds")}),
+            encoding="utf-8",
+        )
+        yield
+    finally:
+        holder.unlink(missing_ok=True)
+        lock.release()
+
+
+def _held_by(holder: Path) -> str:
+    """The loser's sentence: the server already running, or the start under way, by whom."""
+    if (ours := running()) is not None:
+        return (
+            f"the server echopanel-setup started is running (pid {ours.pid}, {ours.url}): see "
+            "`echopanel-setup serve status`, or stop it with `echopanel-setup serve stop` first"
+        )
+    try:
+        info = json.loads(holder.read_text(encoding="utf-8"))
+        who = f"pid {int(info['pid'])}, since {info['since']}"
+    except (OSError, ValueError, TypeError, KeyError):
+        who = "another process"
+    return (
+        f"another `echopanel-setup serve` is starting a server ({who}): wait for it, then see "
+        "`echopanel-setup serve status`"
+    )
 
 
 def check_port(port: int) -> None:
@@ -461,13 +555,15 @@ class Status:
     phase: str | None = None
     uptime_s: float | None = None
     error: str | None = None
+    note: str | None = None  # an unusable record was set aside
 
 
 def status(api_key: str | None = None) -> Status:
     """Whether the server we started runs and answers; `api_key` (VLLM_API_KEY) lists its models."""
+    note = set_aside_unusable()
     record = Record.read()
     if record is None or not record.alive():
-        return Status(False, record)
+        return Status(False, record, note=note)
     result = Status(True, record, uptime_s=time.time() - record.create_time)
     watch = LogWatch(Path(record.log))
     watch.poll()
@@ -509,6 +605,7 @@ def follow_log(log: Path, echo: Say, offset: int) -> None:
 
 def stop() -> tuple[Record | None, float]:
     """Stop the server echopanel-setup started: (its record or None when none runs, seconds taken)."""
+    set_aside_unusable()
     record = Record.read()
     if record is None or not record.alive():
         if record:

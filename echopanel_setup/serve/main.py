@@ -9,7 +9,7 @@ failed start is a result with exit code 1.
 from __future__ import annotations
 
 from echopanel_setup import knowledge
-from echopanel_setup.serve import context, formats, prepare, render, supervise
+from echopanel_setup.serve import context, formats, launcher, prepare, render, supervise
 from echopanel_setup.serve.context import ServeOptions
 from echopanel_setup.serve.result import Launch, Part, Planned, Refusal, ServeResult
 
@@ -31,8 +31,14 @@ def run(opts: ServeOptions) -> ServeResult:
 
 
 def _plan_or_launch(opts: ServeOptions) -> Planned | Refusal | Launch:
-    if opts.launching:
+    if not opts.launching:
+        return _plan(opts)
+    with launcher.start_lock():  # one start at a time, from this check until this process ends
         supervise.refuse_if_running()  # before planning: our own server's memory would read as a busy GPU
+        return _plan(opts)
+
+
+def _plan(opts: ServeOptions) -> Planned | Refusal | Launch:
     try:
         ctx = context.gather(opts)
         plan = context.plan(opts, ctx)

@@ -221,10 +221,12 @@ def _status(st: launcher.Status, as_json: bool, exit_code: int) -> None:
                 models=st.models,
                 phase=st.phase,
                 uptime_s=round(st.uptime_s, 1) if st.uptime_s is not None else None,
-                warning=st.error,  # a server that answers but not fully (e.g. /v1/models wants the key)
+                warning=st.error or st.note,  # a server that answers but not fully; a record set aside
             )
         )
         return
+    if st.note:
+        _err().print(f"[yellow]! warn[/] {ui.esc(st.note)}")
     if not st.running or r is None:
         print("not running: no server started by echopanel-setup is running")
         return
