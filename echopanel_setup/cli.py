@@ -6,6 +6,8 @@ Imports of anything heavy happen inside the commands, so `--help` and `doctor` s
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -1283,6 +1285,64 @@ def main() -> None:
     Under `--json` every error also prints one error document on stdout (output.error_document), so the
     commands themselves only ever write their results.
     """
+    with _signals_as_interrupts():
+        _run()
+
+
+_signalled: list[int] = []  # the SIGTERM or SIGHUP that ended this run, if one did
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the main thread is, as Ctrl-C is: every cleanup written for Ctrl-C runs for
+    them too (`serve --exec` stops vLLM, which runs in its own session and used to keep the GPU after a `kill` or a
+    closed terminal; install keeps what it verified)."""
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    import signal
+
+    if (probes := sys.modules.get("echopanel_setup.proc")) is not None:
+        probes.kill_all()  # before the exception: probe threads waiting on a hung child return at once
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    if _signalled:  # a second one while cleaning up after the first: let the cleanup finish
+        return
+    _signalled.append(signum)
+    raise _Terminated
+
+
+@contextmanager
+def _signals_as_interrupts() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP end the run through the same cleanups, for the length of one `main()`. A signal
+    the caller ignores stays ignored (`nohup` sets SIGHUP to SIG_IGN), and the previous handlers come back after."""
+    import signal
+    import threading
+
+    _signalled.clear()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+            sig = getattr(signal, name, None)
+            if sig is not None and signal.getsignal(sig) in (signal.SIG_DFL, signal.default_int_handler):
+                previous[sig] = signal.signal(sig, _on_signal)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _interrupted(json_command: str | None, message: str = "interrupted") -> NoReturn:
+    """Exit as the signal that ended the run says: 130 for Ctrl-C, 128 + N for SIGTERM (143) or SIGHUP (129)."""
+    if _signalled:
+        import signal
+
+        name = signal.Signals(_signalled[0]).name
+        _fail(f"{message} (terminated by {name})", 128 + _signalled[0], json_command)
+    _fail(message, EXIT_INTERRUPTED, json_command)
+
+
+def _run() -> None:
     _open_closed_std_streams()
     for stream in (sys.stdout, sys.stderr):
         # A C/ASCII locale must not crash us, nor a lone surrogate (a non-UTF-8 path decoded by Python, or one in a
@@ -1299,13 +1359,15 @@ def main() -> None:
         _exit_quietly_if_stdout_gone()
         raise
     except SetupError as exc:
+        if exc.exit_code == EXIT_INTERRUPTED:  # install's "interrupted: kept …, run again" after a signal too
+            _interrupted(json_command, str(exc))
         _fail(str(exc), exc.exit_code, json_command)
     except KeyboardInterrupt:
-        _fail("interrupted", EXIT_INTERRUPTED, json_command)
+        _interrupted(json_command)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line + saved traceback
         # Click's exceptions are matched by shape: Typer >= 0.28 raises those of its own vendored copy of Click.
         if type(exc).__name__ == "Abort":  # Click turns Ctrl-C at a prompt into Abort
-            _fail("interrupted", EXIT_INTERRUPTED, json_command)
+            _interrupted(json_command)
         if type(exc).__name__ == "NoArgsIsHelpError":  # Click >= 8.2: a bare group is a usage error (exit 2)
             print(exc.ctx.get_help(), file=sys.stderr)  # type: ignore[attr-defined]  # the help, not one squashed line
             sys.exit(exc.exit_code)  # type: ignore[attr-defined]
@@ -1313,7 +1375,7 @@ def main() -> None:
             _fail(_click_message(exc), exc.exit_code, json_command)
         _internal_error(exc, json_command)
     if code == EXIT_INTERRUPTED:  # Typer turns Ctrl-C inside a command into a silent Exit(130)
-        _fail("interrupted", EXIT_INTERRUPTED, json_command)
+        _interrupted(json_command)
     if code:
         _exit_quietly_if_stdout_gone()
     sys.exit(code if isinstance(code, int) else 0)

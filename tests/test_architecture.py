@@ -27,6 +27,7 @@ FOUNDATIONS = {
     "env",
     "vllm_client",
     "fileio",
+    "proc",
 }
 # Readers: what is on this machine and in EchoPanel's checkout, collected once into a Facts snapshot.
 READERS = {"facts", "echopanel", "metrics"}

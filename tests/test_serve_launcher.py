@@ -157,7 +157,16 @@ def test_a_second_run_uses_the_recorded_flags_for_high_confidence(machine: Machi
 
 
 @pytest.mark.slow
-def test_exec_in_the_foreground_stops_vllm_and_its_engine_on_ctrl_c(machine: Machine) -> None:
+@pytest.mark.parametrize(
+    ("sig", "code"),
+    [(signal.SIGINT, 130), (signal.SIGTERM, 128 + signal.SIGTERM), (signal.SIGHUP, 128 + signal.SIGHUP)],
+    ids=["ctrl-c", "sigterm", "sighup"],
+)
+def test_exec_in_the_foreground_stops_vllm_and_its_engine_on_ctrl_c_sigterm_and_sighup(
+    machine: Machine, sig: signal.Signals, code: int
+) -> None:
+    """Ctrl-C, `kill` (SIGTERM) and a closed terminal or dropped ssh (SIGHUP) all stop vLLM, which runs in its own
+    session: it used to keep the GPU after the last two. The exit code is the shell's for that signal."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "echopanel_setup", *machine.args("--exec")],
         cwd=REPO,
@@ -175,9 +184,9 @@ def test_exec_in_the_foreground_stops_vllm_and_its_engine_on_ctrl_c(machine: Mac
     record = launcher.Record.read()
     assert record is not None and not record.detached
     engine = engine_pid(Path(record.log).read_text())
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     err = proc.communicate(timeout=30)[1].decode()
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert "Stopping vLLM" in err and "Stopped in" in err
     assert wait_gone(record.pid) and wait_gone(engine)
     assert launcher.Record.read() is None

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from echopanel_setup import knowledge
+from echopanel_setup import knowledge, proc
 from echopanel_setup.facts.model import Contract, DotenvLoader, EnvRead, GitState, ProviderContract
 
 PROVIDERS_DIR = "server/services"
@@ -288,12 +288,8 @@ def git_state(checkout: Path, timeout_s: float = _GIT_TIMEOUT_S) -> GitState:
     if not (checkout / ".git").exists():
         return GitState()
     try:
-        head = subprocess.run(
-            ["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=timeout_s
-        )
-        status = subprocess.run(
-            ["git", "-C", str(checkout), "status", "--porcelain"], capture_output=True, text=True, timeout=timeout_s
-        )
+        head = proc.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], timeout=timeout_s)
+        status = proc.run(["git", "-C", str(checkout), "status", "--porcelain"], timeout=timeout_s)
     except (OSError, subprocess.TimeoutExpired):
         return GitState()
     if head.returncode != 0:

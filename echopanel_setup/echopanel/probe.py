@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from echopanel_setup import knowledge
+from echopanel_setup import knowledge, proc
 from echopanel_setup.echopanel import contract as contract_mod
 from echopanel_setup.echopanel import discover, dotenv, fixes
 from echopanel_setup.facts.model import Contract, EchoPanelEnvFacts, EchoPanelFacts
@@ -121,12 +121,7 @@ def _ask_python(facts: EchoPanelFacts, interpreter: Path, modules: list[str]) ->
         facts.python_error = "not found"
         return
     try:
-        done = subprocess.run(
-            [str(interpreter), "-I", "-c", _ASK, *modules],
-            capture_output=True,
-            text=True,
-            timeout=PYTHON_TIMEOUT_S,
-        )
+        done = proc.run([str(interpreter), "-I", "-c", _ASK, *modules], timeout=PYTHON_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         facts.python_error = f"no answer within {PYTHON_TIMEOUT_S:.0f} s"
         return

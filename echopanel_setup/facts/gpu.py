@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from echopanel_setup import proc
 from echopanel_setup.facts.model import GpuDevice, GpuFacts, GpuProcess, MigDevice
 from echopanel_setup.facts.platform import sysctl
 
@@ -150,7 +151,7 @@ def _run_smi(args: list[str], exe: str) -> tuple[str | None, str | None]:
     """(stdout, None) or (None, why). Bytes that are not UTF-8 are replaced, never a crash: a damaged driver or a
     wrong binary prints anything."""
     try:
-        out = subprocess.run([exe, *args], capture_output=True, timeout=SMI_TIMEOUT_S)
+        out = proc.run([exe, *args], timeout=SMI_TIMEOUT_S, text=False)  # its whole group dies on a timeout
     except subprocess.TimeoutExpired:
         return None, f"nvidia-smi did not answer within {SMI_TIMEOUT_S:.0f} s (driver busy or wedged)"
     except OSError as exc:

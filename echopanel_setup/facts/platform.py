@@ -7,6 +7,7 @@ import platform
 import subprocess
 from pathlib import Path
 
+from echopanel_setup import proc
 from echopanel_setup.facts.model import PlatformFacts
 
 MIB = 1024 * 1024
@@ -101,7 +102,7 @@ def _linux_cpu() -> str | None:
 
 def sysctl(name: str) -> str | None:
     try:
-        out = subprocess.run(["sysctl", "-n", name], capture_output=True, text=True, timeout=2)
+        out = proc.run(["sysctl", "-n", name], timeout=2)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None

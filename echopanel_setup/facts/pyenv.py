@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from echopanel_setup import __version__, knowledge, paths
+from echopanel_setup import __version__, knowledge, paths, proc
 from echopanel_setup.errors import UsageError
 from echopanel_setup.facts.model import PyEnvFacts
 
@@ -54,13 +54,7 @@ def _interpreter_version(python: str, named: str) -> str | None:
     """ "X.Y.Z" as `python` reports it, "" when it answers as something else, None when it does not answer in
     time (the probe then reports the hang as a finding: a Python on a stalled network disk is still a Python)."""
     try:
-        out = subprocess.run(
-            [python, "-E", "-S", "-c", _VERSION_CODE],
-            capture_output=True,
-            stdin=subprocess.DEVNULL,
-            timeout=PROBE_TIMEOUT_S,
-            check=False,
-        )
+        out = proc.run([python, "-E", "-S", "-c", _VERSION_CODE], timeout=PROBE_TIMEOUT_S, text=False)
     except subprocess.TimeoutExpired:
         return None
     except OSError as exc:
@@ -185,9 +179,7 @@ def probe(python: str, source: str, use_cache: bool = True) -> PyEnvFacts:
         return _fill(facts, data)
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     try:
-        out = subprocess.run(
-            [python, str(_SCRIPT), markers], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, env=env
-        )
+        out = proc.run([python, str(_SCRIPT), markers], timeout=PROBE_TIMEOUT_S, env=env)
     except subprocess.TimeoutExpired:
         facts.error = f"{python} did not answer within {PROBE_TIMEOUT_S:.0f} s"
         return facts
