@@ -106,3 +106,20 @@ def test_served_names_must_include_the_providers(tmp_path: Path) -> None:
     assert result.status is Status.FAIL and "404" in result.summary
     facts.network.server.models.append("voxtral-mini-transcribe-realtime-2602")
     assert evaluate(facts, "local")[0]["echopanel.served_name"].status is Status.OK
+
+
+def test_api_mode_fails_where_the_provider_has_no_api_path(tmp_path: Path) -> None:
+    """Issue 15: the same rule as configure and setup — `--mode api` cannot work for a provider without one."""
+    checkout = make_checkout(
+        tmp_path / "EchoPanel",
+        env="ECHOPANEL_ASR_PROVIDER=voxtral_official\nVOXTRAL_MODE=api\n",
+        providers={"provider_voxtral_official.py": WORKING},  # an unknown variant: it reads no VOXTRAL_MODE
+    )
+    facts = load("linux-h100-vllm020.json")
+    facts.echopanel = probe.probe(
+        discover.find(str(checkout), {}, tmp_path, tmp_path), python=None, env_file=None, environ={}
+    )
+    provider = evaluate(facts, "api")[0]["echopanel.provider"]
+    assert provider.status is Status.FAIL and "no Mistral API path" in provider.summary
+    assert provider.fix is not None and provider.fix.commands[0] == "echopanel-setup provider fix"
+    assert evaluate(facts, "remote")[0]["echopanel.provider"].status is Status.WARN  # unknown, not failed

@@ -9,6 +9,7 @@ reason, which `--strict` does not count.
 
 from __future__ import annotations
 
+from echopanel_setup import ports
 from echopanel_setup.checks import REQUIRED, Fix, Outcome, Status, check
 from echopanel_setup.echopanel import settings
 from echopanel_setup.errors import UsageError
@@ -149,6 +150,16 @@ def provider(facts: Facts, mode: str) -> Outcome:
             f"{settings.SELECTOR}={selected} (from {source}), but this variant cannot transcribe: {variant.reason}",
             [f"Variant: {variant.title} (source: {variant.source})", *details],
             fix,
+        )
+    if mode == "api" and selected == settings.VOXTRAL and not chosen.has_api_path:
+        return Outcome(
+            Status.FAIL,
+            f"api mode, but {selected} as this EchoPanel has it has no Mistral API path ({chosen.describe()})",
+            details,
+            Fix(
+                "Install the provider echopanel-setup ships (it has one), or check a vLLM server instead:",
+                ["echopanel-setup provider fix", f"echopanel-setup doctor --mode remote --url {ports.example_url()}"],
+            ),
         )
     summary = f"{settings.SELECTOR}={selected} (from {source}); {chosen.describe()}"
     if ep.provider_drift and selected == settings.VOXTRAL:
