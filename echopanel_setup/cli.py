@@ -92,6 +92,14 @@ _CheckoutPython = Annotated[
         help="The Python (or venv) EchoPanel's backend runs on (default: <checkout>/.venv).",
     ),
 ]
+_EnvFile = Annotated[
+    str | None,
+    typer.Option(
+        "--config",
+        metavar="FILE",
+        help="An EchoPanel .env to read, by EchoPanel's rules (default: the checkout's .env; its environment wins).",
+    ),
+]
 _Json = Annotated[bool, typer.Option("--json", help="Print one JSON document and nothing else on stdout.")]
 _DryRun = Annotated[bool, typer.Option("--dry-run", help="Show the diff; write nothing.")]
 _Yes = Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking (after the diff).")]
@@ -148,9 +156,7 @@ def doctor(
     model_dir: Annotated[
         str | None, typer.Option(help="Where the model is (default: where `install voxtral` put it).")
     ] = None,
-    config: Annotated[
-        str | None, typer.Option(help="EchoPanel's env file (default: the per-user echopanel.env).")
-    ] = None,
+    config: _EnvFile = None,
     only: Annotated[
         list[str] | None, typer.Option(help="Run only these checks (ids or prefixes, comma-separated).")
     ] = None,
@@ -538,9 +544,7 @@ def serve(
         str | None,
         typer.Option(help="Plan from a saved doctor snapshot (`doctor --save-facts`) instead of probing."),
     ] = None,
-    config: Annotated[
-        str | None, typer.Option(help="EchoPanel's env file (default: the per-user echopanel.env).")
-    ] = None,
+    config: _EnvFile = None,
     timeout: Annotated[
         float | None, typer.Option(min=1, help="With --exec/--detach: seconds to wait for /health [default: 900].")
     ] = None,
@@ -734,9 +738,7 @@ def smoke(
             help="Seconds to wait for the transcript after the end of the audio (default 30).",
         ),
     ] = None,
-    config: Annotated[
-        str | None, typer.Option(metavar="FILE", help="EchoPanel's env file (default: the per-user echopanel.env).")
-    ] = None,
+    config: _EnvFile = None,
     client: Annotated[
         Client | None,
         typer.Option(
@@ -985,9 +987,7 @@ def watch(
     duration: Annotated[
         float | None, typer.Option("--for", metavar="SECONDS", help="Stop after this many seconds.")
     ] = None,
-    config: Annotated[
-        str | None, typer.Option(metavar="FILE", help="EchoPanel's env file (default: the per-user echopanel.env).")
-    ] = None,
+    config: _EnvFile = None,
     json_out: Annotated[
         bool,
         typer.Option("--json", help="--once: one JSON document; live: one JSON line per sample (NDJSON)."),

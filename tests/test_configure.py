@@ -566,3 +566,15 @@ class _Stdin:
 
     def isatty(self) -> bool:
         return False
+
+
+def test_doctor_reads_the_checkouts_env_and_config_names_another(cli: Cli, checkout: Path, tmp_path: Path) -> None:
+    """`--config` now names an EchoPanel .env; by default doctor reads the checkout's own, by EchoPanel's rules."""
+    (checkout / ".env").write_text("VOXTRAL_VLLM_URL=http://gpu.lan:8001\nVOXTRAL_VLLM_URL=http://second:1\n")
+    code, out, _ = cli("doctor", "--offline", "--json", "--echopanel", str(checkout), "--only", "config.values")
+    config = json.loads(out)["facts"]["config"]
+    assert config["path"] == str(checkout.resolve() / ".env") and config["values"] == {URL: "http://gpu.lan:8001"}
+    other = tmp_path / "staging.env"
+    other.write_text("VOXTRAL_VLLM_URL=http://staging:8001\n")
+    code, out, _ = cli("doctor", "--offline", "--json", "--config", str(other), "--only", "config.values")
+    assert json.loads(out)["facts"]["config"]["values"] == {URL: "http://staging:8001"}
