@@ -193,3 +193,7 @@ def test_the_wait_a_server_asks_for_is_read_as_huggingface_hub_reads_it() -> Non
     assert hub_mod.transient(answer(429)) and hub_mod.transient(answer(408)) and not hub_mod.transient(answer(501))
     words = hub_mod.failure(answer(429, **{"Retry-After": "30"}))
     assert words == "cdn.example answered 429 Too Many Requests, asking to wait 30 s"
+
+
+def test_a_host_is_shown_without_userinfo_or_query() -> None:
+    assert hub_mod.host("https://u:pw@cdn.example:8443/blobs/x?X-Amz-Signature=s3cr3t") == "cdn.example:8443"

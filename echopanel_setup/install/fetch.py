@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from echopanel_setup.errors import ExternalError
 from echopanel_setup.install import hub
@@ -243,9 +242,9 @@ def _attempt(
     from huggingface_hub.utils import hf_raise_for_status
 
     size = state.expected.size
-    state.host = urlsplit(hub.endpoint()).netloc
+    state.host = hub.host(hub.endpoint())
     src = locate()
-    state.host = urlsplit(src.url).netloc
+    state.host = hub.host(src.url)
     if src.size is not None and src.size != size:
         raise ExternalError(
             f"the Hub now gives {src.size} bytes for a file it listed as {size}: the repo changed, run again"

@@ -241,7 +241,7 @@ def proxy_for(url: str) -> str | None:
     return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
 
 
-def _host(url: str) -> str:
+def host(url: str) -> str:
     """host[:port] of a URL, never its userinfo."""
     return urlsplit(url).netloc.rpartition("@")[2] or scrub(url)
 
@@ -300,7 +300,7 @@ def failure(exc: BaseException) -> str:
         phrase = "error"
     asked = asked_wait(exc)
     wait = f", asking to wait {asked - 1:g} s" if asked is not None else ""
-    return f"{_host(_request_url(exc) or endpoint())} answered {status} {phrase}{wait}"
+    return f"{host(_request_url(exc) or endpoint())} answered {status} {phrase}{wait}"
 
 
 def _request_url(exc: BaseException) -> str | None:
@@ -320,17 +320,17 @@ def describe_network(exc: BaseException, url: str) -> str:
     import httpx2
 
     text = scrub(str(exc)) or type(exc).__name__
-    host = _host(url)
+    where = host(url)
     proxy = proxy_for(url)
     if isinstance(exc, httpx2.ProxyError) or (proxy and isinstance(exc, httpx2.ConnectError)):
         return f"the proxy {proxy or '?'} failed ({text}): check HTTPS_PROXY / HTTP_PROXY / ALL_PROXY and NO_PROXY"
     if any(m in text.lower() for m in _DNS_MARKERS):
         return f"cannot resolve {urlsplit(url).hostname} (DNS): check your network connection, or HF_ENDPOINT"
     if isinstance(exc, httpx2.TimeoutException):
-        return f"no answer from {host} in time ({type(exc).__name__}): the network or the Hub is slow or down"
+        return f"no answer from {where} in time ({type(exc).__name__}): the network or the Hub is slow or down"
     if "refused" in text.lower():
-        return f"cannot connect to {host}: connection refused"
-    return f"cannot reach {host}: {text}"
+        return f"cannot connect to {where}: connection refused"
+    return f"cannot reach {where}: {text}"
 
 
 def error(exc: BaseException, *, repo: str, revision: str | None = None, name: str | None = None) -> BaseException:
