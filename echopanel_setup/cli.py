@@ -1146,7 +1146,8 @@ def setup(
         str | None,
         typer.Option(
             metavar="KEY",
-            help="The vLLM server's --api-key, or the Mistral key in api mode (stored in EchoPanel's config, 0600).",
+            help="The vLLM server's --api-key, or the Mistral key in api mode (stored in EchoPanel's config, 0600); "
+            "- reads it from standard input.",
         ),
     ] = None,
     delay_ms: Annotated[
@@ -1166,6 +1167,12 @@ def setup(
         str | None,
         typer.Option(metavar="FILE", help="Take the machine's facts from a saved doctor snapshot instead of probing."),
     ] = None,
+    offline: Annotated[
+        bool,
+        typer.Option(
+            help="Ask nothing of Hugging Face or the Mistral API and download nothing; the vLLM server is still asked."
+        ),
+    ] = False,
     echopanel: _Checkout = None,
     echopanel_python: _CheckoutPython = None,
     provider: Annotated[
@@ -1199,6 +1206,7 @@ def setup(
         detach=detach,
         dry_run=dry_run,
         facts=facts,
+        offline=offline,
         python=python,
         echopanel=echopanel,
         echopanel_python=echopanel_python,

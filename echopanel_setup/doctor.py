@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from echopanel_setup import checks
 from echopanel_setup.checks import CheckResult
+from echopanel_setup.checks import network as network_checks
 from echopanel_setup.checks.common import pick_mode
 from echopanel_setup.errors import UsageError
 from echopanel_setup.facts.collect import Options, collect
@@ -68,6 +69,14 @@ def save_facts(facts: Facts, path: str) -> None:
         raise UsageError(f"--save-facts {path}: cannot write: {exc.strerror or exc}") from None
 
 
+def needed_endpoints(selected: list[checks.Check], mode: str) -> frozenset[str]:
+    """The outside hosts worth a request: those a selected check uses in this mode (the Hub only where a model
+    is downloaded here, the Mistral API only in api mode), so doctor contacts no one it will not judge."""
+    return frozenset(
+        endpoint for c in selected if mode in c.modes and (endpoint := network_checks.ENDPOINT.get(c.id)) is not None
+    )
+
+
 def run(
     opts: Options,
     mode: str | None = None,
@@ -86,8 +95,16 @@ def run(
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     # A bad --python raises its UsageError (pyenv.BadPythonError) before any probe.
-    facts = load_facts(facts_file) if facts_file else collect(opts, on_wait=on_wait)
-    chosen, reason = pick_mode(facts, mode, url=opts.url if url_sets_mode else None)
+    picked_url = opts.url if url_sets_mode else None
+    if facts_file:
+        facts = load_facts(facts_file)
+    else:
+
+        def needed(f: Facts) -> frozenset[str]:
+            return needed_endpoints(selected, pick_mode(f, mode, url=picked_url)[0])
+
+        facts = collect(replace(opts, endpoints=needed), on_wait=on_wait)
+    chosen, reason = pick_mode(facts, mode, url=picked_url)
     try:
         checks.applicable(selected, chosen)
     except ValueError as exc:

@@ -8,7 +8,11 @@ its `.env`, read by EchoPanel's rules in `envconfig`.)
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
+from typing import TextIO
+
+from echopanel_setup.errors import UsageError
 
 VLLM_API_KEY = "VLLM_API_KEY"
 
@@ -18,3 +22,14 @@ def vllm_api_key(environ: Mapping[str, str] | None = None) -> str | None:
     `/v1/*`. None when unset or empty."""
     value = (os.environ if environ is None else environ).get(VLLM_API_KEY)
     return value or None
+
+
+def secret_arg(value: str | None, flag: str = "--api-key", stdin: TextIO | None = None) -> str | None:
+    """A secret given on the command line, where `-` means one line of standard input: the way to pass a key
+    that stays out of `ps` and the shell history. An empty line is a usage error, never an empty key."""
+    if value != "-":
+        return value
+    line = (stdin or sys.stdin).readline().strip()
+    if not line:
+        raise UsageError(f"{flag} -: standard input gave no key (pipe one line in, e.g. from your secret store)")
+    return line

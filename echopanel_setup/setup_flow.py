@@ -18,6 +18,7 @@ happens (setup takes minutes), and one JSON document at the end under --json.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TextIO
 
-from echopanel_setup import envconfig, knowledge, ports, setup_voxtral_c
+from echopanel_setup import env, envconfig, knowledge, ports, setup_voxtral_c
 from echopanel_setup.checks import CheckResult, Fix, Status
 from echopanel_setup.doctor import DoctorRun
 from echopanel_setup.errors import EXIT_FAILED, EXIT_OK, ExternalError, SetupError, UsageError
@@ -56,8 +57,10 @@ PROVIDER_FIX = ["echopanel-setup provider fix --dry-run", "echopanel-setup provi
 class SetupOptions:
     mode: str | None = None
     url: ServerURL | None = None
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # a key, or "-": one line of standard input
+    key_from_stdin: bool = False  # set by `run` once it has read the "-" key
     vllm_api_key: str | None = field(default=None, repr=False)  # VLLM_API_KEY, read by cli.py
+    offline: bool = False  # no Hugging Face or Mistral API requests (doctor --offline); no downloads
     delay_ms: int | None = None
     yes: bool = False
     exec_: bool = False
@@ -217,6 +220,7 @@ class Flow:
         opts = Options(
             python=self.opts.python,
             url=url,
+            offline=self.opts.offline,
             vllm_api_key=self._server_key(self.opts.mode),
             echopanel=self.opts.echopanel,
             echopanel_python=self.opts.echopanel_python,
@@ -273,6 +277,10 @@ class Flow:
             self._line("–", step, f"already done ({passed.summary})" if passed else "not needed")
             return run
         command = ["echopanel-setup", *args, *(["--yes"] if self.opts.yes else [])]
+        if self.opts.offline:
+            self._line("✗", step, f"{failing[0].summary}; `{' '.join(command)}` downloads, and --offline forbids it")
+            self._fix("Run setup without --offline (or run the install on a connected machine):", [" ".join(command)])
+            return None
         if self.opts.dry_run:
             self._line("–", step, f"dry run: would run `{' '.join(command)}` ({failing[0].summary})")
             return run
@@ -455,11 +463,12 @@ class Flow:
             return True
         # In api mode --url is the API's address, not EchoPanel's.
         url = self.opts.url.http_base if self.opts.url and mode != "api" else None
+        key = "-" if self.opts.key_from_stdin else self.opts.api_key  # configure words a piped key as such
         opts = configure.ConfigureOptions(
             mode=mode,
             url=url,
             delay_ms=self.opts.delay_ms,
-            api_key=self.opts.api_key,
+            api_key=key,
             yes=self.opts.yes,
             echopanel=str(checkout),
             echopanel_python=self.opts.echopanel_python,
@@ -469,8 +478,9 @@ class Flow:
         if self.started_with_delay is not None:  # serve just started a variant with this delay
             facts = replace(facts, model=replace(facts.model, delay_ms=self.started_with_delay))
         ui = configure_render.ConfigureUi(json_mode=self.ui.json_mode, out=self.ui.out)
+        stdin = io.StringIO(f"{self.opts.api_key}\n") if self.opts.key_from_stdin else None
         try:
-            result = configure.run(opts, ui, facts=facts)
+            result = configure.run(opts, ui, facts=facts, stdin=stdin)
         except Refused as refused:
             self._line("✗", "configure", str(refused))
             self._fix("See what EchoPanel's provider is, and replace it with one that works:", PROVIDER_FIX)
@@ -484,11 +494,17 @@ class Flow:
         return True
 
 
-def run(opts: SetupOptions, ui: FlowUi) -> SetupResult:
+def run(opts: SetupOptions, ui: FlowUi, stdin: TextIO | None = None) -> SetupResult:
+    """Check the flags, read a `--api-key -` key from standard input (once: doctor, smoke and configure all
+    use it), and run the flow."""
     if opts.exec_ and opts.detach:
         raise UsageError("--exec and --detach exclude each other: pick one")
     if opts.exec_ and ui.json_mode:
         raise UsageError("--exec keeps vLLM in the foreground after setup: use --detach with --json")
     if opts.delay_ms is not None and (problem := envconfig.validate_delay(str(opts.delay_ms))):
         raise UsageError(f"--delay-ms: {problem.split('=', 1)[1]}")
+    if opts.offline and opts.mode == "api":
+        raise UsageError("--offline and --mode api exclude each other: Mistral's API is on the network")
+    if opts.api_key == "-":
+        opts = replace(opts, api_key=env.secret_arg("-", stdin=stdin), key_from_stdin=True)
     return Flow(opts, ui).run()

@@ -126,3 +126,22 @@ def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> 
 without_socks_extra = pytest.mark.skipif(
     importlib.util.find_spec("socksio") is not None, reason="httpx's socks extra is installed: the proxy would be used"
 )
+
+
+@pytest.fixture
+def outside(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """HF_ENDPOINT and the knowledge's Mistral endpoint both pointed at one recording loopback server
+    (probe_kit.OutsideHosts): `outside.paths` is what was asked of "the internet"."""
+    import dataclasses
+
+    from probe_kit import OutsideHosts
+
+    from echopanel_setup import knowledge
+
+    recorder = OutsideHosts()
+    loaded = knowledge.load()
+    patched = dataclasses.replace(loaded, network=dataclasses.replace(loaded.network, mistral_endpoint=recorder.url))
+    monkeypatch.setattr(knowledge, "load", lambda: patched)
+    monkeypatch.setenv("HF_ENDPOINT", recorder.url)
+    yield recorder
+    recorder.close()

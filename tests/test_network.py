@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import run_cli, without_socks_extra
-from probe_kit import VOXTRAL, FakeVllm, closed_port, serve_vllm
+from probe_kit import VOXTRAL, FakeVllm, OutsideHosts, closed_port, serve_vllm
 
 from echopanel_setup.facts import network
 from echopanel_setup.facts.model import NetworkFacts
@@ -76,8 +76,8 @@ def test_server_ok(vllm) -> None:
         "kind": "vllm",
     }
     assert {path for path, _ in behaviour.requests} == {"/health", "/version", "/v1/models", "/metrics"}
-    # the external probes ran and failed, without holding up the run
-    assert doc["facts"]["network"]["hf"]["reachable"] is False
+    # remote mode judges neither the Hub nor the Mistral API: neither is asked
+    assert doc["facts"]["network"]["hf"] is None and doc["facts"]["network"]["mistral"] is None
     assert {c["id"]: c for c in doc["checks"]}["network.hf"]["status"] == "skip"  # not checked in remote mode
 
 
@@ -210,7 +210,7 @@ def test_loopback_server_is_asked_directly_despite_a_proxy(vllm) -> None:
 def test_probe_server_only_when_offline(vllm) -> None:
     _, url = vllm()
     given = NetworkFacts(offline=True)
-    facts = network.probe(given, ServerURL.parse(url), external=False)
+    facts = network.probe(given, ServerURL.parse(url), endpoints=())
     assert given == NetworkFacts(offline=True)  # a value comes back; a late probe cannot change the input
     assert facts.hf is None and facts.mistral is None and facts.offline
     assert facts.server is not None and facts.server.models == [VOXTRAL] and facts.server.health == 200
@@ -219,7 +219,7 @@ def test_probe_server_only_when_offline(vllm) -> None:
 def test_probe_external_fail_fast(monkeypatch: pytest.MonkeyPatch) -> None:
     port = closed_port()
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}/")
-    facts = network.probe(NetworkFacts(), None, external=True)
+    facts = network.probe(NetworkFacts(), None, endpoints=network.ENDPOINTS)
     assert facts.server is None
     assert facts.hf is not None and facts.hf.reachable is False and facts.hf.error
     assert facts.hf.url == f"http://127.0.0.1:{port}/api/models/{VOXTRAL}"
@@ -231,7 +231,7 @@ def test_not_a_model_list(vllm) -> None:
     """Something that answers /health but is not vLLM (e.g. another service on the port)."""
     behaviour, url = vllm()
     behaviour.models = []
-    facts = network.probe(NetworkFacts(), ServerURL.parse(url), external=False)
+    facts = network.probe(NetworkFacts(), ServerURL.parse(url), endpoints=())
     assert facts.server.models == []
     check = _server_check(_doctor(url))
     assert check["status"] == "fail" and "serves nothing" in check["summary"]
@@ -264,6 +264,41 @@ def test_a_socks_proxy_without_socksio_is_reported_not_crashed(monkeypatch) -> N
     from echopanel_setup.facts import network
 
     monkeypatch.setenv("ALL_PROXY", "socks5://127.0.0.1:9")
-    facts = network.probe(network.credentials({}), ServerURL.parse("http://gpu.example:8000"), external=True)
+    facts = network.probe(
+        network.credentials({}), ServerURL.parse("http://gpu.example:8000"), endpoints=network.ENDPOINTS
+    )
     assert facts.hf is not None and not facts.hf.reachable and "socksio" in (facts.hf.error or "")
     assert facts.server is not None and "socksio" in (facts.server.error or "")
+
+
+# --- only the outside hosts the mode needs ------------------------------------------------------------------------
+
+
+HUB, MISTRAL_API = f"/api/models/{VOXTRAL}", "/v1/models"
+
+
+@pytest.mark.parametrize(
+    ("args", "asked"),
+    [
+        (("--mode", "local"), [HUB]),
+        (("--mode", "api"), [MISTRAL_API]),
+        (("--mode", "remote", "--url", f"http://127.0.0.1:{closed_port()}"), []),
+        (("--mode", "local", "--only", "network.mistral"), []),  # not a local check: nothing to judge
+        (("--mode", "api", "--skip", "network.mistral"), []),
+        (("--mode", "local", "--offline"), []),
+    ],
+)
+def test_doctor_asks_only_the_outside_hosts_its_checks_judge(cli, outside: OutsideHosts, args, asked) -> None:
+    """Regression: every doctor run asked huggingface.co AND api.mistral.ai, whatever the mode."""
+    code, out, err = cli("doctor", "--json", *args)
+    assert code != 4, out + err
+    assert sorted(outside.paths) == sorted(asked)
+
+
+def test_the_config_decides_the_hosts_when_no_mode_is_given(cli, outside: OutsideHosts, isolated_home) -> None:
+    config = isolated_home / "config" / "echopanel" / "echopanel.env"
+    config.parent.mkdir(parents=True)
+    config.write_text("VOXTRAL_MODE=api\n")
+    code, out, err = cli("doctor", "--json")
+    assert code != 4, out + err
+    assert outside.paths == [MISTRAL_API]

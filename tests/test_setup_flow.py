@@ -251,3 +251,58 @@ def test_setup_stops_when_configure_refuses_api_mode_for_a_provider_without_one(
     assert flow._configure("api", run, checkout) is False
     assert flow.steps[-1].state == "stop" and "has no Mistral API path" in flow.steps[-1].text
     assert "echopanel-setup provider fix" in out.getvalue() and not (checkout / ".env").exists()
+
+
+def test_a_key_on_stdin_is_read_once_and_sent_as_itself(cli: Cli, env_file: Path) -> None:
+    """Regression: `setup --api-key -` sent "-" as the key to doctor, the readiness wait and smoke."""
+    with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(api_key="piped-key")) as server:
+        code, out, err = cli(
+            "setup", "--mode", "remote", "--url", server.url, "--api-key", "-", "--yes", stdin="piped-key\n"
+        )
+        assert server.seen.auth and all(a == "Bearer piped-key" for a in server.seen.auth)
+    assert code == 0, out + err
+    assert "piped-key" not in out + err
+
+
+def test_an_empty_stdin_for_the_key_is_a_usage_error(cli: Cli) -> None:
+    code, _, err = cli("setup", "--mode", "remote", "--url", "http://127.0.0.1:9", "--api-key", "-", stdin="")
+    assert code == 2 and "--api-key -" in err and "standard input" in err
+
+
+def test_api_mode_piped_key_is_written_as_read_from_stdin(tmp_path: Path) -> None:
+    """configure gets the piped key as a piped key: written, without the 'stays in your shell history' advice."""
+    from echopanel_kit import make_checkout
+
+    from echopanel_setup import doctor, provider
+    from echopanel_setup.echopanel import dotenv
+    from echopanel_setup.facts.collect import Options
+
+    checkout = make_checkout(
+        tmp_path / "EchoPanel", providers={"provider_voxtral_official.py": provider.template_text()}
+    )
+    out = io.StringIO()
+    flow_ = Flow(SetupOptions(mode="api", api_key="sk-piped", key_from_stdin=True, yes=True), SetupUi(out=out))
+    flow_._configure("api", doctor.run(Options(offline=True), mode="api"), checkout)
+    assert dotenv.read(checkout / ".env").values["VOXTRAL_MISTRAL_API_KEY"] == "sk-piped"
+    assert "standard input" in out.getvalue() and "shell history" not in out.getvalue()
+
+
+def test_offline_setup_asks_no_outside_host(cli: Cli, outside) -> None:  # type: ignore[no-untyped-def]
+    """Regression: setup had no --offline; its doctor asked huggingface.co whatever the user wanted."""
+    cli("setup", "--mode", "local", "--dry-run")
+    assert outside.paths  # the Hub is asked where a model would be downloaded ...
+    outside.paths.clear()
+    code, out, err = cli("setup", "--mode", "local", "--dry-run", "--offline")
+    assert code in (0, 1), out + err
+    assert outside.paths == []  # ... and not with --offline
+
+
+def test_offline_setup_downloads_nothing(cli: Cli) -> None:
+    code, out, err = cli("setup", "--offline", "--yes", "--facts", str(FACTS / "linux-4090-vllm073-tf455.json"))
+    assert code == 1, out + err
+    assert "--offline forbids it" in out and "echopanel-setup install vllm" in out
+
+
+def test_offline_and_api_mode_exclude_each_other(cli: Cli) -> None:
+    code, _, err = cli("setup", "--offline", "--mode", "api")
+    assert code == 2 and "--offline" in err

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from echopanel_setup import knowledge, ports
 from echopanel_setup.checks import ADVISORY, REQUIRED, Fix, Outcome, Status, check
+from echopanel_setup.facts import network
 from echopanel_setup.facts.model import Facts, HttpProbe
 from echopanel_setup.versions import older
 
 OFFLINE = Outcome(Status.SKIP, "skipped (--offline)", unchecked=True)
+ENDPOINT = {"network.hf": network.HF, "network.mistral": network.MISTRAL}  # the outside host each check judges
 
 
 def _proxy_details(facts: Facts) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,6 +40,9 @@ class Options:
     echopanel: str | None = None  # --echopanel PATH
     echopanel_python: str | None = None  # --echopanel-python PATH
     vllm_api_key: str | None = field(default=None, repr=False)  # sent to the server's /v1/* only
+    # The outside endpoints (network.HF, network.MISTRAL) worth asking, decided from the facts read before the
+    # probes start (the config: it picks the mode). None: all of them. --offline asks none.
+    endpoints: Callable[[Facts], Collection[str]] | None = None
 
 
 @dataclass
@@ -104,16 +107,18 @@ def collect(opts: Options, on_wait: Callable[[list[str]], None] | None = None) -
             lambda f, v: setattr(f, "echopanel", v),
         ),
     ]
-    if server_url or not opts.offline:
+    facts.network = creds
+    wanted = opts.endpoints(facts) if opts.endpoints else network.ENDPOINTS
+    endpoints = frozenset() if opts.offline else frozenset(wanted)
+    if server_url or endpoints:
         probes.append(
             _Probe(
                 "network",
                 3.0,
-                lambda: network.probe(creds, server_url, external=not opts.offline, api_key=opts.vllm_api_key),
+                lambda: network.probe(creds, server_url, endpoints, api_key=opts.vllm_api_key),
                 lambda f, v: setattr(f, "network", v),
             )
         )
-    facts.network = creds
     # Sections whose probe does not finish keep these defaults, which name the interpreter and paths.
     facts.pyenv.python, facts.pyenv.source = python, source
     facts.disk.path = facts.model.path = str(model_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Collection
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from echopanel_setup.url import ServerURL, redact, scrub
 from echopanel_setup.vllm_client import ServerKind, VllmClient, unusable_proxy
 
 PROXY_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
+HF, MISTRAL = "hf", "mistral"  # the outside endpoints doctor can ask: the Hub, and the Mistral API
+ENDPOINTS = frozenset({HF, MISTRAL})
 
 
 def credentials(config_values: dict[str, str], *, vllm_api_key: str | None = None) -> NetworkFacts:
@@ -34,11 +37,11 @@ def credentials(config_values: dict[str, str], *, vllm_api_key: str | None = Non
 
 
 def probe(
-    facts: NetworkFacts, server_url: ServerURL | None, external: bool, api_key: str | None = None
+    facts: NetworkFacts, server_url: ServerURL | None, endpoints: Collection[str], api_key: str | None = None
 ) -> NetworkFacts:
     """`facts` with the HTTP probes filled in, as a new value (`facts` is left as it was, so a probe that
-    overruns its timeout cannot change what doctor already reported). `external=False` (offline) keeps only
-    the server probe."""
+    overruns its timeout cannot change what doctor already reported). `endpoints` names the outside hosts to
+    ask (`HF`, `MISTRAL`): only those a check that will run needs, none when offline."""
     from concurrent.futures import ThreadPoolExecutor
 
     import httpx  # imported here: ~0.1 s that offline runs never pay
@@ -46,22 +49,24 @@ def probe(
     k = knowledge.load()
     budget = k.network.budget_s
     deadline = time.monotonic() + budget
-    hf = f"{os.environ.get('HF_ENDPOINT', k.network.hf_endpoint).rstrip('/')}/api/models/{k.model.repo}"
-    mistral = f"{k.network.mistral_endpoint}/v1/models"
-    hf_probe: HttpProbe | None = None
-    mistral_probe: HttpProbe | None = None
+    urls = {
+        HF: f"{os.environ.get('HF_ENDPOINT', k.network.hf_endpoint).rstrip('/')}/api/models/{k.model.repo}",
+        MISTRAL: f"{k.network.mistral_endpoint}/v1/models",
+    }
+    asked = {name: url for name, url in urls.items() if name in endpoints}
+    found: dict[str, HttpProbe] = {}
     with ThreadPoolExecutor(3) as pool:
         server = pool.submit(_server, server_url, deadline, api_key) if server_url else None
-        if external:
+        if asked:
             try:
                 with httpx.Client(timeout=budget, follow_redirects=False, trust_env=True) as client:
-                    hf_job, mistral_job = (pool.submit(_probe, client, url, deadline) for url in (hf, mistral))
-                    hf_probe, mistral_probe = hf_job.result(), mistral_job.result()
+                    jobs = {name: pool.submit(_probe, client, url, deadline) for name, url in asked.items()}
+                    found = {name: job.result() for name, job in jobs.items()}
             except (ImportError, ValueError, httpx.InvalidURL) as exc:  # ALL_PROXY=socks5://…, HTTPS_PROXY=…:abc
                 error = unusable_proxy(exc)
-                hf_probe, mistral_probe = (HttpProbe(url=redact(u), error=error) for u in (hf, mistral))
+                found = {name: HttpProbe(url=redact(url), error=error) for name, url in asked.items()}
         server_facts = server.result() if server else None
-    return replace(facts, hf=hf_probe, mistral=mistral_probe, server=server_facts)
+    return replace(facts, hf=found.get(HF), mistral=found.get(MISTRAL), server=server_facts)
 
 
 def _probe(client, url: str, deadline: float) -> HttpProbe:

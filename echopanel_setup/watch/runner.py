@@ -8,7 +8,6 @@ started). `/metrics` and `/health` are not guarded by vLLM's `--api-key`; only `
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -177,12 +176,9 @@ def _api_key(value: str | None) -> str | None:
     """--api-key, '-' for one line of stdin (out of `ps` and shell history), else VLLM_API_KEY."""
     import os
 
-    if value == "-":
-        line = sys.stdin.readline().strip()
-        if not line:
-            raise UsageError("--api-key -: stdin gave no key (pipe one line, e.g. from your secret store)")
-        return line
-    return value or os.environ.get("VLLM_API_KEY") or None
+    from echopanel_setup import env
+
+    return env.secret_arg(value) or os.environ.get(env.VLLM_API_KEY) or None
 
 
 def resolve_url(opts: WatchOptions) -> tuple[ServerURL, str]:
