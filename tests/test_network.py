@@ -295,10 +295,9 @@ def test_doctor_asks_only_the_outside_hosts_its_checks_judge(cli, outside: Outsi
     assert sorted(outside.paths) == sorted(asked)
 
 
-def test_the_config_decides_the_hosts_when_no_mode_is_given(cli, outside: OutsideHosts, isolated_home) -> None:
-    config = isolated_home / "config" / "echopanel" / "echopanel.env"
-    config.parent.mkdir(parents=True)
+def test_the_config_decides_the_hosts_when_no_mode_is_given(cli, outside: OutsideHosts, tmp_path) -> None:
+    config = tmp_path / ".env"
     config.write_text("VOXTRAL_MODE=api\n")
-    code, out, err = cli("doctor", "--json")
+    code, out, err = cli("doctor", "--json", "--config", str(config))
     assert code != 4, out + err
     assert outside.paths == [MISTRAL_API]
