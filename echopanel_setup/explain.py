@@ -199,14 +199,16 @@ def _chunks(stream: _Reader) -> Iterator[tuple[bytes, int]]:
                 yield data, line
             return
         cut = data.rfind(b"\n") + 1
-        if cut == 0 and len(data) < 4 * CHUNK_BYTES:  # one enormous line: keep reading, within reason
-            carry = data
-            continue
-        cut = cut or len(data)
+        if cut == 0:  # one enormous line (or a binary file): keep reading, within reason, then cut it
+            if len(data) < 4 * CHUNK_BYTES:
+                carry = data
+                continue
+            cut = len(data)
         yield data[:cut], line
         keep = cut
         for _ in range(CONTEXT_LINES):
             keep = _line_start(data, max(keep - 1, 0)) if keep else 0
+        keep = max(keep, cut - CHUNK_BYTES)  # the context carried over stays bounded too
         line += data.count(b"\n", 0, keep)
         carry = data[keep:]
 

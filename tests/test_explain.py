@@ -262,6 +262,20 @@ def test_streaming_in_chunks_finds_what_the_whole_text_does(name: str, small_chu
     assert streamed.matches and not streamed.tail_only
 
 
+def test_a_line_longer_than_every_buffer_is_cut_not_held(small_chunks: None, tmp_path: Path) -> None:
+    """A log that is one enormous line (a binary dump, a minified blob) must not grow the buffer without end."""
+    log = tmp_path / "blob.log"
+    log.write_bytes(b"x" * 50_000 + b" No available memory for the cache blocks" + b"y" * 50_000)
+    (m,) = _run(log, full=True).matches
+    assert m.id == "no-cache-memory" and m.line_no == 1
+    import io
+
+    from echopanel_setup import explain as explain_mod
+
+    sizes = [len(chunk) for chunk, _ in explain_mod._chunks(io.BytesIO(log.read_bytes()))]
+    assert max(sizes) <= 5 * explain_mod.CHUNK_BYTES and sum(sizes) < 3 * log.stat().st_size
+
+
 def test_the_end_of_a_big_log_is_read_first_and_its_line_numbers_stay_right(small_chunks: None, tmp_path: Path) -> None:
     """A recovered OOM early on, a long healthy run, then the failure that ended the log."""
     log = tmp_path / "vllm.log"
