@@ -273,6 +273,27 @@ def test_a_python_older_than_vllm_supports_is_refused_before_a_venv_is_made(tmp_
     assert not venv.exists()
 
 
+@pytest.mark.parametrize("named", ["", "/bin/ls", "no-such-python"])
+def test_what_is_not_a_python_is_refused_as_usage(tmp_path: Path, named: str) -> None:
+    """`--python ""` silently used our own interpreter."""
+    venv = tmp_path / "venv"
+    proc = install("--venv", str(venv), "--python", named, "--dry-run", path=path_without_uv(tmp_path))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "--python" in proc.stderr
+    assert "Would run" not in proc.stdout and not venv.exists()
+
+
+def test_a_python_named_on_path_is_found(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3.99").symlink_to(sys.executable)
+    venv = tmp_path / "venv"
+    path = f"{bin_dir}{os.pathsep}{path_without_uv(tmp_path)}"
+    proc = install("--venv", str(venv), "--python", "python3.99", "--dry-run", path=path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{bin_dir / 'python3.99'} -m venv {venv}" in proc.stdout
+
+
 def _venv_from(python: str, venv: Path) -> None:
     subprocess.run([python, "-m", "venv", "--without-pip", str(venv)], check=True)
 

@@ -76,7 +76,7 @@ def run(opts: VllmOptions, ui: Ui) -> VllmResult:
     state = venvs.inspect(target)
     if state == "other":
         raise UsageError(f"{target} exists and is not a virtual environment: pass --venv a new or existing venv folder")
-    if state == "broken" and not opts.python:
+    if state == "broken" and opts.python is None:
         raise SetupError(
             f"the venv at {target} is broken (its python does not run): pass --python python3.12 to rebuild it, or "
             "another --venv"
@@ -228,11 +228,12 @@ def _base_python(ui: Ui, given: str | None, target: Path, state: str) -> tuple[s
     from packaging.specifiers import SpecifierSet
     from packaging.version import InvalidVersion, Version
 
+    from echopanel_setup.facts import pyenv
+
     current = venvs.interpreter(str(paths.venv_python(target))) if state == "venv" else None
-    if given:
-        python = shutil.which(given) or given
-        if not Path(python).exists():
-            raise UsageError(f"--python {given}: no such interpreter")
+    if given is not None:
+        # A name on PATH (the advice says `--python python3.12`); "", a missing file, /bin/ls: one usage line.
+        python = pyenv.resolve_explicit(shutil.which(given) or given if given.strip() else given)
     elif state == "venv":
         python = str(paths.venv_python(target))
     else:
@@ -257,7 +258,7 @@ def _base_python(ui: Ui, given: str | None, target: Path, state: str) -> tuple[s
             f"Python {chosen.version} at {python} is outside {spec}, the versions vLLM publishes wheels for: if the "
             "install fails, use --python python3.12"
         )
-    rebuild = bool(given) and (state == "broken" or (current is not None and current != chosen))
+    rebuild = given is not None and (state == "broken" or (current is not None and current != chosen))
     if rebuild:
         had = f"Python {current.version} ({current.base})" if current else "a python that does not run"
         ui.line(f"Rebuild: {target} has {had}; --python {given} is Python {chosen.version} ({chosen.base}).")
