@@ -940,7 +940,7 @@ def _smoke_echopanel(
     from echopanel_setup.smoke import echopanel_render, render, runner
 
     if not json_out:
-        print(f"Client:     echopanel ({why}; --client realtime tests the server alone)")
+        print(f"Client:     echopanel ({why}; --client realtime or voxtral-c tests the server or voxtral.c alone)")
     clip = runner.load_clip(runner.SmokeOptions(audio=audio, expect=expect))
     limit = knowledge.load().smoke.max_wer if max_wer is None else max_wer
     with render.progress(enabled=not json_out and sys.stderr.isatty()) as status:
@@ -1032,7 +1032,10 @@ def configure(
     ] = None,
     provider: Annotated[
         str | None,
-        typer.Option(metavar="NAME", help="ECHOPANEL_ASR_PROVIDER: voxtral_official, mlx_whisper or whisper_cpp."),
+        typer.Option(
+            metavar="NAME",
+            help="ECHOPANEL_ASR_PROVIDER: voxtral_official, voxtral_realtime (voxtral.c), mlx_whisper or whisper_cpp.",
+        ),
     ] = None,
     url: Annotated[
         str | None,
@@ -1081,6 +1084,26 @@ def configure(
     ] = False,
     echopanel: _Checkout = None,
     echopanel_python: _CheckoutPython = None,
+    voxtral_bin: Annotated[
+        str | None,
+        typer.Option(
+            metavar="PATH", help="voxtral_realtime: ECHOPANEL_VOXTRAL_BIN (default: what install voxtral-c built)."
+        ),
+    ] = None,
+    voxtral_model: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DIR", help="voxtral_realtime: ECHOPANEL_VOXTRAL_MODEL (default: install voxtral's model dir)."
+        ),
+    ] = None,
+    interval: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="voxtral_realtime: ECHOPANEL_VOXTRAL_STREAMING_DELAY, voxtral.c's -I (encoder interval; 1.0-2.0 "
+            "suits live use). Written only when given.",
+        ),
+    ] = None,
     facts: Annotated[
         str | None,
         typer.Option(metavar="FILE", help="Take the machine's facts from a saved doctor snapshot instead of probing."),
@@ -1119,6 +1142,9 @@ def configure(
         force=force,
         echopanel=echopanel,
         echopanel_python=echopanel_python,
+        voxtral_bin=voxtral_bin,
+        voxtral_model=voxtral_model,
+        interval=interval,
     )
     result = configure_mod.run(opts, configure_render.ConfigureUi(json_mode=json_out))
     configure_render.render(result, json_out=json_out)

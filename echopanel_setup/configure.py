@@ -21,7 +21,7 @@ import re
 import shlex
 import stat
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TextIO
@@ -35,6 +35,8 @@ from echopanel_setup.facts.model import Contract, Facts
 from echopanel_setup.url import ServerURL, is_loopback
 
 VOXTRAL = settings.VOXTRAL
+VOXTRAL_C = "voxtral_realtime"  # EchoPanel's voxtral.c provider
+VC_BIN, VC_MODEL, VC_INTERVAL = "ECHOPANEL_VOXTRAL_BIN", "ECHOPANEL_VOXTRAL_MODEL", "ECHOPANEL_VOXTRAL_STREAMING_DELAY"
 SELECTOR = settings.SELECTOR
 URL, DELAY, MODE, API_KEY = settings.URL, settings.DELAY, settings.MODE, settings.API_KEY
 FALLBACK_KEY = "MISTRAL_API_KEY"  # our provider's fallback for the API key, read from the environment only
@@ -61,6 +63,9 @@ class ConfigureOptions:
     dry_run: bool = False
     yes: bool = False  # no questions: the checkout found by search, the write, the migration
     force: bool = False  # select a provider variant known not to work; a URL at EchoPanel's own port
+    voxtral_bin: str | None = None  # voxtral_realtime: the voxtral.c binary (default: what install voxtral-c built)
+    voxtral_model: str | None = None  # voxtral_realtime: the weights dir (default: install voxtral's)
+    interval: float | None = None  # voxtral_realtime: voxtral.c's -I in seconds, written only when given
     echopanel: str | None = None
     echopanel_python: str | None = None
 
@@ -177,6 +182,10 @@ class NoCheckout(UsageError):
 class Fixable(settings.Refused):
     """A refusal that `provider fix` resolves: configure offers it (interactive only, with its diff first)."""
 
+    def __init__(self, message: str, provider: str) -> None:
+        super().__init__(message)
+        self.provider = provider
+
 
 def require_target(opts: ConfigureOptions, checkout: discover.Checkout | None, system: str) -> None:
     """NoCheckout when configure has nowhere to write: no checkout found, no --output, no --shell."""
@@ -260,7 +269,7 @@ def make_plan(
         if name == VOXTRAL:
             settings.check_mode(mode, chosen)
     except settings.Refused as refused:
-        raise (Fixable(str(refused)) if _fixable(chosen) else refused) from None
+        raise (Fixable(str(refused), name) if _fixable(chosen) else refused) from None
     updates: dict[str, str | None] = {SELECTOR: name}
     shell_refs: dict[str, str] = {}
     if name == VOXTRAL:
@@ -274,6 +283,8 @@ def make_plan(
             url = _url(opts, existing, mode, reasons, notes, contract)
             updates[URL] = url
             _local_advice(facts, mode, url, int(updates[DELAY] or 0), advice)
+    elif name == VOXTRAL_C:
+        _voxtral_c(opts, existing, updates, reasons, notes, advice)
     if migration is not None and migration.accepted:
         own = dotenv.parse(old_text).values
         for key, value in migration.values.items():
@@ -313,7 +324,7 @@ def make_plan(
 def _fixable(chosen: settings.Provider) -> bool:
     """`provider fix` replaces this provider with one that works (and that has an API path)."""
     return (
-        chosen.name == VOXTRAL
+        chosen.name in (VOXTRAL, VOXTRAL_C)
         and chosen.variant is not None
         and not chosen.variant.works
         and chosen.variant.fix.startswith("echopanel-setup provider fix")
@@ -392,10 +403,131 @@ def _local_alternative(system: str) -> knowledge.Alternative:
 
 def check_values(opts: ConfigureOptions) -> None:
     """Bad flag values are usage errors before anything is looked for."""
+    voxtral_c_flags = [
+        f
+        for f, v in (
+            ("--voxtral-bin", opts.voxtral_bin),
+            ("--voxtral-model", opts.voxtral_model),
+            ("--interval", opts.interval),
+        )
+        if v is not None
+    ]
+    if voxtral_c_flags and opts.provider != VOXTRAL_C:
+        raise UsageError(f"{', '.join(voxtral_c_flags)}: only with --provider {VOXTRAL_C} (voxtral.c's settings)")
+    if opts.interval is not None and not opts.interval > 0:
+        raise UsageError(
+            f"--interval {opts.interval:g}: voxtral.c's -I is a positive number of seconds (1.0-2.0 suits live use)"
+        )
     if opts.delay_ms is not None and (problem := envconfig.validate_delay(str(opts.delay_ms))):
         raise UsageError(f"--delay-ms: {problem.split('=', 1)[1]}")
     if opts.url:
         settings.url_value(opts.url, what="--url")
+
+
+def _voxtral_c(
+    opts: ConfigureOptions,
+    existing: dict[str, str],
+    updates: dict[str, str | None],
+    reasons: dict[str, str],
+    notes: list[str],
+    advice: list[Advice],
+) -> None:
+    """voxtral_realtime's settings: absolute paths to the binary and the weights (the flags, else a usable value
+    already in the file, else what `install voxtral-c` built and `install voxtral` verified), and voxtral.c's `-I`
+    only when the user gives one. What is not there yet is advice, never a guess."""
+    from echopanel_setup.facts import voxtral_c
+    from echopanel_setup.install import voxtral as install_voxtral
+
+    build = voxtral_c.read_build()
+    binary = _voxtral_c_path(
+        VC_BIN,
+        opts.voxtral_bin,
+        "--voxtral-bin",
+        existing,
+        Path(build.binary) if build is not None and build.binary else None,
+        "built by `echopanel-setup install voxtral-c`",
+        Path.is_file,
+        reasons,
+    )
+    if binary is not None:
+        updates[VC_BIN] = binary
+    else:
+        advice.append(
+            Advice(
+                f"no voxtral.c binary yet, so {VC_BIN} is not written: until there is one EchoPanel silently falls "
+                "back to faster_whisper. Build it, then configure again:",
+                ["echopanel-setup install voxtral-c", "echopanel-setup configure --provider voxtral_realtime"],
+            )
+        )
+    model = _voxtral_c_path(
+        VC_MODEL,
+        opts.voxtral_model,
+        "--voxtral-model",
+        existing,
+        install_voxtral.choose_dir(None)[0],
+        "install voxtral's model dir (it holds consolidated.safetensors)",
+        lambda p: (p / "consolidated.safetensors").is_file(),
+        reasons,
+    )
+    if model is not None:
+        updates[VC_MODEL] = model
+    else:
+        advice.append(
+            Advice(
+                f"no Voxtral weights yet (consolidated.safetensors, tekken.json), so {VC_MODEL} is not written. "
+                "Download them (~8.9 GB), then configure again:",
+                ["echopanel-setup install voxtral", "echopanel-setup configure --provider voxtral_realtime"],
+            )
+        )
+    if opts.interval is not None:
+        updates[VC_INTERVAL] = f"{opts.interval:g}"
+        reasons[VC_INTERVAL] = "--interval: voxtral.c's -I, the encoder processing interval in seconds"
+        if opts.interval < 0.5:
+            notes.append(
+                f"--interval {opts.interval:g}: voxtral.c's README says an encoder interval below 0.5 s wastes most of "
+                "the GPU time; 1.0-2.0 suits live use"
+            )
+    elif (current := existing.get(VC_INTERVAL)) is not None and not _positive(current):
+        notes.append(
+            f"{VC_INTERVAL}={current} in the file is not a positive number of seconds: voxtral.c refuses it as -I "
+            "and EchoPanel's provider cannot start it; set one with --interval 1.0 (1.0-2.0 suits live use)"
+        )
+
+
+def _voxtral_c_path(
+    key: str,
+    flag_value: str | None,
+    flag: str,
+    existing: dict[str, str],
+    installed: Path | None,
+    installed_why: str,
+    usable: Callable[[Path], bool],
+    reasons: dict[str, str],
+) -> str | None:
+    """An absolute path for `key`: the flag (which must be usable), else the file's when absolute and usable, else
+    the installed one when usable; None when there is none."""
+    if flag_value is not None:
+        path = Path(flag_value).expanduser().absolute()
+        if not usable(path):
+            what = "a voxtral.c binary" if key == VC_BIN else "a dir with consolidated.safetensors"
+            raise UsageError(f"{flag} {flag_value}: not {what}")
+        reasons[key] = flag
+        return str(path)
+    current = existing.get(key)
+    if current and Path(current).is_absolute() and usable(Path(current)):
+        reasons[key] = "kept from the existing file"
+        return current
+    if installed is not None and usable(installed):
+        reasons[key] = installed_why + (f" (the file's {current} is not usable)" if current else "")
+        return str(installed.absolute())
+    return None
+
+
+def _positive(text: str) -> bool:
+    try:
+        return float(text) > 0
+    except ValueError:
+        return False
 
 
 def _delay(opts: ConfigureOptions, existing: dict[str, str], facts: Facts, mode: str, reasons: dict[str, str]) -> int:
@@ -693,7 +825,9 @@ def _offer_fix(opts: ConfigureOptions, checkout: discover.Checkout | None, ui: P
         raise refused
     if not ui.ask(f"{refused}. Install echopanel-setup's working provider now (`provider fix`; the diff comes first)?"):
         raise refused
-    fix = pc.ProviderOptions(action="fix", echopanel=str(checkout.path), echopanel_python=opts.echopanel_python)
+    fix = pc.ProviderOptions(
+        action="fix", provider=refused.provider, echopanel=str(checkout.path), echopanel_python=opts.echopanel_python
+    )
     done = pc.run(fix, ask=ui.ask, show=lambda r: ui.preview(r.diff or ""))
     if done.exit_code != 0 or done.orig is None:
         raise settings.Refused(f"`provider fix` did not apply: {done.reason or done.outcome}")
