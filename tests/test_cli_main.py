@@ -131,3 +131,27 @@ def test_a_bare_group_prints_its_whole_help(cli: Cli, group: list[str]):
     helped = cli(*group, "--help")
     assert (bare.code, bare.out) == (2, "")
     assert bare.err.strip() == helped.out.strip() and "error" not in bare.err.lower().split("options:")[0]
+
+
+def test_signal_handlers_keep_nohup_and_are_restored(cli: Cli, monkeypatch) -> None:
+    """SIGTERM and SIGHUP end a run through Ctrl-C's cleanups, for the length of one run only; a signal the caller
+    ignores (`nohup` ignores SIGHUP) stays ignored, so a `nohup serve --exec` survives its terminal."""
+    import signal
+
+    from echopanel_setup import cli as cli_mod
+
+    seen = {}
+
+    def record(*_a, **_k):
+        seen.update({s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)})
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        monkeypatch.setattr(doctor, "run", record)
+        assert cli("doctor", "--offline").code == 130
+        assert seen[signal.SIGHUP] is signal.SIG_IGN
+        assert seen[signal.SIGTERM] is seen[signal.SIGINT] is cli_mod._on_signal
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGHUP, previous)
