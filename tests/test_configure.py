@@ -118,9 +118,16 @@ def test_linux_with_a_gpu_writes_the_checkouts_env_and_reads_it_back(cli: Cli, c
     assert not list(checkout.glob(".env?*")), "no backup or temp file in the checkout"
 
 
-def test_without_a_checkout_it_says_so_and_offers_output_and_shell(cli: Cli) -> None:
+def test_without_a_checkout_it_says_so_and_offers_output_and_shell(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))  # no usual place holds one
     code, _, err = configure(cli, None)
     assert code == 2 and "no EchoPanel checkout found" in err and "--output FILE" in err and "--shell" in err
+    make_checkout(tmp_path / "EchoPanel")
+    make_checkout(tmp_path / "src" / "EchoPanel")
+    code, _, err = configure(cli, None, "--yes")
+    assert code == 2 and "several EchoPanel checkouts found" in err and str(tmp_path / "src" / "EchoPanel") in err
 
 
 def test_macos_says_the_app_adopts_a_running_backend(cli: Cli, checkout: Path) -> None:
@@ -177,10 +184,12 @@ def test_only_the_keys_the_provider_reads_are_written(cli: Cli, tmp_path: Path) 
 def test_api_mode_writes_voxtral_mode_where_the_provider_reads_it(
     cli: Cli, checkout: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    env = checkout / ".env"
+    env.write_text("ECHOPANEL_THEME=dark\n")
+    env.chmod(0o644)
     monkeypatch.setattr(sys, "stdin", _Stdin("sk-live-123\n"))
     code, out, err = configure(cli, checkout, "--mode", "api", "--api-key", "-")
     assert code == 0, err
-    env = checkout / ".env"
     assert values(env)[MODE] == "api" and values(env)[API_KEY] == "sk-live-123" and mode_of(env) == 0o600
     assert "sk-live-123" not in out + err
     code, out, _ = configure(cli, checkout, "--mode", "local")
