@@ -886,5 +886,18 @@ def run(
 
 def _empty_plan(checkout: discover.Checkout | None) -> Plan:
     """The plan of a run declined before planning (the user said no to the checkout found)."""
-    path = checkout.env_file if checkout else None
-    return Plan(path, checkout, "", "", None, {}, {}, [], [SELECTOR], [], [], "", "")
+    return Plan(
+        path=checkout.env_file if checkout else None,
+        checkout=checkout,
+        provider="",
+        variant="",
+        mode=None,
+        reasons={},
+        updates={},
+        dropped=[],
+        managed=[SELECTOR],
+        advice=[],
+        notes=[],
+        old_text="",
+        new_text="",
+    )
