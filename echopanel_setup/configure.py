@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from echopanel_setup import envconfig, knowledge, paths, ports
 from echopanel_setup.echopanel import contract as contract_mod
@@ -33,6 +33,9 @@ from echopanel_setup.echopanel.probe import is_secret
 from echopanel_setup.errors import EXIT_OK, ExternalError, UsageError
 from echopanel_setup.facts.model import Contract, Facts
 from echopanel_setup.url import ServerURL, is_loopback
+
+if TYPE_CHECKING:
+    from echopanel_setup.tunnel.records import TunnelRecord
 
 VOXTRAL = settings.VOXTRAL
 VOXTRAL_C = "voxtral_realtime"  # EchoPanel's voxtral.c provider
@@ -378,6 +381,8 @@ def _mode(opts: ConfigureOptions, facts: Facts, existing: dict[str, str]) -> tup
         return ("local" if is_loopback(existing[URL]) else "remote"), f"{URL} in the existing file"
     if _running_server() is not None:
         return "local", "the vLLM server `echopanel-setup serve` started on this machine"
+    if (tunnel := _running_tunnel()) is not None:
+        return "remote", f"the running tunnel to {tunnel.host} (`echopanel-setup tunnel status`)"
     why_not = _why_not_local(facts)
     return (None, why_not) if why_not else ("local", "doctor found Linux with an NVIDIA GPU")
 
@@ -559,6 +564,13 @@ def _running_server() -> ServerURL | None:
         return None
 
 
+def _running_tunnel() -> TunnelRecord | None:
+    """The ssh tunnel of ours that runs now (`tunnel start`): EchoPanel here reaches the far end's vLLM through it."""
+    from echopanel_setup.tunnel import records
+
+    return records.current()
+
+
 def _url(
     opts: ConfigureOptions,
     existing: dict[str, str],
@@ -567,7 +579,8 @@ def _url(
     notes: list[str],
     contract: Contract | None,
 ) -> str:
-    """--url, else the server we started here (its real port), else the file's, else vLLM's default port here."""
+    """--url, else the server we started here (its real port), else our running tunnel, else the file's, else vLLM's
+    default port here."""
     own = (contract.backend_port if contract else None) or ports.echopanel_backend_port()
     if opts.url:
         url, note = settings.url_value(opts.url, what="--url")
@@ -588,6 +601,9 @@ def _url(
     if running is not None:
         reasons[URL] = "the server `echopanel-setup serve` started here (`serve status`)"
         return ports.local_url(running.port)
+    if (tunnel := _running_tunnel()) is not None:
+        reasons[URL] = f"the running tunnel to {tunnel.host}:{tunnel.remote_port} (`echopanel-setup tunnel status`)"
+        return tunnel.url
     if kept := _existing_url(existing.get(URL), mode, own if contract is not None else None, notes):
         reasons[URL] = "kept from the existing file"
         return kept

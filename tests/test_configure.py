@@ -407,6 +407,30 @@ def test_the_port_of_a_detached_server_is_written(cli: Cli, checkout: Path) -> N
     assert "`echopanel-setup serve` started here" in out
 
 
+def test_a_running_tunnel_is_the_default_url(cli: Cli, checkout: Path) -> None:
+    """Issue 15 item 4: after `tunnel start HOST`, configure writes http://127.0.0.1:LOCAL (the tunnel's record)."""
+    import psutil
+
+    from echopanel_setup.tunnel import records
+
+    me = psutil.Process()
+    records.TunnelRecord(
+        pid=me.pid,
+        create_time=me.create_time(),
+        host="gpu-box",
+        local_port=8011,
+        remote_port=8001,
+        argv=["ssh"],
+        log="tunnel.log",
+        started_at="now",
+        state="up",
+    ).write()
+    code, out, err = configure(cli, checkout, facts="macos-arm64")
+    assert code == 0, err
+    assert values(checkout / ".env")[URL] == "http://127.0.0.1:8011"
+    assert "Mode:     remote (the running tunnel to gpu-box" in out and "tunnel to gpu-box:8001" in out
+
+
 def test_the_retired_echopanel_env_is_migrated_with_consent(cli: Cli, checkout: Path) -> None:
     legacy = paths.legacy_echopanel_env()
     legacy.parent.mkdir(parents=True)
