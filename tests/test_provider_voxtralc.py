@@ -5,6 +5,7 @@ EchoPanel drives it (2 s VAD windows, two sources), puts the text in final segme
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -390,3 +391,32 @@ def test_smoke_voxtral_c_defaults_to_what_install_recorded(
     run = cli("smoke", "--client", "voxtral-c", "--expect", "alpha beta")
     assert run.code == 0, run.out
     assert "recorded by install voxtral-c" in run.out and f"-d {model}" in run.out
+
+
+@pytest.mark.slow
+def test_a_cancelled_call_still_closes_the_idle_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, binary: Path, model: Path
+) -> None:
+    provider = ours(tmp_path, monkeypatch, binary, model)
+    provider.idle_close_s = 2.0  # scaled by time_scale: 0.2 s
+
+    async def scenario() -> dict[str, Any]:
+        async def endless() -> Any:
+            while True:
+                yield kit.pcm(0.1)
+                await asyncio.sleep(0.01)
+
+        async def call() -> None:
+            async for _ in provider.transcribe_stream(endless(), 16000, provider.audio_source("system")):
+                pass
+
+        task = asyncio.ensure_future(call())
+        await asyncio.sleep(0.3)
+        task.cancel()  # EchoPanel stopping the session mid-window
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.8)
+        return dict(await provider.health())
+
+    health = asyncio.run(scenario())
+    assert health["processes"] == {} and health["processes_started"] == 1

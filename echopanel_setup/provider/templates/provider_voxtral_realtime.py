@@ -388,29 +388,31 @@ class VoxtralRealtimeProvider(ASRProvider):
             if src.timer is not None:
                 src.timer.cancel()
                 src.timer = None
-            src.call_origin = src.clock
-            for segment in self._take(src, source):
-                yield segment
-            window_bytes = int(sample_rate * self.config.chunk_seconds) * 2
-            chunks = size = 0
-            async for chunk in pcm_stream:
-                if not chunk:
-                    continue
-                chunks += 1
-                size += len(chunk)
-                await self._feed(src, bytes(chunk))
+            try:
+                src.call_origin = src.clock
                 for segment in self._take(src, source):
                     yield segment
-            if size and src.proc is not None and src.proc.alive:
-                full_window = chunks == 1 and size == window_bytes
-                if src.tail_quiet or not full_window:
-                    await self._flush(src)
-                else:
-                    src.needs_flush = True
-            for segment in self._take(src, source):
-                yield segment
-            if src.proc is not None:
-                src.timer = asyncio.ensure_future(self._after_call(src, float(self.config.chunk_seconds)))
+                window_bytes = int(sample_rate * self.config.chunk_seconds) * 2
+                chunks = size = 0
+                async for chunk in pcm_stream:
+                    if not chunk:
+                        continue
+                    chunks += 1
+                    size += len(chunk)
+                    await self._feed(src, bytes(chunk))
+                    for segment in self._take(src, source):
+                        yield segment
+                if size and src.proc is not None and src.proc.alive:
+                    full_window = chunks == 1 and size == window_bytes
+                    if src.tail_quiet or not full_window:
+                        await self._flush(src)
+                    else:
+                        src.needs_flush = True
+                for segment in self._take(src, source):
+                    yield segment
+            finally:  # also when EchoPanel cancels the call: the process must still be closed when idle
+                if src.proc is not None and src.timer is None:
+                    src.timer = asyncio.ensure_future(self._after_call(src, float(self.config.chunk_seconds)))
 
     # --- audio in ---------------------------------------------------------------------------------------------
 
