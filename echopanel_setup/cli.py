@@ -1489,12 +1489,41 @@ def _app_for(args: list[str]) -> typer.Typer:
     commands = [c for c in app.registered_commands if (c.name or c.callback.__name__) == name]  # type: ignore[union-attr]
     groups = [g for g in app.registered_groups if g.name == name]
     if not commands and not groups:
-        return app
+        return _listing(app)
     single = typer.Typer(**_APP_SETTINGS)  # type: ignore[arg-type]
     single.registered_callback = app.registered_callback
     single.registered_commands = commands
     single.registered_groups = groups
     return single
+
+
+def _listing(full: typer.Typer) -> typer.Typer:
+    """`full` with every command's callback replaced by an option-less stand-in carrying its name and docstring.
+
+    With no command named (`--help`, `--version`, a bare run, a mistyped name) Click needs each command's name and
+    help, not its options; building those is most of the root help's cost. A test pins that the help is the same."""
+    import copy
+
+    def bare(callback: Callable[..., object]) -> Callable[[], None]:
+        def nothing() -> None:
+            """Stand-in: never run."""
+
+        nothing.__name__, nothing.__doc__ = callback.__name__, callback.__doc__
+        return nothing
+
+    light = copy.copy(full)
+    light.registered_commands = []
+    for command in full.registered_commands:
+        light.registered_commands.append(copy.copy(command))
+        light.registered_commands[-1].callback = bare(command.callback)  # type: ignore[arg-type]
+    if full.registered_callback is not None and full is not app:  # the root keeps its eager --version
+        light.registered_callback = copy.copy(full.registered_callback)
+        light.registered_callback.callback = bare(full.registered_callback.callback)  # type: ignore[arg-type]
+    light.registered_groups = []
+    for group in full.registered_groups:
+        light.registered_groups.append(copy.copy(group))
+        light.registered_groups[-1].typer_instance = _listing(group.typer_instance)  # type: ignore[arg-type]
+    return light
 
 
 def _fail(message: str, code: int, json_command: str | None = None, traceback: str | None = None) -> NoReturn:

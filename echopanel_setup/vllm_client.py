@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -202,6 +201,8 @@ class VllmClient:
         health = self.get("/health", timeout=timeout)
         if server_kind(health) is ServerKind.ECHOPANEL:
             return Survey(health, None, Answer(self.server.url("/v1/models"), error="not asked: EchoPanel's backend"))
+        from concurrent.futures import ThreadPoolExecutor  # pulls in logging: only when a server answered
+
         with ThreadPoolExecutor(2) as pool:
             version, models = pool.map(lambda path: self.get(path, timeout=timeout), ("/version", "/v1/models"))
         return Survey(health, parse_version(version), models)

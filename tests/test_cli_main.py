@@ -155,3 +155,33 @@ def test_signal_handlers_keep_nohup_and_are_restored(cli: Cli, monkeypatch) -> N
         assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     finally:
         signal.signal(signal.SIGHUP, previous)
+
+
+@pytest.mark.parametrize("argv", [(), ("--help",), ("doctr",), ("--bogus",)])
+def test_the_light_listing_prints_what_the_whole_app_prints(cli: Cli, monkeypatch, argv):
+    """With no command named, main builds each command from a stand-in (name and docstring, no options): the
+    output and exit code must be exactly the whole app's."""
+    from echopanel_setup import cli as cli_mod
+
+    light = cli(*argv)
+    monkeypatch.setattr(cli_mod, "_listing", lambda full: full)
+    whole = cli(*argv)
+    assert (light.code, light.out, light.err) == (whole.code, whole.out, whole.err)
+    assert "doctor" in light.out + light.err or argv == ("--bogus",)
+
+
+def test_doctor_without_a_checkout_loads_no_echopanel_reader(tmp_path):
+    """The contract reader, the .env parser/writer and the settings rules load only with a checkout: a GPU host or a
+    CI runner has none, and doctor's start-up is a feature."""
+    code = (
+        "import sys; sys.argv = ['echopanel-setup', 'doctor', '--offline', '--json']\n"
+        "from echopanel_setup import cli\n"
+        "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+        "readers = ('contract', 'dotenv', 'settings', 'fixes')\n"
+        "loaded = [m for m in readers if 'echopanel_setup.echopanel.' + m in sys.modules]\n"
+        "lazy = ('concurrent.futures', 'echopanel_setup.metrics.derive')\n"
+        "heavy = [m for m in lazy if m in sys.modules]\n"
+        "print(loaded, heavy, file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert done.stderr.strip().splitlines()[-1] == "[] []"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import sys
 from pathlib import Path
@@ -132,3 +133,31 @@ def test_optional_fields_may_be_left_out() -> None:
     k = knowledge.load()
     assert [a.rtf for a in k.alternative if a.id in ("remote", "api")] == [None, None]
     assert any(g.unconfirmed for g in k.serve.gpu) and not all(g.unconfirmed for g in k.serve.gpu)
+
+
+def test_the_parsed_toml_is_kept_and_reused_only_while_it_matches(tmp_path, monkeypatch) -> None:
+    """load() reads a marshal copy of the parsed TOML from our state dir: the same data, re-parsed when the file
+    changes, and a corrupt or unwritable copy only costs the parse."""
+    toml = tmp_path / "compat.toml"
+    toml.write_text('a = 1\n[b]\nc = "x"\n', encoding="utf-8")
+    cache = paths_state() / "knowledge-cache.marshal"
+    assert knowledge._parsed(toml) == {"a": 1, "b": {"c": "x"}}
+    assert cache.is_file()
+    monkeypatch.setattr(knowledge.tomllib, "loads", lambda text: pytest.fail("parsed again"))
+    assert knowledge._parsed(toml) == {"a": 1, "b": {"c": "x"}}
+    monkeypatch.undo()
+    toml.write_text("a = 2\n", encoding="utf-8")
+    os.utime(toml, ns=(1, 1))  # a changed file, even one written in the same clock tick
+    assert knowledge._parsed(toml) == {"a": 2}
+    cache.write_bytes(b"\x00garbage")
+    assert knowledge._parsed(toml) == {"a": 2}
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_STATE_HOME", str(blocker))  # the state dir cannot be made, even as root
+    assert knowledge._parsed(toml) == {"a": 2}
+
+
+def paths_state() -> Path:
+    from echopanel_setup import paths
+
+    return paths.state_dir()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from echopanel_setup import ports
 from echopanel_setup.checks import REQUIRED, Fix, Outcome, Status, check
-from echopanel_setup.echopanel import settings
+from echopanel_setup.echopanel import keys
 from echopanel_setup.errors import UsageError
 from echopanel_setup.facts.model import EchoPanelFacts, Facts, ProviderContract
 from echopanel_setup.url import normalise_echopanel
@@ -25,17 +25,17 @@ NO_CHECKOUT = Outcome(
 
 def _selected(ep: EchoPanelFacts) -> tuple[str | None, str]:
     """(ECHOPANEL_ASR_PROVIDER as the backend will see it, where it comes from)."""
-    if settings.SELECTOR in ep.env.environment:
-        return ep.env.environment[settings.SELECTOR], "the environment (it wins over .env)"
-    if settings.SELECTOR in ep.env.values:
-        return ep.env.values[settings.SELECTOR], ep.env.path or ".env"
+    if keys.SELECTOR in ep.env.environment:
+        return ep.env.environment[keys.SELECTOR], "the environment (it wins over .env)"
+    if keys.SELECTOR in ep.env.values:
+        return ep.env.values[keys.SELECTOR], ep.env.path or ".env"
     return None, "unset"
 
 
 def _voxtral(ep: EchoPanelFacts) -> ProviderContract | None:
     selected, _ = _selected(ep)
     contract = ep.contract
-    return contract.provider(selected or settings.VOXTRAL) if contract else None
+    return contract.provider(selected or keys.VOXTRAL) if contract else None
 
 
 @check(
@@ -90,6 +90,8 @@ def python(facts: Facts, mode: str) -> Outcome:
     provider = _voxtral(ep)
     missing = [m for m, v in ep.modules.items() if v is None and provider is not None and m in provider.deps]
     if missing and provider is not None:
+        from echopanel_setup.echopanel import settings  # with a checkout only: start-up stays lean without one
+
         fallback = settings.fallback_note(ep.contract)
         return Outcome(
             Status.FAIL,
@@ -116,6 +118,8 @@ def provider(facts: Facts, mode: str) -> Outcome:
     ep = facts.echopanel
     if ep.checkout is None:
         return NO_CHECKOUT
+    from echopanel_setup.echopanel import settings  # with a checkout only: start-up stays lean without one
+
     selected, source = _selected(ep)
     fallback = settings.fallback_note(ep.contract)
     details = [*ep.env.notes, f"EchoPanel reads it from its environment or {ep.env.path}; {fallback}."]
@@ -123,21 +127,21 @@ def provider(facts: Facts, mode: str) -> Outcome:
     if selected is None:
         return Outcome(
             Status.WARN,
-            f"{settings.SELECTOR} is unset: EchoPanel picks a provider by hardware, never {settings.VOXTRAL}",
+            f"{keys.SELECTOR} is unset: EchoPanel picks a provider by hardware, never {keys.VOXTRAL}",
             details,
             configure,
         )
     if ep.contract is not None and selected not in ep.contract.registered:
         return Outcome(
             Status.FAIL,
-            f"{settings.SELECTOR}={selected} (from {source}) names no provider this EchoPanel registers",
+            f"{keys.SELECTOR}={selected} (from {source}) names no provider this EchoPanel registers",
             [f"It registers: {', '.join(ep.contract.registered)}", *details],
             configure,
         )
-    if selected not in settings.VOXTRAL_PROVIDERS:
+    if selected not in keys.VOXTRAL_PROVIDERS:
         return Outcome(
             Status.WARN,
-            f"{settings.SELECTOR}={selected} (from {source}): EchoPanel will not use Voxtral",
+            f"{keys.SELECTOR}={selected} (from {source}): EchoPanel will not use Voxtral",
             details,
             configure,
         )
@@ -147,11 +151,11 @@ def provider(facts: Facts, mode: str) -> Outcome:
         fix = Fix("Install a provider that works, then check again:", [variant.fix]) if variant.fix else None
         return Outcome(
             Status.FAIL,
-            f"{settings.SELECTOR}={selected} (from {source}), but this variant cannot transcribe: {variant.reason}",
+            f"{keys.SELECTOR}={selected} (from {source}), but this variant cannot transcribe: {variant.reason}",
             [f"Variant: {variant.title} (source: {variant.source})", *details],
             fix,
         )
-    if mode == "api" and selected == settings.VOXTRAL and not chosen.has_api_path:
+    if mode == "api" and selected == keys.VOXTRAL and not chosen.has_api_path:
         return Outcome(
             Status.FAIL,
             f"api mode, but {selected} as this EchoPanel has it has no Mistral API path ({chosen.describe()})",
@@ -161,8 +165,8 @@ def provider(facts: Facts, mode: str) -> Outcome:
                 ["echopanel-setup provider fix", f"echopanel-setup doctor --mode remote --url {ports.example_url()}"],
             ),
         )
-    summary = f"{settings.SELECTOR}={selected} (from {source}); {chosen.describe()}"
-    if ep.provider_drift and selected == settings.VOXTRAL:
+    summary = f"{keys.SELECTOR}={selected} (from {source}); {chosen.describe()}"
+    if ep.provider_drift and selected == keys.VOXTRAL:
         return Outcome(Status.WARN, ep.provider_drift, [summary, *details], Fix("", ["echopanel-setup provider check"]))
     if variant is None:
         details.insert(0, "An unknown variant: `echopanel-setup smoke --client echopanel` shows what it really does.")
@@ -172,11 +176,11 @@ def provider(facts: Facts, mode: str) -> Outcome:
 
 def _configured_url(ep: EchoPanelFacts, provider: ProviderContract) -> tuple[str, str]:
     """(VOXTRAL_VLLM_URL as the backend will see it, where it comes from)."""
-    if settings.URL in ep.env.environment:
-        return ep.env.environment[settings.URL], "the environment"
-    if settings.URL in ep.env.values:
-        return ep.env.values[settings.URL], ep.env.path or ".env"
-    return provider.default(settings.URL) or "", "the provider's default"
+    if keys.URL in ep.env.environment:
+        return ep.env.environment[keys.URL], "the environment"
+    if keys.URL in ep.env.values:
+        return ep.env.values[keys.URL], ep.env.path or ".env"
+    return provider.default(keys.URL) or "", "the provider's default"
 
 
 @check("echopanel.url", "EchoPanel's vLLM URL", CATEGORY, ("echopanel",), local=REQUIRED, remote=REQUIRED, api=REQUIRED)
@@ -186,18 +190,18 @@ def url(facts: Facts, mode: str) -> Outcome:
     if ep.checkout is None:
         return NO_CHECKOUT
     provider = _voxtral(ep)
-    if provider is None or not provider.reads(settings.URL):
-        return Outcome(Status.SKIP, f"the selected provider reads no {settings.URL}")
+    if provider is None or not provider.reads(keys.URL):
+        return Outcome(Status.SKIP, f"the selected provider reads no {keys.URL}")
     value, source = _configured_url(ep, provider)
     fix = Fix("Point EchoPanel at the vLLM server:", ["echopanel-setup configure --url http://HOST:8001"])
     try:
-        parsed, note = normalise_echopanel(value, what=settings.URL)
+        parsed, note = normalise_echopanel(value, what=keys.URL)
     except UsageError as exc:
         return Outcome(Status.FAIL, f"{value!r} (from {source}): {exc}", [], fix)
     if note:
         return Outcome(
             Status.FAIL,
-            f"{settings.URL}={value} (from {source}): EchoPanel joins paths by string, so every call is a 404",
+            f"{keys.URL}={value} (from {source}): EchoPanel joins paths by string, so every call is a 404",
             [note],
             fix,
         )
@@ -205,7 +209,7 @@ def url(facts: Facts, mode: str) -> Outcome:
     if parsed.is_loopback and port is not None and parsed.port == port:
         return Outcome(
             Status.FAIL,
-            f"{settings.URL}={value} (from {source}) is EchoPanel's own backend (port {port})",
+            f"{keys.URL}={value} (from {source}) is EchoPanel's own backend (port {port})",
             [
                 "EchoPanel would talk to itself: its /health answers 200 (or 401 with the app's token) and every "
                 "transcription request fails, silently."

@@ -173,13 +173,13 @@ def server(facts: Facts, mode: str) -> Outcome:
 @check("server.live", "Live streams", "network", ("network",), local=ADVISORY, remote=ADVISORY, after=("server",))
 def server_live(facts: Facts, mode: str) -> Outcome:
     """One /metrics sample judged as `watch` judges it: queued streams, KV cache, preemptions, errors since start."""
-    from echopanel_setup.metrics import derive, sample
-
     s = facts.network.server
     if s is None or s.health is None:
         return Outcome(Status.SKIP, "no server answered")
     if s.metrics is None:
         return Outcome(Status.SKIP, f"{s.url}/metrics did not answer: nothing to judge")
+    from echopanel_setup.metrics import derive, sample  # only with a sample: doctor's start-up stays lean
+
     judged = derive.derive(None, sample.from_facts(s.metrics), derive.Context(health=s.health))
     problems = [x for x in judged.signals if x.status in (derive.WARN, derive.FAIL)]
     status = {derive.FAIL: Status.FAIL, derive.WARN: Status.WARN}.get(judged.worst, Status.OK)

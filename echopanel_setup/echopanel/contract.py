@@ -18,17 +18,16 @@ import sys
 from pathlib import Path
 
 from echopanel_setup import knowledge, proc
+from echopanel_setup.echopanel.keys import SELECTOR, VOXTRAL_PROVIDERS
 from echopanel_setup.facts.model import Contract, DotenvLoader, EnvRead, GitState, ProviderContract
 
 PROVIDERS_DIR = "server/services"
 MAIN = "server/main.py"
 REGISTRY_FILE = "server/services/asr_providers.py"
 PRELOADER = "server/services/model_preloader.py"
-SELECTOR = "ECHOPANEL_ASR_PROVIDER"
 _GIT_TIMEOUT_S = 3.0
 
 
-VOXTRAL_PROVIDERS = ("voxtral_official", "voxtral_realtime")
 _REGISTER = re.compile(rb"""Registry\.register\(\s*["']([^"']+)["']""")
 
 

@@ -15,12 +15,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from echopanel_setup import knowledge, proc
-from echopanel_setup.echopanel import contract as contract_mod
-from echopanel_setup.echopanel import discover, dotenv, fixes
+from echopanel_setup.echopanel import discover
+from echopanel_setup.echopanel.keys import SELECTOR
 from echopanel_setup.facts.model import Contract, EchoPanelEnvFacts, EchoPanelFacts
 from echopanel_setup.url import redact
 
-SELECTOR = contract_mod.SELECTOR
 PYTHON_TIMEOUT_S = 8.0
 MASK = "<set>"
 _VOXTRAL_KEYS = ("VOXTRAL_VLLM_URL", "VOXTRAL_STREAMING_DELAY_MS")  # read without a checkout: today's variant's
@@ -66,6 +65,8 @@ def managed_keys(contract: Contract | None) -> list[str]:
 
 def env_facts(path: Path, keys: list[str], environ: Mapping[str, str]) -> EchoPanelEnvFacts:
     """`path` read as EchoPanel reads it, reduced to `keys` (secrets masked) and a count of the others."""
+    from echopanel_setup.echopanel import dotenv  # only with a file to read: doctor's start-up stays lean
+
     facts = EchoPanelEnvFacts(path=str(path), exists=path.is_file())
     try:
         env = dotenv.read(path)
@@ -100,6 +101,10 @@ def probe(
         if env_file:
             facts.env = env_facts(Path(env_file).expanduser(), [SELECTOR, *_VOXTRAL_KEYS], environ)
         return facts
+    # The contract reader, the .env parser and the fix records load only when there is a checkout to read.
+    from echopanel_setup.echopanel import contract as contract_mod
+    from echopanel_setup.echopanel import dotenv, fixes
+
     facts.checkout, facts.how = str(checkout.path), checkout.how
     path = Path(env_file).expanduser() if env_file else checkout.env_file
     selected = environ.get(SELECTOR) or dotenv.read(path).values.get(SELECTOR)

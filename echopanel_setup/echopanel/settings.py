@@ -16,18 +16,12 @@ from pathlib import Path
 from echopanel_setup import knowledge
 from echopanel_setup.echopanel import contract as contract_mod
 from echopanel_setup.echopanel import discover, dotenv
+from echopanel_setup.echopanel.keys import API_KEY, DELAY, MODE, SELECTOR, URL, VOXTRAL
 from echopanel_setup.echopanel.probe import MASK, is_secret
 from echopanel_setup.errors import SetupError
 from echopanel_setup.facts.model import Contract, ProviderContract
 from echopanel_setup.url import normalise_echopanel
 
-SELECTOR = contract_mod.SELECTOR
-VOXTRAL = "voxtral_official"
-VOXTRAL_PROVIDERS = contract_mod.VOXTRAL_PROVIDERS
-URL = "VOXTRAL_VLLM_URL"
-DELAY = "VOXTRAL_STREAMING_DELAY_MS"
-MODE = "VOXTRAL_MODE"
-API_KEY = "VOXTRAL_MISTRAL_API_KEY"
 KEYS = (SELECTOR, URL, DELAY, MODE, API_KEY)  # what doctor, serve, smoke and watch take from EchoPanel's settings
 # Today's published voxtral_official reads these (pranaysuyash/EchoPanel 3845da5
 # server/services/provider_voxtral_official.py); used only when no checkout tells us otherwise.

@@ -28,6 +28,8 @@ class ProbeInfo:
 
 @dataclass
 class PlatformFacts:
+    """The operating system, CPU, memory and container this runs in."""
+
     system: str = ""  # Linux | Darwin | Windows
     release: str = ""
     kernel: str = ""
@@ -45,6 +47,8 @@ class PlatformFacts:
 
 @dataclass
 class GpuProcess:
+    """A process holding GPU memory (vLLM's start-up check counts it against free memory)."""
+
     pid: int
     name: str = ""
     used_mib: int | None = None
@@ -63,6 +67,8 @@ class MigDevice:
 
 @dataclass
 class GpuDevice:
+    """One NVIDIA GPU as NVML or nvidia-smi reports it."""
+
     index: int
     name: str
     memory_total_mib: int | None  # None when the GPU does not report it (unified memory)
@@ -79,6 +85,8 @@ class GpuDevice:
 
 @dataclass
 class GpuFacts:
+    """The GPUs vLLM could use, and where the facts came from."""
+
     source: str = "none"  # nvml | nvidia-smi | metal | none
     error: str | None = None  # why NVML / nvidia-smi gave nothing, in their words
     driver_version: str | None = None
@@ -153,6 +161,8 @@ class PyEnvFacts:
 
 @dataclass
 class DiskFacts:
+    """Free space where the model goes."""
+
     path: str = ""
     checked_path: str = ""  # the nearest existing parent that was measured
     free_mib: int | None = None
@@ -161,6 +171,8 @@ class DiskFacts:
 
 @dataclass
 class ModelFacts:
+    """The model directory: which files are there and whether they match the manifest."""
+
     path: str = ""
     exists: bool = False
     files: dict[str, int | None] = field(default_factory=dict)  # name -> size in bytes, None if absent
@@ -173,6 +185,8 @@ class ModelFacts:
 
 @dataclass
 class HttpProbe:
+    """One HTTP request's outcome (reachability, not content)."""
+
     url: str
     reachable: bool = False
     status: int | None = None
@@ -182,6 +196,8 @@ class HttpProbe:
 
 @dataclass
 class ServerFacts:
+    """What a vLLM server answered on /health, /version, /v1/models and /metrics."""
+
     url: str
     health: int | None = None
     version: str | None = None
@@ -194,6 +210,8 @@ class ServerFacts:
 
 @dataclass
 class NetworkFacts:
+    """Proxies, credentials present (never their values) and the endpoints doctor asked."""
+
     offline: bool = False
     proxies: dict[str, str] = field(default_factory=dict)  # variable -> proxy URL with credentials removed
     hf_token: bool = False
@@ -207,6 +225,8 @@ class NetworkFacts:
 
 @dataclass
 class PortFacts:
+    """Whether vLLM's port is free here, who holds it, and who answers on EchoPanel's port."""
+
     port: int = 8001
     free: bool | None = None
     holder_pid: int | None = None
@@ -301,6 +321,8 @@ class Contract:
 
 @dataclass
 class GitState:
+    """The checkout's commit and whether it has local changes."""
+
     commit: str | None = None
     dirty: bool | None = None
     changed: list[str] = field(default_factory=list)  # paths git reports as changed (first 20)
@@ -388,6 +410,8 @@ class VoxtralCFacts:
 
 @dataclass
 class Facts:
+    """One snapshot of everything the checks judge; `--save-facts` writes it and `--facts` replays it."""
+
     schema_version: int = FACTS_SCHEMA_VERSION
     tool_version: str = ""
     collected_at: str = ""

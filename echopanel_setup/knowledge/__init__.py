@@ -22,6 +22,7 @@ Annotations are real types here (no `from __future__ import annotations`): the b
 without `typing.get_type_hints`, which keeps `load()` within a millisecond or two of the TOML parse.
 """
 
+import os
 import sys
 import types
 from collections.abc import Mapping
@@ -95,6 +96,8 @@ class KnowledgeError(ValueError):
 
 @section
 class Model(Section):
+    """The model repository: the files vLLM reads and their sizes, for download and disk checks."""
+
     repo: str
     files: tuple[str, ...]  # the files vLLM reads in Mistral format
     weights_file: str
@@ -108,6 +111,8 @@ class Model(Section):
 
 @section
 class Delay(Section):
+    """The transcription delay: the steps the model accepts and EchoPanel's floor."""
+
     step_ms: int
     min_ms: int
     max_ms: int
@@ -139,6 +144,8 @@ class Sm75(Section):
 
 @section
 class Vllm(Section):
+    """Which vLLM versions can serve the model, and how it is installed."""
+
     min_version: str
     min_source: str
     recommended_version: str
@@ -155,6 +162,8 @@ class Vllm(Section):
 
 @section
 class MistralCommon(Section):
+    """mistral_common, which vLLM needs with its audio extra to read Voxtral's tokenizer."""
+
     min_version: str
     audio_modules: tuple[str, ...]
     install_spec: str
@@ -178,6 +187,8 @@ class TokenizerKwargs(Section):
 
 @section
 class Gpu(Section):
+    """GPU thresholds: compute capability and memory below which the model cannot run or runs tight."""
+
     min_compute_capability: str
     full_compute_capability: str
     fail_below_total_mib: int
@@ -190,6 +201,8 @@ class Gpu(Section):
 
 @section
 class Driver(Section):
+    """The oldest NVIDIA driver each CUDA major version needs."""
+
     source: str
     min_for_cuda_major: Mapping[str, str]  # CUDA major ("12") -> minimum Linux driver ("525.60.13")
 
@@ -216,12 +229,16 @@ class Hardware(Section):
 
 @section
 class Container(Section):
+    """Container settings vLLM needs (shared memory)."""
+
     min_shm_mib: int
     source: str
 
 
 @section
 class Disk(Section):
+    """Free space the download needs beyond the files themselves: a share of what is written plus a floor."""
+
     margin_percent: float
     margin_fixed_mib: int
     source: str
@@ -234,12 +251,16 @@ class Disk(Section):
 
 @section
 class Server(Section):
+    """Where vLLM listens by default here (not EchoPanel's port)."""
+
     default_port: int  # vLLM's port everywhere here: 8001, since EchoPanel's backend owns 8000
     source: str
 
 
 @section
 class Network(Section):
+    """The endpoints doctor may ask, and how long it waits for them."""
+
     hf_endpoint: str
     mistral_endpoint: str
     budget_s: float
@@ -286,6 +307,8 @@ class EchopanelConcurrency(Section):
 
 @section
 class Echopanel(Section):
+    """What this tool knows of EchoPanel: its provider variants, defaults and concurrency."""
+
     providers: tuple[str, ...]
     modes: tuple[str, ...]
     source: str
@@ -329,6 +352,8 @@ class ServerErrors(Section):
 
 @section
 class SmokeApi(Section):
+    """Mistral's SDK as smoke's API client needs it."""
+
     min_sdk: str
     install_spec: str
     key_vars: tuple[str, ...]  # env vars holding a Mistral API key, first wins
@@ -337,6 +362,8 @@ class SmokeApi(Section):
 
 @section
 class Smoke(Section):
+    """The smoke test's audio format, pass mark and timeouts."""
+
     sample_rate: int
     chunk_bytes: int
     max_wer: float
@@ -350,6 +377,8 @@ class Smoke(Section):
 
 @section
 class Setup(Section):
+    """The guided path's waits."""
+
     ready_timeout_s: float
     source: str
 
@@ -398,6 +427,8 @@ class Planner(Section):
 
 @section
 class Flags(Section):
+    """How serve reads vLLM's own flags from `vllm serve --help=all`."""
+
     help_timeout_s: float
     known_everywhere: tuple[str, ...]
     mistral_format_flags: tuple[str, ...]
@@ -407,6 +438,8 @@ class Flags(Section):
 
 @section
 class Launch(Section):
+    """How serve starts vLLM and waits for it."""
+
     health_timeout_s: int
     poll_interval_s: float
     confirm_timeout_s: float
@@ -459,6 +492,8 @@ class KnownGpu(Section):
 
 @section
 class Serve(Section):
+    """serve's planning and launching knowledge, one sub-table each."""
+
     model_arch: ModelArch
     planner: Planner
     flags: Flags
@@ -470,6 +505,8 @@ class Serve(Section):
 
 @section
 class VllmInstall(Section):
+    """What `install vllm` needs: Python, disk, and the uv/pip arguments."""
+
     python: str  # a specifier for the venv's Python
     python_source: str
     python_unconfirmed: bool
@@ -554,6 +591,8 @@ class PausedSession(Section):
 
 @section
 class Watch(Section):
+    """watch's thresholds and where each signal lives in vLLM's /metrics."""
+
     interval_s: float
     once_interval_s: float
     timeout_s: float
@@ -614,8 +653,37 @@ class Knowledge(Section):
 @lru_cache(maxsize=1)
 def load() -> Knowledge:
     """Parse compat.toml and build the typed tree, once per process."""
-    text = Path(__file__).with_name("compat.toml").read_text(encoding="utf-8")
-    return build(tomllib.loads(text))
+    return build(_parsed(Path(__file__).with_name("compat.toml")))
+
+
+def _parsed(toml: Path) -> dict[str, Any]:
+    """The TOML as plain data, from a marshal copy in our state dir when it matches the file.
+
+    Parsing the TOML is most of doctor's knowledge cost (about 10 ms of a 0.3 s start-up, and the file grows with
+    every vLLM release); `marshal` reads the same dicts back in a fraction of that. The copy is keyed by the file's
+    size, mtime and our Python's version, written atomically, and any problem with it only costs the parse."""
+    import marshal
+
+    from echopanel_setup import paths
+
+    stat = toml.stat()
+    key = f"{stat.st_size}-{stat.st_mtime_ns}-{sys.version_info[0]}.{sys.version_info[1]}"
+    cache = paths.state_dir() / "knowledge-cache.marshal"
+    try:
+        stored_key, data = marshal.loads(cache.read_bytes())
+        if stored_key == key and isinstance(data, dict):
+            return data
+    except (OSError, ValueError, EOFError, TypeError):
+        pass
+    data = tomllib.loads(toml.read_text(encoding="utf-8"))
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+        partial.write_bytes(marshal.dumps((key, data)))
+        os.replace(partial, cache)
+    except (OSError, ValueError):
+        pass  # a read-only state dir: parse every time
+    return data
 
 
 def build(data: Mapping[str, Any]) -> Knowledge:
