@@ -124,3 +124,11 @@ def backend_python(checkout: Path, explicit: str | None) -> tuple[Path, str]:
 def describe(checkout: Checkout) -> str:
     """One line for the user: which checkout, and how it was found."""
     return f"EchoPanel checkout {checkout.path} ({checkout.how})"
+
+
+def env_path(config: str | None, checkout: Checkout | None) -> Path | None:
+    """The EchoPanel `.env` doctor, serve, smoke and watch read: `--config FILE`, else the checkout's own `.env`, else
+    none (EchoPanel then has only its environment)."""
+    if config:
+        return Path(config).expanduser()
+    return checkout.env_file if checkout is not None else None

@@ -15,3 +15,4 @@ URL = "VOXTRAL_VLLM_URL"
 DELAY = "VOXTRAL_STREAMING_DELAY_MS"
 MODE = "VOXTRAL_MODE"
 API_KEY = "VOXTRAL_MISTRAL_API_KEY"
+KEYS = (SELECTOR, URL, DELAY, MODE, API_KEY)  # what doctor, serve, smoke and watch take from EchoPanel's settings

@@ -15,14 +15,13 @@ from pathlib import Path
 
 from echopanel_setup import knowledge
 from echopanel_setup.echopanel import contract as contract_mod
-from echopanel_setup.echopanel import discover, dotenv
-from echopanel_setup.echopanel.keys import API_KEY, DELAY, MODE, SELECTOR, URL, VOXTRAL
+from echopanel_setup.echopanel import dotenv
+from echopanel_setup.echopanel.keys import API_KEY, DELAY, KEYS, MODE, SELECTOR, URL, VOXTRAL
 from echopanel_setup.echopanel.probe import MASK, is_secret
 from echopanel_setup.errors import SetupError
 from echopanel_setup.facts.model import Contract, ProviderContract
 from echopanel_setup.url import normalise_echopanel
 
-KEYS = (SELECTOR, URL, DELAY, MODE, API_KEY)  # what doctor, serve, smoke and watch take from EchoPanel's settings
 # Today's published voxtral_official reads these (pranaysuyash/EchoPanel 3845da5
 # server/services/provider_voxtral_official.py); used only when no checkout tells us otherwise.
 PUBLISHED_READS = (URL, DELAY)
@@ -191,14 +190,6 @@ def retire(old: Path) -> Path:
         target = old.with_name(f"{old.name}.migrated.{n}")
     old.rename(target)
     return target
-
-
-def env_path(config: str | None, checkout: discover.Checkout | None) -> Path | None:
-    """The EchoPanel `.env` doctor, serve, smoke and watch read: `--config FILE`, else the checkout's own `.env`, else
-    none (EchoPanel then has only its environment)."""
-    if config:
-        return Path(config).expanduser()
-    return checkout.env_file if checkout is not None else None
 
 
 def values_seen(path: Path | None, environ: Mapping[str, str], keys: tuple[str, ...] = KEYS) -> dict[str, str]:

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from echopanel_setup import __version__, envconfig, paths, ports
+from echopanel_setup.echopanel import discover
 from echopanel_setup.echopanel import probe as echopanel_probe
-from echopanel_setup.echopanel import settings
 from echopanel_setup.facts import gpu, local, network, platform, pyenv, voxtral_c
 from echopanel_setup.facts.model import Facts, ProbeInfo
 from echopanel_setup.url import ServerURL, redact
@@ -59,7 +59,7 @@ def collect(opts: Options, on_wait: Callable[[list[str]], None] | None = None) -
     python, source = pyenv.discover(opts.python)  # BadPythonError surfaces before any work
     checkout = echopanel_probe.locate(opts.echopanel, os.environ, Path.cwd(), Path.home())  # so does a bad --echopanel
 
-    env_file = settings.env_path(opts.config, checkout)
+    env_file = discover.env_path(opts.config, checkout)
     facts.config = _timed(facts, "config", lambda: local.probe_config(env_file))
     configured = opts.url or envconfig.configured_url(facts.config.values)
     # The URL above keeps its credentials (a reverse proxy's Basic auth); what the snapshot keeps never does.

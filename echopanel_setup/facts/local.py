@@ -138,18 +138,20 @@ def redact_cmdline(argv: list[str]) -> str:
 def probe_config(path: Path | None) -> ConfigFacts:
     """EchoPanel's `.env` (None: no checkout and no --config) read by EchoPanel's own rules, merged with the process
     environment, which wins over the file as it does in EchoPanel's backend. Secrets are kept as "<set>" only."""
-    from echopanel_setup.echopanel import dotenv, settings
+    from echopanel_setup.echopanel.keys import KEYS
 
     facts = ConfigFacts(path=str(path) if path else "", exists=path is not None and path.is_file())
     values: dict[str, str] = {}
     if path is not None and facts.exists:
+        from echopanel_setup.echopanel import dotenv  # only with a file: doctor without EchoPanel stays lean
+
         try:
             env = dotenv.read(path)
-            values = {k: v for k, v in env.values.items() if k in settings.KEYS}
-            facts.errors = dotenv.notes(env, settings.KEYS)  # lines that do not set what they look like
+            values = {k: v for k, v in env.values.items() if k in KEYS}
+            facts.errors = dotenv.notes(env, KEYS)  # lines that do not set what they look like
         except OSError as exc:
             facts.errors = [f"cannot read: {exc.strerror or exc}"]
-    for key in settings.KEYS:
+    for key in KEYS:
         if key in os.environ:
             values[key] = os.environ[key]
             facts.from_environment.append(key)

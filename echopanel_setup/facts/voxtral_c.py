@@ -56,7 +56,7 @@ def probe(system: str, echopanel: EchoPanelFacts | None = None, *, force: bool =
 
 def selected_provider(ep: EchoPanelFacts) -> str | None:
     """ECHOPANEL_ASR_PROVIDER as EchoPanel's backend will see it: its environment wins over `.env`."""
-    from echopanel_setup.echopanel.settings import SELECTOR
+    from echopanel_setup.echopanel.keys import SELECTOR
 
     return ep.env.environment.get(SELECTOR) or ep.env.values.get(SELECTOR)
 

@@ -95,7 +95,7 @@ class SmokeResult:
 def _env_file(opts: SmokeOptions, environ: dict[str, str]) -> Path | None:
     """`--config FILE`, else the `.env` of the EchoPanel checkout found here (ECHOPANEL_HOME, cwd, usual places)."""
     checkout = None if opts.config else discover.find(None, environ, Path.cwd(), Path.home())
-    return settings.env_path(opts.config, checkout)
+    return discover.env_path(opts.config, checkout)
 
 
 def resolve(opts: SmokeOptions, environ: dict[str, str] | None = None) -> Target:

@@ -198,7 +198,7 @@ def resolve_url(opts: WatchOptions) -> tuple[ServerURL, str]:
     from echopanel_setup.echopanel import discover, settings
 
     checkout = None if opts.config else discover.find(None, os.environ, Path.cwd(), Path.home())
-    config_path = settings.env_path(opts.config, checkout)
+    config_path = discover.env_path(opts.config, checkout)
     configured = envconfig.configured_url(settings.values_seen(config_path, os.environ))
     if configured:
         return configured, f"{envconfig.URL} in {config_path}"
