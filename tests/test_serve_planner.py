@@ -56,7 +56,7 @@ TABLE = [
     (
         "16 GB RTX 4080",
         [Gpu("NVIDIA GeForce RTX 4080", 16376, 15780, "8.9", 0)],
-        (49500, 0.92, 1, 512, 1, "PIECEWISE", None, None),
+        (49500, 0.91, 1, 512, 1, "PIECEWISE", None, None),  # vLLM 0.20 captures graphs beside the budget
         2,
     ),
     (
@@ -69,7 +69,7 @@ TABLE = [
         "40 GB A100",
         [Gpu("NVIDIA A100-SXM4-40GB", 40960, 40400, "8.0", 0)],
         (49500, 0.92, 1, 1024, 1, "PIECEWISE", None, None),
-        9,
+        10,
     ),
     (
         "48 GB RTX 6000 Ada",
@@ -92,13 +92,13 @@ TABLE = [
     (
         "24 GB desktop, 6 GB in use",
         [Gpu("NVIDIA GeForce RTX 4090", 24564, 18420, "8.9", 0)],
-        (49500, 0.72, 1, 512, 1, "PIECEWISE", None, None),
+        (49500, 0.71, 1, 512, 1, "PIECEWISE", None, None),
         3,
     ),
     (
         "T4 (float16)",
         [Gpu("Tesla T4", 15360, 14923, "7.5", 0)],
-        (49500, 0.92, 1, 512, 1, "PIECEWISE", "half", "TRITON_ATTN"),
+        (49500, 0.91, 1, 512, 1, "PIECEWISE", "half", "TRITON_ATTN"),
         1,
     ),
 ]
@@ -191,7 +191,7 @@ TIGHT = Gpu("tight", 13000, 13000, "8.9")
 
 
 def test_a_tight_card_drops_graphs_then_shortens_the_session() -> None:
-    p = plan(request(TIGHT))
+    p = plan(request(TIGHT, vllm_version="0.21.0"))  # graphs inside the budget, where they compete with the cache
     assert isinstance(p, Plan)
     assert p.cudagraph_mode == "eager" and p.breakdown.graphs == 0
     assert 4096 <= p.max_model_len < 49500
@@ -263,9 +263,9 @@ def test_adjust_follows_vllms_estimate_then_free_memory_then_drops_graphs() -> N
     assert isinstance(smaller, Refusal)  # 7.12 GiB free cannot hold 8.45 GiB of weights: say so, no retry
 
     eager = adjust(req, "cuda-oom", {}, first)
-    assert eager is not None and eager.force_eager and eager.max_utilization == 0.89
+    assert eager is not None and eager.force_eager and eager.max_utilization == 0.88
     third = plan(eager)
-    assert isinstance(third, Plan) and third.cudagraph_mode == "eager" and third.gpu_memory_utilization == 0.89
+    assert isinstance(third, Plan) and third.cudagraph_mode == "eager" and third.gpu_memory_utilization == 0.88
     assert adjust(req, "tokenizer-kwargs", {}, first) is None
 
 

@@ -416,6 +416,8 @@ class Planner(Section):
     graph_base_mib: int
     graph_per_capture_size_mib: int
     graph_full_and_piecewise_factor: float
+    graphs_in_budget_for: str  # a version specifier: vLLM counts CUDA graphs inside its budget
+    graphs_source: str
     block_size: int
     batched_tokens_small: int
     batched_tokens_large: int

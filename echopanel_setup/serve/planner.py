@@ -152,6 +152,7 @@ class Breakdown:
     kv_per_stream: int
     headroom: int  # spare KV cache (more streams) plus `safety`
     safety: int
+    graphs_outside: int = 0  # CUDA graphs vLLM < 0.21 captures beyond the budget, kept free beside it
 
     def parts(self) -> list[tuple[str, int]]:
         return [
@@ -294,8 +295,9 @@ class _Fixed:
     weights: int
     activations: int
     non_torch: int
-    graphs: int
+    graphs: int  # CUDA graphs inside vLLM's budget (vLLM >= 0.21 profiles them)
     safety: int
+    outside: int = 0  # CUDA graphs vLLM < 0.21 captures beyond its budget: kept free beside it
 
     @property
     def total(self) -> int:
@@ -309,12 +311,15 @@ def _fixed(req: PlanRequest, tp: int, batched: int, streams: int, mode: GraphMod
         graphs = k.graph_base_mib + k.graph_per_capture_size_mib * capture_sizes(streams, batched)
         if mode == "FULL_AND_PIECEWISE":
             graphs = math.ceil(graphs * k.graph_full_and_piecewise_factor)
+    # Unknown version: booked on both sides, which is safe whichever way vLLM counts them.
+    counted = in_range(req.vllm_version, k.graphs_in_budget_for)
     return _Fixed(
         weights=math.ceil(req.weights_mib / tp),
         activations=math.ceil(k.activation_base_mib + k.activation_per_batched_token_mib * batched),
         non_torch=k.non_torch_mib + (k.nccl_mib if tp > 1 else 0),
-        graphs=graphs,
+        graphs=graphs if counted is not False else 0,
         safety=k.safety_mib,
+        outside=graphs if counted is not True else 0,
     )
 
 
@@ -332,16 +337,27 @@ def _minutes(tokens: int, arch: ModelArch) -> float:
     return tokens * arch.ms_per_token / 60_000
 
 
-def _budget(gpus: tuple[Gpu, ...], req: PlanRequest) -> tuple[int, int, int, int, float]:
-    """(total, free, usable, budget, utilisation) per GPU for a tensor-parallel group."""
+def _budget(gpus: tuple[Gpu, ...], req: PlanRequest, outside: int = 0) -> tuple[int, int, int, int, float]:
+    """(total, free, usable, budget, utilisation) per GPU for a tensor-parallel group; `outside` MiB (CUDA graphs
+    that vLLM < 0.21 captures beyond its budget) must stay free beside it.
+
+    vLLM applies one utilisation to each GPU's own total and checks it against that GPU's free memory, so the
+    utilisation is the smallest (free_i - margin - outside) / total_i: the smallest total with the busiest card's
+    free memory would ask the busy card for more than it has. The budget is that share of the smallest card."""
     k = _k()
     total = min(g.total_mib for g in gpus)
-    free = min(g.free_mib if g.free_mib is not None else g.total_mib for g in gpus)
+    free = min(_free(g) for g in gpus)
     cap = min(k.max_utilization, req.max_utilization or 1.0)
-    after_margin = free - k.margin_mib
-    usable = max(0, min(after_margin, math.floor(total * cap)))
-    util = max(0.0, min(cap, math.floor(after_margin / total * 100 + 1e-9) / 100))
+    util = max(
+        0.0,
+        min(cap, *(math.floor((_free(g) - k.margin_mib - outside) / g.total_mib * 100 + 1e-9) / 100 for g in gpus)),
+    )
+    usable = max(0, min(min(_free(g) - k.margin_mib - outside for g in gpus), math.floor(total * cap)))
     return total, free, usable, math.floor(total * util), util
+
+
+def _free(g: Gpu) -> int:
+    return g.free_mib if g.free_mib is not None else g.total_mib
 
 
 def _longest(arch: ModelArch, batched: int, tp: int, streams: int, room_mib: int) -> int:
@@ -377,7 +393,13 @@ def plan(req: PlanRequest) -> Plan | Refusal:
             "the vLLM and PyTorch wheels ship no kernels for it",
             [f"Source: {knowledge.load().gpu.sm_source}"],
         )
-    usable_gpus = [g for g in gpus if g.cc is None or g.cc >= floor]
+    full = known_compute_capability(knowledge.load().gpu.full_compute_capability)
+    # bfloat16-capable first, then the most free memory: an idle card before a bigger busy one.
+    usable_gpus = sorted(
+        (g for g in gpus if g.cc is None or g.cc >= floor),
+        key=lambda g: (g.cc is None or g.cc >= full, _free(g), g.total_mib),
+        reverse=True,
+    )
     tp_sizes = tensor_parallel_sizes(req.arch)
     if req.tensor_parallel is not None:
         if req.tensor_parallel not in tp_sizes:
@@ -393,7 +415,10 @@ def plan(req: PlanRequest) -> Plan | Refusal:
         sizes = [n for n in tp_sizes if n <= len(usable_gpus)]
     first: Plan | Refusal | None = None
     for tp in sizes:
-        result = _plan_group(req, tuple(usable_gpus[:tp]))
+        # One GPU: any card that fits alone beats splitting the model over a busy one.
+        groups = [(g,) for g in usable_gpus] if tp == 1 else [tuple(usable_gpus[:tp])]
+        attempts = [_plan_group(req, group) for group in groups]
+        result = next((r for r in attempts if isinstance(r, Plan)), attempts[0])
         if isinstance(result, Plan):
             if tp > 1 and req.tensor_parallel is None:
                 result.notes.append(
@@ -424,20 +449,22 @@ def _plan_group(req: PlanRequest, gpus: tuple[Gpu, ...]) -> Plan | Refusal:
     chosen = None
     for batched, eager in candidates:  # full session first, with the fewest sacrifices
         fixed = _fixed(req, tp, batched, streams, _graph_mode(req.vllm_version, eager))
-        if streams * stream_mib(arch, batched, wanted, tp) <= budget - fixed.total:
-            chosen = (batched, eager, wanted, fixed)
+        shares = _budget(gpus, req, fixed.outside)
+        if streams * stream_mib(arch, batched, wanted, tp) <= shares[3] - fixed.total:
+            chosen = (batched, eager, wanted, fixed, shares)
             break
     if chosen is None and not req.session_fixed:
         for batched, eager in candidates:  # then a shorter session
             fixed = _fixed(req, tp, batched, streams, _graph_mode(req.vllm_version, eager))
-            tokens = _longest(arch, batched, tp, streams, budget - fixed.total)
+            shares = _budget(gpus, req, fixed.outside)
+            tokens = _longest(arch, batched, tp, streams, shares[3] - fixed.total)
             if tokens:
-                chosen = (batched, eager, tokens, fixed)
+                chosen = (batched, eager, tokens, fixed, shares)
                 break
     if chosen is None:
         return _refuse(req, gpus, budget, usable, total, free, wanted)
 
-    batched, eager, tokens, fixed = chosen
+    batched, eager, tokens, fixed, (total, free, usable, budget, util) = chosen
     per_stream = stream_mib(arch, batched, tokens, tp)
     room = budget - fixed.total
     kv = streams * per_stream
@@ -455,6 +482,7 @@ def _plan_group(req: PlanRequest, gpus: tuple[Gpu, ...]) -> Plan | Refusal:
         kv_per_stream=per_stream,
         headroom=budget - fixed.weights - fixed.activations - fixed.non_torch - fixed.graphs - kv,
         safety=fixed.safety,
+        graphs_outside=fixed.outside,
     )
     fp16 = any(
         g.cc is not None and g.cc < known_compute_capability(knowledge.load().gpu.full_compute_capability) for g in gpus
@@ -513,6 +541,17 @@ def _explain(req: PlanRequest, p: Plan, wanted: int, eager: bool) -> None:
         reasons.append("free GPU memory unknown: assumed all free")
     if req.hypothetical:
         reasons.append("planned for another machine: its GPU assumed otherwise idle")
+    outside = p.breakdown.graphs_outside
+    if outside and p.breakdown.graphs:
+        p.notes.append(
+            f"CUDA graphs ({outside} MiB) are booked both inside and beside vLLM's budget: the vLLM version is "
+            "unknown, and only 0.21+ counts them inside."
+        )
+    elif outside:
+        p.notes.append(
+            f"vLLM {req.vllm_version} captures CUDA graphs beyond --gpu-memory-utilization (0.21+ counts them inside): "
+            f"{outside} MiB of them are kept free beside the budget."
+        )
     if eager and not req.force_eager:
         p.notes.append(
             "CUDA graphs are off (--enforce-eager): their memory is needed for the cache. Decoding is a little slower."
