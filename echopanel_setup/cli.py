@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from echopanel_setup.serve.context import ServeOptions
+    from echopanel_setup.smoke.runner import SmokeOptions
     from echopanel_setup.tunnel.main import TunnelOptions
     from echopanel_setup.ui import Spinner
 
@@ -773,6 +774,18 @@ def smoke(
             "ECHOPANEL_VOXTRAL_STREAMING_DELAY, else 1.0).",
         ),
     ] = None,
+    streams: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Run N realtime sessions at once, each paced like a live microphone with the clip looped: does the "
+            "server carry N streams in real time (lag, kept up, WER per stream; serve's plan compared)?",
+        ),
+    ] = None,
+    duration: Annotated[
+        float | None,
+        typer.Option(metavar="SECONDS", help="With --streams: seconds of audio per stream (default 30)."),
+    ] = None,
     json_out: Annotated[
         bool,
         typer.Option(
@@ -787,12 +800,17 @@ def smoke(
     """
     from echopanel_setup.smoke import render, runner
 
-    if client is None and mode is None and not http:
+    if duration is not None and streams is None:
+        raise UsageError("--duration goes with --streams N (the seconds of audio each stream sends)")
+    if streams is not None and client not in (None, Client.realtime):
+        raise UsageError("--streams opens realtime sessions itself: drop --client")
+    if client is None and mode is None and not http and streams is None:
         from echopanel_setup.smoke.echopanel import default_client
 
         chosen, why = default_client(echopanel)
     else:
-        chosen, why = (client.value if client else "realtime"), ("--client" if client else "--mode/--http")
+        chosen = client.value if client else "realtime"
+        why = "--client" if client else ("--streams" if streams is not None else "--mode/--http")
     if chosen == "echopanel":
         base = url.http_base if url is not None else None
         _smoke_echopanel(why, echopanel, echopanel_python, base, audio, expect, max_wer, fast, json_out)
@@ -814,6 +832,8 @@ def smoke(
         timeout=timeout,
         config=config,
     )
+    if streams is not None:
+        _smoke_streams(opts, streams, duration, json_out)
     with render.progress(enabled=not json_out and sys.stderr.isatty()) as status:
         result = runner.run(opts, status=status)
     if json_out:
@@ -822,6 +842,22 @@ def smoke(
         output.write_json(render.to_document(result))
     else:
         render.render_human(result)
+    raise typer.Exit(result.exit_code)
+
+
+def _smoke_streams(opts: SmokeOptions, streams: int, duration: float | None, json_out: bool) -> NoReturn:
+    """`smoke --streams N`: N sessions at once; one report, its exit code."""
+    from echopanel_setup.smoke import render, streams_render
+    from echopanel_setup.smoke import streams as streams_mod
+
+    with render.progress(enabled=not json_out and sys.stderr.isatty()) as status:
+        result = streams_mod.run(opts, streams, duration, status)
+    if json_out:
+        from echopanel_setup import output
+
+        output.write_json(streams_render.to_document(result))
+    else:
+        streams_render.render_human(result)
     raise typer.Exit(result.exit_code)
 
 

@@ -99,6 +99,7 @@ class ModelBehaviour:
     delay_ms: int = 480
     api_key: str | None = None
     step_s: float = 0.0  # compute time per 80 ms step
+    session_step_s: tuple[float, ...] = ()  # per session, in the order they open (then step_s): one slow stream
     error_after_samples: tuple[int, str, str] | None = None  # (samples, code, message), once
     drop_after_samples: int | None = None  # once: the server process dies (no close frame)
     realtime_route: bool = True
@@ -274,11 +275,13 @@ class RealtimeModel:
     async def _session(self, ws: ServerConnection) -> None:
         log = SessionLog()
         self.sessions.append(log)
+        index = len(self.sessions) - 1
         await ws.send(json.dumps({"type": "session.created", "id": f"sess-{len(self.sessions)}", "created": 0}))
+        step_s = self.b.session_step_s[index] if index < len(self.b.session_step_s) else self.b.step_s
         with contextlib.suppress(ConnectionClosed):
-            await self._events(ws, log)
+            await self._events(ws, log, step_s)
 
-    async def _events(self, ws: ServerConnection, log: SessionLog) -> None:
+    async def _events(self, ws: ServerConnection, log: SessionLog, step_s: float) -> None:
         b = self.b
         delay = b.delay_ms * RATE // 1000
         rec = _ScriptRecogniser(*b.script, delay) if b.script else _Recogniser(self.vocabulary, delay)
@@ -344,8 +347,8 @@ class RealtimeModel:
                             }
                         )
                         break
-                    if b.step_s:
-                        await asyncio.sleep(b.step_s)
+                    if step_s:
+                        await asyncio.sleep(step_s)
                     text = rec.step(steps * FRAME)
                     if text:
                         log.texts.append(text)

@@ -176,6 +176,23 @@ def test_smoke_results_are_envelopes(cli: Cli) -> None:
     assert doc["passed"] and doc["error"] is None
 
 
+@pytest.mark.slow
+def test_smoke_streams_results_and_errors_are_envelopes(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    import functools
+
+    from realtime_kit import ModelBehaviour, RealtimeModel
+
+    from echopanel_setup.smoke import audio, streams
+
+    clip = audio.bundled()
+    monkeypatch.setattr(streams, "run", functools.partial(streams.run, speed=4.0))
+    with RealtimeModel({}, ModelBehaviour(script=(clip.pcm, clip.reference or ""), max_model_len=None)) as server:
+        doc = envelope(cli("smoke", "--json", "--url", server.url, "--streams", "2", "--duration", "1"), "smoke")
+    assert doc["passed"] and doc["streams"]["carried"] == 2
+    unreachable = ("smoke", "--json", "--streams", "2", "--url", f"http://127.0.0.1:{closed_port()}")
+    assert "127.0.0.1" in error_of(cli(*unreachable), "smoke", 3, "external")["message"]
+
+
 def test_a_failure_raised_as_an_error_is_a_failed_document(cli: Cli, tmp_path: Path) -> None:
     error = error_of(
         cli("install", "voxtral", "--json", "--verify", "--dir", str(tmp_path)), "install voxtral", 1, "failed"

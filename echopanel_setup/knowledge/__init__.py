@@ -361,6 +361,16 @@ class SmokeApi(Section):
 
 
 @section
+class SmokeStreams(Section):
+    """`smoke --streams N`: how long each stream runs, and when a stream counts as fallen behind."""
+
+    default_duration_s: float
+    max_streams: int
+    max_lag_growth_s: float
+    source: str
+
+
+@section
 class Smoke(Section):
     """The smoke test's audio format, pass mark and timeouts."""
 
@@ -373,6 +383,7 @@ class Smoke(Section):
     source: str
     server_errors: ServerErrors
     api: SmokeApi
+    streams: SmokeStreams
 
 
 @section

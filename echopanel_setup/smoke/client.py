@@ -48,16 +48,35 @@ class Limits:
         return cls(s.connect_timeout_s, s.session_timeout_s, float(done_s or s.done_timeout_s))
 
 
+@dataclass
+class Trace:
+    """When each audio chunk went out (with the bytes of audio sent so far) and each delta came in: what
+    `smoke --streams` turns into the lag between audio and its text."""
+
+    sent: list[tuple[float, int]] = field(default_factory=list)
+    texts: list[tuple[float, str]] = field(default_factory=list)
+
+
 def transcribe(
     server: ServerURL, model: str, pcm: bytes, *, api_key: str | None, fast: bool, limits: Limits
 ) -> Transcript:
     """Stream `pcm` (16 kHz mono PCM16) through the server's realtime endpoint and return the transcript."""
-    return asyncio.run(_transcribe(server, model, pcm, api_key=api_key, fast=fast, limits=limits))
+    return asyncio.run(stream(server, model, pcm, api_key=api_key, fast=fast, limits=limits))
 
 
-async def _transcribe(
-    server: ServerURL, model: str, pcm: bytes, *, api_key: str | None, fast: bool, limits: Limits
+async def stream(
+    server: ServerURL,
+    model: str,
+    pcm: bytes,
+    *,
+    api_key: str | None,
+    fast: bool,
+    limits: Limits,
+    speed: float = 1.0,
+    trace: Trace | None = None,
 ) -> Transcript:
+    """One realtime session. `speed` scales the microphone's pace (tests run the clock faster); `trace`, when
+    given, records when each chunk was sent and each delta arrived."""
     from websockets.asyncio.client import connect
 
     ws_url = server.ws_url
@@ -90,10 +109,10 @@ async def _transcribe(
             )
         await ws.send(json.dumps({"type": "session.update", "model": model}))
         await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
-        state = _Received()
+        state = _Received(trace=trace)
         receiver = asyncio.create_task(_receive(ws, state))
         try:
-            await _send_audio(ws, pcm, fast, receiver, state, t)
+            await _send_audio(ws, pcm, fast, receiver, state, t, speed)
             final_sent = time.monotonic()
             try:
                 await asyncio.wait_for(asyncio.shield(receiver), timeout=limits.done_s)
@@ -139,14 +158,17 @@ class _Received:
     usage: dict[str, Any] | None = None
     first_delta: float | None = None
     audio_started: float | None = None
+    trace: Trace | None = None
 
 
-async def _send_audio(ws, pcm: bytes, fast: bool, receiver: asyncio.Task, state: _Received, t: Timings) -> None:
-    """Append chunks (on a microphone's schedule unless `fast`), then the final commit."""
+async def _send_audio(
+    ws, pcm: bytes, fast: bool, receiver: asyncio.Task, state: _Received, t: Timings, speed: float = 1.0
+) -> None:
+    """Append chunks (on a microphone's schedule, `speed` times as fast, unless `fast`), then the final commit."""
     from websockets.exceptions import ConnectionClosed
 
     size = knowledge.load().smoke.chunk_bytes
-    chunk_s = size / 2 / RATE
+    chunk_s = size / 2 / RATE / speed
     state.audio_started = began = time.monotonic()
     try:
         for n, offset in enumerate(range(0, len(pcm), size)):
@@ -157,6 +179,8 @@ async def _send_audio(ws, pcm: bytes, fast: bool, receiver: asyncio.Task, state:
                 t.paced_s += lag
             audio = base64.b64encode(pcm[offset : offset + size]).decode("ascii")
             await ws.send('{"type": "input_audio_buffer.append", "audio": "' + audio + '"}')
+            if state.trace is not None:
+                state.trace.sent.append((time.monotonic(), min(len(pcm), offset + size)))
         if not receiver.done():
             await ws.send(json.dumps({"type": "input_audio_buffer.commit", "final": True}))
     except ConnectionClosed:
@@ -182,6 +206,8 @@ async def _receive(ws, state: _Received) -> None:
                     state.first_delta = time.monotonic()
                 state.deltas += 1
                 state.parts.append(str(event.get("delta", "")))
+                if state.trace is not None and state.parts[-1]:
+                    state.trace.texts.append((time.monotonic(), state.parts[-1]))
             elif kind == "transcription.done":
                 state.text = str(event.get("text", ""))
                 state.usage = event.get("usage") if isinstance(event.get("usage"), dict) else None
