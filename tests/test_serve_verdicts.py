@@ -4,10 +4,12 @@ capture CUDA graphs beyond their memory budget (issue 18, "Wrong verdicts")."""
 from __future__ import annotations
 
 import pytest
-from conftest import Cli
+from conftest import Cli, run_cli
 from facts_kit import FACTS_DIR
+from serve_kit import Machine, machine_fixture, venv_fixture  # noqa: F401 - fixtures
 
 from echopanel_setup import knowledge
+from echopanel_setup.serve import launcher
 from echopanel_setup.serve.planner import Gpu, Plan, PlanRequest, builtin_arch, plan
 
 MARGIN = knowledge.load().serve.planner.margin_mib
@@ -74,3 +76,15 @@ def test_every_format_carries_the_graphs_beside_the_budget(cli: Cli, fmt: str) -
     run = cli("serve", "--facts", str(FACTS_DIR / "linux-4090-desktop.json"), "--format", fmt)
     assert run.code == 0, run.err
     assert "0.71" in run.out and "0.72" not in run.out
+
+
+@pytest.mark.slow
+def test_detach_on_ipv6_loopback_reaches_the_server(machine: Machine) -> None:
+    """Regression: `--host ::1` crashed (exit 4) after vLLM started: the URL to wait on was http://::1:PORT."""
+    out = run_cli(*machine.args("--detach", "--host", "::1"))
+    assert out.returncode == 0, out.stderr
+    record = launcher.Record.read()
+    assert record is not None and record.url == f"http://[::1]:{machine.port}"
+    assert "] ready" in out.stderr
+    stopped = run_cli("serve", "stop")
+    assert stopped.returncode == 0, stopped.stderr

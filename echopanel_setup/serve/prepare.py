@@ -104,7 +104,10 @@ def deployment(opts: ServeOptions, ctx: Context, built: Built) -> formats.Deploy
 
 
 def connect_host(host: str) -> str:
-    return {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(host, host)
+    """The host part of a URL that reaches a server bound to `host` from this machine: the wildcard addresses become
+    loopback, and an IPv6 literal gets its brackets (`http://::1:8001` is no URL)."""
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 def good_key(plan: planner.Plan, version: str | None) -> str:
