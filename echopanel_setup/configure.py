@@ -373,16 +373,19 @@ def _mode(opts: ConfigureOptions, facts: Facts, existing: dict[str, str]) -> tup
     """(mode, why); mode None when nothing points at Voxtral and this machine cannot serve it."""
     if opts.mode:
         return opts.mode, "--mode"
+    tunnel = _running_tunnel()
     if opts.url:
+        if tunnel is not None and _through(opts.url, tunnel.local_port):
+            return "remote", f"--url is the tunnel to {tunnel.host}"
         return ("local" if is_loopback(opts.url) else "remote"), "--url"
     if existing.get(MODE) == "api":
         return "api", f"{MODE}=api in the existing file"
+    if tunnel is not None and (not existing.get(URL) or _through(existing[URL], tunnel.local_port)):
+        return "remote", f"the running tunnel to {tunnel.host} (`echopanel-setup tunnel status`)"
     if existing.get(SELECTOR, VOXTRAL) == VOXTRAL and existing.get(URL):
         return ("local" if is_loopback(existing[URL]) else "remote"), f"{URL} in the existing file"
     if _running_server() is not None:
         return "local", "the vLLM server `echopanel-setup serve` started on this machine"
-    if (tunnel := _running_tunnel()) is not None:
-        return "remote", f"the running tunnel to {tunnel.host} (`echopanel-setup tunnel status`)"
     why_not = _why_not_local(facts)
     return (None, why_not) if why_not else ("local", "doctor found Linux with an NVIDIA GPU")
 
@@ -569,6 +572,15 @@ def _running_tunnel() -> TunnelRecord | None:
     from echopanel_setup.tunnel import records
 
     return records.current()
+
+
+def _through(url: str, local_port: int) -> bool:
+    """`url` is this machine's end of the tunnel."""
+    try:
+        parsed = ServerURL.parse(url)
+    except UsageError:
+        return False
+    return parsed.is_loopback and parsed.port == local_port
 
 
 def _url(

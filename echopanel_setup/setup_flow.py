@@ -114,6 +114,61 @@ class FlowUi(Protocol):
     def confirm(self, question: str) -> bool: ...
 
 
+# The mode a `setup --mode` chose, kept in our state dir (never in EchoPanel's files). A remote server reached through
+# `tunnel start` has a loopback URL, which alone reads as a server on this machine: a rerun resumes the choice
+# instead of guessing it from the URL.
+_CHOSEN = "setup_choice"
+
+
+def remember(mode: str, url: ServerURL | None) -> None:
+    """Record the mode (and server) this run was told to use; the URL without credentials, and the tunnel it goes
+    through when one of ours forwards its port."""
+    from datetime import datetime, timezone
+
+    from echopanel_setup import paths
+    from echopanel_setup.tunnel import records
+
+    tunnel = records.current()
+    through = tunnel is not None and url is not None and url.is_loopback and url.port == tunnel.local_port
+    paths.write_state(
+        {
+            _CHOSEN: {
+                "mode": mode,
+                "url": url.display if url is not None else None,
+                "tunnel": tunnel.host if through and tunnel is not None else None,
+                "chosen_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            }
+        }
+    )
+
+
+def resume(opts: SetupOptions) -> tuple[SetupOptions, str] | None:
+    """The options with the last chosen mode (and its server), and why; None when this run chooses for itself
+    (--mode or --provider given, another --url, or nothing recorded)."""
+    from echopanel_setup import paths
+    from echopanel_setup.tunnel import records
+
+    saved = paths.read_state().get(_CHOSEN)
+    if opts.mode is not None or opts.provider is not None or not isinstance(saved, dict):
+        return None
+    mode, shown = saved.get("mode"), saved.get("url")
+    if mode not in ("local", "remote", "api") or (opts.url is not None and opts.url.display != shown):
+        return None
+    try:
+        url = opts.url or (ServerURL.parse(shown) if isinstance(shown, str) else None)
+    except UsageError:
+        return None
+    why = f"resumed: the last `setup --mode {mode}` chose it on {saved.get('chosen_at', '?')}"
+    if url is not None:
+        why += f" for {url.display}"
+    if host := saved.get("tunnel"):
+        running = records.current()
+        why += f" through the tunnel to {host}" + (
+            "" if running is not None else f" (not running: `echopanel-setup tunnel start {host}`)"
+        )
+    return replace(opts, mode=mode, url=url), f"{why}; --mode to choose again"
+
+
 def run_command(argv: list[str], stdout: int | None = None) -> int:
     """Run one of our own commands in the foreground, its output live (`stdout=2`: on our stderr); its exit code."""
     proc = subprocess.Popen(argv, stdout=stdout)
@@ -149,6 +204,9 @@ class Flow:
         self.server_proc: subprocess.Popen | None = None
         self.started_with_delay: int | None = None  # the delay `serve` was started with in this run
         self.facts: Facts | None = None  # doctor's, once it ran
+        self.resumed: str | None = None  # why the mode came from the last run's choice
+        if (resumed := resume(opts)) is not None:
+            self.opts, self.resumed = resumed
 
     # --- output ---
 
@@ -172,6 +230,8 @@ class Flow:
         try:
             doctor_run = self._doctor()
             mode = self.mode = doctor_run.mode
+            if self.opts.mode is not None and self.resumed is None and not self.opts.dry_run:
+                remember(self.opts.mode, self.opts.url)
             self.facts = doctor_run.facts
             if setup_voxtral_c.wanted(self.opts.provider, self.opts.mode, doctor_run.facts):
                 return setup_voxtral_c.run(self, doctor_run)
@@ -230,7 +290,8 @@ class Flow:
         verdict = (
             f"{failed} required check{'s' if failed != 1 else ''} failed" if failed else "every required check passes"
         )
-        self._line("✓" if not failed else "!", "doctor", f"{run.mode} mode ({run.mode_reason}): {verdict}")
+        why = self.resumed or run.mode_reason
+        self._line("✓" if not failed else "!", "doctor", f"{run.mode} mode ({why}): {verdict}")
         return run
 
     def _server_key(self, mode: str | None) -> str | None:

@@ -407,8 +407,8 @@ def test_the_port_of_a_detached_server_is_written(cli: Cli, checkout: Path) -> N
     assert "`echopanel-setup serve` started here" in out
 
 
-def test_a_running_tunnel_is_the_default_url(cli: Cli, checkout: Path) -> None:
-    """Issue 15 item 4: after `tunnel start HOST`, configure writes http://127.0.0.1:LOCAL (the tunnel's record)."""
+def _tunnel_record() -> None:
+    """A running tunnel of ours (this process stands in for its supervisor): 127.0.0.1:8011 -> gpu-box:8001."""
     import psutil
 
     from echopanel_setup.tunnel import records
@@ -425,10 +425,27 @@ def test_a_running_tunnel_is_the_default_url(cli: Cli, checkout: Path) -> None:
         started_at="now",
         state="up",
     ).write()
+
+
+def test_a_running_tunnel_is_the_default_url(cli: Cli, checkout: Path) -> None:
+    """Issue 15 item 4: after `tunnel start HOST`, configure writes http://127.0.0.1:LOCAL (the tunnel's record)."""
+    _tunnel_record()
     code, out, err = configure(cli, checkout, facts="macos-arm64")
     assert code == 0, err
     assert values(checkout / ".env")[URL] == "http://127.0.0.1:8011"
     assert "Mode:     remote (the running tunnel to gpu-box" in out and "tunnel to gpu-box:8001" in out
+
+
+def test_the_tunnels_loopback_url_stays_remote_mode(cli: Cli, checkout: Path) -> None:
+    """Issue 18: the tunnel's end is a loopback URL, in the file or given as --url: still remote mode, on a GPU box
+    too (a loopback URL alone would read as a server on this machine)."""
+    _tunnel_record()
+    (checkout / ".env").write_text("VOXTRAL_VLLM_URL=http://127.0.0.1:8011\n")
+    code, out, _ = configure(cli, checkout, "--yes", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["mode"] == "remote" and "the running tunnel to gpu-box" in doc["reasons"]["mode"]
+    code, out, _ = configure(cli, checkout, "--url", "http://127.0.0.1:8011", "--yes", "--json")
+    assert code == 0 and json.loads(out)["reasons"]["mode"] == "--url is the tunnel to gpu-box"
 
 
 def test_the_retired_echopanel_env_is_migrated_with_consent(cli: Cli, checkout: Path) -> None:

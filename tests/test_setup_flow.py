@@ -149,6 +149,18 @@ def test_remote_flow_end_to_end(cli: Cli, env_file: Path) -> None:
     assert "no EchoPanel checkout here" in out and not env_file.exists()
 
 
+def test_a_rerun_resumes_the_mode_setup_was_told_not_the_one_a_loopback_url_suggests(cli: Cli) -> None:
+    """A remote server through a tunnel has a loopback URL: a plain rerun must not take it for local (issue 18)."""
+    with VllmStandIn(exact(CLIP.pcm)) as server:
+        assert cli("setup", "--mode", "remote", "--url", server.url, "--yes").code == 0
+        code, out, err = cli("setup", "--yes")
+        assert code == 0, out + err
+        assert "remote mode (resumed: the last `setup --mode remote` chose it on " in out
+        assert f"for {server.url}; --mode to choose again)" in out and "Voxtral is set up for EchoPanel." in out
+        code, out, _ = cli("setup", "--mode", "local", "--dry-run", "--yes")  # an explicit --mode always wins
+        assert "local mode (--mode)" in out
+
+
 def test_a_failing_smoke_stops_before_configure(cli: Cli, env_file: Path) -> None:
     with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(transcript="nothing like it")) as server:
         code, out, _ = cli("setup", "--mode", "remote", "--url", server.url, "--yes")

@@ -238,3 +238,26 @@ def test_serve_on_a_host_without_echopanel_prints_the_matching_tunnel_command(ma
     checkout = make_checkout(tmp_path / "EchoPanel")  # EchoPanel runs here: no tunnel needed
     doc = json.loads(run_cli(*machine.args("--json"), env={"ECHOPANEL_HOME": str(checkout)}).stdout)
     assert not any("tunnel start" in n for n in doc["notes"])
+
+
+@needs_sshd
+@pytest.mark.slow
+def test_setup_through_a_tunnel_is_resumed_as_remote(cli: Cli, sshd: SshdStandIn) -> None:
+    from smoke_kit import VllmStandIn, exact
+
+    from echopanel_setup.smoke import audio
+
+    clip = audio.bundled()
+    with VllmStandIn(exact(clip.pcm)) as server:
+        assert start(cli, sshd, int(server.url.rsplit(":", 1)[1])).code == 0
+        record = records.current()
+        assert record is not None
+        first = cli("setup", "--mode", "remote", "--url", record.url, "--yes")
+        assert first.code == 0, first.out + first.err
+        again = cli("setup", "--yes")
+        assert again.code == 0, again.out + again.err
+        assert "remote mode (resumed: the last `setup --mode remote` chose it on " in again.out
+        assert f"for {record.url} through the tunnel to gpu; --mode to choose again)" in again.out
+        cli("tunnel", "stop")
+        down = cli("setup", "--yes")
+    assert down.code == 1 and "through the tunnel to gpu (not running: `echopanel-setup tunnel start gpu`)" in down.out
