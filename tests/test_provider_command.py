@@ -183,7 +183,10 @@ def test_check_warns_when_the_served_delay_differs(checkout: Path, tmp_path: Pat
     model.mkdir()
     (model / "tekken.json").write_text('{"audio": {"transcription_delay_ms": 720}}', encoding="utf-8")
     port = closed_port()
-    launcher.Record(0, 0.0, f"http://127.0.0.1:{port}", "x", ["vllm", "serve", str(model)], "log", "now", True).write()
+    record = launcher.Record(
+        4242, 0.0, f"http://127.0.0.1:{port}", "x", ["vllm", "serve", str(model)], "log", "now", True
+    )
+    record.write()  # a pid of 0 or 1 is not a record (serve: set aside as unusable)
     (checkout / ".env").write_text(f"VOXTRAL_VLLM_URL=http://127.0.0.1:{port}\n", encoding="utf-8")
     code, out, _ = cli(monkeypatch, capsys, "check", "--echopanel", str(checkout), "--json")
     notes = " ".join(json.loads(out)["notes"])
