@@ -628,3 +628,14 @@ def test_doctor_reads_the_checkouts_env_and_config_names_another(cli: Cli, check
     other.write_text("VOXTRAL_VLLM_URL=http://staging:8001\n")
     code, out, _ = cli("doctor", "--offline", "--json", "--config", str(other), "--only", "config.values")
     assert json.loads(out)["facts"]["config"]["values"] == {URL: "http://staging:8001"}
+
+
+def test_doctor_names_a_leftover_echopanel_env(cli: Cli, tmp_path: Path) -> None:
+    """Someone upgrading sees why their old settings do nothing, and what carries them over."""
+    legacy = paths.legacy_echopanel_env()
+    legacy.parent.mkdir(parents=True)
+    legacy.write_text("VOXTRAL_VLLM_URL=http://gpu.lan:8001\n")
+    none = str(tmp_path / "none.env")
+    code, out, _ = cli("doctor", "--offline", "--json", "--config", none, "--only", "config.values")
+    (check,) = json.loads(out)["checks"]
+    assert any("EchoPanel never read it" in d and str(legacy) in d for d in check["details"]), check

@@ -17,6 +17,11 @@ from echopanel_setup.url import is_loopback
 def values(facts: Facts, mode: str) -> Outcome:
     """The file parses, each key has a valid value, and it selects Voxtral in the mode being checked."""
     c = facts.config
+    legacy = (
+        [f"{c.legacy}: written by an earlier echopanel-setup; EchoPanel never read it (`configure` carries it over)"]
+        if c.legacy
+        else []
+    )
     if not c.exists and not c.values:
         if mode == "local" and not (facts.platform.system == "Linux" and facts.gpu.devices):
             fix = Fix(
@@ -33,15 +38,14 @@ def values(facts: Facts, mode: str) -> Outcome:
             return Outcome(
                 Status.WARN,
                 "no EchoPanel checkout here, so no .env to read (--echopanel PATH, or --config FILE for another)",
-                [],
+                legacy,
                 fix,
                 advisory=True,
             )
-        return Outcome(Status.WARN, f"no EchoPanel settings in {c.path}", [], fix, advisory=True)
+        return Outcome(Status.WARN, f"no EchoPanel settings in {c.path}", legacy, fix, advisory=True)
     problems = [*c.errors, *envconfig.validate(c.values)]
-    env_note = (
-        [f"From the environment (overrides the file): {', '.join(c.from_environment)}"] if c.from_environment else []
-    )
+    overrides = ", ".join(c.from_environment)
+    env_note = [*([f"From the environment (overrides the file): {overrides}"] if overrides else []), *legacy]
     if problems:
         return Outcome(
             Status.FAIL,

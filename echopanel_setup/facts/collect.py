@@ -60,7 +60,7 @@ def collect(opts: Options, on_wait: Callable[[list[str]], None] | None = None) -
     checkout = echopanel_probe.locate(opts.echopanel, os.environ, Path.cwd(), Path.home())  # so does a bad --echopanel
 
     env_file = discover.env_path(opts.config, checkout)
-    facts.config = _timed(facts, "config", lambda: local.probe_config(env_file))
+    facts.config = _timed(facts, "config", lambda: local.probe_config(env_file, paths.legacy_echopanel_env()))
     configured = opts.url or envconfig.configured_url(facts.config.values)
     # The URL above keeps its credentials (a reverse proxy's Basic auth); what the snapshot keeps never does.
     facts.config.values = {k: redact(v) if "://" in v else v for k, v in facts.config.values.items()}

@@ -135,12 +135,13 @@ def redact_cmdline(argv: list[str]) -> str:
     return " ".join(out)
 
 
-def probe_config(path: Path | None) -> ConfigFacts:
+def probe_config(path: Path | None, legacy: Path | None = None) -> ConfigFacts:
     """EchoPanel's `.env` (None: no checkout and no --config) read by EchoPanel's own rules, merged with the process
     environment, which wins over the file as it does in EchoPanel's backend. Secrets are kept as "<set>" only."""
     from echopanel_setup.echopanel.keys import KEYS
 
     facts = ConfigFacts(path=str(path) if path else "", exists=path is not None and path.is_file())
+    facts.legacy = str(legacy) if legacy is not None and legacy.is_file() else None
     values: dict[str, str] = {}
     if path is not None and facts.exists:
         from echopanel_setup.echopanel import dotenv  # only with a file: doctor without EchoPanel stays lean

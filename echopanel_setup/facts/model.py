@@ -247,6 +247,7 @@ class ConfigFacts:
     values: dict[str, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     from_environment: list[str] = field(default_factory=list)  # keys that the process environment overrides
+    legacy: str | None = None  # the per-user echopanel.env an earlier echopanel-setup wrote, when it is still there
 
 
 @dataclass
