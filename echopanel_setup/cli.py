@@ -1090,8 +1090,8 @@ def configure(
         str | None,
         typer.Option(
             metavar="KEY",
-            help="API mode: the Mistral key to store (- reads it from standard input). Default: a reference to "
-            "MISTRAL_API_KEY.",
+            help="API mode: the Mistral key to store in .env (- reads it from standard input). Default: none written; "
+            "the provider falls back to MISTRAL_API_KEY in its environment.",
         ),
     ] = None,
     output: Annotated[
@@ -1147,7 +1147,8 @@ def configure(
     json_out: Annotated[
         bool,
         typer.Option(
-            "--json", help="Print one JSON document (secrets masked); like --yes, it does not ask before writing."
+            "--json",
+            help="Print one JSON document (secrets masked); it asks nothing (a checkout found by looking needs --yes).",
         ),
     ] = False,
 ) -> None:
@@ -1157,7 +1158,7 @@ def configure(
     in echopanel-setup's state dir; then read back: what EchoPanel will see, and which environment variables win.
 
     Exit codes: 0 written or already up to date · 1 refused (a provider variant that cannot work, --mode api without an
-    API path) · 2 bad value, no checkout, or a target that is not a regular file.
+    API path) · 2 bad value, no checkout, or a target that is not a regular file · 3 the disk is full.
     """
     from echopanel_setup import configure as configure_mod
     from echopanel_setup import configure_render
