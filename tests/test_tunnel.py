@@ -261,3 +261,17 @@ def test_setup_through_a_tunnel_is_resumed_as_remote(cli: Cli, sshd: SshdStandIn
         cli("tunnel", "stop")
         down = cli("setup", "--yes")
     assert down.code == 1 and "through the tunnel to gpu (not running: `echopanel-setup tunnel start gpu`)" in down.out
+
+
+@needs_sshd
+@pytest.mark.slow
+def test_stop_also_ends_the_ssh_of_a_supervisor_that_was_killed(cli: Cli, sshd: SshdStandIn) -> None:
+    assert start(cli, sshd, free_port()).code == 0
+    record = records.current()
+    assert record is not None and record.ssh_pid is not None
+    os.kill(record.pid, 9)  # the supervisor dies without stopping its ssh
+    assert wait_for(lambda: not records.same_process(record.pid, record.create_time))
+    assert records.same_process(record.ssh_pid, record.ssh_create_time)
+    run = cli("tunnel", "stop")
+    assert run.code == 0 and "stopped the tunnel" in run.out
+    assert not records.same_process(record.ssh_pid, record.ssh_create_time) and not ssh_processes(sshd.client_config)
