@@ -3,6 +3,10 @@ capture CUDA graphs beyond their memory budget (issue 18, "Wrong verdicts")."""
 
 from __future__ import annotations
 
+import shlex
+import sys
+from pathlib import Path
+
 import pytest
 from conftest import Cli, run_cli
 from facts_kit import FACTS_DIR
@@ -11,6 +15,8 @@ from serve_kit import Machine, machine_fixture, venv_fixture  # noqa: F401 - fix
 from echopanel_setup import knowledge
 from echopanel_setup.serve import launcher
 from echopanel_setup.serve.planner import Gpu, Plan, PlanRequest, builtin_arch, plan
+
+yaml = pytest.importorskip("yaml")
 
 MARGIN = knowledge.load().serve.planner.margin_mib
 IDLE_4080 = Gpu("NVIDIA GeForce RTX 4080", 16376, 15780, "8.9", 0)
@@ -88,3 +94,62 @@ def test_detach_on_ipv6_loopback_reaches_the_server(machine: Machine) -> None:
     assert "] ready" in out.stderr
     stopped = run_cli("serve", "stop")
     assert stopped.returncode == 0, stopped.stderr
+
+
+# --- paths in the generated files -----------------------------------------------------------------------------------
+
+DESKTOP = str(FACTS_DIR / "linux-4090-desktop.json")
+
+
+def _words(text: str) -> list[str]:
+    return shlex.split(text.replace("\\\n", " "))
+
+
+def test_a_relative_model_dir_becomes_absolute_in_every_format(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: `--model-dir models/x` gave docker `-v models:/models:ro`, a named volume, not the dir."""
+    monkeypatch.chdir(tmp_path)
+    models = str(tmp_path / "models")
+    docker = cli("serve", "--facts", DESKTOP, "--model-dir", "models/Voxtral", "--format", "docker")
+    assert docker.code == 0, docker.err
+    assert _words(docker.out)[_words(docker.out).index("-v") + 1] == f"{models}:/models:ro"
+    compose = yaml.safe_load(
+        cli("serve", "--facts", DESKTOP, "--model-dir", "models/Voxtral", "--format", "compose").out
+    )
+    assert compose["services"]["vllm"]["volumes"] == [f"{models}:/models:ro"]
+    unit = cli("serve", "--facts", DESKTOP, "--model-dir", "models/Voxtral", "--format", "systemd").out
+    assert f"{models}/Voxtral" in unit and " models/Voxtral" not in unit
+
+
+def test_colon_and_dollar_in_the_model_path_survive_docker_compose_and_systemd(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: a `:` split docker's `-v` (an invalid mount) and a `$` was expanded by Compose."""
+    root = tmp_path / "a:b$HOME"
+    model = str(root / "Voxtral")
+    docker = _words(cli("serve", "--facts", DESKTOP, "--model-dir", model, "--format", "docker").out)
+    assert "-v" not in docker
+    assert docker[docker.index("--mount") + 1] == f"type=bind,source={root},target=/models,readonly"
+    compose = yaml.safe_load(cli("serve", "--facts", DESKTOP, "--model-dir", model, "--format", "compose").out)
+    (volume,) = compose["services"]["vllm"]["volumes"]
+    assert volume["source"].replace("$$", "$") == str(root) and "$$HOME" in volume["source"]
+    unit = cli("serve", "--facts", DESKTOP, "--model-dir", model, "--format", "systemd").out
+    line = next(ln for ln in unit.splitlines() if ln.startswith("ExecStart="))
+    words = [w.replace("%%", "%").replace("$$", "$") for w in shlex.split(line[len("ExecStart=") :])]
+    assert model in words
+
+
+def test_a_path_docker_cannot_mount_is_refused(cli: Cli, tmp_path: Path) -> None:
+    run = cli("serve", "--facts", DESKTOP, "--model-dir", str(tmp_path / "a:b,c" / "Voxtral"), "--format", "docker")
+    assert run.code == 2 and "docker cannot mount" in run.err
+
+
+def test_a_relative_python_is_recorded_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: `--python .venv/bin/python` went verbatim into systemd's ExecStart, which needs absolute paths."""
+    from echopanel_setup.facts import pyenv
+
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "python").symlink_to(sys.executable)
+    monkeypatch.chdir(tmp_path)
+    assert pyenv.resolve_explicit("bin/python") == str(tmp_path / "bin" / "python")

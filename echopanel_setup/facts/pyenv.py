@@ -66,7 +66,7 @@ def _interpreter_version(python: str, named: str) -> str | None:
 
 def _existing(path: str) -> str:
     """The interpreter `path` names (a venv root gives its bin/python), or BadPythonError."""
-    p = Path(path).expanduser()
+    p = Path(path).expanduser().absolute()  # recorded and written into unit files: never relative to a cwd
     if p.is_dir():
         for candidate in (p / "bin" / "python", p / "Scripts" / "python.exe"):
             if candidate.exists():

@@ -157,7 +157,10 @@ def gather(opts: ServeOptions) -> Context:
     gpus, visible = _gpus(opts, facts, hypothetical)
     version = facts.pyenv.packages.get("vllm") if facts.pyenv.ok else None
     model_dir = (
-        Path(opts.model_dir).expanduser() if opts.model_dir else Path(facts.model.path or paths.default_model_dir())
+        # absolute: docker and Compose read a relative path as a named volume, systemd refuses one
+        Path(opts.model_dir).expanduser().absolute()
+        if opts.model_dir
+        else Path(facts.model.path or paths.default_model_dir())
     )
     files = knowledge.load().model.files
     present = all(facts.model.files.get(n) is not None for n in files)

@@ -17,6 +17,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from echopanel_setup import __version__, knowledge, paths
+from echopanel_setup.errors import UsageError
 from echopanel_setup.serve.builder import ServeCommand, ServeSettings, pairs
 from echopanel_setup.serve.planner import Plan
 
@@ -101,8 +102,7 @@ def docker(cmd: ServeCommand, plan: Plan, settings: ServeSettings, dep: Deployme
         "--ipc=host",
         "-p",
         _published(settings),
-        "-v",
-        f"{dep.models_root}:{MOUNT}:ro",
+        *_docker_mount(dep.models_root),
     ]
     # With a key, the command stops before docker when the shell that runs it has none (docker would start
     # vLLM keyless): `${VAR:?}` fails the `&&` list, in a script and typed alike.
@@ -142,7 +142,7 @@ def compose(cmd: ServeCommand, plan: Plan, settings: ServeSettings, dep: Deploym
         "command": [_compose_escape(a) for a in [_in_container(dep), *container_args(cmd)]],
         "ports": [_published(settings)],
         "ipc": "host",
-        "volumes": [f"{dep.models_root}:{MOUNT}:ro"],
+        "volumes": [_compose_volume(dep.models_root)],
         "environment": env,
         "deploy": {"resources": {"reservations": {"devices": [device]}}},
         "healthcheck": {
@@ -165,6 +165,34 @@ def compose(cmd: ServeCommand, plan: Plan, settings: ServeSettings, dep: Deploym
 
 def _compose_escape(arg: str) -> str:
     return arg.replace("$", "$$")  # Compose interpolates $VAR in every string
+
+
+def _docker_mount(root: str) -> list[str]:
+    """`-v ROOT:/models:ro`, or `--mount` where a `:` in the path would split `-v`'s fields (a comma would split
+    `--mount`'s, so a path with both cannot be written and is refused)."""
+    _absolute(root)
+    if ":" not in root:
+        return ["-v", f"{root}:{MOUNT}:ro"]
+    if "," in root or '"' in root:
+        raise UsageError(
+            f"--model-dir {root}: docker cannot mount a path holding both ':' and ',' or '\"'; move or link the "
+            "model dir to a plainer path"
+        )
+    return ["--mount", f"type=bind,source={root},target={MOUNT},readonly"]
+
+
+def _compose_volume(root: str) -> str | dict[str, Any]:
+    """The short `ROOT:/models:ro` form, or the long form where a `:` would split it; `$` is escaped for Compose."""
+    _absolute(root)
+    if ":" not in root:
+        return _compose_escape(f"{root}:{MOUNT}:ro")
+    return {"type": "bind", "source": _compose_escape(root), "target": MOUNT, "read_only": True}
+
+
+def _absolute(root: str) -> None:
+    """A relative host path is a named volume to docker and Compose: serve passes absolute ones (this guards it)."""
+    if not PurePosixPath(root).is_absolute() or "\n" in root:
+        raise UsageError(f"--model-dir {root!r}: the container formats need an absolute path on one line")
 
 
 _SYSTEMD_PLAIN = re.compile(r"^[A-Za-z0-9_@%+=:,./-]+$")
