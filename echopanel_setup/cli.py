@@ -736,7 +736,8 @@ def smoke(
         typer.Option(
             min=0.1,
             metavar="SECONDS",
-            help="Seconds to wait for the transcript after the end of the audio (default 30).",
+            help="Seconds to wait for the transcript after the end of the audio (default 30); the whole exchange "
+            "gets one deadline: the session's start, the audio's length and this.",
         ),
     ] = None,
     config: _EnvFile = None,

@@ -93,6 +93,7 @@ class VllmBehaviour:
     error_after_appends: tuple[int, str, str] | None = None  # (n, code, message)
     drop_after_appends: int | None = None
     stall: bool = False
+    stop_reading: bool = False  # after session.created, never read again: the client's sends back up and block
     reject_model: bool = False  # /v1/models lists it, but the realtime session says model_not_found
 
 
@@ -203,6 +204,10 @@ class VllmStandIn:
         seen = self.seen
         seen.pcm, seen.append_times = bytearray(), []
         await ws.send(json.dumps({"type": "session.created", "id": "sess-standin", "created": int(time.time())}))
+        if self.b.stop_reading:
+            ws.transport.pause_reading()  # a stuck server: the kernel buffers fill, then every send waits
+            await ws.wait_closed()
+            return
         with contextlib.suppress(ConnectionClosed):  # the client went away: nothing to answer
             await self._events(ws)
 

@@ -266,3 +266,57 @@ def test_an_unusable_socks_proxy_for_a_remote_server_is_one_line(cli: Cli, monke
     rc, _, err = cli("smoke", "--url", "http://gpu.example:8000", "--fast")
     assert rc == 2 and "proxy from your environment" in err
     assert err.count("\n") == 1 and "internal error" not in err
+
+
+@pytest.mark.slow
+def test_a_server_that_stops_reading_meets_one_deadline_for_the_whole_exchange() -> None:
+    """Regression: with no deadline around sends, smoke waited forever on a server that accepted the WebSocket and
+    stopped reading (then, ~40 s later, blamed the server for the keepalive closing the socket)."""
+    import threading
+
+    five_minutes = bytes(5 * 60 * 16000 * 2)  # more than the loopback socket buffers hold
+    limits = client.Limits(connect_s=2.0, session_s=1.0, done_s=1.0)
+    outcome: list[BaseException | None] = []
+
+    def go(url: str) -> None:
+        try:
+            client.transcribe(ServerURL.parse(url), VOXTRAL, five_minutes, api_key=None, fast=True, limits=limits)
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome.append(exc)
+
+    with VllmStandIn(exact(five_minutes), VllmBehaviour(stop_reading=True)) as server:
+        worker = threading.Thread(target=go, args=(server.url,), daemon=True)
+        worker.start()
+        worker.join(20)
+        assert not worker.is_alive(), "smoke still blocked on a server that stopped reading"
+    assert isinstance(outcome[0], ExternalError)
+    assert "stopped reading our audio" in str(outcome[0]) and "2 s deadline for the whole exchange" in str(outcome[0])
+
+
+def test_what_is_kept_of_a_transcript_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client, "_MAX_TEXT_CHARS", 12)
+    with VllmStandIn(exact(CLIP.pcm)) as server:
+        transcript = client.transcribe(
+            ServerURL.parse(server.url), VOXTRAL, CLIP.pcm, api_key=None, fast=True, limits=client.Limits.defaults()
+        )
+    assert transcript.text == "Please call " and transcript.deltas == 14
+
+
+def test_a_redirect_is_not_an_engine_that_is_not_ready(cli: Cli) -> None:
+    with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(health=307)) as server:
+        rc, _, err = cli("smoke", "--url", server.url, "--fast")
+    assert rc == 3 and "a redirect" in err and "not ready" not in err
+
+
+def test_the_server_is_asked_before_the_audio_is_decoded(cli: Cli, tmp_path: Path, monkeypatch) -> None:
+    """Regression: a 2-hour WAV was decoded (minutes, gigabytes) before smoke found the server down."""
+
+    def not_yet(*args: object) -> None:
+        raise AssertionError("the audio was decoded before the server answered")
+
+    monkeypatch.setattr(audio, "load", not_yet)
+    wav = tmp_path / "long.wav"
+    write_wav(wav, tone_pcm(0.1, 44100, 2), 44100, 2)
+    rc, _, err = cli("smoke", "--url", f"http://127.0.0.1:{_free_port()}", "--audio", str(wav), "--expect", "x")
+    assert rc == 3 and "cannot reach" in err

@@ -56,19 +56,30 @@ def bundled() -> Clip:
     return Clip(pcm, "bundled", meta["text"], bool(meta.get("synthesized")), meta.get("description", ""))
 
 
-def load(path: str | Path, reference: str | None = None) -> Clip:
-    """A user's WAV or FLAC of any rate and channel count, converted to 16 kHz mono PCM16."""
-    p = Path(path).expanduser()
+def probe(path: str | Path) -> bytes:
+    """The file's first 12 bytes, once it is known to be a readable WAV or FLAC: the cheap check smoke makes before
+    asking the server, leaving the costly decoding for after it answered."""
     try:
-        with p.open("rb") as fh:
+        with Path(path).expanduser().open("rb") as fh:
             head = fh.read(12)
     except FileNotFoundError:
         raise UsageError(f"--audio {path}: no such file") from None
     except OSError as exc:
         raise UsageError(f"--audio {path}: cannot read it: {exc.strerror or exc}") from None
+    if head[:4] != b"fLaC" and not (head[:4] == b"RIFF" and head[8:12] == b"WAVE"):
+        raise UsageError(
+            f"--audio {path}: not a WAV or FLAC file (it starts with {head[:4]!r}); convert it with ffmpeg or sox"
+        )
+    return head
+
+
+def load(path: str | Path, reference: str | None = None) -> Clip:
+    """A user's WAV or FLAC of any rate and channel count, converted to 16 kHz mono PCM16."""
+    p = Path(path).expanduser()
+    head = probe(path)
     if head[:4] == b"fLaC":
         pcm = _decode_external(p, "FLAC")
-    elif head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+    else:
         try:
             with p.open("rb") as fh:
                 samples, rate, channels = _read_wav(fh, str(path))
@@ -76,10 +87,6 @@ def load(path: str | Path, reference: str | None = None) -> Clip:
             pcm = _decode_external(p, f"WAV ({exc})")
         else:
             pcm = convert(samples, rate, channels)
-    else:
-        raise UsageError(
-            f"--audio {path}: not a WAV or FLAC file (it starts with {head[:4]!r}); convert it with ffmpeg or sox"
-        )
     if not pcm:
         raise UsageError(f"--audio {path}: the file holds no audio")
     return Clip(pcm, str(path), reference, description=f"{p.name}")

@@ -34,6 +34,11 @@ class ServerEventError(ExternalError):
         super().__init__(f"the server sent error {code or '(no code)'}: {message}" + (f" ({hint})" if hint else ""))
 
 
+_MAX_FRAME = 2**24  # bytes per frame from the server (websockets closes with 1009 past it)
+_CLOSE_S = 2.0  # for the closing handshake
+_MAX_TEXT_CHARS = 1_000_000  # of transcript kept: a stuck server repeating deltas must not exhaust memory
+
+
 @dataclass(frozen=True)
 class Limits:
     """Timeouts in seconds for each wait on the server."""
@@ -88,50 +93,29 @@ async def stream(
             ws_url,
             additional_headers=headers,
             open_timeout=limits.connect_s,
-            close_timeout=2,
+            close_timeout=_CLOSE_S,
             compression=None,
-            max_size=2**24,
+            max_size=_MAX_FRAME,
             **_no_proxy_for_loopback(server),
         )
     except Exception as exc:  # noqa: BLE001 - every handshake failure becomes one sentence
         raise _handshake_error(ws_url, exc, bool(api_key)) from None
     t.connect_s = time.monotonic() - start
     t.waiting_s += t.connect_s
+    state = _Received(trace=trace)
+    # One deadline for the whole exchange: a server that accepts the WebSocket and then stops reading blocks a send
+    # forever (TCP backpressure), and its keepalive would only close the socket ~40 s later, looking like its fault.
+    budget = limits.session_s + (0.0 if fast else len(pcm) / 2 / RATE / speed) + limits.done_s
     try:
-        waited = time.monotonic()
-        first = await _recv(ws, limits.session_s, "session.created")
-        t.waiting_s += time.monotonic() - waited
-        if first.get("type") == "error":
-            raise ServerEventError(first.get("code"), _error_text(first))
-        if first.get("type") != "session.created":
-            raise ExternalError(
-                f"{ws_url} opened with {first.get('type')!r} instead of session.created: not vLLM's realtime protocol"
-            )
-        await ws.send(json.dumps({"type": "session.update", "model": model}))
-        await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
-        state = _Received(trace=trace)
-        receiver = asyncio.create_task(_receive(ws, state))
-        try:
-            await _send_audio(ws, pcm, fast, receiver, state, t, speed)
-            final_sent = time.monotonic()
-            try:
-                await asyncio.wait_for(asyncio.shield(receiver), timeout=limits.done_s)
-            except asyncio.TimeoutError:
-                raise ExternalError(
-                    f"no transcription.done within {limits.done_s:.0f} s after the end of the audio "
-                    f"({_deltas(state.deltas)} so far): the server is stalled or overloaded; read its log "
-                    "(`echopanel-setup explain LOG`), or allow longer with --timeout"
-                ) from None
-            done_at = time.monotonic()
-            t.final_to_done_s = done_at - final_sent
-            t.waiting_s += t.final_to_done_s
-        finally:
-            receiver.cancel()
-            if receiver.done() and not receiver.cancelled():
-                receiver.exception()  # already raised through us, or moot: mark it retrieved
+        await asyncio.wait_for(_exchange(ws, ws_url, model, pcm, fast, limits, speed, state, t), timeout=budget)
+    except asyncio.TimeoutError:
+        raise _overdue(budget, state) from None
     finally:
         closing = time.monotonic()
-        await ws.close()  # a normal close (1000) even on errors: the failure is ours to report, not the server's
+        try:  # a normal close (1000) even on errors: the failure is ours to report, not the server's ...
+            await asyncio.wait_for(ws.close(), timeout=_CLOSE_S)
+        except asyncio.TimeoutError:  # ... unless it cannot even take the close frame (it stopped reading): cut it
+            ws.transport.abort()
         t.waiting_s += time.monotonic() - closing
     t.total_s = time.monotonic() - start
     if state.first_delta is not None and state.audio_started is not None:
@@ -139,6 +123,42 @@ async def stream(
     return Transcript(
         state.text if state.text is not None else "".join(state.parts), state.deltas, t, state.usage, model
     )
+
+
+async def _exchange(
+    ws, ws_url: str, model: str, pcm: bytes, fast: bool, limits: Limits, speed: float, state: _Received, t: Timings
+) -> None:
+    """session.created → session.update → commit → the audio → final commit → transcription.done."""
+    waited = time.monotonic()
+    first = await _recv(ws, limits.session_s, "session.created")
+    t.waiting_s += time.monotonic() - waited
+    if first.get("type") == "error":
+        raise ServerEventError(first.get("code"), _error_text(first))
+    if first.get("type") != "session.created":
+        raise ExternalError(
+            f"{ws_url} opened with {first.get('type')!r} instead of session.created: not vLLM's realtime protocol"
+        )
+    await ws.send(json.dumps({"type": "session.update", "model": model}))
+    await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+    receiver = asyncio.create_task(_receive(ws, state))
+    try:
+        await _send_audio(ws, pcm, fast, receiver, state, t, speed)
+        final_sent = time.monotonic()
+        try:
+            await asyncio.wait_for(asyncio.shield(receiver), timeout=limits.done_s)
+        except asyncio.TimeoutError:
+            raise ExternalError(
+                f"no transcription.done within {limits.done_s:.0f} s after the end of the audio "
+                f"({_deltas(state.deltas)} so far): the server is stalled or overloaded; read its log "
+                "(`echopanel-setup explain LOG`), or allow longer with --timeout"
+            ) from None
+        done_at = time.monotonic()
+        t.final_to_done_s = done_at - final_sent
+        t.waiting_s += t.final_to_done_s
+    finally:
+        receiver.cancel()
+        if receiver.done() and not receiver.cancelled():
+            receiver.exception()  # already raised through us, or moot: mark it retrieved
 
 
 def _no_proxy_for_loopback(server: ServerURL) -> dict[str, Any]:
@@ -159,6 +179,8 @@ class _Received:
     first_delta: float | None = None
     audio_started: float | None = None
     trace: Trace | None = None
+    sending: bool = False  # inside a send of audio: where a server that stopped reading leaves us
+    kept_chars: int = 0  # of the deltas' text; past the cap the rest is counted, not kept
 
 
 async def _send_audio(
@@ -178,7 +200,9 @@ async def _send_audio(
                 await asyncio.sleep(lag)
                 t.paced_s += lag
             audio = base64.b64encode(pcm[offset : offset + size]).decode("ascii")
+            state.sending = True
             await ws.send('{"type": "input_audio_buffer.append", "audio": "' + audio + '"}')
+            state.sending = False
             if state.trace is not None:
                 state.trace.sent.append((time.monotonic(), min(len(pcm), offset + size)))
         if not receiver.done():
@@ -205,11 +229,14 @@ async def _receive(ws, state: _Received) -> None:
                 if state.first_delta is None:
                     state.first_delta = time.monotonic()
                 state.deltas += 1
-                state.parts.append(str(event.get("delta", "")))
-                if state.trace is not None and state.parts[-1]:
-                    state.trace.texts.append((time.monotonic(), state.parts[-1]))
+                delta = str(event.get("delta", ""))
+                if state.kept_chars < _MAX_TEXT_CHARS:  # endless large deltas must not grow memory without bound
+                    state.parts.append(delta[: _MAX_TEXT_CHARS - state.kept_chars])
+                    state.kept_chars += len(state.parts[-1])
+                if state.trace is not None and delta:
+                    state.trace.texts.append((time.monotonic(), delta[:_MAX_TEXT_CHARS]))
             elif kind == "transcription.done":
-                state.text = str(event.get("text", ""))
+                state.text = str(event.get("text", ""))[:_MAX_TEXT_CHARS]
                 state.usage = event.get("usage") if isinstance(event.get("usage"), dict) else None
                 return
             elif kind == "error":
@@ -220,11 +247,42 @@ async def _receive(ws, state: _Received) -> None:
 
 
 def _dropped(exc: Exception | None, state: _Received) -> ExternalError:
-    rcvd = getattr(exc, "rcvd", None)
+    """Who closed the WebSocket, and why: our keepalive or size limit, the server's close frame, or a cut."""
+    rcvd, sent = getattr(exc, "rcvd", None), getattr(exc, "sent", None)
+    after = f"after {_deltas(state.deltas)}"
+    if rcvd is None and sent is not None and sent.code == 1011:
+        return ExternalError(
+            f"this side closed the WebSocket {after}: the server stopped answering keepalive pings (code 1011"
+            f"{': ' + sent.reason if sent.reason else ''}): it is stuck or the network dropped the connection"
+        )
+    if rcvd is None and sent is not None and sent.code == 1009:
+        return ExternalError(
+            f"this side closed the WebSocket {after}: the server sent a frame over our {_MAX_FRAME >> 20} MiB limit "
+            "(code 1009): not a realtime transcription event"
+        )
+    if rcvd is not None and rcvd.code == 1009:
+        return ExternalError(
+            f"the server closed the WebSocket {after}: one of our frames was over its size limit (code 1009"
+            f"{': ' + rcvd.reason if rcvd.reason else ''}); a proxy in between may have a smaller limit"
+        )
     why = f" (close code {rcvd.code}{': ' + rcvd.reason if rcvd.reason else ''})" if rcvd else " (no close frame)"
     return ExternalError(
-        f"the server closed the WebSocket before transcription.done{why}, after {_deltas(state.deltas)}: "
+        f"the server closed the WebSocket before transcription.done{why}, {after}: "
         "it may have crashed or restarted; read its log (`echopanel-setup explain LOG` names known failures)"
+    )
+
+
+def _overdue(budget: float, state: _Received) -> ExternalError:
+    """The whole exchange ran past its deadline: say where it was stuck."""
+    if state.sending:
+        return ExternalError(
+            f"the server stopped reading our audio: a send was still blocked when the {budget:.0f} s deadline for "
+            "the whole exchange passed (it accepted the WebSocket, then stopped reading: it is stuck or overloaded); "
+            "read its log, or allow longer with --timeout"
+        )
+    return ExternalError(
+        f"no complete transcript within {budget:.0f} s, the deadline for the whole exchange ({_deltas(state.deltas)} "
+        "so far): the server is stalled or overloaded; allow longer with --timeout"
     )
 
 

@@ -177,7 +177,8 @@ def run(opts: SmokeOptions, status: Callable[[str], None] | None = None) -> Smok
     started = time.monotonic()
     if opts.http and target.mode == "api":
         raise UsageError("--http tests a vLLM server's /v1/audio/transcriptions; API mode has no such route here")
-    clip = load_clip(opts)
+    if opts.audio:
+        audio.probe(opts.audio)  # a missing or wrong file is bad input, said before any network
     max_wer = knowledge.load().smoke.max_wer if opts.max_wer is None else opts.max_wer
     from echopanel_setup.smoke.client import Limits
 
@@ -188,6 +189,7 @@ def run(opts: SmokeOptions, status: Callable[[str], None] | None = None) -> Smok
         from echopanel_setup.smoke import api
 
         model = opts.model or knowledge.load().model.api_model
+        clip = load_clip(opts)
         say(f"streaming {clip.duration_s:.1f} s of audio to {target.url} {pacing}")
         transcript = api.transcribe(
             clip.pcm,
@@ -212,6 +214,7 @@ def run(opts: SmokeOptions, status: Callable[[str], None] | None = None) -> Smok
                 f"the served model {model!r} does not look like Voxtral Realtime ({knowledge.load().model.repo})"
             )
         version, served, discovery_wait = info.version, info.models, info.waiting_s
+        clip = load_clip(opts)  # after the server answered: a long file is not decoded for a server that is down
         if opts.http:
             say(f"posting {clip.duration_s:.1f} s of audio to {ep.http_base}/v1/audio/transcriptions")
             transcript = server.transcribe_http(ep, model, audio.to_wav(clip.pcm), target.api_key, limits.done_s)

@@ -32,6 +32,12 @@ def discover(ep: ServerURL, api_key: str | None, start_hint: str, timeout: float
             raise ExternalError(
                 f"{ep.http_base} has no /health (HTTP 404): not a vLLM server; check the host, port and path"
             )
+        if health.status is not None and 300 <= health.status < 400:
+            raise ExternalError(
+                f"{ep.http_base}/health answered HTTP {health.status}, a redirect: --url must name the vLLM server "
+                "itself, not an address that forwards elsewhere (check http:// against https://, the port and any "
+                "proxy path)"
+            )
         if not health.ok:
             raise ExternalError(
                 f"{ep.http_base}/health answered HTTP {health.status}: the engine is not ready (still loading, "

@@ -177,13 +177,16 @@ def run(
     from echopanel_setup.smoke import client, server
     from echopanel_setup.smoke.runner import _start_hint
 
-    clip = load_clip(opts)
-    if clip.reference is None:
+    if opts.audio and opts.expect is None:
         raise UsageError("--streams scores each stream: pass --expect TEXT with --audio")
+    if opts.audio:
+        audio.probe(opts.audio)
     started = time.monotonic()
     limits = client.Limits.defaults(opts.timeout)
     info = server.discover(target.url, target.api_key, _start_hint(target.mode), limits.connect_s)
     model = server.choose_model(target.url.http_base, info.models, opts.model)
+    clip = load_clip(opts)  # after the server answered
+    assert clip.reference is not None  # the bundled clip's, or --expect
     loops = max(1, math.ceil(duration / clip.duration_s))
     pcm = clip.pcm * loops
     reference = " ".join([clip.reference] * loops)
