@@ -98,3 +98,28 @@ def test_select_rejects_an_empty_selection() -> None:
         checks.select(checks.all_checks(), ["gpu"], ["gpu"])
     with pytest.raises(UsageError, match="runs in api mode"):
         doctor.run(Options(), mode="api", only=["gpu"], facts_file=H100)
+
+
+LFS_POINTER = (
+    "version https://git-lfs.github.com/spec/v1\n"
+    "oid sha256:4d7a2f0c9e1b3a5d7f9e1c3b5a7d9f1e3c5b7a9d1f3e5c7b9a1d3f5e7c9b1a3d\n"
+    "size 8859462744\n"
+)
+
+
+@pytest.mark.parametrize("weights", [LFS_POINTER.encode(), b"{}"])
+def test_a_pointer_or_a_stub_weights_file_is_not_ready(tmp_path: Path, weights: bytes) -> None:
+    """Regression: a git-LFS pointer (~130 bytes) or a 2-byte consolidated.safetensors passed as a present model."""
+    from serve_kit import make_model
+
+    from echopanel_setup.facts import local
+
+    model = make_model(tmp_path / "Voxtral-Mini-4B-Realtime-2602", weights=weights)
+    facts = load("linux-h100-vllm020.json")
+    facts.model = local.probe_model(model, None)
+    assert facts.model.manifest == "absent"
+    result = {r.id: r for r in checks.run(facts, "local", checks.all_checks())}["model.files"]
+    assert result.status is Status.FAIL and result.required
+    assert "consolidated.safetensors" in result.summary and f"{len(weights)} bytes" in result.summary
+    assert "git-LFS pointer" in " ".join(result.details)
+    assert result.fix is not None and result.fix.commands[0].startswith("echopanel-setup install voxtral")

@@ -38,6 +38,17 @@ def model_files(facts: Facts, mode: str) -> Outcome:
     missing = [name for name, size in m.files.items() if size is None]
     if missing:
         return Outcome(Status.FAIL, f"{', '.join(missing)} missing in {m.path}", [], install)
+    if m.manifest != "present" and (short := _short_files(facts)):
+        return Outcome(
+            Status.FAIL,
+            f"{short[0]} in {m.path} is not the model file: {'; '.join(short[1:])}",
+            [
+                "A git-LFS pointer (a ~130-byte text file left by `git clone` without git-lfs) or a truncated copy "
+                "passes a presence check but not vLLM.",
+                f"Source: {knowledge.load().model.source}",
+            ],
+            Fix("Download the real files, verified (files already right are kept):", install.commands),
+        )
     if m.manifest == "absent":
         return Outcome(
             Status.WARN,
@@ -60,6 +71,19 @@ def model_files(facts: Facts, mode: str) -> Outcome:
         )
     commit = f" at {m.commit[:12]}" if m.commit else ""
     return Outcome(Status.OK, f"verified{commit} in {m.path}")
+
+
+def _short_files(facts: Facts) -> list[str]:
+    """[names, "NAME: N bytes where the Hub lists about M", …] for files far smaller than the Hub's listing (under
+    half: the listing rounds to 3 digits, and a revision may change a small file a little); [] when none is."""
+    k = knowledge.load().model
+    lines = [
+        f"{name}: {size} bytes where the Hub lists about {listed}"
+        for name, listed in zip(k.files, k.listed_bytes, strict=True)
+        if (size := facts.model.files.get(name)) is not None and size < listed // 2
+    ]
+    names = ", ".join(line.split(":")[0] for line in lines)
+    return [names, *lines] if lines else []
 
 
 @check("disk.space", "Disk space", "storage", ("disk", "model"), local=REQUIRED, after=("platform.verdict",))

@@ -101,6 +101,7 @@ class Model(Section):
     repo: str
     files: tuple[str, ...]  # the files vLLM reads in Mistral format
     weights_file: str
+    listed_bytes: tuple[int, ...]  # the Hub listing's size of each of `files`, same order (3 significant digits)
     download_bytes: int
     repo_bytes: int
     weights_mib: int
