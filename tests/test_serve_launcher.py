@@ -448,3 +448,15 @@ def test_two_detached_starts_at_once_leave_one_server_that_stop_stops(machine: M
     stopped = run_cli("serve", "stop")
     assert stopped.returncode == 0 and f"pid {record.pid}" in stopped.stdout
     assert wait_gone(record.pid)
+
+
+@pytest.mark.slow
+def test_a_start_over_a_corrupt_record_says_so_and_records_its_own(machine: Machine) -> None:
+    path = launcher.record_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"pid": -1, **_VALID}))
+    out = run_cli(*machine.args("--detach"))
+    assert out.returncode == 0, out.stderr
+    assert "was not a server record" in out.stderr and "treated as no record" in out.stderr
+    record = launcher.running()
+    assert record is not None and run_cli("serve", "stop").returncode == 0

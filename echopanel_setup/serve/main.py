@@ -34,17 +34,19 @@ def _plan_or_launch(opts: ServeOptions) -> Planned | Refusal | Launch:
     if not opts.launching:
         return _plan(opts)
     with launcher.start_lock():  # one start at a time, from this check until this process ends
+        aside = launcher.set_aside_unusable()  # an unreadable record names no server: said with the plan
         supervise.refuse_if_running()  # before planning: our own server's memory would read as a busy GPU
-        return _plan(opts)
+        return _plan(opts, [aside] if aside else [])
 
 
-def _plan(opts: ServeOptions) -> Planned | Refusal | Launch:
+def _plan(opts: ServeOptions, notes: list[str] | None = None) -> Planned | Refusal | Launch:
     try:
         ctx = context.gather(opts)
         plan = context.plan(opts, ctx)
     except context.Refused as refused:
         return Refusal(refused.refusal, _alternatives(refused))
     built = prepare.build(opts, ctx, plan, render.reading_flags)
+    built.notes.extend(notes or [])
     if opts.launching:
         return supervise.launch(opts, ctx, built)
     text = None
