@@ -123,3 +123,21 @@ def test_api_mode_fails_where_the_provider_has_no_api_path(tmp_path: Path) -> No
     assert provider.status is Status.FAIL and "no Mistral API path" in provider.summary
     assert provider.fix is not None and provider.fix.commands[0] == "echopanel-setup provider fix"
     assert evaluate(facts, "remote")[0]["echopanel.provider"].status is Status.WARN  # unknown, not failed
+
+
+def test_our_providers_api_only_import_is_needed_in_api_mode_only(tmp_path: Path) -> None:
+    """After `provider fix`, a backend Python with websockets but no mistralai serves vLLM: only api mode needs it."""
+    from echopanel_setup.provider import TEMPLATE, template_text
+
+    checkout = make_checkout(
+        tmp_path / "EchoPanel",
+        env=f"ECHOPANEL_ASR_PROVIDER=voxtral_official\n{URL}=http://127.0.0.1:8001\n",
+        providers={TEMPLATE: template_text()},
+    )
+    make_backend_python(checkout, {"websockets": "14.1"})
+    facts = load("linux-h100-vllm020.json")
+    facts.echopanel = probe.probe(discover.Checkout(checkout, "--echopanel"), python=None, env_file=None, environ={})
+    local = evaluate(facts, "local")[0]["echopanel.python"]
+    assert local.status is Status.OK and "websockets 14.1" in local.summary, local.summary
+    api = evaluate(facts, "api")[0]["echopanel.python"]
+    assert api.status is Status.FAIL and "mistralai not importable" in api.summary

@@ -38,6 +38,19 @@ def _voxtral(ep: EchoPanelFacts) -> ProviderContract | None:
     return contract.provider(selected or keys.VOXTRAL) if contract else None
 
 
+def _needed(provider: ProviderContract, mode: str) -> list[str]:
+    """The modules the provider needs in this mode. A known variant's list comes from the knowledge file: the file's
+    imports also count lazy ones that only api mode reaches (our provider's `mistralai`), which must not fail a
+    vLLM setup. An unknown variant needs every module it imports."""
+    from echopanel_setup import knowledge  # with a checkout only: start-up stays lean without one
+
+    info = knowledge.load().echopanel.variants.get(provider.variant) if provider.variant else None
+    if info is None:
+        return provider.deps
+    api_only = [d for d in provider.deps if d not in info.deps] if mode == "api" and info.api_path else []
+    return [*info.deps, *api_only]
+
+
 @check(
     "echopanel.checkout", "EchoPanel checkout", CATEGORY, ("echopanel",), local=REQUIRED, remote=REQUIRED, api=REQUIRED
 )
@@ -88,7 +101,8 @@ def python(facts: Facts, mode: str) -> Outcome:
             ),
         )
     provider = _voxtral(ep)
-    missing = [m for m, v in ep.modules.items() if v is None and provider is not None and m in provider.deps]
+    needed = _needed(provider, mode) if provider is not None else []
+    missing = [m for m, v in ep.modules.items() if v is None and m in needed]
     if missing and provider is not None:
         from echopanel_setup.echopanel import settings  # with a checkout only: start-up stays lean without one
 
