@@ -59,7 +59,10 @@ def provider_axis(facts: Facts) -> Callable[[checks.Check], str | None] | None:
     from echopanel_setup.checks import voxtral_c
 
     why = voxtral_c.moot_for_voxtral_c(facts)
-    return None if why is None else (lambda c: why if voxtral_c.is_vllm_only(c) else None)
+    if why is None:
+        return None
+    elsewhere = voxtral_c.weights_elsewhere(facts)
+    return lambda c: why if voxtral_c.is_vllm_only(c) else (elsewhere if c.id in voxtral_c.DOWNLOAD else None)
 
 
 def save_facts(facts: Facts, path: str) -> None:

@@ -165,3 +165,16 @@ def test_probe_reads_what_echopanel_will_run(tmp_path: Path) -> None:
     assert (vc.user_clone, vc.user_clone_commit) == (str(theirs), kit.head(theirs))
     assert vc.compiler and vc.make and vc.git
     json.dumps(Facts(voxtral_c=vc).to_dict())  # snapshot-able
+
+
+def test_weights_in_another_dir_make_the_download_checks_moot() -> None:
+    """voxtral.c's own download (ECHOPANEL_VOXTRAL_MODEL elsewhere): no failing "not downloaded yet" for the empty
+    default dir, no 8.9 GB download suggested; the weights are judged where EchoPanel points voxtral.c."""
+    facts = mac()
+    facts.voxtral_c.model = "/Users/alice/voxtral.c/voxtral-model"
+    facts.model.exists, facts.model.files = False, dict.fromkeys(facts.model.files)
+    r = results(facts)
+    assert r["model.files"].status is Status.SKIP and "ECHOPANEL_VOXTRAL_MODEL" in r["model.files"].summary
+    assert r["disk.space"].status is Status.SKIP and r["voxtral_c.weights"].status is not Status.SKIP
+    facts.voxtral_c.model = facts.model.path  # the same dir: the download checks judge it as before
+    assert results(facts)["model.files"].status is Status.FAIL

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from echopanel_setup import knowledge
 from echopanel_setup.checks import REQUIRED, Check, CheckFn, Fix, Outcome, Status, check
@@ -145,6 +146,22 @@ def moot_for_voxtral_c(facts: Facts) -> str | None:
 
 def is_vllm_only(c: Check) -> bool:
     return any(c.id == p or c.id.startswith(p + ".") for p in VLLM_ONLY)
+
+
+#: the checks of downloading the weights into `install voxtral`'s dir: moot where voxtral.c already has them elsewhere
+DOWNLOAD = ("model.files", "disk.space", "network.hf")
+
+
+def weights_elsewhere(facts: Facts) -> str | None:
+    """Why the download checks do not apply, or None: EchoPanel hands voxtral.c weights present in another dir
+    (e.g. voxtral.c's own download), which "voxtral.c weights" judges; failing the empty default dir would send
+    the user to download 8.9 GB again."""
+    vc = facts.voxtral_c
+    if not in_use(facts) or not vc.model or not vc.model_files or not all(vc.model_files.values()):
+        return None
+    if Path(vc.model).expanduser().resolve() == Path(facts.model.path).expanduser().resolve():
+        return None
+    return f"voxtral.c reads its weights from {vc.model} (ECHOPANEL_VOXTRAL_MODEL): judged under voxtral.c weights"
 
 
 def _skip(facts: Facts) -> Outcome | None:
