@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Cli, run_cli
-from facts_kit import FACTS_DIR
+from facts_kit import FACTS_DIR, load, write
 from serve_kit import Machine, machine_fixture, venv_fixture  # noqa: F401 - fixtures
 
 from echopanel_setup import knowledge
@@ -18,6 +18,7 @@ from echopanel_setup.serve.planner import Gpu, Plan, PlanRequest, builtin_arch, 
 
 yaml = pytest.importorskip("yaml")
 
+DESKTOP = str(FACTS_DIR / "linux-4090-desktop.json")
 MARGIN = knowledge.load().serve.planner.margin_mib
 IDLE_4080 = Gpu("NVIDIA GeForce RTX 4080", 16376, 15780, "8.9", 0)
 BUSY_4090 = Gpu("NVIDIA GeForce RTX 4090", 24564, 24564 - 14000, "8.9", 1)  # 14000 MiB held by another process
@@ -76,12 +77,28 @@ def test_an_unknown_version_books_graphs_on_both_sides() -> None:
 
 
 @pytest.mark.parametrize("fmt", ["shell", "docker", "compose", "systemd", "kubernetes"])
-def test_every_format_carries_the_graphs_beside_the_budget(cli: Cli, fmt: str) -> None:
-    """The recorded desktop (vLLM 0.20.0, 6144 MiB in use): every format gets the utilisation that leaves room for
-    the graphs, 0.71 (0.72 booked them inside)."""
-    run = cli("serve", "--facts", str(FACTS_DIR / "linux-4090-desktop.json"), "--format", fmt)
+def test_every_format_carries_the_graphs_beside_the_budget(cli: Cli, fmt: str, tmp_path: Path) -> None:
+    """The recorded desktop (vLLM 0.20.0, 6144 MiB in use, its processes not listed as in a container): every format
+    gets the utilisation that leaves room for the graphs, 0.71 (0.72 booked them inside)."""
+    facts = load("linux-4090-desktop.json")
+    facts.gpu.devices[0].processes = []
+    run = cli("serve", "--facts", str(write(facts, tmp_path / "desktop.json")), "--format", fmt)
     assert run.code == 0, run.err
     assert "0.71" in run.out and "0.72" not in run.out
+
+
+def test_a_shared_gpu_gets_a_utilisation_sized_to_the_plan(cli: Cli) -> None:
+    """Regression: with one stream, most of a desktop card became KV cache --max-num-seqs never touches, leaving the
+    display little. A GPU with other users gets only what the plan needs; one of its own keeps its full share."""
+    shared = cli("serve", "--facts", DESKTOP)
+    assert shared.code == 0, shared.err
+    words = _words(shared.out)
+    util = float(words[words.index("--gpu-memory-utilization") + 1])
+    assert (
+        util < 0.71 and "GPU shared with Xorg, firefox, gnome-shell" in shared.err and "sized to the plan" in shared.err
+    )
+    alone = cli("serve", "--facts", str(FACTS_DIR / "linux-h100-vllm020.json"))
+    assert "No other process uses this GPU, so vLLM takes its full share (0.92)" in alone.err
 
 
 @pytest.mark.slow
@@ -97,8 +114,6 @@ def test_detach_on_ipv6_loopback_reaches_the_server(machine: Machine) -> None:
 
 
 # --- paths in the generated files -----------------------------------------------------------------------------------
-
-DESKTOP = str(FACTS_DIR / "linux-4090-desktop.json")
 
 
 def _words(text: str) -> list[str]:

@@ -292,7 +292,14 @@ def _gpus(opts: ServeOptions, facts: Facts, hypothetical: bool) -> tuple[tuple[p
         return tuple(planner.Gpu(name, total, total, cc) for _ in range(count)), 0
     devices = facts.gpu.visible()
     gpus = [
-        planner.Gpu(d.name, d.memory_total_mib, d.memory_free_mib, d.compute_capability, d.index)
+        planner.Gpu(
+            d.name,
+            d.memory_total_mib,
+            d.memory_free_mib,
+            d.compute_capability,
+            d.index,
+            tuple(dict.fromkeys(p.name or f"pid {p.pid}" for p in d.processes if "vllm" not in p.name.lower())),
+        )
         for d in devices
         if d.memory_total_mib
     ]

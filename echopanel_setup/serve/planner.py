@@ -45,6 +45,7 @@ class Gpu:
     free_mib: int | None = None
     compute_capability: str | None = None
     index: int | None = None
+    others: tuple[str, ...] = ()  # processes besides vLLM that hold its memory (a desktop's Xorg, another job)
 
     @property
     def cc(self) -> tuple[int, int] | None:
@@ -466,8 +467,24 @@ def _plan_group(req: PlanRequest, gpus: tuple[Gpu, ...]) -> Plan | Refusal:
 
     batched, eager, tokens, fixed, (total, free, usable, budget, util) = chosen
     per_stream = stream_mib(arch, batched, tokens, tp)
-    room = budget - fixed.total
     kv = streams * per_stream
+    shared = sorted({name for g in gpus for name in g.others})
+    if shared and not req.hypothetical:
+        # A GPU with other users (a desktop's display, another job) keeps what the plan does not need: the KV cache
+        # beyond --max-num-seqs would never be used, while the display or the job can run out.
+        sized = math.ceil((fixed.total + kv + 1) / total * 100) / 100
+        if sized < util:
+            shared_note = (
+                f"GPU shared with {', '.join(shared[:3])}{' …' if len(shared) > 3 else ''}: --gpu-memory-utilization "
+                f"sized to the plan ({sized:.2f}, not {util:.2f}), so {math.floor(total * (util - sized))} MiB stay "
+                "for them; alone on the GPU vLLM would take its full share and --streams N could use it."
+            )
+            util, budget = sized, math.floor(total * sized)
+        else:
+            shared_note = None
+    else:
+        shared_note = None
+    room = budget - fixed.total
     breakdown = Breakdown(
         total=total,
         free=free,
@@ -505,6 +522,8 @@ def _plan_group(req: PlanRequest, gpus: tuple[Gpu, ...]) -> Plan | Refusal:
         confidence="medium",
         confidence_reasons=[],
     )
+    if shared_note:
+        result.notes.append(shared_note)
     _explain(req, result, wanted, eager)
     return result
 
@@ -569,9 +588,11 @@ def _explain(req: PlanRequest, p: Plan, wanted: int, eager: bool) -> None:
             "before that."
         )
     if p.streams_fit > p.streams:
+        alone = "" if req.hypothetical or any(g.others for g in p.gpus) else "No other process uses this GPU, so vLLM "
+        alone = alone and alone + f"takes its full share ({p.gpu_memory_utilization:.2f}). "
         p.notes.append(
-            f"The cache has room for {p.streams_fit} streams at this batch budget: --streams {p.streams_fit} to allow "
-            "them."
+            f"{alone}The cache has room for {p.streams_fit} streams at this batch budget: --streams {p.streams_fit} to "
+            "allow them."
         )
     p.confidence = "low" if low else "medium"
     p.confidence_reasons = reasons
