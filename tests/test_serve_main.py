@@ -206,3 +206,14 @@ def test_every_serve_document_starts_with_the_shared_header() -> None:
         doc = json.loads(run_cli("serve", *args).stdout)
         assert doc["schema_version"] == 1 and doc["command"] == command, args
         assert doc["tool"]["name"] == "echopanel-setup", args
+
+
+def test_the_models_own_delay_needs_no_variant_before_the_model_is_downloaded(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """No model dir yet: vLLM loads the Hub's files, whose delay is the model's 480 ms, so asking for 480 (what
+    configure writes) must not send the user to make a variant; another delay still does."""
+    from conftest import Cli
+
+    own = Cli(monkeypatch, capsys)("serve", "--gpu", "H100", "--delay-ms", "480")
+    assert own.code == 0 and "needs the variant" not in own.err, own.err
+    other = Cli(monkeypatch, capsys)("serve", "--gpu", "H100", "--delay-ms", "960")
+    assert other.code == 0 and "Delay 960 ms needs the variant" in other.err, other.err

@@ -172,6 +172,8 @@ def _served_dir(opts: ServeOptions, ctx: Context, notes: list[str]) -> tuple[Pat
         if ctx.local_model
         else (ctx.facts.model.delay_ms if not ctx.facts.model.serve_dir else None)
     )
+    if own is None and not ctx.model_present:  # not downloaded: vLLM loads the Hub's files, at the model's own delay
+        own = knowledge.load().delay.default_ms
     # Only a server started here (--exec/--detach) is recorded: a printed command may never run, and doctor and
     # configure must keep judging by what really serves.
     record = ctx.local_model and not ctx.hypothetical and opts.launching
