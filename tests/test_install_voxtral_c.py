@@ -206,3 +206,12 @@ def test_existing_user_clone_is_reported_and_left_alone(cli: Any, repo: Path, tm
     into_theirs = cli("install", "voxtral-c", "--dir", str(theirs), "--repo", str(repo))
     assert into_theirs.code == 1 and "was not cloned by echopanel-setup: it is left alone" in into_theirs.err
     assert _tree(theirs) == before
+
+
+def test_a_mirror_without_the_pinned_commit_says_so_not_ref(cli: Any, repo: Path) -> None:
+    """No --ref given: the error names the pinned commit the mirror lacks and --ref as the way on, never a '--ref'
+    the user did not pass."""
+    run = cli("install", "voxtral-c", "--repo", str(repo))
+    assert run.code == 2 and "does not hold the pinned voxtral.c commit" in run.err and "pass --ref" in run.err
+    assert not run.err.startswith("echopanel-setup: error: --ref")
+    assert not (paths.data_dir() / "voxtral.c").exists()

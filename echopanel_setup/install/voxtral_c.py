@@ -135,7 +135,7 @@ def run(opts: VoxtralCOptions, ui: Ui) -> VoxtralCResult:
         return result
     created = _fetch(ui, target, repo_url, ref, fresh=not ours or not target.exists())
     try:
-        result.commit = _checkout(target, ref, repo_url)
+        result.commit = _checkout(target, ref, repo_url, pinned=opts.ref is None)
     except SetupError:
         if created:
             shutil.rmtree(target, ignore_errors=True)
@@ -377,8 +377,14 @@ def _resolve(target: Path, ref: str) -> str | None:
     return None
 
 
-def _checkout(target: Path, ref: str, url: str) -> str:
+def _checkout(target: Path, ref: str, url: str, *, pinned: bool) -> str:
+    """Check out `ref`; `pinned`: it is the knowledge file's commit, not the user's --ref (say so when it is absent)."""
     commit = _resolve(target, ref)
+    if commit is None and pinned:
+        raise UsageError(
+            f"{url} does not hold the pinned voxtral.c commit {ref[:12]}: use a mirror of "
+            "https://github.com/antirez/voxtral.c that has it, or pass --ref COMMIT (a tag or branch) to build another"
+        )
     if commit is None:
         raise UsageError(f"--ref {ref}: no such commit, tag or branch in {url}")
     _git(["-C", str(target), "checkout", "--quiet", "--force", "--detach", commit], f"cannot check out {commit[:12]}")
