@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from echopanel_setup.smoke.runner import SmokeOptions
     from echopanel_setup.tunnel.main import TunnelOptions
     from echopanel_setup.ui import Spinner
+    from echopanel_setup.vllm_client import Tls
 
 _APP_SETTINGS = {
     "name": "echopanel-setup",
@@ -775,6 +776,17 @@ def smoke(
             "ECHOPANEL_VOXTRAL_STREAMING_DELAY, else 1.0).",
         ),
     ] = None,
+    ca_cert: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FILE",
+            help="PEM bundle to trust for an https:// server with a self-signed or private-CA certificate "
+            "(default: SSL_CERT_FILE).",
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Do not verify the https:// server's certificate at all.")
+    ] = False,
     streams: Annotated[
         int | None,
         typer.Option(
@@ -832,6 +844,7 @@ def smoke(
         http=http,
         timeout=timeout,
         config=config,
+        tls=_tls(ca_cert, insecure),
     )
     if streams is not None:
         _smoke_streams(opts, streams, duration, json_out)
@@ -844,6 +857,16 @@ def smoke(
     else:
         render.render_human(result)
     raise typer.Exit(result.exit_code)
+
+
+def _tls(ca_cert: str | None, insecure: bool) -> Tls | None:
+    """--ca-cert (else SSL_CERT_FILE) and --insecure, for https:// servers."""
+    from echopanel_setup.vllm_client import Tls
+
+    if ca_cert and insecure:
+        raise UsageError("--ca-cert and --insecure exclude each other: trust a certificate, or skip verification")
+    ca = ca_cert or env.ssl_cert_file()
+    return Tls(ca_cert=ca, insecure=insecure) if ca or insecure else None
 
 
 def _smoke_streams(opts: SmokeOptions, streams: int, duration: float | None, json_out: bool) -> NoReturn:

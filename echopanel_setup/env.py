@@ -15,6 +15,7 @@ from typing import TextIO
 from echopanel_setup.errors import UsageError
 
 VLLM_API_KEY = "VLLM_API_KEY"
+SSL_CERT_FILE = "SSL_CERT_FILE"
 
 
 def vllm_api_key(environ: Mapping[str, str] | None = None) -> str | None:
@@ -22,6 +23,12 @@ def vllm_api_key(environ: Mapping[str, str] | None = None) -> str | None:
     `/v1/*`. None when unset or empty."""
     value = (os.environ if environ is None else environ).get(VLLM_API_KEY)
     return value or None
+
+
+def ssl_cert_file(environ: Mapping[str, str] | None = None) -> str | None:
+    """OpenSSL's variable for a CA bundle: honoured for every https:// server, loopback ones included (where httpx
+    reads no environment)."""
+    return (os.environ if environ is None else environ).get(SSL_CERT_FILE) or None
 
 
 def secret_arg(value: str | None, flag: str = "--api-key", stdin: TextIO | None = None) -> str | None:

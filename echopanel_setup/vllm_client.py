@@ -17,9 +17,13 @@ import json
 import time
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from echopanel_setup.errors import UsageError
 from echopanel_setup.url import ServerURL
+
+if TYPE_CHECKING:
+    import ssl
 
 
 class Problem(str, Enum):
@@ -147,10 +151,39 @@ class Survey:
         return None
 
 
+@dataclass(frozen=True)
+class Tls:
+    """How to trust an https:// / wss:// server: `ca_cert` (a PEM bundle: --ca-cert, else SSL_CERT_FILE as cli.py
+    read it) for a self-signed or private CA, or `insecure` (no verification at all, said so by the caller)."""
+
+    ca_cert: str | None = None
+    insecure: bool = False
+
+    def context(self) -> ssl.SSLContext:
+        """One SSL context for httpx and websockets alike (so the HTTP checks and the WebSocket trust the same)."""
+        import ssl
+
+        if self.insecure:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            return ctx
+        if self.ca_cert:
+            try:
+                return ssl.create_default_context(cafile=self.ca_cert)
+            except (OSError, ssl.SSLError) as exc:
+                raise UsageError(f"--ca-cert {self.ca_cert}: not a readable PEM certificate bundle ({exc})") from None
+        import certifi
+
+        return ssl.create_default_context(cafile=certifi.where())
+
+
 class VllmClient:
     """A client for one vLLM server. Use as a context manager; requests never raise for network failures."""
 
-    def __init__(self, server: ServerURL, *, api_key: str | None = None, timeout: float = 5.0) -> None:
+    def __init__(
+        self, server: ServerURL, *, api_key: str | None = None, timeout: float = 5.0, tls: Tls | None = None
+    ) -> None:
         import httpx  # here: commands that never ask a server never pay for it
 
         self.server = server
@@ -163,7 +196,7 @@ class VllmClient:
                 timeout=timeout,
                 follow_redirects=False,
                 trust_env=not server.is_loopback,
-                verify=server.scheme == "https",
+                verify=(tls or Tls()).context() if server.scheme == "https" else False,
             )
         except (ImportError, ValueError, httpx.InvalidURL) as exc:
             self._unusable = unusable_proxy(exc)
@@ -223,7 +256,7 @@ class VllmClient:
         except httpx.TimeoutException:
             problem, error = Problem.TIMEOUT, f"no answer within {limit:.1f} s"
         except httpx.ConnectError as exc:
-            problem, error = (Problem.TLS if _is_tls(exc) else Problem.UNREACHABLE), _first_line(exc)
+            problem, error = (Problem.TLS if is_tls(exc) else Problem.UNREACHABLE), _first_line(exc)
         except httpx.HTTPError as exc:
             problem, error = Problem.UNREACHABLE, _first_line(exc)
         else:
@@ -259,7 +292,8 @@ def unusable_proxy(exc: BaseException) -> str:
     return f"{shown}: not a usable proxy URL ({_first_line(exc)}); fix it (http://HOST:PORT) or unset it"
 
 
-def _is_tls(exc: BaseException) -> bool:
+def is_tls(exc: BaseException) -> bool:
+    """Whether a failure was the TLS handshake's (certificate, protocol), wherever it sits in the exception chain."""
     import ssl
 
     seen: BaseException | None = exc

@@ -110,7 +110,8 @@ class Seen:
 class _LoopThread:
     """An asyncio loop in a daemon thread, running one websockets server on 127.0.0.1."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, ssl_context: Any = None) -> None:
+        self.ssl_context = ssl_context
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.server = None
@@ -121,7 +122,13 @@ class _LoopThread:
 
         async def boot():  # type: ignore[no-untyped-def]
             return await serve(
-                handler, "127.0.0.1", self.port, process_request=process_request, compression=None, max_size=2**24
+                handler,
+                "127.0.0.1",
+                self.port,
+                process_request=process_request,
+                compression=None,
+                max_size=2**24,
+                ssl=self.ssl_context,
             )
 
         self.server = asyncio.run_coroutine_threadsafe(boot(), self.loop).result(5)
@@ -157,16 +164,21 @@ class VllmStandIn:
     """vLLM's realtime server as far as `smoke` sees it. Use as a context manager; `.url` is its base."""
 
     def __init__(
-        self, check: Callable[[bytes], str | None], behaviour: VllmBehaviour | None = None, port: int = 0
+        self,
+        check: Callable[[bytes], str | None],
+        behaviour: VllmBehaviour | None = None,
+        port: int = 0,
+        ssl_context: Any = None,
     ) -> None:
+        """`ssl_context`: serve https:// and wss:// with it (see `self_signed`)."""
         self.check = check
         self.b = behaviour or VllmBehaviour()
         self.seen = Seen()
-        self._loop = _LoopThread(port)
+        self._loop = _LoopThread(port, ssl_context)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._loop.port}"
+        return f"{'https' if self._loop.ssl_context else 'http'}://127.0.0.1:{self._loop.port}"
 
     def __enter__(self) -> VllmStandIn:
         self._loop.start(self._session, self._http)
@@ -289,6 +301,24 @@ class VllmStandIn:
                 )
             else:
                 await error("unknown_event", f"Unknown event type: {kind}")
+
+
+def self_signed(tmp: Any) -> tuple[Any, str]:
+    """A server SSL context with a fresh self-signed certificate for 127.0.0.1 (made by the openssl CLI), and the
+    certificate's path: what a user's `--ca-cert` would name."""
+    import ssl
+    import subprocess
+
+    cert, key = str(tmp / "cert.pem"), str(tmp / "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1"]
+        + ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    return ctx, cert
 
 
 # --- vLLM: HTTP /v1/audio/transcriptions ----------------------------------------------------------

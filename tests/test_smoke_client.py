@@ -4,6 +4,7 @@ checks every byte of audio it receives (tests/smoke_kit.py)."""
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 from http.server import HTTPServer, SimpleHTTPRequestHandler
 from pathlib import Path
@@ -17,6 +18,7 @@ from smoke_kit import (
     VllmStandIn,
     close_to,
     exact,
+    self_signed,
     tone_pcm,
     write_wav,
 )
@@ -320,3 +322,24 @@ def test_the_server_is_asked_before_the_audio_is_decoded(cli: Cli, tmp_path: Pat
     write_wav(wav, tone_pcm(0.1, 44100, 2), 44100, 2)
     rc, _, err = cli("smoke", "--url", f"http://127.0.0.1:{_free_port()}", "--audio", str(wav), "--expect", "x")
     assert rc == 3 and "cannot reach" in err
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl CLI makes the test certificate")
+def test_a_self_signed_tls_server_is_named_as_tls_and_trusted_with_ca_cert(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: a self-signed https:// server got "is the server running?"; there was no --ca-cert/--insecure,
+    and SSL_CERT_FILE was ignored for a loopback server."""
+    context, cert = self_signed(tmp_path)
+    with VllmStandIn(exact(CLIP.pcm), ssl_context=context) as server:
+        rc, _, err = cli("smoke", "--url", server.url, "--fast")
+        assert rc == 3 and "TLS handshake failed" in err and "--ca-cert" in err and "is the server running" not in err
+        rc, out, err = cli("smoke", "--url", server.url, "--fast", "--ca-cert", cert)
+        assert rc == 0, err
+        rc, _, err = cli("smoke", "--url", server.url, "--fast", "--insecure")
+        assert rc == 0, err
+        monkeypatch.setenv("SSL_CERT_FILE", cert)
+        rc, _, err = cli("smoke", "--url", server.url, "--fast")
+        assert rc == 0, err
+    rc, _, err = cli("smoke", "--url", "https://127.0.0.1:9", "--ca-cert", cert, "--insecure")
+    assert rc == 2 and "exclude each other" in err

@@ -21,8 +21,9 @@ from echopanel_setup import knowledge
 from echopanel_setup.errors import ExternalError
 from echopanel_setup.smoke.audio import RATE
 from echopanel_setup.smoke.result import Timings, Transcript
-from echopanel_setup.smoke.server import unauthorized
+from echopanel_setup.smoke.server import tls_failed, unauthorized
 from echopanel_setup.url import ServerURL
+from echopanel_setup.vllm_client import Tls, is_tls
 
 
 class ServerEventError(ExternalError):
@@ -63,10 +64,17 @@ class Trace:
 
 
 def transcribe(
-    server: ServerURL, model: str, pcm: bytes, *, api_key: str | None, fast: bool, limits: Limits
+    server: ServerURL,
+    model: str,
+    pcm: bytes,
+    *,
+    api_key: str | None,
+    fast: bool,
+    limits: Limits,
+    tls: Tls | None = None,
 ) -> Transcript:
     """Stream `pcm` (16 kHz mono PCM16) through the server's realtime endpoint and return the transcript."""
-    return asyncio.run(stream(server, model, pcm, api_key=api_key, fast=fast, limits=limits))
+    return asyncio.run(stream(server, model, pcm, api_key=api_key, fast=fast, limits=limits, tls=tls))
 
 
 async def stream(
@@ -79,6 +87,7 @@ async def stream(
     limits: Limits,
     speed: float = 1.0,
     trace: Trace | None = None,
+    tls: Tls | None = None,
 ) -> Transcript:
     """One realtime session. `speed` scales the microphone's pace (tests run the clock faster); `trace`, when
     given, records when each chunk was sent and each delta arrived."""
@@ -96,6 +105,7 @@ async def stream(
             close_timeout=_CLOSE_S,
             compression=None,
             max_size=_MAX_FRAME,
+            ssl=(tls or Tls()).context() if ws_url.startswith("wss://") else None,
             **_no_proxy_for_loopback(server),
         )
     except Exception as exc:  # noqa: BLE001 - every handshake failure becomes one sentence
@@ -321,6 +331,8 @@ def _handshake_error(url: str, exc: Exception, sent_key: bool) -> ExternalError:
     """One actionable sentence for a failed WebSocket opening."""
     from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 
+    if is_tls(exc):
+        return ExternalError(tls_failed(url, str(exc).splitlines()[0][:200]))
     if isinstance(exc, InvalidStatus):
         status = exc.response.status_code
         if status == 401:

@@ -20,6 +20,7 @@ from echopanel_setup.smoke import audio
 from echopanel_setup.smoke.result import Transcript
 from echopanel_setup.smoke.scoring import WerResult, wer
 from echopanel_setup.url import ServerURL
+from echopanel_setup.vllm_client import Tls
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,6 +39,7 @@ class SmokeOptions:
     http: bool = False
     timeout: float | None = None
     config: str | None = None
+    tls: Tls | None = None  # --ca-cert (else SSL_CERT_FILE) / --insecure, for an https:// server
 
 
 @dataclass
@@ -207,7 +209,7 @@ def run(opts: SmokeOptions, status: Callable[[str], None] | None = None) -> Smok
 
         ep = target.url
         say(f"asking {ep.http_base} for /health, /version, /v1/models")
-        info = server.discover(ep, target.api_key, _start_hint(target.mode), limits.connect_s)
+        info = server.discover(ep, target.api_key, _start_hint(target.mode), limits.connect_s, opts.tls)
         model = server.choose_model(ep.http_base, info.models, opts.model)
         if not server.is_voxtral_realtime(model):
             notes.append(
@@ -217,13 +219,17 @@ def run(opts: SmokeOptions, status: Callable[[str], None] | None = None) -> Smok
         clip = load_clip(opts)  # after the server answered: a long file is not decoded for a server that is down
         if opts.http:
             say(f"posting {clip.duration_s:.1f} s of audio to {ep.http_base}/v1/audio/transcriptions")
-            transcript = server.transcribe_http(ep, model, audio.to_wav(clip.pcm), target.api_key, limits.done_s)
+            transcript = server.transcribe_http(
+                ep, model, audio.to_wav(clip.pcm), target.api_key, limits.done_s, opts.tls
+            )
             route = "http"
         else:
             from echopanel_setup.smoke import client
 
             say(f"streaming {clip.duration_s:.1f} s of audio to {ep.ws_url} {pacing}")
-            transcript = client.transcribe(ep, model, clip.pcm, api_key=target.api_key, fast=opts.fast, limits=limits)
+            transcript = client.transcribe(
+                ep, model, clip.pcm, api_key=target.api_key, fast=opts.fast, limits=limits, tls=opts.tls
+            )
             route = "realtime"
     score = wer(clip.reference, transcript.text) if clip.reference is not None else None
     if score is None:

@@ -13,7 +13,7 @@ from echopanel_setup import knowledge
 from echopanel_setup.errors import ExternalError, SetupError, UsageError
 from echopanel_setup.smoke.result import Timings, Transcript
 from echopanel_setup.url import ServerURL
-from echopanel_setup.vllm_client import Answer, Problem, VllmClient, error_message, parse_models, parse_version
+from echopanel_setup.vllm_client import Answer, Problem, Tls, VllmClient, error_message, parse_models, parse_version
 
 
 @dataclass
@@ -23,10 +23,10 @@ class ServerInfo:
     waiting_s: float = 0.0
 
 
-def discover(ep: ServerURL, api_key: str | None, start_hint: str, timeout: float) -> ServerInfo:
+def discover(ep: ServerURL, api_key: str | None, start_hint: str, timeout: float, tls: Tls | None = None) -> ServerInfo:
     """GET /health, /version and /v1/models; one sentence with the next step for anything wrong."""
     info = ServerInfo()
-    with VllmClient(ep, api_key=api_key, timeout=timeout) as client:
+    with VllmClient(ep, api_key=api_key, timeout=timeout, tls=tls) as client:
         health = _answered(client.health(), start_hint, info)
         if health.status == 404:
             raise ExternalError(
@@ -73,10 +73,7 @@ def _no_answer(answer: Answer, advice: str) -> SetupError:
     if answer.problem is Problem.PROXY:
         return UsageError(f"the proxy from your environment cannot be used: {answer.error}")
     if answer.problem is Problem.TLS:
-        return ExternalError(
-            f"{answer.url}: the TLS handshake failed ({answer.error}): check https:// against http:// and the "
-            "server's certificate"
-        )
+        return ExternalError(tls_failed(answer.url, answer.error or ""))
     return ExternalError(f"cannot reach {answer.url} ({answer.error}): {advice}")
 
 
@@ -102,9 +99,11 @@ def is_voxtral_realtime(name: str) -> bool:
     return ("voxtral" in lowered and "realtime" in lowered) or name.rstrip("/").endswith(repo_name)
 
 
-def transcribe_http(ep: ServerURL, model: str, wav: bytes, api_key: str | None, timeout: float) -> Transcript:
+def transcribe_http(
+    ep: ServerURL, model: str, wav: bytes, api_key: str | None, timeout: float, tls: Tls | None = None
+) -> Transcript:
     """One multipart POST to /v1/audio/transcriptions (offline mode in vLLM: one request, one answer)."""
-    with VllmClient(ep, api_key=api_key, timeout=timeout) as client:
+    with VllmClient(ep, api_key=api_key, timeout=timeout, tls=tls) as client:
         answer = client.post(
             "/v1/audio/transcriptions",
             files={"file": ("smoke.wav", wav, "audio/wav")},
@@ -134,6 +133,14 @@ def transcribe_http(ep: ServerURL, model: str, wav: bytes, api_key: str | None, 
     timings = Timings(total_s=elapsed, waiting_s=elapsed, final_to_done_s=elapsed)
     usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
     return Transcript(body["text"], 0, timings, usage, model)
+
+
+def tls_failed(url: str, error: str) -> str:
+    """The TLS sentence, shared by the HTTP routes and the WebSocket handshake."""
+    return (
+        f"{url}: the TLS handshake failed ({error}): check https:// against http://; for a self-signed or private "
+        "CA certificate pass --ca-cert FILE (or set SSL_CERT_FILE), or --insecure to skip verification"
+    )
 
 
 def unauthorized(base: str, sent_key: bool) -> str:

@@ -183,7 +183,7 @@ def run(
         audio.probe(opts.audio)
     started = time.monotonic()
     limits = client.Limits.defaults(opts.timeout)
-    info = server.discover(target.url, target.api_key, _start_hint(target.mode), limits.connect_s)
+    info = server.discover(target.url, target.api_key, _start_hint(target.mode), limits.connect_s, opts.tls)
     model = server.choose_model(target.url.http_base, info.models, opts.model)
     clip = load_clip(opts)  # after the server answered
     assert clip.reference is not None  # the bundled clip's, or --expect
@@ -205,7 +205,15 @@ def run(
         trace = client.Trace()
         try:
             r.transcript = await client.stream(
-                target.url, model, pcm, api_key=target.api_key, fast=False, limits=limits, speed=speed, trace=trace
+                target.url,
+                model,
+                pcm,
+                api_key=target.api_key,
+                fast=False,
+                limits=limits,
+                speed=speed,
+                trace=trace,
+                tls=opts.tls,
             )
         except SetupError as exc:
             r.error = str(exc)
