@@ -51,3 +51,11 @@ def test_a_lone_surrogate_in_replayed_facts_prints_as_a_question_mark(cli: Cli, 
     run = cli("doctor", "--facts", str(replay), *(["--json"] if json_out else []))
     assert run.code == 0, run.err
     assert "Ubuntu ?" in run.out
+
+
+def test_an_hf_endpoint_with_a_port_that_is_not_a_number_is_named_not_blamed_on_the_proxy(cli: Cli, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "http://hub:pw@127.0.0.1:abc")
+    doc = cli("doctor", "--json").json()
+    error = doc["facts"]["network"]["hf"]["error"]
+    assert "check HF_ENDPOINT" in error and "proxy" not in error and "pw" not in error
+    assert [c["id"] for c in doc["checks"] if c["status"] == "crashed"] == []
