@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -173,8 +174,12 @@ def test_the_light_listing_prints_what_the_whole_app_prints(cli: Cli, monkeypatc
 def test_doctor_without_a_checkout_loads_no_echopanel_reader(tmp_path):
     """The contract reader, the .env parser/writer and the settings rules load only with a checkout: a GPU host or a
     CI runner has none, and doctor's start-up is a feature."""
+    with socket.socket() as free:  # a port nothing answers on: a vLLM someone runs on 8001 must not change the test
+        free.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{free.getsockname()[1]}"
     code = (
-        "import sys; sys.argv = ['echopanel-setup', 'doctor', '--offline', '--json']\n"
+        "import sys\n"
+        f"sys.argv = ['echopanel-setup', 'doctor', '--offline', '--json', '--mode', 'local', '--url', {url!r}]\n"
         "from echopanel_setup import cli\n"
         "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
         "readers = ('contract', 'dotenv', 'settings', 'fixes')\n"
