@@ -220,3 +220,13 @@ def test_doctor_says_the_provider_changed_since_fix(checkout: Path, monkeypatch,
     (checkout / FILE).write_text(template_text() + "# edited by an EchoPanel update\n", encoding="utf-8")
     check = provider_check()
     assert check["status"] == "warn" and "EchoPanel's provider changed since fix" in check["summary"]
+
+
+@pytest.mark.slow
+def test_check_against_no_server_says_nothing_answers(checkout: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """`EchoPanel gets no transcript from this server` alone blames the server's answers: where nothing answers, the
+    realtime client's own failure says so."""
+    port = closed_port()
+    (checkout / ".env").write_text(f"VOXTRAL_VLLM_URL=http://127.0.0.1:{port}\n", encoding="utf-8")
+    code, out, _ = cli(monkeypatch, capsys, "check", "--echopanel", str(checkout), "--echopanel-python", sys.executable)
+    assert code == 1 and f"a realtime client fails too: cannot reach http://127.0.0.1:{port}/health" in out, out

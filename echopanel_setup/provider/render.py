@@ -97,6 +97,9 @@ def render_human(r: ProviderResult) -> None:
     if r.smoke is not None:
         how = "ran its own code" if r.smoke.mode == "run" else "replayed its protocol"
         print(f"  against {r.smoke.url} ({how}, bundled clip): {r.smoke.verdict}", file=out)
+        if r.smoke.server_works is False and r.smoke.server_detail:  # not the provider's fault alone: say why
+            alone = "voxtral.c alone" if r.provider == "voxtral_realtime" else "a realtime client"
+            print(f"  {alone} fails too: {r.smoke.server_detail}", file=out)
     if r.outcome in _DONE:
         print(("ok " if r.exit_code == 0 else "x ") + _DONE[r.outcome].format(ours=_OURS[r.provider]), file=out)
     if r.orig is not None and r.outcome == "fixed":
