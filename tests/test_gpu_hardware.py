@@ -179,3 +179,12 @@ def test_garbage_from_nvidia_smi_is_kept_not_crashed(machine, cli: Cli) -> None:
     assert all(c["status"] != "crashed" for k, c in checks.items() if k != "_facts")
     report = cli("doctor", "--offline", "--report", "--mode", "local", "--only", "platform").out
     assert "nvidia-smi printed" in report and "\\ufffd" in report and "PNG" in report
+
+
+def test_a_hanging_nvidia_smi_on_a_gpu_is_a_driver_problem(machine, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Regression: a wedged driver (nvidia-smi hangs) was reported as a machine without an NVIDIA GPU."""
+    machine("h100", mode="hang", pci=NVIDIA_4090, driver=True)
+    monkeypatch.setattr(gpu, "SMI_TIMEOUT_S", 0.5)
+    verdict = _verdict_on_desktop()
+    assert "a loaded driver that does not answer" in verdict.summary
+    assert any("did not answer" in d for d in verdict.details)
