@@ -288,6 +288,17 @@ def make_plan(
             _local_advice(facts, mode, url, int(updates[DELAY] or 0), advice)
     elif name == VOXTRAL_C:
         _voxtral_c(opts, existing, updates, reasons, notes, advice)
+        missing = [
+            what
+            for key, what in ((VC_BIN, "a voxtral.c binary"), (VC_MODEL, "the Voxtral weights"))
+            if key not in updates
+        ]
+        if missing and not opts.force:  # EchoPanel would silently fall back to faster_whisper
+            raise settings.Refused(
+                f"{VOXTRAL_C} needs {' and '.join(missing)} before EchoPanel can use it, or EchoPanel silently falls "
+                "back to faster_whisper: run `echopanel-setup install voxtral-c` / `echopanel-setup install voxtral`, "
+                "then configure again (--force writes the selection anyway)"
+            )
     if migration is not None and migration.accepted:
         own = dotenv.parse(old_text).values
         for key, value in migration.values.items():
@@ -491,9 +502,12 @@ def _voxtral_c(
         updates[VC_INTERVAL] = f"{opts.interval:g}"
         reasons[VC_INTERVAL] = "--interval: voxtral.c's -I, the encoder processing interval in seconds"
         if opts.interval < 0.5:
-            notes.append(
-                f"--interval {opts.interval:g}: voxtral.c's README says an encoder interval below 0.5 s wastes most of "
-                "the GPU time; 1.0-2.0 suits live use"
+            advice.append(
+                Advice(
+                    f"--interval {opts.interval:g}: voxtral.c's README says an encoder interval below 0.5 s wastes "
+                    "most of the GPU time; 1.0-2.0 suits live use:",
+                    ["echopanel-setup configure --provider voxtral_realtime --interval 1.0"],
+                )
             )
     elif (current := existing.get(VC_INTERVAL)) is not None and not _positive(current):
         notes.append(

@@ -106,9 +106,16 @@ def test_voxtral_c_flags_need_the_provider(cli: Cli, tmp_path: Path) -> None:
     assert run.code == 2 and "only with --provider voxtral_realtime" in run.err
 
 
-def test_nothing_installed_yet_is_advice_not_a_guess(cli: Cli, tmp_path: Path) -> None:
+def test_nothing_installed_yet_is_refused_not_a_silent_fallback(cli: Cli, tmp_path: Path) -> None:
+    """Selecting voxtral_realtime without a binary or weights would make EchoPanel fall back to faster_whisper in
+    silence: refused (exit 1) with the installs to run; --force writes the selection and says what is missing."""
     checkout = make_checkout(tmp_path / "EchoPanel", providers=OURS)
+    before = (checkout / ".env").read_bytes() if (checkout / ".env").exists() else None
     run = configure(cli, checkout, "--yes")
-    assert run.code == 0
+    assert run.code == 1 and "falls back to faster_whisper" in run.err
+    assert "install voxtral-c" in run.err and "a voxtral.c binary and the Voxtral weights" in run.err
+    assert ((checkout / ".env").read_bytes() if (checkout / ".env").exists() else None) == before
+    forced = configure(cli, checkout, "--yes", "--force")
+    assert forced.code == 0
     assert "ECHOPANEL_VOXTRAL_BIN" not in env_of(checkout) and "ECHOPANEL_VOXTRAL_MODEL" not in env_of(checkout)
-    assert "echopanel-setup install voxtral-c" in run.out and "echopanel-setup install voxtral" in run.out
+    assert "echopanel-setup install voxtral-c" in forced.out and "echopanel-setup install voxtral" in forced.out
