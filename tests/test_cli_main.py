@@ -184,7 +184,7 @@ def test_doctor_without_a_checkout_loads_no_echopanel_reader(tmp_path):
         "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
         "readers = ('contract', 'dotenv', 'settings', 'fixes')\n"
         "loaded = [m for m in readers if 'echopanel_setup.echopanel.' + m in sys.modules]\n"
-        "lazy = ('concurrent.futures', 'echopanel_setup.metrics.derive')\n"
+        "lazy = ('concurrent.futures', 'echopanel_setup.metrics.derive', 'echopanel_setup.vllm_client')\n"
         "heavy = [m for m in lazy if m in sys.modules]\n"
         "print(loaded, heavy, file=sys.stderr)\n"
     )

@@ -143,7 +143,7 @@ def test_the_parsed_toml_is_kept_and_reused_only_while_it_matches(tmp_path, monk
     cache = paths_state() / "knowledge-cache.marshal"
     assert knowledge._parsed(toml) == {"a": 1, "b": {"c": "x"}}
     assert cache.is_file()
-    monkeypatch.setattr(knowledge.tomllib, "loads", lambda text: pytest.fail("parsed again"))
+    monkeypatch.setattr(knowledge, "_toml_loads", lambda text: pytest.fail("parsed again"))
     assert knowledge._parsed(toml) == {"a": 1, "b": {"c": "x"}}
     monkeypatch.undo()
     toml.write_text("a = 2\n", encoding="utf-8")

@@ -12,7 +12,6 @@ from pathlib import Path
 from echopanel_setup import knowledge
 from echopanel_setup.facts.model import HttpProbe, NetworkFacts, ServerFacts
 from echopanel_setup.url import ServerURL, redact, scrub
-from echopanel_setup.vllm_client import ServerKind, VllmClient, unusable_proxy
 
 PROXY_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
 HF, MISTRAL = "hf", "mistral"  # the outside endpoints doctor can ask: the Hub, and the Mistral API
@@ -63,6 +62,8 @@ def probe(
                     jobs = {name: pool.submit(_probe, client, url, deadline) for name, url in asked.items()}
                     found = {name: job.result() for name, job in jobs.items()}
             except (ImportError, ValueError, httpx.InvalidURL) as exc:  # ALL_PROXY=socks5://…, HTTPS_PROXY=…:abc
+                from echopanel_setup.vllm_client import unusable_proxy
+
                 error = unusable_proxy(exc)
                 found = {name: HttpProbe(url=redact(url), error=error) for name, url in asked.items()}
         server_facts = server.result() if server else None
@@ -96,6 +97,8 @@ def _short(exc: Exception) -> str:
 
 def _server(url: ServerURL, deadline: float, api_key: str | None) -> ServerFacts:
     """/health, /version, /v1/models and /metrics of a vLLM server, within what is left of the shared budget."""
+    from echopanel_setup.vllm_client import ServerKind, VllmClient  # not on an --offline run's path
+
     with VllmClient(url, api_key=api_key, timeout=max(0.05, deadline - time.monotonic())) as client:
         survey = client.survey()
         page = (

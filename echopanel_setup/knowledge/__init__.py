@@ -31,11 +31,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, get_args, get_origin
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
-
 if TYPE_CHECKING:
     from typing_extensions import dataclass_transform
 else:
@@ -689,7 +684,7 @@ def _parsed(toml: Path) -> dict[str, Any]:
             return data
     except (OSError, ValueError, EOFError, TypeError):
         pass
-    data = tomllib.loads(toml.read_text(encoding="utf-8"))
+    data = _toml_loads(toml.read_text(encoding="utf-8"))
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         partial = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
@@ -698,6 +693,15 @@ def _parsed(toml: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         pass  # a read-only state dir: parse every time
     return data
+
+
+def _toml_loads(text: str) -> dict[str, Any]:
+    """The TOML parser, imported only when the marshal copy cannot be used (a few ms of start-up otherwise)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
+    return tomllib.loads(text)
 
 
 def build(data: Mapping[str, Any]) -> Knowledge:
