@@ -19,7 +19,7 @@ from echopanel_setup.errors import UsageError
 from echopanel_setup.metrics import derive
 from echopanel_setup.metrics.sample import Sample, from_text
 from echopanel_setup.url import ServerURL
-from echopanel_setup.vllm_client import unusable_proxy
+from echopanel_setup.vllm_client import http_client, unusable_proxy
 
 UNREACHABLE = "unreachable"
 
@@ -113,7 +113,7 @@ def run(opts: WatchOptions, emit: Emit | None = None, *, sleep: Callable[[float]
     deadline = started + opts.duration if opts.duration else None
     auth: dict[str, Any] = {"auth": url.basic_auth} if url.basic_auth else {}
     try:
-        client = httpx.Client(timeout=w.timeout_s, trust_env=not url.is_loopback, follow_redirects=False, **auth)
+        client = http_client(url, timeout=w.timeout_s, **auth)
     except (ImportError, ValueError, httpx.InvalidURL) as exc:  # the proxy settings in the environment
         raise UsageError(unusable_proxy(exc)) from None
     with client:
