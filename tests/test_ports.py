@@ -131,6 +131,8 @@ def test_an_explicit_served_name_wins_with_a_warning_when_echopanels_is_missing(
 
 
 def test_an_api_key_is_served_but_warned_about(tmp_path: Path) -> None:
-    out = run_cli("serve", "--facts", _unconfigured(tmp_path), "--api-key", "k-1", "--json")
+    out = run_cli(
+        "serve", "--facts", _unconfigured(tmp_path), "--api-key", "k-1", "--json", env={"VLLM_API_KEY": "k-1"}
+    )
     doc = json.loads(out.stdout)
     assert any("EchoPanel sends no API key" in n and "tunnel start" in n for n in doc["notes"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -153,20 +154,36 @@ def test_gpus_are_pinned_in_pci_order_when_the_machine_has_more() -> None:
 
 
 def test_shell_text_runs_in_a_real_shell_with_exactly_the_argv_and_env() -> None:
+    """The key is never in the text: vLLM gets the shell's VLLM_API_KEY in its environment (never in argv, `ps`),
+    and the command stops before vLLM where the shell holds none."""
     settings = ServeSettings(**{**SETTINGS.__dict__, "model": "/data/my models/Voxtral", "api_key": "s3cr$t 'x'"})
     show = [
         sys.executable,
         "-c",
-        "import json, os, sys; print(json.dumps([sys.argv[1:], os.environ.get('HF_HUB_OFFLINE')]))",
+        "import json, os, sys; print(json.dumps([sys.argv[1:], os.environ.get('HF_HUB_OFFLINE'), "
+        "os.environ.get('VLLM_API_KEY')]))",
     ]
     cmd = builder.build(make_plan("4080", "0.20.0"), settings, flags.builtin("0.20.0"), show)
-    out = subprocess.run(["bash", "-c", cmd.shell()], capture_output=True, text=True, check=True).stdout
-    argv, offline = json.loads(out)
-    assert argv == cmd.argv()[3:] and offline == "1"
-    assert shlex.split(cmd.shell().replace("\\\n", "")) == [*(f"{k}={v}" for k, v in cmd.env.items()), *cmd.argv()]
+    assert "s3cr$t" not in cmd.shell()
+    keyed = {**os.environ, "VLLM_API_KEY": "s3cr$t 'x'"}
+    out = subprocess.run(["bash", "-c", cmd.shell()], capture_output=True, text=True, check=True, env=keyed).stdout
+    argv, offline, key = json.loads(out)
+    assert argv == ["serve", cmd.model, *cmd.public_args()] and offline == "1" and key == "s3cr$t 'x'"
+    assert "--api-key" not in cmd.public_args() and len(cmd.public_args()) == len(cmd.args) - 2
+    keyless = {k: v for k, v in os.environ.items() if k != "VLLM_API_KEY"}
+    stopped = subprocess.run(["bash", "-c", cmd.shell()], capture_output=True, text=True, env=keyless)
+    assert stopped.returncode != 0 and stopped.stdout == "" and "export VLLM_API_KEY first" in stopped.stderr
     assert "s3cr$t 'x'" in cmd.argv() and "s3cr$t 'x'" not in cmd.redacted_args()
     assert builder.REDACTED in cmd.redacted_args()
     assert "--api-key" not in cmd.without("--api-key") and len(cmd.without("--api-key")) == len(cmd.args) - 2
+
+
+def test_a_keyless_command_runs_with_exactly_the_argv_and_env() -> None:
+    show = [sys.executable, "-c", "import json, sys; print(json.dumps(sys.argv[1:]))"]
+    cmd = builder.build(make_plan("4080", "0.20.0"), SETTINGS, flags.builtin("0.20.0"), show)
+    out = subprocess.run(["bash", "-c", cmd.shell()], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == cmd.argv()[3:]
+    assert shlex.split(cmd.shell().replace("\\\n", "")) == [*(f"{k}={v}" for k, v in cmd.env.items()), *cmd.argv()]
 
 
 def test_a_model_not_installed_here_is_served_from_the_hub_at_its_revision() -> None:

@@ -85,17 +85,31 @@ def test_errors_under_json_are_one_error_document(cli: Cli, monkeypatch: pytest.
     assert doc["error"]["message"] == "RuntimeError: planner exploded" and doc["error"]["traceback"]
 
 
+@pytest.mark.parametrize("fmt", ["shell", "json", "docker", "compose"])
 @pytest.mark.parametrize("exported", [None, "another-key"])
-def test_docker_with_a_key_the_shell_does_not_hold_is_refused(
-    cli: Cli, fixtures, monkeypatch: pytest.MonkeyPatch, exported: str | None
+def test_a_key_the_shell_does_not_hold_is_refused(
+    cli: Cli, fixtures, monkeypatch: pytest.MonkeyPatch, exported: str | None, fmt: str
 ) -> None:
-    """`serve --format docker --api-key K` prints `-e VLLM_API_KEY`: docker copies the shell's, so where that is
-    unset (or another key) the container would not get K. Refused, with how to pass it; K is never echoed."""
+    """`serve --api-key K` prints a command that takes the key from the shell's VLLM_API_KEY (`-e VLLM_API_KEY`
+    for docker): where that is unset (or another key) the server would not get K. Refused, with how to pass it;
+    K is never echoed."""
+    monkeypatch.delenv("VLLM_API_KEY", raising=False)
     if exported:
         monkeypatch.setenv("VLLM_API_KEY", exported)
     facts = str(fixtures / "facts" / "linux-4090-desktop.json")
-    run = cli("serve", "--facts", facts, "--format", "docker", "--api-key", "k-1")
+    run = cli("serve", "--facts", facts, "--format", fmt, "--api-key", "k-1")
     assert run.code == 2 and run.out == "" and "k-1" not in run.err
     assert "export VLLM_API_KEY" in run.err and len(run.err.strip().splitlines()) == 1
     monkeypatch.setenv("VLLM_API_KEY", "k-1")
-    assert cli("serve", "--facts", facts, "--format", "docker", "--api-key", "k-1").code == 0
+    assert cli("serve", "--facts", facts, "--format", fmt, "--api-key", "k-1").code == 0
+
+
+@pytest.mark.parametrize(
+    "args", [["--format", f] for f in ("shell", "json", "docker", "compose", "systemd")] + [["--json"]]
+)
+def test_no_printed_form_holds_the_key(cli: Cli, fixtures, monkeypatch: pytest.MonkeyPatch, args: list[str]) -> None:
+    """The key never reaches the output: the printed forms name VLLM_API_KEY instead (issue 18, secrets)."""
+    monkeypatch.setenv("VLLM_API_KEY", "SEKRET-K9")
+    run = cli("serve", "--facts", str(fixtures / "facts" / "linux-4090-desktop.json"), *args, "--api-key", "SEKRET-K9")
+    assert run.code == 0, run.err
+    assert "SEKRET-K9" not in run.out + run.err and "VLLM_API_KEY" in run.out

@@ -19,6 +19,9 @@ from echopanel_setup.serve.flags import FlagSet
 from echopanel_setup.serve.planner import Plan
 
 REDACTED = "<redacted>"
+# The key as printed: a reference to the variable vLLM reads in place of --api-key, which stops the command (in a
+# script and typed alike) where the shell holds no key, instead of starting vLLM keyless.
+KEY_FROM_SHELL = "${VLLM_API_KEY:?export VLLM_API_KEY first}"
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,14 @@ class ServeCommand:
             hide = arg == "--api-key"
         return out
 
+    @property
+    def keyed(self) -> bool:
+        return "--api-key" in self.args
+
+    def public_args(self) -> list[str]:
+        """The args as printed and shared: never the key (vLLM reads it from VLLM_API_KEY instead)."""
+        return self.without("--api-key")
+
     def without(self, *flags: str) -> list[str]:
         """The args minus these flags and their values."""
         out, skip = [], False
@@ -69,10 +80,13 @@ class ServeCommand:
         return out
 
     def shell(self) -> str:
-        """Copy-pasteable: env assignments, then one flag per line with its value, shell-quoted."""
+        """Copy-pasteable: env assignments, then one flag per line with its value, shell-quoted; the key is the
+        shell's VLLM_API_KEY, passed to vLLM in its environment (out of the text, the terminal and `ps`)."""
         lines = [f"{k}={shlex.quote(v)}" for k, v in self.env.items()]
+        if self.keyed:
+            lines.append(f'VLLM_API_KEY="{KEY_FROM_SHELL}"')
         lines.append(" ".join(shlex.quote(p) for p in [*self.executable, "serve", self.model]))
-        lines.extend("  " + " ".join(shlex.quote(p) for p in group) for group in pairs(self.args))
+        lines.extend("  " + " ".join(shlex.quote(p) for p in group) for group in pairs(self.public_args()))
         return " \\\n".join(lines)
 
 

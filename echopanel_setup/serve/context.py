@@ -78,17 +78,25 @@ def action(opts: ServeOptions) -> str:
     return "detach" if opts.detach else "exec" if opts.exec_ else "plan"
 
 
-def _check_docker_key(opts: ServeOptions) -> None:
-    """`docker run -e VLLM_API_KEY` copies the key from the shell that runs docker, never from the command line
-    (where `ps` shows it). Where that shell has none, the container would start vLLM with no key, perhaps on every
-    interface: refuse to print such a command, and say how to pass the key."""
-    if opts.fmt != "docker" or not opts.api_key or opts.vllm_api_key == opts.api_key:
+# The printed forms whose key comes from the shell that runs them (systemd reads an env file, Kubernetes a Secret).
+KEY_FROM_SHELL_FORMATS = ("shell", "json", "docker", "compose")
+
+
+def _check_shell_key(opts: ServeOptions) -> None:
+    """A printed command never holds the key (the terminal, logs and `ps` would show it): it names VLLM_API_KEY,
+    which vLLM (or docker's `-e VLLM_API_KEY`, Compose's interpolation) takes from the shell that runs it. Where
+    this shell holds no key, or another, the server would not get the key you gave: refuse to print such a
+    command, and say how to pass the key. --exec/--detach hand the key to vLLM themselves."""
+    if opts.launching or opts.fmt not in KEY_FROM_SHELL_FORMATS or not opts.api_key:
+        return
+    if opts.vllm_api_key == opts.api_key:
         return
     problem = "is not exported here" if not opts.vllm_api_key else "in this shell is another key"
     raise UsageError(
-        f"--format docker passes the key as `-e VLLM_API_KEY` from your shell, and VLLM_API_KEY {problem}: the "
-        "container would not get the key you gave. Run `read -rs VLLM_API_KEY && export VLLM_API_KEY` (your key), "
-        'then `echopanel-setup serve --format docker --api-key "$VLLM_API_KEY"`, and docker in that shell'
+        f"--format {opts.fmt} takes the key from your shell's VLLM_API_KEY (never printed), and VLLM_API_KEY "
+        f"{problem}: the server would not get the key you gave. Run `read -rs VLLM_API_KEY && export VLLM_API_KEY` "
+        f'(your key), then `echopanel-setup serve --format {opts.fmt} --api-key "$VLLM_API_KEY"`, and run the '
+        "command in that shell"
     )
 
 
@@ -119,7 +127,7 @@ def validate(opts: ServeOptions) -> None:
             raise UsageError(f"{flag} is empty: give a value, or leave the option out")
     if opts.port is not None and not 1 <= opts.port <= 65535:
         raise UsageError(f"--port {opts.port}: use 1-65535")
-    _check_docker_key(opts)
+    _check_shell_key(opts)
     if opts.delay_ms is not None:
         variant.check_delay(opts.delay_ms)
 

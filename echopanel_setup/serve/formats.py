@@ -18,7 +18,7 @@ from typing import Any
 
 from echopanel_setup import __version__, knowledge, paths
 from echopanel_setup.errors import UsageError
-from echopanel_setup.serve.builder import ServeCommand, ServeSettings, pairs
+from echopanel_setup.serve.builder import KEY_FROM_SHELL, ServeCommand, ServeSettings, pairs
 from echopanel_setup.serve.planner import Plan
 
 FORMATS = ("shell", "json", "docker", "compose", "systemd", "kubernetes")
@@ -106,7 +106,7 @@ def docker(cmd: ServeCommand, plan: Plan, settings: ServeSettings, dep: Deployme
     ]
     # With a key, the command stops before docker when the shell that runs it has none (docker would start
     # vLLM keyless): `${VAR:?}` fails the `&&` list, in a script and typed alike.
-    guard = [': "${VLLM_API_KEY:?export VLLM_API_KEY first}" &&'] if settings.api_key else []
+    guard = [f': "{KEY_FROM_SHELL}" &&'] if settings.api_key else []
     lines = [*guard, " ".join(shlex.quote(p) for p in head)]
     lines += [f"  -e {shlex.quote(f'{k}={v}')}" for k, v in _container_env(cmd).items()]
     if settings.api_key:
@@ -134,7 +134,7 @@ def compose(cmd: ServeCommand, plan: Plan, settings: ServeSettings, dep: Deploym
         device["count"] = plan.tensor_parallel_size
     env = dict(_container_env(cmd))
     if settings.api_key:
-        env["VLLM_API_KEY"] = "${VLLM_API_KEY:?export VLLM_API_KEY first}"
+        env["VLLM_API_KEY"] = KEY_FROM_SHELL
     timeout = knowledge.load().serve.launch.health_timeout_s
     service = {
         "image": dep.image,

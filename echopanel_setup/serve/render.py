@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from echopanel_setup import env as env_vars
 from echopanel_setup import envconfig, output, ui
 from echopanel_setup.serve import launcher, planner
 from echopanel_setup.serve.context import Context
@@ -56,8 +57,9 @@ def plan_document(p: Planned, exit_code: int) -> dict[str, Any]:
         vllm_version=ctx.version,
         flags_source=cmd.flags_source,
         flags_fallback_reason=built.flags_note,
-        argv=[*cmd.executable, "serve", cmd.model, *cmd.args],
+        argv=[*cmd.executable, "serve", cmd.model, *cmd.public_args()],
         env=cmd.env,
+        api_key_env=env_vars.VLLM_API_KEY if cmd.keyed else None,
         shell=cmd.shell(),
         skipped_flags=cmd.skipped,
         model_dir=str(ctx.model_dir),
