@@ -37,7 +37,7 @@ _APP_SETTINGS = {
 }
 app = typer.Typer(**_APP_SETTINGS)  # type: ignore[arg-type]
 install_app = typer.Typer(
-    help="Install the Voxtral model or the vLLM runtime.", no_args_is_help=True, rich_markup_mode=None
+    help="Install the Voxtral model, the vLLM runtime, or voxtral.c.", no_args_is_help=True, rich_markup_mode=None
 )
 app.add_typer(install_app, name="install")
 serve_app = typer.Typer(rich_markup_mode=None)
