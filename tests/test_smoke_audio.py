@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import struct
 import subprocess
+import sys
+import tracemalloc
 import wave
 from array import array
 from pathlib import Path
@@ -134,3 +137,79 @@ def test_resampling_keeps_loudness_and_length() -> None:
     out = audio.resample([1000.0] * 4410, 44100, 16000)
     assert len(out) == 1600
     assert all(abs(v - 1000.0) < 1.0 for v in out[100:-100])
+
+
+def _noise_wav(path: Path, seconds: float, rate: int, channels: int, seed: int = 7) -> bytes:
+    """A WAV of loud pseudo-random noise (every sample matters to the filter, and clipping is exercised), written
+    in blocks as a recorder would; returns its frames for the whole-file conversion to compare with."""
+    rng = random.Random(seed)
+    frames = array("h", (rng.randint(-32768, 32767) for _ in range(int(seconds * rate) * channels)))
+    raw = frames.tobytes() if sys.byteorder == "little" else _swapped(frames)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        for offset in range(0, len(raw), 65536):
+            w.writeframes(raw[offset : offset + 65536])
+    return raw
+
+
+def _swapped(frames: array) -> bytes:
+    frames = array("h", frames)
+    frames.byteswap()
+    return frames.tobytes()
+
+
+@pytest.mark.parametrize(("rate", "channels"), [(44100, 2), (48000, 1), (8000, 1), (16000, 3), (22050, 4)])
+def test_a_wav_read_in_blocks_equals_converting_it_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rate: int, channels: int
+) -> None:
+    monkeypatch.setattr(audio, "_BLOCK_FRAMES", 997)  # blocks that never line up with the filter's phases
+    raw = _noise_wav(tmp_path / "n.wav", 0.7, rate, channels)
+    clip = audio.load(tmp_path / "n.wav")
+    blocks = list(clip.blocks())
+    assert len(blocks) > 5, "the file was read in blocks"
+    whole = audio.convert(raw, rate, channels)
+    assert b"".join(blocks) == whole and clip.n_bytes == len(whole)
+
+
+@pytest.mark.slow
+def test_half_a_minute_of_44k_stereo_streams_to_exactly_the_whole_file_conversion(tmp_path: Path) -> None:
+    raw = _noise_wav(tmp_path / "long.wav", 30.0, 44100, 2)
+    clip = audio.load(tmp_path / "long.wav")
+    assert clip.duration_s == pytest.approx(30.0, abs=0.001)
+    assert b"".join(clip.blocks()) == audio.convert(raw, 44100, 2)
+
+
+def _peak_while_streaming(path: Path) -> int:
+    clip = audio.load(path)
+    tracemalloc.start()
+    try:
+        total = sum(len(block) for block in clip.blocks())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert total == clip.n_bytes
+    return peak
+
+
+@pytest.mark.slow
+def test_streaming_memory_does_not_grow_with_the_files_length(tmp_path: Path) -> None:
+    _noise_wav(tmp_path / "short.wav", 0.5, 44100, 2)
+    _noise_wav(tmp_path / "long.wav", 4.0, 44100, 2)  # 8x as long: 700 KB of frames, 128 KB once converted
+    short, long = _peak_while_streaming(tmp_path / "short.wav"), _peak_while_streaming(tmp_path / "long.wav")
+    assert long < 1024 * 1024, f"{long} bytes at peak"  # the filter's taps and one block, whatever the length
+    assert long < short * 1.1, (short, long)
+
+
+@pytest.mark.skipif(DECODER is None, reason="needs ffmpeg or sox")
+def test_what_the_decoder_makes_is_read_back_in_blocks_not_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audio, "_BLOCK_BYTES", 4096)
+    _float_wav(tmp_path / "f.wav", tone_pcm(1.0, 16000, 1), 16000)
+    clip = audio.load(tmp_path / "f.wav")
+    assert clip.n_bytes == 32000 and clip.duration_s == pytest.approx(1.0)
+    blocks = list(clip.blocks())
+    assert max(map(len, blocks)) == 4096 and len(blocks) == 8
+    assert b"".join(blocks) == clip.pcm, "each pass reads the decoded audio from the top"

@@ -100,6 +100,34 @@ def test_a_44k_stereo_user_file_arrives_as_16k_mono(cli: Cli, tmp_path: Path) ->
     assert doc["wer"]["value"] == 0.0
 
 
+def test_a_user_file_is_read_while_it_is_sent_and_arrives_whole_in_full_chunks(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audio, "_BLOCK_FRAMES", 1001)  # many blocks, none a multiple of the 4096-byte chunk
+    frames = tone_pcm(1.0, 44100, 2)
+    write_wav(tmp_path / "long.wav", frames, 44100, 2)
+    read: list[int] = []
+    blocks = audio._WavStream.blocks
+
+    def counted(self: audio._WavStream):  # type: ignore[no-untyped-def]
+        for block in blocks(self):
+            read.append(len(block))
+            yield block
+
+    monkeypatch.setattr(audio._WavStream, "blocks", counted)
+    with VllmStandIn(exact(audio.convert(frames, 44100, 2)), VllmBehaviour(transcript="tones")) as server:
+        code, _, err = cli("smoke", "--url", server.url, "--fast", "--audio", str(tmp_path / "long.wav"), "--json")
+    assert code == 0, err
+    assert len(read) > 40 and max(read) < 4096, "the file was converted block by block, not whole"
+    assert server.seen.events.count("input_audio_buffer.append") == 8  # 32000 bytes in 4096-byte chunks
+
+
+def test_chunks_regroups_blocks_of_any_size() -> None:
+    blocks = [b"a" * 5, b"", b"b" * 2, b"c" * 9, b"d"]
+    out = list(client.chunks(blocks, 4))
+    assert b"".join(out) == b"".join(blocks) and [len(c) for c in out] == [4, 4, 4, 4, 1]
+
+
 @pytest.mark.parametrize(
     ("code", "message", "hint"),
     [

@@ -4,7 +4,9 @@ vLLM's realtime endpoint takes PCM16 little-endian, 16 kHz, mono, and does not r
 `entrypoints/speech_to_text/realtime/`), so a 44.1 kHz stereo file sent as-is would be heard at the wrong speed. WAV is
 read with the standard library (`wave`), downmixed and resampled here in pure Python (a windowed-sinc polyphase filter,
 so no numpy); FLAC, and WAV encodings `wave` cannot read (float, extensible), go through ffmpeg or sox when one of them
-is installed.
+is installed. A user's file is never held whole: a WAV is read, downmixed and resampled block by block (the filter's
+state carried across blocks), and what ffmpeg/sox decode goes to an anonymous temporary file, so memory stays the same
+for a 2-hour recording as for a 10-second one.
 """
 
 from __future__ import annotations
@@ -15,36 +17,67 @@ import math
 import shutil
 import subprocess
 import sys
+import tempfile
 import wave
 from array import array
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from operator import mul
 from pathlib import Path
+from typing import IO, Protocol
 
 from echopanel_setup.errors import UsageError
 
 RATE = 16000
 _ZEROS = 8  # zero crossings of the sinc on each side: ~60 dB stopband with the Blackman window
 _ROLLOFF = 0.94  # cutoff as a fraction of the lower Nyquist frequency, leaving room for the transition band
-_DECODE_TIMEOUT_S = 60
+_DECODE_TIMEOUT_S = 600  # ffmpeg/sox decode a 2-hour file in seconds; this only stops one that hangs
+_BLOCK_FRAMES = 8192  # input frames read at a time: ~190 ms at 44.1 kHz, a few hundred KB at most
+_BLOCK_BYTES = 64 * 1024  # bytes of decoded PCM read at a time from ffmpeg's/sox's output
 _sumprod = getattr(math, "sumprod", None) or (lambda a, b: sum(map(mul, a, b)))
+
+
+class PcmStream(Protocol):
+    """A file's audio as 16 kHz mono PCM16, produced on demand in blocks (each call starts again from the top)."""
+
+    @property
+    def n_bytes(self) -> int: ...
+
+    def blocks(self) -> Iterator[bytes]: ...
 
 
 @dataclass(frozen=True)
 class Clip:
-    """Speech ready to send: `pcm` is PCM16 little-endian, 16 kHz, mono."""
+    """Speech ready to send, as PCM16 little-endian, 16 kHz, mono: `data` in memory (the bundled clip), or `stream`
+    read from the user's file while it is sent, so that a long recording never sits in memory whole."""
 
-    pcm: bytes
+    data: bytes
     source: str  # "bundled" or the user's path
     reference: str | None
     synthesized: bool = False
     description: str = ""
+    stream: PcmStream | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def n_bytes(self) -> int:
+        return self.stream.n_bytes if self.stream is not None else len(self.data)
 
     @property
     def duration_s(self) -> float:
-        return len(self.pcm) / 2 / RATE
+        return self.n_bytes / 2 / RATE
+
+    @property
+    def pcm(self) -> bytes:
+        """All of the audio at once, for the routes that need it whole (an HTTP upload, a looped clip)."""
+        return b"".join(self.blocks()) if self.stream is not None else self.data
+
+    def blocks(self) -> Iterator[bytes]:
+        """The audio in blocks of any size, in order; bounded memory for a file."""
+        if self.stream is not None:
+            return self.stream.blocks()
+        return iter((self.data,))
 
 
 def bundled() -> Clip:
@@ -74,22 +107,20 @@ def probe(path: str | Path) -> bytes:
 
 
 def load(path: str | Path, reference: str | None = None) -> Clip:
-    """A user's WAV or FLAC of any rate and channel count, converted to 16 kHz mono PCM16."""
+    """A user's WAV or FLAC of any rate and channel count, to be converted to 16 kHz mono PCM16 as it is read."""
     p = Path(path).expanduser()
     head = probe(path)
+    stream: PcmStream
     if head[:4] == b"fLaC":
-        pcm = _decode_external(p, "FLAC")
+        stream = _decode_external(p, "FLAC")
     else:
         try:
-            with p.open("rb") as fh:
-                samples, rate, channels = _read_wav(fh, str(path))
+            stream = _WavStream.open(p, str(path))
         except _UnsupportedWav as exc:
-            pcm = _decode_external(p, f"WAV ({exc})")
-        else:
-            pcm = convert(samples, rate, channels)
-    if not pcm:
+            stream = _decode_external(p, f"WAV ({exc})")
+    if not stream.n_bytes:
         raise UsageError(f"--audio {path}: the file holds no audio")
-    return Clip(pcm, str(path), reference, description=f"{p.name}")
+    return Clip(b"", str(path), reference, description=f"{p.name}", stream=stream)
 
 
 def to_wav(pcm: bytes) -> bytes:
@@ -120,6 +151,65 @@ def _read_wav(fh, name: str) -> tuple[bytes, int, int]:
     return _to_int16(frames, width), rate, channels
 
 
+@dataclass(frozen=True)
+class _WavStream:
+    """An integer PCM WAV converted block by block: downmixed, resampled with the filter's state carried over."""
+
+    path: Path
+    name: str
+    rate: int
+    channels: int
+    width: int
+    frames: int
+
+    @classmethod
+    def open(cls, path: Path, name: str) -> _WavStream:
+        """Read only the header; `_UnsupportedWav` for what `wave` cannot read."""
+        try:
+            with path.open("rb") as fh, wave.open(fh, "rb") as w:
+                if w.getsampwidth() not in (1, 2, 3, 4):
+                    raise _UnsupportedWav(f"{w.getsampwidth() * 8}-bit samples")
+                return cls(path, name, w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes())
+        except wave.Error as exc:
+            raise _UnsupportedWav(str(exc)) from None
+        except EOFError:
+            raise UsageError(f"{name}: the WAV file is truncated") from None
+
+    @property
+    def n_bytes(self) -> int:
+        g = math.gcd(self.rate, RATE)
+        return 2 * (self.frames * (RATE // g) // (self.rate // g))
+
+    def blocks(self) -> Iterator[bytes]:
+        gain = 1.0 / self.channels
+        resampler = _Resampler(self.rate, RATE, gain) if self.rate != RATE else None
+        with self.path.open("rb") as fh, wave.open(fh, "rb") as w:
+            while frames := w.readframes(_BLOCK_FRAMES):
+                samples = _int16(_to_int16(frames, self.width), self.channels)
+                if self.channels == 1 and resampler is None:
+                    yield _le(samples)
+                    continue
+                mono = _mono(samples, self.channels)
+                out = resampler.feed(mono) if resampler else [s * gain for s in mono]
+                if out:
+                    yield _pcm16(out)
+        if resampler is not None and (tail := resampler.finish()):
+            yield _pcm16(tail)
+
+
+@dataclass(frozen=True)
+class _DecodedStream:
+    """What ffmpeg/sox decoded, kept in an anonymous temporary file (gone when closed) and read back in blocks."""
+
+    file: IO[bytes]
+    n_bytes: int
+
+    def blocks(self) -> Iterator[bytes]:
+        self.file.seek(0)
+        while block := self.file.read(_BLOCK_BYTES):
+            yield block
+
+
 def _to_int16(frames: bytes, width: int) -> bytes:
     """Integer PCM of 1-4 bytes per sample to 16-bit little-endian, keeping the top 16 bits."""
     if width == 2:
@@ -136,22 +226,34 @@ def _to_int16(frames: bytes, width: int) -> bytes:
 
 
 def convert(frames: bytes, rate: int, channels: int) -> bytes:
-    """Interleaved 16-bit little-endian frames at any rate/channel count → 16 kHz mono PCM16."""
+    """Interleaved 16-bit little-endian frames at any rate/channel count → 16 kHz mono PCM16, all at once."""
     if rate == RATE and channels == 1:
         return frames
+    mono = _mono(_int16(frames, channels), channels)
+    gain = 1.0 / channels
+    return _pcm16([s * gain for s in mono] if rate == RATE else resample(mono, rate, RATE, gain))
+
+
+def _int16(frames: bytes, channels: int) -> array:
+    """Whole frames of 16-bit little-endian samples as native ints."""
     samples = array("h")
     samples.frombytes(frames[: len(frames) - len(frames) % (2 * channels)])
     if sys.byteorder == "big":
         samples.byteswap()
+    return samples
+
+
+def _mono(samples: array, channels: int) -> list[int] | array:
+    """The channels' sum per frame (the 1/channels gain goes into the filter, saving a pass)."""
     if channels == 1:
-        mono: list[float] | array = samples
-    elif channels == 2:
-        mono = [a + b for a, b in zip(samples[0::2], samples[1::2], strict=False)]
-    else:
-        mono = [sum(samples[i : i + channels]) for i in range(0, len(samples), channels)]
-    gain = 1.0 / channels
-    out = [s * gain for s in mono] if rate == RATE else resample(mono, rate, RATE, gain)
-    return _le(array("h", (max(-32768, min(32767, round(s))) for s in out)))
+        return samples
+    if channels == 2:
+        return [a + b for a, b in zip(samples[0::2], samples[1::2], strict=False)]
+    return [sum(samples[i : i + channels]) for i in range(0, len(samples), channels)]
+
+
+def _pcm16(values) -> bytes:
+    return _le(array("h", (max(-32768, min(32767, round(s))) for s in values)))
 
 
 def resample(x, src: int, dst: int, gain: float = 1.0) -> list[float]:
@@ -173,6 +275,50 @@ def resample(x, src: int, dst: int, gain: float = 1.0) -> list[float]:
         i, phase = divmod(n * down, up)
         append(_sumprod(taps[phase], padded[i + 1 : i + 1 + 2 * half]))
     return out
+
+
+class _Resampler:
+    """`resample` over a signal that arrives in blocks: the same taps over the same samples, so the output equals
+    resampling the whole signal at once, while only ~2 filter lengths of input are kept between blocks."""
+
+    def __init__(self, src: int, dst: int, gain: float = 1.0) -> None:
+        g = math.gcd(src, dst)
+        self.up, self.down = dst // g, src // g
+        ratio = min(1.0, dst / src)
+        self.half = math.ceil(_ZEROS / ratio)
+        self.taps = _phases(self.up, self.half, ratio * _ROLLOFF, gain)
+        self.kept: list[float] = [0.0] * self.half  # the zero-padded signal, from index `start` on
+        self.start = 0
+        self.n = 0  # the next output sample
+        self.seen = 0  # input samples fed so far
+
+    def feed(self, x) -> list[float]:
+        """The output samples whose filter window the input so far covers."""
+        self.kept.extend(x)
+        self.seen += len(x)
+        return self._drain(None)
+
+    def finish(self) -> list[float]:
+        """The rest, past the end of the signal padded with zeros as `resample` pads it."""
+        self.kept.extend([0.0] * (self.half + 1))
+        return self._drain(self.seen * self.up // self.down)
+
+    def _drain(self, limit: int | None) -> list[float]:
+        up, down, width, taps, kept, start = self.up, self.down, 2 * self.half, self.taps, self.kept, self.start
+        end = start + len(kept)
+        out: list[float] = []
+        n = self.n
+        while limit is None or n < limit:
+            i, phase = divmod(n * down, up)
+            if i + 1 + width > end:
+                break
+            out.append(_sumprod(taps[phase], kept[i + 1 - start : i + 1 - start + width]))
+            n += 1
+        self.n = n
+        if (drop := (n * down) // up + 1 - start) > 0:
+            del kept[:drop]
+            self.start += drop
+        return out
 
 
 @lru_cache(maxsize=8)
@@ -198,8 +344,9 @@ def _le(samples: array) -> bytes:
     return samples.tobytes()
 
 
-def _decode_external(path: Path, what: str) -> bytes:
-    """Decode with ffmpeg or sox, straight to 16 kHz mono PCM16; a clear error when neither exists."""
+def _decode_external(path: Path, what: str) -> _DecodedStream:
+    """Decode with ffmpeg or sox, straight to 16 kHz mono PCM16 in a temporary file (not memory); a clear error when
+    neither exists."""
     if ffmpeg := shutil.which("ffmpeg"):
         cmd = [
             ffmpeg,
@@ -241,14 +388,18 @@ def _decode_external(path: Path, what: str) -> bytes:
             f"--audio {path}: reading {what} needs ffmpeg or sox, and neither is on PATH; install one "
             "(apt install sox / brew install sox) or convert the file to a 16-bit PCM WAV"
         )
+    out = tempfile.TemporaryFile()  # noqa: SIM115 - the clip keeps it open while it is sent; closing removes it
     try:
-        done = subprocess.run(cmd, capture_output=True, timeout=_DECODE_TIMEOUT_S, check=False)
+        done = subprocess.run(cmd, stdout=out, stderr=subprocess.PIPE, timeout=_DECODE_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
+        out.close()
         raise UsageError(f"--audio {path}: {Path(cmd[0]).name} took over {_DECODE_TIMEOUT_S} s to decode it") from None
     if done.returncode != 0:
+        out.close()
         why = done.stderr.decode(errors="replace").strip().splitlines()
         raise UsageError(
             f"--audio {path}: {Path(cmd[0]).name} could not decode it: "
             f"{why[-1] if why else 'exit ' + str(done.returncode)}"
         )
-    return done.stdout
+    size = out.seek(0, io.SEEK_END)
+    return _DecodedStream(out, size - size % 2)

@@ -14,12 +14,13 @@ import asyncio
 import base64
 import json
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from echopanel_setup import knowledge
 from echopanel_setup.errors import ExternalError
-from echopanel_setup.smoke.audio import RATE
+from echopanel_setup.smoke.audio import RATE, Clip
 from echopanel_setup.smoke.result import Timings, Transcript
 from echopanel_setup.smoke.server import tls_failed, unauthorized
 from echopanel_setup.url import ServerURL
@@ -66,21 +67,22 @@ class Trace:
 def transcribe(
     server: ServerURL,
     model: str,
-    pcm: bytes,
+    pcm: bytes | Clip,
     *,
     api_key: str | None,
     fast: bool,
     limits: Limits,
     tls: Tls | None = None,
 ) -> Transcript:
-    """Stream `pcm` (16 kHz mono PCM16) through the server's realtime endpoint and return the transcript."""
+    """Stream `pcm` (16 kHz mono PCM16, or a clip read from its file as it goes) through the server's realtime
+    endpoint and return the transcript."""
     return asyncio.run(stream(server, model, pcm, api_key=api_key, fast=fast, limits=limits, tls=tls))
 
 
 async def stream(
     server: ServerURL,
     model: str,
-    pcm: bytes,
+    pcm: bytes | Clip,
     *,
     api_key: str | None,
     fast: bool,
@@ -115,7 +117,8 @@ async def stream(
     state = _Received(trace=trace)
     # One deadline for the whole exchange: a server that accepts the WebSocket and then stops reading blocks a send
     # forever (TCP backpressure), and its keepalive would only close the socket ~40 s later, looking like its fault.
-    budget = limits.session_s + (0.0 if fast else len(pcm) / 2 / RATE / speed) + limits.done_s
+    n_bytes = pcm.n_bytes if isinstance(pcm, Clip) else len(pcm)
+    budget = limits.session_s + (0.0 if fast else n_bytes / 2 / RATE / speed) + limits.done_s
     try:
         await asyncio.wait_for(_exchange(ws, ws_url, model, pcm, fast, limits, speed, state, t), timeout=budget)
     except asyncio.TimeoutError:
@@ -136,7 +139,15 @@ async def stream(
 
 
 async def _exchange(
-    ws, ws_url: str, model: str, pcm: bytes, fast: bool, limits: Limits, speed: float, state: _Received, t: Timings
+    ws,
+    ws_url: str,
+    model: str,
+    pcm: bytes | Clip,
+    fast: bool,
+    limits: Limits,
+    speed: float,
+    state: _Received,
+    t: Timings,
 ) -> None:
     """session.created → session.update → commit → the audio → final commit → transcription.done."""
     waited = time.monotonic()
@@ -193,28 +204,53 @@ class _Received:
     kept_chars: int = 0  # of the deltas' text; past the cap the rest is counted, not kept
 
 
+def chunks(blocks: Iterable[bytes], size: int) -> Iterator[bytes]:
+    """Blocks of any size regrouped into chunks of exactly `size` bytes (the last may be shorter), holding no more
+    than one block and one chunk at a time."""
+    pending = bytearray()
+    for block in blocks:
+        pending += block
+        if len(pending) >= size:
+            whole = len(pending) - len(pending) % size
+            view = memoryview(pending)
+            for offset in range(0, whole, size):
+                yield bytes(view[offset : offset + size])
+            view.release()
+            del pending[:whole]
+    if pending:
+        yield bytes(pending)
+
+
 async def _send_audio(
-    ws, pcm: bytes, fast: bool, receiver: asyncio.Task, state: _Received, t: Timings, speed: float = 1.0
+    ws, pcm: bytes | Clip, fast: bool, receiver: asyncio.Task, state: _Received, t: Timings, speed: float = 1.0
 ) -> None:
-    """Append chunks (on a microphone's schedule, `speed` times as fast, unless `fast`), then the final commit."""
+    """Append chunks (on a microphone's schedule, `speed` times as fast, unless `fast`), then the final commit. A
+    clip from a file is read as it is sent, so memory does not grow with the recording's length."""
     from websockets.exceptions import ConnectionClosed
 
     size = knowledge.load().smoke.chunk_bytes
     chunk_s = size / 2 / RATE / speed
     state.audio_started = began = time.monotonic()
+    sent = 0
     try:
-        for n, offset in enumerate(range(0, len(pcm), size)):
+        pieces = (
+            chunks(pcm.blocks(), size)
+            if isinstance(pcm, Clip)
+            else (pcm[o : o + size] for o in range(0, len(pcm), size))
+        )
+        for n, chunk in enumerate(pieces):
             if receiver.done():  # an error event or a closed socket: stop sending and report it
                 break
             if not fast and (lag := began + n * chunk_s - time.monotonic()) > 0:
                 await asyncio.sleep(lag)
                 t.paced_s += lag
-            audio = base64.b64encode(pcm[offset : offset + size]).decode("ascii")
+            audio = base64.b64encode(chunk).decode("ascii")
             state.sending = True
             await ws.send('{"type": "input_audio_buffer.append", "audio": "' + audio + '"}')
             state.sending = False
+            sent += len(chunk)
             if state.trace is not None:
-                state.trace.sent.append((time.monotonic(), min(len(pcm), offset + size)))
+                state.trace.sent.append((time.monotonic(), sent))
         if not receiver.done():
             await ws.send(json.dumps({"type": "input_audio_buffer.commit", "final": True}))
     except ConnectionClosed:

@@ -6,6 +6,7 @@ come from EchoPanel's config as EchoPanel itself would read it (the file, overri
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -167,7 +168,7 @@ def load_clip(opts: SmokeOptions) -> audio.Clip:
         return audio.load(opts.audio, opts.expect)
     clip = audio.bundled()
     if opts.expect is not None:
-        return audio.Clip(clip.pcm, clip.source, opts.expect, clip.synthesized, clip.description)
+        return dataclasses.replace(clip, reference=opts.expect)
     return clip
 
 
@@ -228,7 +229,7 @@ def run(opts: SmokeOptions, status: Callable[[str], None] | None = None) -> Smok
 
             say(f"streaming {clip.duration_s:.1f} s of audio to {ep.ws_url} {pacing}")
             transcript = client.transcribe(
-                ep, model, clip.pcm, api_key=target.api_key, fast=opts.fast, limits=limits, tls=opts.tls
+                ep, model, clip, api_key=target.api_key, fast=opts.fast, limits=limits, tls=opts.tls
             )
             route = "realtime"
     score = wer(clip.reference, transcript.text) if clip.reference is not None else None
