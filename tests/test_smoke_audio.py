@@ -213,3 +213,13 @@ def test_what_the_decoder_makes_is_read_back_in_blocks_not_held(
     blocks = list(clip.blocks())
     assert max(map(len, blocks)) == 4096 and len(blocks) == 8
     assert b"".join(blocks) == clip.pcm, "each pass reads the decoded audio from the top"
+
+
+def test_a_file_clip_taken_whole_is_converted_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_wav(tmp_path / "a.wav", tone_pcm(0.2, 44100, 2), 44100, 2)
+    clip = audio.load(tmp_path / "a.wav")
+    passes: list[int] = []
+    blocks = audio._WavStream.blocks
+    monkeypatch.setattr(audio._WavStream, "blocks", lambda self: (passes.append(1), blocks(self))[1])
+    assert clip.pcm[:10] == clip.pcm[:10] and len(clip.pcm) == clip.n_bytes
+    assert len(passes) == 1, "callers that index .pcm repeatedly must not re-read the file each time"

@@ -22,7 +22,7 @@ import wave
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from operator import mul
 from pathlib import Path
@@ -68,9 +68,10 @@ class Clip:
     def duration_s(self) -> float:
         return self.n_bytes / 2 / RATE
 
-    @property
+    @cached_property
     def pcm(self) -> bytes:
-        """All of the audio at once, for the routes that need it whole (an HTTP upload, a looped clip)."""
+        """All of the audio at once, for the routes that need it whole (an HTTP upload, a looped clip); converted
+        once, then kept. The realtime route reads `blocks()` instead and never holds it."""
         return b"".join(self.blocks()) if self.stream is not None else self.data
 
     def blocks(self) -> Iterator[bytes]:

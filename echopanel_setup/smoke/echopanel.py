@@ -241,7 +241,8 @@ def _run_feed(
 ) -> Feed:
     out = Feed(feed)
     with tempfile.NamedTemporaryFile(suffix=".pcm") as pcm:
-        pcm.write(clip.pcm)
+        for block in clip.blocks():  # a long file is converted as it is written, never held whole
+            pcm.write(block)
         pcm.flush()
         cmd = [str(python), echopanel_harness.__file__, "--checkout", str(checkout), "--module", module]
         cmd += ["--pcm", pcm.name, "--feed", feed]
