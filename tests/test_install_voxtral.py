@@ -587,10 +587,13 @@ def test_a_proxy_port_that_is_not_a_number_is_a_usage_error(hub: HubStandIn) -> 
     assert "not a usable proxy URL" in one_error_line(proc) and hub.hits == []
 
 
-def test_an_hf_endpoint_that_is_not_a_url_is_a_usage_error(hub: HubStandIn, model_dir: Path) -> None:
-    proc = install(hub, env={"HF_ENDPOINT": f"127.0.0.1:{hub.hub_port}"})
+@pytest.mark.parametrize("endpoint", ["127.0.0.1:{port}", "http://127.0.0.1:abc"])
+def test_an_hf_endpoint_that_is_not_a_url_is_a_usage_error(hub: HubStandIn, model_dir: Path, endpoint: str) -> None:
+    """A port that is not a number used to crash (exit 4) inside huggingface_hub's import, which parses it."""
+    where = endpoint.format(port=hub.hub_port)
+    proc = install(hub, env={"HF_ENDPOINT": where})
     assert proc.returncode == 2
-    assert f"HF_ENDPOINT='127.0.0.1:{hub.hub_port}' is not an http(s) URL" in one_error_line(proc)
+    assert f"HF_ENDPOINT={where!r} is not an http(s) URL" in one_error_line(proc)
     assert hub.hits == [] and not model_dir.parent.parent.exists()
 
 

@@ -89,6 +89,24 @@ def endpoint() -> str:
     return redact(constants.ENDPOINT.rstrip("/"))
 
 
+def checked_endpoint() -> str:
+    """endpoint(), refused (usage, exit 2) unless it is an http(s) URL with a host and a numeric port: importing
+    huggingface_hub's API parses it, and a port like `abc` raises there, deep inside the import."""
+    where = endpoint()
+    parts = urlsplit(where)
+    try:
+        _ = parts.port  # a port that is not a number raises here
+        numeric_port = True
+    except ValueError:
+        numeric_port = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not numeric_port:
+        raise UsageError(
+            f"HF_ENDPOINT={where!r} is not an http(s) URL with a host and a numeric port: set it like "
+            "https://huggingface.co, or unset it"
+        )
+    return where
+
+
 def offline() -> bool:
     from huggingface_hub import constants
 
@@ -162,15 +180,10 @@ def resolve(
     note: Callable[[str], None] = lambda _: None,
 ) -> Remote:
     """Revision → commit, then size and hash of each wanted file at that commit (two API calls)."""
+    where = checked_endpoint()  # before HfApi is imported: its import parses HF_ENDPOINT and crashes on a bad one
     from huggingface_hub import HfApi
     from huggingface_hub.hf_api import RepoFile as HubFile
 
-    where = endpoint()
-    parts = urlsplit(where)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(
-            f"HF_ENDPOINT={where!r} is not an http(s) URL: set it like https://huggingface.co, or unset it"
-        )
     _session_defaults()
     _usable_proxy()
     api = HfApi()
