@@ -118,6 +118,23 @@ def test_revert_restores_byte_identical(checkout: Path, monkeypatch, capsys) -> 
 
 
 @pytest.mark.slow
+def test_revert_warns_when_echopanel_still_selects_the_broken_original(checkout: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """EchoPanel's .env keeps selecting voxtral_official after a revert: the published variant cannot work, so
+    EchoPanel shows no transcript; the revert says so and how to go on (and stays silent where it is not selected)."""
+    monkeypatch.delenv("ECHOPANEL_ASR_PROVIDER", raising=False)
+    assert fix(monkeypatch, capsys, checkout, "--yes")[0] == 0
+    (checkout / ".env").write_text("ECHOPANEL_ASR_PROVIDER=voxtral_official\n", encoding="utf-8")
+    code, out, _ = cli(monkeypatch, capsys, "revert", "--echopanel", str(checkout), "--yes")
+    assert code == 0, out
+    warning = next(line for line in out.splitlines() if line.startswith("! "))
+    assert "no transcript" in warning and "provider fix" in warning and "configure --provider" in warning
+    assert fix(monkeypatch, capsys, checkout, "--yes")[0] == 0
+    (checkout / ".env").write_text("ECHOPANEL_ASR_PROVIDER=faster_whisper\n", encoding="utf-8")
+    code, out, _ = cli(monkeypatch, capsys, "revert", "--echopanel", str(checkout), "--yes", "--json")
+    assert code == 0 and json.loads(out)["warnings"] == []
+
+
+@pytest.mark.slow
 def test_revert_refuses_when_changed_since_fix(checkout: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     original = (checkout / FILE).read_bytes()
     assert fix(monkeypatch, capsys, checkout, "--yes")[0] == 0

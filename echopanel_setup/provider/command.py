@@ -26,6 +26,7 @@ from typing import Any
 
 from echopanel_setup import __version__
 from echopanel_setup.echopanel import contract, discover
+from echopanel_setup.echopanel.keys import SELECTOR
 from echopanel_setup.errors import UsageError
 from echopanel_setup.fileio import replace_file
 from echopanel_setup.provider import TEMPLATES, echopanel_harness, records, template_text
@@ -94,6 +95,7 @@ class ProviderResult:
     facts: dict[str, Any] = field(default_factory=dict)  # check: keys, endpoints, model, deps as read
     smoke: Any = None  # check: the smoke --client echopanel run against EchoPanel's server
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # done, but EchoPanel will not transcribe: what to do
 
 
 Ask = Callable[[str], bool]  # a yes/no question to the user
@@ -394,7 +396,23 @@ def _revert(opts: ProviderOptions, result: ProviderResult, ask: Ask | None, show
     result.notes.append(
         f"{result.file.name} is the original again (sha256 {record.sha256_before[:12]}…, byte-identical)"
     )
+    _selected_but_broken(result)
     return result
+
+
+def _selected_but_broken(result: ProviderResult) -> None:
+    """After a revert: where EchoPanel's `.env` or environment still selects this provider and the original is a
+    variant known not to work, EchoPanel now transcribes nothing, in silence. Say so, and the way on."""
+    restored = contract.read(result.checkout, wanted=[result.provider]).provider(result.provider)
+    info = contract.variant_info(restored.variant if restored else None)
+    if info is None or info.works or echopanel_env(result.checkout).get(SELECTOR, "").strip() != result.provider:
+        return
+    flag = "" if result.provider == "voxtral_official" else f" --provider {result.provider}"
+    result.warnings.append(
+        f"EchoPanel is set to {result.provider} ({SELECTOR} in its .env or environment) and the original cannot "
+        f"work ({info.reason}): EchoPanel will now show no transcript. `echopanel-setup provider fix{flag}` puts "
+        "ours back, or `echopanel-setup configure --provider NAME` selects another provider"
+    )
 
 
 def _original(record: records.FixRecord) -> bytes | None:

@@ -50,6 +50,7 @@ def to_document(r: ProviderResult) -> dict[str, Any]:
         },
         smoke=None if r.smoke is None else _smoke_summary(r.smoke),
         notes=r.notes,
+        warnings=r.warnings,
     )
 
 
@@ -106,6 +107,8 @@ def render_human(r: ProviderResult) -> None:
         print(f"  original kept as {r.orig.name}" + ("" if r.orig_created else " (from the first fix)"), file=out)
     for note in r.notes:
         print(f"  {note}", file=out)
+    for warning in r.warnings:
+        print(f"! {warning}", file=out)
     if r.reason and (r.exit_code or r.action == "check"):
         print(f"{'x' if r.exit_code else '!'} {r.reason}", file=out)
     elif r.reason and r.outcome == "dry-run":
