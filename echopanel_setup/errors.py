@@ -32,6 +32,11 @@ class ExternalError(SetupError):
     exit_code = EXIT_EXTERNAL
 
 
+class Unreachable(ExternalError):
+    """Nothing answered at the URL (refused, no such host, timed out): no verdict on the server, exit 3 in every
+    client, also where a client that got nothing would otherwise fail the check (exit 1)."""
+
+
 class Interrupted(SetupError):
     """Ctrl-C in the middle of work that can be resumed: the message says what was kept and how to go on."""
 

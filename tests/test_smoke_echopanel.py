@@ -118,5 +118,7 @@ def test_url_flag_is_what_echopanel_is_given_and_no_password_is_shown(tmp_path: 
     args = ["--echopanel", str(checkout), "--echopanel-python", sys.executable, "--url", url, "--fast", "--json"]
     code, out, err = run_main(monkeypatch, capsys, "smoke", *args)
     doc = json.loads(out)
-    assert code == 1 and doc["url"] == f"http://127.0.0.1:{port}" and doc["url_from"] == "--url"
+    assert doc["url"] == f"http://127.0.0.1:{port}" and doc["url_from"] == "--url"
     assert "s3cret-pw" not in out + err
+    # Nothing answers at the URL: "server unreachable" is exit 3, as with --client realtime (it was 1).
+    assert code == 3 and doc["exit_code"] == 3 and doc["verdict"].startswith("nothing answers at")

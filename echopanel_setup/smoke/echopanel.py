@@ -14,7 +14,8 @@ variant does it (pranaysuyash/EchoPanel 3845da5 server/services/provider_voxtral
 size from its delay, timeouts, headers and body, each step with what EchoPanel would show.
 
 When EchoPanel gets no transcript, the plain realtime check (`--client realtime`) runs against the same server, to
-tell "the server does not work" from "the server works but EchoPanel cannot use it" (exit 1 either way).
+tell "the server does not work" from "the server works but EchoPanel cannot use it" (exit 1 either way; exit 3
+where nothing answers at the URL at all, as with `--client realtime`).
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class EchoPanelSmoke:
     max_wer: float = 0.3
     server_works: bool | None = None  # when EchoPanel got nothing: the realtime check, or voxtral.c alone
     server_detail: str = ""
+    unreachable: bool = False  # the realtime check got no answer at all: nothing runs at the URL (exit 3)
     notes: list[str] = field(default_factory=list)
     target: str = field(default="", repr=False)  # the URL itself (`url` is for display: no password)
 
@@ -99,7 +101,7 @@ class EchoPanelSmoke:
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.passed else 1
+        return 0 if self.passed else 3 if self.unreachable else 1
 
     @property
     def verdict(self) -> str:
@@ -115,6 +117,8 @@ class EchoPanelSmoke:
                 + ", but EchoPanel cannot use it"
                 + ("" if ours else f": `{fix}`")
             )
+        if self.unreachable:
+            return f"nothing answers at {self.url}: EchoPanel gets no transcript (is the server running?)"
         if self.transcript.strip():
             return "EchoPanel gets a transcript, but the words are wrong"
         return f"EchoPanel gets no transcript from {server}"
@@ -211,7 +215,7 @@ def run(
         if local:
             result.server_works, result.server_detail = _voxtral_c_works(checkout.path, clip)
         else:
-            result.server_works, result.server_detail = _server_works(result.target, clip, fast)
+            result.server_works, result.server_detail, result.unreachable = _server_works(result.target, clip, fast)
     return result
 
 
@@ -392,9 +396,10 @@ def _content(body: str) -> str:
         return ""
 
 
-def _server_works(url: str, clip: audio.Clip, fast: bool) -> tuple[bool | None, str]:
-    """The plain realtime check (`--client realtime`) against the same server: does the server itself work?"""
-    from echopanel_setup.errors import SetupError
+def _server_works(url: str, clip: audio.Clip, fast: bool) -> tuple[bool | None, str, bool]:
+    """The plain realtime check (`--client realtime`) against the same server: does the server itself work, and
+    did nothing answer at all (unreachable, as `--client realtime` says with exit 3)?"""
+    from echopanel_setup.errors import SetupError, Unreachable
     from echopanel_setup.smoke import client, server
     from echopanel_setup.url import ServerURL
 
@@ -405,13 +410,15 @@ def _server_works(url: str, clip: audio.Clip, fast: bool) -> tuple[bool | None, 
         started = time.monotonic()
         got = client.transcribe(ep, model, clip.pcm, api_key=None, fast=True, limits=client.Limits.defaults())
     except SetupError as exc:
-        return False, str(exc)
+        return False, str(exc), isinstance(exc, Unreachable)
     text = got.text.strip()
     score = wer(clip.reference, text) if clip.reference else None
     works = bool(text) and (score is None or score.wer <= 0.3)
     took = time.monotonic() - started
-    return works, f"/v1/realtime with {model}: {text!r} ({took:.1f} s)" + (
-        f", WER {score.wer:.0%}" if score is not None else ""
+    return (
+        works,
+        f"/v1/realtime with {model}: {text!r} ({took:.1f} s)" + (f", WER {score.wer:.0%}" if score is not None else ""),
+        False,
     )
 
 

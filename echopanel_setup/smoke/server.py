@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from echopanel_setup import knowledge
-from echopanel_setup.errors import ExternalError, SetupError, UsageError
+from echopanel_setup.errors import ExternalError, SetupError, Unreachable, UsageError
 from echopanel_setup.smoke.result import Timings, Transcript
 from echopanel_setup.url import ServerURL
 from echopanel_setup.vllm_client import Answer, Problem, Tls, VllmClient, error_message, parse_models, parse_version
@@ -64,7 +64,7 @@ def _answered(answer: Answer, start_hint: str, info: ServerInfo) -> Answer:
     if answer.reachable:
         return answer
     if answer.problem is Problem.TIMEOUT:
-        raise ExternalError(f"{answer.url}: {answer.error} (a firewall, or an overloaded server)")
+        raise Unreachable(f"{answer.url}: {answer.error} (a firewall, or an overloaded server)")
     raise _no_answer(answer, f"is the server running? {start_hint}".strip())
 
 
@@ -74,7 +74,7 @@ def _no_answer(answer: Answer, advice: str) -> SetupError:
         return UsageError(f"the proxy from your environment cannot be used: {answer.error}")
     if answer.problem is Problem.TLS:
         return ExternalError(tls_failed(answer.url, answer.error or ""))
-    return ExternalError(f"cannot reach {answer.url} ({answer.error}): {advice}")
+    return Unreachable(f"cannot reach {answer.url} ({answer.error}): {advice}")
 
 
 def choose_model(url: str, served: list[str], wanted: str | None) -> str:
