@@ -290,7 +290,8 @@ def test_smoke_client_echopanel_is_an_envelope(cli: Cli, tmp_path: Path) -> None
 
     checkout = make_checkout(tmp_path / "EchoPanel", env=f"VOXTRAL_VLLM_URL=http://127.0.0.1:{closed_port()}\n")
     doc = envelope(cli("smoke", "--json", "--fast", "--echopanel", str(checkout)), "smoke")
-    assert doc["client"] == "echopanel" and doc["exit_code"] == 1 and doc["error"] is None
+    assert doc["client"] == "echopanel" and doc["exit_code"] == 3  # nothing answers at the URL: external
+    assert doc["error"]["kind"] == "external" and "nothing answers" in doc["error"]["message"]
 
 
 def test_smoke_client_voxtral_c_is_an_envelope_and_a_missing_binary_a_failed_document(cli: Cli, tmp_path: Path) -> None:

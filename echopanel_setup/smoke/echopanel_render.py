@@ -12,6 +12,15 @@ SCHEMA_VERSION = 1
 
 
 def to_document(r: EchoPanelSmoke) -> dict[str, Any]:
+    """The result; a run that ended in an external failure (nothing answers: exit 3) also carries its `error`, as the
+    envelope requires of every exit 2-4."""
+    doc = _document(r)
+    if r.exit_code >= 2:
+        doc["error"] = {"kind": output.ERROR_KINDS.get(r.exit_code, "failed"), "message": r.verdict, "traceback": None}
+    return doc
+
+
+def _document(r: EchoPanelSmoke) -> dict[str, Any]:
     return output.document(
         "smoke",
         SCHEMA_VERSION,
