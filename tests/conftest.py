@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -145,3 +146,23 @@ def outside(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     monkeypatch.setenv("HF_ENDPOINT", recorder.url)
     yield recorder
     recorder.close()
+
+
+@pytest.fixture
+def vllm() -> Iterator[Callable[..., tuple[Any, str]]]:
+    """Factory: start a loopback vLLM stand-in (probe_kit.FakeVllm with the given behaviour) and return it with its
+    URL; all are shut down afterwards."""
+    from probe_kit import FakeVllm, serve_vllm
+
+    servers = []
+
+    def start(**kwargs: Any) -> tuple[FakeVllm, str]:
+        behaviour = FakeVllm(**kwargs)
+        server, url = serve_vllm(behaviour)
+        servers.append(server)
+        return behaviour, url
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()

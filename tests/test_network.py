@@ -8,32 +8,14 @@ closed loopback port and there is no route to api.mistral.ai here.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 from conftest import run_cli, without_socks_extra
-from probe_kit import VOXTRAL, FakeVllm, OutsideHosts, closed_port, serve_vllm
+from probe_kit import VOXTRAL, OutsideHosts, closed_port
 
 from echopanel_setup.facts import network
 from echopanel_setup.facts.model import NetworkFacts
 from echopanel_setup.url import ServerURL, redact
-
-
-@pytest.fixture
-def vllm() -> Iterator:
-    """Factory: start a loopback vLLM stand-in with the given behaviour; all are shut down afterwards."""
-    servers = []
-
-    def start(**kwargs) -> tuple[FakeVllm, str]:  # type: ignore[no-untyped-def]
-        behaviour = FakeVllm(**kwargs)
-        server, url = serve_vllm(behaviour)
-        servers.append(server)
-        return behaviour, url
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
 
 
 def _doctor(url: str, *extra: str, env: dict[str, str] | None = None) -> dict:

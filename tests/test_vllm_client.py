@@ -5,31 +5,14 @@ from __future__ import annotations
 import base64
 import socket
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from conftest import without_socks_extra
-from probe_kit import VOXTRAL, FakeVllm, closed_port, serve_vllm
+from probe_kit import VOXTRAL, closed_port
 
 from echopanel_setup.url import ServerURL
 from echopanel_setup.vllm_client import Problem, VllmClient, error_message, parse_models
-
-
-@pytest.fixture
-def vllm() -> Iterator:
-    servers = []
-
-    def start(**kwargs) -> tuple[FakeVllm, str]:  # type: ignore[no-untyped-def]
-        behaviour = FakeVllm(**kwargs)
-        server, url = serve_vllm(behaviour)
-        servers.append(server)
-        return behaviour, url
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
 
 
 def test_survey_of_a_vllm_server(vllm) -> None:
