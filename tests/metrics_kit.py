@@ -9,14 +9,14 @@ what a vLLM of that version prints.
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from loopback_kit import HttpStandIn, QuietHandler
 
 FIXTURES = Path(__file__).parent / "fixtures" / "metrics"
 VOXTRAL = "mistralai/Voxtral-Mini-4B-Realtime-2602"
@@ -120,7 +120,7 @@ def values_for(text: str, s: Scenario, t: float, now: float, version: str) -> di
     return v
 
 
-class MetricsStandIn:
+class MetricsStandIn(HttpStandIn):
     """Use as a context manager; `.url` is its base URL, `.scenario` can be changed at any time."""
 
     def __init__(self, scenario: Scenario | None = None, behaviour: Behaviour | None = None) -> None:
@@ -132,37 +132,25 @@ class MetricsStandIn:
         self._lock = threading.Lock()
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _send(self, status: int, body: bytes = b"", kind: str = "application/json") -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 outer.seen.auth.setdefault(self.path, []).append(self.headers.get("Authorization"))
                 if self.path == "/metrics":
-                    return self._send(200, outer._scrape().encode(), "text/plain; version=0.0.4; charset=utf-8")
+                    return self._reply(200, outer._scrape().encode(), "text/plain; version=0.0.4; charset=utf-8")
                 if self.path == "/health":
                     return self._send(outer.b.health)
                 if self.path == "/version":
-                    return self._send(200, json.dumps({"version": outer.b.version}).encode())
+                    return self._send(200, {"version": outer.b.version})
                 if self.path == "/v1/models":
                     if outer.b.api_key and self.headers.get("Authorization") != f"Bearer {outer.b.api_key}":
-                        return self._send(401, b'{"error": "Unauthorized"}')
+                        return self._send(401, {"error": "Unauthorized"})
                     card = {"id": VOXTRAL, "object": "model", "owned_by": "vllm", "root": VOXTRAL}
                     if outer.b.max_model_len:
                         card["max_model_len"] = outer.b.max_model_len
-                    return self._send(200, json.dumps({"object": "list", "data": [card]}).encode())
-                return self._send(404, b'{"detail": "Not Found"}')
+                    return self._send(200, {"object": "list", "data": [card]})
+                return self._send(404, {"detail": "Not Found"})
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._closed = False
+        super().__init__(Handler)
 
     def _scrape(self) -> str:
         with self._lock:
@@ -177,20 +165,3 @@ class MetricsStandIn:
             if self.b.stop_after_scrapes is not None and n >= self.b.stop_after_scrapes:
                 threading.Thread(target=self.close, daemon=True).start()
             return body
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def __enter__(self) -> MetricsStandIn:
-        self.thread.start()
-        return self
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self.httpd.shutdown()
-            self.httpd.server_close()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from smoke_kit import _empty_response, _json_response, _LoopThread
+from loopback_kit import HttpStandIn, QuietHandler, WsStandIn, empty_response, json_response
+from smoke_kit import mistral_gate, mistral_open, mistral_update
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -229,48 +230,37 @@ class _ScriptRecogniser(_Recogniser):
         return "".join(" " + w for w in due)
 
 
-class RealtimeModel:
+class RealtimeModel(WsStandIn):
     """vLLM serving Voxtral Realtime, as far as a realtime client can tell. Use as a context manager."""
 
     def __init__(self, vocabulary: dict[str, float], behaviour: ModelBehaviour | None = None) -> None:
+        super().__init__()
         self.vocabulary = vocabulary
         self.b = behaviour or ModelBehaviour()
         self.sessions: list[SessionLog] = []
         self.auth: list[str | None] = []
-        self._loop = _LoopThread()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._loop.port}"
 
     @property
     def samples(self) -> int:
         return sum(s.samples for s in self.sessions)
 
-    def __enter__(self) -> RealtimeModel:
-        self._loop.start(self._session, self._http)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._loop.stop()
-
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
         if path == "/health":
-            return _empty_response(200)
+            return empty_response(200)
         if path.startswith("/v1/"):
             got = request.headers.get("Authorization")
             self.auth.append(got)
             if self.b.api_key is not None and got != f"Bearer {self.b.api_key}":
-                return _json_response(401, {"error": "Unauthorized"})
+                return json_response(401, {"error": "Unauthorized"})
         if path == "/v1/models":
             card = {"object": "model", "owned_by": "vllm", "root": "/models/voxtral"}
             if self.b.max_model_len is not None:
                 card["max_model_len"] = self.b.max_model_len
-            return _json_response(200, {"object": "list", "data": [{"id": m, **card} for m in self.b.models]})
+            return json_response(200, {"object": "list", "data": [{"id": m, **card} for m in self.b.models]})
         if path == "/v1/realtime" and self.b.realtime_route:
             return None
-        return _json_response(404, {"detail": "Not Found"})
+        return json_response(404, {"detail": "Not Found"})
 
     async def _session(self, ws: ServerConnection) -> None:
         log = SessionLog()
@@ -379,7 +369,7 @@ def wait_until(predicate: Any, timeout_s: float = 5.0) -> bool:
 # --- vLLM's chat route in front of the realtime model (one port, as vLLM serves both) -----------------------------
 
 
-class ChatFront:
+class ChatFront(HttpStandIn):
     """HTTP on one loopback port: `/health`, `/v1/models`, `POST /v1/chat/completions` answering as stock vLLM
     0.30-0.34 does to EchoPanel's published provider (headerless PCM in a data: URL → 400; a name not served →
     404), and `/v1/realtime` spliced through to `model` (a RealtimeModel) so realtime clients meet the real thing."""
@@ -387,26 +377,14 @@ class ChatFront:
     def __init__(self, model: RealtimeModel, served: list[str] | None = None, port: int = 0) -> None:
         import socket
         import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.model = model
         self.served = served if served is not None else model.b.models
         self.posts: list[dict[str, Any]] = []
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _send(self, status: int, body: Any = None) -> None:
-                data = b"" if body is None else json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
 
             def do_GET(self) -> None:
                 if self.path == "/v1/realtime":
@@ -454,63 +432,30 @@ class ChatFront:
                 back.join(5)
                 self.close_connection = True
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        super().__init__(Handler, port)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def __enter__(self) -> ChatFront:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 # --- Mistral's hosted realtime transcription, with the same recogniser ---------------------------------------------
 
 
-class MistralModel:
+class MistralModel(WsStandIn):
     """`/v1/audio/transcriptions/realtime` with the event shapes the mistralai SDK parses, releasing words like the
     model (`delay_ms` after their end) and everything heard on `input_audio.flush`."""
 
     def __init__(self, vocabulary: dict[str, float], api_key: str = "test-key", delay_ms: int = 480) -> None:
+        super().__init__()
         self.vocabulary, self.api_key, self.delay_ms = vocabulary, api_key, delay_ms
         self.session_updates: list[dict[str, Any]] = []
         self.auth: list[str | None] = []
         self.samples = 0
-        self._loop = _LoopThread()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._loop.port}"
-
-    def __enter__(self) -> MistralModel:
-        self._loop.start(self._session, self._http)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._loop.stop()
 
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         self.auth.append(request.headers.get("Authorization"))
-        if urlsplit(request.path).path != "/v1/audio/transcriptions/realtime":
-            return _json_response(404, {"detail": "Not Found"})
-        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
-            return _json_response(401, {"message": "Unauthorized", "request_id": "req-standin"})
-        return None
+        return mistral_gate(request, self.api_key)
 
     async def _session(self, ws: ServerConnection) -> None:
-        session: dict[str, Any] = {
-            "request_id": "req-standin",
-            "model": MODEL,
-            "audio_format": {"encoding": "pcm_s16le", "sample_rate": 16000},
-        }
-        await ws.send(json.dumps({"type": "session.created", "session": session}))
+        session = await mistral_open(ws, MODEL)
         rec = _Recogniser(self.vocabulary, self.delay_ms * RATE // 1000)
         parts: list[str] = []
 
@@ -525,8 +470,7 @@ class MistralModel:
                 kind = event.get("type")
                 if kind == "session.update":
                     self.session_updates.append(event["session"])
-                    session.update({k: v for k, v in event["session"].items() if v is not None})
-                    await ws.send(json.dumps({"type": "session.updated", "session": session}))
+                    await mistral_update(ws, session, event["session"])
                 elif kind == "input_audio.append":
                     chunk = base64.b64decode(event["audio"])
                     self.samples += len(chunk) // 2

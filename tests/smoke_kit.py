@@ -9,13 +9,11 @@ and otherwise sends an `invalid_audio` error saying what differed.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import io
 import json
 import math
-import threading
 import time
 import wave
 from array import array
@@ -23,13 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.datastructures import Headers
+from loopback_kit import HttpStandIn, QuietHandler, WsStandIn, empty_response, json_response
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
@@ -107,60 +103,7 @@ class Seen:
     session_updates: list[dict[str, Any]] = field(default_factory=list)
 
 
-class _LoopThread:
-    """An asyncio loop in a daemon thread, running one websockets server on 127.0.0.1."""
-
-    def __init__(self, port: int = 0, ssl_context: Any = None) -> None:
-        self.ssl_context = ssl_context
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.server = None
-        self.port = port
-
-    def start(self, handler, process_request) -> None:  # type: ignore[no-untyped-def]
-        self.thread.start()
-
-        async def boot():  # type: ignore[no-untyped-def]
-            return await serve(
-                handler,
-                "127.0.0.1",
-                self.port,
-                process_request=process_request,
-                compression=None,
-                max_size=2**24,
-                ssl=self.ssl_context,
-            )
-
-        self.server = asyncio.run_coroutine_threadsafe(boot(), self.loop).result(5)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    def stop(self) -> None:
-        async def shutdown() -> None:
-            # A client that went away without closing its socket leaves a connection half-closed: cut every
-            # connection, open or closing, instead of waiting out websockets' 10 s close timeout.
-            for connection in list(getattr(self.server, "all_connections", self.server.connections)):  # type: ignore[union-attr]
-                connection.transport.abort()
-            self.server.close(close_connections=False)  # type: ignore[union-attr]
-            await self.server.wait_closed()  # type: ignore[union-attr]
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-
-
-def _json_response(status: int, body: Any) -> Response:
-    text = json.dumps(body).encode()
-    headers = Headers(
-        [("Content-Type", "application/json"), ("Content-Length", str(len(text))), ("Connection", "close")]
-    )
-    return Response(status, HTTPStatus(status).phrase, headers, text)
-
-
-def _empty_response(status: int) -> Response:
-    return Response(status, HTTPStatus(status).phrase, Headers([("Content-Length", "0"), ("Connection", "close")]), b"")
-
-
-class VllmStandIn:
+class VllmStandIn(WsStandIn):
     """vLLM's realtime server as far as `smoke` sees it. Use as a context manager; `.url` is its base."""
 
     def __init__(
@@ -171,21 +114,10 @@ class VllmStandIn:
         ssl_context: Any = None,
     ) -> None:
         """`ssl_context`: serve https:// and wss:// with it (see `self_signed`)."""
+        super().__init__(port, ssl_context)
         self.check = check
         self.b = behaviour or VllmBehaviour()
         self.seen = Seen()
-        self._loop = _LoopThread(port, ssl_context)
-
-    @property
-    def url(self) -> str:
-        return f"{'https' if self._loop.ssl_context else 'http'}://127.0.0.1:{self._loop.port}"
-
-    def __enter__(self) -> VllmStandIn:
-        self._loop.start(self._session, self._http)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._loop.stop()
 
     def _authorized(self, request: Request) -> bool:
         got = request.headers.get("Authorization")
@@ -195,22 +127,22 @@ class VllmStandIn:
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
         if path == "/health":
-            return _empty_response(self.b.health)
+            return empty_response(self.b.health)
         if path == "/version":
-            return _json_response(200, {"version": self.b.version})
+            return json_response(200, {"version": self.b.version})
         if path.startswith("/v1/") and not self._authorized(request):
-            return _json_response(401, {"error": "Unauthorized"})
+            return json_response(401, {"error": "Unauthorized"})
         if path == "/v1/models":
             data = [
                 {"id": m, "object": "model", "created": 0, "owned_by": "vllm", "root": m, "parent": None}
                 for m in self.b.models
             ]
-            return _json_response(200, {"object": "list", "data": data})
+            return json_response(200, {"object": "list", "data": data})
         if path == "/v1/realtime" and self.b.realtime_route:
             return None  # go on with the WebSocket handshake
         if path == "/v1/realtime":
-            return _empty_response(403)  # Starlette's answer to a WebSocket on an unknown route
-        return _json_response(404, {"detail": "Not Found"})
+            return empty_response(403)  # Starlette's answer to a WebSocket on an unknown route
+        return json_response(404, {"detail": "Not Found"})
 
     async def _session(self, ws: ServerConnection) -> None:
         seen = self.seen
@@ -324,7 +256,7 @@ def self_signed(tmp: Any) -> tuple[Any, str]:
 # --- vLLM: HTTP /v1/audio/transcriptions ----------------------------------------------------------
 
 
-class VllmHttpStandIn:
+class VllmHttpStandIn(HttpStandIn):
     """vLLM's OpenAI-compatible HTTP side: GET routes plus the multipart transcription POST."""
 
     def __init__(self, check: Callable[[bytes], str | None], behaviour: VllmBehaviour | None = None) -> None:
@@ -332,18 +264,7 @@ class VllmHttpStandIn:
         self.seen = Seen()
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _send(self, status: int, body: Any | None = None) -> None:
-                data = b"" if body is None else json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(QuietHandler):
             def _authorized(self) -> bool:
                 return outer.b.api_key is None or self.headers.get("Authorization") == f"Bearer {outer.b.api_key}"
 
@@ -397,20 +318,7 @@ class VllmHttpStandIn:
                     200, {"text": outer.b.transcript, "usage": {"type": "duration", "seconds": len(pcm) // 32000}}
                 )
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def __enter__(self) -> VllmHttpStandIn:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
 
 
 # --- Mistral's realtime transcription --------------------------------------------------------------
@@ -424,35 +332,46 @@ class MistralBehaviour:
     silent: bool = False  # accept the WebSocket, never send session.created
 
 
-class MistralStandIn:
+MISTRAL_FORMAT = {"encoding": "pcm_s16le", "sample_rate": 16000}
+
+
+def mistral_gate(request: Request, api_key: str) -> Response | None:
+    """Mistral's answer before the handshake: 404 off the realtime route, 401 without the key; None goes on."""
+    if urlsplit(request.path).path != "/v1/audio/transcriptions/realtime":
+        return json_response(404, {"detail": "Not Found"})
+    if request.headers.get("Authorization") != f"Bearer {api_key}":
+        return json_response(401, {"message": "Unauthorized", "request_id": "req-standin"})
+    return None
+
+
+async def mistral_open(ws: ServerConnection, model: str) -> dict[str, Any]:
+    """Send `session.created` as Mistral does; the dict returned is the session that `mistral_update` changes."""
+    session: dict[str, Any] = {"request_id": "req-standin", "model": model, "audio_format": dict(MISTRAL_FORMAT)}
+    await ws.send(json.dumps({"type": "session.created", "session": session}))
+    return session
+
+
+async def mistral_update(ws: ServerConnection, session: dict[str, Any], changes: dict[str, Any]) -> None:
+    """`session.update`: take the fields that are not null, answer `session.updated` with the whole session."""
+    session.update({k: v for k, v in changes.items() if v is not None})
+    await ws.send(json.dumps({"type": "session.updated", "session": session}))
+
+
+class MistralStandIn(WsStandIn):
     """`/v1/audio/transcriptions/realtime` with the event shapes the mistralai SDK parses."""
 
     def __init__(self, check: Callable[[bytes], str | None], behaviour: MistralBehaviour | None = None) -> None:
+        super().__init__()
         self.check, self.b = check, behaviour or MistralBehaviour()
         self.seen = Seen()
         self.query: dict[str, list[str]] = {}
-        self._loop = _LoopThread()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._loop.port}"
-
-    def __enter__(self) -> MistralStandIn:
-        self._loop.start(self._session, self._http)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._loop.stop()
 
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
-        parts = urlsplit(request.path)
         self.seen.auth.append(request.headers.get("Authorization"))
-        if parts.path != "/v1/audio/transcriptions/realtime":
-            return _json_response(404, {"detail": "Not Found"})
-        if request.headers.get("Authorization") != f"Bearer {self.b.api_key}":
-            return _json_response(401, {"message": "Unauthorized", "request_id": "req-standin"})
-        self.query = parse_qs(parts.query)
-        return None
+        refused = mistral_gate(request, self.b.api_key)
+        if refused is None:
+            self.query = parse_qs(urlsplit(request.path).query)
+        return refused
 
     async def _session(self, ws: ServerConnection) -> None:
         self.seen.pcm, self.seen.append_times = bytearray(), []  # each session is checked on its own audio
@@ -460,12 +379,7 @@ class MistralStandIn:
             await ws.wait_closed()
             return
         model = self.query.get("model", ["?"])[0]
-        session: dict[str, Any] = {
-            "request_id": "req-standin",
-            "model": model,
-            "audio_format": {"encoding": "pcm_s16le", "sample_rate": 16000},
-        }
-        await ws.send(json.dumps({"type": "session.created", "session": session}))
+        session = await mistral_open(ws, model)
         with contextlib.suppress(ConnectionClosed):  # the client goes away (it does right after an error event)
             await self._events(ws, session, model)
 
@@ -476,8 +390,7 @@ class MistralStandIn:
             self.seen.events.append(kind)
             if kind == "session.update":
                 self.seen.session_updates.append(event["session"])
-                session.update({k: v for k, v in event["session"].items() if v is not None})
-                await ws.send(json.dumps({"type": "session.updated", "session": session}))
+                await mistral_update(ws, session, event["session"])
             elif kind == "input_audio.append":
                 self.seen.pcm += base64.b64decode(event["audio"])
                 self.seen.append_times.append(time.monotonic())
@@ -487,7 +400,7 @@ class MistralStandIn:
                     self.b.error = None
             elif kind == "input_audio.end":
                 fmt = session["audio_format"]
-                problem = None if fmt == {"encoding": "pcm_s16le", "sample_rate": 16000} else f"audio_format {fmt}"
+                problem = None if fmt == MISTRAL_FORMAT else f"audio_format {fmt}"
                 problem = problem or self.check(bytes(self.seen.pcm))
                 if problem:
                     await ws.send(
