@@ -33,6 +33,8 @@ _SMI_GPU_FIELDS = {
     "driver_version",
     "mig.mode.current",
     "pci.bus_id",
+    "display_active",
+    "display_mode",
     "uuid",
     "pci.bus",
     "persistence_mode",
@@ -67,11 +69,17 @@ def out(name):
     with open(HERE + "/" + name, encoding="utf-8") as fh:
         sys.stdout.write(fh.read())
 
-def check_fields(arg, allowed):
-    for f in arg.split("=", 1)[1].split(","):
+def check_fields(arg, allowed, recorded):
+    fields = arg.split("=", 1)[1].split(",")
+    for f in fields:
         if f not in allowed:
             sys.stdout.write('Field "%s" is not a valid field to query.\\n\\n' % f)
             sys.exit(2)
+    with open(HERE + "/" + recorded, encoding="utf-8") as fh:
+        widths = set(len(line.split(",")) for line in fh if line.strip())
+    if widths - set([len(fields)]):  # the real tool prints every field asked for: re-record the fixture
+        sys.stdout.write("stand-in: %s holds %s fields, the query asks %d\\n" % (recorded, sorted(widths), len(fields)))
+        sys.exit(2)
 
 args = sys.argv[1:]
 if MODE == "hang":
@@ -88,10 +96,10 @@ if query and "--format=csv,noheader,nounits" not in args:
     sys.stdout.write("this stand-in only replays --format=csv,noheader,nounits\\n")
     sys.exit(2)
 if query and query[0].startswith("--query-gpu="):
-    check_fields(query[0], GPU_FIELDS)
+    check_fields(query[0], GPU_FIELDS, "query-gpu.csv")
     out("query-gpu.csv")
 elif query and query[0].startswith("--query-compute-apps="):
-    check_fields(query[0], APP_FIELDS)
+    check_fields(query[0], APP_FIELDS, "compute-apps.csv")
     out("compute-apps.csv")
 elif not args:
     out("banner.txt")

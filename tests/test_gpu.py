@@ -179,6 +179,8 @@ def test_doctor_with_scripted_rtx4090_warns_about_used_memory(tmp_path: Path) ->
     assert free["status"] == "fail"  # 7291 MiB free is under the 11264 MiB start-up need
     assert "7291" in free["summary"]
     assert any("48213" in line for line in free["details"])
+    (dev,) = json.loads(res.stdout)["facts"]["gpu"]["devices"]
+    assert dev["display_active"] is True  # the banner's "Disp.A On": this card drives the desktop
 
 
 @pytest.mark.slow
@@ -232,6 +234,26 @@ def test_parse_query_gpu_fields() -> None:
     assert dev.compute_capability == "8.9" and dev.mig_mode is None
     assert facts.driver_version == "570.86.15"
     assert by_bus == {"00000000:3b:00.0": dev}
+
+
+@pytest.mark.parametrize(("machine", "display"), [("rtx4090", True), ("h100", False), ("2xa10", False)])
+def test_recorded_outputs_say_whether_a_display_is_active(machine: str, display: bool) -> None:
+    facts, _ = gpu.parse_query_gpu(_recorded(machine, "query-gpu.csv"))
+    assert {d.display_active for d in facts.devices} == {display}
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "0, NVIDIA L4, 23034, 22546, 0, 8.9, 570.86.15, [N/A], 00000000:3B:00.0",  # recorded before it was asked
+        "0, NVIDIA L4, 23034, 22546, 0, 8.9, 570.86.15, [N/A], 00000000:3B:00.0, [N/A]",
+        "0, NVIDIA L4, 23034, 22546, 0, 8.9, 570.86.15, [N/A], 00000000:3B:00.0, [Not Supported]",
+    ],
+)
+def test_an_unknown_display_state_is_none(line: str) -> None:
+    facts, _ = gpu.parse_query_gpu(line + "\n")
+    (dev,) = facts.devices
+    assert dev.display_active is None and dev.memory_total_mib == 23034
 
 
 def test_parse_query_gpu_skips_short_and_blank_lines() -> None:

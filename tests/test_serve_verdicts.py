@@ -78,10 +78,11 @@ def test_an_unknown_version_books_graphs_on_both_sides() -> None:
 
 @pytest.mark.parametrize("fmt", ["shell", "docker", "compose", "systemd", "kubernetes"])
 def test_every_format_carries_the_graphs_beside_the_budget(cli: Cli, fmt: str, tmp_path: Path) -> None:
-    """The recorded desktop (vLLM 0.20.0, 6144 MiB in use, its processes not listed as in a container): every format
-    gets the utilisation that leaves room for the graphs, 0.71 (0.72 booked them inside)."""
+    """The recorded desktop as a card of its own (vLLM 0.20.0, 6144 MiB in use, no process listed, no display):
+    every format gets the utilisation that leaves room for the graphs, 0.71 (0.72 booked them inside)."""
     facts = load("linux-4090-desktop.json")
     facts.gpu.devices[0].processes = []
+    facts.gpu.devices[0].display_active = False
     run = cli("serve", "--facts", str(write(facts, tmp_path / "desktop.json")), "--format", fmt)
     assert run.code == 0, run.err
     assert "0.71" in run.out and "0.72" not in run.out
@@ -99,6 +100,18 @@ def test_a_shared_gpu_gets_a_utilisation_sized_to_the_plan(cli: Cli) -> None:
     )
     alone = cli("serve", "--facts", str(FACTS_DIR / "linux-h100-vllm020.json"))
     assert "No other process uses this GPU, so vLLM takes its full share (0.92)" in alone.err
+
+
+def test_a_gpu_driving_a_display_is_shared_even_when_no_process_is_listed(cli: Cli, tmp_path: Path) -> None:
+    """Inside a container the desktop's Xorg is not listed, but nvidia-smi still says the GPU drives a display: its
+    memory is sized to the plan as on the desktop itself, not handed to vLLM's KV cache."""
+    facts = load("linux-4090-desktop.json")
+    facts.gpu.devices[0].processes = []
+    run = cli("serve", "--facts", str(write(facts, tmp_path / "container.json")))
+    assert run.code == 0, run.err
+    words = _words(run.out)
+    assert float(words[words.index("--gpu-memory-utilization") + 1]) < 0.71
+    assert "GPU shared with the display it drives" in run.err
 
 
 @pytest.mark.slow

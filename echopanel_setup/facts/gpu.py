@@ -23,7 +23,12 @@ SMI_TIMEOUT_S = 4.0
 # Where /sys, /proc and /etc are read from: tests point it at a written tree (a GPU the driver cannot reach).
 ROOT = Path("/")
 RAW_KEPT = 4000  # characters of unreadable nvidia-smi output kept for --report
-QUERY_FIELDS = "index,name,memory.total,memory.free,memory.used,compute_cap,driver_version,mig.mode.current,pci.bus_id"
+# display_active: "Enabled" while a display is initialised on the GPU (memory allocated for it, a monitor attached or
+# not; nvidia-smi(1), "Display Active"). Last, so output recorded before it was asked for still parses.
+QUERY_FIELDS = (
+    "index,name,memory.total,memory.free,memory.used,compute_cap,driver_version,mig.mode.current,pci.bus_id,"
+    "display_active"
+)
 APPS_FIELDS = "gpu_bus_id,pid,process_name,used_memory"
 
 
@@ -106,6 +111,8 @@ def _nvml() -> tuple[GpuFacts | None, str | None]:
                 dev.compute_capability = f"{major}.{minor}"
             except pynvml.NVMLError:
                 pass
+            with contextlib.suppress(pynvml.NVMLError):
+                dev.display_active = pynvml.nvmlDeviceGetDisplayActive(h) == pynvml.NVML_FEATURE_ENABLED
             try:
                 current, _pending = pynvml.nvmlDeviceGetMigMode(h)
                 dev.mig_mode = "Enabled" if current else "Disabled"
@@ -264,7 +271,9 @@ def _value(raw: str) -> str | None:
 
 
 def parse_query_gpu(text: str) -> tuple[GpuFacts, dict[str, GpuDevice]]:
-    """Parse `nvidia-smi --query-gpu=QUERY_FIELDS --format=csv,noheader,nounits`; also map PCI bus id -> GPU."""
+    """Parse `nvidia-smi --query-gpu=QUERY_FIELDS --format=csv,noheader,nounits`; also map PCI bus id -> GPU.
+
+    A line without the last field (display_active: output recorded before it was queried) leaves it unknown."""
     facts = GpuFacts(source="nvidia-smi")
     by_bus: dict[str, GpuDevice] = {}
     for line in text.strip().splitlines():
@@ -283,11 +292,17 @@ def parse_query_gpu(text: str) -> tuple[GpuFacts, dict[str, GpuDevice]]:
             memory_used_mib=_int(used),
             compute_capability=_value(cc),
             mig_mode=_value(mig),
+            display_active=_enabled(cols[9]) if len(cols) > 9 else None,
         )
         if _value(bus):
             by_bus[bus.lower()] = dev
         facts.devices.append(dev)
     return facts, by_bus
+
+
+def _enabled(raw: str) -> bool | None:
+    """nvidia-smi's "Enabled"/"Disabled" as a boolean; None for "[N/A]" or anything else."""
+    return {"enabled": True, "disabled": False}.get((_value(raw) or "").lower())
 
 
 def attach_processes(facts: GpuFacts, by_bus: dict[str, GpuDevice], text: str) -> None:

@@ -77,6 +77,9 @@ class GpuDevice:
     compute_capability: str | None = None  # "8.9"
     mig_mode: str | None = None  # Enabled | Disabled | None when not supported
     processes: list[GpuProcess] = field(default_factory=list)
+    # A display is initialised on it (a desktop, even with its Xorg hidden from a container): the desktop needs the
+    # memory vLLM does not. None: unknown (the driver did not say, or a snapshot from before this field).
+    display_active: bool | None = None
     # With MIG enabled: the instances (None: not listed, e.g. an older snapshot). CUDA uses one of them, never the
     # whole GPU, so memory is planned and judged by the instance.
     mig_devices: list[MigDevice] | None = None
@@ -137,6 +140,7 @@ def _mig_view(gpu: GpuDevice, mig: MigDevice) -> GpuDevice:
         memory_used_mib=mig.memory_used_mib,
         compute_capability=gpu.compute_capability,
         mig_mode="Enabled",
+        display_active=gpu.display_active,
         mig_profile=mig.profile,
     )
 

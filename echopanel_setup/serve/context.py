@@ -307,6 +307,7 @@ def _gpus(opts: ServeOptions, facts: Facts, hypothetical: bool) -> tuple[tuple[p
             d.compute_capability,
             d.index,
             tuple(dict.fromkeys(p.name or f"pid {p.pid}" for p in d.processes if "vllm" not in p.name.lower())),
+            d.display_active,
         )
         for d in devices
         if d.memory_total_mib

@@ -46,6 +46,7 @@ class Gpu:
     compute_capability: str | None = None
     index: int | None = None
     others: tuple[str, ...] = ()  # processes besides vLLM that hold its memory (a desktop's Xorg, another job)
+    display: bool | None = None  # it drives a display (nvidia-smi display_active); None: unknown
 
     @property
     def cc(self) -> tuple[int, int] | None:
@@ -469,6 +470,8 @@ def _plan_group(req: PlanRequest, gpus: tuple[Gpu, ...]) -> Plan | Refusal:
     per_stream = stream_mib(arch, batched, tokens, tp)
     kv = streams * per_stream
     shared = sorted({name for g in gpus for name in g.others})
+    if any(g.display for g in gpus) and not shared:
+        shared = ["the display it drives"]  # a desktop whose Xorg a container does not list
     if shared and not req.hypothetical:
         # A GPU with other users (a desktop's display, another job) keeps what the plan does not need: the KV cache
         # beyond --max-num-seqs would never be used, while the display or the job can run out.
