@@ -1184,12 +1184,13 @@ def configure(
     Exit codes: 0 written or already up to date · 1 refused (a provider variant that cannot work, --mode api without an
     API path) · 2 bad value, no checkout, or a target that is not a regular file · 3 the disk is full.
     """
-    from echopanel_setup import configure as configure_mod
-    from echopanel_setup import configure_render
+    from echopanel_setup.configure import render as configure_render
+    from echopanel_setup.configure import runner as configure_mod
+    from echopanel_setup.configure.result import ConfigureOptions
 
     if shell and json_out:
         raise UsageError("--shell and --json exclude each other: pick one")
-    opts = configure_mod.ConfigureOptions(
+    opts = ConfigureOptions(
         mode=mode.value if mode else None,
         provider=provider,
         url=url,

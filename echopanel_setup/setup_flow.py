@@ -512,7 +512,9 @@ class Flow:
         """Write EchoPanel's `.env` in the checkout found (the provider step showed it); without one, say how to
         bring the settings to the machine that runs EchoPanel. False (stop) when configure refuses the selection
         (e.g. --mode api for a provider without an API path) or the write was declined."""
-        from echopanel_setup import configure, configure_render
+        from echopanel_setup.configure import render as configure_render
+        from echopanel_setup.configure import runner as configure
+        from echopanel_setup.configure.result import ConfigureOptions
         from echopanel_setup.echopanel.settings import Refused
 
         if checkout is None:
@@ -525,7 +527,7 @@ class Flow:
         # In api mode --url is the API's address, not EchoPanel's.
         url = self.opts.url.http_base if self.opts.url and mode != "api" else None
         key = "-" if self.opts.key_from_stdin else self.opts.api_key  # configure words a piped key as such
-        opts = configure.ConfigureOptions(
+        opts = ConfigureOptions(
             mode=mode,
             url=url,
             delay_ms=self.opts.delay_ms,

@@ -44,7 +44,6 @@ COMMANDS = {
     "smoke",
     "provider",
     "configure",
-    "configure_render",
     "setup_flow",
     "setup_render",
     "setup_voxtral_c",

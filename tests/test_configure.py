@@ -19,8 +19,9 @@ import pytest
 from conftest import REPO, Cli, CliRun, run_cli
 from echopanel_kit import PROVIDER_CHAT_PCM, make_checkout
 
-from echopanel_setup import configure as configure_mod
 from echopanel_setup import paths, provider
+from echopanel_setup.configure import result as cfg
+from echopanel_setup.configure import runner
 from echopanel_setup.echopanel import dotenv
 from echopanel_setup.errors import UsageError
 
@@ -470,17 +471,17 @@ def test_the_retired_echopanel_env_is_migrated_with_consent(cli: Cli, checkout: 
 
 @dataclass
 class FakeUi:
-    """configure.PlanUi answering every question with `answer`, recording the questions."""
+    """configure.result.PlanUi answering every question with `answer`, recording the questions."""
 
     answer: bool
     interactive: bool = True
     questions: list[str] = field(default_factory=list)
     previews: list[str] = field(default_factory=list)
 
-    def show(self, plan: configure_mod.Plan) -> None:
+    def show(self, plan: cfg.Plan) -> None:
         pass
 
-    def confirm(self, plan: configure_mod.Plan) -> bool:
+    def confirm(self, plan: cfg.Plan) -> bool:
         return True
 
     def ask(self, question: str) -> bool:
@@ -498,24 +499,24 @@ def _published(tmp_path: Path) -> Path:
 def test_configure_offers_provider_fix_and_declining_changes_nothing(tmp_path: Path) -> None:
     ep = _published(tmp_path)
     source = (ep / "server/services/provider_voxtral_official.py").read_bytes()
-    opts = configure_mod.ConfigureOptions(echopanel=str(ep), echopanel_python=sys.executable, yes=True)
+    opts = cfg.ConfigureOptions(echopanel=str(ep), echopanel_python=sys.executable, yes=True)
     facts = _facts()
     ui = FakeUi(answer=False)
-    with pytest.raises(configure_mod.Fixable, match="cannot transcribe"):
-        configure_mod.run(opts, ui, facts=facts, environ={})
+    with pytest.raises(cfg.Fixable, match="cannot transcribe"):
+        runner.run(opts, ui, facts=facts, environ={})
     assert len(ui.questions) == 1 and "provider fix" in ui.questions[0]
     assert (ep / "server/services/provider_voxtral_official.py").read_bytes() == source
     assert not (ep / ".env").exists()
-    with pytest.raises(configure_mod.Fixable):  # --yes is not consent to change EchoPanel's code
-        configure_mod.run(opts, FakeUi(answer=True, interactive=False), facts=facts, environ={})
+    with pytest.raises(cfg.Fixable):  # --yes is not consent to change EchoPanel's code
+        runner.run(opts, FakeUi(answer=True, interactive=False), facts=facts, environ={})
 
 
 @pytest.mark.slow
 def test_configure_applies_provider_fix_with_consent(tmp_path: Path) -> None:
     ep = _published(tmp_path)
-    opts = configure_mod.ConfigureOptions(echopanel=str(ep), echopanel_python=sys.executable, yes=True)
+    opts = cfg.ConfigureOptions(echopanel=str(ep), echopanel_python=sys.executable, yes=True)
     ui = FakeUi(answer=True)
-    result = configure_mod.run(opts, ui, facts=_facts(), environ={})
+    result = runner.run(opts, ui, facts=_facts(), environ={})
     assert result.action == "written" and result.fixed_provider is not None and result.fixed_provider.is_file()
     assert ui.previews and "/v1/realtime" in ui.previews[0]
     assert values(ep / ".env")[SELECTOR] == "voxtral_official"
@@ -530,12 +531,12 @@ def _facts():  # type: ignore[no-untyped-def]
 def test_a_searched_checkout_needs_someone_to_confirm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ep = make_checkout(tmp_path / "ep", providers=OURS)
     monkeypatch.chdir(ep)
-    opts = configure_mod.ConfigureOptions()
+    opts = cfg.ConfigureOptions()
     ui = FakeUi(answer=False)
-    assert configure_mod.run(opts, ui, facts=_facts(), environ={}).action == "declined"
+    assert runner.run(opts, ui, facts=_facts(), environ={}).action == "declined"
     assert ui.questions == [f"Write EchoPanel's settings into {ep.resolve() / '.env'}?"] and not (ep / ".env").exists()
     with pytest.raises(UsageError, match="--yes"):
-        configure_mod.run(opts, FakeUi(answer=True, interactive=False), facts=_facts(), environ={})
+        runner.run(opts, FakeUi(answer=True, interactive=False), facts=_facts(), environ={})
 
 
 # --- two writers at once, and kill -9 ---------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
 from echopanel_setup import output, ui
-from echopanel_setup.configure import MASKED, URL, VOXTRAL, ConfigureResult, Plan, diff, masked, shell
+from echopanel_setup.configure.result import MASKED, URL, VOXTRAL, ConfigureResult, Plan
+from echopanel_setup.configure.write import diff, masked, shell
 from echopanel_setup.echopanel.probe import is_secret
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ SCHEMA_VERSION = 2
 
 
 class ConfigureUi:
-    """configure's live side (configure.PlanUi): the plan on `out` before anything is written, and the questions —
+    """configure's live side (result.PlanUi): the plan on `out` before anything is written, and the questions —
     asked only where someone can answer (a terminal both ways, not --json)."""
 
     def __init__(self, json_mode: bool = False, out: TextIO | None = None) -> None:

@@ -1,0 +1,108 @@
+"""Which vLLM server EchoPanel is pointed at (`VOXTRAL_VLLM_URL`): --url, else the server `serve` started here, else
+our running tunnel, else the file's (normalised, never EchoPanel's own backend), else vLLM's default port here."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from echopanel_setup import ports
+from echopanel_setup.configure.result import URL, ConfigureOptions
+from echopanel_setup.echopanel import settings
+from echopanel_setup.errors import UsageError
+from echopanel_setup.facts.model import Contract
+from echopanel_setup.url import ServerURL
+
+if TYPE_CHECKING:
+    from echopanel_setup.tunnel.records import TunnelRecord
+
+
+def running_server() -> ServerURL | None:
+    """The URL of the vLLM server `serve --exec/--detach` started and that still runs (its record in our state dir)."""
+    from echopanel_setup.serve import launcher
+
+    record = launcher.running()
+    if record is None:
+        return None
+    try:
+        return ServerURL.parse(record.url)
+    except UsageError:
+        return None
+
+
+def running_tunnel() -> TunnelRecord | None:
+    """The ssh tunnel of ours that runs now (`tunnel start`): EchoPanel here reaches the far end's vLLM through it."""
+    from echopanel_setup.tunnel import records
+
+    return records.current()
+
+
+def through(url: str, local_port: int) -> bool:
+    """`url` is this machine's end of the tunnel."""
+    try:
+        parsed = ServerURL.parse(url)
+    except UsageError:
+        return False
+    return parsed.is_loopback and parsed.port == local_port
+
+
+def choose(
+    opts: ConfigureOptions,
+    existing: dict[str, str],
+    mode: str,
+    reasons: dict[str, str],
+    notes: list[str],
+    contract: Contract | None,
+) -> str:
+    """--url, else the server we started here (its real port), else our running tunnel, else the file's, else vLLM's
+    default port here."""
+    own = (contract.backend_port if contract else None) or ports.echopanel_backend_port()
+    if opts.url:
+        url, note = settings.url_value(opts.url, what="--url")
+        if note:
+            notes.append(note)
+        parsed = ServerURL.parse(url)
+        if mode == "local" and not parsed.is_loopback:
+            raise UsageError(f"--url {url} is not on this machine: use --mode remote for a server elsewhere")
+        if contract is not None and parsed.is_loopback and parsed.port == own and not opts.force:
+            raise UsageError(
+                f"--url {url} is EchoPanel's own backend (port {own} on this machine): EchoPanel would talk to "
+                f"itself. vLLM's port here is {ports.default_port()} (`echopanel-setup serve`); --force writes it "
+                "anyway"
+            )
+        reasons[URL] = "--url"
+        return url
+    running = running_server() if mode == "local" else None
+    if running is not None:
+        reasons[URL] = "the server `echopanel-setup serve` started here (`serve status`)"
+        return ports.local_url(running.port)
+    if (tunnel := running_tunnel()) is not None:
+        reasons[URL] = f"the running tunnel to {tunnel.host}:{tunnel.remote_port} (`echopanel-setup tunnel status`)"
+        return tunnel.url
+    if kept := _existing_url(existing.get(URL), mode, own if contract is not None else None, notes):
+        reasons[URL] = "kept from the existing file"
+        return kept
+    if mode == "remote":
+        raise UsageError(f"--mode remote needs --url {ports.example_url()} (the vLLM server EchoPanel should use)")
+    reasons[URL] = "vLLM's default port on this machine"
+    return ports.local_url()
+
+
+def _existing_url(current: str | None, mode: str, own: int | None, notes: list[str]) -> str | None:
+    """The file's URL when it still fits the mode: normalised (a `/v1` or trailing `/` broke every call), never
+    EchoPanel's own backend (`own`: its port, where a checkout says it runs here)."""
+    if not current:
+        return None
+    try:
+        url, note = settings.url_value(current, what=f"{URL} in the file")
+    except UsageError as exc:
+        notes.append(f"{exc}; replaced")
+        return None
+    parsed = ServerURL.parse(url)
+    if parsed.is_loopback != (mode == "local"):
+        return None
+    if own is not None and parsed.is_loopback and parsed.port == own:
+        notes.append(f"{URL}={current} is EchoPanel's own backend (port {own}), not vLLM; replaced")
+        return None
+    if note:
+        notes.append(note)
+    return url
