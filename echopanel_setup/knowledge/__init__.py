@@ -22,6 +22,7 @@ Annotations are real types here (no `from __future__ import annotations`): the b
 without `typing.get_type_hints`, which keeps `load()` within a millisecond or two of the TOML parse.
 """
 
+import math
 import os
 import sys
 import types
@@ -392,7 +393,8 @@ class Setup(Section):
 
 @section
 class ModelArch(Section):
-    """Voxtral Mini 4B Realtime's shape, used when params.json cannot be read."""
+    """Voxtral Mini 4B Realtime's shape: the built-in one here, used when params.json cannot be read; the serve
+    planner builds the same type from params.json (`serve.planner.read_arch`), so the KV arithmetic lives once."""
 
     decoder_layers: int
     decoder_kv_heads: int
@@ -407,6 +409,17 @@ class ModelArch(Section):
     max_model_len: int
     dtype_bytes: int
     source: str
+
+    def decoder_bytes_per_token(self, tp: int = 1) -> int:
+        """KV bytes per token of the decoder (K and V, each GPU's share of the heads under tensor parallelism)."""
+        return (
+            2 * self.decoder_layers * math.ceil(self.decoder_kv_heads / tp) * self.decoder_head_dim * self.dtype_bytes
+        )
+
+    def encoder_bytes_per_token(self, tp: int = 1) -> int:
+        """Per decoder-token slot: vLLM's block-pooling attention counts block_pool_size x heads per slot."""
+        heads = self.block_pool_size * math.ceil(self.encoder_kv_heads / tp)
+        return 2 * self.encoder_layers * heads * self.encoder_head_dim * self.dtype_bytes
 
 
 @section

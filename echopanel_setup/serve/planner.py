@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from echopanel_setup import knowledge
+from echopanel_setup.knowledge import ModelArch
 from echopanel_setup.versions import compute_capability, in_range, known_compute_capability
 
 MIB = 1024 * 1024
@@ -53,40 +54,9 @@ class Gpu:
         return compute_capability(self.compute_capability)
 
 
-@dataclass(frozen=True)
-class ModelArch:
-    """The shape that decides KV bytes per token (params.json, else compat.toml [serve.model_arch])."""
-
-    decoder_layers: int
-    decoder_kv_heads: int
-    decoder_head_dim: int
-    decoder_sliding_window: int
-    encoder_layers: int
-    encoder_kv_heads: int
-    encoder_head_dim: int
-    encoder_sliding_window: int
-    block_pool_size: int
-    ms_per_token: int
-    max_model_len: int
-    dtype_bytes: int
-    source: str
-
-    def decoder_bytes_per_token(self, tp: int = 1) -> int:
-        return (
-            2 * self.decoder_layers * math.ceil(self.decoder_kv_heads / tp) * self.decoder_head_dim * self.dtype_bytes
-        )
-
-    def encoder_bytes_per_token(self, tp: int = 1) -> int:
-        """Per decoder-token slot: vLLM's block-pooling attention counts block_pool_size x heads per slot."""
-        heads = self.block_pool_size * math.ceil(self.encoder_kv_heads / tp)
-        return 2 * self.encoder_layers * heads * self.encoder_head_dim * self.dtype_bytes
-
-
 def builtin_arch() -> ModelArch:
     a = knowledge.load().serve.model_arch
-    return ModelArch(
-        **{k: getattr(a, k) for k in ModelArch.__dataclass_fields__ if k != "source"}, source=f"built-in: {a.source}"
-    )
+    return replace(a, source=f"built-in: {a.source}")
 
 
 def read_arch(params_json: Path) -> ModelArch:
