@@ -1,4 +1,4 @@
-"""The environment variables echopanel-setup itself acts on, read in one place at the edge (`cli.py`) and
+"""The environment variables echopanel-setup itself acts on, read in one place at the edge (`cli`) and
 passed on in options, so no module deep inside reads — or writes — `os.environ` to hand a value along.
 
 (EchoPanel's own settings are another matter: what EchoPanel will see comes from its environment and

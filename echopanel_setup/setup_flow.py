@@ -59,7 +59,7 @@ class SetupOptions:
     url: ServerURL | None = None
     api_key: str | None = field(default=None, repr=False)  # a key, or "-": one line of standard input
     key_from_stdin: bool = False  # set by `run` once it has read the "-" key
-    vllm_api_key: str | None = field(default=None, repr=False)  # VLLM_API_KEY, read by cli.py
+    vllm_api_key: str | None = field(default=None, repr=False)  # VLLM_API_KEY, read by cli
     offline: bool = False  # no Hugging Face or Mistral API requests (doctor --offline); no downloads
     delay_ms: int | None = None
     yes: bool = False

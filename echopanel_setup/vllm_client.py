@@ -155,7 +155,7 @@ class Survey:
 
 @dataclass(frozen=True)
 class Tls:
-    """How to trust an https:// / wss:// server: `ca_cert` (a PEM bundle: --ca-cert, else SSL_CERT_FILE as cli.py
+    """How to trust an https:// / wss:// server: `ca_cert` (a PEM bundle: --ca-cert, else SSL_CERT_FILE as cli
     read it) for a self-signed or private CA, or `insecure` (no verification at all, said so by the caller)."""
 
     ca_cert: str | None = None

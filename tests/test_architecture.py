@@ -50,7 +50,7 @@ COMMANDS = {
     "watch",
     "tunnel",
 }
-ENTRY = {"cli", "__main__"}
+ENTRY = {"cli", "__main__"}  # cli/ is a package: a module per command, shared options, the app, main()
 
 ALLOWED = {
     "foundations": FOUNDATIONS,

@@ -139,7 +139,7 @@ def test_signal_handlers_keep_nohup_and_are_restored(cli: Cli, monkeypatch) -> N
     ignores (`nohup` ignores SIGHUP) stays ignored, so a `nohup serve --exec` survives its terminal."""
     import signal
 
-    from echopanel_setup import cli as cli_mod
+    from echopanel_setup.cli import entry
 
     seen = {}
 
@@ -152,7 +152,7 @@ def test_signal_handlers_keep_nohup_and_are_restored(cli: Cli, monkeypatch) -> N
         monkeypatch.setattr(doctor, "run", record)
         assert cli("doctor", "--offline").code == 130
         assert seen[signal.SIGHUP] is signal.SIG_IGN
-        assert seen[signal.SIGTERM] is seen[signal.SIGINT] is cli_mod._on_signal
+        assert seen[signal.SIGTERM] is seen[signal.SIGINT] is entry._on_signal
         assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     finally:
         signal.signal(signal.SIGHUP, previous)
@@ -162,10 +162,10 @@ def test_signal_handlers_keep_nohup_and_are_restored(cli: Cli, monkeypatch) -> N
 def test_the_light_listing_prints_what_the_whole_app_prints(cli: Cli, monkeypatch, argv):
     """With no command named, main builds each command from a stand-in (name and docstring, no options): the
     output and exit code must be exactly the whole app's."""
-    from echopanel_setup import cli as cli_mod
+    from echopanel_setup.cli import app
 
     light = cli(*argv)
-    monkeypatch.setattr(cli_mod, "_listing", lambda full: full)
+    monkeypatch.setattr(app, "listing", lambda full: full)
     whole = cli(*argv)
     assert (light.code, light.out, light.err) == (whole.code, whole.out, whole.err)
     assert "doctor" in light.out + light.err or argv == ("--bogus",)

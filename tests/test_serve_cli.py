@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from conftest import Cli
 
-from echopanel_setup import cli as cli_module
+from echopanel_setup.cli import app
 
 
 @pytest.mark.parametrize("args", [["serve", "--help"], ["serve", "status", "--help"], ["serve", "logs", "-h"]])
@@ -55,10 +55,10 @@ def test_with_no_server_the_subcommands_and_their_aliases_answer_alike(cli: Cli)
 
 
 def test_only_the_serve_group_is_built_for_a_serve_run() -> None:
-    single = cli_module._app_for(["serve", "status", "--json"])
+    single = app.app_for(["serve", "status", "--json"])
     assert [g.name for g in single.registered_groups] == ["serve"] and single.registered_commands == []
-    listing = cli_module._app_for(["--help"])  # every command, as option-less stand-ins (test_cli_main)
-    assert [g.name for g in listing.registered_groups] == [g.name for g in cli_module.app.registered_groups]
+    listing = app.app_for(["--help"])  # every command, as option-less stand-ins (test_cli_main)
+    assert [g.name for g in listing.registered_groups] == [g.name for g in app.whole().registered_groups]
 
 
 def test_errors_under_json_are_one_error_document(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -201,7 +201,7 @@ def test_remote_with_a_server_key_given_to_setup(cli: Cli, env_file: Path, monke
 
 
 def test_remote_with_the_server_key_in_vllm_api_key(cli: Cli, env_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """VLLM_API_KEY, read once by cli.py, reaches doctor, the readiness wait and smoke."""
+    """VLLM_API_KEY, read once by cli, reaches doctor, the readiness wait and smoke."""
     monkeypatch.setenv("VLLM_API_KEY", "env-key")
     with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(api_key="env-key")) as server:
         code, out, err = cli("setup", "--mode", "remote", "--url", server.url, "--yes")

@@ -52,7 +52,7 @@ class ServeOptions:
     timeout: float | None = None
     image: str | None = None
     verbose: bool = False
-    vllm_api_key: str | None = field(default=None, repr=False)  # VLLM_API_KEY, read by cli.py: lists the models
+    vllm_api_key: str | None = field(default=None, repr=False)  # VLLM_API_KEY, read by cli: lists the models
 
     @property
     def launching(self) -> bool:

@@ -26,7 +26,7 @@ from echopanel_setup.vllm_client import Tls
 
 @dataclass(frozen=True, kw_only=True)
 class SmokeOptions:
-    """smoke's flags, and VLLM_API_KEY as cli.py read it from the environment (keyword-only)."""
+    """smoke's flags, and VLLM_API_KEY as cli read it from the environment (keyword-only)."""
 
     mode: str | None = None
     url: ServerURL | None = None
