@@ -11,6 +11,7 @@ from facts_kit import evaluate, load, text_of
 from echopanel_setup.checks import Status
 from echopanel_setup.echopanel import discover, probe
 from echopanel_setup.facts.model import Facts, ServerFacts
+from echopanel_setup.provider import template_text as provider_template
 
 URL = "VOXTRAL_VLLM_URL"
 IDS = ["echopanel.checkout", "echopanel.python", "echopanel.provider", "echopanel.url", "echopanel.served_name"]
@@ -66,6 +67,19 @@ def test_unset_selection_warns(tmp_path: Path) -> None:
     results, _ = evaluate(_facts(tmp_path, "OTHER=1\n"), "local")
     assert results["echopanel.provider"].status is Status.WARN
     assert "never voxtral_official" in results["echopanel.provider"].summary
+
+
+@pytest.mark.parametrize("env", ["OTHER=1\n", "ECHOPANEL_ASR_PROVIDER=faster_whisper\n"], ids=["unset", "whisper"])
+def test_selecting_voxtral_leads_with_provider_fix_where_the_published_variant_cannot_work(
+    tmp_path: Path, env: str
+) -> None:
+    """`configure` alone would be refused for the published voxtral_official: the way on starts with the fix."""
+    fix = evaluate(_facts(tmp_path / "published", env), "local")[0]["echopanel.provider"].fix
+    assert fix is not None and fix.commands == ["echopanel-setup provider fix", "echopanel-setup configure"]
+    assert "cannot transcribe as it is" in fix.text
+    ours = {"provider_voxtral_official.py": provider_template()}
+    fix = evaluate(_facts(tmp_path / "ours", env, providers=ours), "local")[0]["echopanel.provider"].fix
+    assert fix is not None and fix.commands == ["echopanel-setup configure"]
 
 
 def test_a_missing_dependency_names_the_silent_fallback(tmp_path: Path) -> None:

@@ -9,12 +9,17 @@ reason, which `--strict` does not count.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from echopanel_setup import ports
 from echopanel_setup.checks import REQUIRED, Fix, Outcome, Status, check
 from echopanel_setup.echopanel import keys
 from echopanel_setup.errors import UsageError
 from echopanel_setup.facts.model import EchoPanelFacts, Facts, ProviderContract
 from echopanel_setup.url import normalise_echopanel
+
+if TYPE_CHECKING:
+    from echopanel_setup.echopanel import settings
 
 CATEGORY = "echopanel"
 NO_CHECKOUT = Outcome(
@@ -137,7 +142,7 @@ def provider(facts: Facts, mode: str) -> Outcome:
     selected, source = _selected(ep)
     fallback = settings.fallback_note(ep.contract)
     details = [*ep.env.notes, f"EchoPanel reads it from its environment or {ep.env.path}; {fallback}."]
-    configure = Fix("Select Voxtral:", ["echopanel-setup configure"])
+    configure = _select_voxtral(settings.provider(keys.VOXTRAL, ep.contract))
     if selected is None:
         return Outcome(
             Status.WARN,
@@ -186,6 +191,18 @@ def provider(facts: Facts, mode: str) -> Outcome:
         details.insert(0, "An unknown variant: `echopanel-setup smoke --client echopanel` shows what it really does.")
         return Outcome(Status.WARN, summary, details)
     return Outcome(Status.OK, summary, details)
+
+
+def _select_voxtral(official: settings.Provider) -> Fix:
+    """How to make EchoPanel use Voxtral: `configure`, after `provider fix` where the checkout's voxtral_official is
+    a variant that cannot work (configure refuses to select it, and would send the user back here)."""
+    variant = official.variant
+    if variant is not None and not variant.works and variant.fix:
+        return Fix(
+            f"Its {keys.VOXTRAL} cannot transcribe as it is ({variant.reason}): replace it, then select Voxtral:",
+            [variant.fix, "echopanel-setup configure"],
+        )
+    return Fix("Select Voxtral:", ["echopanel-setup configure"])
 
 
 def _configured_url(ep: EchoPanelFacts, provider: ProviderContract) -> tuple[str, str]:
