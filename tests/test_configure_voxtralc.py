@@ -119,3 +119,19 @@ def test_nothing_installed_yet_is_refused_not_a_silent_fallback(cli: Cli, tmp_pa
     assert forced.code == 0
     assert "ECHOPANEL_VOXTRAL_BIN" not in env_of(checkout) and "ECHOPANEL_VOXTRAL_MODEL" not in env_of(checkout)
     assert "echopanel-setup install voxtral-c" in forced.out and "echopanel-setup install voxtral" in forced.out
+
+
+@pytest.mark.parametrize("facts", ["macos-arm64", "linux-4090-desktop"])
+def test_a_plain_configure_keeps_voxtral_realtime_where_echopanel_selects_it(
+    cli: Cli, tmp_path: Path, installed: tuple[Path, Path], facts: str
+) -> None:
+    """No --provider, --mode or --url: EchoPanel's selection stays (a GPU box is not a reason to switch to vLLM, a Mac
+    without vLLM is not a reason to stop); --mode still chooses the vLLM path."""
+    binary, _ = installed
+    checkout = make_checkout(tmp_path / "EchoPanel", env="ECHOPANEL_ASR_PROVIDER=voxtral_realtime\n", providers=OURS)
+    snapshot = str(FACTS.with_name(f"{facts}.json"))
+    run = cli("configure", "--facts", snapshot, "--echopanel", str(checkout), "--yes")
+    assert run.code == 0, run.err
+    assert env_of(checkout)["ECHOPANEL_VOXTRAL_BIN"] == str(binary)
+    assert env_of(checkout)["ECHOPANEL_ASR_PROVIDER"] == "voxtral_realtime"
+    assert "EchoPanel selects it now" in run.out

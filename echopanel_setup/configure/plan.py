@@ -22,6 +22,7 @@ from echopanel_setup.configure.result import (
     ConfigureOptions,
     Fixable,
     Migration,
+    NoServer,
     Plan,
 )
 from echopanel_setup.configure.write import read_target, target_path
@@ -51,9 +52,12 @@ def make_plan(
     reasons: dict[str, str] = {}
     advice: list[Advice] = []
     notes: list[str] = []
-    name, mode = _provider_and_mode(opts, facts, existing, reasons)
+    selected = environ.get(SELECTOR) or existing.get(SELECTOR)  # as EchoPanel sees it: the environment wins
+    name, mode = _provider_and_mode(opts, facts, existing, selected, reasons)
     contract = contract_mod.read(checkout.path, [*contract_mod.VOXTRAL_PROVIDERS, name]) if checkout else None
     chosen = settings.provider(name, contract)
+    if name == VOXTRAL and mode is None:
+        raise NoServer(_no_server(reasons.pop("mode"), chosen, facts, selected))
     try:
         notes.extend(settings.check_selectable(chosen, contract, force=opts.force))
         if name == VOXTRAL:
@@ -62,6 +66,7 @@ def make_plan(
         raise (Fixable(str(refused), name) if _fixable(chosen) else refused) from None
     updates: dict[str, str | None] = {SELECTOR: name}
     shell_refs: dict[str, str] = {}
+    server: vllm_url.Heard | None = None
     if name == VOXTRAL:
         assert mode is not None
         updates[DELAY] = str(_delay(opts, existing, facts, mode, reasons))
@@ -72,7 +77,10 @@ def make_plan(
         else:
             url = vllm_url.choose(opts, existing, mode, reasons, notes, contract)
             updates[URL] = url
-            _local_advice(facts, mode, url, int(updates[DELAY] or 0), advice)
+            server = vllm_url.probe(url)
+            why_not = _why_not_local(facts) if mode == "local" else None
+            _server_advice(server, why_not, chosen.has_api_path, notes, advice)
+            _delay_advice(facts, mode, int(updates[DELAY] or 0), advice)
     elif name == VOXTRAL_C:
         voxtral_realtime.decide(opts, existing, updates, reasons, notes, advice)
         voxtral_realtime.require(updates, force=opts.force)
@@ -109,6 +117,7 @@ def make_plan(
         migration=migration,
         shell_refs=shell_refs,
         chosen=chosen,
+        server=server,
     )
 
 
@@ -129,8 +138,11 @@ def _provider_keys(chosen: settings.Provider) -> list[str]:
 
 
 def _provider_and_mode(
-    opts: ConfigureOptions, facts: Facts, existing: dict[str, str], reasons: dict[str, str]
+    opts: ConfigureOptions, facts: Facts, existing: dict[str, str], selected: str | None, reasons: dict[str, str]
 ) -> tuple[str, str | None]:
+    """(provider, mode). Nothing in the flags asks for a provider: EchoPanel's voxtral_realtime stays selected, and
+    otherwise Voxtral on vLLM in the mode the flags, the file, a running server or tunnel, or this machine point to.
+    A mode of None for voxtral_official means none of them does (`reasons["mode"]` says why): make_plan stops."""
     providers = knowledge.load().echopanel.providers
     if opts.provider and opts.provider not in providers:
         raise UsageError(f"--provider {opts.provider!r}: use one of {', '.join(providers)}")
@@ -139,18 +151,10 @@ def _provider_and_mode(
             raise UsageError(f"--mode is for the Voxtral provider ({VOXTRAL}); {opts.provider} has no mode")
         reasons["provider"] = "--provider"
         return opts.provider, None
+    if selected == VOXTRAL_C and not (opts.provider or opts.mode or opts.url):
+        reasons["provider"] = "EchoPanel selects it now; --provider or --mode chooses another"
+        return VOXTRAL_C, None
     mode, why = _mode(opts, facts, existing)
-    if mode is None:
-        if opts.provider == VOXTRAL:
-            raise UsageError(
-                f"this machine cannot run vLLM ({why}): add --mode remote --url {ports.example_url()}, or --mode api"
-            )
-        alternative = _local_alternative(facts.platform.system)
-        reasons["provider"] = (
-            f"{why}; {alternative.title} runs here (RTF ≈ {alternative.rtf}). "
-            f"For Voxtral instead: --mode remote --url {ports.example_url()}, or --mode api"
-        )
-        return alternative.id, None
     if opts.provider:
         reasons["provider"] = "--provider"
     reasons["mode"] = why
@@ -190,11 +194,24 @@ def _why_not_local(facts: Facts) -> str | None:
     return f"{system or 'this system'} without an NVIDIA GPU: vLLM cannot serve Voxtral here"
 
 
-def _local_alternative(system: str) -> knowledge.Alternative:
-    """The first alternative in compat.toml that is an EchoPanel provider and runs on this platform."""
-    key = {"Darwin": "darwin", "Windows": "windows"}.get(system, "linux")
-    providers = knowledge.load().echopanel.providers
-    return next(a for a in knowledge.load().alternative if a.id in providers and key in a.platforms)
+def _no_server(why_not: str, chosen: settings.Provider, facts: Facts, selected: str | None) -> str:
+    """configure never guesses a server, nor a provider the user did not ask for: where vLLM cannot run here and
+    nothing names a server, it writes nothing and says which flag or command names one."""
+    from echopanel_setup.checks import voxtral_c
+
+    ways = [
+        f"name one with `echopanel-setup configure --mode remote --url {ports.example_url()}`",
+        "forward one with `echopanel-setup tunnel start [user@]GPU-HOST` and run configure again",
+    ]
+    if chosen.has_api_path:
+        ways.append("use Mistral's API with `echopanel-setup configure --mode api`")
+    if voxtral_c.metal_native(facts):
+        ways.append("run voxtral.c on this Mac with `echopanel-setup configure --provider voxtral_realtime`")
+    keeps = f"EchoPanel keeps {SELECTOR}={selected}" if selected else f"{SELECTOR} stays unset"
+    return (
+        f"nothing written: {why_not}, and no vLLM server is known (no --url, no server or tunnel of ours running, no "
+        f"{URL} in the file), so {keeps}. To use Voxtral, {', '.join(ways[:-1])}, or {ways[-1]}"
+    )
 
 
 def check_values(opts: ConfigureOptions) -> None:
@@ -236,22 +253,70 @@ def _delay(opts: ConfigureOptions, existing: dict[str, str], facts: Facts, mode:
     return knowledge.load().delay.default_ms
 
 
-def _local_advice(facts: Facts, mode: str, url: str, delay: int, advice: list[Advice]) -> None:
-    if mode != "local":
+def _server_advice(
+    server: vllm_url.Heard, why_not: str | None, api: bool, notes: list[str], advice: list[Advice]
+) -> None:
+    """What answered at the URL just chosen, as a note (vLLM is there) or a warning with the way on; never a
+    refusal: the server may start after configure, and EchoPanel reads the URL only when its backend starts."""
+    url = server.url
+    if server.answers == vllm_url.VLLM and server.status == 200:
+        notes.append(f"a vLLM server answers at {url} (GET /health: 200)")
         return
-    served = facts.model.delay_ms
-    if why_not := _why_not_local(facts):
-        advice.append(
-            Advice(
-                f"{why_not}; unless {url} is a tunnel to a GPU host, EchoPanel will find no server there. Point it at "
-                "a vLLM server elsewhere, or at Mistral's API:",
-                [
-                    f"echopanel-setup configure --mode remote --url {ports.example_url()}",
-                    "echopanel-setup configure --mode api",
-                ],
-            )
+    check = f"echopanel-setup doctor --mode remote --url {url}"
+    if server.answers == vllm_url.VLLM:
+        text = (
+            f"a vLLM server answers at {url}, but is not ready (GET /health: {server.status}: still loading, or its "
+            "engine died); EchoPanel's provider says 'vLLM not running' until it is. Look at it:"
         )
-    elif served is not None and served != delay:
+        advice.append(Advice(text, [check]))
+        return
+    elsewhere = f"echopanel-setup configure --mode remote --url {ports.example_url()}"
+    if server.answers == vllm_url.ECHOPANEL:
+        text = (
+            f"EchoPanel's own backend answers at {url}, not vLLM: EchoPanel would send its audio to itself and show no"
+        )
+        point = f"echopanel-setup configure --url {ports.local_url()}" if server.local else elsewhere
+        advice.append(Advice(f"{text} transcript. Point it at vLLM:", [point]))
+        return
+    if server.answers == vllm_url.OTHER:
+        text = (
+            f"something answers at {url}, but not as vLLM does (GET /health: HTTP {server.status}); EchoPanel's "
+            "provider will say 'vLLM not running'. Check the address:"
+        )
+        advice.append(Advice(text, [check]))
+        return
+    tunnel = vllm_url.running_tunnel()
+    if tunnel is not None and vllm_url.through(url, tunnel.local_port):
+        text = (
+            f"nothing answers at {url}, the tunnel to {tunnel.host} ({server.detail}): is vLLM running there, on "
+            f"port {tunnel.remote_port}? The tunnel and what it reaches:"
+        )
+        advice.append(Advice(text, ["echopanel-setup tunnel status", check]))
+    elif why_not is not None:
+        ways = [elsewhere, "echopanel-setup tunnel start [user@]GPU-HOST"]
+        text = (
+            f"nothing answers at {url} ({server.detail}) and {why_not}, so EchoPanel will find no server there unless "
+            "it becomes a tunnel to a GPU host. Point it at a vLLM server elsewhere, or forward one"
+        )
+        if api:
+            ways.append("echopanel-setup configure --mode api")
+            text += ", or use Mistral's API"
+        advice.append(Advice(f"{text}:", ways))
+    elif server.local:
+        text = (
+            f"nothing answers at {url} yet ({server.detail}): EchoPanel's provider says 'vLLM not running' until a "
+            "server runs there. Start one:"
+        )
+        advice.append(Advice(text, ["echopanel-setup serve --detach"]))
+    else:
+        text = f"nothing answers at {url} from here ({server.detail}): start vLLM on that host, or check the address"
+        advice.append(Advice(f"{text} and its firewall:", [check]))
+
+
+def _delay_advice(facts: Facts, mode: str, delay: int, advice: list[Advice]) -> None:
+    """The delay EchoPanel will ask for against the one the local model dir serves (vLLM reads it once)."""
+    served = facts.model.delay_ms
+    if mode == "local" and _why_not_local(facts) is None and served is not None and served != delay:
         advice.append(
             Advice(
                 f"EchoPanel will ask for {delay} ms, but the model dir serves {served} ms (vLLM reads "

@@ -84,6 +84,7 @@ def to_document(r: ConfigureResult) -> dict[str, Any]:
         overridden_by_environment=rb.overridden_by_environment if rb else [],
         migrated_from=str(p.migration.source) if p.migration and p.migration.retired_to else None,
         provider_fixed=str(r.fixed_provider) if r.fixed_provider else None,
+        server=p.server.to_dict() if p.server else None,
     )
 
 

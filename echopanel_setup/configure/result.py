@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from echopanel_setup.echopanel import discover, dotenv, settings
 from echopanel_setup.echopanel.probe import is_secret
 from echopanel_setup.errors import EXIT_OK, UsageError
+
+if TYPE_CHECKING:
+    from echopanel_setup.configure.vllm_url import Heard
 
 VOXTRAL = settings.VOXTRAL
 VOXTRAL_C = "voxtral_realtime"  # EchoPanel's voxtral.c provider
@@ -85,6 +88,7 @@ class Plan:
     migration: Migration | None = None
     shell_refs: dict[str, str] = field(default_factory=dict)  # --shell only: secrets as references
     chosen: settings.Provider | None = field(default=None, repr=False)  # the provider as this checkout has it
+    server: Heard | None = None  # who answered GET /health at the URL written (vLLM modes only)
 
     @property
     def changed(self) -> bool:
@@ -150,6 +154,10 @@ class ConfigureResult:
 
 class NoCheckout(UsageError):
     """No EchoPanel checkout to write into, and no other target named."""
+
+
+class NoServer(UsageError):
+    """Voxtral on vLLM, but vLLM cannot run here and nothing names a server: configure does not guess one."""
 
 
 class Fixable(settings.Refused):

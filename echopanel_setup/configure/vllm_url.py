@@ -3,6 +3,9 @@ our running tunnel, else the file's (normalised, never EchoPanel's own backend),
 
 from __future__ import annotations
 
+import re
+import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from echopanel_setup import ports
@@ -11,6 +14,7 @@ from echopanel_setup.echopanel import settings
 from echopanel_setup.errors import UsageError
 from echopanel_setup.facts.model import Contract
 from echopanel_setup.url import ServerURL
+from echopanel_setup.vllm_client import Answer, Problem, ServerKind, VllmClient, server_kind
 
 if TYPE_CHECKING:
     from echopanel_setup.tunnel.records import TunnelRecord
@@ -106,3 +110,44 @@ def _existing_url(current: str | None, mode: str, own: int | None, notes: list[s
     if note:
         notes.append(note)
     return url
+
+
+# configure asks once and goes on: EchoPanel's own check of a server waits 5 s, but a user waits for configure.
+PROBE_S = 1.5
+VLLM, ECHOPANEL, OTHER, NOTHING = ServerKind.VLLM.value, ServerKind.ECHOPANEL.value, ServerKind.OTHER.value, "nothing"
+
+
+@dataclass(frozen=True)
+class Heard:
+    """Who answered `GET /health` at a URL, from this machine: vllm | echopanel (its own backend) | other | nothing."""
+
+    url: str
+    answers: str
+    status: int | None = None
+    detail: str = ""  # why nothing answered, in a few words
+    local: bool = False  # the URL is on this machine
+
+    def to_dict(self) -> dict[str, object]:
+        return {"url": self.url, "answers": self.answers, "status": self.status, "detail": self.detail}
+
+
+def probe(url: str) -> Heard:
+    """Ask `url`'s /health (vllm_client tells vLLM's empty 200 from EchoPanel's JSON). Bounded by PROBE_S even where
+    a name lookup hangs (the question runs in a daemon thread): configure's write never waits on it."""
+    server = ServerURL.parse(url)
+    answers: list[Answer] = []
+
+    def ask() -> None:
+        with VllmClient(server, timeout=PROBE_S) as client:
+            answers.append(client.health())
+
+    thread = threading.Thread(target=ask, name="configure-probe", daemon=True)
+    thread.start()
+    thread.join(PROBE_S + 0.5)
+    health = answers[0] if answers else Answer(server.url("/health"), problem=Problem.TIMEOUT)
+    kind = server_kind(health)
+    if kind is None:
+        error = re.sub(r"^\[Errno -?\d+\] ", "", health.error)  # "[Errno 111] Connection refused"
+        detail = "no answer in time" if health.problem is Problem.TIMEOUT else error or "no answer"
+        return Heard(server.display, NOTHING, detail=detail, local=server.is_loopback)
+    return Heard(server.display, kind.value, health.status, local=server.is_loopback)
