@@ -233,20 +233,17 @@ def test_v100_fails_compute_capability() -> None:
     assert code == 1
 
 
-def test_16gb_card_warns_but_does_not_fail() -> None:
-    results, code = evaluate(load("linux-4080.json"), "local")
+@pytest.mark.parametrize(
+    ("snapshot", "status", "total", "code"),
+    [("linux-4080.json", WARN, "16376 MiB", 0), ("linux-3060-12gb.json", FAIL, "12288 MiB", 1)],
+    ids=["16gb-warns-but-does-not-fail", "12gb-fails"],
+)
+def test_gpu_memory_by_card_size(snapshot: str, status: Status, total: str, code: int) -> None:
+    results, exit_code = evaluate(load(snapshot), "local")
     mem = results["gpu.memory"]
-    assert mem.status is WARN
-    assert "16376 MiB" in mem.summary
-    assert code == 0
-
-
-def test_12gb_card_fails_memory() -> None:
-    results, code = evaluate(load("linux-3060-12gb.json"), "local")
-    mem = results["gpu.memory"]
-    assert mem.status is FAIL
-    assert "12288 MiB" in mem.summary
-    assert code == 1
+    assert mem.status is status
+    assert total in mem.summary
+    assert exit_code == code
 
 
 def test_desktop_card_with_xorg_warns_with_a_utilisation() -> None:
