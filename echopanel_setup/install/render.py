@@ -6,9 +6,9 @@ The progress while they run (the plan, transfers, the installer's output) is ins
 from __future__ import annotations
 
 import shlex
-import sys
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from echopanel_setup import output, report, ui
 from echopanel_setup.install.progress import duration, size
@@ -16,7 +16,27 @@ from echopanel_setup.install.vllm import VllmResult
 from echopanel_setup.install.voxtral import VoxtralResult
 from echopanel_setup.install.voxtral_c import VoxtralCResult
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 SCHEMA_VERSION = 1
+R = TypeVar("R")
+
+
+def _show(
+    r: R,
+    json_out: bool,
+    out: TextIO | None,
+    document: Callable[[R], dict[str, Any]],
+    lines: Callable[[R, Console, dict[str, str]], None],
+) -> None:
+    """Every install command's ending: its JSON document under --json, else its human lines on `out` (stdout as it
+    is at the call, not at import) with the symbols that stream can show."""
+    if json_out:
+        output.write_json(document(r), out)
+        return
+    con = ui.console(out)
+    lines(r, con, ui.symbols(con))
 
 
 # -- install voxtral -----------------------------------------------------------------------------------------
@@ -45,12 +65,10 @@ def voxtral_document(r: VoxtralResult) -> dict[str, Any]:
 
 
 def voxtral(r: VoxtralResult, json_out: bool, out: TextIO | None = None) -> None:
-    if json_out:
-        output.write_json(voxtral_document(r), out)
-        return
-    stream = out or sys.stdout
-    con = ui.console(stream)
-    sym = ui.symbols(con)
+    _show(r, json_out, out, voxtral_document, _voxtral_lines)
+
+
+def _voxtral_lines(r: VoxtralResult, con: Console, sym: dict[str, str]) -> None:
     if r.status == "already-installed":
         con.print(
             f"[green]{sym['ok']}[/] Voxtral is installed and verified in {ui.esc(str(r.dir))}: {len(r.files)} files, "
@@ -76,7 +94,7 @@ def voxtral(r: VoxtralResult, json_out: bool, out: TextIO | None = None) -> None
         _verify_table(r, con, sym)
 
 
-def _verify_table(r: VoxtralResult, con: Any, sym: dict[str, str]) -> None:
+def _verify_table(r: VoxtralResult, con: Console, sym: dict[str, str]) -> None:
     width = max(len(n) for n in r.checked)
     for name, state in r.checked.items():
         mark, style, word = (sym["ok"], "green", "ok") if state == "ok" else (sym["fail"], "bold red", "fail")
@@ -112,12 +130,10 @@ def vllm_document(r: VllmResult) -> dict[str, Any]:
 
 
 def vllm(r: VllmResult, json_out: bool, out: TextIO | None = None) -> None:
-    if json_out:
-        output.write_json(vllm_document(r), out)
-        return
-    stream = out or sys.stdout
-    con = ui.console(stream)
-    sym = ui.symbols(con)
+    _show(r, json_out, out, vllm_document, _vllm_lines)
+
+
+def _vllm_lines(r: VllmResult, con: Console, sym: dict[str, str]) -> None:
     if r.status == "planned":
         con.print("Would run:")
         for cmd in r.commands:
@@ -172,11 +188,10 @@ def voxtral_c_document(r: VoxtralCResult) -> dict[str, Any]:
 
 
 def voxtral_c(r: VoxtralCResult, json_out: bool, out: TextIO | None = None) -> None:
-    if json_out:
-        output.write_json(voxtral_c_document(r), out)
-        return
-    con = ui.console(out or sys.stdout)
-    sym = ui.symbols(con)
+    _show(r, json_out, out, voxtral_c_document, _voxtral_c_lines)
+
+
+def _voxtral_c_lines(r: VoxtralCResult, con: Console, sym: dict[str, str]) -> None:
     if r.status == "planned":
         con.print("Dry run: nothing was cloned or built.")
         return
