@@ -85,22 +85,15 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     4.56, mistral_common with its audio extra, soxr and soundfile."""
     folder = tmp_path_factory.mktemp("wheels")
     marker = knowledge.load().tokenizer_kwargs.transformers_text_marker
-    build_wheel(
-        folder,
-        "vllm",
-        "0.10.1",
-        _vllm_files("0.10.1", old=True),
-        ["torch", "transformers>=4.54"],
-        scripts={"vllm": "vllm.scripts:main"},
-    )
-    build_wheel(
-        folder,
-        "vllm",
-        "0.20.1",
-        _vllm_files("0.20.1", old=False),
-        ["torch", "transformers>=4.56"],
-        scripts={"vllm": "vllm.scripts:main"},
-    )
+    for version, old, transformers in (("0.10.1", True, "4.54"), ("0.20.1", False, "4.56")):
+        build_wheel(
+            folder,
+            "vllm",
+            version,
+            _vllm_files(version, old=old),
+            ["torch", f"transformers>={transformers}"],
+            scripts={"vllm": "vllm.scripts:main"},
+        )
     build_wheel(
         folder,
         "torch",
