@@ -51,8 +51,13 @@ def error_document(command: str, message: str, exit_code: int, traceback: str | 
     return {
         **header(command, ENVELOPE_SCHEMA_VERSION),
         "exit_code": exit_code,
-        "error": {"kind": ERROR_KINDS.get(exit_code, "failed"), "message": message, "traceback": traceback},
+        "error": error(message, exit_code, traceback),
     }
+
+
+def error(message: str, exit_code: int, traceback: str | None = None) -> dict[str, Any]:
+    """The envelope's `error` object, also for a result document whose run ended in an external error (exit 3)."""
+    return {"kind": ERROR_KINDS.get(exit_code, "failed"), "message": message, "traceback": traceback}
 
 
 def write_json(doc: dict[str, Any], out: TextIO | None = None) -> None:

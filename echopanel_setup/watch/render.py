@@ -51,7 +51,7 @@ def _unreachable(r: WatchResult) -> dict[str, Any]:
     if not r.unreachable_at_end:
         return {}
     message = r.last.error if r.last and r.last.error else f"{r.server.url}: no sample taken"
-    return {"error": {"kind": output.ERROR_KINDS[r.exit_code], "message": message, "traceback": None}}
+    return {"error": output.error(message, r.exit_code)}
 
 
 def to_document(r: WatchResult) -> dict[str, Any]:
