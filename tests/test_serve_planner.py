@@ -34,7 +34,10 @@ MARGIN = knowledge.load().serve.planner.margin_mib
 
 
 def request(*gpus: Gpu, **kw: object) -> PlanRequest:
-    return PlanRequest(gpus=gpus, arch=ARCH, weights_mib=WEIGHTS, vllm_version=kw.pop("vllm_version", "0.20.0"), **kw)  # type: ignore[arg-type]
+    """A request for `gpus`; a GPU whose display state is not given is one of vLLM's own (no display, no other
+    user), as on a server. Tests of the other cases build their Gpu and PlanRequest themselves."""
+    own = tuple(replace(g, display=False) if g.display is None else g for g in gpus)
+    return PlanRequest(gpus=own, arch=ARCH, weights_mib=WEIGHTS, vllm_version=kw.pop("vllm_version", "0.20.0"), **kw)  # type: ignore[arg-type]
 
 
 def fits(p: Plan) -> None:
@@ -45,9 +48,12 @@ def fits(p: Plan) -> None:
     assert p.gpu_memory_utilization * b.total <= b.free - MARGIN + 1e-6
     assert p.gpu_memory_utilization <= 0.92
     assert b.headroom >= b.safety == knowledge.load().serve.planner.safety_mib
-    assert b.kv == p.streams * b.kv_per_stream
+    assert b.kv == p.max_num_seqs * b.kv_per_stream
     assert p.max_num_batched_tokens >= p.max_num_seqs
-    assert p.streams_fit >= p.streams
+    assert p.streams_fit >= p.max_num_seqs >= p.streams
+    assert p.memory.allowed_streams == p.max_num_seqs and p.memory.note in p.notes
+    if p.memory.choice == "sized":  # only what the plan needs: no more streams than planned
+        assert p.max_num_seqs == p.streams
 
 
 # name, GPUs, expected flags: (max_model_len, util, max_num_seqs, batched, tp, graphs, dtype, attention),
@@ -56,44 +62,50 @@ TABLE = [
     (
         "16 GB RTX 4080",
         [Gpu("NVIDIA GeForce RTX 4080", 16376, 15780, "8.9", 0)],
-        (49500, 0.91, 1, 512, 1, "PIECEWISE", None, None),  # vLLM 0.20 captures graphs beside the budget
+        (49500, 0.91, 2, 512, 1, "PIECEWISE", None, None),  # vLLM 0.20 captures graphs beside the budget
         2,
     ),
     (
         "24 GB RTX 4090",
         [Gpu("NVIDIA GeForce RTX 4090", 24564, 24300, "8.9", 0)],
-        (49500, 0.92, 1, 512, 1, "PIECEWISE", None, None),
+        (49500, 0.92, 5, 512, 1, "PIECEWISE", None, None),
         5,
     ),
     (
         "40 GB A100",
         [Gpu("NVIDIA A100-SXM4-40GB", 40960, 40400, "8.0", 0)],
-        (49500, 0.92, 1, 1024, 1, "PIECEWISE", None, None),
+        (49500, 0.92, 10, 1024, 1, "PIECEWISE", None, None),
         10,
     ),
     (
         "48 GB RTX 6000 Ada",
         [Gpu("NVIDIA RTX 6000 Ada Generation", 49140, 48600, "8.9", 0)],
-        (49500, 0.92, 1, 1024, 1, "PIECEWISE", None, None),
+        (49500, 0.92, 12, 1024, 1, "PIECEWISE", None, None),
         12,
     ),
     (
         "80 GB H100",
         [Gpu("NVIDIA H100 80GB HBM3", 81559, 81004, "9.0", 0)],
-        (49500, 0.92, 1, 1024, 1, "PIECEWISE", None, None),
+        (49500, 0.92, 23, 1024, 1, "PIECEWISE", None, None),
         23,
     ),
     (
         "141 GB H200",
         [Gpu("NVIDIA H200", 143771, 143200, "9.0", 0)],
-        (49500, 0.92, 1, 1024, 1, "PIECEWISE", None, None),
+        (49500, 0.92, 44, 1024, 1, "PIECEWISE", None, None),
         44,
     ),
     (
-        "24 GB desktop, 6 GB in use",
-        [Gpu("NVIDIA GeForce RTX 4090", 24564, 18420, "8.9", 0)],
-        (49500, 0.71, 1, 512, 1, "PIECEWISE", None, None),
-        3,
+        "24 GB desktop, 6 GB in use",  # its display and desktop keep what the plan does not need
+        [Gpu("NVIDIA GeForce RTX 4090", 24564, 18420, "8.9", 0, ("Xorg", "gnome-shell", "firefox"), True)],
+        (49500, 0.5, 1, 512, 1, "PIECEWISE", None, None),
+        1,
+    ),
+    (
+        "24 GB desktop in a container",  # Xorg not listed, but the GPU drives a display
+        [Gpu("NVIDIA GeForce RTX 4090", 24564, 18420, "8.9", 0, (), True)],
+        (49500, 0.5, 1, 512, 1, "PIECEWISE", None, None),
+        1,
     ),
     (
         "T4 (float16)",
@@ -122,6 +134,78 @@ def test_plan_per_gpu(name: str, gpus: list[Gpu], flags: tuple, streams_fit: int
     assert p.streams_fit == streams_fit
     assert p.breakdown.weights == WEIGHTS
     fits(p)
+
+
+H100 = Gpu("NVIDIA H100 80GB HBM3", 81559, 81004, "9.0", 0)
+
+
+def test_a_gpu_of_its_own_runs_every_stream_its_share_holds_with_graphs_and_batch_recomputed() -> None:
+    """Regression: on a GPU of its own the cache beyond --max-num-seqs (the planned streams) was never used.
+    --max-num-seqs is now the most streams that fit the full share, counting the CUDA graphs captured for them."""
+    p = plan(request(H100, streams=2, vllm_version="0.21.0"))
+    assert isinstance(p, Plan) and p.gpu_memory_utilization == 0.92
+    assert (p.streams, p.max_num_seqs, p.memory.choice, p.memory.why) == (2, 23, "all-streams", "own-gpu")
+    k = knowledge.load().serve.planner
+    assert p.breakdown.graphs == k.graph_base_mib + k.graph_per_capture_size_mib * capture_sizes(23, 1024)
+    fits(p)
+    # One more stream at the same batch budget and graphs does not fit: asked for, it costs a smaller batch budget,
+    # the graphs or session length.
+    more = plan(request(H100, streams=24, streams_given=True, vllm_version="0.21.0"))
+    assert not isinstance(more, Plan) or (more.max_num_batched_tokens, more.cudagraph_mode, more.max_model_len) != (
+        p.max_num_batched_tokens,
+        p.cudagraph_mode,
+        p.max_model_len,
+    )
+
+
+def test_streams_given_are_kept_and_only_their_memory_is_held() -> None:
+    p = plan(request(H100, streams=2, streams_given=True))
+    assert isinstance(p, Plan) and (p.max_num_seqs, p.memory.choice, p.memory.why) == (2, "sized", "streams-given")
+    assert p.gpu_memory_utilization < 0.25 and "--streams 2 given" in p.memory.note
+    fits(p)
+
+
+def test_vllms_default_caps_the_streams_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    k = knowledge.load()
+    capped = replace(k, serve=replace(k.serve, planner=replace(k.serve.planner, max_streams=4)))
+    monkeypatch.setattr(knowledge, "load", lambda: capped)
+    p = plan(request(H100, streams=2))
+    assert isinstance(p, Plan) and p.max_num_seqs == 4 and p.streams_fit > 4
+    assert "vLLM's own default cap" in p.memory.note
+    fits(p)
+
+
+@pytest.mark.parametrize(
+    ("others", "display", "why"),
+    [
+        (("Xorg",), True, "shared"),
+        ((), True, "display"),
+        (("python3",), False, "shared"),
+        ((), None, "display-unknown"),
+    ],
+)
+def test_a_gpu_not_vllms_alone_holds_only_what_the_plan_needs(
+    others: tuple[str, ...], display: bool | None, why: str
+) -> None:
+    """A display (listed or not), another process, or not knowing: the utilisation is sized to the planned streams,
+    and one of two tensor-parallel GPUs is enough to decide it."""
+    for gpus in (
+        (replace(H100, others=others, display=display),),
+        (H100, replace(H100, index=1, others=others, display=display)),
+    ):
+        req = PlanRequest(
+            gpus=gpus, arch=ARCH, weights_mib=WEIGHTS, streams=2, vllm_version="0.21.0", tensor_parallel=len(gpus)
+        )
+        p = plan(req)
+        assert isinstance(p, Plan) and (p.max_num_seqs, p.memory.choice, p.memory.why) == (2, "sized", why)
+        assert p.gpu_memory_utilization < 0.92
+        fits(p)
+
+
+def test_another_machine_is_assumed_of_its_own_and_says_so() -> None:
+    p = plan(request(replace(H100, free_mib=H100.total_mib), hypothetical=True))
+    assert isinstance(p, Plan) and p.memory.why == "another-machine" and p.max_num_seqs > p.streams
+    assert p.memory.note.startswith("Planned for another machine, its GPU assumed to have no display")
 
 
 def test_two_24gb_cards_with_tensor_parallel_split_weights_and_cache() -> None:
@@ -285,7 +369,15 @@ def test_every_plan_keeps_the_invariants_across_many_machines() -> None:
     for _ in range(300):
         total = rng.randrange(12_000, 150_000)
         gpus = tuple(
-            Gpu("g", total, rng.randrange(total // 2, total + 1), rng.choice(["7.5", "8.0", "8.9", "9.0"]), i)
+            Gpu(
+                "g",
+                total,
+                rng.randrange(total // 2, total + 1),
+                rng.choice(["7.5", "8.0", "8.9", "9.0"]),
+                i,
+                rng.choice([(), (), ("Xorg",)]),
+                rng.choice([True, False, False, None]),
+            )
             for i in range(rng.choice([1, 1, 2, 4]))
         )
         req = request(
@@ -294,6 +386,7 @@ def test_every_plan_keeps_the_invariants_across_many_machines() -> None:
             session_minutes=rng.choice([5, 30, 60, 180]),
             vllm_version=rng.choice(["0.16.0", "0.20.0", "0.30.0", None]),
             session_fixed=rng.random() < 0.3,
+            streams_given=rng.random() < 0.3,
         )
         p = plan(req)
         if isinstance(p, Plan):

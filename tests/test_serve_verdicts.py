@@ -88,18 +88,59 @@ def test_every_format_carries_the_graphs_beside_the_budget(cli: Cli, fmt: str, t
     assert "0.71" in run.out and "0.72" not in run.out
 
 
-def test_a_shared_gpu_gets_a_utilisation_sized_to_the_plan(cli: Cli) -> None:
+def _flag(out: str, name: str) -> str:
+    words = _words(out)
+    return words[words.index(name) + 1]
+
+
+def test_a_desktop_gpu_keeps_what_the_plan_does_not_need(cli: Cli) -> None:
     """Regression: with one stream, most of a desktop card became KV cache --max-num-seqs never touches, leaving the
-    display little. A GPU with other users gets only what the plan needs; one of its own keeps its full share."""
+    display little. A GPU with other users gets only what the planned streams need, and says so."""
     shared = cli("serve", "--facts", DESKTOP)
     assert shared.code == 0, shared.err
-    words = _words(shared.out)
-    util = float(words[words.index("--gpu-memory-utilization") + 1])
+    assert float(_flag(shared.out, "--gpu-memory-utilization")) < 0.71 and _flag(shared.out, "--max-num-seqs") == "2"
+    assert "GPU shared with Xorg, firefox, gnome-shell: --gpu-memory-utilization sized to the 2 planned" in shared.err
+    assert "2 streams planned, room for 2" in shared.err
+    memory = cli("serve", "--facts", DESKTOP, "--json").json()["plan"]["memory"]
+    assert (memory["choice"], memory["why"], memory["allowed_streams"]) == ("sized", "shared", 2)
+
+
+def test_an_idle_datacenter_card_allows_the_streams_its_cache_holds(cli: Cli) -> None:
+    """Regression: on a GPU of its own vLLM took its full share, but --max-num-seqs stayed at the planned streams, so
+    most of an 80 GB cache was never used. Now --max-num-seqs is what the share holds (graphs and batch recomputed),
+    while the plan (and the serve record `watch` reads) keeps EchoPanel's 2."""
+    run = cli("serve", "--facts", str(FACTS_DIR / "linux-h100-vllm020.json"))
+    assert run.code == 0, run.err
+    assert _flag(run.out, "--gpu-memory-utilization") == "0.92" and _flag(run.out, "--max-num-seqs") == "23"
+    assert "2 streams planned, up to 23 allowed (--max-num-seqs)" in run.err
     assert (
-        util < 0.71 and "GPU shared with Xorg, firefox, gnome-shell" in shared.err and "sized to the plan" in shared.err
+        "This GPU has no display and no other users: vLLM takes its full share (--gpu-memory-utilization 0.92) and "
+        "may run up to 23 streams at once (--max-num-seqs 23; 2 planned)"
+    ) in run.err
+    doc = cli("serve", "--facts", str(FACTS_DIR / "linux-h100-vllm020.json"), "--json").json()
+    assert (doc["plan"]["streams"], doc["plan"]["max_num_seqs"], doc["plan"]["memory"]["choice"]) == (
+        2,
+        23,
+        "all-streams",
     )
-    alone = cli("serve", "--facts", str(FACTS_DIR / "linux-h100-vllm020.json"))
-    assert "No other process uses this GPU, so vLLM takes its full share (0.92)" in alone.err
+    assert doc["plan"]["memory"]["note"] in doc["plan"]["notes"]
+
+
+def test_streams_given_are_respected_exactly_and_reserve_only_what_they_need(cli: Cli) -> None:
+    run = cli("serve", "--facts", str(FACTS_DIR / "linux-h100-vllm020.json"), "--streams", "3")
+    assert run.code == 0, run.err
+    assert _flag(run.out, "--max-num-seqs") == "3" and float(_flag(run.out, "--gpu-memory-utilization")) < 0.3
+    assert "--streams 3 given: --gpu-memory-utilization sized to the 3 planned streams" in run.err
+
+
+def test_a_gpu_whose_display_state_is_unknown_is_sized_to_the_plan(cli: Cli, tmp_path: Path) -> None:
+    """A snapshot from before the display was recorded (or a driver that does not say): the safe choice, said."""
+    facts = load("linux-h100-vllm020.json")
+    facts.gpu.devices[0].display_active = None
+    run = cli("serve", "--facts", str(write(facts, tmp_path / "old.json")))
+    assert run.code == 0, run.err
+    assert _flag(run.out, "--max-num-seqs") == "2" and float(_flag(run.out, "--gpu-memory-utilization")) < 0.92
+    assert "Whether this GPU drives a display is unknown" in run.err
 
 
 def test_a_gpu_driving_a_display_is_shared_even_when_no_process_is_listed(cli: Cli, tmp_path: Path) -> None:
@@ -109,9 +150,8 @@ def test_a_gpu_driving_a_display_is_shared_even_when_no_process_is_listed(cli: C
     facts.gpu.devices[0].processes = []
     run = cli("serve", "--facts", str(write(facts, tmp_path / "container.json")))
     assert run.code == 0, run.err
-    words = _words(run.out)
-    assert float(words[words.index("--gpu-memory-utilization") + 1]) < 0.71
-    assert "GPU shared with the display it drives" in run.err
+    assert float(_flag(run.out, "--gpu-memory-utilization")) < 0.71 and _flag(run.out, "--max-num-seqs") == "2"
+    assert "This GPU drives a display (its desktop is not listed, as in a container)" in run.err
 
 
 @pytest.mark.slow

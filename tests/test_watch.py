@@ -76,7 +76,21 @@ def test_falling_behind_over_the_serve_plan(cli: Cli) -> None:
     assert "the serve record (--max-num-seqs 3)" in out
 
 
-def _record_serve(planned: int, max_model_len: int, url: str = "http://127.0.0.1:9") -> None:
+def test_the_plan_is_the_planned_streams_not_the_streams_vllm_may_run(cli: Cli) -> None:
+    """On a GPU of its own serve lets vLLM run every stream its share holds (--max-num-seqs 23) while EchoPanel's
+    plan is 2: the record keeps the 2, and watch judges by it."""
+    scenario = Scenario(streams=4, step_s=0.12, tokens_per_s=1 / 0.12)
+    with MetricsStandIn(scenario) as server:
+        _record_serve(planned=2, max_model_len=45000, url=server.url, allowed=23)
+        run = cli("watch", "--once", *FAST)
+    assert "4/2" in run.out and "the serve record (2 streams planned)" in run.out
+
+
+def _record_serve(
+    planned: int, max_model_len: int, url: str = "http://127.0.0.1:9", allowed: int | None = None
+) -> None:
+    """A serve record as serve writes it; `allowed` (--max-num-seqs above the plan) as on a GPU of its own, else a
+    record from before the planned streams were kept apart (only --max-num-seqs)."""
     import psutil
 
     from echopanel_setup.serve import launcher
@@ -86,10 +100,11 @@ def _record_serve(planned: int, max_model_len: int, url: str = "http://127.0.0.1
         create_time=psutil.Process().create_time(),
         url=url,
         served_model_name="voxtral",
-        argv=["vllm", "serve", "m", "--max-model-len", str(max_model_len), "--max-num-seqs", str(planned)],
+        argv=["vllm", "serve", "m", "--max-model-len", str(max_model_len), "--max-num-seqs", str(allowed or planned)],
         log="/dev/null",
         started_at="2026-01-01T00:00:00+00:00",
         detached=True,
+        streams=planned if allowed else None,
     ).write()
 
 

@@ -444,6 +444,8 @@ class Planner(Section):
     large_card_from_mib: int
     min_max_model_len: int
     model_len_margin: float
+    max_streams: int  # the most --max-num-seqs the planner allows on a GPU of its own (vLLM's default)
+    max_streams_source: str
     source: str
 
 

@@ -185,6 +185,7 @@ def gather(opts: ServeOptions) -> Context:
         vllm_version=version,
         tensor_parallel=opts.gpus,
         session_fixed=opts.session_minutes is not None,
+        streams_given=opts.streams is not None,
         hypothetical=hypothetical,
     )
     return Context(facts, replayed, hypothetical, visible, version, model_dir, present, not replayed, request, figure)

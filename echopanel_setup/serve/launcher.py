@@ -65,6 +65,9 @@ class Record:
     detached: bool
     vllm_version: str | None = None
     api_key_env: bool = False  # the server wants VLLM_API_KEY (its value is never recorded)
+    # The streams EchoPanel needs, as planned (`watch` and `smoke --streams` compare with it); --max-num-seqs in argv
+    # may allow more on a GPU of its own. None in records written before this field.
+    streams: int | None = None
 
     @classmethod
     def read(cls) -> Record | None:
@@ -307,7 +310,7 @@ def _rotate_log() -> Path:
 
 
 def start(
-    cmd: ServeCommand, api_key: str | None, url: str, served_name: str, detached: bool
+    cmd: ServeCommand, api_key: str | None, url: str, served_name: str, detached: bool, streams: int | None = None
 ) -> tuple[subprocess.Popen[bytes], Record]:
     """Start vLLM in its own process group, its output in the log file; record it for `serve status`/`stop`."""
     log = _rotate_log()
@@ -330,7 +333,7 @@ def start(
                 f"cannot run {argv[0]}: {exc.strerror or exc}; is vLLM installed? (`echopanel-setup install vllm`)"
             ) from None
     try:
-        return proc, _record(proc, cmd, api_key, url, served_name, detached, log)
+        return proc, _record(proc, cmd, api_key, url, served_name, detached, log, streams)
     except BaseException:  # Ctrl-C before the caller holds the record: never leave vLLM running
         stop_group(proc.pid, proc)
         raise
@@ -344,6 +347,7 @@ def _record(
     served_name: str,
     detached: bool,
     log: Path,
+    streams: int | None,
 ) -> Record:
     import psutil
 
@@ -362,6 +366,7 @@ def _record(
         detached=detached,
         vllm_version=cmd.version,
         api_key_env=bool(api_key),
+        streams=streams,
     )
     record.write()
     return record
@@ -536,7 +541,15 @@ def record_success(key: str, cmd: ServeCommand, figures: dict[str, str], plan_su
         "vllm_figures": figures,
         "plan": {
             k: plan_summary[k]
-            for k in ("breakdown_mib", "streams", "streams_fit", "max_model_len", "gpu_memory_utilization")
+            for k in (
+                "breakdown_mib",
+                "streams",
+                "streams_fit",
+                "max_num_seqs",
+                "max_model_len",
+                "gpu_memory_utilization",
+                "memory",
+            )
         },
         "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -99,6 +99,7 @@ class PlanRequest:
     vllm_version: str | None = None
     tensor_parallel: int | None = None  # None: the fewest GPUs that fit
     session_fixed: bool = False  # the user asked for this length: refuse rather than shorten
+    streams_given: bool = False  # the user asked for these streams: hold only what they need, allow no more
     hypothetical: bool = False  # planning for another machine (--gpu / --gpu-memory)
     # Adjustments after a failed start (see adjust()):
     force_eager: bool = False
@@ -140,6 +141,22 @@ class Breakdown:
         ]
 
 
+# Why the memory goes the way it does (Plan.memory.why). On a GPU of its own vLLM takes its full share and may run
+# every stream that share holds; anywhere else it holds only what the planned streams need.
+Why = Literal["own-gpu", "another-machine", "shared", "display", "streams-given", "display-unknown"]
+WHOLE_GPU: tuple[Why, ...] = ("own-gpu", "another-machine")
+
+
+@dataclass(frozen=True)
+class Memory:
+    """The choice between "the GPU's full share, every stream it holds" and "only what the plan needs", and why."""
+
+    choice: Literal["all-streams", "sized"]
+    why: Why
+    allowed_streams: int  # --max-num-seqs: what vLLM may run at once (the planned streams, or all that fit)
+    note: str  # the sentence printed with the plan
+
+
 @dataclass
 class Plan:
     max_model_len: int
@@ -158,6 +175,7 @@ class Plan:
     longest_session_minutes: float
     confidence: str  # high | medium | low
     confidence_reasons: list[str]
+    memory: Memory
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -180,6 +198,7 @@ class Plan:
             "longest_session_minutes": round(self.longest_session_minutes, 1),
             "confidence": self.confidence,
             "confidence_reasons": self.confidence_reasons,
+            "memory": asdict(self.memory),
             "warnings": self.warnings,
             "notes": self.notes,
         }
@@ -414,49 +433,45 @@ def _plan_group(req: PlanRequest, gpus: tuple[Gpu, ...]) -> Plan | Refusal:
     small, large = k.batched_tokens_small, k.batched_tokens_large
     tier = large if total >= k.large_card_from_mib else small
     wanted = _session_tokens(req)
-    candidates = [(batch_budget(b, streams), req.force_eager) for b in dict.fromkeys((tier, small))]
+    # (the tier's batch budget, before batch_budget() raises it for many streams; no CUDA graphs)
+    candidates = [(b, req.force_eager) for b in dict.fromkeys((tier, small))]
     if not req.force_eager:
-        candidates.append((batch_budget(small, streams), True))
+        candidates.append((small, True))
 
     chosen = None
-    for batched, eager in candidates:  # full session first, with the fewest sacrifices
+    for base, eager in candidates:  # full session first, with the fewest sacrifices
+        batched = batch_budget(base, streams)
         fixed = _fixed(req, tp, batched, streams, _graph_mode(req.vllm_version, eager))
         shares = _budget(gpus, req, fixed.outside)
         if streams * stream_mib(arch, batched, wanted, tp) <= shares[3] - fixed.total:
-            chosen = (batched, eager, wanted, fixed, shares)
+            chosen = (base, eager, wanted, fixed, shares)
             break
     if chosen is None and not req.session_fixed:
-        for batched, eager in candidates:  # then a shorter session
+        for base, eager in candidates:  # then a shorter session
+            batched = batch_budget(base, streams)
             fixed = _fixed(req, tp, batched, streams, _graph_mode(req.vllm_version, eager))
             shares = _budget(gpus, req, fixed.outside)
             tokens = _longest(arch, batched, tp, streams, shares[3] - fixed.total)
             if tokens:
-                chosen = (batched, eager, tokens, fixed, shares)
+                chosen = (base, eager, tokens, fixed, shares)
                 break
     if chosen is None:
         return _refuse(req, gpus, budget, usable, total, free, wanted)
 
-    batched, eager, tokens, fixed, (total, free, usable, budget, util) = chosen
+    base, eager, tokens, fixed, shares = chosen
+    why, users = _sharing(req, gpus)
+    seqs = streams
+    if why in WHOLE_GPU:  # vLLM keeps its full share: let it run every stream the cache holds
+        seqs, fixed, shares = _most_streams(req, gpus, base, _graph_mode(req.vllm_version, eager), tokens)
+    batched = batch_budget(base, seqs)
+    total, free, usable, budget, util = shares
     per_stream = stream_mib(arch, batched, tokens, tp)
-    kv = streams * per_stream
-    shared = sorted({name for g in gpus for name in g.others})
-    if any(g.display for g in gpus) and not shared:
-        shared = ["the display it drives"]  # a desktop whose Xorg a container does not list
-    if shared and not req.hypothetical:
-        # A GPU with other users (a desktop's display, another job) keeps what the plan does not need: the KV cache
-        # beyond --max-num-seqs would never be used, while the display or the job can run out.
-        sized = math.ceil((fixed.total + kv + 1) / total * 100) / 100
-        if sized < util:
-            shared_note = (
-                f"GPU shared with {', '.join(shared[:3])}{' …' if len(shared) > 3 else ''}: --gpu-memory-utilization "
-                f"sized to the plan ({sized:.2f}, not {util:.2f}), so {math.floor(total * (util - sized))} MiB stay "
-                "for them; alone on the GPU vLLM would take its full share and --streams N could use it."
-            )
-            util, budget = sized, math.floor(total * sized)
-        else:
-            shared_note = None
-    else:
-        shared_note = None
+    kv = seqs * per_stream
+    full = util
+    if why not in WHOLE_GPU:
+        # The KV cache beyond --max-num-seqs would never be used, while a desktop or another job can run out.
+        util = min(util, math.ceil((fixed.total + kv + 1) / total * 100) / 100)
+        budget = math.floor(total * util)
     room = budget - fixed.total
     breakdown = Breakdown(
         total=total,
@@ -480,7 +495,7 @@ def _plan_group(req: PlanRequest, gpus: tuple[Gpu, ...]) -> Plan | Refusal:
     result = Plan(
         max_model_len=tokens,
         gpu_memory_utilization=util,
-        max_num_seqs=streams,
+        max_num_seqs=seqs,
         max_num_batched_tokens=batched,
         tensor_parallel_size=tp,
         cudagraph_mode=_graph_mode(req.vllm_version, eager),
@@ -489,16 +504,103 @@ def _plan_group(req: PlanRequest, gpus: tuple[Gpu, ...]) -> Plan | Refusal:
         gpus=gpus,
         breakdown=breakdown,
         streams=streams,
-        streams_fit=room // per_stream,
+        # all that fit is --max-num-seqs itself, unless vLLM's default capped it
+        streams_fit=seqs if why in WHOLE_GPU and seqs < k.max_streams else max(seqs, room // per_stream),
         session_minutes=_minutes(tokens, arch),
-        longest_session_minutes=_minutes(_longest(arch, batched, tp, streams, room), arch),
+        longest_session_minutes=_minutes(_longest(arch, batch_budget(base, streams), tp, streams, room), arch),
         confidence="medium",
         confidence_reasons=[],
+        memory=_memory(req, why, users, full, util, total, seqs),
     )
-    if shared_note:
-        result.notes.append(shared_note)
+    result.notes.append(result.memory.note)
     _explain(req, result, wanted, eager)
     return result
+
+
+def _sharing(req: PlanRequest, gpus: tuple[Gpu, ...]) -> tuple[Why, list[str]]:
+    """Whether these GPUs are vLLM's alone, with the other users by name where they have one.
+
+    A display counts as a user even when no process is listed: a container does not see the desktop's Xorg."""
+    users = sorted({name for g in gpus for name in g.others})
+    if req.hypothetical:
+        return ("streams-given" if req.streams_given else "another-machine"), []
+    if users:
+        return "shared", users
+    if any(g.display for g in gpus):
+        return "display", []
+    if req.streams_given:
+        return "streams-given", []
+    if any(g.display is None for g in gpus):
+        return "display-unknown", []
+    return "own-gpu", []
+
+
+def _most_streams(
+    req: PlanRequest, gpus: tuple[Gpu, ...], base: int, mode: GraphMode, tokens: int
+) -> tuple[int, _Fixed, tuple[int, int, int, int, float]]:
+    """The most streams (--max-num-seqs) of `tokens` that fit the GPUs' full share, at least the planned ones and
+    at most vLLM's own default, with what depends on them: the batch budget (never below --max-num-seqs) and the
+    CUDA graphs captured for batch sizes up to 2 x --max-num-seqs."""
+    tp = len(gpus)
+
+    def attempt(n: int) -> tuple[bool, _Fixed, tuple[int, int, int, int, float]]:
+        batched = batch_budget(base, n)
+        fixed = _fixed(req, tp, batched, n, mode)
+        shares = _budget(gpus, req, fixed.outside)
+        return n * stream_mib(req.arch, batched, tokens, tp) <= shares[3] - fixed.total, fixed, shares
+
+    lo, hi = req.streams, max(req.streams, _k().max_streams)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if attempt(mid)[0] else (lo, mid - 1)
+    _, fixed, shares = attempt(lo)
+    return lo, fixed, shares
+
+
+def _memory(req: PlanRequest, why: Why, users: list[str], full: float, util: float, total: int, seqs: int) -> Memory:
+    """Which way the memory goes and why, in one sentence a user can act on."""
+    k = _k()
+    planned = f"{req.streams} planned"
+    if why in WHOLE_GPU:
+        whose = (
+            "Planned for another machine, its GPU assumed to have no display and no other users"
+            if why == "another-machine"
+            else "This GPU has no display and no other users"
+        )
+        more = (
+            f"may run up to {seqs} streams at once (--max-num-seqs {seqs}; {planned})"
+            if seqs > req.streams
+            else f"runs the {planned} streams: its cache holds no more"
+        )
+        cap = ", vLLM's own default cap" if seqs >= k.max_streams else ""
+        return Memory(
+            "all-streams",
+            why,
+            seqs,
+            f"{whose}: vLLM takes its full share (--gpu-memory-utilization {full:.2f}) and {more}{cap}; "
+            "--streams K reserves only what K streams need.",
+        )
+    if why == "streams-given":
+        reason = f"--streams {req.streams} given"
+    elif why == "shared":
+        reason = f"GPU shared with {', '.join(users[:3])}{' …' if len(users) > 3 else ''}"
+    elif why == "display":
+        reason = "This GPU drives a display (its desktop is not listed, as in a container)"
+    else:
+        reason = "Whether this GPU drives a display is unknown (the facts do not say)"
+    if util < full:
+        left = f"{math.floor(total * (full - util))} MiB of vLLM's full share ({full:.2f}) stay free"
+        held = f"--gpu-memory-utilization sized to the {planned} streams ({util:.2f}), so {left}"
+    else:
+        held = f"the {planned} streams need vLLM's full share ({full:.2f})"
+    after = (
+        "leave --streams out to let vLLM use a GPU of its own for every stream it holds"
+        if why == "streams-given"
+        else "--streams N to plan for more"
+    )
+    return Memory(
+        "sized", why, seqs, f"{reason}: {held}; vLLM runs at most {seqs} streams (--max-num-seqs {seqs}); {after}."
+    )
 
 
 def _attention_backend(version: str | None) -> str | None:
@@ -559,13 +661,6 @@ def _explain(req: PlanRequest, p: Plan, wanted: int, eager: bool) -> None:
             f"Sessions are capped at {p.session_minutes:.0f} min (--max-model-len {p.max_model_len}; 1 token = "
             f"{req.arch.ms_per_token} ms): {req.session_minutes:g} min does not fit. EchoPanel must restart sessions "
             "before that."
-        )
-    if p.streams_fit > p.streams:
-        alone = "" if req.hypothetical or any(g.others for g in p.gpus) else "No other process uses this GPU, so vLLM "
-        alone = alone and alone + f"takes its full share ({p.gpu_memory_utilization:.2f}). "
-        p.notes.append(
-            f"{alone}The cache has room for {p.streams_fit} streams at this batch budget: --streams {p.streams_fit} to "
-            "allow them."
         )
     p.confidence = "low" if low else "medium"
     p.confidence_reasons = reasons

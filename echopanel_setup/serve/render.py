@@ -125,10 +125,14 @@ def explain_plan(ctx: Context, built: Built, fmt: str) -> None:
         f"[bold]Plan[/] for {ui.esc(gpus)}{source} · vLLM {ctx.version or 'not installed'} · "
         f"confidence [bold]{p.confidence}[/]"
     )
-    streams = f"{p.streams} stream{'s' if p.streams > 1 else ''}"
+    streams = f"{p.streams} stream{'s' if p.streams > 1 else ''} planned"
+    if p.max_num_seqs > p.streams:  # a GPU of its own: vLLM may run every stream its share holds
+        streams += f", up to {p.max_num_seqs} allowed (--max-num-seqs)"
+    else:
+        streams += f", room for {p.streams_fit}"
     con.print(
-        f"  sessions up to {p.session_minutes:.0f} min (--max-model-len {p.max_model_len}) · {streams} planned, "
-        f"room for {p.streams_fit} · longest session that fits: {p.longest_session_minutes:.0f} min"
+        f"  sessions up to {p.session_minutes:.0f} min (--max-model-len {p.max_model_len}) · {streams} · "
+        f"longest session that fits: {p.longest_session_minutes:.0f} min"
     )
     per_gpu = " per GPU" if p.tensor_parallel_size > 1 else ""
     parts = " + ".join(f"{name} {mib}" for name, mib in b.parts())

@@ -66,7 +66,7 @@ def _supervise(
     request = ctx.request
     for attempt in (1, 2):
         render.starting(built)
-        proc, record = launcher.start(built.cmd, opts.api_key, built.url, name, opts.detach)
+        proc, record = launcher.start(built.cmd, opts.api_key, built.url, name, opts.detach, built.plan.streams)
         live.append((proc, record))
         echo = render.vllm_line if opts.verbose else None
         outcome = launcher.wait_ready(proc, record, name, opts.api_key, timeout, render.progress, echo)

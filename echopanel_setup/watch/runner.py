@@ -260,7 +260,9 @@ def serve_plan(url: ServerURL) -> Plan:
                 return None
         return None
 
-    streams = flag("--max-num-seqs")
+    if isinstance(record.streams, int) and record.streams > 0:  # what EchoPanel needs; --max-num-seqs may allow more
+        return Plan(record.streams, flag("--max-model-len"), f"the serve record ({record.streams} streams planned)")
+    streams = flag("--max-num-seqs")  # a record from before `streams` was kept: --max-num-seqs was the plan
     return Plan(streams, flag("--max-model-len"), f"the serve record (--max-num-seqs {streams})" if streams else None)
 
 
