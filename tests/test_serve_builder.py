@@ -25,11 +25,15 @@ SETTINGS = ServeSettings(
     host="127.0.0.1",
     port=8000,
 )
-GPUS = {
-    "4080": (planner.Gpu("NVIDIA GeForce RTX 4080", 16376, 15780, "8.9", 0),),
-    "t4": (planner.Gpu("Tesla T4", 15360, 14923, "7.5", 0),),
-    "tight-eager": (planner.Gpu("tight", 16376, 12500, "8.9", 0),),  # busy: no room for graphs beside the budget
-    "2xa10-tp": (planner.Gpu("NVIDIA A10", 23028, 22502, "8.6", 0), planner.Gpu("NVIDIA A10", 23028, 22502, "8.6", 1)),
+GPUS = {  # GPUs of their own (no display, no other process), as on a server
+    "4080": (planner.Gpu("NVIDIA GeForce RTX 4080", 16376, 15780, "8.9", 0, display=False),),
+    "t4": (planner.Gpu("Tesla T4", 15360, 14923, "7.5", 0, display=False),),
+    # busy: no room for graphs beside the budget
+    "tight-eager": (planner.Gpu("tight", 16376, 12500, "8.9", 0, display=False),),
+    "2xa10-tp": (
+        planner.Gpu("NVIDIA A10", 23028, 22502, "8.6", 0, display=False),
+        planner.Gpu("NVIDIA A10", 23028, 22502, "8.6", 1, display=False),
+    ),
 }
 
 
@@ -110,7 +114,8 @@ def test_the_command_carries_the_plan_and_the_mistral_formats() -> None:
     cmd = builder.build(make_plan("4080", "0.20.0"), SETTINGS, flags.builtin("0.20.0"), ["/venv/bin/vllm"])
     args = dict(pairs_of(cmd.args))
     assert args["--max-model-len"] == "49500" and args["--gpu-memory-utilization"] == "0.91"  # 0.20: graphs beside
-    assert args["--max-num-seqs"] == "1" and args["--max-num-batched-tokens"] == "512"
+    # one stream planned; its full share holds two, which vLLM may run on a GPU of its own
+    assert args["--max-num-seqs"] == "2" and args["--max-num-batched-tokens"] == "512"
     assert args["--tokenizer-mode"] == args["--config-format"] == args["--load-format"] == "mistral"
     assert args["--compilation-config"] == '{"cudagraph_mode": "PIECEWISE"}'
     assert args["--served-model-name"] == "mistralai/Voxtral-Mini-4B-Realtime-2602"
