@@ -48,6 +48,7 @@ def test_setup_fixes_the_provider_with_yes_and_ends_with_echopanel_transcribing(
     assert run.code == 0, run.out + run.err
     assert "/v1/chat/completions" in run.out, "the published provider's problem is named"
     assert "replaced by echopanel-setup's realtime provider" in run.out
+    assert f"a vLLM server answers at {front.url} (GET /health: 200)" in run.out, "configure's step asked /health"
     assert "smoke echopanel  EchoPanel transcribes with this server" in run.out, run.out
     assert run.out.rstrip().splitlines()[-1].startswith("Voxtral is set up for EchoPanel.")
     assert (checkout / FILE).read_text(encoding="utf-8") == template_text()

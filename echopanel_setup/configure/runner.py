@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
-from echopanel_setup.configure.migrate import legacy_migration
+from echopanel_setup.configure import migrate
 from echopanel_setup.configure.plan import check_values, make_plan
 from echopanel_setup.configure.result import SELECTOR, ConfigureOptions, ConfigureResult, Fixable, Plan, PlanUi
 from echopanel_setup.configure.write import apply, require_target, target_path
@@ -82,16 +82,7 @@ def run(
     require_target(opts, checkout, facts.platform.system)
     if not _confirm_checkout(opts, checkout, ui):
         return ConfigureResult(plan=_empty_plan(checkout), action="declined")
-    migration = None if opts.shell else legacy_migration(checkout, opts.provider)
-    if migration is not None and not opts.dry_run:
-        carry = f"Carry {', '.join(migration.values)} from" if migration.values else "Nothing to carry from"
-        migration.accepted = opts.yes or (
-            ui.interactive
-            and ui.ask(
-                f"{carry} the retired {migration.source} (EchoPanel never read it) into "
-                f"{target_path(opts, checkout)}; rename it {migration.source.name}.migrated?"
-            )
-        )
+    migration = migrate.offer(opts, checkout, ui)
     fixed = None
     try:
         plan = make_plan(opts, facts, environ, checkout, migration, stdin)
@@ -110,8 +101,7 @@ def run(
             return ConfigureResult(plan=plan, action="declined", fixed_provider=fixed)
         backup, changed = apply(plan)
         action = "written" if changed else "unchanged"
-    if migration is not None and migration.accepted:
-        migration.retired_to = settings.retire(migration.source)
+    migrate.retire(migration)
     readback = settings.read_back(plan.path, plan.managed, environ, plan.chosen)
     return ConfigureResult(plan=plan, action=action, backup=backup, readback=readback, fixed_provider=fixed)
 
