@@ -408,7 +408,7 @@ def test_the_port_of_a_detached_server_is_written(cli: Cli, checkout: Path) -> N
     assert "`echopanel-setup serve` started here" in out
 
 
-def _tunnel_record() -> None:
+def tunnel_record(local_port: int = 8011) -> None:
     """A running tunnel of ours (this process stands in for its supervisor): 127.0.0.1:8011 -> gpu-box:8001."""
     import psutil
 
@@ -419,7 +419,7 @@ def _tunnel_record() -> None:
         pid=me.pid,
         create_time=me.create_time(),
         host="gpu-box",
-        local_port=8011,
+        local_port=local_port,
         remote_port=8001,
         argv=["ssh"],
         log="tunnel.log",
@@ -430,7 +430,7 @@ def _tunnel_record() -> None:
 
 def test_a_running_tunnel_is_the_default_url(cli: Cli, checkout: Path) -> None:
     """Issue 15 item 4: after `tunnel start HOST`, configure writes http://127.0.0.1:LOCAL (the tunnel's record)."""
-    _tunnel_record()
+    tunnel_record()
     code, out, err = configure(cli, checkout, facts="macos-arm64")
     assert code == 0, err
     assert values(checkout / ".env")[URL] == "http://127.0.0.1:8011"
@@ -440,7 +440,7 @@ def test_a_running_tunnel_is_the_default_url(cli: Cli, checkout: Path) -> None:
 def test_the_tunnels_loopback_url_stays_remote_mode(cli: Cli, checkout: Path) -> None:
     """Issue 18: the tunnel's end is a loopback URL, in the file or given as --url: still remote mode, on a GPU box
     too (a loopback URL alone would read as a server on this machine)."""
-    _tunnel_record()
+    tunnel_record()
     (checkout / ".env").write_text("VOXTRAL_VLLM_URL=http://127.0.0.1:8011\n")
     code, out, _ = configure(cli, checkout, "--yes", "--json")
     doc = json.loads(out)

@@ -12,7 +12,7 @@ from conftest import Cli
 from echopanel_kit import make_checkout
 from loopback_kit import HttpStandIn, QuietHandler
 from probe_kit import closed_port
-from test_configure import OURS, SELECTOR, URL, configure, values
+from test_configure import OURS, SELECTOR, URL, configure, tunnel_record, values
 
 from echopanel_setup.configure import vllm_url
 
@@ -139,6 +139,16 @@ def test_nothing_answering_on_a_gpu_less_machine_names_the_other_ways(cli: Cli, 
         "echopanel-setup tunnel start [user@]GPU-HOST",
         "echopanel-setup configure --mode api",
     ]
+
+
+def test_nothing_answering_through_our_tunnel_names_the_tunnel(cli: Cli, checkout: Path) -> None:
+    port = closed_port()
+    tunnel_record(local_port=port)
+    run = configure(cli, checkout, "--yes", "--json", facts="macos-arm64")
+    (warning,) = run.json()["advice"]
+    assert run.code == 0 and values(checkout / ".env")[URL] == f"http://127.0.0.1:{port}"
+    assert warning["text"].startswith(f"nothing answers at http://127.0.0.1:{port}, the tunnel to gpu-box")
+    assert warning["commands"][0] == "echopanel-setup tunnel status"
 
 
 def test_a_server_that_never_answers_does_not_hold_configure(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -79,7 +79,7 @@ def make_plan(
             updates[URL] = url
             server = vllm_url.probe(url)
             why_not = _why_not_local(facts) if mode == "local" else None
-            _server_advice(server, why_not, chosen.has_api_path, notes, advice)
+            vllm_url.advise(server, why_not, chosen.has_api_path, notes, advice)
             _delay_advice(facts, mode, int(updates[DELAY] or 0), advice)
     elif name == VOXTRAL_C:
         voxtral_realtime.decide(opts, existing, updates, reasons, notes, advice)
@@ -251,66 +251,6 @@ def _delay(opts: ConfigureOptions, existing: dict[str, str], facts: Facts, mode:
         return served
     reasons[DELAY] = "the model card's recommended default"
     return knowledge.load().delay.default_ms
-
-
-def _server_advice(
-    server: vllm_url.Heard, why_not: str | None, api: bool, notes: list[str], advice: list[Advice]
-) -> None:
-    """What answered at the URL just chosen, as a note (vLLM is there) or a warning with the way on; never a
-    refusal: the server may start after configure, and EchoPanel reads the URL only when its backend starts."""
-    url = server.url
-    if server.answers == vllm_url.VLLM and server.status == 200:
-        notes.append(f"a vLLM server answers at {url} (GET /health: 200)")
-        return
-    check = f"echopanel-setup doctor --mode remote --url {url}"
-    if server.answers == vllm_url.VLLM:
-        text = (
-            f"a vLLM server answers at {url}, but is not ready (GET /health: {server.status}: still loading, or its "
-            "engine died); EchoPanel's provider says 'vLLM not running' until it is. Look at it:"
-        )
-        advice.append(Advice(text, [check]))
-        return
-    elsewhere = f"echopanel-setup configure --mode remote --url {ports.example_url()}"
-    if server.answers == vllm_url.ECHOPANEL:
-        text = (
-            f"EchoPanel's own backend answers at {url}, not vLLM: EchoPanel would send its audio to itself and show no"
-        )
-        point = f"echopanel-setup configure --url {ports.local_url()}" if server.local else elsewhere
-        advice.append(Advice(f"{text} transcript. Point it at vLLM:", [point]))
-        return
-    if server.answers == vllm_url.OTHER:
-        text = (
-            f"something answers at {url}, but not as vLLM does (GET /health: HTTP {server.status}); EchoPanel's "
-            "provider will say 'vLLM not running'. Check the address:"
-        )
-        advice.append(Advice(text, [check]))
-        return
-    tunnel = vllm_url.running_tunnel()
-    if tunnel is not None and vllm_url.through(url, tunnel.local_port):
-        text = (
-            f"nothing answers at {url}, the tunnel to {tunnel.host} ({server.detail}): is vLLM running there, on "
-            f"port {tunnel.remote_port}? The tunnel and what it reaches:"
-        )
-        advice.append(Advice(text, ["echopanel-setup tunnel status", check]))
-    elif why_not is not None:
-        ways = [elsewhere, "echopanel-setup tunnel start [user@]GPU-HOST"]
-        text = (
-            f"nothing answers at {url} ({server.detail}) and {why_not}, so EchoPanel will find no server there unless "
-            "it becomes a tunnel to a GPU host. Point it at a vLLM server elsewhere, or forward one"
-        )
-        if api:
-            ways.append("echopanel-setup configure --mode api")
-            text += ", or use Mistral's API"
-        advice.append(Advice(f"{text}:", ways))
-    elif server.local:
-        text = (
-            f"nothing answers at {url} yet ({server.detail}): EchoPanel's provider says 'vLLM not running' until a "
-            "server runs there. Start one:"
-        )
-        advice.append(Advice(text, ["echopanel-setup serve --detach"]))
-    else:
-        text = f"nothing answers at {url} from here ({server.detail}): start vLLM on that host, or check the address"
-        advice.append(Advice(f"{text} and its firewall:", [check]))
 
 
 def _delay_advice(facts: Facts, mode: str, delay: int, advice: list[Advice]) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from echopanel_setup import ports
-from echopanel_setup.configure.result import URL, ConfigureOptions
+from echopanel_setup.configure.result import URL, Advice, ConfigureOptions
 from echopanel_setup.echopanel import settings
 from echopanel_setup.errors import UsageError
 from echopanel_setup.facts.model import Contract
@@ -151,3 +151,58 @@ def probe(url: str) -> Heard:
         detail = "no answer in time" if health.problem is Problem.TIMEOUT else error or "no answer"
         return Heard(server.display, NOTHING, detail=detail, local=server.is_loopback)
     return Heard(server.display, kind.value, health.status, local=server.is_loopback)
+
+
+def advise(server: Heard, why_not: str | None, api: bool, notes: list[str], advice: list[Advice]) -> None:
+    """What answered at the URL just chosen, as a note (vLLM is there) or a warning with the way on; never a
+    refusal: the server may start after configure, and EchoPanel reads the URL only when its backend starts."""
+    url = server.url
+    if server.answers == VLLM and server.status == 200:
+        notes.append(f"a vLLM server answers at {url} (GET /health: 200)")
+        return
+    check = f"echopanel-setup doctor --mode remote --url {url}"
+    elsewhere = f"echopanel-setup configure --mode remote --url {ports.example_url()}"
+    if server.answers == ECHOPANEL:
+        text = (
+            f"EchoPanel's own backend answers at {url}, not vLLM: EchoPanel would send its audio to itself and show no"
+        )
+        point = f"echopanel-setup configure --url {ports.local_url()}" if server.local else elsewhere
+        advice.append(Advice(f"{text} transcript. Point it at vLLM:", [point]))
+        return
+    if server.answers in (VLLM, OTHER):
+        what = (
+            f"a vLLM server answers at {url}, but is not ready (GET /health: {server.status}: still loading, or its "
+            "engine died)"
+            if server.answers == VLLM
+            else f"something answers at {url}, but not as vLLM does (GET /health: HTTP {server.status})"
+        )
+        advice.append(
+            Advice(f"{what}; EchoPanel's provider says 'vLLM not running' until vLLM is ready there:", [check])
+        )
+        return
+    tunnel = running_tunnel()
+    if tunnel is not None and through(url, tunnel.local_port):
+        text = (
+            f"nothing answers at {url}, the tunnel to {tunnel.host} ({server.detail}): is vLLM running there, on "
+            f"port {tunnel.remote_port}? The tunnel and what it reaches:"
+        )
+        advice.append(Advice(text, ["echopanel-setup tunnel status", check]))
+    elif why_not is not None:
+        ways = [elsewhere, "echopanel-setup tunnel start [user@]GPU-HOST"]
+        text = (
+            f"nothing answers at {url} ({server.detail}) and {why_not}, so EchoPanel will find no server there unless "
+            "it becomes a tunnel to a GPU host. Point it at a vLLM server elsewhere, or forward one"
+        )
+        if api:
+            ways.append("echopanel-setup configure --mode api")
+            text += ", or use Mistral's API"
+        advice.append(Advice(f"{text}:", ways))
+    elif server.local:
+        text = (
+            f"nothing answers at {url} yet ({server.detail}): EchoPanel's provider says 'vLLM not running' until a "
+            "server runs there. Start one:"
+        )
+        advice.append(Advice(text, ["echopanel-setup serve --detach"]))
+    else:
+        text = f"nothing answers at {url} from here ({server.detail}): start vLLM on that host, or check the address"
+        advice.append(Advice(f"{text} and its firewall:", [check]))
