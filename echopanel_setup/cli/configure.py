@@ -14,8 +14,8 @@ def configure(
     mode: Annotated[
         Mode | None,
         typer.Option(
-            help="local/remote: a vLLM server; api: Mistral's hosted API (default: from the existing file, else the "
-            "hardware)."
+            help="local/remote: a vLLM server; api: Mistral's hosted API (default: from the existing file, a server or "
+            "tunnel of ours, else local where this machine can serve vLLM)."
         ),
     ] = None,
     provider: Annotated[
@@ -105,9 +105,11 @@ def configure(
 
     Only the keys the checkout's provider reads; every other line kept; atomic, locked, the previous version backed up
     in echopanel-setup's state dir; then read back: what EchoPanel will see, and which environment variables win.
+    It asks GET /health at the URL it writes and says what answers there (vLLM, EchoPanel's own backend, nothing).
 
     Exit codes: 0 written or already up to date · 1 refused (a provider variant that cannot work, --mode api without an
-    API path) · 2 bad value, no checkout, or a target that is not a regular file · 3 the disk is full.
+    API path) · 2 bad value, no checkout, a target that is not a regular file, or no vLLM server known where this
+    machine cannot serve one · 3 the disk is full.
     """
     from echopanel_setup.configure import render as configure_render
     from echopanel_setup.configure import runner as configure_mod
