@@ -15,14 +15,21 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
+from echopanel_setup import __version__
 from echopanel_setup.errors import UsageError
 from echopanel_setup.url import ServerURL
 
+_USER_AGENT = f"echopanel-setup/{__version__}"
+_MAX_BODY = 1_000_000  # no route we ask answers more; a larger body is cut here, not held whole
+
 if TYPE_CHECKING:
+    import http.client
     import ssl
 
     import httpx
@@ -196,22 +203,34 @@ def http_client(server: ServerURL, *, timeout: float, tls: Tls | None = None, **
 
 
 class VllmClient:
-    """A client for one vLLM server. Use as a context manager; requests never raise for network failures."""
+    """A client for one vLLM server. Use as a context manager; requests never raise for network failures.
+
+    Two transports behind one API. A plain GET to a server no proxy applies to (this machine, or no proxy
+    configured: every `watch` sample, doctor probe and readiness poll) goes through the standard library's
+    `http.client`: importing httpx costs ~0.1 s, more than a `watch --once` may take for its whole run
+    (issue 19). Where a proxy applies, or a request has a body (smoke's multipart upload), httpx does it: its
+    proxy support (NO_PROXY, SOCKS with socksio, the platform's settings) is not worth writing again.
+    """
 
     def __init__(
         self, server: ServerURL, *, api_key: str | None = None, timeout: float = 5.0, tls: Tls | None = None
     ) -> None:
-        import httpx  # here: commands that never ask a server never pay for it
+        import threading
 
         self.server = server
         self.timeout = timeout
+        self._tls = tls
         self._bearer = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._unusable = ""
         self._http: httpx.Client | None = None
-        try:
-            self._http = http_client(server, timeout=timeout, tls=tls)
-        except (ImportError, ValueError, httpx.InvalidURL) as exc:
-            self._unusable = unusable_proxy(exc)
+        self._proxied = proxied(server)
+        self._idle: list[http.client.HTTPConnection] = []  # kept-alive direct connections, one per thread in use
+        self._lock = threading.Lock()
+        self._ssl: ssl.SSLContext | None = None
+        if self._proxied:
+            self._httpx()  # now, as before: unusable proxy settings become every answer's PROXY problem
+        elif server.scheme == "https":
+            self._ssl = (tls or Tls()).context()  # a bad --ca-cert is a UsageError here, not in a request
 
     def __enter__(self) -> VllmClient:
         return self
@@ -222,6 +241,10 @@ class VllmClient:
     def close(self) -> None:
         if self._http is not None:
             self._http.close()
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
     def get(self, path: str, *, timeout: float | None = None) -> Answer:
         """GET a route; the API key goes only to `/v1/*`."""
@@ -246,25 +269,127 @@ class VllmClient:
         health = self.get("/health", timeout=timeout)
         if server_kind(health) is ServerKind.ECHOPANEL:
             return Survey(health, None, Answer(self.server.url("/v1/models"), error="not asked: EchoPanel's backend"))
-        from concurrent.futures import ThreadPoolExecutor  # pulls in logging: only when a server answered
-
-        with ThreadPoolExecutor(2) as pool:
-            version, models = pool.map(lambda path: self.get(path, timeout=timeout), ("/version", "/v1/models"))
+        version, models = self.get_all(("/version", "/v1/models"), timeout=timeout)
         return Survey(health, parse_version(version), models)
 
-    def _send(self, method: str, path: str, timeout: float | None, **kwargs: Any) -> Answer:
-        import httpx
+    def get_all(self, paths: Sequence[str], *, timeout: float | None = None) -> list[Answer]:
+        """GET several routes at once (a thread for each but the first), the answers in the order asked: the
+        wait is the slowest route's, not the sum. A plain thread each: concurrent.futures would import logging."""
+        import threading
 
+        answers: dict[int, Answer] = {}
+        errors: list[BaseException] = []
+
+        def fetch(i: int) -> None:
+            try:
+                answers[i] = self.get(paths[i], timeout=timeout)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=fetch, args=(i,), daemon=True) for i in range(1, len(paths))]
+        for thread in threads:
+            thread.start()
+        if paths:
+            fetch(0)
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+        return [answers[i] for i in range(len(paths))]
+
+    def _send(self, method: str, path: str, timeout: float | None, **kwargs: Any) -> Answer:
         url = self.server.url(path)
-        if self._http is None:
-            return Answer(url, problem=Problem.PROXY, error=self._unusable)
         limit = self.timeout if timeout is None else timeout
         # The key goes to /v1/* only; credentials in the URL (a reverse proxy's Basic auth) everywhere else.
         bearer = self._bearer if path.startswith("/v1/") else {}
-        auth = None if bearer else self.server.basic_auth
         started = time.monotonic()
+        if self._proxied or method != "GET" or kwargs:
+            return self._send_httpx(method, url, bearer, limit, started, **kwargs)
+        import http.client
+
+        headers = {"User-Agent": _USER_AGENT, "Accept": "*/*", **(bearer or self._basic())}
+        conn, kept = self._connection(limit)
         try:
-            response = self._http.request(method, url, headers=bearer, auth=auth, timeout=limit, **kwargs)
+            try:
+                return self._exchange(conn, url, headers, started)
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                if not kept:
+                    raise
+            # The server closed a kept-alive connection between two requests: ask once more, on a new one.
+            return self._exchange(self._new_connection(limit), url, headers, started)
+        except (OSError, http.client.HTTPException) as exc:
+            if isinstance(exc, TimeoutError):
+                problem, error = Problem.TIMEOUT, f"no answer within {limit:.1f} s"
+            else:
+                problem, error = (Problem.TLS if is_tls(exc) else Problem.UNREACHABLE), _first_line(exc)
+            return Answer(url, elapsed_s=time.monotonic() - started, problem=problem, error=error)
+
+    def _exchange(self, conn: http.client.HTTPConnection, url: str, headers: dict[str, str], started: float) -> Answer:
+        """One GET on `conn`; the connection goes back to the idle list only when its answer was read whole."""
+        try:
+            conn.request("GET", urlsplit(url).path, headers=headers)
+            response = conn.getresponse()
+            body = response.read(_MAX_BODY)
+        except BaseException:
+            conn.close()
+            raise
+        if response.will_close or not response.isclosed():  # closing, or a body longer than we read
+            conn.close()
+        else:
+            with self._lock:
+                self._idle.append(conn)
+        return Answer(url, response.status, body, time.monotonic() - started)
+
+    def _connection(self, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
+        """A kept-alive connection (True) or a new one (False), `timeout` set for its connect and reads."""
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            return self._new_connection(timeout), False
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        return conn, True
+
+    def _new_connection(self, timeout: float) -> http.client.HTTPConnection:
+        import http.client
+
+        host, port = self.server.host, self.server.port
+        if self._ssl is not None:
+            return http.client.HTTPSConnection(host, port, timeout=timeout, context=self._ssl)
+        return http.client.HTTPConnection(host, port, timeout=timeout)
+
+    def _basic(self) -> dict[str, str]:
+        """The URL's credentials as a Basic `Authorization` header (user:password in UTF-8, as httpx sends them)."""
+        if self.server.basic_auth is None:
+            return {}
+        import base64
+
+        token = base64.b64encode(":".join(self.server.basic_auth).encode()).decode("ascii")
+        return {"Authorization": f"Basic {token}"}
+
+    def _httpx(self) -> httpx.Client | None:
+        """The httpx client, made on first use; None (`_unusable` says why) where the proxy settings are unusable."""
+        import httpx
+
+        if self._http is None and not self._unusable:
+            try:
+                self._http = http_client(self.server, timeout=self.timeout, tls=self._tls)
+            except (ImportError, ValueError, httpx.InvalidURL) as exc:
+                self._unusable = unusable_proxy(exc)
+        return self._http
+
+    def _send_httpx(
+        self, method: str, url: str, bearer: dict[str, str], limit: float, started: float, **kwargs: Any
+    ) -> Answer:
+        import httpx
+
+        client = self._httpx()
+        if client is None:
+            return Answer(url, problem=Problem.PROXY, error=self._unusable)
+        auth = None if bearer else self.server.basic_auth
+        try:
+            response = client.request(method, url, headers=bearer, auth=auth, timeout=limit, **kwargs)
         except httpx.TimeoutException:
             problem, error = Problem.TIMEOUT, f"no answer within {limit:.1f} s"
         except httpx.ConnectError as exc:
@@ -272,8 +397,20 @@ class VllmClient:
         except httpx.HTTPError as exc:
             problem, error = Problem.UNREACHABLE, _first_line(exc)
         else:
-            return Answer(url, response.status_code, response.content[:1_000_000], time.monotonic() - started)
+            return Answer(url, response.status_code, response.content[:_MAX_BODY], time.monotonic() - started)
         return Answer(url, elapsed_s=time.monotonic() - started, problem=problem, error=error)
+
+
+def proxied(server: ServerURL) -> bool:
+    """Whether httpx would send a request to `server` through a proxy: never for this machine; else when the
+    environment (or, on macOS and Windows, the system settings: urllib's `getproxies`, which httpx reads too)
+    names one for its scheme. NO_PROXY is left to httpx: a server it exempts is still asked correctly, only slower."""
+    if server.is_loopback:
+        return False
+    from urllib.request import getproxies
+
+    proxies = getproxies()
+    return bool(proxies.get(server.scheme) or proxies.get("all"))
 
 
 PROXY_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")

@@ -50,12 +50,14 @@ class Behaviour:
     api_key: str | None = None
     stop_after_scrapes: int | None = None  # the server goes away after this many /metrics answers
     on_scrape: Callable[[int, Scenario], None] | None = None  # mutate the scenario at scrape n (1-based)
+    hold: int | None = None  # hold each answer until this many requests are in flight at once (2 s at most)
 
 
 @dataclass
 class Seen:
     scrapes: int = 0
     auth: dict[str, list[str | None]] = field(default_factory=dict)
+    most_at_once: int = 0  # the most requests in flight together
 
 
 def render(text: str, values: dict[str, float]) -> str:
@@ -130,10 +132,25 @@ class MetricsStandIn(HttpStandIn):
         self.text = page(self.b.version)
         self.started = time.monotonic()
         self._lock = threading.Lock()
+        self._flight = threading.Condition()
+        self._in_flight = 0
         outer = self
 
         class Handler(QuietHandler):
             def do_GET(self) -> None:
+                with outer._flight:
+                    outer._in_flight += 1
+                    outer.seen.most_at_once = max(outer.seen.most_at_once, outer._in_flight)
+                    outer._flight.notify_all()
+                    if outer.b.hold:
+                        outer._flight.wait_for(lambda: outer._in_flight >= (outer.b.hold or 0), timeout=2.0)
+                try:
+                    self._answer()
+                finally:
+                    with outer._flight:
+                        outer._in_flight -= 1
+
+            def _answer(self) -> None:
                 outer.seen.auth.setdefault(self.path, []).append(self.headers.get("Authorization"))
                 if self.path == "/metrics":
                     return self._reply(200, outer._scrape().encode(), "text/plain; version=0.0.4; charset=utf-8")

@@ -7,6 +7,8 @@ import io
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -281,3 +283,27 @@ def test_the_live_view_has_a_row_and_a_trend_per_signal() -> None:
     for title in ("Health", "Streams", "Queue", "Decode rate", "Step latency", "KV cache", "Session limit"):
         assert title in text
     assert "Ctrl-C stops" in text
+
+
+def test_one_sample_asks_its_four_routes_at_once(cli: Cli) -> None:
+    """/metrics, /health, /version and /v1/models go out together: the run waits one round trip, not four."""
+    with MetricsStandIn(Scenario(streams=2), Behaviour(hold=4)) as server:
+        code, out, _ = watch(cli, server.url, "--once", "--json", "--interval", "0")
+        most = server.seen.most_at_once
+    assert code == 0 and most == 4
+    assert json.loads(out)["server"]["version"] == "0.33.0"
+
+
+def test_watch_once_json_imports_neither_httpx_nor_rich(tmp_path: Path) -> None:
+    """httpx (~0.1 s to import; it pulls in rich for its own CLI) and rich are what kept `watch --once` over its
+    250 ms (issue 19): plain GETs to a server no proxy applies to go through http.client, and JSON needs no rich."""
+    with MetricsStandIn(Scenario(streams=1)) as server:
+        code = (
+            "import sys\n"
+            f"sys.argv = ['echopanel-setup', 'watch', '--url', {server.url!r}, '--once', '--interval', '0', '--json']\n"
+            "from echopanel_setup import cli\n"
+            "try:\n    cli.main()\nexcept SystemExit as exc:\n    print(exc.code, file=sys.stderr)\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'httpx', 'httpcore', 'rich'}), file=sys.stderr)\n"
+        )
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert done.stderr.strip().splitlines()[-2:] == ["0", "[]"], done.stderr

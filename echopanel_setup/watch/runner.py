@@ -12,14 +12,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any
 
 from echopanel_setup import knowledge
 from echopanel_setup.errors import UsageError
 from echopanel_setup.metrics import derive
 from echopanel_setup.metrics.sample import Sample, from_text
 from echopanel_setup.url import ServerURL
-from echopanel_setup.vllm_client import http_client, unusable_proxy
+from echopanel_setup.vllm_client import Answer, Problem, VllmClient, parse_version
 
 UNREACHABLE = "unreachable"
 
@@ -107,39 +106,34 @@ def run(opts: WatchOptions, emit: Emit | None = None, *, sleep: Callable[[float]
     _validate(opts, interval)
     key = _api_key(opts.api_key)
     url, url_source = resolve_url(opts)
-    import httpx
-
     started = time.monotonic()
     deadline = started + opts.duration if opts.duration else None
-    auth: dict[str, Any] = {"auth": url.basic_auth} if url.basic_auth else {}
-    try:
-        client = http_client(url, timeout=w.timeout_s, **auth)
-    except (ImportError, ValueError, httpx.InvalidURL) as exc:  # the proxy settings in the environment
-        raise UsageError(unusable_proxy(exc)) from None
-    with client:
-        server = discover(client, url, key)
-        server.url_source = url_source
+    with VllmClient(url, api_key=key, timeout=w.timeout_s) as client:
         plan = serve_plan(url)
-        result = WatchResult(server, plan, [], interval, opts.once, 0.0)
-        ctx = derive.Context(plan.streams, plan.source, server.max_model_len or plan.max_model_len)
+        result = WatchResult(Server(url, url_source=url_source), plan, [], interval, opts.once, 0.0)
+        ctx = derive.Context(plan.streams, plan.source, plan.max_model_len)
         prev: Sample | None = None
         last_idle: float | None = None  # when a sample last saw no session open
         needed = 2 if opts.once and interval > 0 else 1
         try:
             while True:
-                cur, health, error = _sample(client, url)
+                # Until the server has said what it is (it may be down when we start), /version and /v1/models
+                # go out with the sample's requests: all at once, so a sample costs one round trip.
+                unknown = not result.server.version and not result.server.models
+                cur, health, error, found = _sample(client, url, discover=unknown)
+                if found is not None:
+                    found.url_source = url_source
+                    result.server = found
                 if cur is None:
                     tick = Tick(len(result.ticks), _now(), error=error)
                 else:
-                    if not server.version and not server.models:  # it was down when we started: ask again
-                        server = result.server = _rediscover(client, server, key)
                     if (streams := _open(cur)) is not None and streams <= 0:
                         last_idle = cur.wall
                     ctx = replace(
                         ctx,
                         health=health,
                         open_since=last_idle,
-                        max_model_len=server.max_model_len or plan.max_model_len,
+                        max_model_len=result.server.max_model_len or plan.max_model_len,
                     )
                     tick = Tick(len(result.ticks), _now(), derive.derive(prev, cur, ctx), metric_names=cur.names)
                     prev = cur
@@ -207,36 +201,21 @@ def resolve_url(opts: WatchOptions) -> tuple[ServerURL, str]:
     return ServerURL.parse(ports.local_url()), "vLLM's port on this machine"
 
 
-def discover(client: Any, url: ServerURL, key: str | None) -> Server:
-    """/version and /v1/models, once: the vLLM version, the served names and their max_model_len."""
-    server = Server(url)
-    try:
-        response = client.get(url.url("/version"))
-        if response.status_code == 200:
-            server.version = str(response.json().get("version") or "") or None
-    except Exception:  # noqa: BLE001 - an unreachable server is reported by the samples, not here
-        return server
-    headers = {"Authorization": f"Bearer {key}"} if key else None
-    try:
-        response = client.get(url.url("/v1/models"), headers=headers)
-        if response.status_code == 200:
-            data = response.json().get("data") or []
-            server.models = [str(m.get("id")) for m in data if isinstance(m, dict)]
-            lens = [m.get("max_model_len") for m in data if isinstance(m, dict)]
-            server.max_model_len = next((int(n) for n in lens if isinstance(n, int) and n > 0), None)
-    except Exception:  # noqa: BLE001 - /v1/models is optional: the verdicts that need it say "unknown"
-        pass
+def discover_server(url: ServerURL, version: Answer, models: Answer) -> Server:
+    """The server from its /version and /v1/models answers: the vLLM version, the served names and their
+    max_model_len. An unreachable or odd answer leaves them unknown: the samples report that."""
+    server = Server(url, version=parse_version(version))
+    if models.ok:
+        data = models.json().get("data")
+        cards = [m for m in data if isinstance(m, dict)] if isinstance(data, list) else []
+        server.models = [str(m.get("id")) for m in cards]
+        lens = [m.get("max_model_len") for m in cards]
+        server.max_model_len = next((int(n) for n in lens if isinstance(n, int) and n > 0), None)
     return server
 
 
 def _open(s: Sample) -> float | None:
     return s.sessions_active if s.sessions_active is not None else s.running
-
-
-def _rediscover(client: Any, server: Server, key: str | None) -> Server:
-    fresh = discover(client, server.url, key)
-    fresh.url_source = server.url_source
-    return fresh
 
 
 def serve_plan(url: ServerURL) -> Plan:
@@ -266,32 +245,33 @@ def serve_plan(url: ServerURL) -> Plan:
     return Plan(streams, flag("--max-model-len"), f"the serve record (--max-num-seqs {streams})" if streams else None)
 
 
-def _sample(client: Any, url: ServerURL) -> tuple[Sample | None, int | None, str | None]:
-    """One /metrics page and /health status, or why there was none."""
-    import httpx
-
-    wall, at = time.time(), time.monotonic()  # when the request left: the server counts from about then
-    try:
-        response = client.get(url.url("/metrics"))
-    except httpx.HTTPError as exc:
-        return None, None, f"{url.url('/metrics')}: {_reason(exc)}"
-    if response.status_code != 200:
-        return None, None, f"{url.url('/metrics')} answered HTTP {response.status_code}: not vLLM, or metrics off"
-    try:
-        health: int | None = client.get(url.url("/health")).status_code
-    except httpx.HTTPError:
-        health = None
-    return from_text(response.text, at, wall), health, None
+_SAMPLE = ("/metrics", "/health")
+_DISCOVER = ("/version", "/v1/models")
 
 
-def _reason(exc: Exception) -> str:
-    import httpx
+def _sample(
+    client: VllmClient, url: ServerURL, *, discover: bool
+) -> tuple[Sample | None, int | None, str | None, Server | None]:
+    """One /metrics page and /health status (or why there was none), and, when `discover`, the server as
+    /version and /v1/models describe it (None unless /metrics answered: a server down now is asked again)."""
+    wall, at = time.time(), time.monotonic()  # when the requests left: the server counts from about then
+    metrics, health, *described = client.get_all(_SAMPLE + _DISCOVER if discover else _SAMPLE)
+    if metrics.problem is Problem.PROXY:
+        raise UsageError(metrics.error)
+    if not metrics.reachable:
+        return None, None, f"{metrics.url}: {_reason(metrics)}", None
+    if metrics.status != 200:
+        return None, None, f"{metrics.url} answered HTTP {metrics.status}: not vLLM, or metrics off", None
+    found = discover_server(url, *described) if described else None
+    return from_text(metrics.text, at, wall), health.status, None, found
 
-    if isinstance(exc, httpx.TimeoutException):
+
+def _reason(answer: Answer) -> str:
+    if answer.problem is Problem.TIMEOUT:
         return "no answer in time"
-    if isinstance(exc, httpx.ConnectError):
+    if "refused" in answer.error.lower():
         return "connection refused (is the server running?)"
-    return (str(exc) or type(exc).__name__).splitlines()[0][:200]
+    return answer.error
 
 
 def _now() -> str:
