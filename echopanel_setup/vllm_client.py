@@ -80,6 +80,7 @@ class Answer:
     elapsed_s: float = 0.0
     problem: Problem | None = None  # set only when no HTTP answer came (see `Survey` for the others)
     error: str = ""
+    sent: float = 0.0  # time.monotonic() when the request left: the moment a server's figures (/metrics) are from
 
     @property
     def reachable(self) -> bool:
@@ -322,7 +323,7 @@ class VllmClient:
                 problem, error = Problem.TIMEOUT, f"no answer within {limit:.1f} s"
             else:
                 problem, error = (Problem.TLS if is_tls(exc) else Problem.UNREACHABLE), _first_line(exc)
-            return Answer(url, elapsed_s=time.monotonic() - started, problem=problem, error=error)
+            return Answer(url, elapsed_s=time.monotonic() - started, problem=problem, error=error, sent=started)
 
     def _exchange(self, conn: http.client.HTTPConnection, url: str, headers: dict[str, str], started: float) -> Answer:
         """One GET on `conn`; the connection goes back to the idle list only when its answer was read whole."""
@@ -338,7 +339,7 @@ class VllmClient:
         else:
             with self._lock:
                 self._idle.append(conn)
-        return Answer(url, response.status, body, time.monotonic() - started)
+        return Answer(url, response.status, body, time.monotonic() - started, sent=started)
 
     def _connection(self, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
         """A kept-alive connection (True) or a new one (False), `timeout` set for its connect and reads."""
@@ -397,8 +398,9 @@ class VllmClient:
         except httpx.HTTPError as exc:
             problem, error = Problem.UNREACHABLE, _first_line(exc)
         else:
-            return Answer(url, response.status_code, response.content[:_MAX_BODY], time.monotonic() - started)
-        return Answer(url, elapsed_s=time.monotonic() - started, problem=problem, error=error)
+            body = response.content[:_MAX_BODY]
+            return Answer(url, response.status_code, body, time.monotonic() - started, sent=started)
+        return Answer(url, elapsed_s=time.monotonic() - started, problem=problem, error=error, sent=started)
 
 
 def proxied(server: ServerURL) -> bool:

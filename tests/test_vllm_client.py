@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -22,6 +23,16 @@ def test_survey_of_a_vllm_server(vllm) -> None:
     assert (survey.health.status, survey.version, survey.served, survey.problem) == (200, "0.20.0", [VOXTRAL], None)
     sent = dict(behaviour.requests)
     assert sent["/v1/models"] == "Bearer k-1" and sent["/health"] is None and sent["/version"] is None
+
+
+def test_an_answer_says_when_its_request_left(vllm) -> None:
+    """`sent` is what watch dates a /metrics page by: get_all starts the other routes' threads before it."""
+    _, url = vllm()
+    before = time.monotonic()
+    with VllmClient(ServerURL.parse(url), timeout=5) as client:
+        answers = client.get_all(["/health", "/version", "/v1/models"])
+    assert [a.status for a in answers] == [200, 200, 200]
+    assert all(before <= a.sent <= a.sent + a.elapsed_s <= time.monotonic() for a in answers)
 
 
 def test_a_keyed_server_without_the_key(vllm) -> None:

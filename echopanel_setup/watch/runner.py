@@ -254,8 +254,11 @@ def _sample(
 ) -> tuple[Sample | None, int | None, str | None, Server | None]:
     """One /metrics page and /health status (or why there was none), and, when `discover`, the server as
     /version and /v1/models describe it (None unless /metrics answered: a server down now is asked again)."""
-    wall, at = time.time(), time.monotonic()  # when the requests left: the server counts from about then
     metrics, health, *described = client.get_all(_SAMPLE + _DISCOVER if discover else _SAMPLE)
+    # When /metrics left (the other routes' threads start first): the page's counters are from about then, and the
+    # rates divide by the time between two samples' pages, so this must not include those threads' start.
+    at = metrics.sent
+    wall = time.time() - (time.monotonic() - at)
     if metrics.problem is Problem.PROXY:
         raise UsageError(metrics.error)
     if not metrics.reachable:
