@@ -71,8 +71,11 @@ def test_detach_then_status_logs_and_stop(machine: Machine) -> None:
     doc = json.loads(status.stdout)
     assert status.returncode == 0 and doc["ready"] and doc["phase"] == "ready" and doc["command"] == "serve status"
     assert doc["models"] == [ECHOPANEL_NAME, "mistralai/Voxtral-Mini-4B-Realtime-2602"] and doc["pid"] == record.pid
+    allowed = record.flag("--max-num-seqs")
+    assert (doc["streams"], doc["max_num_seqs"]) == (2, allowed)
     human = run_cli("serve", "status")
     assert human.stdout.startswith(f"running, ready: pid {record.pid}, http://127.0.0.1:{machine.port}")
+    assert f"streams: 2 planned, vLLM may run up to {allowed} (--max-num-seqs)" in human.stdout
     alias = run_cli("serve", "--status")  # today's flag, kept as an alias
     assert alias.returncode == 0 and alias.stdout.splitlines()[1:] == human.stdout.splitlines()[1:]
 
@@ -391,6 +394,21 @@ _VALID = {
     "started_at": "",
     "detached": True,
 }
+
+
+@pytest.mark.parametrize(
+    ("streams", "argv", "planned", "allowed"),
+    [
+        (2, ["vllm", "serve", "m", "--max-num-seqs", "23"], 2, 23),  # a GPU of its own: more allowed than planned
+        (None, ["vllm", "serve", "m", "--max-num-seqs", "3"], 3, 3),  # a record from before `streams` was kept
+        ("2", ["vllm", "serve", "m", "--max-num-seqs", "x"], None, None),  # hand-edited: nothing to trust
+    ],
+)
+def test_the_record_tells_the_planned_streams_from_those_vllm_may_run(
+    streams: object, argv: list[str], planned: int | None, allowed: int | None
+) -> None:
+    record = launcher.Record.parse(json.dumps({**_VALID, "pid": 2, "argv": argv, "streams": streams}))
+    assert (record.planned_streams, record.flag("--max-num-seqs")) == (planned, allowed)
 
 
 @pytest.mark.parametrize(

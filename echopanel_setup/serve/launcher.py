@@ -98,6 +98,21 @@ class Record:
         tmp.write_text(json.dumps(self.__dict__, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, record_path())
 
+    def flag(self, name: str) -> int | None:
+        """A whole-number flag of the recorded command (`--max-num-seqs`), None when absent or not a number."""
+        argv = self.argv
+        if name in argv and argv.index(name) + 1 < len(argv):
+            value = argv[argv.index(name) + 1]
+            return int(value) if value.isdigit() else None
+        return None
+
+    @property
+    def planned_streams(self) -> int | None:
+        """The streams EchoPanel needs, as planned: records from before `streams` was kept planned --max-num-seqs."""
+        if isinstance(self.streams, int) and not isinstance(self.streams, bool) and self.streams > 0:
+            return self.streams
+        return self.flag("--max-num-seqs")
+
     def alive(self) -> bool:
         """The recorded process still runs (and is the same process, not a reused pid)."""
         import psutil

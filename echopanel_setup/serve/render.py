@@ -227,6 +227,8 @@ def _status(st: launcher.Status, as_json: bool, exit_code: int) -> None:
                 models=st.models,
                 phase=st.phase,
                 uptime_s=round(st.uptime_s, 1) if st.uptime_s is not None else None,
+                streams=r.planned_streams if r else None,
+                max_num_seqs=r.flag("--max-num-seqs") if r else None,
                 warning=st.error or st.note,  # a server that answers but not fully; a record set aside
             )
         )
@@ -247,6 +249,10 @@ def _status(st: launcher.Status, as_json: bool, exit_code: int) -> None:
     )
     if st.models is not None:
         print(f"models: {', '.join(st.models)}")
+    allowed = r.flag("--max-num-seqs")
+    if r.planned_streams is not None:
+        more = f", vLLM may run up to {allowed} (--max-num-seqs)" if allowed and allowed > r.planned_streams else ""
+        print(f"streams: {r.planned_streams} planned{more}")
     print(f"log: {r.log}")
     if st.error:
         _err().print(f"[yellow]! warn[/] {ui.esc(st.error)}")

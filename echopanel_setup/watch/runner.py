@@ -230,19 +230,9 @@ def serve_plan(url: ServerURL) -> Plan:
     if record is None or ServerURL.parse(record.url, what="the serve record's url").http_base != url.http_base:
         return Plan()
 
-    def flag(name: str) -> int | None:
-        argv = record.argv
-        if name in argv and argv.index(name) + 1 < len(argv):
-            try:
-                return int(argv[argv.index(name) + 1])
-            except ValueError:
-                return None
-        return None
-
-    if isinstance(record.streams, int) and record.streams > 0:  # what EchoPanel needs; --max-num-seqs may allow more
-        return Plan(record.streams, flag("--max-model-len"), f"the serve record ({record.streams} streams planned)")
-    streams = flag("--max-num-seqs")  # a record from before `streams` was kept: --max-num-seqs was the plan
-    return Plan(streams, flag("--max-model-len"), f"the serve record (--max-num-seqs {streams})" if streams else None)
+    planned = record.planned_streams
+    source = f"{planned} streams planned" if record.streams == planned else f"--max-num-seqs {planned}"
+    return Plan(planned, record.flag("--max-model-len"), f"the serve record ({source})" if planned else None)
 
 
 _SAMPLE = ("/metrics", "/health")
