@@ -88,6 +88,7 @@ class VllmBehaviour:
     realtime_route: bool = True
     error_after_appends: tuple[int, str, str] | None = None  # (n, code, message)
     drop_after_appends: int | None = None
+    close_after_appends: tuple[int, int, str] | None = None  # (n, close code, reason): the server closes the socket
     stall: bool = False
     stop_reading: bool = False  # after session.created, never read again: the client's sends back up and block
     reject_model: bool = False  # /v1/models lists it, but the realtime session says model_not_found
@@ -193,6 +194,9 @@ class VllmStandIn(WsStandIn):
                 appends += 1
                 if b.drop_after_appends is not None and appends >= b.drop_after_appends:
                     ws.transport.abort()  # the process died: no close frame
+                    return
+                if b.close_after_appends is not None and appends >= b.close_after_appends[0]:
+                    await ws.close(*b.close_after_appends[1:])
                     return
                 if b.error_after_appends and appends >= b.error_after_appends[0]:
                     _, code, message = b.error_after_appends

@@ -5,6 +5,7 @@ partials cumulative, two sources at once, the last window before silence, failur
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import logging
 from pathlib import Path
@@ -46,14 +47,14 @@ def run(coro: Any) -> Any:
 
 async def vad(provider: Any, clip: Speech, source: str = "system", speed: float = 8.0) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    await echopanel_harness.feed_vad(provider, clip.pcm, provider.audio_source(source), 2.0, speed, out)
+    await echopanel_harness.feed_vad(provider, io.BytesIO(clip.pcm), provider.audio_source(source), 2.0, speed, out)
     await provider.unload()
     return out
 
 
 async def stream(provider: Any, clip: Speech, source: str = "system", speed: float = 8.0) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    await echopanel_harness.feed_stream(provider, clip.pcm, provider.audio_source(source), speed, out)
+    await echopanel_harness.feed_stream(provider, io.BytesIO(clip.pcm), provider.audio_source(source), speed, out)
     await provider.unload()
     return out
 
@@ -124,8 +125,12 @@ def test_two_sources_at_once(checkout: Path, monkeypatch: pytest.MonkeyPatch) ->
             out_sys: list[dict[str, Any]] = []
             out_mic: list[dict[str, Any]] = []
             await asyncio.gather(
-                echopanel_harness.feed_vad(provider, system.pcm, provider.audio_source("system"), 2.0, 8.0, out_sys),
-                echopanel_harness.feed_vad(provider, mic.pcm, provider.audio_source("mic"), 2.0, 8.0, out_mic),
+                echopanel_harness.feed_vad(
+                    provider, io.BytesIO(system.pcm), provider.audio_source("system"), 2.0, 8.0, out_sys
+                ),
+                echopanel_harness.feed_vad(
+                    provider, io.BytesIO(mic.pcm), provider.audio_source("mic"), 2.0, 8.0, out_mic
+                ),
             )
             await provider.unload()
             return out_sys, out_mic

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import itertools
 import logging
 import os
@@ -65,7 +66,7 @@ def ours(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, binary: Path, model: P
 
 async def vad(provider: Any, pcm: bytes, source: str = "system", *, unload: bool = True) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    await echopanel_harness.feed_vad(provider, pcm, provider.audio_source(source), 2.0, 8.0, out)
+    await echopanel_harness.feed_vad(provider, io.BytesIO(pcm), provider.audio_source(source), 2.0, 8.0, out)
     if unload:
         await provider.unload()
     return out
@@ -133,7 +134,9 @@ def test_ours_with_vad_off_one_stream(
 
     async def stream() -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        await echopanel_harness.feed_stream(provider, kit.pcm(5.0), provider.audio_source("system"), 8.0, out)
+        await echopanel_harness.feed_stream(
+            provider, io.BytesIO(kit.pcm(5.0)), provider.audio_source("system"), 8.0, out
+        )
         await provider.unload()
         return out
 

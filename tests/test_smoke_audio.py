@@ -124,13 +124,13 @@ def test_bad_inputs_are_usage_errors(tmp_path: Path) -> None:
         audio.load(tmp_path)
 
 
-def test_to_wav_wraps_pcm_as_16k_mono(tmp_path: Path) -> None:
-    pcm = array("h", [0, 1000, -1000, 32767, -32768]).tobytes()
-    path = tmp_path / "out.wav"
-    path.write_bytes(audio.to_wav(pcm))
-    with wave.open(str(path), "rb") as w:
+def test_wav_file_wraps_a_clip_as_16k_mono_written_block_by_block(tmp_path: Path) -> None:
+    pcm = array("h", [0, 1000, -1000, 32767, -32768] * 3000).tobytes()
+    write_wav(tmp_path / "in.wav", pcm, 16000, 1)
+    clip = audio.load(tmp_path / "in.wav").looped(3)
+    with audio.wav_file(clip) as fh, wave.open(fh, "rb") as w:
         assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2)
-        assert w.readframes(10) == pcm
+        assert w.getnframes() == 3 * len(pcm) // 2 and w.readframes(w.getnframes()) == pcm * 3
 
 
 def test_resampling_keeps_loudness_and_length() -> None:
@@ -166,7 +166,7 @@ def test_a_wav_read_in_blocks_equals_converting_it_whole(
 ) -> None:
     monkeypatch.setattr(audio, "_BLOCK_FRAMES", 997)  # blocks that never line up with the filter's phases
     raw = _noise_wav(tmp_path / "n.wav", 0.7, rate, channels)
-    clip = audio.load(tmp_path / "n.wav")
+    clip = audio.load(tmp_path / "n.wav", resampler="python")
     blocks = list(clip.blocks())
     assert len(blocks) > 5, "the file was read in blocks"
     whole = audio.convert(raw, rate, channels)
@@ -176,13 +176,13 @@ def test_a_wav_read_in_blocks_equals_converting_it_whole(
 @pytest.mark.slow
 def test_half_a_minute_of_44k_stereo_streams_to_exactly_the_whole_file_conversion(tmp_path: Path) -> None:
     raw = _noise_wav(tmp_path / "long.wav", 30.0, 44100, 2)
-    clip = audio.load(tmp_path / "long.wav")
+    clip = audio.load(tmp_path / "long.wav", resampler="python")
     assert clip.duration_s == pytest.approx(30.0, abs=0.001)
     assert b"".join(clip.blocks()) == audio.convert(raw, 44100, 2)
 
 
-def _peak_while_streaming(path: Path) -> int:
-    clip = audio.load(path)
+def _peak_while_streaming(path: Path, resampler: str) -> int:
+    clip = audio.load(path, resampler=resampler)
     tracemalloc.start()
     try:
         total = sum(len(block) for block in clip.blocks())
@@ -194,10 +194,15 @@ def _peak_while_streaming(path: Path) -> int:
 
 
 @pytest.mark.slow
-def test_streaming_memory_does_not_grow_with_the_files_length(tmp_path: Path) -> None:
+@pytest.mark.parametrize("resampler", audio.RESAMPLERS)
+def test_streaming_memory_does_not_grow_with_the_files_length(tmp_path: Path, resampler: str) -> None:
+    if resampler == "soxr":
+        pytest.importorskip("soxr")
     _noise_wav(tmp_path / "short.wav", 0.5, 44100, 2)
     _noise_wav(tmp_path / "long.wav", 4.0, 44100, 2)  # 8x as long: 700 KB of frames, 128 KB once converted
-    short, long = _peak_while_streaming(tmp_path / "short.wav"), _peak_while_streaming(tmp_path / "long.wav")
+    _peak_while_streaming(tmp_path / "short.wav", resampler)  # soxr/numpy's one-time allocations
+    short = _peak_while_streaming(tmp_path / "short.wav", resampler)
+    long = _peak_while_streaming(tmp_path / "long.wav", resampler)
     assert long < 1024 * 1024, f"{long} bytes at peak"  # the filter's taps and one block, whatever the length
     assert long < short * 1.1, (short, long)
 
@@ -223,3 +228,72 @@ def test_a_file_clip_taken_whole_is_converted_once(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(audio._WavStream, "blocks", lambda self: (passes.append(1), blocks(self))[1])
     assert clip.pcm[:10] == clip.pcm[:10] and len(clip.pcm) == clip.n_bytes
     assert len(passes) == 1, "callers that index .pcm repeatedly must not re-read the file each time"
+
+
+# --- the resampler: soxr when installed (the `audio` extra), our pure-Python filter otherwise ---------------------
+
+
+@pytest.mark.parametrize(("rate", "channels"), [(44100, 2), (48000, 1), (8000, 1), (22050, 4)])
+def test_soxr_converts_any_rate_block_by_block_to_the_same_signal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rate: int, channels: int
+) -> None:
+    pytest.importorskip("soxr")
+    monkeypatch.setattr(audio, "_BLOCK_FRAMES", 997)
+    tones = (300.0, 1000.0)
+    write_wav(tmp_path / "t.wav", tone_pcm(1.0, rate, channels, tones=tones, side=(700.0,)), rate, channels)
+    clip = audio.load(tmp_path / "t.wav")  # soxr, being installed
+    assert clip.resampler == "soxr" and "by soxr " in clip.conversion
+    blocks = list(clip.blocks())
+    assert len(blocks) > 5 and sum(map(len, blocks)) == clip.n_bytes
+    assert close_to(tone_pcm(1.0, 16000, 1, tones=tones, side=()), min_snr_db=35)(b"".join(blocks)) is None
+
+
+def test_without_soxr_the_pure_python_resampler_runs_and_says_how_to_get_soxr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "soxr", None)  # `import soxr` fails, whether or not it is installed
+    assert audio.choose_resampler() == "python"
+    raw = _noise_wav(tmp_path / "n.wav", 0.3, 44100, 2)
+    clip = audio.load(tmp_path / "n.wav")
+    assert clip.resampler == "python" and "echopanel-setup[audio]" in clip.conversion
+    assert "44.1 kHz 16-bit stereo → 16 kHz 16-bit mono" in clip.conversion
+    assert b"".join(clip.blocks()) == audio.convert(raw, 44100, 2)
+
+
+def test_no_resampler_where_the_rate_is_already_16k(tmp_path: Path) -> None:
+    write_wav(tmp_path / "m.wav", tone_pcm(0.2, 16000, 1), 16000, 1)
+    write_wav(tmp_path / "s.wav", tone_pcm(0.2, 16000, 2), 16000, 2)
+    mono, stereo = audio.load(tmp_path / "m.wav"), audio.load(tmp_path / "s.wav")
+    assert (mono.resampler, mono.conversion) == (None, "")
+    assert stereo.resampler is None and stereo.conversion == "16 kHz 16-bit stereo → 16 kHz 16-bit mono"
+    with pytest.raises(ValueError, match="one of soxr, python"):
+        audio.choose_resampler("libsamplerate")
+
+
+# --- routes that read the audio more than once: spooled to a file, looped without copies ---------------------------
+
+
+def test_a_spooled_clip_is_converted_once_and_read_by_several_readers_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audio, "_BLOCK_BYTES", 1000)
+    raw = _noise_wav(tmp_path / "n.wav", 0.3, 44100, 2)
+    clip = audio.load(tmp_path / "n.wav", resampler="python")
+    passes: list[int] = []
+    blocks = audio._WavStream.blocks
+    monkeypatch.setattr(audio._WavStream, "blocks", lambda self: (passes.append(1), blocks(self))[1])
+    spooled = clip.spool()
+    assert spooled.spool() is spooled and spooled.n_bytes == clip.n_bytes
+    one, two = spooled.blocks(), spooled.blocks()
+    interleaved = [(a, b) for a, b in zip(one, two, strict=True)]  # two readers, one file, each keeps its place
+    expected = audio.convert(raw, 44100, 2)
+    assert b"".join(a for a, _ in interleaved) == expected == b"".join(b for _, b in interleaved)
+    assert passes == [1], "converted once, however many readers"
+
+
+def test_a_looped_clip_reads_its_blocks_again_instead_of_holding_copies() -> None:
+    clip = audio.bundled()
+    looped = clip.looped(3)
+    assert looped.n_bytes == 3 * clip.n_bytes and looped.duration_s == pytest.approx(3 * clip.duration_s)
+    assert b"".join(looped.blocks()) == clip.pcm * 3 and clip.looped(1) is clip
+    assert [len(c) for c in looped.chunks(4096)][:-1] == [4096] * (3 * clip.n_bytes // 4096)

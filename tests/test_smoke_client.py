@@ -15,6 +15,7 @@ from conftest import Cli, run_cli, without_socks_extra
 from smoke_kit import (
     VOXTRAL,
     VllmBehaviour,
+    VllmHttpStandIn,
     VllmStandIn,
     close_to,
     exact,
@@ -104,6 +105,7 @@ def test_a_user_file_is_read_while_it_is_sent_and_arrives_whole_in_full_chunks(
     cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(audio, "_BLOCK_FRAMES", 1001)  # many blocks, none a multiple of the 4096-byte chunk
+    monkeypatch.setattr(audio, "choose_resampler", lambda wanted=None: "python")  # audio.convert's filter
     frames = tone_pcm(1.0, 44100, 2)
     write_wav(tmp_path / "long.wav", frames, 44100, 2)
     read: list[int] = []
@@ -124,7 +126,7 @@ def test_a_user_file_is_read_while_it_is_sent_and_arrives_whole_in_full_chunks(
 
 def test_chunks_regroups_blocks_of_any_size() -> None:
     blocks = [b"a" * 5, b"", b"b" * 2, b"c" * 9, b"d"]
-    out = list(client.chunks(blocks, 4))
+    out = list(audio.chunks(blocks, 4))
     assert b"".join(out) == b"".join(blocks) and [len(c) for c in out] == [4, 4, 4, 4, 1]
 
 
@@ -324,13 +326,62 @@ def test_a_server_that_stops_reading_meets_one_deadline_for_the_whole_exchange()
     assert "stopped reading our audio" in str(outcome[0]) and "2 s deadline for the whole exchange" in str(outcome[0])
 
 
-def test_what_is_kept_of_a_transcript_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_transcript_cap_stops_the_exchange_and_is_named_as_our_memory_bound(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server repeating deltas without end must not exhaust our memory: past the cap the exchange stops, and the
+    verdict says this side stopped it, on a memory bound, and why the server is at fault."""
     monkeypatch.setattr(client, "_MAX_TEXT_CHARS", 12)
     with VllmStandIn(exact(CLIP.pcm)) as server:
-        transcript = client.transcribe(
+        with pytest.raises(ExternalError) as caught:
+            client.transcribe(
+                ServerURL.parse(server.url), VOXTRAL, CLIP.pcm, api_key=None, fast=True, limits=client.Limits.defaults()
+            )
+        code, _, err = cli("smoke", "--url", server.url, "--fast")
+    said = str(caught.value)
+    assert said.startswith("this side stopped the transcription after 3 deltas: the transcript passed our memory bound")
+    assert "repeating text without end" in said and "explain LOG" in said
+    assert code == 3 and "our memory bound of 12 characters" in err
+
+
+def test_a_final_transcript_over_the_cap_is_refused_the_same_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client, "_MAX_TEXT_CHARS", 60)  # every delta fits; transcription.done's text does not
+    with VllmStandIn(exact(CLIP.pcm)) as server, pytest.raises(ExternalError, match="our memory bound of 60"):
+        client.transcribe(
             ServerURL.parse(server.url), VOXTRAL, CLIP.pcm, api_key=None, fast=True, limits=client.Limits.defaults()
         )
-    assert transcript.text == "Please call " and transcript.deltas == 14
+
+
+OOM = "CUDA out of memory. Tried to allocate 20.00 MiB (GPU 0; 23.65 GiB total capacity)"
+
+
+def test_a_server_closing_because_it_ran_out_of_memory_is_named_with_the_fix(cli: Cli) -> None:
+    with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(close_after_appends=(2, 1011, OOM))) as server:
+        code, _, err = cli("smoke", "--url", server.url, "--fast")
+    assert code == 3
+    assert "the server closed the WebSocket after 1 delta (close code 1011: CUDA out of memory." in err
+    assert "the server ran out of memory: lower --gpu-memory-utilization" in err and "--max-num-seqs" in err
+
+
+def test_a_server_closing_for_another_reason_is_not_called_out_of_memory(cli: Cli) -> None:
+    with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(close_after_appends=(2, 1011, "engine restarting"))) as server:
+        code, _, err = cli("smoke", "--url", server.url, "--fast")
+    assert code == 3 and "(close code 1011: engine restarting)" in err and "memory" not in err
+
+
+@pytest.mark.parametrize("message", [OOM, "torch.OutOfMemoryError: oops", "engine OOM-killed", "MemoryError"])
+def test_an_error_event_saying_out_of_memory_gets_the_memory_fix(cli: Cli, message: str) -> None:
+    behaviour = VllmBehaviour(error_after_appends=(2, "processing_error", message))
+    with VllmStandIn(exact(CLIP.pcm), behaviour) as server:
+        code, _, err = cli("smoke", "--url", server.url, "--fast")
+    assert code == 3 and f"the server sent error processing_error: {message}" in err
+    assert "(the server ran out of memory: lower --gpu-memory-utilization" in err
+
+
+def test_the_http_route_names_a_server_out_of_memory(cli: Cli) -> None:
+    with VllmHttpStandIn(lambda pcm: OOM) as server:
+        code, _, err = cli("smoke", "--url", server.url, "--http")
+    assert code == 3 and "HTTP 400: stand-in: CUDA out of memory" in err and "the server ran out of memory" in err
 
 
 def test_a_redirect_is_not_an_engine_that_is_not_ready(cli: Cli) -> None:

@@ -83,8 +83,8 @@ def test_http_route_missing(monkeypatch, capsys) -> None:
     standin = VllmHttpStandIn(exact(CLIP.pcm))
     with standin:
         ep = ServerURL.parse(standin.url + "/nothing-here")
-        with pytest.raises(Exception, match="HTTP 404"):
-            server.transcribe_http(ep, VOXTRAL, audio.to_wav(CLIP.pcm), None, 5)
+        with pytest.raises(Exception, match="HTTP 404"), audio.wav_file(CLIP) as wav:
+            server.transcribe_http(ep, VOXTRAL, wav, None, 5)
 
 
 def test_choose_model() -> None:

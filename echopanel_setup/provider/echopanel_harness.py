@@ -28,9 +28,9 @@ import time
 import traceback
 import types
 from array import array
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 RATE = 16000
 STREAM_CHUNK_S = 0.1  # the size of the audio frames EchoPanel's queue hands over with VAD off
@@ -104,14 +104,22 @@ def _segment(seg: Any, offset: float, window: int | None, started: float) -> dic
     }
 
 
+def pieces(pcm: BinaryIO, size: int) -> Iterator[tuple[int, bytes]]:
+    """(byte offset, piece) of `size` bytes, read from the file one piece at a time (a long recording is never held
+    whole)."""
+    offset = 0
+    while piece := pcm.read(size):
+        yield offset, piece
+        offset += len(piece)
+
+
 async def feed_vad(
-    provider: Any, pcm: bytes, source: Any, chunk_seconds: float, speed: float, out: list[dict[str, Any]]
+    provider: Any, pcm: BinaryIO, source: Any, chunk_seconds: float, speed: float, out: list[dict[str, Any]]
 ) -> None:
     """EchoPanel's VAD wrapper: one `transcribe_stream` call per speech window, silent windows skipped."""
     size = int(RATE * chunk_seconds) * 2
     started = time.monotonic()
-    for n, offset in enumerate(range(0, len(pcm), size)):
-        window = pcm[offset : offset + size]
+    for n, (offset, window) in enumerate(pieces(pcm, size)):
         due = started + (offset + len(window)) / 2 / RATE / speed  # the window is complete only then
         if (lag := due - time.monotonic()) > 0:
             await asyncio.sleep(lag)
@@ -125,17 +133,17 @@ async def feed_vad(
             out.append(_segment(seg, offset / 2 / RATE, n, started))
 
 
-async def feed_stream(provider: Any, pcm: bytes, source: Any, speed: float, out: list[dict[str, Any]]) -> None:
+async def feed_stream(provider: Any, pcm: BinaryIO, source: Any, speed: float, out: list[dict[str, Any]]) -> None:
     """VAD off: one call, the audio in small chunks as it arrives."""
     size = int(RATE * STREAM_CHUNK_S) * 2
     started = time.monotonic()
 
     async def audio() -> AsyncIterator[bytes]:
-        for offset in range(0, len(pcm), size):
+        for offset, chunk in pieces(pcm, size):
             due = started + offset / 2 / RATE / speed
             if (lag := due - time.monotonic()) > 0:
                 await asyncio.sleep(lag)
-            yield pcm[offset : offset + size]
+            yield chunk
 
     async for seg in provider.transcribe_stream(audio(), RATE, source):
         out.append(_segment(seg, 0.0, None, started))
@@ -161,13 +169,13 @@ async def _run(args: argparse.Namespace) -> int:
         return 0
     asr = sys.modules["server.services.asr_providers"]
     source = asr.AudioSource(args.source) if args.source else None
-    pcm = Path(args.pcm).read_bytes()
     out: list[dict[str, Any]] = []
     try:
-        if args.feed == "vad":
-            await feed_vad(provider, pcm, source, float(provider.config.chunk_seconds), args.speed, out)
-        else:
-            await feed_stream(provider, pcm, source, args.speed, out)
+        with Path(args.pcm).open("rb") as pcm:  # read window by window as the feed goes
+            if args.feed == "vad":
+                await feed_vad(provider, pcm, source, float(provider.config.chunk_seconds), args.speed, out)
+            else:
+                await feed_stream(provider, pcm, source, args.speed, out)
     except BaseException as exc:  # noqa: BLE001 - EchoPanel's pipeline would die here: report it
         emit("error", stage="transcribe", message=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
         return 4

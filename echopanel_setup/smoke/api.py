@@ -16,23 +16,33 @@ from typing import Any
 
 from echopanel_setup import knowledge
 from echopanel_setup.errors import ExternalError, UsageError
-from echopanel_setup.smoke.audio import RATE
+from echopanel_setup.smoke.audio import RATE, Clip
 from echopanel_setup.smoke.client import Limits
 from echopanel_setup.smoke.result import Timings, Transcript
+from echopanel_setup.smoke.server import out_of_memory
 
 _CLOSE_TIMEOUT_S = 2.0
 
 
 def transcribe(
-    pcm: bytes, *, api_key: str, key_source: str, model: str, delay_ms: int, server_url: str, fast: bool, limits: Limits
+    clip: Clip,
+    *,
+    api_key: str,
+    key_source: str,
+    model: str,
+    delay_ms: int,
+    server_url: str,
+    fast: bool,
+    limits: Limits,
 ) -> Transcript:
-    """Stream `pcm` through Mistral's realtime transcription and return the transcript."""
+    """Stream the clip (read from its file as it goes, never whole) through Mistral's realtime transcription and
+    return the transcript."""
     mistral_cls, audio_format = load_sdk()
     client = mistral_cls(api_key=api_key, server_url=server_url, timeout_ms=int(limits.connect_s * 1000))
-    budget = limits.connect_s + limits.session_s + limits.done_s + (0 if fast else len(pcm) / 2 / RATE)
+    budget = limits.connect_s + limits.session_s + limits.done_s + (0 if fast else clip.duration_s)
     try:
         return asyncio.run(
-            asyncio.wait_for(_stream(client, audio_format, pcm, model, delay_ms, server_url, fast, limits), budget)
+            asyncio.wait_for(_stream(client, audio_format, clip, model, delay_ms, server_url, fast, limits), budget)
         )
     except asyncio.TimeoutError:
         raise ExternalError(
@@ -72,7 +82,7 @@ def load_sdk() -> tuple[Any, Any]:
 
 
 async def _stream(
-    client, audio_format, pcm: bytes, model: str, delay_ms: int, server_url: str, fast: bool, limits: Limits
+    client, audio_format, clip: Clip, model: str, delay_ms: int, server_url: str, fast: bool, limits: Limits
 ) -> Transcript:
     t = Timings()
     marks: dict[str, float] = {}
@@ -82,11 +92,13 @@ async def _stream(
 
     async def audio() -> AsyncIterator[bytes]:
         marks["audio"] = began = time.monotonic()
-        for n, offset in enumerate(range(0, len(pcm), size)):
+        for n, chunk in enumerate(clip.chunks(size)):
             if not fast and (lag := began + n * chunk_s - time.monotonic()) > 0:
                 await asyncio.sleep(lag)
                 t.paced_s += lag
-            yield pcm[offset : offset + size]
+            else:  # no wait due: still let the SDK's receiver and keepalive run (a long file converts here)
+                await asyncio.sleep(0)
+            yield chunk
         marks["final"] = time.monotonic()
 
     parts: list[str] = []
@@ -139,7 +151,8 @@ def _api_error(code: Any, message: str, server_url: str) -> ExternalError:
         return ExternalError(
             f"{server_url} refused the API key ({code}: {message}): check it at https://console.mistral.ai/api-keys"
         )
-    return ExternalError(f"{server_url} sent error {code}: {message}")
+    memory = out_of_memory(message)
+    return ExternalError(f"{server_url} sent error {code}: {message}" + (f" ({memory})" if memory else ""))
 
 
 def _sdk_error(exc: Exception, server_url: str, key_source: str, model: str) -> ExternalError:

@@ -2,16 +2,21 @@
 
 vLLM's realtime endpoint takes PCM16 little-endian, 16 kHz, mono, and does not resample (vLLM
 `entrypoints/speech_to_text/realtime/`), so a 44.1 kHz stereo file sent as-is would be heard at the wrong speed. WAV is
-read with the standard library (`wave`), downmixed and resampled here in pure Python (a windowed-sinc polyphase filter,
-so no numpy); FLAC, and WAV encodings `wave` cannot read (float, extensible), go through ffmpeg or sox when one of them
-is installed. A user's file is never held whole: a WAV is read, downmixed and resampled block by block (the filter's
-state carried across blocks), and what ffmpeg/sox decode goes to an anonymous temporary file, so memory stays the same
-for a 2-hour recording as for a 10-second one.
+read with the standard library (`wave`), downmixed and resampled here: by soxr (libsoxr, the optional `audio` extra:
+`pip install 'echopanel-setup[audio]'`) when it is installed, else in pure Python (a windowed-sinc polyphase filter, no
+numpy; ~11 s per minute of 44.1 kHz audio). FLAC, and WAV encodings `wave` cannot read (float, extensible), go through
+ffmpeg or sox when one of them is installed. A user's file is never held whole: a WAV is read, downmixed and resampled
+block by block (the filter's state carried across blocks), and what ffmpeg/sox decode goes to an anonymous temporary
+file, so memory stays the same for a 2-hour recording as for a 10-second one. Routes that read the audio more than once,
+or faster than it converts (N streams, voxtral.c's own speed, EchoPanel's two feeds, an HTTP upload), `spool()` it:
+converted once into a temporary file, read back in blocks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import itertools
 import json
 import math
 import shutil
@@ -20,13 +25,13 @@ import sys
 import tempfile
 import wave
 from array import array
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 from importlib import resources
 from operator import mul
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from echopanel_setup.errors import UsageError
 
@@ -37,6 +42,7 @@ _DECODE_TIMEOUT_S = 600  # ffmpeg/sox decode a 2-hour file in seconds; this only
 _BLOCK_FRAMES = 8192  # input frames read at a time: ~190 ms at 44.1 kHz, a few hundred KB at most
 _BLOCK_BYTES = 64 * 1024  # bytes of decoded PCM read at a time from ffmpeg's/sox's output
 _sumprod = getattr(math, "sumprod", None) or (lambda a, b: sum(map(mul, a, b)))
+RESAMPLERS = ("soxr", "python")  # soxr when installed (the `audio` extra), else our pure-Python filter
 
 
 class PcmStream(Protocol):
@@ -59,6 +65,8 @@ class Clip:
     synthesized: bool = False
     description: str = ""
     stream: PcmStream | None = field(default=None, compare=False, repr=False)
+    resampler: str | None = None  # what converts it to 16 kHz: soxr | python | ffmpeg | sox; None: nothing to convert
+    conversion: str = ""  # the same in words, with the file's own format ("44.1 kHz stereo → 16 kHz mono by soxr")
 
     @property
     def n_bytes(self) -> int:
@@ -70,8 +78,8 @@ class Clip:
 
     @cached_property
     def pcm(self) -> bytes:
-        """All of the audio at once, for the routes that need it whole (an HTTP upload, a looped clip); converted
-        once, then kept. The realtime route reads `blocks()` instead and never holds it."""
+        """All of the audio at once: only for short clips (the bundled one, tests); every smoke route reads
+        `blocks()` instead, so a long file is never held whole."""
         return b"".join(self.blocks()) if self.stream is not None else self.data
 
     def blocks(self) -> Iterator[bytes]:
@@ -79,6 +87,84 @@ class Clip:
         if self.stream is not None:
             return self.stream.blocks()
         return iter((self.data,))
+
+    def document(self) -> dict[str, Any]:
+        """The audio in smoke's JSON documents: where it came from, how long, and what converted it."""
+        return {
+            "source": self.source,
+            "duration_s": round(self.duration_s, 3),
+            "resampler": self.resampler,
+            "conversion": self.conversion or None,
+        }
+
+    def chunks(self, size: int) -> Iterator[bytes]:
+        """The audio in chunks of exactly `size` bytes (the last may be shorter), as the wire protocols send it."""
+        return chunks(self.blocks(), size)
+
+    def spool(self, file: IO[bytes] | None = None) -> Clip:
+        """The clip with its converted audio in `file` (default: an anonymous temporary file, removed when closed),
+        converted once and read back in blocks: for routes that read it more than once, by several readers at once,
+        or faster than it converts. A clip already in memory or in a file is returned as it is unless `file` is
+        given (a path another process reads)."""
+        if file is None and (self.stream is None or isinstance(self.stream, _FileStream)):
+            return self
+        out = file if file is not None else tempfile.TemporaryFile()  # noqa: SIM115 - the clip keeps it open
+        size = 0
+        for block in self.blocks():
+            out.write(block)
+            size += len(block)
+        out.flush()
+        return replace(self, stream=_FileStream(out, size))
+
+    def looped(self, times: int) -> Clip:
+        """The audio `times` over, read block by block each time (never `times` copies in memory)."""
+        return replace(self, stream=_Looped(self, times)) if times > 1 else self
+
+
+@dataclass(frozen=True)
+class _Looped:
+    clip: Clip
+    times: int
+
+    @property
+    def n_bytes(self) -> int:
+        return self.clip.n_bytes * self.times
+
+    def blocks(self) -> Iterator[bytes]:
+        return itertools.chain.from_iterable(self.clip.blocks() for _ in range(self.times))
+
+
+def chunks(blocks: Iterable[bytes], size: int) -> Iterator[bytes]:
+    """Blocks of any size regrouped into chunks of exactly `size` bytes (the last may be shorter), holding no more
+    than one block and one chunk at a time."""
+    pending = bytearray()
+    for block in blocks:
+        pending += block
+        if len(pending) >= size:
+            whole = len(pending) - len(pending) % size
+            view = memoryview(pending)
+            for offset in range(0, whole, size):
+                yield bytes(view[offset : offset + size])
+            view.release()
+            del pending[:whole]
+    if pending:
+        yield bytes(pending)
+
+
+@contextlib.contextmanager
+def wav_file(clip: Clip) -> Iterator[IO[bytes]]:
+    """The clip as a 16 kHz mono PCM16 WAV in an anonymous temporary file (open, at its start), written block by
+    block: what the HTTP route uploads, streamed from disk instead of built in memory."""
+    with tempfile.TemporaryFile() as fh:
+        with wave.open(fh, "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(RATE)
+            w.setnframes(clip.n_bytes // 2)
+            for block in clip.blocks():
+                w.writeframesraw(block)
+        fh.seek(0)
+        yield fh
 
 
 def bundled() -> Clip:
@@ -107,32 +193,50 @@ def probe(path: str | Path) -> bytes:
     return head
 
 
-def load(path: str | Path, reference: str | None = None) -> Clip:
-    """A user's WAV or FLAC of any rate and channel count, to be converted to 16 kHz mono PCM16 as it is read."""
+def load(path: str | Path, reference: str | None = None, *, resampler: str | None = None) -> Clip:
+    """A user's WAV or FLAC of any rate and channel count, to be converted to 16 kHz mono PCM16 as it is read.
+    `resampler` (one of RESAMPLERS) picks the WAV resampler; default: soxr when installed, else pure Python."""
     p = Path(path).expanduser()
     head = probe(path)
-    stream: PcmStream
+    stream: _WavStream | _FileStream
+    used: str | None
     if head[:4] == b"fLaC":
-        stream = _decode_external(p, "FLAC")
+        stream, tool = _decode_external(p, "FLAC")
+        used, how = tool, f"decoded by {tool}"
     else:
         try:
-            stream = _WavStream.open(p, str(path))
+            stream = _WavStream.open(p, str(path), resampler)
+            used, how = stream.conversion()
         except _UnsupportedWav as exc:
-            stream = _decode_external(p, f"WAV ({exc})")
+            stream, tool = _decode_external(p, f"WAV ({exc})")
+            used, how = tool, f"{exc}: decoded by {tool}"
     if not stream.n_bytes:
         raise UsageError(f"--audio {path}: the file holds no audio")
-    return Clip(b"", str(path), reference, description=f"{p.name}", stream=stream)
+    return Clip(b"", str(path), reference, description=p.name, stream=stream, resampler=used, conversion=how)
 
 
-def to_wav(pcm: bytes) -> bytes:
-    """Wrap 16 kHz mono PCM16 in a WAV container, for the HTTP transcription route."""
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes(pcm)
-    return buf.getvalue()
+def choose_resampler(wanted: str | None = None) -> str:
+    """`wanted`, else soxr when it can be imported, else our pure-Python filter."""
+    if wanted is not None:
+        if wanted not in RESAMPLERS:
+            raise ValueError(f"resampler {wanted!r}: one of {', '.join(RESAMPLERS)}")
+        return wanted
+    try:
+        import soxr  # noqa: F401
+    except ImportError:
+        return "python"
+    return "soxr"
+
+
+def resampler_label(name: str | None) -> str:
+    """How a resampler is shown: soxr with its version; the pure-Python one with the way to a faster one."""
+    if name == "soxr":
+        from importlib import metadata
+
+        return f"soxr {metadata.version('soxr')}"
+    if name == "python":
+        return "the pure-Python resampler (slow: pip install 'echopanel-setup[audio]' for soxr)"
+    return name or "nothing (already 16 kHz mono)"
 
 
 class _UnsupportedWav(Exception):
@@ -162,15 +266,18 @@ class _WavStream:
     channels: int
     width: int
     frames: int
+    resampler: str = "python"  # used only when the rate is not 16 kHz
 
     @classmethod
-    def open(cls, path: Path, name: str) -> _WavStream:
+    def open(cls, path: Path, name: str, resampler: str | None = None) -> _WavStream:
         """Read only the header; `_UnsupportedWav` for what `wave` cannot read."""
         try:
             with path.open("rb") as fh, wave.open(fh, "rb") as w:
                 if w.getsampwidth() not in (1, 2, 3, 4):
                     raise _UnsupportedWav(f"{w.getsampwidth() * 8}-bit samples")
-                return cls(path, name, w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes())
+                rate = w.getframerate()
+                chosen = choose_resampler(resampler) if rate != RATE else "python"
+                return cls(path, name, rate, w.getnchannels(), w.getsampwidth(), w.getnframes(), chosen)
         except wave.Error as exc:
             raise _UnsupportedWav(str(exc)) from None
         except EOFError:
@@ -181,33 +288,84 @@ class _WavStream:
         g = math.gcd(self.rate, RATE)
         return 2 * (self.frames * (RATE // g) // (self.rate // g))
 
+    def conversion(self) -> tuple[str | None, str]:
+        """(the resampler that runs, or None; the conversion in words)."""
+        if self.rate == RATE and self.channels == 1 and self.width == 2:
+            return None, ""
+        channels = {1: "mono", 2: "stereo"}.get(self.channels, f"{self.channels} channels")
+        was = f"{self.rate / 1000:g} kHz {self.width * 8}-bit {channels}"
+        if self.rate == RATE:
+            return None, f"{was} → 16 kHz 16-bit mono"
+        return self.resampler, f"{was} → 16 kHz 16-bit mono by {resampler_label(self.resampler)}"
+
     def blocks(self) -> Iterator[bytes]:
-        gain = 1.0 / self.channels
-        resampler = _Resampler(self.rate, RATE, gain) if self.rate != RATE else None
+        convert = _SoxrConverter if self.rate != RATE and self.resampler == "soxr" else _PythonConverter
+        converter = convert(self.rate, self.channels)
         with self.path.open("rb") as fh, wave.open(fh, "rb") as w:
             while frames := w.readframes(_BLOCK_FRAMES):
-                samples = _int16(_to_int16(frames, self.width), self.channels)
-                if self.channels == 1 and resampler is None:
-                    yield _le(samples)
-                    continue
-                mono = _mono(samples, self.channels)
-                out = resampler.feed(mono) if resampler else [s * gain for s in mono]
-                if out:
-                    yield _pcm16(out)
-        if resampler is not None and (tail := resampler.finish()):
-            yield _pcm16(tail)
+                if out := converter.feed(_to_int16(frames, self.width)):
+                    yield out
+        if tail := converter.finish():
+            yield tail
+
+
+class _PythonConverter:
+    """Interleaved 16-bit frames → 16 kHz mono PCM16 by our pure-Python filter, block by block."""
+
+    def __init__(self, rate: int, channels: int) -> None:
+        self.channels, self.gain = channels, 1.0 / channels
+        self.resampler = _Resampler(rate, RATE, self.gain) if rate != RATE else None
+
+    def feed(self, frames: bytes) -> bytes:
+        samples = _int16(frames, self.channels)
+        if self.channels == 1 and self.resampler is None:
+            return _le(samples)
+        mono = _mono(samples, self.channels)
+        return _pcm16(self.resampler.feed(mono) if self.resampler else [s * self.gain for s in mono])
+
+    def finish(self) -> bytes:
+        return _pcm16(self.resampler.finish()) if self.resampler else b""
+
+
+class _SoxrConverter:
+    """The same conversion by libsoxr (`soxr.ResampleStream`, its state carried across blocks): ~100× faster."""
+
+    def __init__(self, rate: int, channels: int) -> None:
+        import numpy as np
+        import soxr
+
+        self.np, self.channels = np, channels
+        self.stream = soxr.ResampleStream(rate, RATE, 1, dtype="float32", quality="HQ")
+
+    def feed(self, frames: bytes) -> bytes:
+        np, ch = self.np, self.channels
+        x = np.frombuffer(frames, dtype="<i2")
+        mono = x[: len(x) - len(x) % ch].reshape(-1, ch).mean(axis=1, dtype=np.float32)
+        return self._pcm16(self.stream.resample_chunk(mono))
+
+    def finish(self) -> bytes:
+        return self._pcm16(self.stream.resample_chunk(self.np.zeros(0, dtype=self.np.float32), last=True))
+
+    def _pcm16(self, y: Any) -> bytes:  # a numpy array; numpy comes with soxr, so it is not imported at the top
+        return self.np.clip(self.np.rint(y), -32768, 32767).astype("<i2").tobytes()
 
 
 @dataclass(frozen=True)
-class _DecodedStream:
-    """What ffmpeg/sox decoded, kept in an anonymous temporary file (gone when closed) and read back in blocks."""
+class _FileStream:
+    """Converted audio in a file (what ffmpeg/sox decoded, or a spooled clip), read back in blocks. Each pass keeps
+    its own place, so several readers (N concurrent streams) can share the file."""
 
     file: IO[bytes]
     n_bytes: int
 
     def blocks(self) -> Iterator[bytes]:
-        self.file.seek(0)
-        while block := self.file.read(_BLOCK_BYTES):
+        offset = 0
+        while offset < self.n_bytes:
+            self.file.seek(offset)
+            block = self.file.read(min(_BLOCK_BYTES, self.n_bytes - offset))
+            if not block:
+                return
+            offset += len(block)
             yield block
 
 
@@ -345,7 +503,7 @@ def _le(samples: array) -> bytes:
     return samples.tobytes()
 
 
-def _decode_external(path: Path, what: str) -> _DecodedStream:
+def _decode_external(path: Path, what: str) -> tuple[_FileStream, str]:
     """Decode with ffmpeg or sox, straight to 16 kHz mono PCM16 in a temporary file (not memory); a clear error when
     neither exists."""
     if ffmpeg := shutil.which("ffmpeg"):
@@ -403,4 +561,4 @@ def _decode_external(path: Path, what: str) -> _DecodedStream:
             f"{why[-1] if why else 'exit ' + str(done.returncode)}"
         )
     size = out.seek(0, io.SEEK_END)
-    return _DecodedStream(out, size - size % 2)
+    return _FileStream(out, size - size % 2), Path(cmd[0]).name

@@ -14,7 +14,6 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,23 +21,26 @@ from echopanel_setup import knowledge
 from echopanel_setup.errors import ExternalError
 from echopanel_setup.smoke.audio import RATE, Clip
 from echopanel_setup.smoke.result import Timings, Transcript
-from echopanel_setup.smoke.server import tls_failed, unauthorized
+from echopanel_setup.smoke.server import out_of_memory, tls_failed, unauthorized
 from echopanel_setup.url import ServerURL
 from echopanel_setup.vllm_client import Tls, is_tls
 
 
 class ServerEventError(ExternalError):
-    """vLLM sent an `error` event: shown verbatim, with a hint for the codes we know."""
+    """vLLM sent an `error` event: shown verbatim, with a hint for the codes we know (or for running out of memory,
+    whatever the code)."""
 
     def __init__(self, code: str | None, message: str) -> None:
         self.code, self.message = code, message
-        hint = knowledge.load().smoke.server_errors.hints.get(code or "", "")
+        hint = out_of_memory(message) or knowledge.load().smoke.server_errors.hints.get(code or "", "")
         super().__init__(f"the server sent error {code or '(no code)'}: {message}" + (f" ({hint})" if hint else ""))
 
 
 _MAX_FRAME = 2**24  # bytes per frame from the server (websockets closes with 1009 past it)
 _CLOSE_S = 2.0  # for the closing handshake
-_MAX_TEXT_CHARS = 1_000_000  # of transcript kept: a stuck server repeating deltas must not exhaust memory
+# Of transcript kept, a bound on our memory: ~20 hours of speech, so only a server repeating text without end (a
+# stuck decoder) reaches it, and the exchange stops there instead of exhausting this machine's memory.
+_MAX_TEXT_CHARS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -204,23 +206,6 @@ class _Received:
     kept_chars: int = 0  # of the deltas' text; past the cap the rest is counted, not kept
 
 
-def chunks(blocks: Iterable[bytes], size: int) -> Iterator[bytes]:
-    """Blocks of any size regrouped into chunks of exactly `size` bytes (the last may be shorter), holding no more
-    than one block and one chunk at a time."""
-    pending = bytearray()
-    for block in blocks:
-        pending += block
-        if len(pending) >= size:
-            whole = len(pending) - len(pending) % size
-            view = memoryview(pending)
-            for offset in range(0, whole, size):
-                yield bytes(view[offset : offset + size])
-            view.release()
-            del pending[:whole]
-    if pending:
-        yield bytes(pending)
-
-
 async def _send_audio(
     ws, pcm: bytes | Clip, fast: bool, receiver: asyncio.Task, state: _Received, t: Timings, speed: float = 1.0
 ) -> None:
@@ -233,17 +218,15 @@ async def _send_audio(
     state.audio_started = began = time.monotonic()
     sent = 0
     try:
-        pieces = (
-            chunks(pcm.blocks(), size)
-            if isinstance(pcm, Clip)
-            else (pcm[o : o + size] for o in range(0, len(pcm), size))
-        )
+        pieces = pcm.chunks(size) if isinstance(pcm, Clip) else (pcm[o : o + size] for o in range(0, len(pcm), size))
         for n, chunk in enumerate(pieces):
             if receiver.done():  # an error event or a closed socket: stop sending and report it
                 break
             if not fast and (lag := began + n * chunk_s - time.monotonic()) > 0:
                 await asyncio.sleep(lag)
                 t.paced_s += lag
+            else:  # no wait due: still let the receiver and websockets' keepalive run (a long file converts here)
+                await asyncio.sleep(0)
             audio = base64.b64encode(chunk).decode("ascii")
             state.sending = True
             await ws.send('{"type": "input_audio_buffer.append", "audio": "' + audio + '"}')
@@ -276,13 +259,19 @@ async def _receive(ws, state: _Received) -> None:
                     state.first_delta = time.monotonic()
                 state.deltas += 1
                 delta = str(event.get("delta", ""))
-                if state.kept_chars < _MAX_TEXT_CHARS:  # endless large deltas must not grow memory without bound
-                    state.parts.append(delta[: _MAX_TEXT_CHARS - state.kept_chars])
-                    state.kept_chars += len(state.parts[-1])
-                if state.trace is not None and delta:
-                    state.trace.texts.append((time.monotonic(), delta[:_MAX_TEXT_CHARS]))
+                if not delta:
+                    continue
+                state.kept_chars += len(delta)
+                if state.kept_chars > _MAX_TEXT_CHARS:  # endless deltas must not grow memory without bound
+                    raise _over_cap(state)
+                state.parts.append(delta)
+                if state.trace is not None:
+                    state.trace.texts.append((time.monotonic(), delta))
             elif kind == "transcription.done":
-                state.text = str(event.get("text", ""))[:_MAX_TEXT_CHARS]
+                text = str(event.get("text", ""))
+                if len(text) > _MAX_TEXT_CHARS:
+                    raise _over_cap(state)
+                state.text = text
                 state.usage = event.get("usage") if isinstance(event.get("usage"), dict) else None
                 return
             elif kind == "error":
@@ -292,8 +281,18 @@ async def _receive(ws, state: _Received) -> None:
     raise _dropped(None, state)
 
 
+def _over_cap(state: _Received) -> ExternalError:
+    """Our bound on the transcript's memory stopped the exchange."""
+    return ExternalError(
+        f"this side stopped the transcription after {_deltas(state.deltas)}: the transcript passed our memory bound of "
+        f"{_MAX_TEXT_CHARS:,} characters (about 20 hours of speech), so the server is repeating text without end "
+        "(a stuck decoder): restart it, and read its log (`echopanel-setup explain LOG`)"
+    )
+
+
 def _dropped(exc: Exception | None, state: _Received) -> ExternalError:
-    """Who closed the WebSocket, and why: our keepalive or size limit, the server's close frame, or a cut."""
+    """Who closed the WebSocket, and why: our keepalive or size limit, the server's close frame (out of memory named
+    as such), or a cut."""
     rcvd, sent = getattr(exc, "rcvd", None), getattr(exc, "sent", None)
     after = f"after {_deltas(state.deltas)}"
     if rcvd is None and sent is not None and sent.code == 1011:
@@ -304,7 +303,7 @@ def _dropped(exc: Exception | None, state: _Received) -> ExternalError:
     if rcvd is None and sent is not None and sent.code == 1009:
         return ExternalError(
             f"this side closed the WebSocket {after}: the server sent a frame over our {_MAX_FRAME >> 20} MiB limit "
-            "(code 1009): not a realtime transcription event"
+            "(code 1009, our bound on memory): not a realtime transcription event; is --url a vLLM server?"
         )
     if rcvd is not None and rcvd.code == 1009:
         return ExternalError(
@@ -312,6 +311,8 @@ def _dropped(exc: Exception | None, state: _Received) -> ExternalError:
             f"{': ' + rcvd.reason if rcvd.reason else ''}); a proxy in between may have a smaller limit"
         )
     why = f" (close code {rcvd.code}{': ' + rcvd.reason if rcvd.reason else ''})" if rcvd else " (no close frame)"
+    if rcvd is not None and (memory := out_of_memory(rcvd.reason)):
+        return ExternalError(f"the server closed the WebSocket {after}{why}: {memory}")
     return ExternalError(
         f"the server closed the WebSocket before transcription.done{why}, {after}: "
         "it may have crashed or restarted; read its log (`echopanel-setup explain LOG` names known failures)"

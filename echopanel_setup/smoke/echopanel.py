@@ -198,24 +198,30 @@ def run(
         load.message = (
             f"it loads in {python} but reports itself unavailable ({why}), so EchoPanel falls back to faster_whisper"
         )
-    if load.ok:
-        speed = 20.0 if fast else 1.0
-        for feed in ("vad", "stream"):
-            how = "VAD on, 2 s windows" if feed == "vad" else "VAD off"
-            say(f"running EchoPanel's {found.file} in {python} ({how})")
-            result.feeds.append(_run_feed(python, checkout.path, env, clip, feed, speed, module))
-        result.transcript = result.feeds[0].finals
-    else:
-        result.mode, result.fallback = "replay", load.message
-        say(f"EchoPanel's provider does not load ({load.message}): replaying its protocol")
-        result.transcript = _replay(result, found, env, clip)
-    if clip.reference is not None and result.transcript.strip():
-        result.score = wer(clip.reference, result.transcript)
-    if not result.passed:
-        if local:
-            result.server_works, result.server_detail = _voxtral_c_works(checkout.path, clip)
+    # The audio converted once into a file: EchoPanel's provider reads it there (both feeds), and the replay and
+    # the plain checks read it back in blocks, so a long recording is never held whole.
+    with tempfile.NamedTemporaryFile(suffix=".pcm") as feed_file:
+        on_disk = clip.spool(feed_file)
+        if load.ok:
+            speed = 20.0 if fast else 1.0
+            for feed in ("vad", "stream"):
+                how = "VAD on, 2 s windows" if feed == "vad" else "VAD off"
+                say(f"running EchoPanel's {found.file} in {python} ({how})")
+                result.feeds.append(_run_feed(python, checkout.path, env, Path(feed_file.name), feed, speed, module))
+            result.transcript = result.feeds[0].finals
         else:
-            result.server_works, result.server_detail, result.unreachable = _server_works(result.target, clip, fast)
+            result.mode, result.fallback = "replay", load.message
+            say(f"EchoPanel's provider does not load ({load.message}): replaying its protocol")
+            result.transcript = _replay(result, found, env, on_disk)
+        if clip.reference is not None and result.transcript.strip():
+            result.score = wer(clip.reference, result.transcript)
+        if not result.passed:
+            if local:
+                result.server_works, result.server_detail = _voxtral_c_works(checkout.path, on_disk)
+            else:
+                result.server_works, result.server_detail, result.unreachable = _server_works(
+                    result.target, on_disk, fast
+                )
     return result
 
 
@@ -238,31 +244,28 @@ def _run_feed(
     python: Path,
     checkout: Path,
     env: dict[str, str],
-    clip: audio.Clip,
+    pcm: Path,
     feed: str,
     speed: float,
     module: str = "provider_voxtral_official",
 ) -> Feed:
+    """One run of the harness on `pcm` (16 kHz mono PCM16, no header), which it reads window by window."""
     out = Feed(feed)
-    with tempfile.NamedTemporaryFile(suffix=".pcm") as pcm:
-        for block in clip.blocks():  # a long file is converted as it is written, never held whole
-            pcm.write(block)
-        pcm.flush()
-        cmd = [str(python), echopanel_harness.__file__, "--checkout", str(checkout), "--module", module]
-        cmd += ["--pcm", pcm.name, "--feed", feed]
-        try:
-            done = subprocess.run(
-                [*cmd, "--speed", str(speed)],
-                capture_output=True,
-                text=True,
-                timeout=RUN_TIMEOUT_S,
-                env=env,
-                cwd=checkout,
-            )
-        except subprocess.TimeoutExpired as exc:
-            stdout = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-            done = subprocess.CompletedProcess(cmd, 124, stdout, "")
-            out.error = f"EchoPanel's provider did not finish within {RUN_TIMEOUT_S:.0f} s"
+    cmd = [str(python), echopanel_harness.__file__, "--checkout", str(checkout), "--module", module]
+    cmd += ["--pcm", str(pcm), "--feed", feed]
+    try:
+        done = subprocess.run(
+            [*cmd, "--speed", str(speed)],
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_S,
+            env=env,
+            cwd=checkout,
+        )
+    except subprocess.TimeoutExpired as exc:
+        stdout = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        done = subprocess.CompletedProcess(cmd, 124, stdout, "")
+        out.error = f"EchoPanel's provider did not finish within {RUN_TIMEOUT_S:.0f} s"
     for line in done.stdout.splitlines():
         try:
             event = json.loads(line)
@@ -307,10 +310,8 @@ def _replay_chat_pcm(result: EchoPanelSmoke, found: Any, env: dict[str, str], cl
         return ""
     chunk_bytes = int(16000 * delay / 1000 * 2)
     texts: list[str] = []
-    window = 64000
-    windows = [clip.pcm[i : i + window] for i in range(0, len(clip.pcm), window)]
     failures: dict[tuple[int | None, str], int] = {}
-    for n, pcm in enumerate(windows, 1):
+    for n, pcm in enumerate(clip.chunks(64000), 1):  # EchoPanel's 2 s windows, read one at a time
         status, detail = _get(f"{url}/health", 5)
         if status != 200:
             shown = f"[voxtral_official: vLLM not running at {result.url}. Start with: vllm serve {MODEL_ID}]"
@@ -408,7 +409,7 @@ def _server_works(url: str, clip: audio.Clip, fast: bool) -> tuple[bool | None, 
         info = server.discover(ep, None, "", client.Limits.defaults().connect_s)
         model = server.choose_model(ep.http_base, info.models, None)
         started = time.monotonic()
-        got = client.transcribe(ep, model, clip.pcm, api_key=None, fast=True, limits=client.Limits.defaults())
+        got = client.transcribe(ep, model, clip, api_key=None, fast=True, limits=client.Limits.defaults())
     except SetupError as exc:
         return False, str(exc), isinstance(exc, Unreachable)
     text = got.text.strip()

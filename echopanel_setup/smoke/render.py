@@ -32,12 +32,7 @@ def to_document(r: SmokeResult) -> dict[str, Any]:
         "server": {"version": r.server_version, "models": r.served_models},
         "model": r.model,
         "delay_ms": r.target.delay_ms,
-        "audio": {
-            "source": r.clip.source,
-            "duration_s": round(r.clip.duration_s, 3),
-            "synthesized": r.clip.synthesized,
-            "description": r.clip.description,
-        },
+        "audio": {**r.clip.document(), "synthesized": r.clip.synthesized, "description": r.clip.description},
         "transcript": r.transcript.text,
         "reference": r.clip.reference,
         "wer": None
@@ -75,6 +70,8 @@ def render_human(r: SmokeResult, out: TextIO | None = None) -> None:
     )
     kind = f"bundled clip, {ui.esc(r.clip.description)}" if r.clip.source == "bundled" else ui.esc(r.clip.source)
     con.print(f"Audio:      {kind}, {r.clip.duration_s:.1f} s")
+    if r.clip.conversion:
+        con.print(f"Converted:  {ui.esc(r.clip.conversion)}")
     route = {
         "realtime": "realtime WebSocket /v1/realtime",
         "http": "HTTP /v1/audio/transcriptions",

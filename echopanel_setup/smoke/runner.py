@@ -195,7 +195,7 @@ def run(opts: SmokeOptions, status: Callable[[str], None] | None = None) -> Smok
         clip = load_clip(opts)
         say(f"streaming {clip.duration_s:.1f} s of audio to {target.url} {pacing}")
         transcript = api.transcribe(
-            clip.pcm,
+            clip,
             api_key=target.api_key or "",
             key_source=target.key_source or "",
             model=model,
@@ -220,9 +220,8 @@ def run(opts: SmokeOptions, status: Callable[[str], None] | None = None) -> Smok
         clip = load_clip(opts)  # after the server answered: a long file is not decoded for a server that is down
         if opts.http:
             say(f"posting {clip.duration_s:.1f} s of audio to {ep.http_base}/v1/audio/transcriptions")
-            transcript = server.transcribe_http(
-                ep, model, audio.to_wav(clip.pcm), target.api_key, limits.done_s, opts.tls
-            )
+            with audio.wav_file(clip) as wav:  # uploaded from disk: a long recording is never built in memory
+                transcript = server.transcribe_http(ep, model, wav, target.api_key, limits.done_s, opts.tls)
             route = "http"
         else:
             from echopanel_setup.smoke import client

@@ -7,7 +7,9 @@ guards every `/v1/*` route, the realtime WebSocket included (vLLM `entrypoints/o
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from typing import IO
 
 from echopanel_setup import knowledge
 from echopanel_setup.errors import ExternalError, SetupError, Unreachable, UsageError
@@ -100,9 +102,10 @@ def is_voxtral_realtime(name: str) -> bool:
 
 
 def transcribe_http(
-    ep: ServerURL, model: str, wav: bytes, api_key: str | None, timeout: float, tls: Tls | None = None
+    ep: ServerURL, model: str, wav: bytes | IO[bytes], api_key: str | None, timeout: float, tls: Tls | None = None
 ) -> Transcript:
-    """One multipart POST to /v1/audio/transcriptions (offline mode in vLLM: one request, one answer)."""
+    """One multipart POST to /v1/audio/transcriptions (offline mode in vLLM: one request, one answer). A WAV given as
+    an open file is streamed from it in pieces by httpx, never read whole."""
     with VllmClient(ep, api_key=api_key, timeout=timeout, tls=tls) as client:
         answer = client.post(
             "/v1/audio/transcriptions",
@@ -125,7 +128,9 @@ def transcribe_http(
             "use the realtime route (drop --http)"
         )
     if not answer.ok:
-        raise ExternalError(f"{url} answered HTTP {answer.status}: {error_message(answer) or answer.text[:200]}")
+        said = error_message(answer) or answer.text[:200]
+        memory = out_of_memory(said)
+        raise ExternalError(f"{url} answered HTTP {answer.status}: {said}" + (f" ({memory})" if memory else ""))
     body = answer.json()
     if not isinstance(body.get("text"), str):
         raise ExternalError(f"{url} answered without a transcript text: not vLLM's transcription API")
@@ -133,6 +138,20 @@ def transcribe_http(
     timings = Timings(total_s=elapsed, waiting_s=elapsed, final_to_done_s=elapsed)
     usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
     return Transcript(body["text"], 0, timings, usage, model)
+
+
+# What a server says when it ran out of memory: PyTorch's "CUDA out of memory" / OutOfMemoryError, "OOM", Python's
+# MemoryError. Our choice of words to look for; the fix is explain's for CUDA out of memory (knowledge signature).
+_OUT_OF_MEMORY = re.compile(r"out of memory|OutOfMemory|\bOOM\b|MemoryError", re.IGNORECASE)
+
+
+def out_of_memory(text: str | None) -> str | None:
+    """When the server's own words (a close reason, an error event or body) say it ran out of memory: that, and the
+    fix; None otherwise."""
+    if not text or not _OUT_OF_MEMORY.search(text):
+        return None
+    fix = next((s.fix for s in knowledge.load().signature if s.id == "cuda-oom"), "")
+    return f"the server ran out of memory: {fix[0].lower() + fix[1:] if fix else 'read its log'}"
 
 
 def tls_failed(url: str, error: str) -> str:

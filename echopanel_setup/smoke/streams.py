@@ -112,16 +112,22 @@ def _quantile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
-def word_ends(pcm: bytes, words: int) -> list[int]:
-    """Estimated sample offsets where each of `words` words ends: the words spread evenly over the voiced time."""
-    samples = array("h")
-    samples.frombytes(pcm[: len(pcm) - len(pcm) % 2])
-    peaks = [max(map(abs, samples[i : i + _FRAME]), default=0) for i in range(0, len(samples), _FRAME)]
+def word_ends(pcm: bytes | audio.Clip, words: int) -> list[int]:
+    """Estimated sample offsets where each of `words` words ends: the words spread evenly over the voiced time.
+    A clip is read in blocks; what is kept is one peak per 10 ms frame (2 bytes: 1.4 MB for 2 hours)."""
+    peaks = array("H")
+    n_samples = 0
+    for frame in audio.chunks(pcm.blocks() if isinstance(pcm, audio.Clip) else (pcm,), 2 * _FRAME):
+        samples = array("h")
+        samples.frombytes(frame[: len(frame) - len(frame) % 2])
+        if samples:
+            peaks.append(min(32767, max(map(abs, samples))))
+        n_samples += len(samples)
     floor = max(peaks, default=0) * _VOICED
-    voiced = [n for n, peak in enumerate(peaks) if peak > floor and peak > 0]
+    voiced = array("I", (n for n, peak in enumerate(peaks) if peak > floor and peak > 0))
     if not voiced or words <= 0:
-        return [len(samples)] * max(words, 0)
-    return [min(len(samples), (voiced[(k + 1) * len(voiced) // words - 1] + 1) * _FRAME) for k in range(words)]
+        return [n_samples] * max(words, 0)
+    return [min(n_samples, (voiced[(k + 1) * len(voiced) // words - 1] + 1) * _FRAME) for k in range(words)]
 
 
 def measure(
@@ -185,13 +191,14 @@ def run(
     limits = client.Limits.defaults(opts.timeout)
     info = server.discover(target.url, target.api_key, _start_hint(target.mode), limits.connect_s, opts.tls)
     model = server.choose_model(target.url.http_base, info.models, opts.model)
-    clip = load_clip(opts)  # after the server answered
+    # After the server answered; converted once into a temporary file that every stream reads on its own.
+    clip = load_clip(opts).spool()
     assert clip.reference is not None  # the bundled clip's, or --expect
     loops = max(1, math.ceil(duration / clip.duration_s))
-    pcm = clip.pcm * loops
+    pcm = clip.looped(loops)  # read block by block by each stream, never `loops` copies in memory
     reference = " ".join([clip.reference] * loops)
-    ends = word_ends(clip.pcm, len(normalize(clip.reference)))
-    per_loop = len(clip.pcm) // 2
+    ends = word_ends(clip, len(normalize(clip.reference)))
+    per_loop = clip.n_bytes // 2
     all_ends = [loop * per_loop + end for loop in range(loops) for end in ends]
     from echopanel_setup.watch.runner import serve_plan
 
@@ -224,7 +231,7 @@ def run(
         r.score = wer(reference, r.transcript.text)
 
     async def everyone() -> None:
-        bound = len(pcm) / 2 / audio.RATE / speed + limits.connect_s + limits.session_s + limits.done_s
+        bound = pcm.duration_s / speed + limits.connect_s + limits.session_s + limits.done_s
         try:
             await asyncio.wait_for(asyncio.gather(*(one(r) for r in runs)), timeout=bound)
         except asyncio.TimeoutError:

@@ -50,6 +50,7 @@ def to_document(r: StreamsResult) -> dict[str, Any]:
             "summary": r.summary,
             "each": [_stream(s) for s in r.runs],
         },
+        "audio": r.clip.document(),
         "max_wer": r.max_wer,
         "wall_ms": round(r.wall_s * 1000, 1),
         "notes": r.notes,
@@ -68,6 +69,8 @@ def render_human(r: StreamsResult, out: TextIO | None = None) -> None:
         f"Audio:      {what} looped {r.loops}× ({r.audio_s:.1f} s) per stream, {len(r.runs)} streams at once, "
         "each paced like a live microphone"
     )
+    if r.clip.conversion:
+        con.print(f"Converted:  {ui.esc(r.clip.conversion)}")
     for s in r.runs:
         if s.error is not None:
             ui.outcome(con, "fail", s.error, label=f"stream {s.index}", label_width=10, word="failed", word_width=8)

@@ -19,6 +19,7 @@ import select
 import subprocess
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,6 +180,8 @@ def run(t: Target, clip: audio.Clip, *, max_wer: float, load_timeout_s: float = 
             f"no consolidated.safetensors in {t.model} ({t.model_from}): `echopanel-setup install voxtral` fetches it"
         )
     result = VoxtralCSmoke(t, clip, max_wer)
+    # Converted into a temporary file first, so that the feed measures voxtral.c's speed, not our resampler's.
+    spooled = clip.spool()
     started = time.monotonic()
     try:
         proc = subprocess.Popen(t.argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -193,7 +196,7 @@ def run(t: Target, clip: audio.Clip, *, max_wer: float, load_timeout_s: float = 
     for thread in readers:
         thread.start()
     try:
-        reading = _feed(proc, clip.pcm, started + load_timeout_s)
+        reading = _feed(proc, spooled.chunks(WRITE_BLOCK), started + load_timeout_s)
         done = proc.wait(timeout=max(30.0, 10 * clip.duration_s))
     except TimeoutError:
         result.error = f"it read no audio within {load_timeout_s:.0f} s (still loading the model?)"
@@ -225,25 +228,28 @@ def run(t: Target, clip: audio.Clip, *, max_wer: float, load_timeout_s: float = 
     return result
 
 
-def _feed(proc: subprocess.Popen[bytes], pcm: bytes, deadline: float) -> float | None:
-    """Write `pcm` as fast as the pipe takes it, then end the input. Returns when voxtral.c first drained a full
-    pipe (it began reading after its load), or None when the pipe never filled."""
+def _feed(proc: subprocess.Popen[bytes], pieces: Iterable[bytes], deadline: float) -> float | None:
+    """Write the audio (read piece by piece, never whole) as fast as the pipe takes it, then end the input. Returns
+    when voxtral.c first drained a full pipe (it began reading after its load), or None when the pipe never
+    filled."""
     assert proc.stdin is not None
     fd = proc.stdin.fileno()
     os.set_blocking(fd, False)
-    offset, filled, reading = 0, False, None
+    filled, reading = False, None
     try:
-        while offset < len(pcm):
-            try:
-                offset += os.write(fd, pcm[offset : offset + WRITE_BLOCK])
-            except BlockingIOError:
-                filled = True
-                left = deadline - time.monotonic() if reading is None else 60.0
-                if left <= 0 or not select.select([], [fd], [], left)[1]:
-                    raise TimeoutError from None
-                continue
-            if filled and reading is None:
-                reading = time.monotonic()
+        for piece in pieces:
+            view, offset = memoryview(piece), 0
+            while offset < len(piece):
+                try:
+                    offset += os.write(fd, view[offset:])
+                except BlockingIOError:
+                    filled = True
+                    left = deadline - time.monotonic() if reading is None else 60.0
+                    if left <= 0 or not select.select([], [fd], [], left)[1]:
+                        raise TimeoutError from None
+                    continue
+                if filled and reading is None:
+                    reading = time.monotonic()
     except (BrokenPipeError, ConnectionResetError):
         pass  # it exited early: its status and stderr say why
     finally:

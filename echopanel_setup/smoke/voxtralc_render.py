@@ -28,7 +28,7 @@ def to_document(r: VoxtralCSmoke) -> dict[str, Any]:
         binary={"path": str(t.binary), "from": t.binary_from},
         model={"path": str(t.model), "from": t.model_from},
         interval_s={"value": t.interval_s, "from": t.interval_from},
-        audio={"source": r.clip.source, "duration_s": round(r.clip.duration_s, 3)},
+        audio=r.clip.document(),
         transcript=r.transcript,
         reference=r.clip.reference,
         wer=None if r.score is None else round(r.score.wer, 4),
@@ -53,6 +53,8 @@ def render_human(r: VoxtralCSmoke) -> None:
         f"            binary from {t.binary_from}; model from {t.model_from}; -I from {t.interval_from}", markup=False
     )
     con.print(f"Audio:      {r.clip.source} clip, {r.clip.duration_s:.1f} s, PCM16 16 kHz mono on stdin", markup=False)
+    if r.clip.conversion:
+        con.print(f"Converted:  {r.clip.conversion}", markup=False)
     con.print(f"Transcript: {r.transcript or '(none)'}", markup=False)
     if r.clip.reference is not None:
         con.print(f"Reference:  {r.clip.reference}", markup=False)
