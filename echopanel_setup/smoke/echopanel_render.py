@@ -16,7 +16,7 @@ def to_document(r: EchoPanelSmoke) -> dict[str, Any]:
     envelope requires of every exit 2-4."""
     doc = _document(r)
     if r.exit_code >= 2:
-        doc["error"] = {"kind": output.ERROR_KINDS.get(r.exit_code, "failed"), "message": r.verdict, "traceback": None}
+        doc["error"] = output.error(r.verdict, r.exit_code)
     return doc
 
 
@@ -48,6 +48,7 @@ def _document(r: EchoPanelSmoke) -> dict[str, Any]:
             for f in r.feeds
         ],
         steps=[{"what": s.what, "status": s.status, "detail": s.detail, "echopanel_shows": s.shows} for s in r.steps],
+        audio=r.clip.document(),
         transcript=r.transcript,
         reference=r.clip.reference,
         wer=None if r.score is None else round(r.score.wer, 4),
@@ -89,6 +90,8 @@ def render_human(r: EchoPanelSmoke, out: TextIO | None = None) -> None:
             code = "no answer" if s.status is None else str(s.status)
             detail = f" {s.detail}" if s.detail else ""
             line(f"  {s.what} → {code}{detail}: EchoPanel shows {s.shows}")
+    if r.clip.conversion:
+        line(f"Converted:  {r.clip.conversion}")
     if r.clip.reference is not None:
         line(f"Reference:  {r.clip.reference}")
     if r.score is not None:
