@@ -11,7 +11,7 @@ import pytest
 from facts_kit import FACTS_DIR, evaluate, fixture_names, load, raw, text_of, write
 
 from echopanel_setup import checks, doctor, envconfig, knowledge
-from echopanel_setup.checks import REQUIRED, Check, Outcome, Status
+from echopanel_setup.checks import REQUIRED, Check, CheckResult, Outcome, Status
 from echopanel_setup.checks.common import pick_mode
 from echopanel_setup.errors import UsageError
 from echopanel_setup.facts.collect import Options
@@ -58,6 +58,14 @@ def replay(name: str, mode: str | None, **kw):  # type: ignore[no-untyped-def]
 
 def by_id(run) -> dict:  # type: ignore[no-untyped-def]
     return {r.id: r for r in run.results}
+
+
+def failed(facts: Facts, cid: str, mode: str = "local") -> CheckResult:
+    """Check `cid` fails on `facts` and so does doctor (exit 1); its result, for the test's asserts on the words."""
+    results, code = evaluate(facts, mode)
+    assert results[cid].status is FAIL, results[cid].summary
+    assert code == 1
+    return results[cid]
 
 
 # --- the snapshots themselves -------------------------------------------------------------------------
@@ -140,13 +148,10 @@ def test_tokenizer_falls_back_to_version_ranges_when_files_are_unreadable() -> N
     facts = load("linux-4090-vllm073-tf455.json")
     facts.pyenv.vllm_tokenizer_group_max_loras = None
     facts.pyenv.transformers_mistral_rejects_kwargs = None
-    results, code = evaluate(facts, "local")
-    tok = results["stack.tokenizer"]
-    assert tok.status is FAIL
+    tok = failed(facts, "stack.tokenizer")
     assert "vLLM 0.7.3" in tok.summary and "transformers 4.55.4" in tok.summary
     assert any("version rule" in line for line in tok.details)
     assert any("Kwargs ['max_loras', '_from_auto'] are not supported" in line for line in tok.details)
-    assert code == 1
 
 
 def test_tokenizer_version_fallback_outside_the_affected_range_passes() -> None:
@@ -225,12 +230,9 @@ def test_t4_without_vllm_mentions_the_flag_for_later() -> None:
 
 
 def test_v100_fails_compute_capability() -> None:
-    results, code = evaluate(load("linux-v100.json"), "local")
-    comp = results["gpu.compute"]
-    assert comp.status is FAIL
+    comp = failed(load("linux-v100.json"), "gpu.compute")
     assert "7.0" in comp.summary and "7.5" in comp.summary
     assert comp.fix is not None and comp.fix.commands  # the alternatives
-    assert code == 1
 
 
 @pytest.mark.parametrize(
@@ -262,13 +264,10 @@ def test_gpu_with_5000_mib_free_fails_and_names_the_processes() -> None:
     dev = facts.gpu.devices[0]
     dev.memory_free_mib, dev.memory_used_mib = 5000, 19564
     dev.processes = [GpuProcess(1873, "Xorg", 412), GpuProcess(48211, "python3", 18950)]
-    results, code = evaluate(facts, "local")
-    free = results["gpu.free"]
-    assert free.status is FAIL
+    free = failed(facts, "gpu.free")
     assert "5000 MiB" in free.summary
     details = "\n".join(free.details)
     assert "48211" in details and "python3" in details and "Xorg" in details
-    assert code == 1
 
 
 def test_gpu_held_by_a_running_vllm_server_is_fine() -> None:
@@ -321,11 +320,8 @@ def test_cuda_visible_devices_selects_which_gpu_is_judged() -> None:
 def test_driver_too_old_for_torch_cuda_fails() -> None:
     facts = load("linux-h100-vllm020.json")
     facts.gpu.driver_version, facts.gpu.cuda_driver_version = "470.239.06", "11.4"
-    results, code = evaluate(facts, "local")
-    drv = results["gpu.driver"]
-    assert drv.status is FAIL
+    drv = failed(facts, "gpu.driver")
     assert "470.239.06" in drv.summary and "12.8" in drv.summary and "525.60.13" in drv.summary
-    assert code == 1
 
 
 def test_driver_older_than_torch_cuda_minor_only_warns() -> None:
@@ -364,12 +360,9 @@ def test_cpu_only_torch_fails() -> None:
 def test_mistral_common_without_soxr_fails() -> None:
     facts = load("linux-h100-vllm020.json")
     facts.pyenv.packages["soxr"] = None
-    results, code = evaluate(facts, "local")
-    mc = results["stack.mistral_common"]
-    assert mc.status is FAIL
+    mc = failed(facts, "stack.mistral_common")
     assert "soxr" in mc.summary
     assert mc.fix is not None and any("mistral-common[audio]" in c for c in mc.fix.commands)
-    assert code == 1
 
 
 def test_old_mistral_common_fails() -> None:
@@ -502,11 +495,8 @@ def test_macos_api_mode_passes_with_a_key_and_the_sdk() -> None:
 def test_api_mode_without_a_key_fails() -> None:
     facts = load("macos-arm64.json")
     facts.network.mistral_api_key = None
-    results, code = evaluate(facts, "api")
-    key = results["api.key"]
-    assert key.status is FAIL
+    key = failed(facts, "api.key", "api")
     assert "VOXTRAL_MISTRAL_API_KEY" in key.summary
-    assert code == 1
 
 
 def test_api_mode_without_the_realtime_extra_fails() -> None:
@@ -531,12 +521,9 @@ def test_api_mode_with_mistral_unreachable_fails() -> None:
 
 
 def test_windows_native_fails_and_points_at_wsl2() -> None:
-    results, code = evaluate(load("windows-native.json"), "local")
-    verdict = results["platform.verdict"]
-    assert verdict.status is FAIL
+    verdict = failed(load("windows-native.json"), "platform.verdict")
     assert "WSL2" in verdict.summary
     assert verdict.fix is not None and any("wsl --install" in c for c in verdict.fix.commands)
-    assert code == 1
 
 
 # --- storage, port and config -------------------------------------------------------------------------
@@ -600,12 +587,9 @@ def test_port_held_by_nginx_fails() -> None:
     facts.port.free = False
     facts.port.holder_pid, facts.port.holder_name = 1342, "nginx"
     facts.port.holder_cmdline = "nginx: master process /usr/sbin/nginx -g daemon on; master_process on;"
-    results, code = evaluate(facts, "local")
-    port = results["port"]
-    assert port.status is FAIL
+    port = failed(facts, "port")
     assert "nginx" in port.summary and "1342" in port.summary and "8000" in port.summary
     assert port.fix is not None and "echopanel-setup serve --port 8001" in port.fix.commands
-    assert code == 1
 
 
 def test_port_held_by_vllm_is_fine() -> None:
@@ -729,12 +713,9 @@ def test_remote_mode_is_picked_from_a_non_local_url() -> None:
 
 def test_remote_mode_without_a_url_fails_the_server_check() -> None:
     facts = _remote(None, url=None)
-    results, code = evaluate(facts, "remote")
-    server = results["server"]
-    assert server.status is FAIL
+    server = failed(facts, "server", "remote")
     assert "no server URL" in server.summary
     assert server.required
-    assert code == 1
 
 
 def test_remote_mode_without_a_url_fails_even_offline() -> None:
