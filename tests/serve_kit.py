@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from probe_kit import healthy_stack, install_dist, install_smi, make_venv, path_with, site_packages
@@ -77,9 +78,10 @@ PARAMS = {
 }
 
 
-def tekken(delay_ms: int = 480) -> str:
-    """tekken.json's layout: config, vocab, special tokens, then the audio object holding the delay."""
-    doc = {
+def tekken(delay_ms: int | None = 480, vocab: int = 50) -> str:
+    """tekken.json's layout: config, vocab, special tokens, then the audio object holding the delay (left out for
+    `delay_ms=None`). A larger `vocab` puts the audio object further from the start, as in the real 15 MB file."""
+    doc: dict[str, Any] = {
         "config": {
             "pattern": "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*",
             "num_vocab_tokens": 150000,
@@ -87,16 +89,17 @@ def tekken(delay_ms: int = 480) -> str:
             "default_num_special_tokens": 1000,
             "version": "v13",
         },
-        "vocab": [{"rank": i, "token_bytes": "QQ==", "token_str": "A"} for i in range(50)],
+        "vocab": [{"rank": i, "token_bytes": "QQ==", "token_str": "A"} for i in range(vocab)],
         "special_tokens": [{"rank": 0, "token_str": "<unk>", "is_control": True}],
-        "audio": {
+    }
+    if delay_ms is not None:
+        doc["audio"] = {
             "sampling_rate": 16000,
             "frame_rate": 12.5,
             "transcription_delay_ms": delay_ms,
             "streaming_n_left_pad_tokens": 32,
             "transcription_format": "streaming",
-        },
-    }
+        }
     return json.dumps(doc, indent=2, ensure_ascii=False)
 
 

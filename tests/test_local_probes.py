@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli
+from serve_kit import tekken
 
 from echopanel_setup import envconfig
 from echopanel_setup.facts import local
@@ -104,36 +105,11 @@ FILES = {
 }
 
 
-def _tekken(delay: int | None = 960, vocab: int = 2000) -> bytes:
-    doc: dict = {
-        "config": {
-            "pattern": "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*",
-            "num_vocab_tokens": 150000,
-            "default_vocab_size": 131072,
-            "default_num_special_tokens": 1000,
-            "version": "v13",
-        },
-        "vocab": [{"rank": i, "token_bytes": "QUJD", "token_str": f"t{i}"} for i in range(vocab)],
-        "special_tokens": [
-            {"rank": 0, "token_str": "<unk>", "is_control": True},
-            {"rank": 1, "token_str": "<s>", "is_control": True},
-        ],
-    }
-    if delay is not None:
-        doc["audio"] = {
-            "sampling_rate": 16000,
-            "frame_rate": 12.5,
-            "transcription_delay_ms": delay,
-            "streaming_look_ahead_ms": 2.5,
-        }
-    return json.dumps(doc).encode()
-
-
 def _model_dir(root: Path, delay: int | None = None, manifest: bool = True) -> Path:
     """The three files (tiny stand-ins) and the manifest `install voxtral` writes. `delay=None` leaves the
     audio block out of tekken.json, so manifest tests do not depend on reading the delay."""
     root.mkdir(parents=True)
-    files = {**FILES, "tekken.json": _tekken(delay)}
+    files = {**FILES, "tekken.json": tekken(delay, vocab=2000).encode()}
     for name, data in files.items():
         (root / name).write_bytes(data)
     if manifest:
@@ -159,7 +135,7 @@ def test_model_verified(tmp_path: Path) -> None:
     assert facts.files == {
         "consolidated.safetensors": len(FILES["consolidated.safetensors"]),
         "params.json": len(FILES["params.json"]),
-        "tekken.json": len(_tekken(None)),
+        "tekken.json": len(tekken(None, vocab=2000).encode()),
     }
     assert facts.delay_ms is None  # no audio block in this tekken.json
     assert facts.serve_dir is None
@@ -219,15 +195,15 @@ def test_model_serve_dir_delay_wins(tmp_path: Path) -> None:
 
 
 def test_read_tekken_delay(tmp_path: Path) -> None:
-    tekken = tmp_path / "tekken.json"
-    tekken.write_bytes(_tekken(960))
-    assert local.read_tekken_delay(tekken) == 960
-    tekken.write_text('{"vocab": [{"rank": 0}], "audio": {"sampling_rate": 16000, "transcription_delay_ms": 960}}')
-    assert local.read_tekken_delay(tekken) == 960
-    tekken.write_text(
+    tekken_json = tmp_path / "tekken.json"
+    tekken_json.write_bytes(tekken(960, vocab=2000).encode())
+    assert local.read_tekken_delay(tekken_json) == 960
+    tekken_json.write_text('{"vocab": [{"rank": 0}], "audio": {"sampling_rate": 16000, "transcription_delay_ms": 960}}')
+    assert local.read_tekken_delay(tekken_json) == 960
+    tekken_json.write_text(
         '{"vocab": [], "audio" :\n  {\n    "sampling_rate": 16000,\n    "transcription_delay_ms" :  2400\n  }\n}'
     )
-    assert local.read_tekken_delay(tekken) == 2400
+    assert local.read_tekken_delay(tekken_json) == 2400
 
 
 def test_doctor_model_probe_reads_the_delay(tmp_path: Path) -> None:
@@ -250,14 +226,14 @@ def test_doctor_model_probe_without_delay(tmp_path: Path) -> None:
 
 
 def test_read_tekken_delay_absent(tmp_path: Path) -> None:
-    tekken = tmp_path / "tekken.json"
-    tekken.write_bytes(_tekken(None))
-    assert local.read_tekken_delay(tekken) is None
-    tekken.write_bytes(b"")
-    assert local.read_tekken_delay(tekken) is None  # an empty file cannot be mapped
+    tekken_json = tmp_path / "tekken.json"
+    tekken_json.write_bytes(tekken(None, vocab=2000).encode())
+    assert local.read_tekken_delay(tekken_json) is None
+    tekken_json.write_bytes(b"")
+    assert local.read_tekken_delay(tekken_json) is None  # an empty file cannot be mapped
     assert local.read_tekken_delay(tmp_path / "missing.json") is None
-    tekken.write_text('{"audio": {"sampling_rate": 16000, "transcription_delay_ms": null}}')
-    assert local.read_tekken_delay(tekken) is None
+    tekken_json.write_text('{"audio": {"sampling_rate": 16000, "transcription_delay_ms": null}}')
+    assert local.read_tekken_delay(tekken_json) is None
 
 
 def test_disk_probe_measures_the_nearest_existing_parent(tmp_path: Path) -> None:
