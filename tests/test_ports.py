@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -61,10 +62,15 @@ def _unconfigured(tmp_path: Path) -> str:
     return str(write(snapshot, tmp_path / "facts.json"))
 
 
-def test_serve_listens_on_8001_by_default(tmp_path: Path) -> None:
-    out = run_cli("serve", "--facts", _unconfigured(tmp_path))
+def _serve(facts: str, *args: str) -> tuple[list[str], subprocess.CompletedProcess[str]]:
+    """`serve` on a replayed machine: the command it prints as words (line continuations joined), and the run."""
+    out = run_cli("serve", "--facts", facts, *args)
     assert out.returncode == 0, out.stderr
-    words = shlex.split(out.stdout.replace("\\\n", ""))
+    return shlex.split(out.stdout.replace("\\\n", "")), out
+
+
+def test_serve_listens_on_8001_by_default(tmp_path: Path) -> None:
+    words, _ = _serve(_unconfigured(tmp_path))
     assert words[words.index("--port") + 1] == "8001"
 
 
@@ -98,9 +104,7 @@ def _with_checkout(tmp_path: Path, url: str | None = "http://localhost:8000") ->
 
 
 def test_serve_never_takes_echopanels_port_where_echopanel_runs(tmp_path: Path) -> None:
-    out = run_cli("serve", "--facts", _with_checkout(tmp_path))
-    assert out.returncode == 0, out.stderr
-    words = shlex.split(out.stdout.replace("\\\n", ""))
+    words, out = _serve(_with_checkout(tmp_path))
     assert words[words.index("--port") + 1] == "8001"
     assert "EchoPanel's own backend port" in out.stderr and "configure --url http://localhost:8001" in out.stderr
     # Without EchoPanel on the machine, the config's 8000 is a port like any other.
@@ -108,8 +112,7 @@ def test_serve_never_takes_echopanels_port_where_echopanel_runs(tmp_path: Path) 
 
 
 def test_serve_answers_to_echopanels_name_first_then_the_hub_id(tmp_path: Path) -> None:
-    out = run_cli("serve", "--facts", _unconfigured(tmp_path))
-    words = shlex.split(out.stdout.replace("\\\n", ""))
+    words, _ = _serve(_unconfigured(tmp_path))
     at = words.index("--served-model-name")
     assert words[at + 1 : at + 3] == [
         "voxtral-mini-transcribe-realtime-2602",
@@ -119,8 +122,7 @@ def test_serve_answers_to_echopanels_name_first_then_the_hub_id(tmp_path: Path) 
 
 
 def test_an_explicit_served_name_wins_with_a_warning_when_echopanels_is_missing(tmp_path: Path) -> None:
-    out = run_cli("serve", "--facts", _unconfigured(tmp_path), "--served-model-name", "my-voxtral")
-    words = shlex.split(out.stdout.replace("\\\n", ""))
+    words, out = _serve(_unconfigured(tmp_path), "--served-model-name", "my-voxtral")
     at = words.index("--served-model-name")
     assert words[at + 1] == "my-voxtral" and words[at + 2].startswith("--")
     assert "EchoPanel asks for 'voxtral-mini-transcribe-realtime-2602'" in out.stderr and "404" in out.stderr
