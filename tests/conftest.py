@@ -84,6 +84,15 @@ def run_cli(
     )
 
 
+def start_cli(*args: str, env: dict[str, str] | None = None, **popen: Any) -> subprocess.Popen[Any]:
+    """Start `python -m echopanel_setup ARGS` as a user would (the test's environment, stdout and stderr piped), for
+    a test that talks to it or signals it while it runs; `popen` overrides (text=True, stdin=..., stdout=...)."""
+    options = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "cwd": REPO, **popen}
+    return subprocess.Popen(
+        [sys.executable, "-m", "echopanel_setup", *args], env={**os.environ, **(env or {})}, **options
+    )
+
+
 class CliRun(NamedTuple):
     """What one in-process run of the command line left: its exit code, stdout and stderr."""
 

@@ -335,19 +335,11 @@ def test_explain_dash_on_a_terminal_says_it_reads_standard_input() -> None:
     import os
     import pty
     import select
-    import subprocess
-    import sys
 
-    from conftest import REPO
+    from conftest import start_cli
 
     master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "echopanel_setup", "explain", "-"],
-        stdin=slave,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=REPO,
-    )
+    proc = start_cli("explain", "-", stdin=slave)
     os.close(slave)
     try:
         ready, _, _ = select.select([proc.stderr], [], [], 20)

@@ -14,8 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO as SRC_REPO
-from conftest import run_cli
+from conftest import run_cli, start_cli
 
 from echopanel_setup.errors import Interrupted
 from echopanel_setup.facts.local import probe_model
@@ -52,14 +51,7 @@ def install(hub: HubStandIn, *args: str, env: dict[str, str] | None = None) -> s
 
 
 def popen(hub: HubStandIn, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "echopanel_setup", "install", "voxtral", *args],
-        env={**os.environ, "HF_ENDPOINT": hub.endpoint},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=SRC_REPO,
-    )
+    return start_cli("install", "voxtral", *args, env={"HF_ENDPOINT": hub.endpoint}, text=True)
 
 
 def wait_for(cond, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]

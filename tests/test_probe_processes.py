@@ -3,16 +3,14 @@ driver produced) is killed with that child when its timeout passes, and at once 
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import psutil
 import pytest
-from conftest import REPO
+from conftest import start_cli
 from probe_kit import path_with
 
 from echopanel_setup import proc
@@ -62,14 +60,8 @@ def test_a_timeout_kills_the_child_and_what_it_started(tmp_path: Path) -> None:
 def test_doctor_leaves_no_probe_behind(tmp_path: Path, how: str) -> None:
     pid_file = tmp_path / "grandchild.pid"
     _hung_smi(tmp_path / "bin", pid_file)
-    env = {**os.environ, "PATH": path_with(tmp_path / "bin")}
-    doctor = subprocess.Popen(
-        [sys.executable, "-m", "echopanel_setup", "doctor", "--offline"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    doctor = start_cli(
+        "doctor", "--offline", env={"PATH": path_with(tmp_path / "bin")}, stdout=subprocess.DEVNULL, text=True
     )
     grandchild = _wait_for(pid_file)
     if how == "sigterm":

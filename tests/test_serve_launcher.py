@@ -11,7 +11,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import REPO, run_cli
+from conftest import run_cli, start_cli
 from serve_kit import LOGS_DIR, Machine, machine_fixture, venv_fixture  # noqa: F401 - fixtures
 
 from echopanel_setup import paths
@@ -85,13 +84,7 @@ def test_detach_then_status_logs_and_stop(machine: Machine) -> None:
     assert run_cli("serve", "--logs", "--lines", "3").stdout == logs.stdout
     doc = json.loads(run_cli("serve", "logs", "--lines", "3", "--json").stdout)
     assert doc["command"] == "serve logs" and doc["lines"] == logs.stdout.splitlines() and doc["log"] == record.log
-    follow = subprocess.Popen(
-        [sys.executable, "-m", "echopanel_setup", "serve", "--logs", "--lines", "1", "--follow"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=os.environ.copy(),
-    )
+    follow = start_cli("serve", "--logs", "--lines", "1", "--follow")
     assert b"Application startup complete." in follow.stdout.readline()  # type: ignore[union-attr]
     follow.send_signal(signal.SIGINT)
     assert follow.wait(timeout=10) == 0  # Ctrl-C is how --follow ends
@@ -127,13 +120,7 @@ def stdout_lines(proc: subprocess.Popen[bytes]) -> Callable[[], bytes]:
 
 def assert_ndjson_follow(log: Path) -> None:
     """`serve logs --follow --json`: one JSON object per line, each with the shared header, as lines arrive."""
-    follow = subprocess.Popen(
-        [sys.executable, "-m", "echopanel_setup", "serve", "logs", "--lines", "2", "--follow", "--json"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=os.environ.copy(),
-    )
+    follow = start_cli("serve", "logs", "--lines", "2", "--follow", "--json")
     read_line = stdout_lines(follow)
     try:
         first, second = json.loads(read_line()), json.loads(read_line())
@@ -172,13 +159,7 @@ def test_exec_in_the_foreground_stops_vllm_and_its_engine_on_ctrl_c_sigterm_and_
 ) -> None:
     """Ctrl-C, `kill` (SIGTERM) and a closed terminal or dropped ssh (SIGHUP) all stop vLLM, which runs in its own
     session: it used to keep the GPU after the last two. The exit code is the shell's for that signal."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "echopanel_setup", *machine.args("--exec")],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=os.environ.copy(),
-    )
+    proc = start_cli(*machine.args("--exec"))
     seen = b""
     while b"Ctrl-C stops vLLM" not in seen:  # raw reads: communicate() below must not miss buffered text
         chunk = os.read(proc.stderr.fileno(), 65536)  # type: ignore[union-attr]
@@ -201,13 +182,7 @@ def test_exec_in_the_foreground_stops_vllm_and_its_engine_on_ctrl_c_sigterm_and_
 @pytest.mark.slow
 def test_exec_json_is_live_ndjson_ready_then_exited(machine: Machine) -> None:
     """A foreground server is a live command: under --json one NDJSON event when it is ready, one when it ends."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "echopanel_setup", *machine.args("--exec", "--json")],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=os.environ.copy(),
-    )
+    proc = start_cli(*machine.args("--exec", "--json"))
     read_line = stdout_lines(proc)
     try:
         ready = json.loads(read_line())
@@ -449,16 +424,7 @@ def test_a_start_while_another_starts_is_refused_naming_it() -> None:
 
 @pytest.mark.slow
 def test_two_detached_starts_at_once_leave_one_server_that_stop_stops(machine: Machine) -> None:
-    starts = [
-        subprocess.Popen(
-            [sys.executable, "-m", "echopanel_setup", *machine.args("--detach")],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=REPO,
-        )
-        for _ in range(2)
-    ]
+    starts = [start_cli(*machine.args("--detach"), text=True) for _ in range(2)]
     results = [(p.wait(timeout=120), p.communicate()[1]) for p in starts]
     assert sorted(code for code, _ in results) == [0, 1], results
     loser = next(err for code, err in results if code == 1)
