@@ -10,6 +10,7 @@ import re
 import shlex
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 from serve_kit import HELP_DIR, VERSIONS
@@ -192,13 +193,8 @@ def test_a_keyless_command_runs_with_exactly_the_argv_and_env() -> None:
 
 
 def test_a_model_not_installed_here_is_served_from_the_hub_at_its_revision() -> None:
-    settings = ServeSettings(
-        model="mistralai/Voxtral-Mini-4B-Realtime-2602",
-        model_is_local=False,
-        served_model_name="mistralai/Voxtral-Mini-4B-Realtime-2602",
-        host="127.0.0.1",
-        port=8000,
-        revision="a" * 40,
+    settings = replace(
+        SETTINGS, model="mistralai/Voxtral-Mini-4B-Realtime-2602", model_is_local=False, revision="a" * 40
     )
     cmd = builder.build(make_plan("4080", "0.20.0"), settings, flags.builtin("0.20.0"), None)
     assert dict(pairs_of(cmd.args))["--revision"] == "a" * 40
