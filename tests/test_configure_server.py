@@ -79,6 +79,17 @@ def test_a_named_server_is_still_written_on_a_gpu_less_machine(cli: Cli, checkou
     assert values(checkout / ".env")[URL] == "http://gpu.lan:8001"
 
 
+def test_a_url_in_this_environment_is_a_known_server(cli: Cli, checkout: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """EchoPanel's backend started from here reads VOXTRAL_VLLM_URL from its environment before .env: configure uses
+    it rather than stopping, and says so."""
+    monkeypatch.setenv(URL, "http://gpu.lan:8001/v1")
+    run = configure(cli, checkout, "--yes", "--json", facts="linux-nogpu")
+    doc = run.json()
+    assert run.code == 0 and doc["mode"] == "remote" and values(checkout / ".env")[URL] == "http://gpu.lan:8001"
+    assert doc["reasons"][URL] == "from this environment: a backend started here reads it first"
+    assert doc["reasons"]["mode"] == f"{URL} in this environment"
+
+
 # --- what answers at the URL ----------------------------------------------------------------------------------------
 
 

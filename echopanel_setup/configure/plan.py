@@ -53,7 +53,7 @@ def make_plan(
     advice: list[Advice] = []
     notes: list[str] = []
     selected = environ.get(SELECTOR) or existing.get(SELECTOR)  # as EchoPanel sees it: the environment wins
-    name, mode = _provider_and_mode(opts, facts, existing, selected, reasons)
+    name, mode = _provider_and_mode(opts, facts, existing, environ, selected, reasons)
     contract = contract_mod.read(checkout.path, [*contract_mod.VOXTRAL_PROVIDERS, name]) if checkout else None
     chosen = settings.provider(name, contract)
     if name == VOXTRAL and mode is None:
@@ -75,7 +75,7 @@ def make_plan(
         if mode == "api":
             api_key.decide(opts, chosen, existing, environ, stdin, updates, shell_refs, reasons, advice)
         else:
-            url = vllm_url.choose(opts, existing, mode, reasons, notes, contract)
+            url = vllm_url.choose(opts, existing, environ, mode, reasons, notes, contract)
             updates[URL] = url
             server = vllm_url.probe(url)
             why_not = _why_not_local(facts) if mode == "local" else None
@@ -138,7 +138,12 @@ def _provider_keys(chosen: settings.Provider) -> list[str]:
 
 
 def _provider_and_mode(
-    opts: ConfigureOptions, facts: Facts, existing: dict[str, str], selected: str | None, reasons: dict[str, str]
+    opts: ConfigureOptions,
+    facts: Facts,
+    existing: dict[str, str],
+    environ: Mapping[str, str],
+    selected: str | None,
+    reasons: dict[str, str],
 ) -> tuple[str, str | None]:
     """(provider, mode). Nothing in the flags asks for a provider: EchoPanel's voxtral_realtime stays selected, and
     otherwise Voxtral on vLLM in the mode the flags, the file, a running server or tunnel, or this machine point to.
@@ -154,15 +159,18 @@ def _provider_and_mode(
     if selected == VOXTRAL_C and not (opts.provider or opts.mode or opts.url):
         reasons["provider"] = "EchoPanel selects it now; --provider or --mode chooses another"
         return VOXTRAL_C, None
-    mode, why = _mode(opts, facts, existing)
+    mode, why = _mode(opts, facts, existing, environ)
     if opts.provider:
         reasons["provider"] = "--provider"
     reasons["mode"] = why
     return VOXTRAL, mode
 
 
-def _mode(opts: ConfigureOptions, facts: Facts, existing: dict[str, str]) -> tuple[str | None, str]:
-    """(mode, why); mode None when nothing points at Voxtral and this machine cannot serve it."""
+def _mode(
+    opts: ConfigureOptions, facts: Facts, existing: dict[str, str], environ: Mapping[str, str]
+) -> tuple[str | None, str]:
+    """(mode, why); mode None when nothing points at Voxtral and this machine cannot serve it. A URL EchoPanel
+    already has counts, from the file or from this environment (a backend started here reads it first)."""
     if opts.mode:
         return opts.mode, "--mode"
     tunnel = vllm_url.running_tunnel()
@@ -176,6 +184,8 @@ def _mode(opts: ConfigureOptions, facts: Facts, existing: dict[str, str]) -> tup
         return "remote", f"the running tunnel to {tunnel.host} (`echopanel-setup tunnel status`)"
     if existing.get(SELECTOR, VOXTRAL) == VOXTRAL and existing.get(URL):
         return ("local" if is_loopback(existing[URL]) else "remote"), f"{URL} in the existing file"
+    if environ.get(URL):
+        return ("local" if is_loopback(environ[URL]) else "remote"), f"{URL} in this environment"
     if vllm_url.running_server() is not None:
         return "local", "the vLLM server `echopanel-setup serve` started on this machine"
     why_not = _why_not_local(facts)
@@ -210,7 +220,7 @@ def _no_server(why_not: str, chosen: settings.Provider, facts: Facts, selected: 
     keeps = f"EchoPanel keeps {SELECTOR}={selected}" if selected else f"{SELECTOR} stays unset"
     return (
         f"nothing written: {why_not}, and no vLLM server is known (no --url, no server or tunnel of ours running, no "
-        f"{URL} in the file), so {keeps}. To use Voxtral, {', '.join(ways[:-1])}, or {ways[-1]}"
+        f"{URL} in the file or this environment), so {keeps}. To use Voxtral, {', '.join(ways[:-1])}, or {ways[-1]}"
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -52,13 +53,14 @@ def through(url: str, local_port: int) -> bool:
 def choose(
     opts: ConfigureOptions,
     existing: dict[str, str],
+    environ: Mapping[str, str],
     mode: str,
     reasons: dict[str, str],
     notes: list[str],
     contract: Contract | None,
 ) -> str:
-    """--url, else the server we started here (its real port), else our running tunnel, else the file's, else vLLM's
-    default port here."""
+    """--url, else the server we started here (its real port), else our running tunnel, else the file's, else this
+    environment's (EchoPanel's backend started from here reads it before the file), else vLLM's default port here."""
     own = (contract.backend_port if contract else None) or ports.echopanel_backend_port()
     if opts.url:
         url, note = settings.url_value(opts.url, what="--url")
@@ -82,30 +84,36 @@ def choose(
     if (tunnel := running_tunnel()) is not None:
         reasons[URL] = f"the running tunnel to {tunnel.host}:{tunnel.remote_port} (`echopanel-setup tunnel status`)"
         return tunnel.url
-    if kept := _existing_url(existing.get(URL), mode, own if contract is not None else None, notes):
-        reasons[URL] = "kept from the existing file"
-        return kept
+    for current, where, why in (
+        (existing.get(URL), "", "kept from the existing file"),
+        (environ.get(URL), " in this environment", "from this environment: a backend started here reads it first"),
+    ):
+        if kept := _existing_url(current, where, mode, own if contract is not None else None, notes):
+            reasons[URL] = why
+            return kept
     if mode == "remote":
         raise UsageError(f"--mode remote needs --url {ports.example_url()} (the vLLM server EchoPanel should use)")
     reasons[URL] = "vLLM's default port on this machine"
     return ports.local_url()
 
 
-def _existing_url(current: str | None, mode: str, own: int | None, notes: list[str]) -> str | None:
-    """The file's URL when it still fits the mode: normalised (a `/v1` or trailing `/` broke every call), never
-    EchoPanel's own backend (`own`: its port, where a checkout says it runs here)."""
+def _existing_url(current: str | None, where: str, mode: str, own: int | None, notes: list[str]) -> str | None:
+    """A URL EchoPanel already has (in the file, or `where`: " in this environment") when it still fits the mode:
+    normalised (a `/v1` or trailing `/` broke every call), never EchoPanel's own backend (`own`: its port, where a
+    checkout says it runs here)."""
     if not current:
         return None
     try:
-        url, note = settings.url_value(current, what=f"{URL} in the file")
+        url, note = settings.url_value(current, what=f"{URL}{where or ' in the file'}")
     except UsageError as exc:
-        notes.append(f"{exc}; replaced")
+        notes.append(f"{exc}; {'not used' if where else 'replaced'}")
         return None
     parsed = ServerURL.parse(url)
     if parsed.is_loopback != (mode == "local"):
         return None
     if own is not None and parsed.is_loopback and parsed.port == own:
-        notes.append(f"{URL}={current} is EchoPanel's own backend (port {own}), not vLLM; replaced")
+        fate = "not used" if where else "replaced"
+        notes.append(f"{URL}={current}{where} is EchoPanel's own backend (port {own}), not vLLM; {fate}")
         return None
     if note:
         notes.append(note)
