@@ -47,6 +47,16 @@ def default_venv_dir() -> Path:
     return data_dir() / "vllm-venv"
 
 
+def install_target(given: str | None, flag: str, recorded: object, default: Path) -> tuple[Path, str]:
+    """Where an install goes and why, as its plan says it: `flag`'s path, else the one an earlier install recorded
+    (doctor, serve and smoke look there), else the default; the reason names the flag that changes it."""
+    if given:
+        return Path(given).expanduser().absolute(), flag
+    if isinstance(recorded, str) and recorded:
+        return Path(recorded), f"recorded by an earlier install; {flag} to change"
+    return default, f"default; {flag} to change"
+
+
 def state_file() -> Path:
     return state_dir() / "state.json"
 

@@ -169,12 +169,7 @@ def requirement_specs(version: str | None) -> list[str]:
 
 
 def _choose_venv(given: str | None) -> tuple[Path, str]:
-    if given:
-        return Path(given).expanduser().absolute(), "--venv"
-    recorded = paths.read_state().get("vllm_venv")
-    if isinstance(recorded, str) and recorded:
-        return Path(recorded), "recorded by an earlier install; --venv to change"
-    return paths.default_venv_dir(), "default; --venv to change"
+    return paths.install_target(given, "--venv", paths.read_state().get("vllm_venv"), paths.default_venv_dir())
 
 
 def _facts(path: str | None) -> Facts:

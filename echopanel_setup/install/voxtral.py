@@ -192,12 +192,7 @@ def run(opts: VoxtralOptions, ui: Ui) -> VoxtralResult:
 
 def choose_dir(given: str | None) -> tuple[Path, str]:
     """--dir, else the dir an earlier install recorded (doctor and serve look there), else the default."""
-    if given:
-        return Path(given).expanduser().absolute(), "--dir"
-    recorded = paths.read_state().get("model_dir")
-    if isinstance(recorded, str) and recorded:
-        return Path(recorded), "recorded by an earlier install; --dir to change"
-    return paths.default_model_dir(), "default; --dir to change"
+    return paths.install_target(given, "--dir", paths.read_state().get("model_dir"), paths.default_model_dir())
 
 
 def _tidy(job: Job, created: Path | None) -> None:

@@ -247,11 +247,7 @@ def _refuse_unmet(ui: Ui, found: list[Precondition]) -> None:
 
 
 def _target(given: str | None, build: VoxtralCBuild | None) -> tuple[Path, str]:
-    if given:
-        return Path(given).expanduser().absolute(), "--dir"
-    if build is not None:
-        return Path(build.checkout), "recorded by an earlier install; --dir to change"
-    return paths.data_dir() / "voxtral.c", "default; --dir to change"
+    return paths.install_target(given, "--dir", build and build.checkout, paths.data_dir() / "voxtral.c")
 
 
 def _is_ours(target: Path, build: VoxtralCBuild | None) -> bool:
