@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from conftest import without_socks_extra
+from loopback_kit import HttpStandIn, QuietHandler
 from probe_kit import VOXTRAL, closed_port
 
 from echopanel_setup.url import ServerURL
@@ -131,7 +132,7 @@ def test_a_proxy_port_that_is_not_a_number_is_classified_not_raised(monkeypatch:
     assert "pw" not in answer.error
 
 
-class _Counting(BaseHTTPRequestHandler):
+class _Counting(QuietHandler):
     """HTTP/1.1 with keep-alive; counts the connections it accepted. `drop` closes each connection after its
     answer without saying so (what a server's idle timeout does to a kept-alive connection)."""
 
@@ -139,60 +140,39 @@ class _Counting(BaseHTTPRequestHandler):
     connections = 0
     drop = False
 
-    def log_message(self, *args: object) -> None:
-        pass
-
     def setup(self) -> None:
         type(self).connections += 1
         super().setup()
 
     def do_GET(self) -> None:  # noqa: N802 - http.server API
-        self.send_response(200)
-        self.send_header("content-length", "0")
-        self.end_headers()
+        self._send(200)
         self.close_connection = self.drop
 
 
 @pytest.mark.parametrize("drop", [False, True])
 def test_plain_gets_keep_one_connection_and_survive_the_server_closing_it(drop: bool) -> None:
     handler = type("Handler", (_Counting,), {"drop": drop})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    try:
-        with VllmClient(ServerURL.parse(f"http://127.0.0.1:{server.server_port}"), timeout=5) as client:
-            answers = [client.health() for _ in range(3)]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with HttpStandIn(handler) as server, VllmClient(ServerURL.parse(server.url), timeout=5) as client:
+        answers = [client.health() for _ in range(3)]
     assert [a.status for a in answers] == [200, 200, 200]
     assert handler.connections == (3 if drop else 1)
 
 
-class _Proxy(BaseHTTPRequestHandler):
+class _Proxy(QuietHandler):
     """An HTTP proxy that answers every request itself, recording the absolute URLs it was asked for."""
 
     asked: list[str] = []
 
-    def log_message(self, *args: object) -> None:
-        pass
-
     def do_GET(self) -> None:  # noqa: N802 - http.server API
         self.asked.append(self.path)
-        self.send_response(200)
-        self.send_header("content-length", "0")
-        self.end_headers()
+        self._send(200)
 
 
 def test_a_remote_server_is_asked_through_the_proxy_the_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
-    proxy = ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
-    threading.Thread(target=proxy.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_port}")
     for var in ("NO_PROXY", "no_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
-    try:
+    with HttpStandIn(_Proxy) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
         with VllmClient(ServerURL.parse("http://gpu.example:8001"), timeout=5) as client:
             answer = client.health()
-    finally:
-        proxy.shutdown()
-        proxy.server_close()
     assert answer.ok and _Proxy.asked == ["http://gpu.example:8001/health"]
