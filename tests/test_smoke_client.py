@@ -363,6 +363,14 @@ def test_a_server_closing_because_it_ran_out_of_memory_is_named_with_the_fix(cli
     assert "the server ran out of memory: lower --gpu-memory-utilization" in err and "--max-num-seqs" in err
 
 
+def test_the_servers_keepalive_giving_up_on_us_is_told_from_a_crash(cli: Cli) -> None:
+    behaviour = VllmBehaviour(close_after_appends=(2, 1011, "keepalive ping timeout"))
+    with VllmStandIn(exact(CLIP.pcm), behaviour) as server:
+        code, _, err = cli("smoke", "--url", server.url, "--fast")
+    assert code == 3 and "(close code 1011: keepalive ping timeout): its keepalive got no answer" in err
+    assert "crashed" not in err
+
+
 def test_a_server_closing_for_another_reason_is_not_called_out_of_memory(cli: Cli) -> None:
     with VllmStandIn(exact(CLIP.pcm), VllmBehaviour(close_after_appends=(2, 1011, "engine restarting"))) as server:
         code, _, err = cli("smoke", "--url", server.url, "--fast")
@@ -422,3 +430,23 @@ def test_a_self_signed_tls_server_is_named_as_tls_and_trusted_with_ca_cert(
         assert rc == 0, err
     rc, _, err = cli("smoke", "--url", "https://127.0.0.1:9", "--ca-cert", cert, "--insecure")
     assert rc == 2 and "exclude each other" in err
+
+
+@pytest.mark.slow
+def test_full_speed_still_answers_the_servers_keepalive_while_a_long_file_converts(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: at --fast the sender never yielded to the event loop, so while the pure-Python resampler converted
+    a long file no ping was answered and the server's keepalive dropped the connection ("no close frame")."""
+    import functools
+
+    import loopback_kit
+    from websockets.asyncio.server import serve
+
+    monkeypatch.setattr(loopback_kit, "serve", functools.partial(serve, ping_interval=0.05, ping_timeout=0.5))
+    monkeypatch.setattr(audio, "choose_resampler", lambda wanted=None: "python")
+    monkeypatch.setattr(audio, "_BLOCK_FRAMES", 2048)  # a short stretch of conversion between two chunks
+    write_wav(tmp_path / "long.wav", tone_pcm(6.0, 44100, 2, tones=(300.0,), side=()), 44100, 2)
+    with VllmStandIn(lambda pcm: None, VllmBehaviour(transcript="tones")) as server:
+        code, _, err = cli("smoke", "--url", server.url, "--fast", "--audio", str(tmp_path / "long.wav"))
+    assert code == 0, err

@@ -313,6 +313,11 @@ def _dropped(exc: Exception | None, state: _Received) -> ExternalError:
     why = f" (close code {rcvd.code}{': ' + rcvd.reason if rcvd.reason else ''})" if rcvd else " (no close frame)"
     if rcvd is not None and (memory := out_of_memory(rcvd.reason)):
         return ExternalError(f"the server closed the WebSocket {after}{why}: {memory}")
+    if rcvd is not None and rcvd.code == 1011 and "keepalive" in rcvd.reason.lower():
+        return ExternalError(
+            f"the server closed the WebSocket {after}{why}: its keepalive got no answer to its pings from this side "
+            "in time; this machine may be overloaded, or the network dropped the connection"
+        )
     return ExternalError(
         f"the server closed the WebSocket before transcription.done{why}, {after}: "
         "it may have crashed or restarted; read its log (`echopanel-setup explain LOG` names known failures)"
