@@ -450,3 +450,22 @@ def test_full_speed_still_answers_the_servers_keepalive_while_a_long_file_conver
     with VllmStandIn(lambda pcm: None, VllmBehaviour(transcript="tones")) as server:
         code, _, err = cli("smoke", "--url", server.url, "--fast", "--audio", str(tmp_path / "long.wav"))
     assert code == 0, err
+
+
+@pytest.mark.slow
+def test_at_full_speed_a_file_is_converted_before_the_exchange_and_its_deadline(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: `--fast --audio` on a 10-minute WAV with the pure-Python resampler ran past the exchange's 40 s
+    deadline (which has no room for converting at full speed). Here converting takes ~0.6 s, the deadline 0.4 s."""
+    import time
+
+    monkeypatch.setattr(client.Limits, "defaults", classmethod(lambda cls, done_s=None: cls(2.0, 0.2, 0.2)))
+    monkeypatch.setattr(audio, "choose_resampler", lambda wanted=None: "python")
+    monkeypatch.setattr(audio, "_BLOCK_FRAMES", 2205)  # 20 blocks, each 30 ms slower to convert
+    feed = audio._PythonConverter.feed
+    monkeypatch.setattr(audio._PythonConverter, "feed", lambda self, frames: (time.sleep(0.03), feed(self, frames))[1])
+    write_wav(tmp_path / "a.wav", tone_pcm(1.0, 44100, 2, tones=(300.0,), side=()), 44100, 2)
+    with VllmStandIn(lambda pcm: None, VllmBehaviour(transcript="tones")) as server:
+        code, _, err = cli("smoke", "--url", server.url, "--fast", "--audio", str(tmp_path / "a.wav"))
+    assert code == 0, err
