@@ -89,3 +89,25 @@ def test_voxtral_c(cli: Cli, wav: Path, tmp_path: Path, monkeypatch: pytest.Monk
     )  # fmt: skip
     assert run.code == 0, run.out + run.err
     assert "Converted:  44.1 kHz 16-bit stereo → 16 kHz 16-bit mono by " in run.out
+
+
+def test_echopanels_provider_gets_the_time_a_long_recording_takes_to_feed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its feed is paced (at 20× with --fast): a 2-hour recording must not meet a fixed 120 s timeout."""
+    import subprocess
+    import sys
+
+    from echopanel_setup.smoke import echopanel
+
+    asked: dict[str, object] = {}
+
+    def harness(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        asked.update(kwargs, cmd=cmd)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(echopanel.subprocess, "run", harness)
+    pcm = tmp_path / "feed.pcm"
+    echopanel._run_feed(Path(sys.executable), tmp_path, {}, pcm, "vad", 1.0, feeding_s=7200.0)
+    assert asked["timeout"] == echopanel.RUN_TIMEOUT_S + 7200.0
+    assert [str(pcm), "--feed", "vad"] == asked["cmd"][-5:-2]  # type: ignore[index]

@@ -38,7 +38,7 @@ from echopanel_setup.provider import echopanel_harness
 from echopanel_setup.smoke import audio
 from echopanel_setup.smoke.scoring import WerResult, wer
 
-RUN_TIMEOUT_S = 120.0
+RUN_TIMEOUT_S = 120.0  # for one feed, on top of the time the audio takes to feed at its pace
 MODEL_ID = "mistralai/Voxtral-Mini-4B-Realtime-2602"
 
 
@@ -207,7 +207,10 @@ def run(
             for feed in ("vad", "stream"):
                 how = "VAD on, 2 s windows" if feed == "vad" else "VAD off"
                 say(f"running EchoPanel's {found.file} in {python} ({how})")
-                result.feeds.append(_run_feed(python, checkout.path, env, Path(feed_file.name), feed, speed, module))
+                took = clip.duration_s / speed
+                result.feeds.append(
+                    _run_feed(python, checkout.path, env, Path(feed_file.name), feed, speed, module, took)
+                )
             result.transcript = result.feeds[0].finals
         else:
             result.mode, result.fallback = "replay", load.message
@@ -248,9 +251,12 @@ def _run_feed(
     feed: str,
     speed: float,
     module: str = "provider_voxtral_official",
+    feeding_s: float = 0.0,
 ) -> Feed:
-    """One run of the harness on `pcm` (16 kHz mono PCM16, no header), which it reads window by window."""
+    """One run of the harness on `pcm` (16 kHz mono PCM16, no header), which it reads window by window; it may take
+    `feeding_s` (the audio at its pace) and RUN_TIMEOUT_S more."""
     out = Feed(feed)
+    timeout = RUN_TIMEOUT_S + feeding_s
     cmd = [str(python), echopanel_harness.__file__, "--checkout", str(checkout), "--module", module]
     cmd += ["--pcm", str(pcm), "--feed", feed]
     try:
@@ -258,14 +264,14 @@ def _run_feed(
             [*cmd, "--speed", str(speed)],
             capture_output=True,
             text=True,
-            timeout=RUN_TIMEOUT_S,
+            timeout=timeout,
             env=env,
             cwd=checkout,
         )
     except subprocess.TimeoutExpired as exc:
         stdout = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
         done = subprocess.CompletedProcess(cmd, 124, stdout, "")
-        out.error = f"EchoPanel's provider did not finish within {RUN_TIMEOUT_S:.0f} s"
+        out.error = f"EchoPanel's provider did not finish within {timeout:.0f} s"
     for line in done.stdout.splitlines():
         try:
             event = json.loads(line)
