@@ -43,6 +43,15 @@ def evaluate(facts: Facts, mode: str, strict: bool = False) -> tuple[dict[str, C
     return {r.id: r for r in results}, checks.exit_code(results, strict)
 
 
+def changed(data: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """`data` (a raw snapshot) with `section__field=value` changes applied: `platform__rosetta=True` sets
+    data["platform"]["rosetta"]."""
+    for key, value in changes.items():
+        section, field = key.split("__")
+        data[section][field] = value
+    return data
+
+
 def write(facts: Facts | dict[str, Any], path: Path) -> Path:
     data = facts.to_dict() if isinstance(facts, Facts) else facts
     path.write_text(json.dumps(data, indent=2), encoding="utf-8")

@@ -36,12 +36,7 @@ def _snapshot(tmp_path: Path, name: str, **changes: Any) -> Path:
         "xcode_clt": True if data["platform"]["system"] == "Darwin" else None,
         "blas": True if data["platform"]["system"] == "Linux" else None,
     }
-    for key, value in changes.items():
-        section, field = key.split("__")
-        data[section][field] = value
-    path = tmp_path / f"facts-{name}"
-    path.write_text(json.dumps(data))
-    return path
+    return facts_kit.write(facts_kit.changed(data, **changes), tmp_path / f"facts-{name}")
 
 
 def _tree(root: Path) -> str:

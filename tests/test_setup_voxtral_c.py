@@ -4,7 +4,6 @@ memory; taken where EchoPanel selects voxtral_realtime or with --provider voxtra
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +19,7 @@ OFFER = "First choice on this Mac: Voxtral on the Apple GPU with voxtral.c (Meta
 
 def snapshot(tmp_path: Path, name: str, **changes: Any) -> str:
     """`name` with `section__field=value` changes, written to a file for --facts."""
-    data = facts_kit.raw(name)
-    for key, value in changes.items():
-        section, field = key.split("__")
-        data[section][field] = value
-    path = tmp_path / f"facts-{name}"
-    path.write_text(json.dumps(data))
-    return str(path)
+    return str(facts_kit.write(facts_kit.changed(facts_kit.raw(name), **changes), tmp_path / f"facts-{name}"))
 
 
 def flow(opts: SetupOptions, answers: dict[str, int] | None = None) -> tuple[int, str, list[list[str]]]:
