@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_install_hub import point_at
+from test_install_hub import hub_fixture  # noqa: F401 - fixture
 
 from echopanel_setup.install import fetch
 from echopanel_setup.install import hub as hub_mod
@@ -19,13 +19,6 @@ sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "hub"))
 from hub_server import MIB, REPO, Answer, HubStandIn  # noqa: E402
 
 BIG = "consolidated.safetensors"
-
-
-@pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch):
-    with HubStandIn() as h:
-        point_at(h.endpoint, monkeypatch)
-        yield h
 
 
 class Run:

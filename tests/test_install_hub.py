@@ -30,8 +30,9 @@ def point_at(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
     hub_mod._session_defaults()  # a fresh client: it reads the proxy variables when it is made
 
 
-@pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch):
+@pytest.fixture(name="hub")
+def hub_fixture(monkeypatch: pytest.MonkeyPatch):
+    """The loopback Hub, with huggingface_hub pointed at it (test_install_fetch uses it too)."""
     with HubStandIn() as h:
         point_at(h.endpoint, monkeypatch)
         yield h
