@@ -86,6 +86,7 @@ def test_the_plan_is_the_planned_streams_not_the_streams_vllm_may_run(cli: Cli) 
         _record_serve(planned=2, max_model_len=45000, url=server.url, allowed=23)
         run = cli("watch", "--once", *FAST)
     assert "4/2" in run.out and "the serve record (2 streams planned)" in run.out
+    assert "vLLM runs up to 23 at once" in run.out  # 4 streams queue nowhere: said, not warned about
 
 
 def _record_serve(

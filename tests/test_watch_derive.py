@@ -73,3 +73,16 @@ def test_trend_scales_and_keeps_gaps() -> None:
     assert render.trend([0.0, 5.0, None, 10.0], ascii_only=False) == "▁▅ █"
     assert render.trend([3.0, 3.0], ascii_only=True) == "__"
     assert render.trend([None], ascii_only=True) == ""
+
+
+def test_streams_beyond_the_plan_but_within_what_vllm_runs_are_not_a_warning() -> None:
+    """On a GPU of its own serve plans EchoPanel's 2 streams but lets vLLM run 23 at once: 4 open streams queue
+    nowhere, so they are said, not warned about; past 23 they would wait."""
+    ctx = derive.Context(planned_streams=2, allowed_streams=23, health=200)
+    within = sig(None, s(sessions_active=4.0), ctx)["streams"]
+    assert within.status == "ok" and within.value == "4/2"
+    assert "4 streams open on a plan for 2 (vLLM runs up to 23 at once)" in within.summary
+    beyond = sig(None, s(sessions_active=24.0), ctx)["streams"]
+    assert beyond.status == "warn" and "serve --streams 24" in (beyond.fix or "")
+    planned_only = sig(None, s(sessions_active=4.0), derive.Context(planned_streams=2, health=200))["streams"]
+    assert planned_only.status == "warn"  # a record with no more allowed than planned: as before

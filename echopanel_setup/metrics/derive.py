@@ -25,6 +25,8 @@ class Context:
 
     planned_streams: int | None = None
     plan_source: str | None = None
+    # --max-num-seqs where serve let vLLM run more streams than planned (a GPU of its own): up to it none queues
+    allowed_streams: int | None = None
     max_model_len: int | None = None
     health: int | None = None  # /health status code; None when it did not answer
     open_since: float | None = None  # Unix time since which watch has seen sessions open without a break
@@ -136,11 +138,14 @@ def _streams(cur: Sample, ctx: Context) -> tuple[int | None, Signal]:
     else:
         return None, Signal("streams", "Streams", UNKNOWN, "?", "the page has no request gauges: not vLLM's /metrics?")
     planned = ctx.planned_streams
+    allowed = ctx.allowed_streams if planned and ctx.allowed_streams and ctx.allowed_streams > planned else None
     plan = f" on a plan for {planned}" if planned else ""
+    if allowed:
+        plan += f" (vLLM runs up to {allowed} at once)"
     value = f"{streams}/{planned}" if planned else str(streams)
     meetings = streams / lim.per_meeting
     where = f" ({_num(meetings)} EchoPanel meeting{'s' if meetings != 1 else ''} at {lim.per_meeting} streams each)"
-    if planned and streams > planned:
+    if planned and streams > (allowed or planned):
         return streams, Signal(
             "streams",
             "Streams",

@@ -31,7 +31,12 @@ def _server(r: WatchResult) -> dict[str, Any]:
         "version": s.version,
         "models": s.models,
         "max_model_len": s.max_model_len,
-        "plan": {"streams": r.plan.streams, "max_model_len": r.plan.max_model_len, "source": r.plan.source},
+        "plan": {
+            "streams": r.plan.streams,
+            "allowed_streams": r.plan.allowed,
+            "max_model_len": r.plan.max_model_len,
+            "source": r.plan.source,
+        },
     }
 
 

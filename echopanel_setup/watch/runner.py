@@ -40,6 +40,7 @@ class Plan:
     streams: int | None = None
     max_model_len: int | None = None
     source: str | None = None
+    allowed: int | None = None  # --max-num-seqs, where serve let vLLM run more streams than planned
 
 
 @dataclass
@@ -111,7 +112,12 @@ def run(opts: WatchOptions, emit: Emit | None = None, *, sleep: Callable[[float]
     with VllmClient(url, api_key=key, timeout=w.timeout_s) as client:
         plan = serve_plan(url)
         result = WatchResult(Server(url, url_source=url_source), plan, [], interval, opts.once, 0.0)
-        ctx = derive.Context(plan.streams, plan.source, plan.max_model_len)
+        ctx = derive.Context(
+            planned_streams=plan.streams,
+            plan_source=plan.source,
+            allowed_streams=plan.allowed,
+            max_model_len=plan.max_model_len,
+        )
         prev: Sample | None = None
         last_idle: float | None = None  # when a sample last saw no session open
         needed = 2 if opts.once and interval > 0 else 1
@@ -232,7 +238,12 @@ def serve_plan(url: ServerURL) -> Plan:
 
     planned = record.planned_streams
     source = f"{planned} streams planned" if record.streams == planned else f"--max-num-seqs {planned}"
-    return Plan(planned, record.flag("--max-model-len"), f"the serve record ({source})" if planned else None)
+    return Plan(
+        planned,
+        record.flag("--max-model-len"),
+        f"the serve record ({source})" if planned else None,
+        record.flag("--max-num-seqs"),
+    )
 
 
 _SAMPLE = ("/metrics", "/health")
