@@ -251,6 +251,32 @@ def test_client_packages_read_from_our_environment() -> None:
     assert set(facts.packages) == set(local.CLIENT_PACKAGES)
 
 
+def test_installed_versions_agree_with_importlib_metadata(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The folders' own reading (doctor's start-up skips importlib.metadata) finds what importlib.metadata finds:
+    the first on sys.path wins, names compare as PEP 503 says, .egg-info folders and files count."""
+    from importlib import metadata
+
+    first, later = tmp_path / "first", tmp_path / "later"
+    (first / "Zope.Interface-7.1.dist-info").mkdir(parents=True)
+    headers_then_body = "Metadata-Version: 2.1\nName: zope.interface\nVersion: 7.1\n\nVersion: 9\n"
+    (first / "Zope.Interface-7.1.dist-info" / "METADATA").write_text(headers_then_body)
+    (later / "zope_interface-6.0.dist-info").mkdir(parents=True)
+    (later / "zope_interface-6.0.dist-info" / "METADATA").write_text("Name: zope-interface\nVersion: 6.0\n")
+    (later / "legacy.egg-info").mkdir()
+    (later / "legacy.egg-info" / "PKG-INFO").write_text("Name: legacy\nVersion: 0.3\n")
+    (later / "flat-1.2-py3.11.egg-info").write_text("Name: flat\nVersion: 1.2\n")
+    monkeypatch.setattr(sys, "path", [str(first), str(later), *sys.path])
+    names = ["zope-interface", "legacy", "flat", "httpx", "Typer", "no-such-package-here"]
+    expected = {}
+    for name in names:
+        try:
+            expected[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            expected[name] = None
+    assert local.installed_versions(names) == expected
+    assert expected["zope-interface"] == "7.1" and expected["flat"] == "1.2"
+
+
 # --- EchoPanel's env config: parse --------------------------------------------------------------------------------
 
 ENV_TEXT = """\

@@ -18,11 +18,6 @@ from pathlib import Path
 from echopanel_setup import paths
 from echopanel_setup.errors import UsageError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
-
 HOME_VAR = "ECHOPANEL_HOME"
 PROJECT_NAME = "echopanel"
 REQUIRED_FILES = ("server/main.py", "server/services/asr_providers.py", "pyproject.toml")
@@ -64,6 +59,10 @@ def why_not(path: Path) -> str | None:
     missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
     if missing:
         return f"no {', '.join(missing)}"
+    if sys.version_info >= (3, 11):  # imported here: doctor without a checkout never parses one (start-up)
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
     try:
         data = tomllib.loads((path / "pyproject.toml").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

@@ -10,14 +10,62 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import MISSING, dataclass, field, fields
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from echopanel_setup.knowledge import Section
+
+if TYPE_CHECKING:
+    from typing_extensions import dataclass_transform
+else:
+    from echopanel_setup.knowledge import dataclass_transform  # its run-time stand-in: typing_extensions costs start-up
 
 FACTS_SCHEMA_VERSION = 1
+R = TypeVar("R", bound="Record")
 
 
-@dataclass
-class ProbeInfo:
+class Record:
+    """The base of every facts class: the `__init__`, `__repr__` and `__eq__` that `@dataclass` would generate.
+
+    The decorator compiles those methods for each class with `exec`; for the ~26 classes here that was some 50M
+    instructions (7 ms) of every `doctor` start. Written once instead, as `knowledge.Section` does for the frozen
+    sections (whose `__repr__`/`__eq__` these are): fields(), asdict() and replace() work as on any dataclass.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        declared = fields(self)  # type: ignore[arg-type]  # self is always a dataclass here
+        name = type(self).__name__
+        if len(args) > len(declared):
+            raise TypeError(f"{name}() takes {len(declared)} positional arguments but {len(args)} were given")
+        for f, value in zip(declared, args, strict=False):  # fewer positionals than fields: the rest by keyword
+            if f.name in kwargs:
+                raise TypeError(f"{name}() got multiple values for argument '{f.name}'")
+            kwargs[f.name] = value
+        for f in declared:
+            if f.name in kwargs:
+                setattr(self, f.name, kwargs.pop(f.name))
+            elif f.default is not MISSING:
+                setattr(self, f.name, f.default)
+            elif f.default_factory is not MISSING:
+                setattr(self, f.name, f.default_factory())
+            else:
+                raise TypeError(f"{name}() missing required argument: '{f.name}'")
+        if kwargs:
+            raise TypeError(f"{name}() got an unexpected keyword argument '{next(iter(kwargs))}'")
+
+    __repr__ = Section.__repr__
+    __eq__ = Section.__eq__
+    __hash__ = None  # type: ignore[assignment]  # as @dataclass leaves a mutable class: unhashable
+
+
+@dataclass_transform(field_specifiers=(field,))
+def record(cls: type[R]) -> type[R]:
+    """Declare a facts class: a dataclass (fields(), asdict(), replace() work) with `Record`'s methods."""
+    return dataclass(init=False, repr=False, eq=False)(cls)
+
+
+@record
+class ProbeInfo(Record):
     """How one probe went: its wall time and whether it finished."""
 
     name: str
@@ -26,8 +74,8 @@ class ProbeInfo:
     error: str | None = None
 
 
-@dataclass
-class PlatformFacts:
+@record
+class PlatformFacts(Record):
     """The operating system, CPU, memory and container this runs in."""
 
     system: str = ""  # Linux | Darwin | Windows
@@ -45,8 +93,8 @@ class PlatformFacts:
     python: str = ""  # our own interpreter's version
 
 
-@dataclass
-class GpuProcess:
+@record
+class GpuProcess(Record):
     """A process holding GPU memory (vLLM's start-up check counts it against free memory)."""
 
     pid: int
@@ -54,8 +102,8 @@ class GpuProcess:
     used_mib: int | None = None
 
 
-@dataclass
-class MigDevice:
+@record
+class MigDevice(Record):
     """One MIG instance of a GPU, as `nvidia-smi -L` lists it (memory from the banner's "MIG devices" table)."""
 
     index: int  # the MIG device's number on its GPU ("Device  0")
@@ -65,8 +113,8 @@ class MigDevice:
     memory_used_mib: int | None = None
 
 
-@dataclass
-class GpuDevice:
+@record
+class GpuDevice(Record):
     """One NVIDIA GPU as NVML or nvidia-smi reports it."""
 
     index: int
@@ -86,8 +134,8 @@ class GpuDevice:
     mig_profile: str | None = None  # set on the stand-in `GpuFacts.visible()` returns for a MIG instance
 
 
-@dataclass
-class GpuFacts:
+@record
+class GpuFacts(Record):
     """The GPUs vLLM could use, and where the facts came from."""
 
     source: str = "none"  # nvml | nvidia-smi | metal | none
@@ -145,8 +193,8 @@ def _mig_view(gpu: GpuDevice, mig: MigDevice) -> GpuDevice:
     )
 
 
-@dataclass
-class PyEnvFacts:
+@record
+class PyEnvFacts(Record):
     """The interpreter that runs (or will run) vLLM, read from the outside."""
 
     python: str | None = None
@@ -163,8 +211,8 @@ class PyEnvFacts:
     transformers_mistral_rejects_kwargs: bool | None = None
 
 
-@dataclass
-class DiskFacts:
+@record
+class DiskFacts(Record):
     """Free space where the model goes."""
 
     path: str = ""
@@ -173,8 +221,8 @@ class DiskFacts:
     total_mib: int | None = None
 
 
-@dataclass
-class ModelFacts:
+@record
+class ModelFacts(Record):
     """The model directory: which files are there and whether they match the manifest."""
 
     path: str = ""
@@ -187,8 +235,8 @@ class ModelFacts:
     serve_dir: str | None = None  # a delay variant recorded by `serve`, if any
 
 
-@dataclass
-class HttpProbe:
+@record
+class HttpProbe(Record):
     """One HTTP request's outcome (reachability, not content)."""
 
     url: str
@@ -198,8 +246,8 @@ class HttpProbe:
     elapsed_ms: float | None = None
 
 
-@dataclass
-class ServerFacts:
+@record
+class ServerFacts(Record):
     """What a vLLM server answered on /health, /version, /v1/models and /metrics."""
 
     url: str
@@ -212,8 +260,8 @@ class ServerFacts:
     kind: str | None = None  # who answered /health: "vllm", "echopanel" (EchoPanel's own backend), "other"
 
 
-@dataclass
-class NetworkFacts:
+@record
+class NetworkFacts(Record):
     """Proxies, credentials present (never their values) and the endpoints doctor asked."""
 
     offline: bool = False
@@ -227,8 +275,8 @@ class NetworkFacts:
     server: ServerFacts | None = None
 
 
-@dataclass
-class PortFacts:
+@record
+class PortFacts(Record):
     """Whether vLLM's port is free here, who holds it, and who answers on EchoPanel's port."""
 
     port: int = 8001
@@ -242,8 +290,8 @@ class PortFacts:
     echopanel_port_kind: str | None = None
 
 
-@dataclass
-class ConfigFacts:
+@record
+class ConfigFacts(Record):
     """EchoPanel's env file as found; secret values are replaced by '<set>'."""
 
     path: str = ""
@@ -254,8 +302,8 @@ class ConfigFacts:
     legacy: str | None = None  # the per-user echopanel.env an earlier echopanel-setup wrote, when it is still there
 
 
-@dataclass
-class ClientFacts:
+@record
+class ClientFacts(Record):
     """Packages that `smoke` and API mode need, in echopanel-setup's own environment."""
 
     packages: dict[str, str | None] = field(default_factory=dict)
@@ -265,8 +313,8 @@ class ClientFacts:
 # the settings it will see. Values of other `.env` keys are never recorded, only counted.
 
 
-@dataclass
-class EnvRead:
+@record
+class EnvRead(Record):
     """One environment variable a provider reads: `default` when the code gives a literal, else `default_expr`."""
 
     key: str
@@ -274,8 +322,8 @@ class EnvRead:
     default_expr: str | None = None  # the default's source text when it is computed (e.g. a path)
 
 
-@dataclass
-class ProviderContract:
+@record
+class ProviderContract(Record):
     """One ASR provider as its file reads."""
 
     name: str  # the name it registers under, the value of ECHOPANEL_ASR_PROVIDER that selects it
@@ -296,8 +344,8 @@ class ProviderContract:
         return next((e.default for e in self.env if e.key == key), None)
 
 
-@dataclass
-class DotenvLoader:
+@record
+class DotenvLoader(Record):
     """The function in server/main.py that reads `<checkout>/.env`, and which of EchoPanel's known rules it has."""
 
     function: str
@@ -308,8 +356,8 @@ class DotenvLoader:
     known: bool  # all of the above: the rules dotenv.parse reproduces
 
 
-@dataclass
-class Contract:
+@record
+class Contract(Record):
     """Everything read from one checkout."""
 
     backend_port: int | None = None
@@ -324,8 +372,8 @@ class Contract:
         return next((p for p in self.providers if p.name == name), None)
 
 
-@dataclass
-class GitState:
+@record
+class GitState(Record):
     """The checkout's commit and whether it has local changes."""
 
     commit: str | None = None
@@ -333,8 +381,8 @@ class GitState:
     changed: list[str] = field(default_factory=list)  # paths git reports as changed (first 20)
 
 
-@dataclass
-class EchoPanelEnvFacts:
+@record
+class EchoPanelEnvFacts(Record):
     """The `.env` EchoPanel reads and the environment that overrides it, for the keys this tool manages only."""
 
     path: str | None = None
@@ -346,8 +394,8 @@ class EchoPanelEnvFacts:
     error: str | None = None
 
 
-@dataclass
-class EchoPanelFacts:
+@record
+class EchoPanelFacts(Record):
     """Where EchoPanel is and what it will do. `checkout` None: none found (then `error` may say why)."""
 
     checkout: str | None = None
@@ -370,8 +418,8 @@ class EchoPanelFacts:
 # `install voxtral-c` ran (`probed` False otherwise: the checks skip).
 
 
-@dataclass
-class VoxtralCBuild:
+@record
+class VoxtralCBuild(Record):
     """What `install voxtral-c` built, from its record in our state dir."""
 
     checkout: str
@@ -383,8 +431,8 @@ class VoxtralCBuild:
     built_at: str | None = None
 
 
-@dataclass
-class VoxtralCBinary:
+@record
+class VoxtralCBinary(Record):
     """A voxtral.c binary and whether it runs: `--help` exits 0 with usage on stderr."""
 
     path: str
@@ -394,8 +442,8 @@ class VoxtralCBinary:
     error: str | None = None  # why it does not run, in one line
 
 
-@dataclass
-class VoxtralCFacts:
+@record
+class VoxtralCFacts(Record):
     probed: bool = False
     compiler: str | None = None  # the Makefile's compiler (gcc) on PATH
     make: str | None = None
@@ -413,8 +461,8 @@ class VoxtralCFacts:
     user_clone_commit: str | None = None
 
 
-@dataclass
-class Facts:
+@record
+class Facts(Record):
     """One snapshot of everything the checks judge; `--save-facts` writes it and `--facts` replays it."""
 
     schema_version: int = FACTS_SCHEMA_VERSION
