@@ -113,6 +113,19 @@ def test_a_missing_binary_names_what_the_build_lacks_first() -> None:
     assert r.fix is not None and r.fix.commands[0] == "sudo apt install libopenblas-dev"
 
 
+def test_missing_build_tools_name_the_installer_of_each_system() -> None:
+    from echopanel_setup.checks.voxtral_c import build_needs
+
+    for facts, backend in ((linux(), "blas"), (mac(), "mps")):
+        facts.voxtral_c.make = facts.voxtral_c.git = None
+        unmet = {p.name: p for p in build_needs(facts, backend) if not p.ok}
+        assert unmet["make"].detail == "make not found" and unmet["git"].detail == "git not found"
+        if backend == "mps":  # Xcode's command-line tools bring both
+            assert unmet["make"].fix == unmet["git"].fix == ("xcode-select --install",)
+        else:
+            assert unmet["make"].fix == ("sudo apt install make",) and unmet["git"].fix == ("sudo apt install git",)
+
+
 @pytest.mark.parametrize(
     ("verified", "missing", "status", "needle"),
     [

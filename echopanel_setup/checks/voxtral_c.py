@@ -88,17 +88,11 @@ def build_needs(facts: Facts, backend: str) -> list[Precondition]:
                 ("xcode-select --install",),
             )
         )
-    elif vc.compiler is None:
-        fix = ("xcode-select --install",) if mac else ("sudo apt install build-essential", "sudo dnf install gcc make")
+    else:
+        linux_fix = ("sudo apt install build-essential", "sudo dnf install gcc make")
         missing = f"{k.compiler} (the compiler voxtral.c's Makefile uses) not found"
-        out.append(Precondition("compiler", False, missing, fix))
-    else:
-        out.append(Precondition("compiler", True, vc.compiler))
-    if vc.make is None:
-        fix = ("xcode-select --install",) if mac else ("sudo apt install make",)
-        out.append(Precondition("make", False, "make not found", fix))
-    else:
-        out.append(Precondition("make", True, vc.make))
+        out.append(_tool("compiler", vc.compiler, missing, mac, linux_fix))
+    out.append(_tool("make", vc.make, "make not found", mac, ("sudo apt install make",)))
     if backend == "blas" and linux and vc.compiler is not None:
         if vc.blas:
             out.append(Precondition("blas", True, "OpenBLAS: cblas.h compiles and -lopenblas links"))
@@ -112,12 +106,16 @@ def build_needs(facts: Facts, backend: str) -> list[Precondition]:
                     (f"sudo apt install {k.blas_package}", "sudo dnf install openblas-devel"),
                 )
             )
-    if vc.git is None:
-        fix = ("xcode-select --install",) if mac else ("sudo apt install git",)
-        out.append(Precondition("git", False, "git not found", fix))
-    else:
-        out.append(Precondition("git", True, vc.git))
+    out.append(_tool("git", vc.git, "git not found", mac, ("sudo apt install git",)))
     return out
+
+
+def _tool(name: str, path: str | None, missing: str, mac: bool, linux_fix: tuple[str, ...]) -> Precondition:
+    """A build tool: met where found (its path), else missing with the way to install it (on a Mac, Xcode's
+    command-line tools bring the compiler, make and git alike)."""
+    if path is not None:
+        return Precondition(name, True, path)
+    return Precondition(name, False, missing, ("xcode-select --install",) if mac else linux_fix)
 
 
 def _check(id: str, title: str, probes: tuple[str, ...], after: tuple[str, ...] = ()) -> Callable[[CheckFn], CheckFn]:
