@@ -9,10 +9,12 @@ reason, which `--strict` does not count.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from typing import TYPE_CHECKING
 
 from echopanel_setup import ports
-from echopanel_setup.checks import REQUIRED, Fix, Outcome, Status, check
+from echopanel_setup.checks import REQUIRED, CheckFn, Fix, Outcome, Status, check
 from echopanel_setup.echopanel import keys
 from echopanel_setup.errors import UsageError
 from echopanel_setup.facts.model import EchoPanelFacts, Facts, ProviderContract
@@ -26,6 +28,20 @@ NO_CHECKOUT = Outcome(
     Status.SKIP,
     "no EchoPanel checkout on this machine (pass --echopanel PATH or set ECHOPANEL_HOME to check one)",
 )
+
+
+def _with_checkout(id: str, title: str, probes: tuple[str, ...] = ("echopanel",)) -> Callable[[CheckFn], CheckFn]:
+    """Register an EchoPanel check: required in every mode where a checkout is found, skipped (NO_CHECKOUT) where
+    none is, so the check itself starts from a checkout."""
+
+    def register(fn: CheckFn) -> CheckFn:
+        @wraps(fn)
+        def run(facts: Facts, mode: str) -> Outcome:
+            return NO_CHECKOUT if facts.echopanel.checkout is None else fn(facts, mode)
+
+        return check(id, title, CATEGORY, probes, local=REQUIRED, remote=REQUIRED, api=REQUIRED)(run)
+
+    return register
 
 
 def _selected(ep: EchoPanelFacts) -> tuple[str | None, str]:
@@ -56,14 +72,10 @@ def _needed(provider: ProviderContract, mode: str) -> list[str]:
     return [*info.deps, *api_only]
 
 
-@check(
-    "echopanel.checkout", "EchoPanel checkout", CATEGORY, ("echopanel",), local=REQUIRED, remote=REQUIRED, api=REQUIRED
-)
+@_with_checkout("echopanel.checkout", "EchoPanel checkout")
 def checkout(facts: Facts, mode: str) -> Outcome:
     """Found, read without importing it; its git state, backend port and `.env` loader."""
     ep = facts.echopanel
-    if ep.checkout is None:
-        return NO_CHECKOUT
     details = []
     if ep.git.commit:
         dirty = f", changed: {', '.join(ep.git.changed)}" if ep.git.dirty else ", clean"
@@ -79,21 +91,11 @@ def checkout(facts: Facts, mode: str) -> Outcome:
     return Outcome(Status.OK, f"{ep.checkout} ({ep.how})", details)
 
 
-@check(
-    "echopanel.python",
-    "EchoPanel backend Python",
-    CATEGORY,
-    ("echopanel",),
-    local=REQUIRED,
-    remote=REQUIRED,
-    api=REQUIRED,
-)
+@_with_checkout("echopanel.python", "EchoPanel backend Python")
 def python(facts: Facts, mode: str) -> Outcome:
     """The backend's interpreter exists and imports the selected Voxtral provider's dependencies (asked in a
     subprocess; EchoPanel is never imported here)."""
     ep = facts.echopanel
-    if ep.checkout is None:
-        return NO_CHECKOUT
     where = f"{ep.python} ({ep.python_source})"
     if ep.python_error:
         return Outcome(
@@ -122,21 +124,11 @@ def python(facts: Facts, mode: str) -> Outcome:
     return Outcome(Status.OK, f"Python {ep.python_version} at {where}" + (f"; {found}" if found else ""))
 
 
-@check(
-    "echopanel.provider",
-    "EchoPanel ASR provider",
-    CATEGORY,
-    ("echopanel",),
-    local=REQUIRED,
-    remote=REQUIRED,
-    api=REQUIRED,
-)
+@_with_checkout("echopanel.provider", "EchoPanel ASR provider")
 def provider(facts: Facts, mode: str) -> Outcome:
     """ECHOPANEL_ASR_PROVIDER as the backend will see it and where it comes from; the variant found and whether it
     can work; EchoPanel's silent fallback named."""
     ep = facts.echopanel
-    if ep.checkout is None:
-        return NO_CHECKOUT
     from echopanel_setup.echopanel import settings  # with a checkout only: start-up stays lean without one
 
     selected, source = _selected(ep)
@@ -214,12 +206,10 @@ def _configured_url(ep: EchoPanelFacts, provider: ProviderContract) -> tuple[str
     return provider.default(keys.URL) or "", "the provider's default"
 
 
-@check("echopanel.url", "EchoPanel's vLLM URL", CATEGORY, ("echopanel",), local=REQUIRED, remote=REQUIRED, api=REQUIRED)
+@_with_checkout("echopanel.url", "EchoPanel's vLLM URL")
 def url(facts: Facts, mode: str) -> Outcome:
     """VOXTRAL_VLLM_URL as EchoPanel will use it: a base EchoPanel can append /v1/... to, and not its own backend."""
     ep = facts.echopanel
-    if ep.checkout is None:
-        return NO_CHECKOUT
     provider = _voxtral(ep)
     if provider is None or not provider.reads(keys.URL):
         return Outcome(Status.SKIP, f"the selected provider reads no {keys.URL}")
@@ -250,20 +240,10 @@ def url(facts: Facts, mode: str) -> Outcome:
     return Outcome(Status.OK, f"{value} (from {source})")
 
 
-@check(
-    "echopanel.served_name",
-    "Model name EchoPanel sends",
-    CATEGORY,
-    ("echopanel", "network"),
-    local=REQUIRED,
-    remote=REQUIRED,
-    api=REQUIRED,
-)
+@_with_checkout("echopanel.served_name", "Model name EchoPanel sends", ("echopanel", "network"))
 def served_name(facts: Facts, mode: str) -> Outcome:
     """The server's /v1/models lists the name the provider sends (else every request is a 404)."""
     ep = facts.echopanel
-    if ep.checkout is None:
-        return NO_CHECKOUT
     provider = _voxtral(ep)
     if provider is None or provider.model is None:
         return Outcome(Status.SKIP, "the selected provider sends no model name this tool could read")
