@@ -4,12 +4,12 @@ vLLM's realtime endpoint takes PCM16 little-endian, 16 kHz, mono, and does not r
 `entrypoints/speech_to_text/realtime/`), so a 44.1 kHz stereo file sent as-is would be heard at the wrong speed. WAV is
 read with the standard library (`wave`), downmixed and resampled here: by soxr (libsoxr, the optional `audio` extra:
 `pip install 'echopanel-setup[audio]'`) when it is installed, else in pure Python (a windowed-sinc polyphase filter, no
-numpy; ~11 s per minute of 44.1 kHz audio). FLAC, and WAV encodings `wave` cannot read (float, extensible), go through
-ffmpeg or sox when one of them is installed. A user's file is never held whole: a WAV is read, downmixed and resampled
-block by block (the filter's state carried across blocks), and what ffmpeg/sox decode goes to an anonymous temporary
-file, so memory stays the same for a 2-hour recording as for a 10-second one. Routes that read the audio more than once,
-or faster than it converts (N streams, voxtral.c's own speed, EchoPanel's two feeds, an HTTP upload), `spool()` it:
-converted once into a temporary file, read back in blocks.
+numpy; seconds of CPU per minute of 44.1 kHz audio, ~20x soxr's). FLAC, and WAV encodings `wave` cannot read (float,
+extensible), go through ffmpeg or sox when one of them is installed. A user's file is never held whole: a WAV is read,
+downmixed and resampled block by block (the filter's state carried across blocks), and what ffmpeg/sox decode goes to
+an anonymous temporary file, so memory stays the same for a 2-hour recording as for a 10-second one. Routes that read
+the audio more than once, or faster than it converts (N streams, voxtral.c's own speed, EchoPanel's two feeds, an HTTP
+upload, `--fast`), `spool()` it: converted once into a temporary file, read back in blocks.
 """
 
 from __future__ import annotations
@@ -123,6 +123,8 @@ class Clip:
 
 @dataclass(frozen=True)
 class _Looped:
+    """A clip `times` over: its blocks read again on each pass."""
+
     clip: Clip
     times: int
 

@@ -255,7 +255,7 @@ def run(opts: SmokeOptions, status: Callable[[str], None] | None = None) -> Smok
 
 def _converted_first(clip: audio.Clip, fast: bool, say: Callable[[str], None]) -> audio.Clip:
     """At full speed, a file that needs converting is converted before the exchange, into a temporary file: the
-    exchange's deadline has no room for the conversion (the pure-Python resampler takes ~11 s per audio minute), and
+    exchange's deadline has no room for the conversion (the pure-Python resampler takes seconds per audio minute), and
     the timings then describe the server, not our resampler. Paced, it converts while it is sent, far ahead of need."""
     if not fast or clip.stream is None:
         return clip
