@@ -94,6 +94,22 @@ def test_an_error_event_is_shown(cli: Cli) -> None:
     assert rc == 3 and "3051" in err and "Audio too long for this tier" in err
 
 
+def test_an_error_event_saying_out_of_memory_gets_the_memory_fix(cli: Cli) -> None:
+    behaviour = MistralBehaviour(error=(3500, "CUDA out of memory. Tried to allocate 2.00 GiB"))
+    with MistralStandIn(exact(CLIP.pcm), behaviour) as standin:
+        rc, _, err = cli("smoke", "--mode", "api", "--url", standin.url, "--fast", "--api-key", "test-key")
+    assert rc == 3 and "sent error 3500: CUDA out of memory" in err and "(the server ran out of memory: " in err
+
+
+def test_the_transcript_cap_stops_the_api_route_too(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    from echopanel_setup.smoke import client
+
+    monkeypatch.setattr(client, "_MAX_TEXT_CHARS", 12)
+    with MistralStandIn(exact(CLIP.pcm)) as standin:
+        rc, _, err = cli("smoke", "--mode", "api", "--url", standin.url, "--fast", "--api-key", "test-key")
+    assert rc == 3 and "this side stopped the transcription after 3 deltas" in err and "memory bound of 12" in err
+
+
 def test_no_key_is_a_usage_error(cli: Cli) -> None:
     rc, _, err = cli("smoke", "--mode", "api", "--url", "http://127.0.0.1:1")
     assert rc == 2 and "needs a Mistral API key" in err

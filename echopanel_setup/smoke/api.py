@@ -17,7 +17,7 @@ from typing import Any
 from echopanel_setup import knowledge
 from echopanel_setup.errors import ExternalError, UsageError
 from echopanel_setup.smoke.audio import RATE, Clip
-from echopanel_setup.smoke.client import Limits
+from echopanel_setup.smoke.client import Limits, over_cap
 from echopanel_setup.smoke.result import Timings, Transcript
 from echopanel_setup.smoke.server import out_of_memory
 
@@ -104,7 +104,7 @@ async def _stream(
     parts: list[str] = []
     text: str | None = None
     usage: dict[str, Any] | None = None
-    deltas = 0
+    deltas = kept = 0
     events = client.audio.realtime.transcribe_stream(
         audio_stream=audio(),
         model=model,
@@ -119,8 +119,13 @@ async def _stream(
             if kind == "transcription.text.delta":
                 marks.setdefault("first_delta", time.monotonic())
                 deltas += 1
+                kept += len(event.text)
+                if error := over_cap(kept, deltas):  # endless deltas must not exhaust memory
+                    raise error
                 parts.append(event.text)
             elif kind == "transcription.done":
+                if error := over_cap(len(event.text), deltas):
+                    raise error
                 text = event.text
                 raw_usage: Any = getattr(event, "usage", None)
                 usage = raw_usage.model_dump() if hasattr(raw_usage, "model_dump") else None

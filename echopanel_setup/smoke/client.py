@@ -262,15 +262,15 @@ async def _receive(ws, state: _Received) -> None:
                 if not delta:
                     continue
                 state.kept_chars += len(delta)
-                if state.kept_chars > _MAX_TEXT_CHARS:  # endless deltas must not grow memory without bound
-                    raise _over_cap(state)
+                if error := over_cap(state.kept_chars, state.deltas):  # endless deltas must not exhaust memory
+                    raise error
                 state.parts.append(delta)
                 if state.trace is not None:
                     state.trace.texts.append((time.monotonic(), delta))
             elif kind == "transcription.done":
                 text = str(event.get("text", ""))
-                if len(text) > _MAX_TEXT_CHARS:
-                    raise _over_cap(state)
+                if error := over_cap(len(text), state.deltas):
+                    raise error
                 state.text = text
                 state.usage = event.get("usage") if isinstance(event.get("usage"), dict) else None
                 return
@@ -281,10 +281,12 @@ async def _receive(ws, state: _Received) -> None:
     raise _dropped(None, state)
 
 
-def _over_cap(state: _Received) -> ExternalError:
-    """Our bound on the transcript's memory stopped the exchange."""
+def over_cap(chars: int, deltas: int) -> ExternalError | None:
+    """The error that stops an exchange whose transcript has passed our bound on its memory (any route), else None."""
+    if chars <= _MAX_TEXT_CHARS:
+        return None
     return ExternalError(
-        f"this side stopped the transcription after {_deltas(state.deltas)}: the transcript passed our memory bound of "
+        f"this side stopped the transcription after {_deltas(deltas)}: the transcript passed our memory bound of "
         f"{_MAX_TEXT_CHARS:,} characters (about 20 hours of speech), so the server is repeating text without end "
         "(a stuck decoder): restart it, and read its log (`echopanel-setup explain LOG`)"
     )
