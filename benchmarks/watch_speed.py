@@ -24,23 +24,20 @@ figures come from the same minutes.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 import tracemalloc
-from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 from metrics_kit import Scenario, page, render, values_for  # noqa: E402
+from regular_install import Runs, install  # noqa: E402
 
 from echopanel_setup.metrics import derive, sample  # noqa: E402
 
@@ -93,63 +90,6 @@ def prometheus_client_parse(text: str, runs: int) -> tuple[float, float]:
     return statistics.median(imports), statistics.median(times)
 
 
-def install(checkout: Path, where: Path) -> Path:
-    """A regular install of `checkout` in a new venv at `where`; returns its `echopanel-setup` script."""
-    src = where / "src"  # a copy: building in the checkout would leave a build/ directory there
-    shutil.copytree(checkout, src, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "tests"))
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where / "venv")], check=True)
-    python = where / "venv" / "bin" / "python"
-    purelib = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    Path(purelib, "_benchmark_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", str(src)]
-    subprocess.run(pip, check=True)
-    return where / "venv" / "bin" / "echopanel-setup"
-
-
-# Each run is started by this small launcher, not by the benchmark itself: a child's peak RSS (wait4's ru_maxrss)
-# is at least what its parent held when it forked, and the benchmark holds ~30 MiB by then.
-_LAUNCHER = """
-import json, os, sys, time
-out = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-actions = [(os.POSIX_SPAWN_DUP2, out, 1), (os.POSIX_SPAWN_DUP2, out, 2)]
-started = time.perf_counter()
-pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ, file_actions=actions)
-_, status, usage = os.wait4(pid, 0)
-wall = time.perf_counter() - started
-print(json.dumps([wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, os.waitstatus_to_exitcode(status)]))
-"""
-
-
-@dataclass
-class Runs:
-    """One command's runs: wall and CPU milliseconds, peak RSS MiB."""
-
-    wall: list[float] = field(default_factory=list)
-    cpu: list[float] = field(default_factory=list)
-    rss: list[float] = field(default_factory=list)
-
-    def add(self, argv: list[str], minus_s: float = 0.0) -> None:
-        with tempfile.NamedTemporaryFile() as out:
-            done = subprocess.run(
-                [sys.executable, "-S", "-c", _LAUNCHER, out.name, *argv], capture_output=True, text=True, check=True
-            )
-            wall, cpu, rss, code = json.loads(done.stdout)
-            assert code == 0, Path(out.name).read_text()
-        self.wall.append((wall - minus_s) * 1000)
-        self.cpu.append(cpu * 1000)
-        self.rss.append(rss / 1024)  # KiB on Linux
-
-    def summary(self, *, target: bool) -> str:
-        wall, cpu, rss = statistics.median(self.wall), statistics.median(self.cpu), max(self.rss)
-        met = f"  [< 250 ms, < 50 MiB: {_met(wall < 250 and rss < 50)}]" if target else ""
-        return f"median {wall:.0f} ms (CPU {cpu:.0f} ms), peak RSS {rss:.1f} MiB{met}"
-
-
 def processes(scripts: dict[str, Path], url: str, runs: int) -> None:
     """Each case with each install, alternating, so the machine's load hits them alike."""
     once = ["watch", "--url", url, "--once"]
@@ -167,7 +107,7 @@ def processes(scripts: dict[str, Path], url: str, runs: int) -> None:
                 runs_of.add([str(script), *args], minus_s)
     for name in scripts:
         for what in cases:
-            print(f"{name}: {what}: {found[name, what].summary(target=not what.startswith('for reference'))}")
+            print(f"{name}: {what}: {_summary(found[name, what], target=not what.startswith('for reference'))}")
 
 
 def main() -> None:
@@ -202,6 +142,12 @@ def main() -> None:
         finally:
             standin.stdin.close()  # type: ignore[union-attr]
             standin.wait(10)
+
+
+def _summary(runs: Runs, *, target: bool) -> str:
+    wall, cpu, rss = runs.medians()
+    met = f"  [< 250 ms, < 50 MiB: {_met(wall < 250 and rss < 50)}]" if target else ""
+    return f"median {wall:.0f} ms (CPU {cpu:.0f} ms), peak RSS {rss:.1f} MiB{met}"
 
 
 def _met(ok: bool) -> str:
