@@ -113,3 +113,10 @@ def test_no_printed_form_holds_the_key(cli: Cli, fixtures, monkeypatch: pytest.M
     run = cli("serve", "--facts", str(fixtures / "facts" / "linux-4090-desktop.json"), *args, "--api-key", "SEKRET-K9")
     assert run.code == 0, run.err
     assert "SEKRET-K9" not in run.out + run.err and "VLLM_API_KEY" in run.out
+
+
+def test_streams_help_says_what_giving_it_changes(cli: Cli) -> None:
+    """Without --streams a GPU of its own may run every stream its share holds; with it, only N (SRV's memory plan)."""
+    out = " ".join(cli("serve", "--help").out.split())
+    assert "on a GPU of its own vLLM may then run every stream its share holds" in out
+    assert "Given, vLLM holds only what N streams need." in out

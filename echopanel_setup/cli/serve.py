@@ -52,7 +52,8 @@ def serve(
             min=1,
             metavar="N",
             help="Concurrent transcription streams to plan for [default: EchoPanel's sources per meeting, 2, or "
-            "ECHOPANEL_MAX_ACTIVE_SOURCES_PER_SESSION from its config].",
+            "ECHOPANEL_MAX_ACTIVE_SOURCES_PER_SESSION; on a GPU of its own vLLM may then run every stream its share "
+            "holds]. Given, vLLM holds only what N streams need.",
         ),
     ] = None,
     delay_ms: Annotated[
