@@ -257,6 +257,13 @@ def torch_version_py(version: str, cuda: str | None) -> str:
     )
 
 
+def install_transformers(venv: Path, version: str) -> None:
+    """transformers 4.55.4 (its Mistral tokenizer rejects vLLM's kwargs: the seed guide's error) or 4.57.1 (fixed)."""
+    tokenizer = {"4.55.4": TRANSFORMERS_MISTRAL_BROKEN, "4.57.1": TRANSFORMERS_MISTRAL_FIXED}[version]
+    files = {"transformers/__init__.py": "", "transformers/tokenization_mistral_common.py": tokenizer}
+    install_dist(venv, "transformers", version, files)
+
+
 def seed_stack(venv: Path) -> None:
     """The seed guide's broken stack: vLLM 0.7.3 + transformers 4.55.4 + mistral_common 1.9.1, torch 2.5.1 cu124."""
     install_dist(
@@ -269,12 +276,7 @@ def seed_stack(venv: Path) -> None:
             "vllm/transformers_utils/tokenizer_group/tokenizer_group.py": "class TokenizerGroup:\n    pass\n",
         },
     )
-    install_dist(
-        venv,
-        "transformers",
-        "4.55.4",
-        {"transformers/__init__.py": "", "transformers/tokenization_mistral_common.py": TRANSFORMERS_MISTRAL_BROKEN},
-    )
+    install_transformers(venv, "4.55.4")
     install_dist(venv, "mistral_common", "1.9.1")
     install_dist(
         venv, "torch", "2.5.1", {"torch/__init__.py": "", "torch/version.py": torch_version_py("2.5.1", "12.4")}
@@ -284,12 +286,7 @@ def seed_stack(venv: Path) -> None:
 def healthy_stack(venv: Path, torch_cuda: str | None = "12.8") -> None:
     """vLLM 0.20.0 (no TokenizerGroup) + transformers 4.57.1 (no kwargs marker) + mistral_common[audio]."""
     install_dist(venv, "vllm", "0.20.0", VLLM_020_FILES)
-    install_dist(
-        venv,
-        "transformers",
-        "4.57.1",
-        {"transformers/__init__.py": "", "transformers/tokenization_mistral_common.py": TRANSFORMERS_MISTRAL_FIXED},
-    )
+    install_transformers(venv, "4.57.1")
     torch_v = "2.9.0" if torch_cuda else "2.9.0+cpu"
     install_dist(
         venv, "torch", torch_v, {"torch/__init__.py": "", "torch/version.py": torch_version_py(torch_v, torch_cuda)}

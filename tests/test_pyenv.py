@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 from probe_kit import (
-    TRANSFORMERS_MISTRAL_FIXED,
     healthy_stack,
     install_dist,
     install_smi,
+    install_transformers,
     make_venv,
     path_with,
     seed_stack,
@@ -368,12 +368,7 @@ def test_cache_invalidated_by_an_upgrade(tmp_path: Path) -> None:
     sp = site_packages(venv)
     shutil.rmtree(sp / "transformers-4.55.4.dist-info")
     shutil.rmtree(sp / "transformers")
-    install_dist(
-        venv,
-        "transformers",
-        "4.57.1",
-        {"transformers/__init__.py": "", "transformers/tokenization_mistral_common.py": TRANSFORMERS_MISTRAL_FIXED},
-    )
+    install_transformers(venv, "4.57.1")
     after = pyenv.probe(python, "--python")
     assert after.cached is False
     assert after.packages["transformers"] == "4.57.1"
