@@ -19,13 +19,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from echopanel_setup import __version__
 from echopanel_setup.errors import UsageError
 from echopanel_setup.url import ServerURL
 
 _USER_AGENT = f"echopanel-setup/{__version__}"
+_PATH_SAFE = "/%!$&'()*+,;=:@-._~"  # RFC 3986 path characters, and % (a prefix already escaped stays as written)
 _MAX_BODY = 1_000_000  # no route we ask answers more; a larger body is cut here, not held whole
 
 if TYPE_CHECKING:
@@ -328,7 +329,7 @@ class VllmClient:
     def _exchange(self, conn: http.client.HTTPConnection, url: str, headers: dict[str, str], started: float) -> Answer:
         """One GET on `conn`; the connection goes back to the idle list only when its answer was read whole."""
         try:
-            conn.request("GET", urlsplit(url).path, headers=headers)
+            conn.request("GET", quote(urlsplit(url).path, safe=_PATH_SAFE), headers=headers)
             response = conn.getresponse()
             body = response.read(_MAX_BODY)
         except BaseException:

@@ -52,6 +52,14 @@ def test_credentials_in_the_url_are_basic_auth_and_the_key_wins_on_v1(vllm) -> N
     assert behaviour.requests == [("/health", basic), ("/v1/models", "Bearer k-1")]
 
 
+def test_a_prefix_is_sent_escaped(vllm) -> None:
+    """A reverse proxy's prefix with a space or a non-ASCII letter goes out %-escaped (http.client refuses it raw)."""
+    behaviour, url = vllm()
+    with VllmClient(ServerURL.parse(f"{url}/my vllm/pr%C3%A4fix/ä"), timeout=5) as client:
+        assert client.health().status == 404
+    assert behaviour.requests[0][0] == "/my%20vllm/pr%C3%A4fix/%C3%A4/health"
+
+
 def test_nothing_listening_is_unreachable() -> None:
     with VllmClient(ServerURL.parse(f"http://127.0.0.1:{closed_port()}"), timeout=2) as client:
         survey = client.survey()
