@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from echopanel_setup.cli.options import Checkout, CheckoutPython, MachineFacts, Mode
+from echopanel_setup.cli.options import Checkout, CheckoutPython, MachineFacts, Mode, key
 from echopanel_setup.errors import UsageError
 
 
@@ -40,10 +40,9 @@ def configure(
     ] = None,
     api_key: Annotated[
         str | None,
-        typer.Option(
-            metavar="KEY",
-            help="API mode: the Mistral key to store in .env (- reads it from standard input). Default: none written; "
-            "the provider falls back to MISTRAL_API_KEY in its environment.",
+        key(
+            "API mode: the Mistral key to store in .env (- reads it from standard input). Default: none written; "
+            "the provider falls back to MISTRAL_API_KEY in its environment."
         ),
     ] = None,
     output: Annotated[

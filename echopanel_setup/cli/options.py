@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from echopanel_setup import env
 from echopanel_setup.errors import UsageError
+from echopanel_setup.url import ServerURL
 
 
 class Mode(str, Enum):
@@ -70,6 +72,16 @@ Yes = Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking (af
 Force = Annotated[bool, typer.Option("--force", help="Also over a file echopanel-setup does not recognise.")]
 
 
+def server_url(help: str) -> Any:
+    """`--url URL` for a vLLM server (or the API's base URL), parsed once into a ServerURL: http(s):// or ws(s)://."""
+    return typer.Option(parser=ServerURL.parse, metavar="URL", help=help)
+
+
+def key(help: str) -> Any:
+    """`--api-key KEY`: a key or token, never printed."""
+    return typer.Option(metavar="KEY", help=help)
+
+
 def refuse_group_options(ctx: typer.Context) -> None:
     """`serve --json status` must not drop --json silently: a subcommand's options come after its name.
 
@@ -85,3 +97,9 @@ def refuse_group_options(ctx: typer.Context) -> None:
             f"{', '.join(given)} before `{ctx.invoked_subcommand}`: give `{sub}` its options after its name "
             f"(see `echopanel-setup {sub} --help`)"
         )
+
+
+def server(mode: Mode | None, url: ServerURL | None, api_key: str | None) -> dict[str, Any]:
+    """The server fields smoke's and setup's options share: the mode, the URL and key given, and VLLM_API_KEY (read
+    here, at the edge, never inside the logic)."""
+    return {"mode": mode.value if mode else None, "url": url, "api_key": api_key, "vllm_api_key": env.vllm_api_key()}

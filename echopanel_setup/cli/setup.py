@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from echopanel_setup import env
-from echopanel_setup.cli.options import Checkout, CheckoutPython, MachineFacts, Mode
+from echopanel_setup.cli.options import Checkout, CheckoutPython, MachineFacts, Mode, key, server, server_url
 from echopanel_setup.url import ServerURL
 
 
@@ -27,18 +26,13 @@ def setup(
     ] = None,
     url: Annotated[
         ServerURL | None,
-        typer.Option(
-            parser=ServerURL.parse,
-            metavar="URL",
-            help="The vLLM server (remote mode), or the API's base URL (api mode).",
-        ),
+        server_url("The vLLM server (remote mode), or the API's base URL (api mode)."),
     ] = None,
     api_key: Annotated[
         str | None,
-        typer.Option(
-            metavar="KEY",
-            help="The vLLM server's --api-key, or the Mistral key in api mode (stored in EchoPanel's config, 0600); "
-            "- reads it from standard input.",
+        key(
+            "The vLLM server's --api-key, or the Mistral key in api mode (stored in EchoPanel's config, 0600); "
+            "- reads it from standard input."
         ),
     ] = None,
     delay_ms: Annotated[
@@ -84,10 +78,7 @@ def setup(
     from echopanel_setup import setup_flow, setup_render
 
     opts = setup_flow.SetupOptions(
-        mode=mode.value if mode else None,
-        url=url,
-        api_key=api_key,
-        vllm_api_key=env.vllm_api_key(),
+        **server(mode, url, api_key),
         delay_ms=delay_ms,
         yes=yes,
         exec_=exec_,

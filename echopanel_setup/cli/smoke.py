@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 
 from echopanel_setup import env
-from echopanel_setup.cli.options import Checkout, CheckoutPython, EnvFile, Mode
+from echopanel_setup.cli.options import Checkout, CheckoutPython, EnvFile, Mode, key, server, server_url
 from echopanel_setup.errors import UsageError
 from echopanel_setup.url import ServerURL
 
@@ -33,19 +33,13 @@ def smoke(
     ] = None,
     url: Annotated[
         ServerURL | None,
-        typer.Option(
-            parser=ServerURL.parse,
-            metavar="URL",
-            help="The vLLM server (http(s):// or ws(s)://); alone, no config is needed. In api mode: the API's base "
-            "URL.",
+        server_url(
+            "The vLLM server (http(s):// or ws(s)://); alone, no config is needed. In api mode: the API's base URL."
         ),
     ] = None,
     api_key: Annotated[
         str | None,
-        typer.Option(
-            metavar="KEY",
-            help="vLLM's --api-key (default: VLLM_API_KEY), or the Mistral key in api mode. Never printed.",
-        ),
+        key("vLLM's --api-key (default: VLLM_API_KEY), or the Mistral key in api mode. Never printed."),
     ] = None,
     model: Annotated[
         str | None,
@@ -174,10 +168,7 @@ def smoke(
     if not json_out:
         print(f"Client:     realtime ({why})")
     opts = runner.SmokeOptions(
-        mode=mode.value if mode else None,
-        url=url,
-        api_key=api_key,
-        vllm_api_key=env.vllm_api_key(),
+        **server(mode, url, api_key),
         model=model,
         audio=audio,
         expect=expect,

@@ -7,25 +7,18 @@ from typing import Annotated
 
 import typer
 
-from echopanel_setup.cli.options import EnvFile
+from echopanel_setup.cli.options import EnvFile, key, server_url
 from echopanel_setup.url import ServerURL
 
 
 def watch(
     url: Annotated[
         ServerURL | None,
-        typer.Option(
-            metavar="URL",
-            parser=ServerURL.parse,
-            help="The vLLM server (default: the one `serve` started, else VOXTRAL_VLLM_URL, else localhost).",
-        ),
+        server_url("The vLLM server (default: the one `serve` started, else VOXTRAL_VLLM_URL, else localhost)."),
     ] = None,
     api_key: Annotated[
         str | None,
-        typer.Option(
-            metavar="KEY",
-            help="vLLM's --api-key for /v1/models (default: VLLM_API_KEY; '-' reads it from stdin). Never printed.",
-        ),
+        key("vLLM's --api-key for /v1/models (default: VLLM_API_KEY; '-' reads it from stdin). Never printed."),
     ] = None,
     interval: Annotated[
         float | None,
