@@ -173,7 +173,8 @@ def test_the_light_listing_prints_what_the_whole_app_prints(cli: Cli, monkeypatc
 
 def test_doctor_without_a_checkout_loads_no_echopanel_reader(tmp_path):
     """The contract reader, the .env parser/writer and the settings rules load only with a checkout: a GPU host or a
-    CI runner has none, and doctor's start-up is a feature."""
+    CI runner has none, and doctor's start-up is a feature (so is importlib.metadata's absence: facts.local reads the
+    client packages' versions itself)."""
     with socket.socket() as free:  # a port nothing answers on: a vLLM someone runs on 8001 must not change the test
         free.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{free.getsockname()[1]}"
@@ -184,7 +185,8 @@ def test_doctor_without_a_checkout_loads_no_echopanel_reader(tmp_path):
         "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
         "readers = ('contract', 'dotenv', 'settings', 'fixes')\n"
         "loaded = [m for m in readers if 'echopanel_setup.echopanel.' + m in sys.modules]\n"
-        "lazy = ('concurrent.futures', 'echopanel_setup.metrics.derive', 'echopanel_setup.vllm_client')\n"
+        "lazy = ('concurrent.futures', 'echopanel_setup.metrics.derive', 'echopanel_setup.vllm_client',\n"
+        "        'importlib.metadata')\n"
         "heavy = [m for m in lazy if m in sys.modules]\n"
         "print(loaded, heavy, file=sys.stderr)\n"
     )

@@ -47,3 +47,11 @@ def test_repr_equality_and_the_dataclass_functions() -> None:
     assert Facts.from_dict(facts.to_dict()) == facts
     with pytest.raises(TypeError):
         hash(probe)
+
+
+def test_every_facts_class_is_a_record() -> None:
+    """A class declared with plain @dataclass compiles its own methods at import: doctor's start-up pays for it."""
+    from echopanel_setup.facts import model
+
+    classes = [c for c in vars(model).values() if isinstance(c, type) and dataclasses.is_dataclass(c)]
+    assert len(classes) > 20 and all(issubclass(c, model.Record) for c in classes)
