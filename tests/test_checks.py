@@ -256,6 +256,9 @@ def test_desktop_card_with_xorg_warns_with_a_utilisation() -> None:
     # (18420 free - 512 CUDA context) / 24564 total = 0.73
     assert "0.73" in free.summary
     assert "Xorg" in "\n".join(free.details)
+    assert "GPU 0 drives a display: `echopanel-setup serve` gives vLLM only what its plan needs" in "\n".join(
+        free.details
+    )
     assert code == 0
 
 

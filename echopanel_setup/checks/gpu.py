@@ -166,6 +166,11 @@ def free(facts: Facts, mode: str) -> Outcome:
         f"pid {p.pid} {p.name or '?'}: {p.used_mib if p.used_mib is not None else '?'} MiB" for p in dev.processes
     ]
     details = [f"Processes on GPU {dev.index}: " + "; ".join(holders)] if holders else []
+    if dev.display_active:
+        details.append(
+            f"GPU {dev.index} drives a display: `echopanel-setup serve` gives vLLM only what its plan needs and leaves "
+            "the desktop the rest."
+        )
     if dev.mig_mode == "Enabled":
         details.append(
             "MIG is enabled: vLLM sees MIG slices; pick one with 16 GB or more via CUDA_VISIBLE_DEVICES=MIG-<uuid>."
