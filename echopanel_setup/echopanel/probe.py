@@ -9,21 +9,20 @@ asked in a timed subprocess, never imported into our process.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
 from echopanel_setup import knowledge, proc
 from echopanel_setup.echopanel import discover
-from echopanel_setup.echopanel.keys import SELECTOR
+from echopanel_setup.echopanel.keys import DELAY, SELECTOR, URL
+from echopanel_setup.envconfig import is_secret
 from echopanel_setup.facts.model import Contract, EchoPanelEnvFacts, EchoPanelFacts
 from echopanel_setup.url import redact
 
 PYTHON_TIMEOUT_S = 8.0
 MASK = "<set>"
-_VOXTRAL_KEYS = ("VOXTRAL_VLLM_URL", "VOXTRAL_STREAMING_DELAY_MS")  # read without a checkout: today's variant's
-_SECRET_NAME = re.compile(r"(?:KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)(?:_|$)", re.IGNORECASE)
+_VOXTRAL_KEYS = (URL, DELAY)  # read without a checkout: today's variant's
 
 # Run by the backend's Python: import each module, report its distribution version. Prints one JSON line.
 _ASK = """
@@ -42,11 +41,6 @@ for name in sys.argv[1:]:
         found[name] = ""
 print(json.dumps({"version": ".".join(map(str, sys.version_info[:3])), "modules": found}))
 """
-
-
-def is_secret(key: str) -> bool:
-    """Whether a variable's value must never be shown or saved (API keys, tokens, passwords)."""
-    return bool(_SECRET_NAME.search(key))
 
 
 def locate(explicit: str | None, environ: Mapping[str, str], cwd: Path, home: Path) -> discover.Checkout | None:

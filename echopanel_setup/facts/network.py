@@ -9,7 +9,7 @@ from collections.abc import Collection
 from dataclasses import replace
 from pathlib import Path
 
-from echopanel_setup import knowledge
+from echopanel_setup import envconfig, knowledge
 from echopanel_setup.facts.model import HttpProbe, NetworkFacts, ServerFacts
 from echopanel_setup.url import ServerURL, redact, scrub
 
@@ -27,8 +27,8 @@ def credentials(config_values: dict[str, str], *, vllm_api_key: str | None = Non
             facts.proxies[var] = value if var == "NO_PROXY" else redact(value)
     hf_home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
     facts.hf_token = bool(os.environ.get("HF_TOKEN")) or (hf_home / "token").is_file()
-    for var in ("VOXTRAL_MISTRAL_API_KEY", "MISTRAL_API_KEY"):
-        if os.environ.get(var) or (var == "VOXTRAL_MISTRAL_API_KEY" and config_values.get(var) == "<set>"):
+    for var in knowledge.load().smoke.api.key_vars:  # the variables smoke reads a Mistral key from, first wins
+        if os.environ.get(var) or (var == envconfig.API_KEY and config_values.get(var) == "<set>"):
             facts.mistral_api_key = var
             break
     facts.vllm_api_key = bool(vllm_api_key)

@@ -26,7 +26,7 @@ from typing import Any
 
 from echopanel_setup import __version__
 from echopanel_setup.echopanel import contract, discover
-from echopanel_setup.echopanel.keys import SELECTOR
+from echopanel_setup.echopanel.keys import DELAY, MODE, SELECTOR, URL
 from echopanel_setup.errors import UsageError
 from echopanel_setup.fileio import replace_file
 from echopanel_setup.provider import TEMPLATES, echopanel_harness, records, template_text
@@ -224,7 +224,7 @@ def _fix(opts: ProviderOptions, result: ProviderResult, ask: Ask | None, show: S
 def _offer_api_sdk(opts: ProviderOptions, result: ProviderResult, ask: Ask | None) -> None:
     """VOXTRAL_MODE=api needs Mistral's SDK in EchoPanel's Python: offer to install it, only with consent."""
     assert result.load is not None
-    if echopanel_env(result.checkout).get("VOXTRAL_MODE", "").strip().lower() != "api":
+    if echopanel_env(result.checkout).get(MODE, "").strip().lower() != "api":
         return
     python = result.load.python
     if _imports(python, "mistralai.extra.realtime"):
@@ -484,7 +484,7 @@ def _known_to_hang(result: ProviderResult) -> bool:
 def _api_sdk(result: ProviderResult) -> None:
     """In API mode the provider needs Mistral's SDK in EchoPanel's Python: say how to install it, and what it means."""
     env = echopanel_env(result.checkout)
-    if env.get("VOXTRAL_MODE", "").strip().lower() != "api" or result.load is None or not result.load.ran:
+    if env.get(MODE, "").strip().lower() != "api" or result.load is None or not result.load.ran:
         return
     info = contract.variant_info(result.variant)
     if info is not None and not info.api_path:
@@ -509,7 +509,7 @@ def _delay_mismatch(checkout: Path) -> str | None:
     record = launcher.Record.read()
     env = echopanel_env(checkout)
     try:
-        ours = urlsplit(env.get("VOXTRAL_VLLM_URL", "http://127.0.0.1:8001")).port
+        ours = urlsplit(env.get(URL, "http://127.0.0.1:8001")).port
         served_port = urlsplit(record.url).port if record else None
         model = Path(record.argv[record.argv.index("serve") + 1]) if record else None
     except (ValueError, IndexError):
@@ -517,7 +517,7 @@ def _delay_mismatch(checkout: Path) -> str | None:
     if record is None or model is None or served_port != ours:
         return None
     served = read_tekken_delay(model / "tekken.json")
-    raw = env.get("VOXTRAL_STREAMING_DELAY_MS", "480").strip()
+    raw = env.get(DELAY, "480").strip()
     if served is None or raw == str(served):
         return None
     return (
