@@ -140,9 +140,8 @@ def test_the_parsed_toml_is_kept_and_reused_only_while_it_matches(tmp_path, monk
     changes, and a corrupt or unwritable copy only costs the parse."""
     toml = tmp_path / "compat.toml"
     toml.write_text('a = 1\n[b]\nc = "x"\n', encoding="utf-8")
-    cache = paths_state() / "knowledge-cache.marshal"
     assert knowledge._parsed(toml) == {"a": 1, "b": {"c": "x"}}
-    assert cache.is_file()
+    [cache] = paths_state().glob("knowledge-cache-*.marshal")
     monkeypatch.setattr(knowledge, "_toml_loads", lambda text: pytest.fail("parsed again"))
     assert knowledge._parsed(toml) == {"a": 1, "b": {"c": "x"}}
     monkeypatch.undo()
@@ -155,6 +154,19 @@ def test_the_parsed_toml_is_kept_and_reused_only_while_it_matches(tmp_path, monk
     blocker.write_text("")
     monkeypatch.setenv("XDG_STATE_HOME", str(blocker))  # the state dir cannot be made, even as root
     assert knowledge._parsed(toml) == {"a": 2}
+
+
+def test_each_installed_copy_keeps_its_own_parsed_toml(tmp_path) -> None:
+    """Two installs sharing one state dir (pipx and a venv, or two versions) do not overwrite each other's copy, which
+    would make every run of each re-parse the TOML."""
+    first, second = tmp_path / "a" / "compat.toml", tmp_path / "b" / "compat.toml"
+    for toml, value in ((first, 1), (second, 2)):
+        toml.parent.mkdir()
+        toml.write_text(f"a = {value}\n", encoding="utf-8")
+        os.utime(toml, ns=(1, 1))  # the same size and mtime: only where they are tells them apart
+    assert knowledge._parsed(first) == {"a": 1} and knowledge._parsed(second) == {"a": 2}
+    assert len(list(paths_state().glob("knowledge-cache-*.marshal"))) == 2
+    assert knowledge._parsed(first) == {"a": 1}
 
 
 def paths_state() -> Path:

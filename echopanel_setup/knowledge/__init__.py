@@ -685,14 +685,17 @@ def _parsed(toml: Path) -> dict[str, Any]:
 
     Parsing the TOML is most of doctor's knowledge cost (about 10 ms of a 0.3 s start-up, and the file grows with
     every vLLM release); `marshal` reads the same dicts back in a fraction of that. The copy is keyed by the file's
-    size, mtime and our Python's version, written atomically, and any problem with it only costs the parse."""
+    size, mtime and our Python's version, written atomically, and any problem with it only costs the parse. Each
+    installed copy of this tool keeps its own (named by where its compat.toml is): two installs of different versions
+    sharing one state dir (pipx and a venv) would otherwise overwrite each other's copy on every run."""
     import marshal
+    from binascii import crc32
 
     from echopanel_setup import paths
 
     stat = toml.stat()
     key = f"{stat.st_size}-{stat.st_mtime_ns}-{sys.version_info[0]}.{sys.version_info[1]}"
-    cache = paths.state_dir() / "knowledge-cache.marshal"
+    cache = paths.state_dir() / f"knowledge-cache-{crc32(os.fsencode(toml)):08x}.marshal"
     try:
         stored_key, data = marshal.loads(cache.read_bytes())
         if stored_key == key and isinstance(data, dict):
