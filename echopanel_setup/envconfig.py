@@ -23,6 +23,7 @@ MODE = "VOXTRAL_MODE"
 API_KEY = "VOXTRAL_MISTRAL_API_KEY"
 KEYS = (PROVIDER, URL, DELAY, MODE, API_KEY)
 SECRET_KEYS = frozenset({API_KEY})
+MASK = "<set>"  # a secret's value as facts keep it: present, never the value (schema/doctor.schema.json says so too)
 _SECRET_NAME = re.compile(r"(?:KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)(?:_|$)", re.IGNORECASE)
 
 

@@ -16,12 +16,11 @@ from pathlib import Path
 from echopanel_setup import knowledge, proc
 from echopanel_setup.echopanel import discover
 from echopanel_setup.echopanel.keys import DELAY, SELECTOR, URL
-from echopanel_setup.envconfig import is_secret
+from echopanel_setup.envconfig import MASK, is_secret
 from echopanel_setup.facts.model import Contract, EchoPanelEnvFacts, EchoPanelFacts
 from echopanel_setup.url import redact
 
 PYTHON_TIMEOUT_S = 8.0
-MASK = "<set>"
 _VOXTRAL_KEYS = (URL, DELAY)  # read without a checkout: today's variant's
 
 # Run by the backend's Python: import each module, report its distribution version. Prints one JSON line.

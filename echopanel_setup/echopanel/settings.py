@@ -17,7 +17,7 @@ from echopanel_setup import knowledge
 from echopanel_setup.echopanel import contract as contract_mod
 from echopanel_setup.echopanel import dotenv
 from echopanel_setup.echopanel.keys import API_KEY, DELAY, KEYS, MODE, SELECTOR, URL, VOXTRAL
-from echopanel_setup.echopanel.probe import MASK, is_secret
+from echopanel_setup.envconfig import MASK, is_secret
 from echopanel_setup.errors import SetupError
 from echopanel_setup.facts.model import Contract, ProviderContract
 from echopanel_setup.url import normalise_echopanel

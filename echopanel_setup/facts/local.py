@@ -157,7 +157,7 @@ def probe_config(path: Path | None, legacy: Path | None = None) -> ConfigFacts:
         if key in os.environ:
             values[key] = os.environ[key]
             facts.from_environment.append(key)
-    facts.values = {k: ("<set>" if v else "") if envconfig.is_secret(k) else v for k, v in values.items()}
+    facts.values = {k: (envconfig.MASK if v else "") if envconfig.is_secret(k) else v for k, v in values.items()}
     return facts
 
 

@@ -28,7 +28,7 @@ def credentials(config_values: dict[str, str], *, vllm_api_key: str | None = Non
     hf_home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
     facts.hf_token = bool(os.environ.get("HF_TOKEN")) or (hf_home / "token").is_file()
     for var in knowledge.load().smoke.api.key_vars:  # the variables smoke reads a Mistral key from, first wins
-        if os.environ.get(var) or (var == envconfig.API_KEY and config_values.get(var) == "<set>"):
+        if os.environ.get(var) or (var == envconfig.API_KEY and config_values.get(var) == envconfig.MASK):
             facts.mistral_api_key = var
             break
     facts.vllm_api_key = bool(vllm_api_key)
