@@ -111,3 +111,20 @@ def test_echopanels_provider_gets_the_time_a_long_recording_takes_to_feed(
     echopanel._run_feed(Path(sys.executable), tmp_path, {}, pcm, "vad", 1.0, feeding_s=7200.0)
     assert asked["timeout"] == echopanel.RUN_TIMEOUT_S + 7200.0
     assert [str(pcm), "--feed", "vad"] == asked["cmd"][-5:-2]  # type: ignore[index]
+
+
+@pytest.mark.skipif(not kit.compiler_available(), reason="needs make and gcc")
+def test_voxtral_c_printing_past_our_memory_bound_is_stopped_and_named(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from echopanel_setup.smoke import client
+
+    monkeypatch.setattr(client, "_MAX_TEXT_CHARS", 20)
+    monkeypatch.setenv("VOXTRAL_STANDIN_SECONDS_PER_WORD", "0.1")
+    binary = kit.build(kit.make_repo(tmp_path / "voxtral.c"), "blas")
+    model = kit.make_model(tmp_path / "model", "again " * 40)
+    run = cli("smoke", "--client", "voxtral-c", "--voxtral-bin", str(binary), "--voxtral-model", str(model), "--json")
+    doc = run.json()
+    assert run.code == 1 and doc["passed"] is False
+    assert doc["reason"].startswith("this side stopped the transcription: the transcript passed our memory bound of 20")
+    assert "voxtral.c is repeating text without end" in doc["reason"] and "install voxtral --verify" in doc["reason"]

@@ -281,14 +281,21 @@ async def _receive(ws, state: _Received) -> None:
     raise _dropped(None, state)
 
 
-def over_cap(chars: int, deltas: int) -> ExternalError | None:
-    """The error that stops an exchange whose transcript has passed our bound on its memory (any route), else None."""
+def over_cap(
+    chars: int,
+    deltas: int | None = None,
+    *,
+    source: str = "the server",
+    fix: str = "restart it, and read its log (`echopanel-setup explain LOG`)",
+) -> ExternalError | None:
+    """The error that stops an exchange whose transcript has passed our bound on its memory (any route, voxtral.c
+    too), else None."""
     if chars <= _MAX_TEXT_CHARS:
         return None
+    after = "" if deltas is None else f" after {_deltas(deltas)}"
     return ExternalError(
-        f"this side stopped the transcription after {_deltas(deltas)}: the transcript passed our memory bound of "
-        f"{_MAX_TEXT_CHARS:,} characters (about 20 hours of speech), so the server is repeating text without end "
-        "(a stuck decoder): restart it, and read its log (`echopanel-setup explain LOG`)"
+        f"this side stopped the transcription{after}: the transcript passed our memory bound of {_MAX_TEXT_CHARS:,} "
+        f"characters (about 20 hours of speech), so {source} is repeating text without end (a stuck decoder): {fix}"
     )
 
 

@@ -25,11 +25,15 @@ from pathlib import Path
 
 from echopanel_setup.errors import SetupError, UsageError
 from echopanel_setup.smoke import audio
+from echopanel_setup.smoke.client import over_cap
 from echopanel_setup.smoke.scoring import WerResult, wer
 
 DEFAULT_INTERVAL_S = 1.0  # what our voxtral_realtime provider uses when ECHOPANEL_VOXTRAL_STREAMING_DELAY is unset
 LOAD_TIMEOUT_S = 300.0  # the model load (9 GB from disk, converted to f16 under Metal) before it reads any audio
 WRITE_BLOCK = 65536
+_STUCK_FIX = (
+    "check its weights (`echopanel-setup install voxtral --verify`), rebuild it (`echopanel-setup install voxtral-c`)"
+)
 
 
 @dataclass(frozen=True)
@@ -189,8 +193,9 @@ def run(t: Target, clip: audio.Clip, *, max_wer: float, load_timeout_s: float = 
         raise SetupError(f"cannot run {t.binary}: {exc.strerror or exc}") from None
     out = bytearray()
     first: list[float] = []
+    overflow: list[SetupError] = []
     readers = [
-        threading.Thread(target=_read_stdout, args=(proc, out, first), daemon=True),
+        threading.Thread(target=_read_stdout, args=(proc, out, first, overflow), daemon=True),
         threading.Thread(target=_read_stderr, args=(proc, result.stderr_tail), daemon=True),
     ]
     for thread in readers:
@@ -223,6 +228,8 @@ def run(t: Target, clip: audio.Clip, *, max_wer: float, load_timeout_s: float = 
         if done != 0:
             last = next((line for line in reversed(result.stderr_tail) if line.strip()), "")
             result.error = f"exit {done}" + (f": {last}" if last else "")
+    if overflow:  # we stopped it: its exit status says nothing
+        result.error = str(overflow[0])
     if clip.reference is not None and result.transcript:
         result.score = wer(clip.reference, result.transcript)
     return result
@@ -258,13 +265,18 @@ def _feed(proc: subprocess.Popen[bytes], pieces: Iterable[bytes], deadline: floa
     return reading
 
 
-def _read_stdout(proc: subprocess.Popen[bytes], out: bytearray, first: list[float]) -> None:
+def _read_stdout(proc: subprocess.Popen[bytes], out: bytearray, first: list[float], overflow: list[SetupError]) -> None:
+    """Its transcript as it comes (tokens arrive without newlines); past our bound on its memory, it is stopped."""
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
-    while chunk := os.read(fd, 4096):  # as it comes: tokens arrive without newlines
+    while chunk := os.read(fd, 4096):
         if not first and chunk.strip():
             first.append(time.monotonic())
         out.extend(chunk)
+        if error := over_cap(len(out), source="voxtral.c", fix=_STUCK_FIX):
+            overflow.append(error)
+            proc.kill()
+            return
 
 
 def _read_stderr(proc: subprocess.Popen[bytes], tail: list[str]) -> None:
