@@ -57,6 +57,13 @@ def install_target(given: str | None, flag: str, recorded: object, default: Path
     return default, f"default; {flag} to change"
 
 
+def timestamp() -> str:
+    """Now in UTC, to the second (ISO 8601): the time stamp of what we record (manifests, builds, tunnels, samples)."""
+    from datetime import datetime, timezone  # lazily: doctor's start-up never needs it
+
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
 def state_file() -> Path:
     return state_dir() / "state.json"
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from echopanel_setup import __version__
+from echopanel_setup import __version__, paths
 from echopanel_setup.install.digest import Digest, Expected
 
 SCHEMA = 1
@@ -122,7 +121,7 @@ def read(path: Path) -> Manifest | None:
 
 def write(path: Path, manifest: Manifest) -> None:
     """Atomically: a crash leaves the old manifest or the new one, never half of one."""
-    manifest.verified_at = now()
+    manifest.verified_at = paths.timestamp()
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     tmp.write_text(json.dumps(manifest.to_dict(), indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)
@@ -130,7 +129,3 @@ def write(path: Path, manifest: Manifest) -> None:
 
 def entry_for(file: Path, digest: Digest) -> Entry:
     return Entry(size=digest.size, sha256=digest.sha256, git_sha1=digest.git_sha1, mtime_ns=file.stat().st_mtime_ns)
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

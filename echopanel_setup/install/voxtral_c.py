@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 from echopanel_setup import knowledge, paths
@@ -152,7 +151,7 @@ def run(opts: VoxtralCOptions, ui: Ui) -> VoxtralCResult:
         binary=str(result.binary),
         repo_url=repo_url,
         log=str(result.log),
-        built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        built_at=paths.timestamp(),
     )
     try:
         probe.write_build(record)

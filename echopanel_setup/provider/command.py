@@ -20,11 +20,10 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from echopanel_setup import __version__
+from echopanel_setup import __version__, paths
 from echopanel_setup.echopanel import contract, discover
 from echopanel_setup.echopanel.keys import DELAY, MODE, SELECTOR, URL
 from echopanel_setup.errors import UsageError
@@ -334,7 +333,7 @@ def _apply(result: ProviderResult, old: bytes | None, new: bytes, record: record
         orig=str(result.orig),
         backup=first.backup if first else str(backup or ""),
         variant_before=first.variant_before if first else result.variant,
-        fixed_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        fixed_at=paths.timestamp(),
         tool_version=__version__,
     )
     records.save(result.record)

@@ -20,10 +20,10 @@ import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from echopanel_setup import paths
 from echopanel_setup.tunnel import ssh
 from echopanel_setup.tunnel.records import TunnelRecord, log_path
 
@@ -52,10 +52,6 @@ class Spec:
         )
 
 
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 class Supervisor:
     """Runs ssh until stopped or until it fails for good; every change of state is written to the record."""
 
@@ -74,11 +70,11 @@ class Supervisor:
             remote_port=spec.remote_port,
             argv=spec.argv(),
             log=str(log_path()),
-            started_at=now(),
+            started_at=paths.timestamp(),
         ).write()
 
     def note(self, text: str) -> None:
-        self._log.write(f"{now()} {text}\n")
+        self._log.write(f"{paths.timestamp()} {text}\n")
         self._log.flush()
 
     def stop(self) -> None:
@@ -138,7 +134,7 @@ class Supervisor:
             up_at = time.monotonic()
             self.note(f"echopanel-setup: up: {self.record.route}")
             count = self.record.reconnects + (1 if reconnect else 0)
-            self.record = self.record.updated(state="up", up_since=now(), reconnects=count)
+            self.record = self.record.updated(state="up", up_since=paths.timestamp(), reconnects=count)
         code = proc.wait()
         reader.join(timeout=2)
         up_for = None if up_at is None else time.monotonic() - up_at

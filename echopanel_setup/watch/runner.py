@@ -11,9 +11,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 
-from echopanel_setup import knowledge
+from echopanel_setup import knowledge, paths
 from echopanel_setup.errors import UsageError
 from echopanel_setup.metrics import derive
 from echopanel_setup.metrics.sample import Sample, from_text
@@ -131,7 +130,7 @@ def run(opts: WatchOptions, emit: Emit | None = None, *, sleep: Callable[[float]
                     found.url_source = url_source
                     result.server = found
                 if cur is None:
-                    tick = Tick(len(result.ticks), _now(), error=error)
+                    tick = Tick(len(result.ticks), paths.timestamp(), error=error)
                 else:
                     if (streams := _open(cur)) is not None and streams <= 0:
                         last_idle = cur.wall
@@ -141,7 +140,9 @@ def run(opts: WatchOptions, emit: Emit | None = None, *, sleep: Callable[[float]
                         open_since=last_idle,
                         max_model_len=result.server.max_model_len or plan.max_model_len,
                     )
-                    tick = Tick(len(result.ticks), _now(), derive.derive(prev, cur, ctx), metric_names=cur.names)
+                    tick = Tick(
+                        len(result.ticks), paths.timestamp(), derive.derive(prev, cur, ctx), metric_names=cur.names
+                    )
                     prev = cur
                 result.ticks.append(tick)
                 if opts.once:
@@ -226,8 +227,6 @@ def _open(s: Sample) -> float | None:
 
 def serve_plan(url: ServerURL) -> Plan:
     """The plan in the record of the server `serve` started, when that server is the one at `url`."""
-    from echopanel_setup import paths
-
     if not (paths.state_dir() / "serve").is_dir():  # nothing was ever served here: skip importing serve (~0.1 s)
         return Plan()
     from echopanel_setup.serve import launcher
@@ -276,7 +275,3 @@ def _reason(answer: Answer) -> str:
     if "refused" in answer.error.lower():
         return "connection refused (is the server running?)"
     return answer.error
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
