@@ -254,10 +254,11 @@ def run(opts: SmokeOptions, status: Callable[[str], None] | None = None) -> Smok
 
 
 def _converted_first(clip: audio.Clip, fast: bool, say: Callable[[str], None]) -> audio.Clip:
-    """At full speed, a file that needs converting is converted before the exchange, into a temporary file: the
-    exchange's deadline has no room for the conversion (the pure-Python resampler takes seconds per audio minute), and
-    the timings then describe the server, not our resampler. Paced, it converts while it is sent, far ahead of need."""
-    if not fast or clip.stream is None:
+    """At full speed, a file the pure-Python resampler converts is converted before the exchange, into a temporary
+    file: the exchange's deadline has no room for it (seconds per audio minute), and the timings then describe the
+    server, not our resampler. soxr, ffmpeg/sox and a file already at 16 kHz keep up with any send; paced, the
+    pure-Python resampler does too."""
+    if not fast or clip.resampler != "python":
         return clip
     say(f"converting {clip.duration_s:.0f} s of {clip.description} to 16 kHz mono")
     return clip.spool()
