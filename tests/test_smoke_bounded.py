@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Any
 
 import pytest
 import voxtralc_kit as kit
@@ -95,22 +96,40 @@ def test_echopanels_provider_gets_the_time_a_long_recording_takes_to_feed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Its feed is paced (at 20× with --fast): a 2-hour recording must not meet a fixed 120 s timeout."""
-    import subprocess
     import sys
+    import threading
 
     from echopanel_setup.smoke import echopanel
 
-    asked: dict[str, object] = {}
+    asked: list[float] = []
 
-    def harness(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-        asked.update(kwargs, cmd=cmd)
-        return subprocess.CompletedProcess(cmd, 0, "", "")
+    class Timer(threading.Timer):
+        def __init__(self, interval: float, function: Any) -> None:
+            asked.append(interval)
+            super().__init__(interval, function)
 
-    monkeypatch.setattr(echopanel.subprocess, "run", harness)
-    pcm = tmp_path / "feed.pcm"
-    echopanel._run_feed(Path(sys.executable), tmp_path, {}, pcm, "vad", 1.0, feeding_s=7200.0)
-    assert asked["timeout"] == echopanel.RUN_TIMEOUT_S + 7200.0
-    assert [str(pcm), "--feed", "vad"] == asked["cmd"][-5:-2]  # type: ignore[index]
+    monkeypatch.setattr(echopanel.threading, "Timer", Timer)
+    feed = echopanel._run_feed(Path(sys.executable), tmp_path, {}, tmp_path / "feed.pcm", "vad", 1.0, feeding_s=7200.0)
+    assert asked == [echopanel.RUN_TIMEOUT_S + 7200.0]
+    assert feed.error and "load" in feed.error  # no EchoPanel checkout there: the harness says so, and exits
+
+
+def test_echopanels_provider_output_is_taken_as_it_comes_logs_counted_past_a_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json
+
+    from echopanel_setup.smoke import client, echopanel
+
+    feed = echopanel.Feed("vad")
+    log = json.dumps({"event": "log", "level": "DEBUG", "name": "p", "message": "POST failed"})
+    assert all(echopanel._take(feed, log) for _ in range(echopanel._MAX_LOG + 50))
+    assert len(feed.log) == echopanel._MAX_LOG and feed.log_dropped == 50
+    monkeypatch.setattr(client, "_MAX_TEXT_CHARS", 10)
+    segment = json.dumps({"event": "segment", "text": "six ch", "is_final": True})
+    assert echopanel._take(feed, segment) and not echopanel._take(feed, segment)
+    assert len(feed.segments) == 1 and feed.error is not None
+    assert "our memory bound of 10 characters" in feed.error and "EchoPanel's provider is repeating" in feed.error
 
 
 @pytest.mark.skipif(not kit.compiler_available(), reason="needs make and gcc")

@@ -25,6 +25,7 @@ import json
 import re
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -36,9 +37,11 @@ from echopanel_setup.errors import UsageError
 from echopanel_setup.provider import command as provider_command
 from echopanel_setup.provider import echopanel_harness
 from echopanel_setup.smoke import audio
+from echopanel_setup.smoke.client import over_cap
 from echopanel_setup.smoke.scoring import WerResult, wer
 
 RUN_TIMEOUT_S = 120.0  # for one feed, on top of the time the audio takes to feed at its pace
+_MAX_LOG = 200  # log lines kept per feed; the rest are counted
 MODEL_ID = "mistralai/Voxtral-Mini-4B-Realtime-2602"
 
 
@@ -51,6 +54,8 @@ class Feed:
     log: list[dict[str, Any]] = field(default_factory=list)
     health: dict[str, Any] | None = None
     error: str | None = None
+    log_dropped: int = 0  # log lines past _MAX_LOG, counted
+    kept_chars: int = 0  # of the segments' text, bounded like every route's transcript
 
     @property
     def finals(self) -> str:
@@ -258,37 +263,75 @@ def _run_feed(
     out = Feed(feed)
     timeout = RUN_TIMEOUT_S + feeding_s
     cmd = [str(python), echopanel_harness.__file__, "--checkout", str(checkout), "--module", module]
-    cmd += ["--pcm", str(pcm), "--feed", feed]
+    cmd += ["--pcm", str(pcm), "--feed", feed, "--speed", str(speed)]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace", env=env, cwd=checkout
+    )
+    late: list[bool] = []
+
+    def overdue() -> None:
+        late.append(True)
+        proc.kill()
+
+    timer = threading.Timer(timeout, overdue)
+    stderr: list[str] = []
+    drain = threading.Thread(target=_tail, args=(proc.stderr, stderr), daemon=True)
+    timer.start()
+    drain.start()
     try:
-        done = subprocess.run(
-            [*cmd, "--speed", str(speed)],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
-            cwd=checkout,
-        )
-    except subprocess.TimeoutExpired as exc:
-        stdout = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        done = subprocess.CompletedProcess(cmd, 124, stdout, "")
+        assert proc.stdout is not None
+        for line in proc.stdout:  # as it comes: a long recording's output is never held whole
+            if not _take(out, line):
+                proc.kill()  # past our bound on the transcript's memory
+                break
+    finally:
+        timer.cancel()
+        proc.wait()
+        drain.join(5)
+    if late:
         out.error = f"EchoPanel's provider did not finish within {timeout:.0f} s"
-    for line in done.stdout.splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        kind = event.pop("event", None)
-        if kind == "segment":
-            out.segments.append(event)
-        elif kind == "log":
-            out.log.append(event)
-        elif kind == "health":
-            out.health = event.get("value")
-        elif kind == "error":
-            out.error = f"{event.get('stage')}: {event.get('message')}"
-    if done.returncode not in (0, 124) and out.error is None:
-        out.error = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+    elif proc.returncode != 0 and out.error is None:
+        out.error = (stderr or [f"exit {proc.returncode}"])[-1]
+    if out.log_dropped:
+        out.log.append({"level": "INFO", "name": "echopanel-setup", "message": f"{out.log_dropped} more log lines"})
     return out
+
+
+def _take(out: Feed, line: str) -> bool:
+    """One line of the harness's output into the feed: segments (the transcript, bounded like every route's: False
+    past the bound), at most _MAX_LOG log lines (a provider logging per chunk logs thousands in an hour), health,
+    error."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return True
+    if not isinstance(event, dict):
+        return True
+    kind = event.pop("event", None)
+    if kind == "segment":
+        out.kept_chars += len(str(event.get("text", "")))
+        if error := over_cap(out.kept_chars, source="EchoPanel's provider", fix="read its log"):
+            out.error = str(error)
+            return False
+        out.segments.append(event)
+    elif kind == "log":
+        if len(out.log) < _MAX_LOG:
+            out.log.append(event)
+        else:
+            out.log_dropped += 1
+    elif kind == "health":
+        out.health = event.get("value")
+    elif kind == "error":
+        out.error = f"{event.get('stage')}: {event.get('message')}"
+    return True
+
+
+def _tail(stream: Any, tail: list[str]) -> None:
+    """The last lines of a stream, read to its end."""
+    for line in stream:
+        if line.strip():
+            tail.append(line.rstrip())
+            del tail[:-20]
 
 
 # --- the replay of a known variant's protocol ---------------------------------------------------------------------
