@@ -5,9 +5,10 @@ decoded whole (and, on some routes, copied again). Every route now reads the con
 RSS must not depend on the recording's length. This runs each route as a user would, in a child process, against the
 loopback stand-ins the tests use (tests/smoke_kit.py, tests/realtime_kit.py, tests/voxtralc_kit.py,
 tests/echopanel_kit.py), on a 10-second and an N-minute generated WAV (tones, 44.1 kHz stereo by default), and prints
-both peaks and their difference per route. The peak RSS is the VmHWM each child reads from /proc/self/status as it
-exits (Linux): `wait4`'s ru_maxrss would also count this process, which the child was forked from and which holds the
-stand-ins and the audio they received.
+both peaks and their difference per route (ours: EchoPanel's harness and voxtral.c run in processes of their own,
+not counted). The peak RSS is the VmHWM each child reads from /proc/self/status as it exits (Linux): `wait4`'s
+ru_maxrss would also count this process, which the child was forked from and which holds the stand-ins and the audio
+they received.
 
     python benchmarks/smoke_memory.py [--minutes 10] [--rate 44100] [--channels 2] [--routes realtime,http,...]
                                       [--source DIR] [--no-soxr]
@@ -37,7 +38,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 ROUTES = ("realtime", "http", "api", "streams", "voxtral-c", "echopanel")
 TEXT = "tones for a memory benchmark"
-# Run in the child for --streams: the microphone's clock sped up (the CLI has no such option; the tests use the same).
+# Run first in every child: its own peak RSS, written where the benchmark reads it.
 PEAK = """
 import atexit, os, sys
 def _peak():  # VmHWM: this process's own peak RSS since exec, in KiB
@@ -45,6 +46,7 @@ def _peak():  # VmHWM: this process's own peak RSS since exec, in KiB
         out.write(next(line.split()[1] for line in fh if line.startswith("VmHWM:")))
 atexit.register(_peak)
 """
+# Run in the child for --streams: the microphone's clock sped up (the CLI has no such option; the tests use the same).
 STREAMS = (
     PEAK
     + """
