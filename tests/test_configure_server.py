@@ -152,6 +152,19 @@ def test_nothing_answering_on_a_gpu_less_machine_names_the_other_ways(cli: Cli, 
     ]
 
 
+def test_nothing_answering_at_a_loopback_url_given_as_remote_on_a_gpu_less_machine_never_says_serve(
+    cli: Cli, checkout: Path
+) -> None:
+    """`--mode remote --url http://127.0.0.1:P` (a tunnel the user runs) on a box that cannot serve vLLM: starting
+    a server here is no way on; forwarding one (or pointing elsewhere) is."""
+    url = f"http://127.0.0.1:{closed_port()}"
+    run = configure(cli, checkout, "--mode", "remote", "--url", url, "--yes", "--json", facts="linux-nogpu")
+    (warning,) = run.json()["advice"]
+    assert run.code == 0 and "Linux without an NVIDIA GPU" in warning["text"]
+    assert "echopanel-setup serve --detach" not in warning["commands"]
+    assert "echopanel-setup tunnel start [user@]GPU-HOST" in warning["commands"]
+
+
 def test_nothing_answering_through_our_tunnel_names_the_tunnel(cli: Cli, checkout: Path) -> None:
     port = closed_port()
     tunnel_record(local_port=port)

@@ -78,7 +78,9 @@ def make_plan(
             url = vllm_url.choose(opts, existing, environ, mode, reasons, notes, contract)
             updates[URL] = url
             server = vllm_url.probe(url)
-            why_not = _why_not_local(facts) if mode == "local" else None
+            # A loopback URL is served on this machine whatever --mode says (`--mode remote` with the user's own
+            # tunnel): where vLLM cannot run here, "start one" is no way on.
+            why_not = _why_not_local(facts) if server.local else None
             vllm_url.advise(server, why_not, chosen.has_api_path, notes, advice)
             _delay_advice(facts, mode, int(updates[DELAY] or 0), advice)
     elif name == VOXTRAL_C:
