@@ -518,10 +518,19 @@ class Flow:
         from echopanel_setup.echopanel.settings import Refused
 
         if checkout is None:
+            # The mode (and server) this run chose travel with the commands: where vLLM cannot run, a bare
+            # configure names no server and stops. A local server reaches EchoPanel's machine through `tunnel start`,
+            # which configure there finds by itself. No exports for api mode: without a checkout configure cannot
+            # tell whether the provider has an API path.
+            chosen = f" --mode {mode}" if mode != "local" else ""
+            if mode == "remote" and self.opts.url:
+                chosen += f" --url {self.opts.url.display}"
+            shell = [f"echopanel-setup configure{chosen} --shell"] if mode != "api" else []
             self._line("–", "configure", "no EchoPanel checkout here: nothing to write")
             self._fix(
-                "On the machine that runs EchoPanel's backend, write its .env (or print the exports for its shell):",
-                ["echopanel-setup configure --echopanel PATH", "echopanel-setup configure --shell"],
+                "On the machine that runs EchoPanel's backend, write its .env"
+                + (" (or print the exports for its shell):" if shell else ":"),
+                [f"echopanel-setup configure{chosen} --echopanel PATH", *shell],
             )
             return True
         # In api mode --url is the API's address, not EchoPanel's.

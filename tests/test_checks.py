@@ -693,7 +693,11 @@ def test_other_provider_warns() -> None:
 def test_missing_config_warns_with_configure_command() -> None:
     values = evaluate(load("linux-nogpu.json"), "remote")[0]["config.values"]
     assert values.status is WARN
-    assert values.fix is not None and "echopanel-setup configure --mode remote" in values.fix.commands
+    # --mode remote needs the server: configure stops without --url
+    assert (
+        values.fix is not None
+        and "echopanel-setup configure --mode remote --url http://GPU-HOST:8001" in values.fix.commands
+    )
 
 
 # --- remote mode and the server check -----------------------------------------------------------------

@@ -4,17 +4,20 @@ or nothing — without ever holding the write back. The servers are real loopbac
 
 from __future__ import annotations
 
+import shlex
 import socket
 from pathlib import Path
 
 import pytest
 from conftest import Cli
 from echopanel_kit import make_checkout
+from facts_kit import FACTS_DIR, evaluate, load
 from loopback_kit import HttpStandIn, QuietHandler
 from probe_kit import closed_port
 from test_configure import OURS, SELECTOR, URL, configure, tunnel_record, values
 
 from echopanel_setup.configure import vllm_url
+from echopanel_setup.facts.model import ConfigFacts
 
 ECHOPANEL_HEALTH = {"status": "ok", "service": "echopanel", "version": "0.1.0"}  # echopanel-contract.md §5
 
@@ -183,3 +186,36 @@ def test_a_server_that_never_answers_does_not_hold_configure(monkeypatch: pytest
         silent.listen()
         heard = vllm_url.probe(f"http://127.0.0.1:{silent.getsockname()[1]}")
     assert heard.answers == "nothing" and heard.detail == "no answer in time"
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "mode", "server"),
+    [
+        ("linux-nogpu", "local", None),
+        ("linux-h100-vllm020", "remote", "http://gpu-box:8001"),
+        ("linux-h100-vllm020", "local", None),
+    ],
+)
+def test_doctors_ways_to_write_the_config_without_a_checkout_are_commands_configure_runs(
+    cli: Cli, snapshot: str, mode: str, server: str | None
+) -> None:
+    """doctor with no checkout here names configure commands; the `--shell` one (no checkout needed) must run as
+    printed: a bare `configure --shell` stops where vLLM cannot run here, and --mode remote needs the URL."""
+    facts = load(f"{snapshot}.json")
+    facts.config, facts.network.server_url = ConfigFacts(), server
+    fix = evaluate(facts, mode)[0]["config.values"].fix
+    assert fix is not None
+    (shell,) = [command for command in fix.commands if command.endswith(" --shell")]
+    if server:
+        assert all(f"--url {server}" in command for command in fix.commands)
+    run = cli(*shlex.split(shell)[1:], "--facts", str(FACTS_DIR / f"{snapshot}.json"))
+    assert run.code == 0, run.err
+    assert "export ECHOPANEL_ASR_PROVIDER=voxtral_official" in run.out
+
+
+def test_doctor_suggests_no_shell_exports_for_api_mode_without_a_checkout() -> None:
+    """Without a checkout configure cannot tell whether the provider has an API path (it refuses --mode api)."""
+    facts = load("linux-nogpu.json")
+    facts.config = ConfigFacts()
+    fix = evaluate(facts, "api")[0]["config.values"].fix
+    assert fix is not None and fix.commands == ["echopanel-setup configure --mode api --echopanel PATH"]

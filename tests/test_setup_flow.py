@@ -147,6 +147,11 @@ def test_remote_flow_end_to_end(cli: Cli, env_file: Path) -> None:
     assert code == 0, out + err
     assert "✓ done  smoke" in out and "Voxtral is set up for EchoPanel." in out
     assert "no EchoPanel checkout here" in out and not env_file.exists()
+    # The ways it names carry the server: on a machine that cannot serve vLLM a bare configure stops (exit 2).
+    shell = f"echopanel-setup configure --mode remote --url {server.url} --shell"
+    assert f"echopanel-setup configure --mode remote --url {server.url} --echopanel PATH" in out and shell in out
+    code, out, err = cli(*shell.split()[1:], "--facts", str(FACTS / "linux-nogpu.json"))
+    assert code == 0 and f"export VOXTRAL_VLLM_URL={server.url}" in out, err
 
 
 def test_a_rerun_resumes_the_mode_setup_was_told_not_the_one_a_loopback_url_suggests(cli: Cli) -> None:

@@ -32,9 +32,12 @@ def values(facts: Facts, mode: str) -> Outcome:
                 ],
             )
         else:
-            fix = Fix("Write it once the server works:", [f"echopanel-setup configure --mode {mode}"])
+            fix = Fix("Write it once the server works:", [_configure(facts, mode)])
         if not c.path:  # no checkout here and no --config: nothing EchoPanel reads on this machine
-            fix.commands = [*(f"{cmd} --echopanel PATH" for cmd in fix.commands), "echopanel-setup configure --shell"]
+            # The exports carry the mode (and URL) too: a bare `configure --shell` stops where vLLM cannot run here.
+            # Without a checkout configure cannot tell whether the provider has an API path, so none for api.
+            shell = [f"{fix.commands[0]} --shell"] if mode != "api" else []
+            fix.commands = [*(f"{cmd} --echopanel PATH" for cmd in fix.commands), *shell]
             return Outcome(
                 Status.WARN,
                 "no EchoPanel checkout here, so no .env to read (--echopanel PATH, or --config FILE for another)",
@@ -63,6 +66,12 @@ def values(facts: Facts, mode: str) -> Outcome:
         return Outcome(Status.WARN, f"the config selects {configured_mode} mode, but doctor checked {mode}", env_note)
     shown = ", ".join(f"{k}={v}" for k, v in c.values.items() if k in envconfig.KEYS)
     return Outcome(Status.OK, f"{c.path}: {shown or 'no Voxtral keys'}", env_note)
+
+
+def _configure(facts: Facts, mode: str) -> str:
+    """The configure command that writes `mode`: remote needs the server, the one doctor checked if it had one."""
+    url = f" --url {facts.network.server_url or ports.example_url()}" if mode == "remote" else ""
+    return f"echopanel-setup configure --mode {mode}{url}"
 
 
 @check("config.delay", "Streaming delay", "config", ("config", "model"), local=REQUIRED, after=("platform.verdict",))
