@@ -13,6 +13,7 @@ from facts_kit import FACTS_DIR, load, write
 from serve_kit import Machine, machine_fixture, venv_fixture  # noqa: F401 - fixtures
 
 from echopanel_setup import knowledge
+from echopanel_setup.facts.model import GpuProcess
 from echopanel_setup.serve import launcher
 from echopanel_setup.serve.planner import Gpu, Plan, PlanRequest, builtin_arch, plan
 
@@ -83,6 +84,7 @@ def test_every_format_carries_the_graphs_beside_the_budget(cli: Cli, fmt: str, t
     facts = load("linux-4090-desktop.json")
     facts.gpu.devices[0].processes = []
     facts.gpu.devices[0].display_active = False
+    facts.gpu.devices[0].memory_used_mib = 529  # the driver's own, as on an idle card: nobody else holds it
     run = cli("serve", "--facts", str(write(facts, tmp_path / "desktop.json")), "--format", fmt)
     assert run.code == 0, run.err
     assert "0.71" in run.out and "0.72" not in run.out
@@ -152,6 +154,35 @@ def test_a_gpu_driving_a_display_is_shared_even_when_no_process_is_listed(cli: C
     assert run.code == 0, run.err
     assert float(_flag(run.out, "--gpu-memory-utilization")) < 0.71 and _flag(run.out, "--max-num-seqs") == "2"
     assert "This GPU drives a display (its desktop is not listed, as in a container)" in run.err
+
+
+def test_memory_held_by_processes_nvidia_smi_does_not_list_is_another_user(cli: Cli, tmp_path: Path) -> None:
+    """Inside a container nvidia-smi lists only the processes it can see: an H100 with 40000 MiB in use and no
+    process listed is shared (another container's job), not "a GPU of its own" whose whole share vLLM may take."""
+    facts = load("linux-h100-vllm020.json")
+    device = facts.gpu.devices[0]
+    device.memory_used_mib, device.memory_free_mib = 40000, device.memory_total_mib - 40000
+    run = cli("serve", "--facts", str(write(facts, tmp_path / "neighbour.json")))
+    assert run.code == 0, run.err
+    assert _flag(run.out, "--max-num-seqs") == "2" and float(_flag(run.out, "--gpu-memory-utilization")) < 0.3
+    assert "GPU shared with processes not listed here (40000 MiB)" in run.err
+    assert "no other users" not in run.err
+    memory = cli("serve", "--facts", str(tmp_path / "neighbour.json"), "--json").json()["plan"]["memory"]
+    assert (memory["choice"], memory["why"]) == ("sized", "shared")
+
+
+def test_the_drivers_own_reservation_is_no_other_user(cli: Cli, tmp_path: Path) -> None:
+    """An idle H100 reports ~0.5 GiB in use with no process (the driver's): still a GPU of its own; so is memory a
+    listed vLLM holds."""
+    facts = load("linux-h100-vllm020.json")
+    assert facts.gpu.devices[0].memory_used_mib == 529 and not facts.gpu.devices[0].processes
+    run = cli("serve", "--facts", str(FACTS_DIR / "linux-h100-vllm020.json"))
+    assert _flag(run.out, "--max-num-seqs") == "23" and "no other users" in run.err
+    device = facts.gpu.devices[0]
+    device.processes = [GpuProcess(4242, "VLLM::EngineCore", 20000)]
+    device.memory_used_mib, device.memory_free_mib = 20529, device.memory_total_mib - 20529
+    run = cli("serve", "--facts", str(write(facts, tmp_path / "ours.json")))
+    assert run.code == 0 and "no other users" in run.err and "not listed" not in run.err
 
 
 @pytest.mark.slow

@@ -446,6 +446,8 @@ class Planner(Section):
     model_len_margin: float
     max_streams: int  # the most --max-num-seqs the planner allows on a GPU of its own (vLLM's default)
     max_streams_source: str
+    unlisted_mib: int  # memory in use beyond the listed processes' that counts as another (unnamed) user
+    unlisted_source: str
     source: str
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from echopanel_setup import knowledge, paths
 from echopanel_setup.echopanel import concurrency
 from echopanel_setup.errors import UsageError
-from echopanel_setup.facts.model import Facts
+from echopanel_setup.facts.model import Facts, GpuDevice
 from echopanel_setup.serve import formats, planner, variant
 from echopanel_setup.versions import older
 
@@ -307,7 +307,7 @@ def _gpus(opts: ServeOptions, facts: Facts, hypothetical: bool) -> tuple[tuple[p
             d.memory_free_mib,
             d.compute_capability,
             d.index,
-            tuple(dict.fromkeys(p.name or f"pid {p.pid}" for p in d.processes if "vllm" not in p.name.lower())),
+            _others(d),
             d.display_active,
         )
         for d in devices
@@ -330,6 +330,20 @@ def _gpus(opts: ServeOptions, facts: Facts, hypothetical: bool) -> tuple[tuple[p
             )
         gpus = chosen
     return tuple(gpus), len(devices)
+
+
+def _others(device: GpuDevice) -> tuple[str, ...]:
+    """Who else holds the GPU's memory: the processes nvidia-smi names besides vLLM, and memory in use that no listed
+    process holds (inside a container nvidia-smi lists only its own processes: another container's job is there,
+    unnamed). An unnamed user makes the GPU shared as a named one does: vLLM must not be handed every stream. On a GPU
+    that drives a display the unnamed memory is most likely the desktop, which the display already says."""
+    named = [p.name or f"pid {p.pid}" for p in device.processes if "vllm" not in p.name.lower()]
+    used = device.memory_used_mib
+    if used is not None and not device.display_active and all(p.used_mib is not None for p in device.processes):
+        unlisted = used - sum(p.used_mib or 0 for p in device.processes)
+        if unlisted > knowledge.load().serve.planner.unlisted_mib:
+            named.append(f"processes not listed here ({unlisted} MiB)")
+    return tuple(dict.fromkeys(named))
 
 
 def _holders(facts: Facts, gpus: tuple[planner.Gpu, ...]) -> list[str]:
