@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import functools
 import math
+from pathlib import Path
 
 import pytest
 from conftest import Cli
 from realtime_kit import ModelBehaviour, RealtimeModel
+from smoke_kit import write_wav
 
 from echopanel_setup.smoke import audio, streams
 from echopanel_setup.smoke.result import Transcript
@@ -81,6 +83,23 @@ def test_smoke_streams_human_report(cli: Cli, monkeypatch: pytest.MonkeyPatch) -
     assert out.count("kept up") == 2 and "carried 2 of 2" in out and "carries 2 streams in real time" in out
 
 
+@pytest.mark.slow
+def test_streams_that_keep_up_with_a_wrong_transcript_are_not_blamed_on_capacity(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: every stream kept up but the text did not match --expect, and the verdict said the server does not
+    carry the streams in real time, with "fewer streams per server" as the fix."""
+    monkeypatch.setattr(streams, "run", functools.partial(streams.run, speed=SPEED))
+    with model(1.0) as server:
+        code, out, err = cli(
+            "smoke", "--url", server.url, "--streams", "2", "--duration", "1", "--expect", "nothing like it at all"
+        )
+    assert code == 1, out + err
+    assert out.count("wrong") == 2 and "kept up" not in out.split("Verdict:")[0]
+    assert "every stream kept up in real time, but 2 of 2 transcripts are over the 30% WER limit" in out
+    assert "does not carry" not in out and "fewer streams" not in out and "--expect" in out
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
@@ -96,6 +115,19 @@ def test_smoke_streams_human_report(cli: Cli, monkeypatch: pytest.MonkeyPatch) -
 def test_bad_streams_flags_are_usage_errors(cli: Cli, args: tuple[str, ...], fragment: str) -> None:
     code, _, err = cli("smoke", "--url", "http://127.0.0.1:9", *args)
     assert code == 2 and fragment in err, err
+
+
+def test_a_recording_longer_than_duration_is_refused_before_any_stream(cli: Cli, tmp_path: Path) -> None:
+    """Regression: a 600 s --audio with --duration 3 ran 600 s per stream (the clip was looped at least once, never
+    cut). Its --expect covers the whole recording, so it cannot be cut: a --duration shorter than it is a usage
+    error, said before any session opens or the file is converted."""
+    wav = tmp_path / "long.wav"
+    write_wav(wav, bytes(2 * 16000 * 4), 16000, 1)  # 4 s
+    with model(1.0) as server:
+        args = ("smoke", "--url", server.url, "--streams", "2", "--audio", str(wav), "--expect", "x")
+        code, _, err = cli(*args, "--duration", "3")
+        assert not server.sessions
+    assert code == 2 and "--duration 3" in err and "4 s" in err and "--duration 4" in err, err
 
 
 def test_word_ends_follow_the_voiced_time() -> None:

@@ -133,7 +133,10 @@ def smoke(
     ] = None,
     duration: Annotated[
         float | None,
-        typer.Option(metavar="SECONDS", help="With --streams: seconds of audio per stream (default 30)."),
+        typer.Option(
+            metavar="SECONDS",
+            help="With --streams: seconds of audio per stream (default 30; an --audio recording is sent whole).",
+        ),
     ] = None,
     json_out: Annotated[
         bool,

@@ -191,8 +191,15 @@ def run(
     limits = client.Limits.defaults(opts.timeout)
     info = server.discover(target.url, target.api_key, _start_hint(target.mode), limits.connect_s, opts.tls)
     model = server.choose_model(target.url.http_base, info.models, opts.model)
+    clip = load_clip(opts)  # the header only: a WAV's length is known before it is converted
+    if opts.audio and duration_s is not None and clip.duration_s > duration_s:
+        # --expect is the whole recording's text, so it cannot be cut: each stream sends all of it.
+        raise UsageError(
+            f"--duration {duration_s:g}: {opts.audio} holds {clip.duration_s:.0f} s and each stream sends all of it "
+            f"(--expect is its whole text): pass --duration {math.ceil(clip.duration_s)} or more, or leave it out"
+        )
     # After the server answered; converted once into a temporary file that every stream reads on its own.
-    clip = load_clip(opts).spool()
+    clip = clip.spool()
     assert clip.reference is not None  # the bundled clip's, or --expect
     loops = max(1, math.ceil(duration / clip.duration_s))
     pcm = clip.looped(loops)  # read block by block by each stream, never `loops` copies in memory
