@@ -46,6 +46,19 @@ def wait_gone(pid: int, seconds: float = 5.0) -> bool:
 
 
 @pytest.mark.slow
+def test_vllm_holding_fewer_sessions_than_planned_is_a_warning(machine: Machine) -> None:
+    """The plan's KV formula is read from vLLM's code, not measured: when vLLM itself says its cache holds fewer
+    full-length sessions than the streams planned (here 2.07 for 3), the start says so instead of only printing both."""
+    out = run_cli(*machine.args("--detach", "--streams", "3"))
+    try:
+        assert out.returncode == 0, out.stderr
+        assert "vLLM's KV cache holds 2.07 sessions of 49,500 tokens, fewer than the 3 streams planned" in out.stderr
+        assert "--session-minutes N" in out.stderr
+    finally:
+        assert run_cli("serve", "stop").returncode == 0
+
+
+@pytest.mark.slow
 def test_detach_then_status_logs_and_stop(machine: Machine) -> None:
     out = run_cli(*machine.args("--detach"))
     assert out.returncode == 0, out.stderr
@@ -60,6 +73,7 @@ def test_detach_then_status_logs_and_stop(machine: Machine) -> None:
         assert f"] {phase}" in out.stderr
     assert "/v1/realtime sent session.created" in out.stderr
     assert "vLLM: KV cache 4.48 GiB, 41,472 tokens, 2.07x concurrency at 49,500 tokens" in out.stderr
+    assert "fewer than the" not in out.stderr  # 2.07 sessions of the full length hold the 2 planned
 
     record = launcher.Record.read()
     assert record is not None and record.alive() and record.detached

@@ -369,6 +369,15 @@ def ready(launch: Launch, as_json: bool) -> None:
         f"{record.served_model_name}, /v1/realtime sent session.created",
     )
     con.print(f"  {ui.esc(measured)} · planned: {planned_kv_gib:.2f} GiB, room for {built.plan.streams_fit} streams")
+    held = _held_sessions(f)
+    if held is not None and held < built.plan.streams:  # vLLM's own count is the truth the plan estimated
+        ui.outcome(
+            con,
+            "warn",
+            f"vLLM's KV cache holds {held:g} sessions of {f['concurrency.tokens']} tokens, fewer than the "
+            f"{built.plan.streams} streams planned: the longest sessions will be preempted (a gap in the transcript). "
+            "Plan shorter sessions (`echopanel-setup serve --session-minutes N`) or fewer streams (--streams N)",
+        )
     con.print(
         f"  EchoPanel: {envconfig.URL}={record.url} (`echopanel-setup configure` writes it); "
         "the flags that worked are recorded."
@@ -380,6 +389,14 @@ def ready(launch: Launch, as_json: bool) -> None:
         )
     else:
         con.print("Serving in the foreground; Ctrl-C stops vLLM.")
+
+
+def _held_sessions(figures: dict[str, str]) -> float | None:
+    """vLLM's "Maximum concurrency for N tokens per request: X" as a number (None when it printed none)."""
+    try:
+        return float(figures["concurrency.times"])
+    except (KeyError, ValueError):
+        return None
 
 
 def stopping() -> None:
