@@ -142,6 +142,14 @@ class ServerURL:
             return False
         return ip.is_loopback or ip.is_unspecified
 
+    def same_server(self, other: ServerURL) -> bool:
+        """Whether both name the same server: the same base, or this machine spelled two ways (serve records
+        http://127.0.0.1:P, EchoPanel's config often says http://localhost:P)."""
+        if self.http_base == other.http_base:
+            return True
+        same_route = (self.scheme, self.port, self.prefix) == (other.scheme, other.port, other.prefix)
+        return same_route and self.is_loopback and other.is_loopback
+
     def url(self, path: str) -> str:
         """The full address of a route, e.g. `url("/health")` (no credentials in it)."""
         return f"{self.http_base}{path}"

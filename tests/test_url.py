@@ -203,3 +203,11 @@ def test_scrub_cuts_every_url_in_free_text_to_host_and_path() -> None:
         == "429 Client Error: Too Many Requests for url: https://cdn-lfs.hf.co/repos/ab/cd (via socks5://proxy:1080)"
     )
     assert scrub("no url, just words?") == "no url, just words?"
+
+
+def test_same_server_reads_this_machine_spelled_two_ways_as_one() -> None:
+    ours = ServerURL.parse("http://127.0.0.1:8001")
+    for same in ("http://localhost:8001", "http://[::1]:8001/", "ws://127.0.0.1:8001/v1/realtime"):
+        assert ours.same_server(ServerURL.parse(same)), same
+    for other in ("http://localhost:8002", "https://localhost:8001", "http://gpu-box:8001", "http://localhost:8001/x"):
+        assert not ours.same_server(ServerURL.parse(other)), other

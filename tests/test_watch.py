@@ -89,6 +89,17 @@ def test_the_plan_is_the_planned_streams_not_the_streams_vllm_may_run(cli: Cli) 
     assert "vLLM runs up to 23 at once" in run.out  # 4 streams queue nowhere: said, not warned about
 
 
+def test_the_plan_is_found_when_the_url_names_this_machine_another_way(cli: Cli) -> None:
+    """serve records http://127.0.0.1:P; EchoPanel's config (and configure's default) says http://localhost:P. The
+    same server on this machine: watch judges by its plan instead of saying no serve started it."""
+    with MetricsStandIn(Scenario(streams=2)) as server:
+        _record_serve(planned=2, max_model_len=45000, url=server.url, allowed=23)
+        port = server.url.rsplit(":", 1)[1]
+        run = cli("watch", "--once", "--interval", "0", "--url", f"http://localhost:{port}")
+    assert run.code == 0, run.out + run.err
+    assert "the serve record (2 streams planned)" in run.out and "none recorded" not in run.out
+
+
 def _record_serve(
     planned: int, max_model_len: int, url: str = "http://127.0.0.1:9", allowed: int | None = None
 ) -> None:

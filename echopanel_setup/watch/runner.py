@@ -232,7 +232,7 @@ def serve_plan(url: ServerURL) -> Plan:
     from echopanel_setup.serve import launcher
 
     record = launcher.running()
-    if record is None or ServerURL.parse(record.url, what="the serve record's url").http_base != url.http_base:
+    if record is None or not ServerURL.parse(record.url, what="the serve record's url").same_server(url):
         return Plan()
 
     planned = record.planned_streams
