@@ -258,6 +258,20 @@ def test_the_api_key_goes_to_v1_models_only_and_can_come_from_stdin(cli: Cli) ->
     assert run.json()["server"]["max_model_len"] == 45000
 
 
+@pytest.mark.parametrize(("given", "said"), [((), "wants an API key"), (("--api-key", "wrong"), "refused the API key")])
+def test_a_refused_key_is_named_not_taken_for_a_server_that_did_not_say(
+    cli: Cli, given: tuple[str, ...], said: str
+) -> None:
+    """Regression: with no key, or a wrong one, /v1/models answers 401 and the session limit read "max_model_len
+    unknown (/v1/models did not say)": the key is what to fix."""
+    code, doc, s = once_json(cli, Scenario(streams=2), Behaviour(api_key="s3cret"), *given)
+    assert code == 0 and doc["server"]["max_model_len"] is None
+    assert s["session"]["status"] == "warn" and doc["worst"] == "warn"  # the verdict is blind until the key is right
+    assert f"/v1/models {said} (HTTP 401)" in s["session"]["summary"] and "did not say" not in s["session"]["summary"]
+    assert "--api-key" in s["session"]["fix"] and "VLLM_API_KEY" in s["session"]["fix"]
+    assert doc["server"]["models_error"].startswith(f"/v1/models {said} (HTTP 401)")
+
+
 @pytest.mark.parametrize(
     "args",
     [["--interval", "-1", "--once"], ["--interval", "0"], ["--for", "0"], ["--interval", "nan", "--once"]],

@@ -30,6 +30,7 @@ class Context:
     max_model_len: int | None = None
     health: int | None = None  # /health status code; None when it did not answer
     open_since: float | None = None  # Unix time since which watch has seen sessions open without a break
+    models_error: str | None = None  # why /v1/models gave no max_model_len: the API key it refused or wanted
 
 
 @dataclass
@@ -389,6 +390,16 @@ def _session(cur: Sample, ctx: Context, streams: int | None) -> Signal:
     title = "Session limit"
     if not streams:
         return Signal("session", title, OK, "–", "no session open", estimate=True)
+    if not ctx.max_model_len and ctx.models_error:  # a warning: the fix is ours to give, the verdict is blind
+        return Signal(
+            "session",
+            title,
+            WARN,
+            "?",
+            f"max_model_len unknown: {ctx.models_error}",
+            fix="pass the server's key: --api-key KEY (- reads it from standard input) or VLLM_API_KEY",
+            estimate=True,
+        )
     if not ctx.max_model_len:
         return Signal("session", title, UNKNOWN, "?", "max_model_len unknown (/v1/models did not say)", estimate=True)
     limit_min = ctx.max_model_len * lim.step_s / 60

@@ -31,6 +31,7 @@ def _server(r: WatchResult) -> dict[str, Any]:
         "version": s.version,
         "models": s.models,
         "max_model_len": s.max_model_len,
+        "models_error": s.models_error,
         "plan": {
             "streams": r.plan.streams,
             "allowed_streams": r.plan.allowed,

@@ -49,6 +49,7 @@ class Server:
     models: list[str] = field(default_factory=list)
     max_model_len: int | None = None
     url_source: str = ""
+    models_error: str | None = None  # why /v1/models told nothing: it refused (or wanted) the API key
 
 
 @dataclass
@@ -125,7 +126,7 @@ def run(opts: WatchOptions, emit: Emit | None = None, *, sleep: Callable[[float]
                 # Until the server has said what it is (it may be down when we start), /version and /v1/models
                 # go out with the sample's requests: all at once, so a sample costs one round trip.
                 unknown = not result.server.version and not result.server.models
-                cur, health, error, found = _sample(client, url, discover=unknown)
+                cur, health, error, found = _sample(client, url, discover=unknown, keyed=key is not None)
                 if found is not None:
                     found.url_source = url_source
                     result.server = found
@@ -139,6 +140,7 @@ def run(opts: WatchOptions, emit: Emit | None = None, *, sleep: Callable[[float]
                         health=health,
                         open_since=last_idle,
                         max_model_len=result.server.max_model_len or plan.max_model_len,
+                        models_error=result.server.models_error,
                     )
                     tick = Tick(
                         len(result.ticks), paths.timestamp(), derive.derive(prev, cur, ctx), metric_names=cur.names
@@ -208,10 +210,15 @@ def resolve_url(opts: WatchOptions) -> tuple[ServerURL, str]:
     return ServerURL.parse(ports.local_url()), "vLLM's port on this machine"
 
 
-def discover_server(url: ServerURL, version: Answer, models: Answer) -> Server:
+def discover_server(url: ServerURL, version: Answer, models: Answer, *, keyed: bool = False) -> Server:
     """The server from its /version and /v1/models answers: the vLLM version, the served names and their
-    max_model_len. An unreachable or odd answer leaves them unknown: the samples report that."""
+    max_model_len. An unreachable or odd answer leaves them unknown: the samples report that. Only /v1/* is
+    guarded by vLLM's --api-key, so a key that is missing (or wrong, `keyed`) shows here alone: said, not guessed."""
     server = Server(url, version=parse_version(version))
+    if models.status in (401, 403):
+        server.models_error = (
+            f"/v1/models {'refused the API key' if keyed else 'wants an API key'} (HTTP {models.status})"
+        )
     if models.ok:
         data = models.json().get("data")
         cards = [m for m in data if isinstance(m, dict)] if isinstance(data, list) else []
@@ -250,7 +257,7 @@ _DISCOVER = ("/version", "/v1/models")
 
 
 def _sample(
-    client: VllmClient, url: ServerURL, *, discover: bool
+    client: VllmClient, url: ServerURL, *, discover: bool, keyed: bool = False
 ) -> tuple[Sample | None, int | None, str | None, Server | None]:
     """One /metrics page and /health status (or why there was none), and, when `discover`, the server as
     /version and /v1/models describe it (None unless /metrics answered: a server down now is asked again)."""
@@ -265,7 +272,7 @@ def _sample(
         return None, None, f"{metrics.url}: {_reason(metrics)}", None
     if metrics.status != 200:
         return None, None, f"{metrics.url} answered HTTP {metrics.status}: not vLLM, or metrics off", None
-    found = discover_server(url, *described) if described else None
+    found = discover_server(url, *described, keyed=keyed) if described else None
     return from_text(metrics.text, at, wall), health.status, None, found
 
 
