@@ -82,6 +82,34 @@ def test_selecting_voxtral_leads_with_provider_fix_where_the_published_variant_c
     assert fix is not None and fix.commands == ["echopanel-setup configure"]
 
 
+@pytest.mark.parametrize(
+    ("mode", "command"),
+    [
+        ("local", "echopanel-setup configure --mode remote --url http://GPU-HOST:8001"),
+        ("remote", "echopanel-setup configure --mode remote --url http://gpu-box:8001"),  # the server doctor checked
+        ("api", "echopanel-setup configure --mode api"),
+    ],
+)
+def test_selecting_voxtral_on_a_machine_that_cannot_serve_it_names_the_server(
+    tmp_path: Path, mode: str, command: str
+) -> None:
+    """A bare `configure` where vLLM cannot run here and no URL is set writes nothing (exit 2): the way on carries
+    the mode and a server. With a URL already in the file, the bare command works."""
+    facts = _facts(tmp_path / "bare", "OTHER=1\n", providers={"provider_voxtral_official.py": provider_template()})
+    facts.platform, facts.gpu = load("linux-nogpu.json").platform, load("linux-nogpu.json").gpu
+    facts.network.server_url = "http://gpu-box:8001"
+    fix = evaluate(facts, mode)[0]["echopanel.provider"].fix
+    assert fix is not None and fix.commands == [command]
+    keeps = _facts(
+        tmp_path / "url",
+        f"{URL}=http://gpu-box:8001\n",
+        providers={"provider_voxtral_official.py": provider_template()},
+    )
+    keeps.platform, keeps.gpu = facts.platform, facts.gpu
+    fix = evaluate(keeps, "remote")[0]["echopanel.provider"].fix
+    assert fix is not None and fix.commands == ["echopanel-setup configure"]
+
+
 def test_a_missing_dependency_names_the_silent_fallback(tmp_path: Path) -> None:
     checkout = make_checkout(tmp_path / "EchoPanel", env="ECHOPANEL_ASR_PROVIDER=voxtral_official\n")
     make_backend_python(checkout)

@@ -32,7 +32,7 @@ def values(facts: Facts, mode: str) -> Outcome:
                 ],
             )
         else:
-            fix = Fix("Write it once the server works:", [_configure(facts, mode)])
+            fix = Fix("Write it once the server works:", [configure_command(facts, mode)])
         if not c.path:  # no checkout here and no --config: nothing EchoPanel reads on this machine
             # The exports carry the mode (and URL) too: a bare `configure --shell` stops where vLLM cannot run here.
             # Without a checkout configure cannot tell whether the provider has an API path, so none for api.
@@ -68,7 +68,7 @@ def values(facts: Facts, mode: str) -> Outcome:
     return Outcome(Status.OK, f"{c.path}: {shown or 'no Voxtral keys'}", env_note)
 
 
-def _configure(facts: Facts, mode: str) -> str:
+def configure_command(facts: Facts, mode: str) -> str:
     """The configure command that writes `mode`: remote needs the server, the one doctor checked if it had one."""
     url = f" --url {facts.network.server_url or ports.example_url()}" if mode == "remote" else ""
     return f"echopanel-setup configure --mode {mode}{url}"

@@ -134,7 +134,7 @@ def provider(facts: Facts, mode: str) -> Outcome:
     selected, source = _selected(ep)
     fallback = settings.fallback_note(ep.contract)
     details = [*ep.env.notes, f"EchoPanel reads it from its environment or {ep.env.path}; {fallback}."]
-    configure = _select_voxtral(settings.provider(keys.VOXTRAL, ep.contract))
+    configure = _select_voxtral(settings.provider(keys.VOXTRAL, ep.contract), _configure(facts, mode))
     if selected is None:
         return Outcome(
             Status.WARN,
@@ -185,16 +185,30 @@ def provider(facts: Facts, mode: str) -> Outcome:
     return Outcome(Status.OK, summary, details)
 
 
-def _select_voxtral(official: settings.Provider) -> Fix:
+def _select_voxtral(official: settings.Provider, configure: str) -> Fix:
     """How to make EchoPanel use Voxtral: `configure`, after `provider fix` where the checkout's voxtral_official is
     a variant that cannot work (configure refuses to select it, and would send the user back here)."""
     variant = official.variant
     if variant is not None and not variant.works and variant.fix:
         return Fix(
             f"Its {keys.VOXTRAL} cannot transcribe as it is ({variant.reason}): replace it, then select Voxtral:",
-            [variant.fix, "echopanel-setup configure"],
+            [variant.fix, configure],
         )
-    return Fix("Select Voxtral:", ["echopanel-setup configure"])
+    return Fix("Select Voxtral:", [configure])
+
+
+def _configure(facts: Facts, mode: str) -> str:
+    """`configure` as it will run: bare where it finds a server itself (vLLM can run here, or EchoPanel already has a
+    URL); else with the mode and a server, since a bare one writes nothing there and stops (exit 2)."""
+    from echopanel_setup.checks.config import configure_command  # a sibling check module: loaded by the registry
+
+    env = facts.echopanel.env
+    can_serve = facts.platform.system == "Linux" and bool(facts.gpu.devices)
+    if (mode == "local" and can_serve) or keys.URL in env.values or keys.URL in env.environment:
+        return "echopanel-setup configure"
+    if mode == "local":  # a server elsewhere: doctor's local URL is no server from there
+        return f"echopanel-setup configure --mode remote --url {ports.example_url()}"
+    return configure_command(facts, mode)
 
 
 def _configured_url(ep: EchoPanelFacts, provider: ProviderContract) -> tuple[str, str]:
