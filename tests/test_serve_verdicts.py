@@ -3,6 +3,7 @@ capture CUDA graphs beyond their memory budget (issue 18, "Wrong verdicts")."""
 
 from __future__ import annotations
 
+import copy
 import shlex
 import sys
 from pathlib import Path
@@ -183,6 +184,19 @@ def test_the_drivers_own_reservation_is_no_other_user(cli: Cli, tmp_path: Path) 
     device.memory_used_mib, device.memory_free_mib = 20529, device.memory_total_mib - 20529
     run = cli("serve", "--facts", str(write(facts, tmp_path / "ours.json")))
     assert run.code == 0 and "no other users" in run.err and "not listed" not in run.err
+
+
+def test_with_tensor_parallelism_the_note_names_the_gpus(cli: Cli, tmp_path: Path) -> None:
+    """Two idle H100s split with --gpus 2 are "these 2 GPUs", and a display on one of them names that one."""
+    facts = load("linux-h100-vllm020.json")
+    second = copy.deepcopy(facts.gpu.devices[0])
+    second.index = 1
+    facts.gpu.devices.append(second)
+    run = cli("serve", "--facts", str(write(facts, tmp_path / "two.json")), "--gpus", "2")
+    assert run.code == 0 and "These 2 GPUs have no display and no other users" in run.err, run.err
+    second.display_active = True
+    run = cli("serve", "--facts", str(write(facts, tmp_path / "display.json")), "--gpus", "2")
+    assert run.code == 0 and "GPU 1 drives a display" in run.err and "This GPU" not in run.err, run.err
 
 
 @pytest.mark.slow

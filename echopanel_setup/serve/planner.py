@@ -510,7 +510,7 @@ def _plan_group(req: PlanRequest, gpus: tuple[Gpu, ...]) -> Plan | Refusal:
         longest_session_minutes=_minutes(_longest(arch, batch_budget(base, streams), tp, streams, room), arch),
         confidence="medium",
         confidence_reasons=[],
-        memory=_memory(req, why, users, full, util, total, seqs),
+        memory=_memory(req, gpus, why, users, (full, util, total, seqs)),
     )
     result.notes.append(result.memory.note)
     _explain(req, result, wanted, eager)
@@ -557,15 +557,21 @@ def _most_streams(
     return lo, fixed, shares
 
 
-def _memory(req: PlanRequest, why: Why, users: list[str], full: float, util: float, total: int, seqs: int) -> Memory:
-    """Which way the memory goes and why, in one sentence a user can act on."""
+def _memory(
+    req: PlanRequest, gpus: tuple[Gpu, ...], why: Why, users: list[str], shares: tuple[float, float, int, int]
+) -> Memory:
+    """Which way the memory goes and why, in one sentence a user can act on. `shares`: (vLLM's full share, the
+    utilisation planned, the total per GPU, --max-num-seqs). With tensor parallelism the sentence names the GPUs."""
     k = _k()
+    full, util, total, seqs = shares
     planned = f"{req.streams} planned"
+    several = len(gpus) > 1
+    these, its = (f"These {len(gpus)} GPUs have", "its GPUs") if several else ("This GPU has", "its GPU")
     if why in WHOLE_GPU:
         whose = (
-            "Planned for another machine, its GPU assumed to have no display and no other users"
+            f"Planned for another machine, {its} assumed to have no display and no other users"
             if why == "another-machine"
-            else "This GPU has no display and no other users"
+            else f"{these} no display and no other users"
         )
         more = (
             f"may run up to {seqs} streams at once (--max-num-seqs {seqs}; {planned})"
@@ -585,9 +591,11 @@ def _memory(req: PlanRequest, why: Why, users: list[str], full: float, util: flo
     elif why == "shared":
         reason = f"GPU shared with {', '.join(users[:3])}{' …' if len(users) > 3 else ''}"
     elif why == "display":
-        reason = "This GPU drives a display (its desktop is not listed, as in a container)"
+        which = f"GPU {', '.join(str(g.index) for g in gpus if g.display)}" if several else "This GPU"
+        reason = f"{which} drives a display (its desktop is not listed, as in a container)"
     else:
-        reason = "Whether this GPU drives a display is unknown (the facts do not say)"
+        drive = "these GPUs drive" if several else "this GPU drives"
+        reason = f"Whether {drive} a display is unknown (the facts do not say)"
     if util < full:
         left = f"{math.floor(total * (full - util))} MiB of vLLM's full share ({full:.2f}) stay free"
         held = f"--gpu-memory-utilization sized to the {planned} streams ({util:.2f}), so {left}"
