@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from echopanel_setup import output, ui
 from echopanel_setup.configure.result import MASKED, URL, VOXTRAL, ConfigureResult, Plan
 from echopanel_setup.configure.write import diff, masked, shell
-from echopanel_setup.echopanel.probe import is_secret
+from echopanel_setup.envconfig import is_secret
 
 if TYPE_CHECKING:
     from rich.console import Console

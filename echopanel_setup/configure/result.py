@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from echopanel_setup.echopanel import discover, dotenv, settings
-from echopanel_setup.echopanel.probe import is_secret
+from echopanel_setup.envconfig import is_secret
 from echopanel_setup.errors import EXIT_OK, UsageError
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from echopanel_setup.configure.result import MAC_NOTE, MASKED, ConfigureOptions, NoCheckout, Plan
 from echopanel_setup.echopanel import discover, dotenv
-from echopanel_setup.echopanel.probe import is_secret
+from echopanel_setup.envconfig import is_secret
 from echopanel_setup.errors import ExternalError, UsageError
 
 

@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +54,7 @@ class _Probe:
 
 def collect(opts: Options, on_wait: Callable[[list[str]], None] | None = None) -> Facts:
     """Probe this machine. `on_wait(pending)` is called while slow probes are still running."""
-    facts = Facts(tool_version=__version__, collected_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    facts = Facts(tool_version=__version__, collected_at=paths.timestamp())
     python, source = pyenv.discover(opts.python)  # BadPythonError surfaces before any work
     checkout = echopanel_probe.locate(opts.echopanel, os.environ, Path.cwd(), Path.home())  # so does a bad --echopanel
 

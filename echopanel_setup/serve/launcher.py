@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -377,7 +377,7 @@ def _record(
         served_model_name=served_name,
         argv=[*cmd.executable, "serve", cmd.model, *cmd.redacted_args()],
         log=str(log),
-        started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        started_at=paths.timestamp(),
         detached=detached,
         vllm_version=cmd.version,
         api_key_env=bool(api_key),
@@ -566,7 +566,7 @@ def record_success(key: str, cmd: ServeCommand, figures: dict[str, str], plan_su
                 "memory",
             )
         },
-        "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "recorded_at": paths.timestamp(),
     }
     paths.write_state({"serve_good": good})
 

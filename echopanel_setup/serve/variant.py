@@ -15,10 +15,9 @@ import os
 import re
 import shutil
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
-from echopanel_setup import envconfig, knowledge
+from echopanel_setup import envconfig, knowledge, paths
 from echopanel_setup.errors import SetupError, UsageError
 from echopanel_setup.facts.local import read_tekken_delay
 
@@ -118,7 +117,7 @@ def ensure(model_dir: Path, delay_ms: int) -> Variant:
             "delay_ms": delay_ms,
             "tekken_source": _stamp(model_dir / TEKKEN),
             "linked": _linked_files(),
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created_at": paths.timestamp(),
             "note": "Made by `echopanel-setup serve --delay-ms`; safe to delete (it is rebuilt when needed).",
         }
         (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from echopanel_setup.echopanel import keys
 from echopanel_setup.errors import UsageError
 from echopanel_setup.provider import command as provider_command
 from echopanel_setup.provider import echopanel_harness
@@ -165,12 +166,12 @@ def run(
     if found is None:
         raise UsageError(f"{checkout.path} has no {name} provider to test (use --client realtime or voxtral-c)")
     info = contract.variant_info(found.variant)
-    default = next((e.default for e in found.env if e.key == "VOXTRAL_VLLM_URL"), None) or "http://localhost:8000"
+    default = next((e.default for e in found.env if e.key == keys.URL), None) or "http://localhost:8000"
     if url:
-        env["VOXTRAL_VLLM_URL"], url_from = url, "--url"
-    elif "VOXTRAL_VLLM_URL" in os.environ:
+        env[keys.URL], url_from = url, "--url"
+    elif keys.URL in os.environ:
         url_from = "the environment"
-    elif "VOXTRAL_VLLM_URL" in env:
+    elif keys.URL in env:
         url_from = f"{checkout.path / '.env'}"
     else:
         url_from = "the provider's default"
@@ -182,13 +183,13 @@ def run(
         name,
         found.variant,
         info.title if info is not None else None,
-        "" if local else _masked(env.get("VOXTRAL_VLLM_URL", default)),
+        "" if local else _masked(env.get(keys.URL, default)),
         "" if local else url_from,
         str(python),
         clip,
         "run",
         max_wer=max_wer,
-        target="" if local else env.get("VOXTRAL_VLLM_URL", default),
+        target="" if local else env.get(keys.URL, default),
         notes=[note] if note else [],
     )
     module = Path(found.file).stem
@@ -239,7 +240,7 @@ def _which_provider(explicit: str | None, env: dict[str, str]) -> tuple[str, str
 
     if explicit:
         return explicit, ""
-    chosen = env.get("ECHOPANEL_ASR_PROVIDER", "").strip()
+    chosen = env.get(keys.SELECTOR, "").strip()
     if chosen in contract.VOXTRAL_PROVIDERS:
         return chosen, ""
     shown = f"set to {chosen}" if chosen else "not set to a Voxtral provider (ECHOPANEL_ASR_PROVIDER unset)"
@@ -353,7 +354,7 @@ def _replay_chat_pcm(result: EchoPanelSmoke, found: Any, env: dict[str, str], cl
 
     url = result.target  # joined by string formatting, as EchoPanel does: a trailing / or /v1 is not forgiven
     try:
-        delay = max(240, min(2400, int(env.get("VOXTRAL_STREAMING_DELAY_MS", "480"))))
+        delay = max(240, min(2400, int(env.get(keys.DELAY, "480"))))
     except ValueError:
         result.notes.append("VOXTRAL_STREAMING_DELAY_MS is not a whole number: EchoPanel cannot load the provider")
         return ""
@@ -454,7 +455,7 @@ def _server_works(url: str, clip: audio.Clip, fast: bool) -> tuple[bool | None, 
     from echopanel_setup.url import ServerURL
 
     try:
-        ep = ServerURL.parse(url, what="VOXTRAL_VLLM_URL")
+        ep = ServerURL.parse(url, what=keys.URL)
         info = server.discover(ep, None, "", client.Limits.defaults().connect_s)
         model = server.choose_model(ep.http_base, info.models, None)
         started = time.monotonic()
