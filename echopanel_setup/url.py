@@ -117,6 +117,17 @@ class ServerURL:
         return f"{'wss' if self.scheme == 'https' else 'ws'}://{self.netloc}{self.prefix}/v1/realtime"
 
     @property
+    def with_credentials(self) -> str:
+        """`http_base` with the user and password it was given (%-quoted), for where the URL is stored as the user
+        wrote it (EchoPanel's `.env`): never to be shown."""
+        if self.username is None:
+            return self.http_base
+        from urllib.parse import quote
+
+        auth = quote(self.username, safe="") + (":" + quote(self.password, safe="") if self.password else "")
+        return f"{self.scheme}://{auth}@{self.netloc}{self.prefix}"
+
+    @property
     def display(self) -> str:
         """The form to show: the base without credentials (the same as `str()`)."""
         return self.http_base

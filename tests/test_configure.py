@@ -227,6 +227,25 @@ def test_a_url_with_v1_is_normalised_with_a_note(cli: Cli, checkout: Path) -> No
     assert values(checkout / ".env")[URL] == "http://gpu.lan:8001"
 
 
+@pytest.mark.parametrize("given", [(), ("--mode", "remote", "--url", "http://ep:p%40ss@gpu.lan:8001/v1")])
+def test_a_password_in_the_url_is_kept_in_the_file_and_never_shown(cli: Cli, checkout: Path, given) -> None:
+    """A server behind Basic auth: the user's credentials stay in .env (kept from the file, or as --url gave them),
+    while every output shows the URL without them."""
+    env = checkout / ".env"
+    env.write_text("VOXTRAL_VLLM_URL=http://ep:p%40ss@gpu.lan:8001\n")
+    outputs = []
+    for extra in ((), ("--json",), ("--dry-run",)):
+        code, out, err = configure(cli, checkout, "--yes", "--delay-ms", "960", *given, *extra)
+        assert code == 0, err
+        outputs.append(out + err)
+    assert values(env)[URL] == "http://ep:p%40ss@gpu.lan:8001"
+    assert all("p%40ss" not in text and "p@ss" not in text for text in outputs)
+    assert "http://***@gpu.lan:8001" in outputs[0]
+    code, out, err = configure(cli, checkout, "--shell", *given)
+    assert code == 0 and "p%40ss" not in out + err and f"export {URL}" not in out
+    assert f"{URL} carries a user and password, so --shell does not print it" in err
+
+
 # --- the file: EchoPanel's rules, every other byte kept ---------------------------------------------------------------
 
 HOSTILE = (

@@ -30,7 +30,7 @@ from echopanel_setup.echopanel import contract as contract_mod
 from echopanel_setup.echopanel import discover, dotenv, settings
 from echopanel_setup.errors import UsageError
 from echopanel_setup.facts.model import Facts
-from echopanel_setup.url import is_loopback
+from echopanel_setup.url import is_loopback, redact
 
 _OURS = re.compile(r"^(?:VOXTRAL|ECHOPANEL)_")  # the provider's own settings (not XDG_*, HOME, MISTRAL_API_KEY)
 
@@ -77,6 +77,8 @@ def make_plan(
         else:
             url = vllm_url.choose(opts, existing, environ, mode, reasons, notes, contract)
             updates[URL] = url
+            if opts.shell and redact(url) != url:
+                notes.append(f"{URL} carries a user and password, so --shell does not print it: export {URL} yourself")
             server = vllm_url.probe(url)
             # A loopback URL is served on this machine whatever --mode says (`--mode remote` with the user's own
             # tunnel): where vLLM cannot run here, "start one" is no way on.

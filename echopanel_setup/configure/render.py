@@ -7,9 +7,8 @@ import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
 from echopanel_setup import output, ui
-from echopanel_setup.configure.result import MASKED, URL, VOXTRAL, ConfigureResult, Plan
-from echopanel_setup.configure.write import diff, masked, shell
-from echopanel_setup.envconfig import is_secret
+from echopanel_setup.configure.result import URL, VOXTRAL, ConfigureResult, Plan
+from echopanel_setup.configure.write import diff, masked, shell, shown
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -69,7 +68,7 @@ def to_document(r: ConfigureResult) -> dict[str, Any]:
         provider=p.provider,
         variant=p.variant,
         mode=p.mode,
-        values={k: MASKED if is_secret(k) else v for k, v in p.values.items()},
+        values={k: shown(k, v) for k, v in p.values.items()},
         removed=p.removed,
         not_written=p.dropped,
         reasons=p.reasons,

@@ -68,10 +68,10 @@ def choose(
             notes.append(note)
         parsed = ServerURL.parse(url)
         if mode == "local" and not parsed.is_loopback:
-            raise UsageError(f"--url {url} is not on this machine: use --mode remote for a server elsewhere")
+            raise UsageError(f"--url {parsed} is not on this machine: use --mode remote for a server elsewhere")
         if contract is not None and parsed.is_loopback and parsed.port == own and not opts.force:
             raise UsageError(
-                f"--url {url} is EchoPanel's own backend (port {own} on this machine): EchoPanel would talk to "
+                f"--url {parsed} is EchoPanel's own backend (port {own} on this machine): EchoPanel would talk to "
                 f"itself. vLLM's port here is {ports.default_port()} (`echopanel-setup serve`); --force writes it "
                 "anyway"
             )
@@ -113,7 +113,7 @@ def _existing_url(current: str | None, where: str, mode: str, own: int | None, n
         return None
     if own is not None and parsed.is_loopback and parsed.port == own:
         fate = "not used" if where else "replaced"
-        notes.append(f"{URL}={current}{where} is EchoPanel's own backend (port {own}), not vLLM; {fate}")
+        notes.append(f"{URL}={parsed}{where} is EchoPanel's own backend (port {own}), not vLLM; {fate}")
         return None
     if note:
         notes.append(note)

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from echopanel_setup.configure.result import MAC_NOTE, MASKED, ConfigureOptions, NoCheckout, Plan
 from echopanel_setup.echopanel import discover, dotenv
-from echopanel_setup.envconfig import is_secret
+from echopanel_setup.envconfig import URL, is_secret
 from echopanel_setup.errors import ExternalError, UsageError
+from echopanel_setup.url import redact
 
 
 def require_target(opts: ConfigureOptions, checkout: discover.Checkout | None, system: str) -> None:
@@ -90,12 +91,21 @@ def apply(plan: Plan) -> tuple[Path | None, bool]:
         raise UsageError(f"{plan.path}: cannot write it: {exc.strerror or exc}") from None
 
 
+def shown(key: str, value: str) -> str:
+    """A value as configure may show it: a secret masked, a URL's user and password as `***`."""
+    if is_secret(key) and value:
+        return MASKED
+    return redact(value) if key == URL else value
+
+
 def masked(text: str) -> str:
-    """`text` with the value of every line whose key names a secret replaced (diffs show context lines too)."""
+    """`text` with the value of every line whose key names a secret replaced, and a URL's credentials (diffs show
+    context lines too)."""
     out = []
     for line in dotenv.parse(text).lines:
-        if line.key is not None and is_secret(line.key.lstrip(dotenv.BOM)) and line.value:
-            out.append(line.text.split("=", 1)[0] + "=" + MASKED + line.ending)
+        key = line.key.lstrip(dotenv.BOM) if line.key is not None else None
+        if key is not None and line.value and shown(key, line.value) != line.value:
+            out.append(line.text.split("=", 1)[0] + "=" + shown(key, line.value) + line.ending)
         else:
             out.append(line.text + line.ending)
     return "".join(out)
@@ -115,8 +125,9 @@ def diff(plan: Plan) -> str:
 
 def shell(plan: Plan) -> str:
     """`export` lines for the shell that starts EchoPanel's backend: the managed keys of the result, secrets only as
-    `"${MISTRAL_API_KEY}"`, a removed key as `unset`. Safe to `eval` whatever the values hold."""
-    values: dict[str, str | None] = {k: v for k, v in plan.values.items() if not is_secret(k)}
+    `"${MISTRAL_API_KEY}"`, a removed key as `unset`. Safe to `eval` whatever the values hold. A URL carrying a
+    password is left out (its shown form would point EchoPanel at the wrong credentials): the plan's notes say so."""
+    values: dict[str, str | None] = {k: v for k, v in plan.values.items() if shown(k, v) == v}
     values.update({k: None for k, v in plan.updates.items() if v is None})
     lines = []
     for key, value in values.items():

@@ -20,7 +20,7 @@ from echopanel_setup.echopanel.keys import API_KEY, DELAY, KEYS, MODE, SELECTOR,
 from echopanel_setup.envconfig import MASK, is_secret
 from echopanel_setup.errors import SetupError
 from echopanel_setup.facts.model import Contract, ProviderContract
-from echopanel_setup.url import normalise_echopanel
+from echopanel_setup.url import normalise_echopanel, redact
 
 # Today's published voxtral_official reads these (pranaysuyash/EchoPanel 3845da5
 # server/services/provider_voxtral_official.py); used only when no checkout tells us otherwise.
@@ -123,9 +123,10 @@ def check_mode(mode: str | None, chosen: Provider) -> None:
 
 def url_value(text: str, *, what: str) -> tuple[str, str | None]:
     """(VOXTRAL_VLLM_URL as EchoPanel needs it, a note when a trailing `/` or `/v1` was dropped). UsageError (exit 2)
-    for another path or a scheme other than http/https."""
+    for another path or a scheme other than http/https. A user and password in the URL are kept (a server behind
+    Basic auth): the value is written as the user gave it, and shown only with `url.redact`."""
     normalised = normalise_echopanel(text, what=what)
-    return normalised.url.http_base, normalised.note
+    return normalised.url.with_credentials, normalised.note
 
 
 def restrict(updates: Mapping[str, str | None], chosen: Provider) -> tuple[dict[str, str | None], list[str]]:
@@ -160,6 +161,8 @@ def read_back(path: Path, keys: list[str], environ: Mapping[str, str], chosen: P
     for key, item in dotenv.effective(env, environ, keys).items():
         if is_secret(key) and item.value:
             item = dotenv.Seen(key, MASK, item.source, MASK if item.shadowed else None)
+        elif key == URL and item.value:  # a password in the URL is kept in the file, never shown
+            item = dotenv.Seen(key, redact(item.value), item.source, item.shadowed and redact(item.shadowed))
         seen[key] = item
     overridden = [k for k in keys if k in environ]
     unread = []
