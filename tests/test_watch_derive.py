@@ -81,7 +81,10 @@ def test_streams_beyond_the_plan_but_within_what_vllm_runs_are_not_a_warning() -
     ctx = derive.Context(planned_streams=2, allowed_streams=23, health=200)
     within = sig(None, s(sessions_active=4.0), ctx)["streams"]
     assert within.status == "ok" and within.value == "4/2"
-    assert "4 streams open on a plan for 2 (vLLM runs up to 23 at once)" in within.summary
+    said = "4 streams open on a plan for 2 (2 EchoPanel meetings, 2 streams each; vLLM runs up to 23 at once)"
+    assert said in within.summary
+    odd = sig(None, s(sessions_active=3.0), ctx)["streams"]
+    assert "(at least 2 EchoPanel meetings, up to 2 streams each;" in odd.summary  # not "1.5 meetings"
     beyond = sig(None, s(sessions_active=24.0), ctx)["streams"]
     assert beyond.status == "warn" and "serve --streams 24" in (beyond.fix or "")
     planned_only = sig(None, s(sessions_active=4.0), derive.Context(planned_streams=2, health=200))["streams"]

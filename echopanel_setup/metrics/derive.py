@@ -141,11 +141,19 @@ def _streams(cur: Sample, ctx: Context) -> tuple[int | None, Signal]:
     planned = ctx.planned_streams
     allowed = ctx.allowed_streams if planned and ctx.allowed_streams and ctx.allowed_streams > planned else None
     plan = f" on a plan for {planned}" if planned else ""
-    if allowed:
-        plan += f" (vLLM runs up to {allowed} at once)"
     value = f"{streams}/{planned}" if planned else str(streams)
-    meetings = streams / lim.per_meeting
-    where = f" ({_num(meetings)} EchoPanel meeting{'s' if meetings != 1 else ''} at {lim.per_meeting} streams each)"
+    # A meeting opens one stream per audio source (system audio, microphone): an odd count is a meeting with one.
+    meetings, odd = divmod(streams, lim.per_meeting)
+    least = meetings + (1 if odd else 0)
+    said = []
+    if streams:
+        said.append(
+            f"{'at least ' if odd else ''}{least} EchoPanel meeting{'s' if least != 1 else ''}, "
+            f"{'up to ' if odd else ''}{lim.per_meeting} streams each"
+        )
+    if allowed:
+        said.append(f"vLLM runs up to {allowed} at once")
+    where = f" ({'; '.join(said)})" if said else ""
     if planned and streams > (allowed or planned):
         return streams, Signal(
             "streams",
@@ -164,7 +172,7 @@ def _streams(cur: Sample, ctx: Context) -> tuple[int | None, Signal]:
         "Streams",
         OK,
         value,
-        f"{streams} stream{'s' if streams != 1 else ''} open{plan}{where if streams else ''}",
+        f"{streams} stream{'s' if streams != 1 else ''} open{plan}{where}",
         number=streams,
         formula=formula + (f"; plan from {ctx.plan_source}" if ctx.plan_source else ""),
         estimate=estimate,
@@ -509,7 +517,3 @@ def _counter(prev: Sample | None, cur: Sample, attr: str, title: str, words: tup
             formula=f"Δ {name[attr]}",
         )
     return Signal(attr, title, OK, "0", f"no {noun} since the last sample", 0, formula=f"Δ {name[attr]}")
-
-
-def _num(x: float) -> str:
-    return f"{x:g}" if x != int(x) else str(int(x))
