@@ -228,6 +228,19 @@ def test_unreachable_from_the_start(cli: Cli) -> None:
     assert doc["error"]["kind"] == "external" and "connection refused" in doc["error"]["message"]
 
 
+def test_a_server_without_metrics_is_reachable_and_a_failed_verdict(cli: Cli, vllm) -> None:  # type: ignore[no-untyped-def]
+    """Something answers /health but has no /metrics page (not vLLM, or its metrics are off): not "unreachable"
+    (exit 3, which sends a cron job looking for a dead server) but a failed verdict (exit 1) that says why."""
+    _, url = vllm()  # the loopback vLLM stand-in answers /health and /v1/models, and 404 on /metrics
+    code, out, _ = watch(cli, url, "--once", "--json", *FAST)
+    doc = json.loads(out)
+    ENVELOPE.validate(doc)
+    assert code == 1 and doc["unreachable"] is False and doc["worst"] == "fail" and doc["error"] is None
+    assert doc["sample"]["status"] == "no-metrics" and "answered HTTP 404: not vLLM, or metrics off" in out
+    code, out, _ = watch(cli, url, "--once", *FAST)
+    assert code == 1 and "no metrics" in out and "unreachable" not in out
+
+
 def test_the_worst_verdict_seen_decides_the_exit_code(cli: Cli) -> None:
     def blip(n: int, scenario: Scenario) -> None:
         scenario.queued = 1 if n == 2 else 0

@@ -10,13 +10,20 @@ from typing import Any, TextIO
 
 from echopanel_setup import output
 from echopanel_setup.metrics.derive import FAIL, OK, UNKNOWN, WARN, Signal
-from echopanel_setup.watch.runner import UNREACHABLE, Tick, WatchResult
+from echopanel_setup.watch.runner import NO_METRICS, UNREACHABLE, Tick, WatchResult
 
 SCHEMA_VERSION = 1
-_STYLE = {OK: "green", WARN: "yellow", FAIL: "bold red", UNKNOWN: "dim", UNREACHABLE: "bold magenta"}
+_STYLE = {
+    OK: "green",
+    WARN: "yellow",
+    FAIL: "bold red",
+    UNKNOWN: "dim",
+    UNREACHABLE: "bold magenta",
+    NO_METRICS: "bold red",
+}
 _SPARKS = "▁▂▃▄▅▆▇█"
 _ASCII_SPARKS = "_.-=*#"
-_SYMBOL_OF = {OK: "ok", WARN: "warn", FAIL: "fail", UNKNOWN: "skip", UNREACHABLE: "crashed"}
+_SYMBOL_OF = {OK: "ok", WARN: "warn", FAIL: "fail", UNKNOWN: "skip", UNREACHABLE: "crashed", NO_METRICS: "fail"}
 _SHORT = {"streams": "streams", "queue": "queue", "rate": "rate", "step": "step", "kv": "KV", "session": "session"}
 
 
@@ -121,7 +128,7 @@ def plain_line(t: Tick, stream: TextIO) -> str:
 
     stamp = t.taken_at[11:19]
     if t.derived is None:
-        return f"{stamp}  {UNREACHABLE}  {t.error}"
+        return f"{stamp}  {t.status}  {t.error}"
     d = t.derived
     cells = [f"{_SHORT[s.id]} {s.value}" for s in d.signals if s.id in _SHORT]
     counts = [f"{s.id} {s.value}" for s in d.signals if s.id in ("preemptions", "errors")]
@@ -144,7 +151,9 @@ def render_once(r: WatchResult, verbose: bool = False, stream: TextIO | None = N
     con.print(f"[bold]{ui.esc(title(r, dot))}[/]")
     t = r.last
     if t is None or t.derived is None:
-        con.print(f"[{_STYLE[UNREACHABLE]}]{sym['crashed']} unreachable[/]  {ui.esc(t.error if t else '')}")
+        status = t.status if t else UNREACHABLE
+        word = f"{sym[_SYMBOL_OF[status]]} {status.replace('-', ' ')}"
+        con.print(f"[{_STYLE[status]}]{word}[/]  {ui.esc(t.error if t else '')}")
         return
     span = f"over {r.interval_s:g} s" if r.interval_s > 0 else "one sample: counters since the server started"
     con.print(f"[dim]{span}; plan: {ui.esc(r.plan.source or 'none recorded (not started by `serve` here)')}[/]")
@@ -190,7 +199,8 @@ def live_table(r: WatchResult, verbose: bool, ascii_only: bool, points: int) -> 
     if t is None:
         return head
     if t.derived is None:
-        return Group(head, Text.from_markup(f"[{_STYLE[UNREACHABLE]}]unreachable[/] {ui.esc(t.error or '')}"))
+        status = t.status
+        return Group(head, Text.from_markup(f"[{_STYLE[status]}]{status.replace('-', ' ')}[/] {ui.esc(t.error or '')}"))
     table = Table(box=None, show_header=False, pad_edge=False)
     for _ in range(5):
         table.add_column()

@@ -20,6 +20,7 @@ from echopanel_setup.url import ServerURL
 from echopanel_setup.vllm_client import Answer, Problem, VllmClient, parse_version
 
 UNREACHABLE = "unreachable"
+NO_METRICS = "no-metrics"  # something answers, but not with a /metrics page (not vLLM, or its metrics are off)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,12 +60,15 @@ class Tick:
     index: int
     taken_at: str  # ISO 8601, UTC
     derived: derive.Derived | None = None
-    error: str | None = None  # the server did not answer /metrics
+    error: str | None = None  # the server did not answer /metrics, or answered without a page
     metric_names: dict[str, str] = field(default_factory=dict)
+    answered: bool = False  # no page, but the server answered: reachable, and a failed verdict (exit 1), not exit 3
 
     @property
     def status(self) -> str:
-        return UNREACHABLE if self.derived is None else self.derived.worst
+        if self.derived is None:
+            return NO_METRICS if self.answered else UNREACHABLE
+        return self.derived.worst
 
 
 @dataclass
@@ -83,12 +87,15 @@ class WatchResult:
 
     @property
     def worst(self) -> str:
-        """The worst verdict any sample reached (an unreachable sample does not count here)."""
-        return derive.worst([t.derived.worst for t in self.ticks if t.derived is not None])
+        """The worst verdict any sample reached (an unreachable sample does not count here; a server that answered
+        without a /metrics page is a failed one)."""
+        return derive.worst(
+            [t.derived.worst if t.derived else derive.FAIL for t in self.ticks if t.derived or t.answered]
+        )
 
     @property
     def unreachable_at_end(self) -> bool:
-        return self.last is None or self.last.derived is None
+        return self.last is None or (self.last.derived is None and not self.last.answered)
 
     @property
     def exit_code(self) -> int:
@@ -131,7 +138,7 @@ def run(opts: WatchOptions, emit: Emit | None = None, *, sleep: Callable[[float]
                     found.url_source = url_source
                     result.server = found
                 if cur is None:
-                    tick = Tick(len(result.ticks), paths.timestamp(), error=error)
+                    tick = Tick(len(result.ticks), paths.timestamp(), error=error, answered=health is not None)
                 else:
                     if (streams := _open(cur)) is not None and streams <= 0:
                         last_idle = cur.wall
@@ -259,8 +266,9 @@ _DISCOVER = ("/version", "/v1/models")
 def _sample(
     client: VllmClient, url: ServerURL, *, discover: bool, keyed: bool = False
 ) -> tuple[Sample | None, int | None, str | None, Server | None]:
-    """One /metrics page and /health status (or why there was none), and, when `discover`, the server as
-    /version and /v1/models describe it (None unless /metrics answered: a server down now is asked again)."""
+    """One /metrics page and /health status (or why there was none: with a status still when the server answered,
+    /health's or else /metrics' own), and, when `discover`, the server as /version and /v1/models describe it (None
+    unless /metrics answered: a server down now is asked again)."""
     metrics, health, *described = client.get_all(_SAMPLE + _DISCOVER if discover else _SAMPLE)
     # When /metrics left (the other routes' threads start first): the page's counters are from about then, and the
     # rates divide by the time between two samples' pages, so this must not include those threads' start.
@@ -271,7 +279,8 @@ def _sample(
     if not metrics.reachable:
         return None, None, f"{metrics.url}: {_reason(metrics)}", None
     if metrics.status != 200:
-        return None, None, f"{metrics.url} answered HTTP {metrics.status}: not vLLM, or metrics off", None
+        answered = health.status if health.status is not None else metrics.status
+        return None, answered, f"{metrics.url} answered HTTP {metrics.status}: not vLLM, or metrics off", None
     found = discover_server(url, *described, keyed=keyed) if described else None
     return from_text(metrics.text, at, wall), health.status, None, found
 
