@@ -104,8 +104,8 @@ def masked(text: str) -> str:
     out = []
     for line in dotenv.parse(text).lines:
         key = line.key.lstrip(dotenv.BOM) if line.key is not None else None
-        if key is not None and line.value and shown(key, line.value) != line.value:
-            out.append(line.text.split("=", 1)[0] + "=" + shown(key, line.value) + line.ending)
+        if key is not None and line.value and (value := shown(key, line.value)) != line.value:
+            out.append(line.text.split("=", 1)[0] + "=" + value + line.ending)
         else:
             out.append(line.text + line.ending)
     return "".join(out)
