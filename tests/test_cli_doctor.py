@@ -81,6 +81,9 @@ def _write(path: Path, text: str) -> str:
         ("facts-directory", "--facts"),
         ("only-unknown", "nosuchcheck"),
         ("skip-unknown", "nosuchcheck"),
+        ("only-empty", "--only names no check"),
+        ("only-commas", "--only names no check"),
+        ("skip-empty", "--skip names no check"),
         ("url-ftp", "--url"),
         ("url-path", "--url"),
         ("save-facts-unwritable", "--save-facts"),
@@ -108,6 +111,10 @@ def test_bad_input_is_one_line_and_exit_2(case: str, fragment: str, tmp_path: Pa
         "facts-directory": ["--facts", str(tmp_path)],
         "only-unknown": ["--facts", H100, "--only", "nosuchcheck"],
         "skip-unknown": ["--facts", H100, "--skip", "gpu,nosuchcheck"],
+        # An empty filter selected every check (`--only ""` from an unset variable in a CI script ran them all).
+        "only-empty": ["--facts", H100, "--only", ""],
+        "only-commas": ["--facts", H100, "--only", " , "],
+        "skip-empty": ["--facts", H100, "--skip", ""],
         "url-ftp": ["--url", "ftp://x"],
         "url-path": ["--url", "http://localhost:8000/v1/realtime"],
         "save-facts-unwritable": [

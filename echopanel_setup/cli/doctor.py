@@ -9,6 +9,7 @@ import typer
 
 from echopanel_setup import env
 from echopanel_setup.cli.options import Checkout, CheckoutPython, EnvFile, Mode, ModelDir, VllmPython
+from echopanel_setup.errors import UsageError
 from echopanel_setup.url import ServerURL
 
 if TYPE_CHECKING:
@@ -22,8 +23,13 @@ def _echopanel_url(text: str) -> ServerURL:
     return ServerURL.parse_echopanel(text, what="--url")
 
 
-def _split(values: list[str] | None) -> list[str]:
-    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+def _split(values: list[str] | None, option: str) -> list[str]:
+    """The check names of a repeatable, comma-separated option. Given but naming none (`--only ""` from an unset
+    variable in a CI script) is a usage error: as no filter at all it would run every check, or none."""
+    names = [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+    if values is not None and not names:
+        raise UsageError(f"{option} names no check; `echopanel-setup doctor --list` shows them")
+    return names
 
 
 def doctor(
@@ -100,8 +106,8 @@ def doctor(
         run = doctor_mod.run(
             opts,
             mode=mode.value if mode else None,
-            only=_split(only),
-            skip=_split(skip),
+            only=_split(only, "--only"),
+            skip=_split(skip, "--skip"),
             strict=strict,
             facts_file=facts,
             on_wait=on_wait,
