@@ -146,6 +146,24 @@ def test_no_nvidia_device_on_the_bus_is_still_no_gpu(machine, cli: Cli) -> None:
     assert "Linux without an NVIDIA GPU" in verdict["summary"]
 
 
+def test_a_loaded_driver_with_no_gpu_on_the_bus_it_shows_is_a_broken_driver(machine, cli: Cli) -> None:  # type: ignore[no-untyped-def]
+    """Regression: where the PCI bus shows no NVIDIA device (a sandboxed container's sysfs) but the NVIDIA kernel
+    module is loaded (it does not load without a GPU) and nvidia-smi fails, the verdict was "Linux without an
+    NVIDIA GPU: run Voxtral elsewhere" instead of the driver fix."""
+    machine("h100", mode="fail", driver=True)
+    verdict = _doctor(cli)["platform.verdict"]
+    assert "without an NVIDIA GPU" not in verdict["summary"]
+    assert "a loaded NVIDIA driver (/proc/driver/nvidia) that does not answer" in verdict["summary"]
+    assert "sudo reboot" in verdict["fix"]["commands"]
+
+
+def test_a_pci_bus_that_cannot_be_read_is_unknown_not_empty(tmp_path: Path) -> None:
+    """No sysfs PCI tree to read says nothing about the GPUs: None (unknown), never "no display device"."""
+    assert gpu.hardware(tmp_path) == (None, False, None)
+    (tmp_path / "sys/bus/pci/devices").mkdir(parents=True)
+    assert gpu.hardware(tmp_path) == ([], False, None)
+
+
 def test_an_amd_gpu_is_named_with_what_vllm_supports(machine, cli: Cli) -> None:  # type: ignore[no-untyped-def]
     machine(None, pci=("1002:744c:030000",))
     verdict = _doctor(cli)["platform.verdict"]

@@ -84,7 +84,9 @@ def _no_device(facts: Facts, where: str, alt_fix: Fix) -> Outcome:
     probe = [f"GPU probe: {g.error}"] if g.error else []
     nvidia = [x for x in g.pci_gpus or [] if x.startswith(hw.nvidia_vendor + ":")]
     amd = [x for x in g.pci_gpus or [] if x.startswith(hw.amd_vendor + ":")]
-    if nvidia:
+    if nvidia or g.driver_loaded:
+        # The NVIDIA kernel module does not load without a GPU: loaded, it says there is one even where the PCI bus
+        # this process sees (a sandboxed container's sysfs) lists none.
         ids = ", ".join(nvidia)
         if not g.driver_loaded and facts.platform.container:
             return Outcome(
@@ -106,10 +108,11 @@ def _no_device(facts: Facts, where: str, alt_fix: Fix) -> Outcome:
                 ],
                 Fix("Install (or load) the NVIDIA driver, reboot, then check again:", [*hw.driver_commands]),
             )
+        loaded = f"an NVIDIA GPU ({ids}) and its driver" if nvidia else "a loaded NVIDIA driver (/proc/driver/nvidia)"
         if g.smi_raw is not None:
             return Outcome(
                 Status.FAIL,
-                f"an NVIDIA GPU ({ids}) and its driver, but nvidia-smi printed output this tool cannot read",
+                f"{loaded}, but nvidia-smi printed output this tool cannot read",
                 [*probe, "Its output is kept in `echopanel-setup doctor --report`."],
                 Fix(
                     "Reinstall the driver's utilities (nvidia-utils) or reboot, then check again:",
@@ -118,7 +121,8 @@ def _no_device(facts: Facts, where: str, alt_fix: Fix) -> Outcome:
             )
         return Outcome(
             Status.FAIL,
-            f"an NVIDIA GPU ({ids}) and a loaded driver that does not answer ({where}): a broken or mismatched driver",
+            f"{f'an NVIDIA GPU ({ids}) and a loaded driver' if nvidia else loaded} that does not answer ({where}): a "
+            "broken or mismatched driver",
             [
                 *probe,
                 "The kernel module and the user-space library usually disagree after a driver upgrade without a "

@@ -60,8 +60,9 @@ def hardware(root: Path) -> tuple[list[str] | None, bool, str | None]:
     """
     pci: list[str] | None = None
     with contextlib.suppress(OSError):
+        devices = sorted((root / "sys/bus/pci/devices").iterdir())  # no tree to read: unknown (None), not "none"
         pci = []
-        for dev in sorted((root / "sys/bus/pci/devices").iterdir()):
+        for dev in devices:
             try:
                 if not (dev / "class").read_text().strip().startswith(_DISPLAY_CLASS):
                     continue
