@@ -255,13 +255,15 @@ def _pyenv(version: str) -> str:
     return str(found[-1])
 
 
-def test_a_python_older_than_vllm_supports_is_refused_before_a_venv_is_made(tmp_path: Path) -> None:
-    old = _pyenv("3.9")
+@pytest.mark.parametrize("version", ["3.9", "2.7"])
+def test_a_python_older_than_vllm_supports_is_refused_before_a_venv_is_made(tmp_path: Path, version: str) -> None:
+    """Python 2.7 (no sys.base_prefix) was called an interpreter that "does not run"."""
+    old = _pyenv(version)
     venv = tmp_path / "venv"
     proc = install("--venv", str(venv), "--python", old, path=path_without_uv(tmp_path))
     assert proc.returncode == 2, proc.stdout + proc.stderr
     line = proc.stderr.strip()
-    assert line.startswith("echopanel-setup: error: Python 3.9.") and "older than vLLM supports" in line
+    assert line.startswith(f"echopanel-setup: error: Python {version}.") and "older than vLLM supports" in line
     assert "--python python3.12" in line and len(line.splitlines()) == 1
     assert not venv.exists()
 

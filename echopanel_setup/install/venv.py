@@ -50,7 +50,11 @@ class Interpreter:
     base: str  # sys.base_prefix, resolved
 
 
-_WHO = "import os, sys; print('%d.%d.%d' % sys.version_info[:3]); print(os.path.realpath(sys.base_prefix))"
+# Python 2 has no sys.base_prefix: it must still say its version, to be refused as too old (not as "does not run").
+_WHO = (
+    "import os, sys; print('%d.%d.%d' % sys.version_info[:3]); "
+    "print(os.path.realpath(getattr(sys, 'base_prefix', sys.prefix)))"
+)
 
 
 def interpreter(python: str) -> Interpreter | None:
