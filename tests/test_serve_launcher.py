@@ -425,6 +425,28 @@ def test_a_corrupt_record_is_no_record_and_said_so(cli, content: str) -> None:  
     assert launcher.running() == record
 
 
+def test_stop_says_it_set_an_unusable_record_aside(cli) -> None:  # type: ignore[no-untyped-def]
+    """`serve stop` moved a corrupt record aside without a word (only `status` said so), and the reason named
+    Python internals ("Record.__init__() missing 6 required positional arguments: …") cut mid-word."""
+    path = launcher.record_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"pid": 4242}))
+    stop = cli("serve", "stop")
+    assert stop.code == 0 and "nothing to stop" in stop.out
+    assert "was not a server record (missing create_time, url, served_model_name, argv, log, started_at, " in stop.err
+    assert "treated as no record, moved to server.json.unusable-" in stop.err and "__init__" not in stop.err
+    path.write_text("[1, 2]")
+    doc = cli("serve", "stop", "--json").json()
+    assert doc["stopped"] is False and "not a server record (not a JSON object)" in doc["warning"]
+
+
+def test_a_record_with_fields_this_version_does_not_know_is_still_read() -> None:
+    """A record written by a newer echopanel-setup (one more field) names a live server: set aside as unusable, that
+    server would be orphaned."""
+    record = launcher.Record.parse(json.dumps({**_VALID, "pid": 2, "written_by_a_newer_version": 1}))
+    assert record.pid == 2
+
+
 def test_a_start_while_another_starts_is_refused_naming_it() -> None:
     """Two `serve --detach` at once both became ready and the second record orphaned the first: the start holds a
     lock from its running-server check on, and a second start says who holds it (here: this test)."""

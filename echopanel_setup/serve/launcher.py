@@ -17,7 +17,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -80,8 +80,16 @@ class Record:
     @classmethod
     def parse(cls, text: str) -> Record:
         """A record from its JSON; ValueError/TypeError for anything else (a pid of -1 or "1" is not a process we
-        could have started, and psutil would raise on it)."""
-        record = cls(**json.loads(text))
+        could have started, and psutil would raise on it). Fields this version does not know (a newer
+        echopanel-setup wrote the record) are ignored: such a record still names a live server."""
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        known = [f.name for f in fields(cls)]
+        required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+        if missing := [name for name in required if name not in data]:
+            raise ValueError(f"missing {', '.join(missing)}")
+        record = cls(**{name: value for name, value in data.items() if name in known})
         numbers = (record.pid, record.create_time)
         if any(isinstance(n, bool) or not isinstance(n, (int, float)) for n in numbers) or not (
             isinstance(record.pid, int) and record.pid > 1
@@ -631,17 +639,18 @@ def follow_log(log: Path, echo: Say, offset: int) -> None:
         time.sleep(0.3)
 
 
-def stop() -> tuple[Record | None, float]:
-    """Stop the server echopanel-setup started: (its record or None when none runs, seconds taken)."""
-    set_aside_unusable()
+def stop() -> tuple[Record | None, float, str | None]:
+    """Stop the server echopanel-setup started: (its record or None when none runs, seconds taken, the note of a
+    record set aside as unusable)."""
+    note = set_aside_unusable()
     record = Record.read()
     if record is None or not record.alive():
         if record:
             clear_record(record.pid)
-        return None, 0.0
+        return None, 0.0, note
     took = stop_group(record.pid)
     clear_record(record.pid)
-    return record, took
+    return record, took, note
 
 
 def duration(seconds: float) -> str:

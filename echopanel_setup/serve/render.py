@@ -288,9 +288,13 @@ def _stopped(s: Stopped, as_json: bool, exit_code: int) -> None:
                 stopped=record is not None,
                 pid=record.pid if record else None,
                 seconds=round(s.seconds, 1),
+                warning=s.note,
             )
         )
-    elif record is None:
+        return
+    if s.note:
+        _err().print(f"[yellow]! warn[/] {ui.esc(s.note)}")
+    if record is None:
         print("nothing to stop: no server started by echopanel-setup is running")
     else:
         print(f"stopped vLLM (pid {record.pid}, {record.url}) in {launcher.duration(s.seconds)}")

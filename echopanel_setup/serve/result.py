@@ -48,6 +48,7 @@ class Launch:
 class Stopped:
     record: launcher.Record | None  # None: nothing was running
     seconds: float
+    note: str | None = None  # an unusable record was set aside
 
 
 @dataclass

@@ -136,5 +136,5 @@ def status(api_key: str | None) -> launcher.Status:
 
 
 def stop() -> Stopped:
-    record, took = launcher.stop()
-    return Stopped(record, took)
+    record, took, note = launcher.stop()
+    return Stopped(record, took, note)
