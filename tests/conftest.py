@@ -47,6 +47,22 @@ _CLEARED = (
 )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests signal the CLI as a terminal or `kill` would: Ctrl-C, SIGTERM, SIGHUP. A run started in the background by
+    a non-interactive shell or under `nohup` ignores SIGINT or SIGHUP, and children inherit an ignored signal (the
+    CLI rightly keeps it ignored), so those tests would hang. A handler instead of SIG_IGN keeps pytest itself
+    ignoring the signal while every child starts with the default again (exec resets handled signals)."""
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        if signal.getsignal(sig) == signal.SIG_IGN:
+            signal.signal(sig, _ignore)
+
+
+def _ignore(_signum: int, _frame: object) -> None:
+    """What SIG_IGN did for pytest itself; see pytest_configure."""
+
+
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point platformdirs (XDG_*) and HF_HOME at a temp dir so no test reads or writes the real home."""
