@@ -4,6 +4,7 @@ failure logs."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -162,6 +163,60 @@ def test_a_second_run_uses_the_recorded_flags_for_high_confidence(machine: Machi
     assert json.loads(again.stdout)["plan"]["confidence"] == "high"
 
 
+def read_until(proc: subprocess.Popen[bytes], marker: bytes) -> bytes:
+    """stderr up to and including `marker`, read raw (communicate() afterwards must not miss buffered text)."""
+    seen = b""
+    while marker not in seen:
+        chunk = os.read(proc.stderr.fileno(), 65536)  # type: ignore[union-attr]
+        if not chunk:
+            break
+        seen += chunk
+    assert marker in seen, seen
+    return seen
+
+
+def finish(proc: subprocess.Popen[bytes], record: launcher.Record, timeout: float = 30) -> str:
+    """The CLI's stderr once it exits. If it does not within `timeout`, the failure says why: both processes print
+    their Python stacks (they run with PYTHONFAULTHANDLER, SIGABRT dumps them), with vLLM's log and its group."""
+    try:
+        return proc.communicate(timeout=timeout)[1].decode()
+    except subprocess.TimeoutExpired:
+        attrs = ["pid", "status", "cmdline"]
+        group = [p.info for p in psutil.process_iter(attrs, ad_value=None) if pgid(p.pid) == record.pid]
+        for pid in (proc.pid, record.pid):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGABRT)
+        err = proc.communicate(timeout=10)[1].decode(errors="replace")
+        time.sleep(0.5)
+        log = Path(record.log).read_text(errors="replace")[-8000:]
+        raise AssertionError(
+            f"still running after {timeout} s\nCLI stderr:\n{err}\nvLLM group: {group}\nlog:\n{log}"
+        ) from None
+
+
+def pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def start_exec(machine: Machine, *extra: str) -> tuple[subprocess.Popen[bytes], launcher.Record]:
+    """`serve --exec` until it serves in the foreground, and its record."""
+    proc = start_cli(*machine.args("--exec", *extra), env={"PYTHONFAULTHANDLER": "1"})
+    read_until(proc, b"Ctrl-C stops vLLM")
+    record = launcher.Record.read()
+    assert record is not None and not record.detached
+    return proc, record
+
+
+def wait_for_log(record: launcher.Record, text: str, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while text not in Path(record.log).read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert text in Path(record.log).read_text()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("sig", "code"),
@@ -173,24 +228,51 @@ def test_exec_in_the_foreground_stops_vllm_and_its_engine_on_ctrl_c_sigterm_and_
 ) -> None:
     """Ctrl-C, `kill` (SIGTERM) and a closed terminal or dropped ssh (SIGHUP) all stop vLLM, which runs in its own
     session: it used to keep the GPU after the last two. The exit code is the shell's for that signal."""
-    proc = start_cli(*machine.args("--exec"))
-    seen = b""
-    while b"Ctrl-C stops vLLM" not in seen:  # raw reads: communicate() below must not miss buffered text
-        chunk = os.read(proc.stderr.fileno(), 65536)  # type: ignore[union-attr]
-        if not chunk:
-            break
-        seen += chunk
-    assert b"Ctrl-C stops vLLM" in seen, seen
-    record = launcher.Record.read()
-    assert record is not None and not record.detached
+    proc, record = start_exec(machine)
     engine = engine_pid(Path(record.log).read_text())
     proc.send_signal(sig)
-    err = proc.communicate(timeout=30)[1].decode()
+    err = finish(proc, record)
     assert proc.returncode == code, err
-    assert "Stopping vLLM" in err and "Stopped in" in err
+    assert "Stopping vLLM… Ctrl-C again stops it at once." in err and "Stopped in" in err and "killed" not in err
     assert wait_gone(record.pid) and wait_gone(engine)
     assert launcher.Record.read() is None
     assert "Shutting down" in Path(record.log).read_text()  # vLLM got SIGINT: a clean shutdown
+
+
+@pytest.mark.slow
+def test_ctrl_c_again_kills_a_vllm_whose_shutdown_hangs(machine: Machine) -> None:
+    """vLLM's own shutdown can hang and keep the GPU: a second Ctrl-C while we wait kills its group at once and the
+    stop still completes (it used to abandon the stop and leave vLLM running)."""
+    machine.scenario("stuck-stop")
+    proc, record = start_exec(machine)
+    engine = engine_pid(Path(record.log).read_text())
+    proc.send_signal(signal.SIGINT)
+    read_until(proc, b"Ctrl-C again stops it at once")
+    wait_for_log(record, "Shutting down")  # vLLM got the SIGINT and is stuck in its shutdown
+    proc.send_signal(signal.SIGINT)
+    err = finish(proc, record, timeout=15)
+    assert proc.returncode == 130, err
+    assert re.search(r"Stopped in \d+ s \(killed: Ctrl-C cut its shutdown short\)\.", err), err
+    assert wait_gone(record.pid) and wait_gone(engine)
+    assert launcher.Record.read() is None
+
+
+@pytest.mark.slow
+def test_serve_stop_says_it_is_stopping_and_ctrl_c_kills_a_hung_shutdown(machine: Machine) -> None:
+    machine.scenario("stuck-stop")
+    assert run_cli(*machine.args("--detach")).returncode == 0
+    record = launcher.Record.read()
+    assert record is not None
+    stop = start_cli("serve", "stop", "--json", env={"PYTHONFAULTHANDLER": "1"})
+    read_until(stop, f"Stopping vLLM (pid {record.pid}, {record.url})… Ctrl-C stops it at once.".encode())
+    wait_for_log(record, "Shutting down")
+    stop.send_signal(signal.SIGINT)
+    out = stop.communicate(timeout=15)[0]
+    assert stop.returncode == 0
+    doc = json.loads(out)
+    assert doc["stopped"] and doc["forced"] and doc["pid"] == record.pid
+    assert wait_gone(record.pid)
+    assert launcher.Record.read() is None
 
 
 @pytest.mark.slow

@@ -507,21 +507,48 @@ def follow(proc: subprocess.Popen[bytes], record: Record, echo: Say) -> int:
     return proc.returncode
 
 
-def stop_group(pid: int, proc: subprocess.Popen[bytes] | None = None) -> float:
+@dataclass(frozen=True)
+class Halt:
+    """How a stop went: the seconds it took, and whether a second Ctrl-C cut vLLM's own shutdown short."""
+
+    seconds: float
+    forced: bool = False
+
+
+def stop_group(pid: int, proc: subprocess.Popen[bytes] | None = None, note: Say | None = None) -> Halt:
     """Stop vLLM and its engine processes (one process group): SIGINT, as a terminal's Ctrl-C, so vLLM shuts
-    down cleanly; then SIGTERM; then SIGKILL. Returns the seconds it took."""
+    down cleanly; then SIGTERM; then SIGKILL, each step said through `note`.
+
+    vLLM's own shutdown can take long (or hang, releasing the GPU never); a Ctrl-C (or SIGTERM) that arrives while
+    we wait is the user asking for it now: the group gets SIGKILL at once and the stop still completes, instead of
+    the interrupt abandoning it halfway with vLLM still holding the GPU. `Halt.forced` tells the caller."""
     grace = _launch().stop_grace_s
     start_t = time.monotonic()
-    for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+    steps = ((signal.SIGINT, float(grace)), (signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0))
+    for n, (sig, wait) in enumerate(steps):
+        if n and note:
+            note(f"vLLM did not stop within {duration(steps[n - 1][1])}: sending {sig.name}")
+        if not _signal_group(pid, sig):
+            break
         try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            break
-        except PermissionError:
-            os.kill(pid, sig)
-        if _wait_gone(pid, proc, wait):
-            break
-    return time.monotonic() - start_t
+            if _wait_gone(pid, proc, wait):
+                break
+        except KeyboardInterrupt:  # Ctrl-C again (or SIGTERM/SIGHUP after a Ctrl-C): stop it now
+            _signal_group(pid, signal.SIGKILL)
+            _wait_gone(pid, proc, 5.0)
+            return Halt(time.monotonic() - start_t, forced=True)
+    return Halt(time.monotonic() - start_t)
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> bool:
+    """Send `sig` to the group (to its leader alone where the group cannot be signalled); False when it is gone."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        os.kill(pgid, sig)
+    return True
 
 
 def _wait_gone(pgid: int, proc: subprocess.Popen[bytes] | None, timeout: float) -> bool:
@@ -639,18 +666,20 @@ def follow_log(log: Path, echo: Say, offset: int) -> None:
         time.sleep(0.3)
 
 
-def stop() -> tuple[Record | None, float, str | None]:
-    """Stop the server echopanel-setup started: (its record or None when none runs, seconds taken, the note of a
-    record set aside as unusable)."""
-    note = set_aside_unusable()
+def stop(note: Say | None = None) -> tuple[Record | None, Halt, str | None]:
+    """Stop the server echopanel-setup started: (its record or None when none runs, how the stop went, the note of
+    a record set aside as unusable); `note` hears that the stop started and each escalation."""
+    aside = set_aside_unusable()
     record = Record.read()
     if record is None or not record.alive():
         if record:
             clear_record(record.pid)
-        return None, 0.0, note
-    took = stop_group(record.pid)
+        return None, Halt(0.0), aside
+    if note:
+        note(f"Stopping vLLM (pid {record.pid}, {record.url})… Ctrl-C stops it at once.")
+    halt = stop_group(record.pid, note=note)
     clear_record(record.pid)
-    return record, took, note
+    return record, halt, aside
 
 
 def duration(seconds: float) -> str:

@@ -289,6 +289,7 @@ def _stopped(s: Stopped, as_json: bool, exit_code: int) -> None:
                 pid=record.pid if record else None,
                 seconds=round(s.seconds, 1),
                 warning=s.note,
+                forced=s.forced,
             )
         )
         return
@@ -297,7 +298,8 @@ def _stopped(s: Stopped, as_json: bool, exit_code: int) -> None:
     if record is None:
         print("nothing to stop: no server started by echopanel-setup is running")
     else:
-        print(f"stopped vLLM (pid {record.pid}, {record.url}) in {launcher.duration(s.seconds)}")
+        how = " (killed: Ctrl-C cut its shutdown short)" if s.forced else ""
+        print(f"stopped vLLM (pid {record.pid}, {record.url}) in {launcher.duration(s.seconds)}{how}")
 
 
 # --- live events of a launch ------------------------------------------------------------------------------------
@@ -404,8 +406,14 @@ def _held_sessions(figures: dict[str, str]) -> float | None:
 
 
 def stopping() -> None:
-    _err().print("Stopping vLLM…")
+    _err().print("Stopping vLLM… Ctrl-C again stops it at once.")
 
 
-def stopped(seconds: float) -> None:
-    _err().print(f"Stopped in {launcher.duration(seconds)}.")
+def stop_note(text: str) -> None:
+    """What a stop is doing while vLLM shuts down (it can take tens of seconds), on stderr."""
+    _err().print(ui.esc(text))
+
+
+def stopped(halt: launcher.Halt) -> None:
+    how = " (killed: Ctrl-C cut its shutdown short)" if halt.forced else ""
+    _err().print(f"Stopped in {launcher.duration(halt.seconds)}{how}.")

@@ -49,6 +49,7 @@ class Stopped:
     record: launcher.Record | None  # None: nothing was running
     seconds: float
     note: str | None = None  # an unusable record was set aside
+    forced: bool = False  # Ctrl-C cut vLLM's own shutdown short (SIGKILL)
 
 
 @dataclass

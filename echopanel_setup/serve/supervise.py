@@ -51,9 +51,9 @@ def launch(opts: ServeOptions, ctx: Context, built: Built) -> Launch:
         if live:
             proc, record = live[-1]
             render.stopping()
-            took = launcher.stop_group(record.pid, proc)
+            halt = launcher.stop_group(record.pid, proc, render.stop_note)
             launcher.clear_record(record.pid)
-            render.stopped(took)
+            render.stopped(halt)
         raise
 
 
@@ -72,9 +72,11 @@ def _supervise(
         outcome = launcher.wait_ready(proc, record, name, opts.api_key, timeout, render.progress, echo)
         if outcome.ok:
             break
-        launcher.stop_group(record.pid, proc)
+        halt = launcher.stop_group(record.pid, proc, render.stop_note)
         launcher.clear_record(record.pid)
         live.clear()
+        if halt.forced:  # Ctrl-C while the failed start was being stopped: the user wants out, not a retry
+            raise KeyboardInterrupt
         if outcome.timed_out:
             raise ExternalError(
                 f"vLLM did not become ready: {outcome.reason}; its log: {record.log} (`echopanel-setup explain` it)"
@@ -136,5 +138,5 @@ def status(api_key: str | None) -> launcher.Status:
 
 
 def stop() -> Stopped:
-    record, took, note = launcher.stop()
-    return Stopped(record, took, note)
+    record, halt, note = launcher.stop(render.stop_note)
+    return Stopped(record, halt.seconds, note, halt.forced)
