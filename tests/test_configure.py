@@ -404,8 +404,15 @@ def test_shell_output_evals_in_bash(cli: Cli, tmp_path: Path) -> None:
 # --- the serve record, the retired echopanel.env ----------------------------------------------------------------------
 
 
-def test_the_port_of_a_detached_server_is_written(cli: Cli, checkout: Path) -> None:
-    """Issue 18: after `serve --detach --port P`, configure writes that port (the record in our state dir)."""
+@pytest.mark.parametrize(
+    ("served", "written"),
+    [("http://127.0.0.1:8123", "http://localhost:8123"), ("http://[::1]:8123", "http://[::1]:8123")],
+    ids=["ipv4", "ipv6-loopback"],
+)
+def test_the_port_of_a_detached_server_is_written(cli: Cli, checkout: Path, served: str, written: str) -> None:
+    """Issue 18: after `serve --detach --port P`, configure writes that port (the record in our state dir). A server
+    on `--host ::1` listens on the IPv6 loopback only: "localhost" (127.0.0.1 where /etc/hosts says only that) would
+    not reach it, so its own address is written."""
     import psutil
 
     from echopanel_setup.serve import launcher
@@ -414,7 +421,7 @@ def test_the_port_of_a_detached_server_is_written(cli: Cli, checkout: Path) -> N
     launcher.Record(
         pid=me.pid,
         create_time=me.create_time(),
-        url="http://127.0.0.1:8123",
+        url=served,
         served_model_name="voxtral-mini-transcribe-realtime-2602",
         argv=["vllm", "serve"],
         log=str(paths.state_dir() / "serve" / "vllm.log"),
@@ -423,7 +430,7 @@ def test_the_port_of_a_detached_server_is_written(cli: Cli, checkout: Path) -> N
     ).write()
     (checkout / ".env").write_text("VOXTRAL_VLLM_URL=http://localhost:8001\n")
     code, out, _ = configure(cli, checkout)
-    assert code == 0 and values(checkout / ".env")[URL] == "http://localhost:8123"
+    assert code == 0 and values(checkout / ".env")[URL] == written
     assert "`echopanel-setup serve` started here" in out
 
 

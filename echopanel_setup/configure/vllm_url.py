@@ -25,13 +25,7 @@ def running_server() -> ServerURL | None:
     """The URL of the vLLM server `serve --exec/--detach` started and that still runs (its record in our state dir)."""
     from echopanel_setup.serve import launcher
 
-    record = launcher.running()
-    if record is None:
-        return None
-    try:
-        return ServerURL.parse(record.url)
-    except UsageError:
-        return None
+    return launcher.running_url()
 
 
 def running_tunnel() -> TunnelRecord | None:
@@ -80,7 +74,9 @@ def choose(
     running = running_server() if mode == "local" else None
     if running is not None:
         reasons[URL] = "the server `echopanel-setup serve` started here (`serve status`)"
-        return ports.local_url(running.port)
+        # A server on an IPv6 address (`--host ::1`; vLLM's "::" is IPv6 only) is not reached by "localhost" where
+        # that name is 127.0.0.1 alone: its own address is written.
+        return str(running) if ":" in running.host else ports.local_url(running.port)
     if (tunnel := running_tunnel()) is not None:
         reasons[URL] = f"the running tunnel to {tunnel.host}:{tunnel.remote_port} (`echopanel-setup tunnel status`)"
         return tunnel.url

@@ -137,6 +137,17 @@ def running() -> Record | None:
     return record if record and record.alive() else None
 
 
+def running_url() -> ServerURL | None:
+    """The URL of the server `serve --exec/--detach` started and that still runs (None: none, or its URL unusable)."""
+    record = running()
+    if record is None:
+        return None
+    try:
+        return ServerURL.parse(record.url, what="the serve record's url")
+    except SetupError:
+        return None
+
+
 def set_aside_unusable() -> str | None:
     """Move a server record we cannot read (garbage, a pid of -1, a directory) out of the way, and say so.
 

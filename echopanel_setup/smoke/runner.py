@@ -101,6 +101,14 @@ def _env_file(opts: SmokeOptions, environ: dict[str, str]) -> Path | None:
     return discover.env_path(opts.config, checkout)
 
 
+def _served() -> ServerURL | None:
+    """The server `serve --exec/--detach` started here, at the port it was given (`serve --detach --port P` then
+    `smoke` must test that one, not say "nothing to test" or ask port 8001)."""
+    from echopanel_setup.serve import launcher
+
+    return launcher.running_url()
+
+
 def resolve(opts: SmokeOptions, environ: dict[str, str] | None = None) -> Target:
     """The mode, URL, key and delay to test with, from the flags, then EchoPanel's config."""
     env = dict(os.environ if environ is None else environ)
@@ -116,10 +124,12 @@ def resolve(opts: SmokeOptions, environ: dict[str, str] | None = None) -> Target
             url = ServerURL.parse(values[envconfig.URL], what=envconfig.URL)
             mode = "local" if url.is_loopback else "remote"
             reason = f"{envconfig.URL} in {config_path}"
+        elif (url := _served()) is not None:
+            mode, reason = "local", "the server `echopanel-setup serve` started (`serve status`)"
         else:
             raise UsageError(
-                f"nothing to test: no --url, and {config_path or 'no EchoPanel checkout here'} sets no "
-                f"{envconfig.URL}; "
+                f"nothing to test: no --url, no server started by `echopanel-setup serve`, and "
+                f"{f'{config_path} sets no' if config_path else 'no EchoPanel checkout here to set'} {envconfig.URL}; "
                 f"pass --url {ports.example_url('HOST')}, "
                 f"--mode local (this machine, port {ports.default_port()}) or --mode api"
             )
@@ -133,8 +143,11 @@ def resolve(opts: SmokeOptions, environ: dict[str, str] | None = None) -> Target
             raise UsageError(
                 f"--mode remote needs --url {ports.example_url()} (or {envconfig.URL} in the EchoPanel config)"
             )
-        default = ports.local_url()
-        url = ServerURL.parse(configured, what=envconfig.URL) if configured else ServerURL.parse(default)
+        if configured:
+            url = ServerURL.parse(configured, what=envconfig.URL)
+        else:
+            url = _served() if mode == "local" else None
+            url = url or ServerURL.parse(ports.local_url())
     key, source = (opts.api_key, "--api-key") if opts.api_key else (opts.vllm_api_key, env_vars.VLLM_API_KEY)
     return Target(mode, url, key or None, source if key else None, None, reason)
 
