@@ -93,5 +93,9 @@ def test_choose_model() -> None:
     assert server.choose_model("u", ["x", "y"], "y") == "y"
     with pytest.raises(UsageError, match="several models"):
         server.choose_model("u", ["x", "y"], None)
+    # What `serve` starts: the name EchoPanel sends and the Hub repo id, one model under two names (vLLM lists
+    # each). smoke refused it ("serves several models: pick one with --model"); it takes the one EchoPanel sends.
+    both = ["voxtral-mini-transcribe-realtime-2602", "mistralai/Voxtral-Mini-4B-Realtime-2602"]
+    assert server.choose_model("u", both, None) == server.choose_model("u", both[::-1], None) == both[0]
     with pytest.raises(UsageError, match="it serves: x"):
         server.choose_model("u", ["x"], "z")

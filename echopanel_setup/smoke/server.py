@@ -80,7 +80,8 @@ def _no_answer(answer: Answer, advice: str) -> SetupError:
 
 
 def choose_model(url: str, served: list[str], wanted: str | None) -> str:
-    """The model name `session.update` must carry: --model if served, else the one Voxtral served."""
+    """The model name `session.update` must carry: --model if served, else the one Voxtral served (the name EchoPanel
+    sends where it is served under several)."""
     if wanted:
         if wanted not in served:
             raise UsageError(f"--model {wanted}: {url} does not serve it; it serves: {', '.join(served) or 'nothing'}")
@@ -92,6 +93,10 @@ def choose_model(url: str, served: list[str], wanted: str | None) -> str:
     voxtral = [m for m in served if is_voxtral_realtime(m)]
     if len(voxtral) == 1:
         return voxtral[0]
+    # `serve` serves one model under two names (the one EchoPanel sends, and the Hub repo id), and vLLM lists each.
+    sent = knowledge.load().echopanel.defaults.model_name
+    if sent in voxtral:
+        return sent
     raise UsageError(f"{url} serves several models ({', '.join(served)}): pick one with --model")
 
 
