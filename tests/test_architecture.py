@@ -8,6 +8,7 @@ author decides where it belongs.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "echopanel_setup"
@@ -140,3 +141,77 @@ def test_checks_helpers_stay_inside_doctor() -> None:
         if "echopanel_setup.checks.common" in modules:
             offenders.append(str(path.relative_to(PACKAGE.parent)))
     assert not offenders, offenders
+
+
+def _reads_environment_for(node: ast.AST, names: set[str]) -> bool:
+    """`os.environ.get(X)`, `os.getenv(X)` or `os.environ[X]`, X one of `names` (a string, or a constant named so)."""
+
+    def named(arg: ast.AST) -> bool:
+        if isinstance(arg, ast.Constant):
+            return arg.value in names
+        return (isinstance(arg, ast.Attribute) and arg.attr in names) or (isinstance(arg, ast.Name) and arg.id in names)
+
+    if isinstance(node, ast.Call) and node.args:
+        chain = ast.unparse(node.func)
+        return chain.endswith(("environ.get", "getenv")) and named(node.args[0])
+    if isinstance(node, ast.Subscript):
+        return ast.unparse(node.value).endswith("environ") and named(node.slice)
+    return False
+
+
+def test_our_own_environment_variables_are_read_only_at_the_edge() -> None:
+    """Issue 14: the variables echopanel-setup itself acts on (env.py) are read in cli/ (through env.py) and passed in
+    options; a module deep inside never reads them (watch read VLLM_API_KEY in its runner)."""
+    ours = {"VLLM_API_KEY", "SSL_CERT_FILE"}
+    offenders = []
+    for path in sources():
+        if unit_of(path) in ENTRY or path.name == "env.py":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        offenders += [
+            f"{path.relative_to(PACKAGE.parent)}:{n.lineno}" for n in ast.walk(tree) if _reads_environment_for(n, ours)
+        ]
+    assert not offenders, offenders
+
+
+def test_the_layer_diagram_names_every_module() -> None:
+    """docs/ARCHITECTURE.md's diagram is where a reader looks for a module's layer: every unit placed in a layer
+    here is named in that layer's lines there (ui, versions, env and vllm_client were missing)."""
+    doc = (PACKAGE.parent / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    diagram = doc.split("## Layers", 1)[1].split("```", 2)[1]
+    rows: dict[str, str] = {}
+    current = ""
+    for line in diagram.splitlines():
+        head = line[:13].strip()
+        current = head or current
+        rows[current] = rows.get(current, "") + line[13:]
+    missing = []
+    for name, members in (
+        ("foundations", FOUNDATIONS),
+        ("readers", READERS),
+        ("checks", CHECKS),
+        ("commands", COMMANDS),
+    ):
+        named = set(re.findall(r"([\w]+)(?:\.py|/)", rows.get(name, "")))
+        missing += [f"{name}: {unit}" for unit in sorted(members - named - {"__init__"})]
+    assert not missing, missing
+
+
+def test_a_command_uses_another_commands_renderer_only_where_the_document_says() -> None:
+    """docs/ARCHITECTURE.md: a command may call another command's run(), never its renderer; the one exception is
+    setup asking configure's questions through configure's own UI."""
+    allowed = {("setup_flow", "configure")}
+    found = set()
+    for path in sources():
+        unit = unit_of(path)
+        if layer(unit) != "commands":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("echopanel_setup."):
+                modules = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+                for module in modules:
+                    parts = module.split(".")
+                    target = _unit(parts[1])
+                    if target != unit and layer(target) == "commands" and parts[-1].endswith("render"):
+                        found.add((unit, target))
+    assert found <= allowed, sorted(found - allowed)

@@ -81,6 +81,7 @@ def test_smoke_streams_human_report(cli: Cli, monkeypatch: pytest.MonkeyPatch) -
         code, out, err = cli("smoke", "--url", server.url, "--streams", "2", "--duration", "1")
     assert code == 0, out + err
     assert out.count("kept up") == 2 and "carried 2 of 2" in out and "carries 2 streams in real time" in out
+    assert out.startswith("echopanel-setup smoke --streams 2  ·  "), out  # no 'Client: realtime (--streams)' first
 
 
 @pytest.mark.slow

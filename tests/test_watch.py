@@ -271,6 +271,22 @@ def test_the_api_key_goes_to_v1_models_only_and_can_come_from_stdin(cli: Cli) ->
     assert run.json()["server"]["max_model_len"] == 45000
 
 
+def test_vllm_api_key_is_read_at_the_edge_and_passed_in_the_options(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 14: VLLM_API_KEY is read by `cli` and handed over in WatchOptions; the runner never reads os.environ
+    for it (it did, so a caller's options could not say which key to use)."""
+    monkeypatch.setenv("VLLM_API_KEY", "from-the-shell")
+    with MetricsStandIn(Scenario(streams=1), Behaviour(api_key="s3cret")) as server:
+        url = ServerURL.parse(server.url)
+        given = runner.run(runner.WatchOptions(url=url, vllm_api_key="s3cret", once=True, interval=0))
+        none = runner.run(runner.WatchOptions(url=url, once=True, interval=0))
+        monkeypatch.setenv("VLLM_API_KEY", "s3cret")
+        run = cli("watch", "--url", server.url, "--once", "--json", "--interval", "0")
+        seen = server.seen.auth["/v1/models"]
+    assert seen == ["Bearer s3cret", None, "Bearer s3cret"]
+    assert given.server.max_model_len == 45000 and none.server.models_error is not None
+    assert run.json()["server"]["max_model_len"] == 45000
+
+
 @pytest.mark.parametrize(("given", "said"), [((), "wants an API key"), (("--api-key", "wrong"), "refused the API key")])
 def test_a_refused_key_is_named_not_taken_for_a_server_that_did_not_say(
     cli: Cli, given: tuple[str, ...], said: str

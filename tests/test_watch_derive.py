@@ -89,3 +89,43 @@ def test_streams_beyond_the_plan_but_within_what_vllm_runs_are_not_a_warning() -
     assert beyond.status == "warn" and "serve --streams 24" in (beyond.fix or "")
     planned_only = sig(None, s(sessions_active=4.0), derive.Context(planned_streams=2, health=200))["streams"]
     assert planned_only.status == "warn"  # a record with no more allowed than planned: as before
+
+
+def _once(derived: derive.Derived) -> str:
+    """The `--once` report of one sample, as a user reads it."""
+    import io
+
+    from echopanel_setup.url import ServerURL
+    from echopanel_setup.watch import runner
+
+    tick = runner.Tick(0, "2026-12-06T08:00:00+00:00", derived)
+    result = runner.WatchResult(
+        runner.Server(ServerURL.parse("http://127.0.0.1:8001")), runner.Plan(), [tick], 2, True, 0
+    )
+    out = io.StringIO()
+    render.render_once(result, stream=out)
+    return out.getvalue() + "\n" + render.plain_line(tick, out)
+
+
+def test_an_estimate_says_so_once_in_every_view() -> None:
+    """Regression: a session near its limit read '(… of audio; estimate) (estimate)' in the report, while an
+    estimated stream count (vLLM < 0.18: running + waiting) was not labelled at all."""
+    ctx = derive.Context(max_model_len=45000, health=200)
+    near = derive.derive(None, s(sessions_active=2.0, process_start=NOW - 55 * 60), ctx)
+    text = _once(near)
+    lines = [line for line in text.splitlines() if "may end in ~5 min" in line]
+    assert len(lines) == 2 and all(line.count("estimate") == 1 for line in lines), text  # report and piped line
+    old = derive.derive(None, s(running=1.0, waiting=1.0), ctx)
+    streams = next(line for line in _once(old).splitlines() if "Streams" in line)
+    assert streams.endswith("(estimate)"), streams
+    idle = derive.derive(None, s(sessions_active=0.0, process_start=NOW - 60), ctx)
+    assert "estimate" not in next(line for line in _once(idle).splitlines() if "Session limit" in line)
+
+
+def test_a_steady_signal_draws_a_flat_trend() -> None:
+    """Regression: the trend was scaled between the last values' min and max, so a step time of 120 ms ± 0.01 ms
+    or a session limit going from 55.00 to 54.98 min drew full-height jumps in the live view."""
+    assert len(set(render.trend([120.0, 120.00001, 119.99999, 120.0], ascii_only=True))) == 1
+    assert len(set(render.trend([55.0, 54.99, 54.98], ascii_only=False))) == 1
+    assert render.trend([0.0, 0.0, 0.0001], ascii_only=True) == "___"  # near zero, the scale's floor is absolute
+    assert render.trend([32.0, 50.0], ascii_only=True) == "_#"  # a real change still spans the scale

@@ -186,11 +186,11 @@ def server_live(facts: Facts, mode: str) -> Outcome:
     shown = [x for x in judged.signals if x.id in ("streams", "queue", "step", "kv") and x.value not in ("?", "–")]
     summary = " · ".join(f"{x.title.lower()} {x.value}" for x in shown) or "no realtime figures on this page"
     if problems:
-        summary = problems[0].summary
+        summary = problems[0].said
     fixes = [x for x in problems if x.fix]
     return Outcome(
         status,
         summary,
-        [x.summary for x in problems[1:]] + ["one sample: run `echopanel-setup watch` for rates and trends"],
+        [x.said for x in problems[1:]] + ["one sample: run `echopanel-setup watch` for rates and trends"],
         Fix(fixes[0].fix) if fixes else None,  # type: ignore[arg-type]
     )

@@ -168,8 +168,6 @@ def smoke(
         _smoke_echopanel(why, echopanel, echopanel_python, base, audio, expect, max_wer, fast, json_out)
     if chosen == "voxtral-c":
         _smoke_voxtral_c(echopanel, voxtral_bin, voxtral_model, interval, audio, expect, max_wer, json_out)
-    if not json_out:
-        print(f"Client:     realtime ({why})")
     opts = runner.SmokeOptions(
         **server(mode, url, api_key),
         model=model,
@@ -184,6 +182,8 @@ def smoke(
     )
     if streams is not None:
         _smoke_streams(opts, streams, duration, json_out)
+    if not json_out:  # --streams names itself in its report's first line
+        print(f"Client:     realtime ({why})")
     with render.progress(enabled=not json_out and sys.stderr.isatty()) as status:
         result = runner.run(opts, status=status)
     if json_out:

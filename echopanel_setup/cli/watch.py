@@ -42,10 +42,18 @@ def watch(
     Exit codes: 0 healthy (warnings allowed) · 1 a verdict failed at some sample · 2 bad input · 3 the server
     was unreachable at the end.
     """
-    from echopanel_setup import output
+    from echopanel_setup import env, output
     from echopanel_setup.watch import render, runner
 
-    opts = runner.WatchOptions(url=url, api_key=api_key, interval=interval, once=once, duration=duration, config=config)
+    opts = runner.WatchOptions(
+        url=url,
+        api_key=api_key,
+        vllm_api_key=env.vllm_api_key(),
+        interval=interval,
+        once=once,
+        duration=duration,
+        config=config,
+    )
     if once:
         result = runner.run(opts)
     elif json_out:

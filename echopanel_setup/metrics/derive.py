@@ -48,6 +48,12 @@ class Signal:
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
+    @property
+    def said(self) -> str:
+        """The summary as every human view shows it: an estimated figure says so, once (a summary never carries the
+        word itself; JSON keeps `estimate` as its own field)."""
+        return f"{self.summary} (estimate)" if self.estimate else self.summary
+
 
 @dataclass
 class Derived:
@@ -397,7 +403,7 @@ def _session(cur: Sample, ctx: Context, streams: int | None) -> Signal:
     lim = limits()
     title = "Session limit"
     if not streams:
-        return Signal("session", title, OK, "–", "no session open", estimate=True)
+        return Signal("session", title, OK, "–", "no session open")
     if not ctx.max_model_len and ctx.models_error:  # a warning: the fix is ours to give, the verdict is blind
         return Signal(
             "session",
@@ -406,10 +412,9 @@ def _session(cur: Sample, ctx: Context, streams: int | None) -> Signal:
             "?",
             f"max_model_len unknown: {ctx.models_error}",
             fix="pass the server's key: --api-key KEY (- reads it from standard input) or VLLM_API_KEY",
-            estimate=True,
         )
     if not ctx.max_model_len:
-        return Signal("session", title, UNKNOWN, "?", "max_model_len unknown (/v1/models did not say)", estimate=True)
+        return Signal("session", title, UNKNOWN, "?", "max_model_len unknown (/v1/models did not say)")
     limit_min = ctx.max_model_len * lim.step_s / 60
     bounds: list[tuple[float, str]] = []
     if cur.process_start:
@@ -423,7 +428,6 @@ def _session(cur: Sample, ctx: Context, streams: int | None) -> Signal:
             UNKNOWN,
             "?",
             f"sessions end after {limit_min:.0f} min (max-model-len {ctx.max_model_len}); their age is unknown",
-            estimate=True,
         )
     age, why = min(bounds)
     left = limit_min - age
@@ -440,7 +444,6 @@ def _session(cur: Sample, ctx: Context, streams: int | None) -> Signal:
             f"sessions have been open longer than one may last ({limit_min:.0f} min): cannot tell how long the "
             "oldest has left",
             formula=formula,
-            estimate=True,
         )
     if left < lim.session_warn_min:
         longer = max(120, math.ceil(limit_min * 2 / 30) * 30)
@@ -450,7 +453,7 @@ def _session(cur: Sample, ctx: Context, streams: int | None) -> Signal:
             WARN,
             f"~{left:.0f} min",
             f"the oldest session may end in ~{left:.0f} min (max-model-len {ctx.max_model_len} = {limit_min:.0f} min "
-            "of audio; estimate)",
+            "of audio)",
             number=left,
             fix=f"EchoPanel should roll sessions over before {limit_min:.0f} min, or serve with --session-minutes "
             f"{longer}",
@@ -462,7 +465,7 @@ def _session(cur: Sample, ctx: Context, streams: int | None) -> Signal:
         title,
         OK,
         f"≥{left:.0f} min",
-        f"at least {left:.0f} min before the oldest session reaches max-model-len {ctx.max_model_len} (estimate)",
+        f"at least {left:.0f} min before the oldest session reaches max-model-len {ctx.max_model_len}",
         number=left,
         formula=formula,
         estimate=True,

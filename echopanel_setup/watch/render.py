@@ -136,7 +136,7 @@ def plain_line(t: Tick, stream: TextIO) -> str:
     lines = [f"{stamp}  {d.worst:<7} {dot.join(cells + counts)}"]
     for s in d.signals:
         if s.status in (WARN, FAIL):
-            lines.append(f"          {s.status}: {s.summary}" + (f" -> {s.fix}" if s.fix else ""))
+            lines.append(f"          {s.status}: {s.said}" + (f" -> {s.fix}" if s.fix else ""))
     return "\n".join(lines)
 
 
@@ -166,8 +166,7 @@ def _print_signal(con: Any, s: Signal, sym: dict[str, str], verbose: bool) -> No
     from echopanel_setup import ui
 
     mark = sym[_SYMBOL_OF[s.status]]
-    est = " [dim](estimate)[/]" if s.estimate and s.status != OK else ""
-    con.print(f"  [{_STYLE[s.status]}]{mark}[/] {s.title:<14} {ui.esc(s.value):<16} {ui.esc(s.summary)}{est}")
+    con.print(f"  [{_STYLE[s.status]}]{mark}[/] {s.title:<14} {ui.esc(s.value):<16} {ui.esc(s.said)}")
     if s.fix and s.status in (WARN, FAIL):
         con.print(f"      [bold]fix:[/] {ui.esc(s.fix)}")
     if verbose and s.formula:
@@ -175,13 +174,14 @@ def _print_signal(con: Any, s: Signal, sym: dict[str, str], verbose: bool) -> No
 
 
 def trend(values: list[float | None], ascii_only: bool) -> str:
-    """A sparkline of the last values (gaps as spaces), scaled between their min and max."""
+    """A sparkline of the last values (gaps as spaces), scaled between their min and max — but never over less than
+    a tenth of their size (or 1), so a steady signal's jitter (120 ms ± 0.01) draws flat, not full-height jumps."""
     marks = _ASCII_SPARKS if ascii_only else _SPARKS
     nums = [v for v in values if v is not None]
     if not nums:
         return ""
     lo, hi = min(nums), max(nums)
-    span = hi - lo or 1.0
+    span = max(hi - lo, 0.1 * max(abs(lo), abs(hi)), 1.0)
     return "".join(" " if v is None else marks[min(len(marks) - 1, int((v - lo) / span * len(marks)))] for v in values)
 
 
@@ -212,7 +212,7 @@ def live_table(r: WatchResult, verbose: bool, ascii_only: bool, points: int) -> 
             s.title,
             ui.esc(s.value),
             trend(past, ascii_only),
-            ui.esc(s.summary),
+            ui.esc(s.said),
         )
     fixes = [
         f"[bold]fix[/] ({s.title}): {ui.esc(s.fix)}" for s in t.derived.signals if s.fix and s.status in (WARN, FAIL)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from echopanel_setup import knowledge, paths
+from echopanel_setup import env, knowledge, paths
 from echopanel_setup.errors import UsageError
 from echopanel_setup.metrics import derive
 from echopanel_setup.metrics.sample import Sample, from_text
@@ -27,6 +27,7 @@ NO_METRICS = "no-metrics"  # something answers, but not with a /metrics page (no
 class WatchOptions:
     url: ServerURL | None = None
     api_key: str | None = field(default=None, repr=False)  # a key, or "-" to read one line from stdin
+    vllm_api_key: str | None = field(default=None, repr=False)  # VLLM_API_KEY, read by cli: used without --api-key
     interval: float | None = None
     once: bool = False
     duration: float | None = None  # --for SECONDS
@@ -112,7 +113,7 @@ def run(opts: WatchOptions, emit: Emit | None = None, *, sleep: Callable[[float]
     w = knowledge.load().watch
     interval = opts.interval if opts.interval is not None else (w.once_interval_s if opts.once else w.interval_s)
     _validate(opts, interval)
-    key = _api_key(opts.api_key)
+    key = env.secret_arg(opts.api_key) or opts.vllm_api_key
     url, url_source = resolve_url(opts)
     started = time.monotonic()
     deadline = started + opts.duration if opts.duration else None
@@ -180,15 +181,6 @@ def _validate(opts: WatchOptions, interval: float) -> None:
         raise UsageError("--interval 0 only goes with --once (one sample); a live watch needs seconds, e.g. 5")
     if opts.duration is not None and not (math.isfinite(opts.duration) and opts.duration > 0):
         raise UsageError(f"--for {opts.duration:g}: give seconds, more than 0 (e.g. 60)")
-
-
-def _api_key(value: str | None) -> str | None:
-    """--api-key, '-' for one line of stdin (out of `ps` and shell history), else VLLM_API_KEY."""
-    import os
-
-    from echopanel_setup import env
-
-    return env.secret_arg(value) or os.environ.get(env.VLLM_API_KEY) or None
 
 
 def resolve_url(opts: WatchOptions) -> tuple[ServerURL, str]:
