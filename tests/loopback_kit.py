@@ -58,6 +58,10 @@ class LoopThread:
                 process_request=process_request,
                 compression=None,
                 max_size=2**24,
+                # Never stop reading because a handler stopped consuming (websockets pauses past 16 queued frames):
+                # a handler that closes mid-stream would then never read the client's close frame, and both sides
+                # would wait out the server's 10 s close timeout. `transport.pause_reading()` still stalls on purpose.
+                max_queue=None,
                 ssl=self.ssl_context,
             )
 

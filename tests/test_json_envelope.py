@@ -206,7 +206,9 @@ def test_an_unreachable_server_is_an_external_error_document(cli: Cli) -> None:
 
 
 def test_an_unreachable_hub_is_an_external_error_document() -> None:
-    proc = run_cli("install", "voxtral", "--json", "--yes", env={"HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}"})
+    # --retries 0: the Hub's backoff (1+2+4+8+8 s) is install's business (test_install_hub), not the envelope's.
+    hub = {"HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}"}
+    proc = run_cli("install", "voxtral", "--json", "--yes", "--retries", "0", env=hub)
     run = CliRun(proc.returncode, proc.stdout, proc.stderr)
     error_of(run, "install voxtral", 3, "external")
 
