@@ -147,15 +147,19 @@ def test_signal_handlers_keep_nohup_and_are_restored(cli: Cli, monkeypatch) -> N
         seen.update({s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)})
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # The dispositions a terminal gives, set here: pytest started in the background of a script inherits SIGINT
+    # ignored (and SIGHUP under nohup), and main rightly keeps an ignored signal ignored.
+    given = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL, signal.SIGHUP: signal.SIG_IGN}
+    previous = {sig: signal.signal(sig, handler) for sig, handler in given.items()}
     try:
         monkeypatch.setattr(doctor, "run", record)
         assert cli("doctor", "--offline").code == 130
         assert seen[signal.SIGHUP] is signal.SIG_IGN
         assert seen[signal.SIGTERM] is seen[signal.SIGINT] is entry._on_signal
-        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        assert {sig: signal.getsignal(sig) for sig in given} == given
     finally:
-        signal.signal(signal.SIGHUP, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @pytest.mark.parametrize("argv", [(), ("--help",), ("doctr",), ("--bogus",)])

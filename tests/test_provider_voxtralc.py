@@ -344,15 +344,23 @@ def test_smoke_voxtral_c_reports_wer_load_first_text_and_rtf(
     reference = audio.bundled().reference or ""
     model = kit.make_model(tmp_path / "model", reference)
     monkeypatch.setenv("VOXTRAL_STANDIN_SECONDS_PER_WORD", "0.1")
-    monkeypatch.setenv("VOXTRAL_STANDIN_LOAD_MS", "400")  # the bundled clip (150 KiB) overfills the pipe meanwhile
+    # A load of 0.4 s that also outlasts the bundled clip (150 KiB) filling the pipe, and a reader slower than the
+    # writer, however late a loaded machine schedules our writer (with a fixed sleep alone, a writer starting after
+    # the load met a reader that drained each write: the pipe never filled and the load was not measured).
+    monkeypatch.setenv("VOXTRAL_STANDIN_LOAD_MS", "400")
+    monkeypatch.setenv("VOXTRAL_STANDIN_LOAD_UNTIL_FULL", "1")
+    monkeypatch.setenv("VOXTRAL_STANDIN_RTF", "0.05")
     run = cli("smoke", "--client", "voxtral-c", "--voxtral-bin", str(binary), "--voxtral-model", str(model), "--json")
     doc = run.json()
     assert run.code == 0, doc
     assert doc["argv"][1:] == ["-d", str(model), "--stdin", "-I", "1", "--silent"]
     assert doc["interval_s"]["from"].startswith("default")
     assert doc["transcript"] == reference and doc["wer"] == 0.0
-    assert 0.35 <= doc["load_s"] < 5, "the load is when voxtral.c first drained the full pipe"
-    assert doc["first_text_s"] is not None and doc["rtf"] is not None and doc["rtf"] < 1
+    assert doc["load_s"] >= 0.4, "the load is when voxtral.c first drained the full pipe"
+    assert doc["load_s"] + doc["finish_s"] <= doc["wall_s"] + 0.002, "first text, finish and RTF leave the load out"
+    assert 0 <= doc["first_text_s"] <= doc["finish_s"]
+    assert doc["rtf"] == pytest.approx(doc["finish_s"] / audio.bundled().duration_s, abs=0.001)
+    assert doc["rtf"] >= 0.05, "the processing is in the RTF"
 
 
 def test_smoke_voxtral_c_takes_echopanel_s_settings(tmp_path: Path, cli: Any, binary: Path) -> None:

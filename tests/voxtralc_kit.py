@@ -17,8 +17,12 @@ Deterministic transcripts: the text is the file `standin-transcript.txt` in the 
 `VOXTRAL_STANDIN_TEXT`), one word per `VOXTRAL_STANDIN_SECONDS_PER_WORD` seconds of audio (default 0.5; word k
 covers [k*s, (k+1)*s)). Audio is "encoded" every `-I` seconds (default 2.0, voxtral.c's default): at each interval
 boundary the words whose audio has fully arrived are printed; at end of input every word that started is printed.
-`VOXTRAL_STANDIN_LOAD_MS` sleeps that long before "Model loaded." (a slow model load). Every start appends one line
-`pid=<pid> args=<argv...>` to `standin-runs.log` in the model directory, so tests can count processes.
+`VOXTRAL_STANDIN_LOAD_MS` sleeps that long before "Model loaded." (a slow model load); with
+`VOXTRAL_STANDIN_LOAD_UNTIL_FULL` set, the load also lasts until the writer has filled the stdin pipe, as a real
+load of seconds always does (a fixed sleep alone races a writer that a loaded machine schedules late).
+`VOXTRAL_STANDIN_RTF` makes each block of audio take that fraction of its duration to process (default: none), so a
+writer outruns it as it outruns the real one. Every start appends one line `pid=<pid> args=<argv...>` to
+`standin-runs.log` in the model directory, so tests can count processes.
 
     repo = make_repo(tmp_path / "voxtral.c")            # a git repository with one commit
     binary = build(repo, "blas")                          # runs `make blas`, returns repo / "voxtral"
@@ -41,9 +45,12 @@ RUNS_LOG = "standin-runs.log"
 BYTES_PER_SECOND = 32000
 
 SOURCE = r"""/* voxtral.c stand-in for echopanel-setup's tests: our own code, voxtral.c's I/O behaviour. */
+#define _GNU_SOURCE
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -148,6 +155,16 @@ int main(int argc, char **argv) {
         struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
         nanosleep(&t, NULL);
     }
+    if (getenv("VOXTRAL_STANDIN_LOAD_UNTIL_FULL")) {
+        int capacity = 65536, waiting = 0;
+#ifdef F_GETPIPE_SZ
+        int size = fcntl(0, F_GETPIPE_SZ);
+        if (size > 0) capacity = size;
+#endif
+        struct timespec tick = {0, 5000000L};
+        for (int i = 0; i < 12000 && ioctl(0, FIONREAD, &waiting) == 0 && waiting < capacity; i++)
+            nanosleep(&tick, NULL);
+    }
 #ifdef USE_METAL
     if (verbosity >= 2) fprintf(stderr, "Metal: stand-in device\n");
 #endif
@@ -156,6 +173,8 @@ int main(int argc, char **argv) {
     const char *pw = getenv("VOXTRAL_STANDIN_SECONDS_PER_WORD");
     double per_word = pw ? atof(pw) : 0.5;
     if (per_word <= 0) per_word = 0.5;
+    const char *rtf_env = getenv("VOXTRAL_STANDIN_RTF");
+    double rtf = rtf_env ? atof(rtf_env) : 0.0;
 
     long samples = 0, encoded = 0, step = (long)(interval * RATE);
     unsigned char head[4096];
@@ -174,6 +193,11 @@ int main(int argc, char **argv) {
         size_t n = fread(block, sizeof(short), 4096, stdin);
         if (n == 0) break;
         samples += (long)n;
+        if (rtf > 0) {
+            double busy = rtf * (double)n / RATE;
+            struct timespec t = {(time_t)busy, (long)((busy - (time_t)busy) * 1e9)};
+            nanosleep(&t, NULL);
+        }
     }
     emit((double)samples / RATE, per_word, 1);
     fputs("\n", stdout);
