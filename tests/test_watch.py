@@ -78,6 +78,22 @@ def test_falling_behind_over_the_serve_plan(cli: Cli) -> None:
     assert "the serve record (--max-num-seqs 3)" in out
 
 
+def test_streams_beyond_the_plan_name_the_memory_they_need(cli: Cli) -> None:
+    """Issue 19's verdict: "4 streams on a plan for 3 — `serve --streams 4` needs X MiB, or add a replica". X is one
+    stream's KV cache as serve's planner reserves it for the recorded --max-model-len and batch budget (per GPU, with
+    the recorded tensor parallelism); a queued stream says the same."""
+    from echopanel_setup.serve import planner
+
+    per_stream = planner.stream_mib(planner.builtin_arch(), 1024, 45000)
+    with MetricsStandIn(Scenario(streams=4, queued=1)) as server:
+        _record_serve(planned=3, max_model_len=45000, url=server.url)
+        code, out, _ = watch(cli, server.url, "--once", *FAST)
+    assert code == 1, out
+    assert f"`echopanel-setup serve --streams 4` needs ~{per_stream} MiB more GPU memory" in out
+    assert f"({per_stream} MiB of KV cache per stream, as serve plans it; it says if they fit)" in out
+    assert f"`echopanel-setup serve --streams 5` needs ~{2 * per_stream} MiB more GPU memory" in out
+
+
 def test_the_plan_is_the_planned_streams_not_the_streams_vllm_may_run(cli: Cli) -> None:
     """On a GPU of its own serve lets vLLM run every stream its share holds (--max-num-seqs 23) while EchoPanel's
     plan is 2: the record keeps the 2, and watch judges by it."""
@@ -114,7 +130,10 @@ def _record_serve(
         create_time=psutil.Process().create_time(),
         url=url,
         served_model_name="voxtral",
-        argv=["vllm", "serve", "m", "--max-model-len", str(max_model_len), "--max-num-seqs", str(allowed or planned)],
+        argv=[
+            *("vllm", "serve", "m", "--max-model-len", str(max_model_len), "--max-num-seqs", str(allowed or planned)),
+            *("--max-num-batched-tokens", "1024"),
+        ],
         log="/dev/null",
         started_at="2026-01-01T00:00:00+00:00",
         detached=True,

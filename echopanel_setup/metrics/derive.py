@@ -31,6 +31,7 @@ class Context:
     health: int | None = None  # /health status code; None when it did not answer
     open_since: float | None = None  # Unix time since which watch has seen sessions open without a break
     models_error: str | None = None  # why /v1/models gave no max_model_len: the API key it refused or wanted
+    stream_mib: int | None = None  # one more stream's KV cache, as serve planned the recorded server (per GPU)
 
 
 @dataclass
@@ -96,7 +97,7 @@ def derive(prev: Sample | None, cur: Sample, ctx: Context) -> Derived:
     out = [
         _health(ctx),
         streams_signal,
-        _queue(cur, streams),
+        _queue(cur, streams, ctx),
     ]
     step = _step(prev, cur)
     out += [
@@ -168,8 +169,7 @@ def _streams(cur: Sample, ctx: Context) -> tuple[int | None, Signal]:
             value,
             f"{streams} streams{plan}{where}",
             number=streams,
-            fix=f"`echopanel-setup serve --streams {streams}` re-plans memory for {streams} (it says if they fit), "
-            "or add a replica",
+            fix=f"{_more_streams(streams, ctx)}, or add a replica",
             formula=formula + (f"; plan from {ctx.plan_source}" if ctx.plan_source else ""),
             estimate=estimate,
         )
@@ -185,7 +185,20 @@ def _streams(cur: Sample, ctx: Context) -> tuple[int | None, Signal]:
     )
 
 
-def _queue(cur: Sample, streams: int | None) -> Signal:
+def _more_streams(streams: int, ctx: Context) -> str:
+    """The serve command for `streams`, with the memory the streams beyond serve's plan need where it says that."""
+    serve = f"`echopanel-setup serve --streams {streams}`"
+    stream_mib = ctx.stream_mib
+    extra = streams - (ctx.allowed_streams or ctx.planned_streams or streams)
+    if not stream_mib or extra <= 0:
+        return f"{serve} re-plans memory for {streams} (it says if they fit)"
+    return (
+        f"{serve} needs ~{extra * stream_mib} MiB more GPU memory ({stream_mib} MiB of KV cache per stream, as serve "
+        "plans it; it says if they fit)"
+    )
+
+
+def _queue(cur: Sample, streams: int | None, ctx: Context) -> Signal:
     if cur.queued is not None:
         queued, estimate = round(cur.queued), False
         formula = 'vllm:num_requests_waiting_by_reason{reason="capacity"}'
@@ -211,7 +224,7 @@ def _queue(cur: Sample, streams: int | None) -> Signal:
             f"{queued} stream{'s' if queued != 1 else ''} waiting: capacity full, EchoPanel shows nothing for "
             f"{'them' if queued != 1 else 'it'}",
             number=queued,
-            fix=f"`echopanel-setup serve --streams {more}` if memory allows (it plans it), or add a replica",
+            fix=f"{_more_streams(more, ctx)}, or add a replica",
             formula=formula,
             estimate=estimate,
         )

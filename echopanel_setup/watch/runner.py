@@ -42,6 +42,7 @@ class Plan:
     max_model_len: int | None = None
     source: str | None = None
     allowed: int | None = None  # --max-num-seqs, where serve let vLLM run more streams than planned
+    stream_mib: int | None = None  # one stream's KV cache as serve planned it (per GPU): what one more needs
 
 
 @dataclass
@@ -124,6 +125,7 @@ def run(opts: WatchOptions, emit: Emit | None = None, *, sleep: Callable[[float]
             planned_streams=plan.streams,
             plan_source=plan.source,
             allowed_streams=plan.allowed,
+            stream_mib=plan.stream_mib,
             max_model_len=plan.max_model_len,
         )
         prev: Sample | None = None
@@ -243,11 +245,19 @@ def serve_plan(url: ServerURL) -> Plan:
 
     planned = record.planned_streams
     source = f"{planned} streams planned" if record.streams == planned else f"--max-num-seqs {planned}"
+    max_model_len, batched = record.flag("--max-model-len"), record.flag("--max-num-batched-tokens")
+    stream_mib = None
+    if max_model_len and batched:
+        from echopanel_setup.serve import planner
+
+        tp = record.flag("--tensor-parallel-size") or 1
+        stream_mib = planner.stream_mib(planner.builtin_arch(), batched, max_model_len, tp)
     return Plan(
         planned,
-        record.flag("--max-model-len"),
+        max_model_len,
         f"the serve record ({source})" if planned else None,
         record.flag("--max-num-seqs"),
+        stream_mib,
     )
 
 
