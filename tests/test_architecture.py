@@ -215,3 +215,24 @@ def test_a_command_uses_another_commands_renderer_only_where_the_document_says()
                     if target != unit and layer(target) == "commands" and parts[-1].endswith("render"):
                         found.add((unit, target))
     assert found <= allowed, sorted(found - allowed)
+
+
+def test_exit_codes_beyond_pass_and_fail_are_named() -> None:
+    """Issue 14: `EXIT_EXTERNAL` instead of a literal 3 (and 2, 4, 130: errors.py names them). Where a result works
+    out its exit code (`def exit_code`, or an assignment to `.exit_code`), no such number is spelled out."""
+    named = {2, 3, 4, 130}
+    offenders = []
+    for path in sources():
+        if path.name == "echopanel_harness.py":  # runs in EchoPanel's Python: it cannot import errors.py
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            scopes: list[ast.AST] = []
+            if isinstance(node, ast.FunctionDef) and node.name == "exit_code":
+                scopes = node.body  # type: ignore[assignment]
+            elif isinstance(node, ast.Assign) and any("exit_code" in ast.unparse(t) for t in node.targets):
+                scopes = [node.value]
+            for scope in scopes:
+                for inner in ast.walk(scope):
+                    if isinstance(inner, ast.Constant) and type(inner.value) is int and inner.value in named:
+                        offenders.append(f"{path.relative_to(PACKAGE.parent)}:{inner.lineno}")
+    assert not offenders, offenders

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from echopanel_setup.echopanel import keys
-from echopanel_setup.errors import UsageError
+from echopanel_setup.errors import EXIT_EXTERNAL, EXIT_FAILED, EXIT_OK, UsageError
 from echopanel_setup.provider import command as provider_command
 from echopanel_setup.provider import echopanel_harness
 from echopanel_setup.smoke import audio
@@ -107,7 +107,7 @@ class EchoPanelSmoke:
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.passed else 3 if self.unreachable else 1
+        return EXIT_OK if self.passed else EXIT_EXTERNAL if self.unreachable else EXIT_FAILED
 
     @property
     def verdict(self) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from echopanel_setup import env, knowledge, paths
-from echopanel_setup.errors import UsageError
+from echopanel_setup.errors import EXIT_EXTERNAL, EXIT_FAILED, EXIT_OK, UsageError
 from echopanel_setup.metrics import derive
 from echopanel_setup.metrics.sample import Sample, from_text
 from echopanel_setup.url import ServerURL
@@ -102,8 +102,8 @@ class WatchResult:
     @property
     def exit_code(self) -> int:
         if self.unreachable_at_end:
-            return 3
-        return 1 if self.worst == derive.FAIL else 0
+            return EXIT_EXTERNAL
+        return EXIT_FAILED if self.worst == derive.FAIL else EXIT_OK
 
 
 Emit = Callable[[Tick, WatchResult], None]
