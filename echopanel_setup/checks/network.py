@@ -187,10 +187,10 @@ def server_live(facts: Facts, mode: str) -> Outcome:
     summary = " · ".join(f"{x.title.lower()} {x.value}" for x in shown) or "no realtime figures on this page"
     if problems:
         summary = problems[0].said
-    fixes = [x for x in problems if x.fix]
+    fix = next((x.fix for x in problems if x.fix), None)
     return Outcome(
         status,
         summary,
         [x.said for x in problems[1:]] + ["one sample: run `echopanel-setup watch` for rates and trends"],
-        Fix(fixes[0].fix) if fixes else None,  # type: ignore[arg-type]
+        Fix(fix) if fix else None,
     )

@@ -206,7 +206,7 @@ def live_table(r: WatchResult, verbose: bool, ascii_only: bool, points: int) -> 
         table.add_column()
     history = [x.derived for x in r.ticks[-points:]]
     for s in t.derived.signals:
-        past = [(d.get(s.id).number if d and d.get(s.id) else None) for d in history]  # type: ignore[union-attr]
+        past = [(seen.number if d and (seen := d.get(s.id)) else None) for d in history]
         table.add_row(
             Text(sym[_SYMBOL_OF[s.status]], style=_STYLE[s.status]),
             s.title,
