@@ -236,3 +236,30 @@ def test_exit_codes_beyond_pass_and_fail_are_named() -> None:
                     if isinstance(inner, ast.Constant) and type(inner.value) is int and inner.value in named:
                         offenders.append(f"{path.relative_to(PACKAGE.parent)}:{inner.lineno}")
     assert not offenders, offenders
+
+
+def test_every_commands_options_are_keyword_only_and_frozen() -> None:
+    """docs/ARCHITECTURE.md and issue 14: a command's options are a keyword-only frozen dataclass built by cli/ — a
+    positional build silently swaps two flags of the same type (cli/provider.py built ProviderOptions positionally;
+    ServeOptions could be changed after validation), and a key or token in them never shows in their repr."""
+    import dataclasses
+    import importlib
+
+    loose = []
+    for path in sources():
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if not (isinstance(node, ast.ClassDef) and node.name.endswith("Options")):
+                continue
+            module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+            cls = getattr(importlib.import_module(module), node.name)
+            if not dataclasses.is_dataclass(cls):
+                continue
+            fields = dataclasses.fields(cls)
+            if not cls.__dataclass_params__.frozen or not all(f.kw_only for f in fields):  # type: ignore[attr-defined]
+                loose.append(f"{module}.{node.name}")
+            loose += [
+                f"{module}.{node.name}.{f.name} (in repr)"
+                for f in fields
+                if f.name.endswith(("key", "token")) and f.repr
+            ]
+    assert not loose, loose

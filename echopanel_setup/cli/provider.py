@@ -80,7 +80,15 @@ def _provider(
     from echopanel_setup import output
     from echopanel_setup.provider import command, render
 
-    opts = command.ProviderOptions(action, provider, echopanel, echopanel_python, dry_run, yes, force)
+    opts = command.ProviderOptions(
+        action=action,
+        provider=provider,
+        echopanel=echopanel,
+        echopanel_python=echopanel_python,
+        dry_run=dry_run,
+        yes=yes,
+        force=force,
+    )
 
     def ask(question: str) -> bool:
         if json_out or not sys.stdin.isatty():

@@ -47,7 +47,7 @@ _UNAVAILABLE = {
 IMPORT_TIMEOUT_S = 60.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ProviderOptions:
     action: str  # check | fix | revert
     provider: str = "voxtral_official"

@@ -24,7 +24,7 @@ MIB = 1024 * 1024
 ACTIONS = ("status", "logs", "stop")
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class ServeOptions:
     gpu_memory: float | None = None
     gpus: int | None = None
@@ -34,7 +34,7 @@ class ServeOptions:
     delay_ms: int | None = None
     port: int | None = None
     host: str = "127.0.0.1"
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
     served_model_name: str | None = None
     fmt: str = "shell"
     exec_: bool = False
