@@ -68,13 +68,20 @@ def state_file() -> Path:
     return state_dir() / "state.json"
 
 
+_DIR_KEYS = ("model_dir", "vllm_venv", "serve_dir")  # recorded directories: text (serve_dir: or null)
+
+
 def read_state() -> dict[str, Any]:
-    """What install and serve recorded (venv, model dir, serve dir). Missing or unreadable means nothing."""
+    """What install and serve recorded (venv, model dir, serve dir). Missing or unreadable means nothing; a recorded
+    dir that is not text (a hand-edited file) means that dir is not recorded: it would crash every command that reads
+    it, and the next write replaces it."""
     try:
         data = json.loads(state_file().read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if k not in _DIR_KEYS or isinstance(v, str)}
 
 
 def write_state(updates: dict[str, Any]) -> Path:
