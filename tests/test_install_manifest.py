@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from echopanel_setup.facts.local import probe_model
-from echopanel_setup.install import manifest
+from echopanel_setup.install import fetch, manifest
 from echopanel_setup.install.digest import Digest
 from echopanel_setup.install.manifest import Manifest
 
@@ -56,6 +56,21 @@ def test_unreadable_manifest_is_none(tmp_path: Path) -> None:
     assert manifest.read(path) is None
     path.write_text(json.dumps({"repo": "r", "commit": "c", "files": {"a": {"size": "x"}}}))
     assert manifest.read(path) is None
+    # 1e400 is infinity to json: int() of it raised OverflowError, an exit 4 on every later install and doctor.
+    path.write_text('{"repo": "r", "commit": "c", "files": {"a": {"size": 1e400, "sha256": "s"}}}')
+    assert manifest.read(path) is None
+
+
+def test_unreadable_partial_metadata_keeps_nothing(tmp_path: Path) -> None:
+    """A `.part.json` that is not (etag text, size a count of bytes) is no partial: the file starts over."""
+    partial = fetch.Partial(tmp_path, "consolidated.safetensors")
+    partial.dir.mkdir()
+    partial.path.write_bytes(b"xxxx")
+    for meta in ('{"etag": "e", "size": 1e400}', '{"etag": 5, "size": 10}', '{"etag": "e", "size": true}', "[1]"):
+        partial.meta_path.write_text(meta)
+        assert partial.kept("e", 10) == 0 and partial.prehash() is None, meta
+    partial.meta_path.write_text('{"etag": "e", "size": 10}')
+    assert partial.kept("e", 10) == 4
 
 
 def test_doctor_reads_the_manifest_we_write(tmp_path: Path) -> None:

@@ -74,11 +74,16 @@ class Partial:
         self.meta_path = self.dir / f"{name}.part.json"
 
     def _meta(self) -> tuple[str, int] | None:
+        """(etag, size) as written by `_write_meta`; None for anything else (then nothing is kept: a damaged or
+        hand-edited file must not stop every later run)."""
         try:
             meta = json.loads(self.meta_path.read_text(encoding="utf-8"))
-            return str(meta["etag"]), int(meta["size"])
+            etag, size = meta["etag"], meta["size"]
         except (OSError, ValueError, KeyError, TypeError):
             return None
+        if isinstance(etag, str) and type(size) is int and size >= 0:
+            return etag, size
+        return None
 
     def kept(self, etag: str, size: int) -> int:
         """Bytes kept from an earlier run of this exact file version (0 when there are none or they don't match)."""

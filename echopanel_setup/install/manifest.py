@@ -115,7 +115,7 @@ def read(path: Path) -> Manifest | None:
             files=files,
             verified_at=str(data.get("verified_at", "")),
         )
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError):  # 1e400: int(inf) overflows
         return None
 
 
