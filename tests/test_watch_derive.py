@@ -129,3 +129,17 @@ def test_a_steady_signal_draws_a_flat_trend() -> None:
     assert len(set(render.trend([55.0, 54.99, 54.98], ascii_only=False))) == 1
     assert render.trend([0.0, 0.0, 0.0001], ascii_only=True) == "___"  # near zero, the scale's floor is absolute
     assert render.trend([32.0, 50.0], ascii_only=True) == "_#"  # a real change still spans the scale
+
+
+def test_a_servers_words_reach_the_piped_lines_without_control_characters() -> None:
+    """Regression: a server answering a garbage status line ("\\x1b[2J…", quoted by http.client's error) cleared the
+    terminal of whoever read `watch | tee watch.log`: the --once report stripped it, the piped lines did not."""
+    import io
+
+    from echopanel_setup.watch import runner
+
+    tick = runner.Tick(
+        0, "2026-12-06T08:00:00+00:00", error="http://127.0.0.1:9/metrics: \x1b[2J\x1b[31mEVIL\x07 status"
+    )
+    line = render.plain_line(tick, io.StringIO())
+    assert line.endswith("http://127.0.0.1:9/metrics: EVIL status") and "\x1b" not in line and "\x07" not in line

@@ -127,8 +127,8 @@ def plain_line(t: Tick, stream: TextIO) -> str:
     from echopanel_setup import ui
 
     stamp = t.taken_at[11:19]
-    if t.derived is None:
-        return f"{stamp}  {t.status}  {t.error}"
+    if t.derived is None:  # the error may quote the server (http.client's BadStatusLine): no control characters
+        return f"{stamp}  {t.status}  {ui.clean(t.error)}"
     d = t.derived
     cells = [f"{_SHORT[s.id]} {s.value}" for s in d.signals if s.id in _SHORT]
     counts = [f"{s.id} {s.value}" for s in d.signals if s.id in ("preemptions", "errors")]
