@@ -161,6 +161,20 @@ class AsciiStream:
         return getattr(self._stream, name)
 
 
+class CleanStream:
+    """A text stream that writes everything through `clean()`: for a renderer that prints plain lines mixing our
+    words with text from outside (an import error from EchoPanel's Python, a server's answer)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(clean(text))
+
+    def __getattr__(self, name: str) -> Any:  # flush, isatty, encoding …: the stream's own
+        return getattr(self._stream, name)
+
+
 def spinner(stream: TextIO | None = None) -> Spinner:
     """A one-line status that redraws in place (start it, `update` it, stop it); ASCII frames where needed."""
     con = console(stream or sys.stderr)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Cli, without_socks_extra
+from loopback_kit import HttpStandIn, QuietHandler
 
 BAD_PROXIES = [
     pytest.param("http://proxy:abc", "not a usable proxy URL", id="port-not-a-number"),
@@ -59,3 +60,82 @@ def test_an_hf_endpoint_with_a_port_that_is_not_a_number_is_named_not_blamed_on_
     error = doc["facts"]["network"]["hf"]["error"]
     assert "check HF_ENDPOINT" in error and "proxy" not in error and "pw" not in error
     assert [c["id"] for c in doc["checks"] if c["status"] == "crashed"] == []
+
+
+class _Garbage(QuietHandler):
+    """A server whose every answer is a status line of terminal control sequences (http.client quotes it)."""
+
+    def do_GET(self) -> None:
+        self.wfile.write(b"\x1b[2J\x1b[31mEVIL\x07 status\r\n\r\n")
+        self.close_connection = True
+
+
+class _EvilModels(QuietHandler):
+    """A vLLM that is healthy and lists a model id carrying an escape sequence and a bidirectional override."""
+
+    def do_GET(self) -> None:
+        if self.path == "/v1/models":
+            return self._send(
+                200, {"object": "list", "data": [{"id": "\x1b]0;owned\x07voxtral\u202e", "object": "model"}]}
+            )
+        return self._send(200 if self.path == "/health" else 404, {})
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["smoke", "--client", "realtime"], ["configure", "--mode", "remote", "--shell"], ["smoke", "--streams", "2"]],
+)
+def test_a_servers_control_characters_never_reach_the_terminal(cli: Cli, command: list[str]) -> None:
+    """Regression: the one-line error (and configure's notes) quoted a server's garbage status line as it came, so an
+    ESC [2J in it cleared the user's screen. ui.py's rule: text from outside is cleaned before it is printed."""
+    with HttpStandIn(_Garbage) as server:
+        run = cli(*command, "--url", server.url)
+    assert "EVIL status" in run.err, run.err
+    assert not any(c in run.out + run.err for c in "\x1b\x07"), repr(run.err)
+
+
+def test_serve_status_shows_a_servers_model_ids_without_control_characters(cli: Cli) -> None:
+    import os
+
+    import psutil
+
+    from echopanel_setup.serve import launcher
+
+    with HttpStandIn(_EvilModels) as server:
+        launcher.Record(
+            pid=os.getpid(),
+            create_time=psutil.Process().create_time(),
+            url=server.url,
+            served_model_name="voxtral",
+            argv=["vllm", "serve", "m"],
+            log="/dev/null",
+            started_at="2026-01-01T00:00:00+00:00",
+            detached=True,
+        ).write()
+        run = cli("serve", "status")
+    assert "models: voxtral" in run.out, run.out
+    assert not any(c in run.out + run.err for c in "\x1b\x07\u202e"), repr(run.out)
+
+
+def test_provider_check_prints_what_echopanels_python_said_without_control_characters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """EchoPanel's import error and the server's words in `provider check`'s report are text from outside: cleaned
+    before they are printed, as ui.py's rule says."""
+    from echopanel_setup.provider import command, render
+
+    result = command.ProviderResult(
+        action="check",
+        provider="voxtral_official",
+        checkout=tmp_path,
+        how_found="--echopanel",
+        file=tmp_path / "provider_voxtral_official.py",
+        outcome="checked",
+        exit_code=1,
+        load=command.LoadCheck(python="python3", ok=False, message="ImportError: \x1b[2Jno module \u202ex"),
+        reason="the server said \x1b]0;owned\x07no",
+    )
+    render.render_human(result)
+    out = capsys.readouterr().out
+    assert "ImportError: no module x" in out and "the server said no" in out, out
+    assert not any(c in out for c in "\x1b\x07\u202e"), repr(out)

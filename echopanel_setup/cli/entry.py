@@ -182,7 +182,9 @@ def _fail(message: str, code: int, json_command: str | None = None, traceback: s
         from echopanel_setup import output
 
         output.write_error(output.error_document(json_command, message, code, traceback=traceback))
-    print(f"echopanel-setup: error: {message}", file=sys.stderr)
+    from echopanel_setup import ui
+
+    print(f"echopanel-setup: error: {ui.clean(message)}", file=sys.stderr)  # it may quote a server, a file, a log
     sys.exit(code)
 
 

@@ -95,7 +95,7 @@ def render(r: ConfigureResult, json_out: bool, out: TextIO | None = None, err: T
     stream = out or sys.stdout
     if r.action == "shell":  # notes on stderr: `eval "$(echopanel-setup configure --shell)"` sees only exports
         for text in [*r.plan.notes, *(f"{a.text} {' / '.join(a.commands)}".rstrip() for a in r.plan.advice)]:
-            print(f"echopanel-setup: note: {text}", file=err or sys.stderr)
+            print(f"echopanel-setup: note: {ui.clean(text)}", file=err or sys.stderr)
         stream.write(shell(r.plan))
         return
     con = ui.console(stream)

@@ -248,7 +248,7 @@ def _status(st: launcher.Status, as_json: bool, exit_code: int) -> None:
         f"vLLM {r.vllm_version or '?'}, {'background' if r.detached else 'foreground'}"
     )
     if st.models is not None:
-        print(f"models: {', '.join(st.models)}")
+        print(f"models: {ui.clean(', '.join(st.models))}")  # the server's own ids
     allowed = r.flag("--max-num-seqs")
     if r.planned_streams is not None:
         more = f", vLLM may run up to {allowed} (--max-num-seqs)" if allowed and allowed > r.planned_streams else ""
