@@ -381,3 +381,14 @@ def test_watch_once_json_imports_neither_httpx_nor_rich(tmp_path: Path) -> None:
         )
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert done.stderr.strip().splitlines()[-2:] == ["0", "[]"], done.stderr
+
+
+def test_once_cut_short_by_for_says_it_read_one_sample() -> None:
+    """Regression: `watch --once --for 1` (shorter than the 2 s between the two samples a rate needs) took one sample
+    and judged counters since the server started, while its report said "over 2 s"."""
+    with MetricsStandIn(Scenario(streams=2)) as server:
+        result = runner.run(runner.WatchOptions(url=ServerURL.parse(server.url), once=True, interval=1.0, duration=0.5))
+    out = io.StringIO()
+    render.render_once(result, stream=out)
+    assert result.stopped == "for" and "one sample: counters since the server started" in out.getvalue()
+    assert "over 1 s" not in out.getvalue()

@@ -155,7 +155,7 @@ def render_once(r: WatchResult, verbose: bool = False, stream: TextIO | None = N
         word = f"{sym[_SYMBOL_OF[status]]} {status.replace('-', ' ')}"
         con.print(f"[{_STYLE[status]}]{word}[/]  {ui.esc(t.error if t else '')}")
         return
-    span = f"over {r.interval_s:g} s" if r.interval_s > 0 else "one sample: counters since the server started"
+    span = f"over {r.interval_s:g} s" if t.paired else "one sample: counters since the server started"
     con.print(f"[dim]{span}; plan: {ui.esc(r.plan.source or 'none recorded (not started by `serve` here)')}[/]")
     for s in t.derived.signals:
         _print_signal(con, s, sym, verbose)

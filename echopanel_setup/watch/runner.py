@@ -65,6 +65,7 @@ class Tick:
     error: str | None = None  # the server did not answer /metrics, or answered without a page
     metric_names: dict[str, str] = field(default_factory=dict)
     answered: bool = False  # no page, but the server answered: reachable, and a failed verdict (exit 1), not exit 3
+    paired: bool = False  # the verdict compared this sample with the one before (rates over the interval)
 
     @property
     def status(self) -> str:
@@ -153,7 +154,11 @@ def run(opts: WatchOptions, emit: Emit | None = None, *, sleep: Callable[[float]
                         models_error=result.server.models_error,
                     )
                     tick = Tick(
-                        len(result.ticks), paths.timestamp(), derive.derive(prev, cur, ctx), metric_names=cur.names
+                        len(result.ticks),
+                        paths.timestamp(),
+                        derive.derive(prev, cur, ctx),
+                        metric_names=cur.names,
+                        paired=prev is not None,
                     )
                     prev = cur
                 result.ticks.append(tick)
