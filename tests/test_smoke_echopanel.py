@@ -122,3 +122,24 @@ def test_url_flag_is_what_echopanel_is_given_and_no_password_is_shown(tmp_path: 
     assert "s3cret-pw" not in out + err
     # Nothing answers at the URL: "server unreachable" is exit 3, as with --client realtime (it was 1).
     assert code == 3 and doc["exit_code"] == 3 and doc["verdict"].startswith("nothing answers at")
+
+
+def test_which_client_smoke_runs_is_decided_in_smoke_not_in_the_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14's thin CLI: cli/smoke.py parses and dispatches; the choice (and its refusals) is smoke's own."""
+    from echopanel_setup.errors import UsageError
+    from echopanel_setup.smoke.runner import choose_client
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("ECHOPANEL_HOME", raising=False)
+    plain = {"mode_given": False, "http": False, "streams": None, "duration": None, "echopanel": None}
+    assert choose_client(None, **plain) == ("realtime", "no EchoPanel checkout found")
+    assert choose_client("voxtral-c", **plain) == ("voxtral-c", "--client")
+    assert choose_client(None, **{**plain, "streams": 3}) == ("realtime", "--streams")
+    assert choose_client(None, **{**plain, "http": True}) == ("realtime", "--mode/--http")
+    with pytest.raises(UsageError, match="--duration goes with --streams"):
+        choose_client(None, **{**plain, "duration": 5.0})
+    with pytest.raises(UsageError, match="drop --client"):
+        choose_client("echopanel", **{**plain, "streams": 2})

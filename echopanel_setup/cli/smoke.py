@@ -152,17 +152,14 @@ def smoke(
     """
     from echopanel_setup.smoke import render, runner
 
-    if duration is not None and streams is None:
-        raise UsageError("--duration goes with --streams N (the seconds of audio each stream sends)")
-    if streams is not None and client not in (None, Client.realtime):
-        raise UsageError("--streams opens realtime sessions itself: drop --client")
-    if client is None and mode is None and not http and streams is None:
-        from echopanel_setup.smoke.echopanel import default_client
-
-        chosen, why = default_client(echopanel)
-    else:
-        chosen = client.value if client else "realtime"
-        why = "--client" if client else ("--streams" if streams is not None else "--mode/--http")
+    chosen, why = runner.choose_client(
+        client.value if client else None,
+        mode_given=mode is not None,
+        http=http,
+        streams=streams,
+        duration=duration,
+        echopanel=echopanel,
+    )
     if chosen == "echopanel":
         base = url.http_base if url is not None else None
         _smoke_echopanel(why, echopanel, echopanel_python, base, audio, expect, max_wer, fast, json_out)

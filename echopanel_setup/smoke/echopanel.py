@@ -488,15 +488,3 @@ def _voxtral_c_works(checkout: Path, clip: audio.Clip) -> tuple[bool | None, str
         f", WER {alone.score.wer:.0%}" if alone.score is not None else ""
     )
     return alone.passed, detail if not alone.error else f"{detail} ({alone.error})"
-
-
-def default_client(echopanel: str | None) -> tuple[str, str]:
-    """(client, why): `echopanel` when a checkout is found (or named), else `realtime`."""
-    import os
-
-    from echopanel_setup.echopanel import discover
-
-    found = discover.find(echopanel, os.environ, Path.cwd(), Path.home())
-    if found is None:
-        return "realtime", "no EchoPanel checkout found"
-    return "echopanel", discover.describe(found)

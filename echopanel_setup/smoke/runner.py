@@ -293,3 +293,30 @@ def _start_hint(mode: str) -> str:
     if mode == "local":
         return "Start it with `echopanel-setup serve --detach` (or print the command with `echopanel-setup serve`)"
     return "Start vLLM on that host (`echopanel-setup serve` there) and check that its port is reachable from here"
+
+
+def choose_client(
+    client: str | None,
+    *,
+    mode_given: bool,
+    http: bool,
+    streams: int | None,
+    duration: float | None,
+    echopanel: str | None,
+) -> tuple[str, str]:
+    """(client, why) for `smoke`: --client as given; a realtime client where --mode, --http or --streams asks
+    for the server itself; else `echopanel` when a checkout is found (or named), else `realtime`."""
+    if duration is not None and streams is None:
+        raise UsageError("--duration goes with --streams N (the seconds of audio each stream sends)")
+    if streams is not None and client not in (None, "realtime"):
+        raise UsageError("--streams opens realtime sessions itself: drop --client")
+    if client is not None:
+        return client, "--client"
+    if mode_given or http or streams is not None:
+        return "realtime", "--streams" if streams is not None else "--mode/--http"
+    from echopanel_setup.echopanel import discover
+
+    found = discover.find(echopanel, os.environ, Path.cwd(), Path.home())
+    if found is None:
+        return "realtime", "no EchoPanel checkout found"
+    return "echopanel", discover.describe(found)
