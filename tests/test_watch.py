@@ -392,3 +392,14 @@ def test_once_cut_short_by_for_says_it_read_one_sample() -> None:
     render.render_once(result, stream=out)
     assert result.stopped == "for" and "one sample: counters since the server started" in out.getvalue()
     assert "over 1 s" not in out.getvalue()
+
+
+def test_nothing_answering_says_which_server_was_watched_and_what_to_do(cli: Cli, tmp_path: Path) -> None:
+    """A new user's first `watch --once` with no server running: the report named the URL and "is the server
+    running?", not where that URL came from (no --url: vLLM's port here) nor how to start one or watch another."""
+    run = cli("watch", "--once", "--interval", "0", "--config", str(tmp_path / "none.env"))
+    assert run.code == 3
+    assert "vLLM's port on this machine" in run.out and "echopanel-setup serve --detach" in run.out, run.out
+    assert "--url URL" in run.out
+    remote = cli("watch", "--once", "--interval", "0", "--url", "http://gpu.invalid:8001")
+    assert remote.code == 3 and "start vLLM on that host" in remote.out, remote.out

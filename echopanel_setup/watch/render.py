@@ -140,6 +140,18 @@ def plain_line(t: Tick, stream: TextIO) -> str:
     return "\n".join(lines)
 
 
+def _reach(r: WatchResult) -> str:
+    """What to do when nothing answered: start the server (here, or on its host), or watch another one."""
+    s = r.server
+    start = (
+        "start one here (`echopanel-setup serve --detach`)"
+        if s.url.is_loopback
+        else "start vLLM on that host, or check the address and its firewall"
+    )
+    where = "" if s.url_source == "--url" else f", or watch another with --url URL (this one is {s.url_source})"
+    return start + where
+
+
 def render_once(r: WatchResult, verbose: bool = False, stream: TextIO | None = None) -> None:
     """The `--once` report: one row per signal, then the fixes."""
     from echopanel_setup import ui
@@ -154,6 +166,8 @@ def render_once(r: WatchResult, verbose: bool = False, stream: TextIO | None = N
         status = t.status if t else UNREACHABLE
         word = f"{sym[_SYMBOL_OF[status]]} {status.replace('-', ' ')}"
         con.print(f"[{_STYLE[status]}]{word}[/]  {ui.esc(t.error if t else '')}")
+        if status == UNREACHABLE:
+            con.print(f"      [bold]fix:[/] {ui.esc(_reach(r))}")
         return
     span = f"over {r.interval_s:g} s" if t.paired else "one sample: counters since the server started"
     con.print(f"[dim]{span}; plan: {ui.esc(r.plan.source or 'none recorded (not started by `serve` here)')}[/]")
