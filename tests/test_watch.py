@@ -397,9 +397,16 @@ def test_once_cut_short_by_for_says_it_read_one_sample() -> None:
 def test_nothing_answering_says_which_server_was_watched_and_what_to_do(cli: Cli, tmp_path: Path) -> None:
     """A new user's first `watch --once` with no server running: the report named the URL and "is the server
     running?", not where that URL came from (no --url: vLLM's port here) nor how to start one or watch another."""
-    run = cli("watch", "--once", "--interval", "0", "--config", str(tmp_path / "none.env"))
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nothing listens on (not 8001: a real vLLM may run there)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / ".env"
+    config.write_text(f"VOXTRAL_VLLM_URL=http://127.0.0.1:{port}\n", encoding="utf-8")
+    run = cli("watch", "--once", "--interval", "0", "--config", str(config))
     assert run.code == 3
-    assert "vLLM's port on this machine" in run.out and "echopanel-setup serve --detach" in run.out, run.out
+    assert f"VOXTRAL_VLLM_URL in {config}" in run.out and "echopanel-setup serve --detach" in run.out, run.out
     assert "--url URL" in run.out
     remote = cli("watch", "--once", "--interval", "0", "--url", "http://gpu.invalid:8001")
     assert remote.code == 3 and "start vLLM on that host" in remote.out, remote.out
