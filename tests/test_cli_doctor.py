@@ -5,6 +5,7 @@ server that answers like vLLM."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -61,6 +62,11 @@ def test_version() -> None:
 # --- bad input ----------------------------------------------------------------------------------------
 
 
+def _fifo(path: Path) -> str:
+    os.mkfifo(path)
+    return str(path)
+
+
 def _write(path: Path, text: str) -> str:
     path.write_text(text, encoding="utf-8")
     return str(path)
@@ -84,6 +90,8 @@ def _write(path: Path, text: str) -> str:
         ("only-empty", "--only names no check"),
         ("only-commas", "--only names no check"),
         ("skip-empty", "--skip names no check"),
+        ("config-fifo", "a named pipe (FIFO), not a regular file"),
+        ("config-device", "a character device, not a regular file"),
         ("url-ftp", "--url"),
         ("url-path", "--url"),
         ("save-facts-unwritable", "--save-facts"),
@@ -115,6 +123,10 @@ def test_bad_input_is_one_line_and_exit_2(case: str, fragment: str, tmp_path: Pa
         "only-empty": ["--facts", H100, "--only", ""],
         "only-commas": ["--facts", H100, "--only", " , "],
         "skip-empty": ["--facts", H100, "--skip", ""],
+        # A --config that is not a regular file was read: /dev/zero until memory ran out (11 GB in 9 s), a FIFO
+        # until the probe timed out (6 checks "timeout").
+        "config-fifo": ["--config", _fifo(tmp_path / "fifo")],
+        "config-device": ["--config", "/dev/zero"],
         "url-ftp": ["--url", "ftp://x"],
         "url-path": ["--url", "http://localhost:8000/v1/realtime"],
         "save-facts-unwritable": [

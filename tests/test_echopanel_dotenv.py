@@ -237,3 +237,18 @@ def test_concurrent_writers_under_the_lock_lose_nothing(tmp_path: Path) -> None:
     values = dotenv.read(env_path).values
     assert values == {"KEEP": "me", **{f"KEY{i}": "round14" for i in range(4)}}
     assert env_path.read_text().startswith("# mine\nKEEP=me\n")
+
+
+def test_only_a_regular_file_is_read(tmp_path: Path) -> None:
+    """A `.env` (or --config) that is /dev/zero grew doctor to 11 GB in 9 s; a FIFO blocked its probe until the
+    timeout: what is not a regular file (or a link to one) reads as empty, without being opened."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    link = tmp_path / ".env"
+    link.symlink_to("/dev/zero")
+    for path in (fifo, link, tmp_path, Path("/dev/zero")):
+        assert dotenv.read(path).values == {}, path
+    (tmp_path / "checkout").mkdir()
+    regular = write_env(tmp_path / "checkout", "VOXTRAL_VLLM_URL=http://localhost:8001\n")
+    assert dotenv.read(regular).values == {"VOXTRAL_VLLM_URL": "http://localhost:8001"}
+    assert dotenv.file_kind(fifo.stat().st_mode) == "a named pipe (FIFO)"

@@ -46,7 +46,9 @@ def read_target(path: Path | None) -> tuple[str, bool]:
     except OSError as exc:
         raise UsageError(f"{path}: cannot read it: {exc.strerror or exc}") from None
     if not stat.S_ISREG(st.st_mode):
-        raise UsageError(f"{path}: {_kind(st.st_mode)}, not a regular file; name the settings file itself (--output)")
+        raise UsageError(
+            f"{path}: {dotenv.file_kind(st.st_mode)}, not a regular file; name the settings file itself (--output)"
+        )
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -56,19 +58,6 @@ def read_target(path: Path | None) -> tuple[str, bool]:
     except UnicodeDecodeError:  # rewriting it would drop the bytes EchoPanel's reader ignores
         raise UsageError(f"{path}: not UTF-8 text; configure would lose bytes rewriting it: fix or move it") from None
     return text, not st.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
-
-
-def _kind(mode: int) -> str:
-    for test, word in (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a named pipe (FIFO)"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    ):
-        if test(mode):
-            return word
-    return "a special file"
 
 
 def apply(plan: Plan) -> tuple[Path | None, bool]:

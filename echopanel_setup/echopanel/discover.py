@@ -10,12 +10,14 @@ in the usual places are listed, and the user picks one (exit 2).
 from __future__ import annotations
 
 import re
+import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from echopanel_setup import paths
+from echopanel_setup.echopanel import dotenv
 from echopanel_setup.errors import UsageError
 
 HOME_VAR = "ECHOPANEL_HOME"
@@ -129,5 +131,19 @@ def env_path(config: str | None, checkout: Checkout | None) -> Path | None:
     """The EchoPanel `.env` doctor, serve, smoke and watch read: `--config FILE`, else the checkout's own `.env`, else
     none (EchoPanel then has only its environment)."""
     if config:
-        return Path(config).expanduser()
+        return _config_file(Path(config).expanduser())
     return checkout.env_file if checkout is not None else None
+
+
+def _config_file(path: Path) -> Path:
+    """`--config FILE` as given. Not there, it reads as empty, as EchoPanel reads a missing `.env`; but what is not a
+    regular file (a FIFO, /dev/zero, a directory) is a usage error, not a config that reads as empty."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return path
+    except OSError as exc:
+        raise UsageError(f"--config {path}: {exc.strerror or exc}; name an EchoPanel .env file") from None
+    if not stat.S_ISREG(mode):
+        raise UsageError(f"--config {path}: {dotenv.file_kind(mode)}, not a regular file; name an EchoPanel .env file")
+    return path

@@ -110,11 +110,29 @@ def decode(data: bytes) -> str:
 
 
 def read(path: Path) -> DotEnv:
-    """Parse the file at `path`; a missing file is an empty one (EchoPanel then reads nothing)."""
+    """Parse the file at `path`; a missing file is an empty one (EchoPanel then reads nothing), and so is anything
+    but a regular file (or a link to one), never opened: /dev/zero would be read until memory runs out, a FIFO would
+    block the read."""
     try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            return DotEnv()
         return parse(decode(path.read_bytes()))
     except FileNotFoundError:
         return DotEnv()
+
+
+def file_kind(mode: int) -> str:
+    """What a path that is not a regular file is, for an error: "a directory", "a named pipe (FIFO)", …"""
+    for test, word in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return word
+    return "a special file"
 
 
 @dataclass(frozen=True)
