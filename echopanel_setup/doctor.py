@@ -31,11 +31,20 @@ class DoctorRun:
     replayed: bool = False
 
 
+_MAX_FACTS_BYTES = 16 * 1024 * 1024  # a snapshot is a few kB, a whole --json document some tens
+
+
 def load_facts(path: str) -> Facts:
-    """Read a snapshot written by --save-facts (or a whole --json document); bad files are usage errors."""
+    """Read a snapshot written by --save-facts (or a whole --json document); bad files are usage errors. At most
+    16 MiB is read: `--facts /dev/zero` was read until the process was killed for memory (a pipe, as from
+    `--facts <(…)`, still works)."""
     p = Path(path)
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        with p.open("rb") as fh:
+            raw = fh.read(_MAX_FACTS_BYTES + 1)
+        if len(raw) > _MAX_FACTS_BYTES:
+            raise UsageError(f"--facts {path}: larger than 16 MiB, not a facts snapshot")
+        data = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise UsageError(
             f"--facts {path}: no such file (write one with `echopanel-setup doctor --save-facts FILE`)"

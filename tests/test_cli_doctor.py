@@ -85,6 +85,7 @@ def _write(path: Path, text: str) -> str:
         ("facts-wrong-type", "not a facts snapshot"),
         ("facts-newer", "newer"),
         ("facts-directory", "--facts"),
+        ("facts-endless", "larger than 16 MiB"),
         ("only-unknown", "nosuchcheck"),
         ("skip-unknown", "nosuchcheck"),
         ("only-empty", "--only names no check"),
@@ -117,6 +118,7 @@ def test_bad_input_is_one_line_and_exit_2(case: str, fragment: str, tmp_path: Pa
         ],
         "facts-newer": ["--facts", _write(tmp_path / "n.json", '{"schema_version": 99}')],
         "facts-directory": ["--facts", str(tmp_path)],
+        "facts-endless": ["--facts", "/dev/zero"],  # was read whole: killed for memory
         "only-unknown": ["--facts", H100, "--only", "nosuchcheck"],
         "skip-unknown": ["--facts", H100, "--skip", "gpu,nosuchcheck"],
         # An empty filter selected every check (`--only ""` from an unset variable in a CI script ran them all).
