@@ -74,3 +74,28 @@ def test_stream_hands_over_every_line_and_keeps_a_tail() -> None:
     assert result.returncode == 3
     assert seen[:2] == ["0", "1"] and seen[-1] == "boom" and len(seen) == 61
     assert list(result.tail)[-1] == "boom" and len(result.tail) == 40
+
+
+def test_a_python_that_hangs_leaves_no_process_behind(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`install vllm --python X` where X hangs (here: a script whose child outlives it): after the probe's timeout
+    the child it started still ran (subprocess.run kills only the process it started)."""
+    import os
+    import time
+
+    child_pid = tmp_path / "child.pid"
+    script = tmp_path / "python"
+    script.write_text(f"#!/bin/sh\nsleep 300 &\necho $! > {child_pid}\nwait\n")
+    script.chmod(0o755)
+    monkeypatch.setattr(venvs, "PROBE_TIMEOUT_S", 0.5)
+    assert venvs.interpreter(str(script)) is None
+    pid = int(child_pid.read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        raise AssertionError("the hung interpreter's child outlived the probe")

@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from echopanel_setup import knowledge, paths
+from echopanel_setup import knowledge, paths, proc
 from echopanel_setup.facts.model import EchoPanelFacts, VoxtralCBinary, VoxtralCBuild, VoxtralCFacts
 
 STATE_KEY = "voxtral_c"
@@ -109,7 +109,7 @@ def blas_links(compiler: str) -> tuple[bool, str | None]:
         src.write_text(_BLAS_TEST, encoding="utf-8")
         cmd = [compiler, *k.blas_cflags, str(src), "-o", str(Path(tmp) / "t"), *k.blas_libs]
         try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S * 3)
+            done = proc.run(cmd, timeout=TIMEOUT_S * 3)
         except (OSError, subprocess.TimeoutExpired) as exc:
             return False, f"{Path(compiler).name} did not run: {exc}"
     if done.returncode == 0:
@@ -135,7 +135,7 @@ def check_binary(path: Path, source: str) -> VoxtralCBinary:
         found.runs, found.error = False, "not executable"
         return found
     try:
-        done = subprocess.run([str(path), "--help"], capture_output=True, text=True, timeout=TIMEOUT_S)
+        done = proc.run([str(path), "--help"], timeout=TIMEOUT_S)  # a binary that hangs: its whole group is killed
     except subprocess.TimeoutExpired:
         found.runs, found.error = False, f"`--help` did not return within {TIMEOUT_S:.0f} s"
         return found
@@ -161,9 +161,7 @@ def user_clone(checkout: Path, build: VoxtralCBuild | None) -> tuple[str | None,
 
 def git_head(repo: Path) -> str | None:
     try:
-        done = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=TIMEOUT_S
-        )
+        done = proc.run(["git", "-C", str(repo), "rev-parse", "HEAD"], timeout=TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() or None if done.returncode == 0 else None
@@ -171,7 +169,7 @@ def git_head(repo: Path) -> str | None:
 
 def _quiet(cmd: list[str]) -> int | None:
     try:
-        return subprocess.run(cmd, capture_output=True, timeout=TIMEOUT_S).returncode
+        return proc.run(cmd, timeout=TIMEOUT_S).returncode
     except (OSError, subprocess.TimeoutExpired):
         return None
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from echopanel_setup import paths
+from echopanel_setup import paths, proc
 
 PROBE_TIMEOUT_S = 15.0
 
@@ -30,12 +30,7 @@ def inspect(venv: Path) -> str:
     if not (venv / "pyvenv.cfg").is_file():
         return "other"
     try:
-        ok = (
-            subprocess.run(
-                [str(paths.venv_python(venv)), "-c", "pass"], capture_output=True, timeout=PROBE_TIMEOUT_S
-            ).returncode
-            == 0
-        )
+        ok = proc.run([str(paths.venv_python(venv)), "-c", "pass"], timeout=PROBE_TIMEOUT_S).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         ok = False
     return "venv" if ok else "broken"
@@ -62,7 +57,7 @@ def interpreter(python: str) -> Interpreter | None:
     if python == sys.executable:
         return Interpreter(".".join(map(str, sys.version_info[:3])), os.path.realpath(sys.base_prefix))
     try:
-        out = subprocess.run([python, "-c", _WHO], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
+        out = proc.run([python, "-c", _WHO], timeout=PROBE_TIMEOUT_S)  # a hung one's children die with it
     except (OSError, subprocess.TimeoutExpired):
         return None
     lines = out.stdout.split("\n")
@@ -73,12 +68,7 @@ def interpreter(python: str) -> Interpreter | None:
 
 def has_pip(python: Path) -> bool:
     try:
-        return (
-            subprocess.run(
-                [str(python), "-m", "pip", "--version"], capture_output=True, timeout=PROBE_TIMEOUT_S
-            ).returncode
-            == 0
-        )
+        return proc.run([str(python), "-m", "pip", "--version"], timeout=PROBE_TIMEOUT_S).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -141,7 +131,7 @@ def stream(cmd: list[str], on_line: Callable[[str], None], keep: int = 40) -> Re
     """Run `cmd`, handing each output line (stdout and stderr merged) to `on_line` as it arrives."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     tail: deque[str] = deque(maxlen=keep)
-    proc = subprocess.Popen(
+    child = subprocess.Popen(
         cmd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -151,15 +141,15 @@ def stream(cmd: list[str], on_line: Callable[[str], None], keep: int = 40) -> Re
         env=env,
         bufsize=1,
     )
-    assert proc.stdout is not None
+    assert child.stdout is not None
     try:
-        for raw in proc.stdout:
+        for raw in child.stdout:
             line = raw.rstrip()
             if line:
                 tail.append(line)
                 on_line(line)
-        return Result(proc.wait(), tail)
+        return Result(child.wait(), tail)
     except BaseException:
-        proc.kill()
-        proc.wait()
+        child.kill()
+        child.wait()
         raise

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from echopanel_setup import __version__, paths
+from echopanel_setup import __version__, paths, proc
 from echopanel_setup.echopanel import contract, discover
 from echopanel_setup.echopanel.keys import DELAY, MODE, SELECTOR, URL
 from echopanel_setup.errors import UsageError
@@ -153,12 +153,10 @@ def load_check(python: Path, checkout: Path, module: str = "provider_voxtral_off
         return LoadCheck(str(python), False, ran=False, message=f"EchoPanel's Python {python} does not exist")
     started = time.monotonic()
     try:
-        done = subprocess.run(
+        done = proc.run(
             [str(python), echopanel_harness.__file__, "--checkout", str(checkout), "--module", module, "--import-only"],
-            capture_output=True,
-            text=True,
             timeout=IMPORT_TIMEOUT_S,
-            cwd=checkout,
+            cwd=str(checkout),
             env=echopanel_env(checkout),  # is_available depends on EchoPanel's settings (VOXTRAL_MODE)
         )
     except subprocess.TimeoutExpired:
@@ -251,7 +249,7 @@ def _offer_api_sdk(opts: ProviderOptions, result: ProviderResult, ask: Ask | Non
 
 def _imports(python: str, module: str) -> bool:
     try:
-        done = subprocess.run([python, "-c", f"import {module}"], capture_output=True, timeout=IMPORT_TIMEOUT_S)
+        done = proc.run([python, "-c", f"import {module}"], timeout=IMPORT_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0

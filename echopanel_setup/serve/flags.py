@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from echopanel_setup import knowledge, paths
+from echopanel_setup import knowledge, paths, proc
 
 _OPTION = re.compile(r"^  (-\S.*)$")  # options are indented by exactly two spaces; help text by more
 _SPLIT = re.compile(r"\s{2,}")  # argparse separates the invocation from its help by two spaces or more
@@ -182,9 +182,7 @@ def read_help(
     # Logs go to stderr and the help is 80 columns wide, as in the recorded references.
     env = {**os.environ, "VLLM_LOGGING_LEVEL": "WARNING", "VLLM_LOGGING_STREAM": "ext://sys.stderr", "COLUMNS": "80"}
     try:
-        out = subprocess.run(
-            [*executable, "serve", "--help=all"], capture_output=True, text=True, timeout=timeout, env=env
-        )
+        out = proc.run([*executable, "serve", "--help=all"], timeout=timeout, env=env)  # a hung vLLM's group dies
     except subprocess.TimeoutExpired:
         raise HelpUnavailable(f"`vllm serve --help=all` did not finish within {timeout:.0f} s") from None
     except OSError as exc:
