@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from echopanel_setup import paths
-from echopanel_setup.echopanel import dotenv
 from echopanel_setup.errors import UsageError
 
 HOME_VAR = "ECHOPANEL_HOME"
@@ -145,5 +144,7 @@ def _config_file(path: Path) -> Path:
     except OSError as exc:
         raise UsageError(f"--config {path}: {exc.strerror or exc}; name an EchoPanel .env file") from None
     if not stat.S_ISREG(mode):
+        from echopanel_setup.echopanel import dotenv  # lazily: doctor without a checkout loads no .env reader
+
         raise UsageError(f"--config {path}: {dotenv.file_kind(mode)}, not a regular file; name an EchoPanel .env file")
     return path
