@@ -22,7 +22,7 @@ import re
 import sys
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO, cast
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -161,11 +161,15 @@ class AsciiStream:
         return getattr(self._stream, name)
 
 
+class _Writer(Protocol):
+    def write(self, text: str, /) -> int: ...
+
+
 class CleanStream:
     """A text stream that writes everything through `clean()`: for a renderer that prints plain lines mixing our
     words with text from outside (an import error from EchoPanel's Python, a server's answer)."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: _Writer) -> None:
         self._stream = stream
 
     def write(self, text: str) -> int:
@@ -173,6 +177,12 @@ class CleanStream:
 
     def __getattr__(self, name: str) -> Any:  # flush, isatty, encoding …: the stream's own
         return getattr(self._stream, name)
+
+
+def plain(stream: TextIO) -> TextIO:
+    """`stream` for a renderer that prints plain lines (no Rich): text from outside cleaned, and our symbols in
+    ASCII where UTF-8 would not show (the rules `console()` applies to Rich's output)."""
+    return cast("TextIO", CleanStream(stream if unicode_ok(stream) else AsciiStream(stream)))
 
 
 def spinner(stream: TextIO | None = None) -> Spinner:

@@ -139,3 +139,37 @@ def test_provider_check_prints_what_echopanels_python_said_without_control_chara
     out = capsys.readouterr().out
     assert "ImportError: no module x" in out and "the server said no" in out, out
     assert not any(c in out for c in "\x1b\x07\u202e"), repr(out)
+
+
+def test_smoke_client_echopanel_report_is_clean_and_ascii_where_utf8_would_not_show(tmp_path: Path) -> None:
+    """`smoke --client echopanel`'s report printed the server's error bodies as they came and its own ✓/✗/→ even
+    where the terminal is not UTF-8 (LANG=C): ui.py's rules are clean() for outside text, ASCII symbols there."""
+    import io
+
+    from echopanel_setup.smoke import audio, echopanel_render
+    from echopanel_setup.smoke.echopanel import EchoPanelSmoke, Step
+
+    result = EchoPanelSmoke(
+        checkout=tmp_path,
+        how_found="--echopanel",
+        provider="voxtral_official",
+        variant="published",
+        variant_title="the published voxtral_official",
+        url="http://127.0.0.1:9",
+        url_from="--url",
+        python="python3",
+        clip=audio.bundled(),
+        mode="replay",
+        fallback="no backend Python",
+        steps=[Step("POST /v1/chat/completions", 400, "\x1b[2J\x1b]0;owned\x07bad audio", "nothing")],
+    )
+
+    class Ascii(io.StringIO):
+        encoding = "ascii"
+
+    out = Ascii()
+    echopanel_render.render_human(result, out)
+    text = out.getvalue()
+    assert "400 bad audio: EchoPanel shows nothing" in text, text
+    assert text.isascii() and "\x1b" not in text and "\x07" not in text, repr(text)
+    assert "-> 400" in text and text.rstrip().splitlines()[-1].startswith("x ")

@@ -73,7 +73,7 @@ def show_diff(r: ProviderResult) -> None:
 
 
 def render_human(r: ProviderResult) -> None:
-    out = ui.CleanStream(sys.stdout)  # EchoPanel's import errors and the server's words are text from outside
+    out = ui.plain(sys.stdout)  # EchoPanel's import errors and the server's words are text from outside
     rel = r.file.relative_to(r.checkout) if r.file.is_relative_to(r.checkout) else r.file
     print(f"EchoPanel checkout {r.checkout} ({r.how_found})", file=out)
     what = r.variant_title or ("not a version echopanel-setup knows" if r.file.exists() else "missing")

@@ -60,7 +60,9 @@ def _document(r: EchoPanelSmoke) -> dict[str, Any]:
 
 
 def render_human(r: EchoPanelSmoke, out: TextIO | None = None) -> None:
-    w = out or sys.stdout
+    from echopanel_setup import ui
+
+    w = ui.plain(out or sys.stdout)  # the server's error bodies, EchoPanel's log and transcript: text from outside
 
     def line(text: str = "") -> None:
         print(text, file=w)
