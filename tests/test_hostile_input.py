@@ -173,3 +173,26 @@ def test_smoke_client_echopanel_report_is_clean_and_ascii_where_utf8_would_not_s
     assert "400 bad audio: EchoPanel shows nothing" in text, text
     assert text.isascii() and "\x1b" not in text and "\x07" not in text, repr(text)
     assert "-> 400" in text and text.rstrip().splitlines()[-1].startswith("x ")
+
+
+def test_smoke_client_voxtral_c_report_strips_control_characters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """voxtral.c's stdout (the transcript) and stderr are text from outside: Rich's markup=False stops markup, not
+    an ESC sequence."""
+    from echopanel_setup.smoke import audio, voxtralc_render
+    from echopanel_setup.smoke.voxtralc import Target, VoxtralCSmoke
+
+    target = Target(tmp_path / "voxtral", tmp_path / "model", 2.0, "--voxtral-bin", "--voxtral-model", "default")
+    result = VoxtralCSmoke(
+        target,
+        audio.bundled(),
+        0.3,
+        transcript="\x1b[2JPlease call Stella.",
+        error="exited 1",
+        stderr_tail=["\x1b]0;owned\x07out of memory"],
+    )
+    voxtralc_render.render_human(result)
+    out = capsys.readouterr().out
+    assert "Transcript: Please call Stella." in out and "stderr: out of memory" in out, out
+    assert "\x1b" not in out and "\x07" not in out, repr(out)

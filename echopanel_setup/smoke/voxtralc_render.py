@@ -55,7 +55,7 @@ def render_human(r: VoxtralCSmoke) -> None:
     con.print(f"Audio:      {r.clip.source} clip, {r.clip.duration_s:.1f} s, PCM16 16 kHz mono on stdin", markup=False)
     if r.clip.conversion:
         con.print(f"Converted:  {r.clip.conversion}", markup=False)
-    con.print(f"Transcript: {r.transcript or '(none)'}", markup=False)
+    con.print(f"Transcript: {ui.clean(r.transcript) or '(none)'}", markup=False)  # voxtral.c's own output
     if r.clip.reference is not None:
         con.print(f"Reference:  {r.clip.reference}", markup=False)
     if r.score is not None:
@@ -71,5 +71,5 @@ def render_human(r: VoxtralCSmoke) -> None:
             markup=False,
         )
     for line in r.stderr_tail[-3:] if r.error else []:
-        con.print(f"  stderr: {line}", markup=False)
+        con.print(f"  stderr: {ui.clean(line)}", markup=False)
     ui.outcome(con, "ok" if r.passed else "fail", r.verdict)
