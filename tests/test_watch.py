@@ -245,6 +245,8 @@ def test_unreachable_from_the_start(cli: Cli) -> None:
     ENVELOPE.validate(doc)
     assert code == 3 and doc["unreachable"] is True and doc["sample"]["status"] == "unreachable"
     assert doc["error"]["kind"] == "external" and "connection refused" in doc["error"]["message"]
+    # Nothing was judged: the worst verdict is unknown, not "ok" (a script reading `worst` saw a healthy server).
+    assert doc["worst"] == "unknown"
 
 
 def test_a_server_without_metrics_is_reachable_and_a_failed_verdict(cli: Cli, vllm) -> None:  # type: ignore[no-untyped-def]

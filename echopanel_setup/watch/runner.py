@@ -91,10 +91,9 @@ class WatchResult:
     @property
     def worst(self) -> str:
         """The worst verdict any sample reached (an unreachable sample does not count here; a server that answered
-        without a /metrics page is a failed one)."""
-        return derive.worst(
-            [t.derived.worst if t.derived else derive.FAIL for t in self.ticks if t.derived or t.answered]
-        )
+        without a /metrics page is a failed one); `unknown` when no sample was judged at all."""
+        judged = [t.derived.worst if t.derived else derive.FAIL for t in self.ticks if t.derived or t.answered]
+        return derive.worst(judged) if judged else derive.UNKNOWN
 
     @property
     def unreachable_at_end(self) -> bool:
