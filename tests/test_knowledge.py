@@ -71,6 +71,19 @@ def test_sources_are_public_or_in_this_repository() -> None:
                 assert (repo / doc.rstrip(".")).exists(), f"{path}.{f.name} cites {doc}: not in this repo"
 
 
+def test_comments_and_code_cite_public_sources_too() -> None:
+    """Issue 14: citations in code and in compat.toml's comments name public sources or files in this repository,
+    not the team's notes (compat.toml cited "echopanel-contract.md section 6" in a comment, beside its sources)."""
+    private = re.compile(r"seed guide|addendum|DEVELOPERS\.md|shared/|[\w-]+\.md (?:§|section)")
+    package = Path(__file__).resolve().parents[1] / "echopanel_setup"
+    found = []
+    for path in [*package.rglob("*.py"), package / "knowledge" / "compat.toml"]:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if private.search(line):
+                found.append(f"{path.relative_to(package.parent)}:{number}: {line.strip()}")
+    assert not found, found
+
+
 def test_every_pattern_compiles() -> None:
     k = knowledge.load()
     patterns = [p for sig in k.signature for p in sig.patterns]
