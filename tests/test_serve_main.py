@@ -41,6 +41,22 @@ def test_a_replayed_t4_gets_float16_and_triton_attention_with_a_warning() -> Non
     assert "float16 is not validated" in out.stderr and "confidence low" in out.stderr
 
 
+def test_a_target_python_that_could_not_be_read_is_not_called_vllm_not_installed(tmp_path: Path) -> None:
+    """`serve --python X` where X hung (or crashed) said "vLLM not installed" and "vLLM is not installed in the target
+    environment": the version is unknown, and the plan says why."""
+    data = raw("linux-4080.json")
+    data["pyenv"] = {
+        **data["pyenv"],
+        "ok": False,
+        "packages": {},
+        "error": "/opt/py/bin/python did not answer within 8 s",
+    }
+    out = run_cli("serve", "--facts", str(write(data, tmp_path / "hung.json")))
+    assert out.returncode == 0, out.stderr
+    assert "· vLLM unknown ·" in out.stderr and "not installed" not in out.stderr
+    assert "the target Python could not be read (/opt/py/bin/python did not answer within 8 s)" in out.stderr
+
+
 @pytest.mark.parametrize(
     ("snapshot", "reason", "alternative"),
     [

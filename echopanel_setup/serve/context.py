@@ -155,6 +155,15 @@ class Context:
     concurrency: concurrency.Concurrency | None = None  # EchoPanel's streams, when --streams did not say
     notes: list[str] = field(default_factory=list)  # why the plan has the streams it has
 
+    @property
+    def no_version(self) -> str:
+        """Why the vLLM version is unknown: not installed where the target Python looks, or that Python could not be
+        read at all (it hung or crashed: then nothing says vLLM is missing)."""
+        error = self.facts.pyenv.error
+        if self.facts.pyenv.ok or not error:
+            return "vLLM is not installed in the target environment"
+        return f"the target Python could not be read ({error})"
+
 
 def gather(opts: ServeOptions) -> Context:
     """Doctor's facts (probed offline, or replayed), and the plan request they give."""

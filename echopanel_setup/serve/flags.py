@@ -199,14 +199,18 @@ def read_help(
 
 
 def learn(
-    executable: list[str] | None, version: str | None, on_run: Callable[[float], None] | None = None
+    executable: list[str] | None,
+    version: str | None,
+    on_run: Callable[[float], None] | None = None,
+    no_version: str = "vLLM is not installed in the target environment",
 ) -> tuple[FlagSet, str | None]:
     """The flags of the target vLLM: (flag set, why the built-in list was used instead, if it was).
 
     Without an executable (a replayed machine) only the cache is consulted. `on_run(timeout)` is called
-    before the slow subprocess, so the user knows why nothing happens for a few seconds."""
+    before the slow subprocess, so the user knows why nothing happens for a few seconds. `no_version`: why the
+    version is unknown, when it is."""
     if version is None:
-        return builtin(version), "vLLM is not installed in the target environment"
+        return builtin(version), no_version
     try:
         text, cached = read_help(executable, version, on_run)
     except HelpUnavailable as exc:

@@ -39,7 +39,9 @@ def build(opts: ServeOptions, ctx: Context, plan: planner.Plan, reading: Callabl
     notes: list[str] = list(ctx.notes)
     served_dir, delay = _served_dir(opts, ctx, notes)
     executable = builder.resolve_executable(ctx.facts.pyenv) if ctx.version and not ctx.replayed else None
-    flagset, why_builtin = flags.learn(executable, ctx.version, lambda timeout: reading(ctx.version, timeout))
+    flagset, why_builtin = flags.learn(
+        executable, ctx.version, lambda timeout: reading(ctx.version, timeout), ctx.no_version
+    )
     choice = ports.vllm_port(
         opts.port,
         envconfig.configured_url(ctx.facts.config.values),

@@ -122,7 +122,8 @@ def explain_plan(ctx: Context, built: Built, fmt: str) -> None:
     )
     source = " (replayed facts)" if ctx.replayed else " (planned for another machine)" if ctx.hypothetical else ""
     con.print(
-        f"[bold]Plan[/] for {ui.esc(gpus)}{source} · vLLM {ctx.version or 'not installed'} · "
+        f"[bold]Plan[/] for {ui.esc(gpus)}{source} · "
+        f"vLLM {ctx.version or ('not installed' if ctx.facts.pyenv.ok else 'unknown')} · "
         f"confidence [bold]{p.confidence}[/]"
     )
     streams = f"{p.streams} stream{'s' if p.streams > 1 else ''} planned"

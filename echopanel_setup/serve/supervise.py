@@ -40,9 +40,7 @@ def launch(opts: ServeOptions, ctx: Context, built: Built) -> Launch:
     if not ctx.model_present:
         raise SetupError(f"no model in {ctx.model_dir}: run `echopanel-setup install voxtral` first")
     if ctx.version is None:
-        raise SetupError(
-            "vLLM is not installed in the target environment: run `echopanel-setup install vllm` (or pass --python)"
-        )
+        raise SetupError(f"{ctx.no_version}: run `echopanel-setup install vllm` (or pass --python)")
     render.explain_plan(ctx, built, "exec")
     live: list[tuple[subprocess.Popen[bytes], launcher.Record]] = []  # the vLLM to stop if Ctrl-C comes
     try:
