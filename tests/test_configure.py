@@ -390,6 +390,19 @@ def test_shell_prints_a_reference_never_the_key(cli: Cli, checkout: Path, monkey
     assert code == 2 and "never prints a key" in err and "sk-x" not in err
 
 
+def test_shell_leaves_the_files_key_alone_where_the_reference_would_be_empty(
+    cli: Cli, checkout: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the key in .env and no MISTRAL_API_KEY in the shell, `export VOXTRAL_MISTRAL_API_KEY="${MISTRAL_API_KEY}"`
+    set it to "": EchoPanel's .env never overrides the environment, so the file's key was hidden (api mode had none)."""
+    (checkout / ".env").write_text("VOXTRAL_MISTRAL_API_KEY=sk-in-file\n")
+    monkeypatch.delenv("MISTRAL_API_KEY", raising=False)
+    code, out, err = configure(cli, checkout, "--mode", "api", "--shell")
+    assert code == 0, err
+    assert "VOXTRAL_MISTRAL_API_KEY" not in out and "export VOXTRAL_MODE=api" in out
+    assert "VOXTRAL_MISTRAL_API_KEY stays in .env" in err and "sk-in-file" not in out + err
+
+
 @pytest.mark.skipif(BASH is None, reason="needs bash")
 def test_shell_output_evals_in_bash(cli: Cli, tmp_path: Path) -> None:
     code, out, _ = configure(cli, None, "--shell", "--mode", "remote", "--url", "http://gpu.lan:8001", "--force")

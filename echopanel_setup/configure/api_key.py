@@ -34,6 +34,16 @@ def decide(
                 "--shell never prints a key: export MISTRAL_API_KEY=… in the shell that starts EchoPanel's backend "
                 "(the exports refer to it), or store the key in .env with `configure --mode api --api-key -`"
             )
+        if existing.get(API_KEY) and not environ.get(FALLBACK_KEY):
+            # The reference would export an empty key, and EchoPanel's .env never overrides its environment: the
+            # file's key would be hidden.
+            advice.append(
+                Advice(
+                    f"{API_KEY} stays in .env: {FALLBACK_KEY} is not set here, and exporting it empty would hide the "
+                    "file's key from EchoPanel."
+                )
+            )
+            return
         shell_refs[API_KEY] = SHELL_KEY_REF
         updates[API_KEY] = SHELL_KEY_REF
         reasons[API_KEY] = f"a reference to {FALLBACK_KEY} in that shell (--shell prints no secret)"
