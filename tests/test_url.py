@@ -56,6 +56,11 @@ def test_parse_forms(text: str, http_base: str, ws_url: str, port: int) -> None:
             "http://my host:8000",
             "--url 'http://my host:8000': 'my host' is not a host name or IP address (write http://HOST:PORT)",
         ),
+        (  # a label over 63 characters made the resolver's idna codec raise UnicodeError: exit 4 in smoke and watch
+            f"http://{'a' * 64}.lan:8000",
+            f"--url 'http://{'a' * 64}.lan:8000': {'a' * 64 + '.lan'!r} is not a host name or IP address (write "
+            "http://HOST:PORT)",
+        ),
         (
             "http://gpu:8000/?token=s3cret",
             "--url 'http://gpu:8000/?…' must not carry a query (?…) or fragment (#…): vLLM's routes take none",
