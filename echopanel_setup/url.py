@@ -83,7 +83,7 @@ class ServerURL:
     @classmethod
     def _build(cls, parts: SplitResult, scheme: str, prefix: str, text: str, what: str) -> ServerURL:
         host = parts.hostname or ""
-        if not _HOST.match(host) or not _resolvable(host):
+        if not _HOST.match(host) or not resolvable_host(host):
             raise UsageError(
                 f"{_subject(what, text)}: {host!r} is not a host name or IP address (write http://HOST:PORT)"
             )
@@ -201,7 +201,7 @@ def is_loopback(text: str) -> bool:
         return False
 
 
-def _resolvable(host: str) -> bool:
+def resolvable_host(host: str) -> bool:
     """A name the resolver can encode: labels of 1-63 characters (IDNA), at most 253 in all. A longer one made every
     request raise UnicodeError (exit 4) instead of naming the bad URL."""
     if ":" in host:  # an IPv6 address: no labels

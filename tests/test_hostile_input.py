@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import Cli, without_socks_extra
+from conftest import Cli, run_cli, without_socks_extra
 from loopback_kit import HttpStandIn, QuietHandler
 
 BAD_PROXIES = [
@@ -60,6 +60,14 @@ def test_an_hf_endpoint_with_a_port_that_is_not_a_number_is_named_not_blamed_on_
     error = doc["facts"]["network"]["hf"]["error"]
     assert "check HF_ENDPOINT" in error and "proxy" not in error and "pw" not in error
     assert [c["id"] for c in doc["checks"] if c["status"] == "crashed"] == []
+
+
+def test_an_hf_endpoint_the_resolver_cannot_encode_is_a_usage_error(tmp_path: Path) -> None:
+    """A host label over 63 characters in HF_ENDPOINT crashed install (exit 4) on the resolver's UnicodeError."""
+    endpoint = f"http://{'a' * 64}.lan:8080"
+    run = run_cli("install", "voxtral", "--dry-run", "--dir", str(tmp_path / "m"), env={"HF_ENDPOINT": endpoint})
+    assert run.returncode == 2 and "internal error" not in run.stderr, run.stderr
+    assert "HF_ENDPOINT=" in run.stderr and "is not an http(s) URL" in run.stderr
 
 
 class _Garbage(QuietHandler):

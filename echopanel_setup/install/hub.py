@@ -17,7 +17,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from echopanel_setup.errors import ExternalError, SetupError, UsageError
-from echopanel_setup.url import redact, scrub
+from echopanel_setup.url import redact, resolvable_host, scrub
 
 T = TypeVar("T")
 
@@ -99,7 +99,8 @@ def checked_endpoint() -> str:
         numeric_port = True
     except ValueError:
         numeric_port = False
-    if parts.scheme not in ("http", "https") or not parts.hostname or not numeric_port:
+    usable = parts.scheme in ("http", "https") and bool(parts.hostname) and numeric_port
+    if not (usable and resolvable_host(parts.hostname or "")):  # a label over 63 characters crashed the resolver
         raise UsageError(
             f"HF_ENDPOINT={where!r} is not an http(s) URL with a host and a numeric port: set it like "
             "https://huggingface.co, or unset it"
