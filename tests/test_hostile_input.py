@@ -70,6 +70,12 @@ def test_an_hf_endpoint_the_resolver_cannot_encode_is_a_usage_error(tmp_path: Pa
     assert "HF_ENDPOINT=" in run.stderr and "is not an http(s) URL" in run.stderr
 
 
+def test_doctor_names_an_hf_endpoint_the_resolver_cannot_encode_not_the_proxy(cli: Cli, monkeypatch) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", f"http://{'a' * 64}.lan:8080")
+    error = cli("doctor", "--json", "--mode", "local", "--only", "network").json()["facts"]["network"]["hf"]["error"]
+    assert "check HF_ENDPOINT" in error and "proxy" not in error
+
+
 class _Garbage(QuietHandler):
     """A server whose every answer is a status line of terminal control sequences (http.client quotes it)."""
 

@@ -84,7 +84,8 @@ def _probe(client, url: str, deadline: float) -> HttpProbe:
         result.error = f"no answer within {remaining:.1f} s"
     except httpx.HTTPError as exc:
         result.error = _short(exc)
-    except httpx.InvalidURL as exc:  # HF_ENDPOINT=http://host:abc: the URL, not the proxy, is what to fix
+    except (httpx.InvalidURL, UnicodeError) as exc:  # HF_ENDPOINT=http://host:abc, or a host label the resolver
+        # cannot encode (over 63 characters): the URL, not the proxy, is what to fix
         result.error = f"{redact(url)} is not a usable URL ({_short(exc)}): check HF_ENDPOINT"
     result.elapsed_ms = round((time.monotonic() - start) * 1000, 1)
     return result
