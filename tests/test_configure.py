@@ -174,6 +174,20 @@ def test_api_mode_is_refused_for_a_provider_without_an_api_path(cli: Cli, tmp_pa
     assert code == 1 and "has no Mistral API path" in err and not (bare / ".env").exists()
 
 
+def test_api_mode_without_a_checkout_says_the_provider_is_unknown_in_one_clear_sentence(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: with no checkout to read, `configure --mode api --shell` said "voxtral_official has no Mistral API
+    path (voxtral_official (not read: no checkout); it reads no VOXTRAL_MODE)": nested, and a claim about a file
+    nobody read. The provider is unknown: said so, with the ways on."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    code, _, err = configure(cli, None, "--mode", "api", "--shell")
+    assert code == 1, err
+    assert "no EchoPanel checkout to read" in err and "--echopanel PATH" in err, err
+    assert "not read: no checkout" not in err and "it reads no VOXTRAL_MODE" not in err
+
+
 def test_only_the_keys_the_provider_reads_are_written(cli: Cli, tmp_path: Path) -> None:
     bare = make_checkout(tmp_path / "ep", providers={"provider_voxtral_official.py": URL_ONLY})
     code, out, err = configure(cli, bare, "--delay-ms", "960")

@@ -115,6 +115,13 @@ def check_selectable(chosen: Provider, contract: Contract | None, *, force: bool
 def check_mode(mode: str | None, chosen: Provider) -> None:
     """`--mode api` only for a provider with an API path."""
     if mode == "api" and not chosen.has_api_path:
+        if chosen.contract is None and chosen.variant is None:  # nothing read: not known to have one
+            raise Refused(
+                f"--mode api: no EchoPanel checkout to read, so whether its {chosen.name} has a Mistral API path is "
+                "unknown (the published one has none): name the checkout with --echopanel PATH (after "
+                "`echopanel-setup provider fix` there it has one), or use --mode local or --mode remote with a vLLM "
+                "server"
+            )
         raise Refused(
             f"{chosen.name} has no Mistral API path ({chosen.describe()}; it reads no {MODE}): "
             "use --mode local or --mode remote with a vLLM server, or `echopanel-setup provider fix` for one that has"
