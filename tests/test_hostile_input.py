@@ -76,6 +76,33 @@ def test_doctor_names_an_hf_endpoint_the_resolver_cannot_encode_not_the_proxy(cl
     assert "check HF_ENDPOINT" in error and "proxy" not in error
 
 
+@pytest.mark.parametrize("key", ["ключ", "ab\ncd"], ids=["not-ascii", "line-break"])
+@pytest.mark.parametrize(
+    "command",
+    [["smoke", "--url", "http://127.0.0.1:9"], ["watch", "--once", "--url", "http://127.0.0.1:9"], ["serve", "status"]],
+)
+def test_a_key_no_http_header_can_carry_is_a_usage_error(cli: Cli, monkeypatch, command: list[str], key: str):
+    """A VLLM_API_KEY with a line break or a non-ASCII letter crashed smoke, watch and serve status (exit 4) where the
+    header was built; it is named (never shown) with exit 2, and so is such an --api-key."""
+    monkeypatch.setenv("VLLM_API_KEY", key)
+    run = cli(*command)
+    assert run.code == 2 and "internal error" not in run.err, run.err
+    assert "VLLM_API_KEY holds a character an HTTP header cannot carry" in run.err and key not in run.err
+    monkeypatch.delenv("VLLM_API_KEY")
+    if command[0] == "smoke":
+        run = cli(*command, "--api-key", key)
+        assert run.code == 2 and "--api-key holds a character an HTTP header cannot carry" in run.err
+
+
+def test_an_hf_token_no_http_header_can_carry_is_a_usage_error(tmp_path: Path) -> None:
+    run = run_cli("install", "voxtral", "--dry-run", "--dir", str(tmp_path / "m"), env={"HF_TOKEN": "hf_ключ"})
+    assert run.returncode == 2 and "internal error" not in run.stderr, run.stderr
+    assert (
+        "HF_TOKEN (or the token `hf auth login` saved) holds a character an HTTP header cannot carry" in run.stderr
+        and "ключ" not in run.stderr
+    )
+
+
 class _Garbage(QuietHandler):
     """A server whose every answer is a status line of terminal control sequences (http.client quotes it)."""
 

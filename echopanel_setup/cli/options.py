@@ -102,4 +102,5 @@ def refuse_group_options(ctx: typer.Context) -> None:
 def server(mode: Mode | None, url: ServerURL | None, api_key: str | None) -> dict[str, Any]:
     """The server fields smoke's and setup's options share: the mode, the URL and key given, and VLLM_API_KEY (read
     here, at the edge, never inside the logic)."""
-    return {"mode": mode.value if mode else None, "url": url, "api_key": api_key, "vllm_api_key": env.vllm_api_key()}
+    key = api_key if api_key == "-" else env.header_value(api_key, "--api-key")  # "-": read from stdin later
+    return {"mode": mode.value if mode else None, "url": url, "api_key": key, "vllm_api_key": env.vllm_api_key()}

@@ -145,7 +145,7 @@ def serve(
         delay_ms=delay_ms,
         port=port,
         host=host,
-        api_key=api_key,
+        api_key=env.header_value(api_key, "--api-key"),
         served_model_name=served_model_name,
         fmt=fmt.value,
         exec_=exec_,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from echopanel_setup.env import header_value
 from echopanel_setup.errors import ExternalError, SetupError, UsageError
 from echopanel_setup.url import redact, resolvable_host, scrub
 
@@ -123,6 +124,17 @@ def token_set() -> bool:
         return False
 
 
+def _usable_token() -> None:
+    """A token no HTTP header can carry (a line break, a letter outside ASCII) crashed the first request (exit 4)."""
+    from huggingface_hub import get_token
+
+    try:
+        token = get_token()
+    except Exception:  # noqa: BLE001 - as in token_set: no usable token, the Hub's answer says the rest
+        return
+    header_value(token, "HF_TOKEN (or the token `hf auth login` saved)")
+
+
 def _session_defaults() -> None:
     """Give huggingface_hub's shared client a default timeout (some HfApi calls pass none and would wait
     forever), and keep its log warnings off the terminal: every failure reaches the user as our one line."""
@@ -187,6 +199,7 @@ def resolve(
 
     _session_defaults()
     _usable_proxy()
+    _usable_token()
     api = HfApi()
     policy = backoff or Backoff()
 
