@@ -184,19 +184,6 @@ def test_doctor_with_scripted_rtx4090_warns_about_used_memory(tmp_path: Path) ->
 
 
 @pytest.mark.slow
-def test_doctor_does_not_hang_on_a_hanging_nvidia_smi(tmp_path: Path) -> None:
-    bin_dir = tmp_path / "bin"
-    install_smi(bin_dir, "h100", mode="hang")
-    res = run_cli("doctor", "--offline", "--json", env={"PATH": path_with(bin_dir)}, timeout=30)
-    assert res.returncode in (0, 1), res.stderr
-    doc = json.loads(res.stdout)
-    probe = {p["name"]: p for p in doc["facts"]["probes"]}["gpu"]
-    error = doc["facts"]["gpu"]["error"] or ""
-    assert probe["status"] == "timeout" or "did not answer" in error
-    assert doc["facts"]["gpu"]["devices"] == []
-
-
-@pytest.mark.slow
 def test_doctor_reports_the_driver_failure_line(tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     install_smi(bin_dir, "h100", mode="fail")

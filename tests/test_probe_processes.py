@@ -3,6 +3,7 @@ driver produced) is killed with that child when its timeout passes, and at once 
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -60,15 +61,17 @@ def test_a_timeout_kills_the_child_and_what_it_started(tmp_path: Path) -> None:
 def test_doctor_leaves_no_probe_behind(tmp_path: Path, how: str) -> None:
     pid_file = tmp_path / "grandchild.pid"
     _hung_smi(tmp_path / "bin", pid_file)
-    doctor = start_cli(
-        "doctor", "--offline", env={"PATH": path_with(tmp_path / "bin")}, stdout=subprocess.DEVNULL, text=True
-    )
+    doctor = start_cli("doctor", "--offline", "--json", env={"PATH": path_with(tmp_path / "bin")}, text=True)
     grandchild = _wait_for(pid_file)
     if how == "sigterm":
         doctor.send_signal(signal.SIGTERM)
         err = doctor.communicate(timeout=10)[1]
         assert doctor.returncode == 128 + signal.SIGTERM and "terminated by SIGTERM" in err, err
-    else:
-        doctor.communicate(timeout=60)
+    else:  # doctor does not hang on a hanging nvidia-smi: it reports it and the rest
+        out = doctor.communicate(timeout=60)[0]
         assert doctor.returncode in (0, 1)
+        doc = json.loads(out)
+        probe = {p["name"]: p for p in doc["facts"]["probes"]}["gpu"]
+        assert probe["status"] == "timeout" or "did not answer" in (doc["facts"]["gpu"]["error"] or "")
+        assert doc["facts"]["gpu"]["devices"] == []
     assert _gone(grandchild), "nvidia-smi's child outlived doctor"

@@ -301,10 +301,12 @@ def test_an_unusable_socks_proxy_for_a_remote_server_is_one_line(cli: Cli, monke
 
 
 @pytest.mark.slow
-def test_a_server_that_stops_reading_meets_one_deadline_for_the_whole_exchange() -> None:
+def test_a_server_that_stops_reading_meets_one_deadline_for_the_whole_exchange(monkeypatch: pytest.MonkeyPatch) -> None:
     """Regression: with no deadline around sends, smoke waited forever on a server that accepted the WebSocket and
     stopped reading (then, ~40 s later, blamed the server for the keepalive closing the socket)."""
     import threading
+
+    monkeypatch.setattr(client, "_CLOSE_S", 0.5)  # a server that reads nothing never takes the close frame either
 
     five_minutes = bytes(5 * 60 * 16000 * 2)  # more than the loopback socket buffers hold
     limits = client.Limits(connect_s=2.0, session_s=1.0, done_s=1.0)
