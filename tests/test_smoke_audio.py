@@ -124,6 +124,28 @@ def test_bad_inputs_are_usage_errors(tmp_path: Path) -> None:
         audio.load(tmp_path)
 
 
+def _damaged(path: Path, offset: int, fmt: str, value: int) -> Path:
+    pcm = array("h", [100, -100] * 800).tobytes()
+    write_wav(path, pcm, 16000, 1)
+    data = bytearray(path.read_bytes())
+    data[offset : offset + struct.calcsize(fmt)] = struct.pack(fmt, value)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_damaged_wav_header_is_a_usage_error_or_read_as_far_as_it_goes(tmp_path: Path) -> None:
+    """Three damaged headers crashed smoke (exit 4): a sample rate of 0 (ZeroDivisionError), a fmt chunk longer than
+    the file (wave's RuntimeError), and a data size past the end (the --http upload's WAV header overflowed)."""
+    with pytest.raises(UsageError, match="sample rate of 0 Hz"):
+        audio.load(_damaged(tmp_path / "rate0.wav", 24, "<I", 0))
+    with pytest.raises(UsageError, match="damaged"):
+        audio.load(_damaged(tmp_path / "fmt.wav", 16, "<I", 0xFFFFFFF0))
+    clip = audio.load(_damaged(tmp_path / "data.wav", 40, "<I", 0xFFFFFFF0))
+    assert clip.n_bytes == 1600 * 2  # the frames the file holds, not the 2 GiB its header claims
+    with audio.wav_file(clip) as fh, wave.open(fh, "rb") as w:
+        assert w.getnframes() == 1600
+
+
 def test_wav_file_wraps_a_clip_as_16k_mono_written_block_by_block(tmp_path: Path) -> None:
     pcm = array("h", [0, 1000, -1000, 32767, -32768] * 3000).tobytes()
     write_wav(tmp_path / "in.wav", pcm, 16000, 1)

@@ -272,18 +272,24 @@ class _WavStream:
 
     @classmethod
     def open(cls, path: Path, name: str, resampler: str | None = None) -> _WavStream:
-        """Read only the header; `_UnsupportedWav` for what `wave` cannot read."""
+        """Read only the header; `_UnsupportedWav` for what `wave` cannot read. A damaged header is a usage error; a
+        data chunk that claims more than the file holds (a recording cut short) is read as far as it goes."""
         try:
             with path.open("rb") as fh, wave.open(fh, "rb") as w:
                 if w.getsampwidth() not in (1, 2, 3, 4):
                     raise _UnsupportedWav(f"{w.getsampwidth() * 8}-bit samples")
-                rate = w.getframerate()
+                rate, channels, width = w.getframerate(), w.getnchannels(), w.getsampwidth()
+                if rate <= 0:
+                    raise UsageError(f"{name}: the WAV header says a sample rate of {rate} Hz: the file is damaged")
+                held = (path.stat().st_size - fh.tell()) // (width * channels)  # wave stops at the data's start
                 chosen = choose_resampler(resampler) if rate != RATE else "python"
-                return cls(path, name, rate, w.getnchannels(), w.getsampwidth(), w.getnframes(), chosen)
+                return cls(path, name, rate, channels, width, min(w.getnframes(), max(0, held)), chosen)
         except wave.Error as exc:
             raise _UnsupportedWav(str(exc)) from None
         except EOFError:
             raise UsageError(f"{name}: the WAV file is truncated") from None
+        except RuntimeError:  # wave's chunk reader, skipping a chunk that runs past the end of the file
+            raise UsageError(f"{name}: the WAV file is damaged (a chunk runs past its end)") from None
 
     @property
     def n_bytes(self) -> int:
