@@ -145,6 +145,25 @@ def target_venv(root: Path, version: str = "0.20.0", scenario: str = "ok") -> Pa
     return python
 
 
+def serving(url: str) -> None:
+    """The record of a server `serve --exec/--detach` started at `url`, this test process standing in for it (alive)."""
+    import psutil
+
+    from echopanel_setup.serve import launcher
+
+    me = psutil.Process()
+    launcher.Record(
+        pid=me.pid,
+        create_time=me.create_time(),
+        url=url,
+        served_model_name="voxtral-mini-transcribe-realtime-2602",
+        argv=["vllm", "serve"],
+        log=str(launcher.log_path()),
+        started_at="now",
+        detached=True,
+    ).write()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, Cli, CliRun, run_cli
 from echopanel_kit import PROVIDER_CHAT_PCM, make_checkout
+from serve_kit import serving
 
 from echopanel_setup import paths, provider
 from echopanel_setup.configure import result as cfg
@@ -440,21 +441,7 @@ def test_the_port_of_a_detached_server_is_written(cli: Cli, checkout: Path, serv
     """Issue 18: after `serve --detach --port P`, configure writes that port (the record in our state dir). A server
     on `--host ::1` listens on the IPv6 loopback only: "localhost" (127.0.0.1 where /etc/hosts says only that) would
     not reach it, so its own address is written."""
-    import psutil
-
-    from echopanel_setup.serve import launcher
-
-    me = psutil.Process()
-    launcher.Record(
-        pid=me.pid,
-        create_time=me.create_time(),
-        url=served,
-        served_model_name="voxtral-mini-transcribe-realtime-2602",
-        argv=["vllm", "serve"],
-        log=str(paths.state_dir() / "serve" / "vllm.log"),
-        started_at="now",
-        detached=True,
-    ).write()
+    serving(served)
     (checkout / ".env").write_text("VOXTRAL_VLLM_URL=http://localhost:8001\n")
     code, out, _ = configure(cli, checkout)
     assert code == 0 and values(checkout / ".env")[URL] == written

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from serve_kit import serving
 
 from echopanel_setup.errors import UsageError
 from echopanel_setup.smoke.runner import SmokeOptions, resolve
@@ -36,30 +37,11 @@ def test_local_mode_defaults_to_port_8001(tmp_path: Path) -> None:
     assert str(t.url) == "http://localhost:8001"
 
 
-def _serving(url: str) -> None:
-    """A record of a server `serve --exec/--detach` started (this process stands in for it: alive)."""
-    import psutil
-
-    from echopanel_setup.serve import launcher
-
-    me = psutil.Process()
-    launcher.Record(
-        pid=me.pid,
-        create_time=me.create_time(),
-        url=url,
-        served_model_name="voxtral-mini-transcribe-realtime-2602",
-        argv=["vllm", "serve"],
-        log="/nonexistent/vllm.log",
-        started_at="now",
-        detached=True,
-    ).write()
-
-
 def test_the_server_serve_started_is_tested_where_no_config_names_one(tmp_path: Path) -> None:
     """`serve --detach --port 8123` then `smoke` (README's step-by-step path, on a GPU host with no EchoPanel
     checkout) said "nothing to test", and `smoke --mode local` asked port 8001 "is the server running?"."""
     none = str(tmp_path / "none")
-    _serving("http://127.0.0.1:8123")
+    serving("http://127.0.0.1:8123")
     for opts in (SmokeOptions(config=none), SmokeOptions(mode="local", config=none)):
         t = resolve(opts, {})
         assert (t.mode, str(t.url)) == ("local", "http://127.0.0.1:8123")
