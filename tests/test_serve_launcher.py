@@ -12,6 +12,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -255,6 +256,30 @@ def test_ctrl_c_again_kills_a_vllm_whose_shutdown_hangs(machine: Machine) -> Non
     assert re.search(r"Stopped in \d+ s \(killed: Ctrl-C cut its shutdown short\)\.", err), err
     assert wait_gone(record.pid) and wait_gone(engine)
     assert launcher.Record.read() is None
+
+
+def test_a_ctrl_c_at_any_point_of_a_stop_kills_the_group() -> None:
+    """The interrupt may land before the first signal is even sent (a loaded machine runs the stop late): the stop
+    still ends with the group dead, by SIGKILL, never abandoned with the server running."""
+    hung = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); print(1, flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert hung.stdout is not None and hung.stdout.readline()
+    said: list[str] = []
+
+    def ctrl_c_on_the_announcement(text: str) -> None:
+        said.append(text)
+        raise KeyboardInterrupt
+
+    halt = launcher.stop_group(hung.pid, hung, ctrl_c_on_the_announcement, "Stopping vLLM…")
+    assert halt.forced and said == ["Stopping vLLM…"]
+    assert hung.wait(timeout=5) == -signal.SIGKILL
 
 
 @pytest.mark.slow

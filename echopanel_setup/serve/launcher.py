@@ -526,29 +526,39 @@ class Halt:
     forced: bool = False
 
 
-def stop_group(pid: int, proc: subprocess.Popen[bytes] | None = None, note: Say | None = None) -> Halt:
+def stop_group(
+    pid: int, proc: subprocess.Popen[bytes] | None = None, note: Say | None = None, announce: str | None = None
+) -> Halt:
     """Stop vLLM and its engine processes (one process group): SIGINT, as a terminal's Ctrl-C, so vLLM shuts
-    down cleanly; then SIGTERM; then SIGKILL, each step said through `note`.
+    down cleanly; then SIGTERM; then SIGKILL. `note` hears `announce` first, then each escalation.
 
-    vLLM's own shutdown can take long (or hang, releasing the GPU never); a Ctrl-C (or SIGTERM) that arrives while
-    we wait is the user asking for it now: the group gets SIGKILL at once and the stop still completes, instead of
-    the interrupt abandoning it halfway with vLLM still holding the GPU. `Halt.forced` tells the caller."""
-    grace = _launch().stop_grace_s
+    vLLM's own shutdown can take long (or hang, never releasing the GPU); a Ctrl-C (or SIGTERM) that arrives at any
+    point of the stop, announcement included, is the user asking for it now: the group gets SIGKILL and the stop
+    still completes, however many more come, instead of an interrupt abandoning it halfway with vLLM still holding
+    the GPU. `Halt.forced` tells the caller."""
     start_t = time.monotonic()
-    steps = ((signal.SIGINT, float(grace)), (signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0))
+    forced = False
+    while True:
+        try:
+            if forced:
+                _signal_group(pid, signal.SIGKILL)
+                _wait_gone(pid, proc, 5.0)
+            else:
+                _escalate(pid, proc, note, announce)
+            return Halt(time.monotonic() - start_t, forced)
+        except KeyboardInterrupt:  # Ctrl-C again (or SIGTERM/SIGHUP after a Ctrl-C): stop it now
+            forced = True
+
+
+def _escalate(pid: int, proc: subprocess.Popen[bytes] | None, note: Say | None, announce: str | None) -> None:
+    if note and announce:
+        note(announce)
+    steps = ((signal.SIGINT, float(_launch().stop_grace_s)), (signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0))
     for n, (sig, wait) in enumerate(steps):
         if n and note:
             note(f"vLLM did not stop within {duration(steps[n - 1][1])}: sending {sig.name}")
-        if not _signal_group(pid, sig):
-            break
-        try:
-            if _wait_gone(pid, proc, wait):
-                break
-        except KeyboardInterrupt:  # Ctrl-C again (or SIGTERM/SIGHUP after a Ctrl-C): stop it now
-            _signal_group(pid, signal.SIGKILL)
-            _wait_gone(pid, proc, 5.0)
-            return Halt(time.monotonic() - start_t, forced=True)
-    return Halt(time.monotonic() - start_t)
+        if not _signal_group(pid, sig) or _wait_gone(pid, proc, wait):
+            return
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> bool:
@@ -686,9 +696,8 @@ def stop(note: Say | None = None) -> tuple[Record | None, Halt, str | None]:
         if record:
             clear_record(record.pid)
         return None, Halt(0.0), aside
-    if note:
-        note(f"Stopping vLLM (pid {record.pid}, {record.url})… Ctrl-C stops it at once.")
-    halt = stop_group(record.pid, note=note)
+    announce = f"Stopping vLLM (pid {record.pid}, {record.url})… Ctrl-C stops it at once."
+    halt = stop_group(record.pid, note=note, announce=announce)
     clear_record(record.pid)
     return record, halt, aside
 

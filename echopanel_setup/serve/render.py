@@ -406,8 +406,7 @@ def _held_sessions(figures: dict[str, str]) -> float | None:
         return None
 
 
-def stopping() -> None:
-    _err().print("Stopping vLLM… Ctrl-C again stops it at once.")
+STOPPING = "Stopping vLLM… Ctrl-C again stops it at once."  # a foreground server's stop, after the first Ctrl-C
 
 
 def stop_note(text: str) -> None:

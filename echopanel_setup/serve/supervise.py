@@ -48,8 +48,7 @@ def launch(opts: ServeOptions, ctx: Context, built: Built) -> Launch:
     except BaseException:  # Ctrl-C, or anything unexpected: never leave a half-started vLLM behind
         if live:
             proc, record = live[-1]
-            render.stopping()
-            halt = launcher.stop_group(record.pid, proc, render.stop_note)
+            halt = launcher.stop_group(record.pid, proc, render.stop_note, render.STOPPING)
             launcher.clear_record(record.pid)
             render.stopped(halt)
         raise
