@@ -307,6 +307,19 @@ class _WavStream:
         return self.resampler, f"{was} → 16 kHz 16-bit mono by {resampler_label(self.resampler)}"
 
     def blocks(self) -> Iterator[bytes]:
+        """Exactly `n_bytes` in all. libsoxr's last block may come a sample short or long of the length the rates
+        give (0.125 s of 44.1 kHz: 2000 samples for the 1999 that its 5512 frames give), and what reads the clip
+        counts on that length: the WAV header written before the data, each loop's word positions under
+        `--streams`, the send budget."""
+        left = self.n_bytes
+        for block in self._converted():
+            if block := block[:left]:
+                left -= len(block)
+                yield block
+        if left:
+            yield bytes(left)  # silence for the missing tail sample(s)
+
+    def _converted(self) -> Iterator[bytes]:
         convert = _SoxrConverter if self.rate != RATE and self.resampler == "soxr" else _PythonConverter
         converter = convert(self.rate, self.channels)
         with self.path.open("rb") as fh, wave.open(fh, "rb") as w:
