@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -100,10 +100,11 @@ def test_detach_then_status_logs_and_stop(machine: Machine) -> None:
     assert run_cli("serve", "--logs", "--lines", "3").stdout == logs.stdout
     doc = json.loads(run_cli("serve", "logs", "--lines", "3", "--json").stdout)
     assert doc["command"] == "serve logs" and doc["lines"] == logs.stdout.splitlines() and doc["log"] == record.log
-    follow = start_cli("serve", "--logs", "--lines", "1", "--follow")
-    assert b"Application startup complete." in follow.stdout.readline()  # type: ignore[union-attr]
-    follow.send_signal(signal.SIGINT)
-    assert follow.wait(timeout=10) == 0  # Ctrl-C is how --follow ends
+    with never_left_running(start_cli("serve", "--logs", "--lines", "1", "--follow")) as follow:
+        read_line = stdout_lines(follow)
+        assert b"Application startup complete." in read_line()
+        follow.send_signal(signal.SIGINT)
+        assert follow.wait(timeout=10) == 0  # Ctrl-C is how --follow ends
     assert_ndjson_follow(Path(record.log))
 
     good = paths.read_state()["serve_good"]
@@ -117,6 +118,17 @@ def test_detach_then_status_logs_and_stop(machine: Machine) -> None:
     assert launcher.Record.read() is None
     assert run_cli("serve", "status").returncode == 1 and run_cli("serve", "--status").returncode == 1
     assert "nothing to stop" in run_cli("serve", "--stop").stdout
+
+
+@contextlib.contextmanager
+def never_left_running(proc: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
+    """A CLI process a test talks to, killed on the way out if a failed assertion left it running."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def stdout_lines(proc: subprocess.Popen[bytes]) -> Callable[[], bytes]:
@@ -136,14 +148,12 @@ def stdout_lines(proc: subprocess.Popen[bytes]) -> Callable[[], bytes]:
 
 def assert_ndjson_follow(log: Path) -> None:
     """`serve logs --follow --json`: one JSON object per line, each with the shared header, as lines arrive."""
-    follow = start_cli("serve", "logs", "--lines", "2", "--follow", "--json")
-    read_line = stdout_lines(follow)
-    try:
+    with never_left_running(start_cli("serve", "logs", "--lines", "2", "--follow", "--json")) as follow:
+        read_line = stdout_lines(follow)
         first, second = json.loads(read_line()), json.loads(read_line())
         with log.open("a", encoding="utf-8") as fh:
             fh.write("INFO 11-25 10:03:00 [loggers.py:123] Engine 000: Avg prompt throughput: 12.5 tokens/s\n")
         third = json.loads(read_line())
-    finally:
         follow.send_signal(signal.SIGINT)
         assert follow.wait(timeout=10) == 0
     for event in (first, second, third):
